@@ -1,0 +1,57 @@
+//! Persistence for Portcullis: one code path over SQLite (the embedded default) and
+//! PostgreSQL (scale-out), through sqlx's `Any` driver.
+//!
+//! Every state change and its audit event commit in one transaction: a method that changes
+//! something takes the acting [`Actor`] and writes the event itself.
+
+mod audit;
+mod db;
+mod error;
+mod groups;
+mod inventory;
+mod settings;
+mod sql;
+mod tokens;
+mod users;
+
+pub use audit::{AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};
+pub use db::{Backend, Store, StoreOptions};
+pub use error::StoreError;
+pub use groups::{Group, GroupKind};
+pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
+pub use tokens::{ApiToken, SessionPrincipal};
+pub use users::{LoginState, NewUser, User, UserPatch};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who performs a change, for the audit event written with it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    /// The client address (or `local` for work the server does itself).
+    pub source: String,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Actor { id: String::new(), name: "system".into(), source: "local".into() }
+    }
+}
+
+/// Paging for list queries.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page { limit: 100, offset: 0 }
+    }
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,212 @@
+//! The store's behaviour, run identically against SQLite and a throwaway PostgreSQL cluster.
+
+use portcullis_core::audit::BreakReason;
+use portcullis_core::inventory::{AccountKind, Platform, Protocol};
+use portcullis_core::role::Role;
+use portcullis_store::{
+    Actor, AuditQuery, GroupKind, NewAccount, NewAsset, NewUser, Page, ProtocolPort, Store, StoreError, StoreOptions,
+};
+use portcullis_testkit::pg::PgCluster;
+
+const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn actor() -> Actor {
+    Actor { id: "admin-id".into(), name: "admin".into(), source: "127.0.0.1".into() }
+}
+
+fn asset(name: &str) -> NewAsset {
+    NewAsset {
+        name: name.into(),
+        address: "10.0.0.5".into(),
+        platform: Platform::Linux,
+        description: String::new(),
+        protocols: vec![ProtocolPort { protocol: Protocol::Ssh, port: 22 }],
+        host_key: None,
+    }
+}
+
+fn user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        display_name: name.into(),
+        email: None,
+        password_hash: "$argon2id$fake".into(),
+        roles: vec![Role::Auditor],
+        time_zone: "Europe/Berlin".into(),
+        time_zone_locked: false,
+    }
+}
+
+async fn open(url: &str) -> Store {
+    Store::open(&StoreOptions { url: url.into(), sqlite_synchronous: "full".into(), max_connections: 8 }, KEY)
+        .await
+        .expect("open store")
+}
+
+/// Runs `f` against a fresh SQLite store and a fresh PostgreSQL store. The returned raw-SQL
+/// runner lets a test tamper with the database behind the store's back.
+async fn on_both<F, Fut>(f: F)
+where
+    F: Fn(Store, Box<dyn Fn(&str) + Send + Sync>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let store = open(&url).await;
+    let p2 = path.clone();
+    f(
+        store.clone(),
+        Box::new(move |sql: &str| {
+            let out = std::process::Command::new("sqlite3").arg(&p2).arg(sql).output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                _ => panic!("sqlite3 CLI failed for {sql}"),
+            }
+        }),
+    )
+    .await;
+    store.close().await;
+
+    let pg = std::sync::Arc::new(PgCluster::start());
+    let url = pg.create_database("store_test");
+    let store = open(&url).await;
+    let pg2 = pg.clone();
+    f(store.clone(), Box::new(move |sql: &str| {
+        pg2.psql("store_test", sql).expect("psql");
+    }))
+    .await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_and_identity_round_trip_with_audit() {
+    on_both(|store, _raw| async move {
+        let a = actor();
+        let u = store.create_user(&a, 1, user("alice")).await.unwrap();
+        assert_eq!(store.user(&u.id).await.unwrap(), u);
+        assert!(matches!(store.create_user(&a, 2, user("alice")).await, Err(StoreError::Conflict(m)) if m.contains("alice")));
+
+        let asset1 = store.create_asset(&a, 3, asset("db1")).await.unwrap();
+        assert_eq!(store.asset(&asset1.id).await.unwrap(), asset1);
+        assert!(matches!(store.create_asset(&a, 4, asset("db1")).await, Err(StoreError::Conflict(_))));
+        let mut bad = asset("db2");
+        bad.address = "not an address".into();
+        assert!(matches!(store.create_asset(&a, 5, bad).await, Err(StoreError::Invalid(e)) if e.field == "address"));
+
+        let acct = store
+            .create_account(&a, 6, NewAccount { asset_id: asset1.id.clone(), name: "root".into(), kind: AccountKind::Local, description: String::new() })
+            .await
+            .unwrap();
+        assert_eq!(store.accounts(Some(&asset1.id), Page::default()).await.unwrap(), vec![acct.clone()]);
+        let missing = store
+            .create_account(&a, 7, NewAccount { asset_id: "nope".into(), name: "root".into(), kind: AccountKind::Local, description: String::new() })
+            .await;
+        assert!(matches!(missing, Err(StoreError::NotFound("asset"))));
+
+        let g = store.create_group(&a, 8, GroupKind::Account, "dbas", "").await.unwrap();
+        let g = store.set_group_member(&a, 9, GroupKind::Account, &g.id, &acct.id, true).await.unwrap();
+        assert_eq!(g.members, vec![acct.id.clone()]);
+        assert!(matches!(
+            store.set_group_member(&a, 9, GroupKind::Account, &g.id, "ghost", true).await,
+            Err(StoreError::NotFound("account"))
+        ));
+        // Deleting the asset cascades to its accounts and their group memberships.
+        store.delete_asset(&a, 10, &asset1.id).await.unwrap();
+        assert!(matches!(store.account(&acct.id).await, Err(StoreError::NotFound(_))));
+        assert!(store.group(GroupKind::Account, &g.id).await.unwrap().members.is_empty());
+
+        let events = store.audit_events(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["user.create", "asset.create", "account.create", "group.create", "group.member_add", "asset.delete"]
+        );
+        let only_assets = store
+            .audit_events(&AuditQuery { object_type: Some("asset".into()), limit: 100, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(only_assets.len(), 2);
+        let page2 = store.audit_events(&AuditQuery { after_seq: Some(4), limit: 1, ..Default::default() }).await.unwrap();
+        assert_eq!(page2.len(), 1);
+        assert_eq!(page2[0].seq, 5);
+        let report = store.verify_audit_chain().await.unwrap();
+        assert_eq!((report.checked, report.head_seq, report.broken), (6, 6, None));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_tampering_is_detected() {
+    on_both(|store, raw| async move {
+        for i in 0..5 {
+            store.create_asset(&actor(), i, asset(&format!("h{i}"))).await.unwrap();
+        }
+        assert!(store.verify_audit_chain().await.unwrap().broken.is_none());
+
+        raw("UPDATE audit_events SET actor_name = 'mallory' WHERE seq = 3");
+        let b = store.verify_audit_chain().await.unwrap().broken.unwrap();
+        assert_eq!((b.seq, b.reason), (3, BreakReason::ContentModified));
+        raw("UPDATE audit_events SET actor_name = 'admin' WHERE seq = 3");
+        assert!(store.verify_audit_chain().await.unwrap().broken.is_none());
+
+        raw("DELETE FROM audit_events WHERE seq = 5");
+        let b = store.verify_audit_chain().await.unwrap().broken.unwrap();
+        assert_eq!((b.seq, b.reason), (5, BreakReason::TailRemoved));
+
+        raw("DELETE FROM audit_events WHERE seq = 2");
+        let b = store.verify_audit_chain().await.unwrap().broken.unwrap();
+        assert_eq!((b.seq, b.reason), (2, BreakReason::SequenceGap));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_keep_one_linear_chain() {
+    on_both(|store, _raw| async move {
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move { s.create_asset(&actor(), i, asset(&format!("c{i}"))).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let report = store.verify_audit_chain().await.unwrap();
+        assert_eq!((report.checked, report.head_seq, report.broken), (40, 40, None));
+        assert_eq!(store.assets(Page { limit: 1000, offset: 0 }).await.unwrap().len(), 40);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_and_tokens() {
+    on_both(|store, _raw| async move {
+        let u = store.create_user(&actor(), 1, user("bob")).await.unwrap();
+        for i in 0..2 {
+            assert!(!store.record_login_failure(&actor(), 10 + i, &u.id, 3, 1000, "bad password").await.unwrap());
+        }
+        assert!(store.record_login_failure(&actor(), 12, &u.id, 3, 1000, "bad password").await.unwrap());
+        let s = store.login_state("bob").await.unwrap().unwrap();
+        assert_eq!((s.user.failed_logins, s.user.locked_until), (3, Some(1000)));
+        store.record_login_success(&actor(), 20, &u.id, Some(7), "sess-hash", 100).await.unwrap();
+        let s = store.login_state("bob").await.unwrap().unwrap();
+        assert_eq!((s.user.failed_logins, s.user.locked_until, s.totp_last_step), (0, None, Some(7)));
+        assert_eq!(store.principal("sess-hash", 50).await.unwrap().unwrap().user.id, u.id);
+        assert!(store.principal("sess-hash", 100).await.unwrap().is_none(), "expired session");
+
+        let t = store.create_api_token(&actor(), 30, &u.id, "ci", "tok-hash", None).await.unwrap();
+        assert!(matches!(store.create_api_token(&actor(), 30, &u.id, "ci", "other", None).await, Err(StoreError::Conflict(_))));
+        let p = store.principal("tok-hash", 40).await.unwrap().unwrap();
+        assert_eq!(p.api_token_id.as_deref(), Some(t.id.as_str()));
+        assert_eq!(store.api_tokens(&u.id).await.unwrap()[0].last_used_at, Some(40));
+        assert!(matches!(store.revoke_api_token(&actor(), 50, "someone-else", &t.id).await, Err(StoreError::NotFound(_))));
+        store.revoke_api_token(&actor(), 50, &u.id, &t.id).await.unwrap();
+        assert!(store.principal("tok-hash", 60).await.unwrap().is_none());
+
+        assert!(store.consume_totp_step(&u.id, 8).await.unwrap());
+        assert!(!store.consume_totp_step(&u.id, 8).await.unwrap(), "a TOTP step is used once");
+        assert!(store.verify_audit_chain().await.unwrap().broken.is_none());
+    })
+    .await;
+}

@@ -1,0 +1,159 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a temporary directory, `postgres` listening
+//! on 127.0.0.1 at a free high port (and a Unix socket inside the directory), stopped by PID.
+//! When the tests run as root, the server runs as the `postgres` system user, since
+//! PostgreSQL refuses to run as root.
+
+use std::ffi::CString;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{stop, wait_until};
+
+pub struct PgCluster {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    socket_dir: PathBuf,
+    uid: Option<(u32, u32)>,
+}
+
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PORTCULLIS_PG_BIN") {
+        return dir.into();
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql (set PORTCULLIS_PG_BIN). \
+             Run the test suite with scripts/test, which installs them."
+        )
+    })
+}
+
+fn postgres_uid() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = CString::new("postgres").expect("static name");
+    // SAFETY: getpwnam returns null or a pointer to a static passwd record that we copy from
+    // immediately.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!pw.is_null(), "running as root needs the 'postgres' system user (apt-get install postgresql)");
+    // SAFETY: pw is non-null and points to a valid passwd record.
+    unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) }
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("path without NUL");
+    // SAFETY: c is a valid NUL-terminated path.
+    unsafe {
+        libc::chown(c.as_ptr(), uid, gid);
+    }
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new().prefix("portcullis-pg-").tempdir().expect("temp dir");
+        let uid = postgres_uid();
+        if let Some((u, g)) = uid {
+            chown_tree(dir.path(), u, g);
+        }
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some((u, g)) = uid {
+            initdb.uid(u).gid(g);
+        }
+        let out = initdb.output().expect("run initdb");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = crate::free_port();
+        let mut postgres = Command::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+            .arg(dir.path())
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((u, g)) = uid {
+            postgres.uid(u).gid(g);
+        }
+        let child = postgres.spawn().expect("start postgres");
+        let cluster = PgCluster { child, port, socket_dir: dir.path().to_owned(), _dir: dir, bin, uid };
+        let ready = wait_until(Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && cluster.psql("postgres", "SELECT 1").is_ok()
+        });
+        assert!(ready, "postgres did not become ready on 127.0.0.1:{port}");
+        cluster
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Creates a database and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\"")).expect("create database");
+        self.url(name)
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL through `psql` (as the cluster owner) and returns its output.
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let psql = ["psql", "/usr/bin/psql"]
+            .iter()
+            .map(|p| if *p == "psql" { self.bin.join("psql") } else { PathBuf::from(p) })
+            .find(|p| p.exists())
+            .unwrap_or_else(|| "psql".into());
+        let mut cmd = Command::new(psql);
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]);
+        if let Some((u, g)) = self.uid {
+            cmd.uid(u).gid(g);
+        }
+        let out = cmd.output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `pg_dump` of one database as SQL text.
+    pub fn dump(&self, db: &str) -> String {
+        let mut cmd = Command::new(self.bin.join("pg_dump"));
+        cmd.args(["-U", "postgres", "-h"]).arg(&self.socket_dir).args(["-p", &self.port.to_string(), db]);
+        if let Some((u, g)) = self.uid {
+            cmd.uid(u).gid(g);
+        }
+        let out = cmd.output().expect("run pg_dump");
+        assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's "fast shutdown".
+        stop(&mut self.child, libc::SIGINT, Duration::from_secs(10));
+    }
+}
