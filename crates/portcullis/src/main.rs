@@ -1,1 +1,119 @@
-fn main() {}
+//! The `portcullis` binary: the server (`serve`) and the command-line client, composed from
+//! the workspace's crates. Errors become `anyhow` only here, at the edge.
+
+mod config;
+mod keys;
+mod serve;
+mod tls;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Privileged access management: vault, access requests, session proxy, audit.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: portcullis_cli::GlobalArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. With no configuration it uses ./portcullis-data (SQLite, recordings,
+    /// keys, a self-signed certificate) and prints a one-time bootstrap secret.
+    Serve {
+        /// Configuration file (TOML); see `portcullis config example`.
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log format, overriding log.format: text or json.
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+    #[command(flatten)]
+    Client(portcullis_cli::Command),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print a complete, commented configuration file with the defaults.
+    Example,
+    /// Validate a configuration (file plus environment) and print the result.
+    Check {
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging(config: &config::Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve { config, log_format } => {
+            let mut env: Vec<(String, String)> = std::env::vars().collect();
+            if let Some(f) = log_format {
+                env.push(("PORTCULLIS_LOG_FORMAT".into(), f));
+            }
+            let config = match config::Config::load(config.as_deref(), env) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            init_logging(&config);
+            match runtime.block_on(serve::run(config)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config(ConfigCmd::Example) => {
+            print!("{}", config::EXAMPLE);
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCmd::Check { config }) => match config::Config::load(config.as_deref(), std::env::vars()) {
+            Ok(c) => {
+                println!("configuration is valid; database: {}", if c.storage.database_url.is_empty() { "embedded SQLite" } else { "as configured" });
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        },
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&portcullis_api::openapi()).expect("serializable"));
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Client(cmd) => {
+            let code = runtime.block_on(portcullis_cli::run(cmd, cli.global));
+            std::process::ExitCode::from(code as u8)
+        }
+    }
+}

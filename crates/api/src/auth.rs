@@ -1,0 +1,185 @@
+//! Authentication: password hashing, bearer tokens, and the extractors that decide who is
+//! calling and whether they may. Every route takes an [`Authed`] extractor naming the roles it
+//! admits; a route without one is public and must be listed as such in the route matrix test.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use portcullis_core::role::Role;
+use portcullis_store::{Actor, User};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The client's address, put into each request's extensions by the server's accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+pub(crate) fn client_source(parts: &Parts) -> String {
+    parts.extensions.get::<ClientAddr>().map(|a| a.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes). CPU-heavy: call
+/// from a blocking task.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters cannot fail")
+        .to_string()
+}
+
+/// Verifies a password against a PHC string; argon2's comparison is constant-time.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+pub(crate) async fn hash_password_blocking(password: Zeroizing<String>) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|_| ApiError::internal())
+}
+
+pub(crate) async fn verify_password_blocking(password: Zeroizing<String>, phc: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.map_err(|_| ApiError::internal())
+}
+
+/// A new random bearer token with a readable prefix (`pcs_` login session, `pct_` API token).
+pub fn new_token(prefix: &str) -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    Zeroizing::new(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref())))
+}
+
+/// What the store keeps of a token.
+pub fn token_hash(token: &str) -> String {
+    hex_lower(&Sha256::digest(token.as_bytes()))
+}
+
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub token_hash: String,
+    pub api_token_id: Option<String>,
+    pub source: String,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor { id: self.user.id.clone(), name: self.user.username.clone(), source: self.source.clone() }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.user.roles.contains(&role)
+    }
+
+    /// Whether the caller may manage `target`: an Appliance Administrator may manage anyone;
+    /// others only users whose administrative roles they hold themselves, so no one gains a
+    /// role by taking over a more privileged account.
+    pub fn may_manage(&self, target: &User) -> bool {
+        self.has(Role::ApplianceAdmin) || target.roles.iter().all(|r| self.has(*r))
+    }
+}
+
+/// A set of roles a route admits.
+pub trait RoleSet: Send + Sync + 'static {
+    /// Empty means: any authenticated user.
+    const ROLES: &'static [Role];
+}
+
+macro_rules! role_set {
+    ($(#[$m:meta])* $name:ident = [$($role:ident),*]) => {
+        $(#[$m])*
+        pub struct $name;
+        impl RoleSet for $name {
+            const ROLES: &'static [Role] = &[$(Role::$role),*];
+        }
+    };
+}
+
+role_set!(/// Any signed-in user.
+    AnyUser = []);
+role_set!(/// User Administrators.
+    UserAdmins = [UserAdmin]);
+role_set!(/// Asset Administrators.
+    AssetAdmins = [AssetAdmin]);
+role_set!(/// Appliance Administrators.
+    ApplianceAdmins = [ApplianceAdmin]);
+role_set!(/// Auditors and Appliance Administrators.
+    AuditReaders = [Auditor, ApplianceAdmin]);
+role_set!(/// Who may read users and groups.
+    DirectoryReaders = [UserAdmin, SecurityPolicyAdmin, Auditor, ApplianceAdmin]);
+role_set!(/// Who may read the inventory.
+    InventoryReaders = [AssetAdmin, SecurityPolicyAdmin, Auditor, ApplianceAdmin]);
+
+/// An authenticated caller holding at least one of `R`'s roles. Rejects with 401 when there
+/// is no valid token and 403 when the roles are missing.
+pub struct Authed<R: RoleSet> {
+    pub caller: Caller,
+    _roles: PhantomData<R>,
+}
+
+impl<R: RoleSet> std::ops::Deref for Authed<R> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<R: RoleSet> FromRequestParts<AppState> for Authed<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        if !R::ROLES.is_empty() && !R::ROLES.iter().any(|r| caller.has(*r)) {
+            let names: Vec<&str> = R::ROLES.iter().map(|r| r.as_str()).collect();
+            return Err(ApiError::forbidden(format!("this action needs one of the roles: {}", names.join(", "))));
+        }
+        Ok(Authed { caller, _roles: PhantomData })
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthenticated("sign in first: send 'Authorization: Bearer <token>'"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
+    let hash = token_hash(token);
+    let principal = state
+        .store
+        .principal(&hash, state.now())
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the token is invalid, expired or revoked; sign in again"))?;
+    if principal.user.disabled {
+        return Err(ApiError::unauthenticated("this account is disabled"));
+    }
+    Ok(Caller { user: principal.user, token_hash: hash, api_token_id: principal.api_token_id, source: client_source(parts) })
+}
+
+/// The client address of an unauthenticated request, for audit.
+pub struct Source(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(client_source(parts)))
+    }
+}

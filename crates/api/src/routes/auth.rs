@@ -1,0 +1,175 @@
+//! Signing in and out, and the one-time bootstrap of the first administrator.
+
+use std::sync::LazyLock;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_core::role::Role;
+use portcullis_core::{totp, validate};
+use portcullis_store::{Actor, NewEvent, NewUser, Outcome};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use zeroize::Zeroizing;
+
+use crate::auth::{hash_password_blocking, new_token, token_hash, verify_password_blocking, AnyUser, Authed, Source};
+use crate::dto::{ts, UserDto};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(bootstrap)).routes(routes!(login)).routes(routes!(logout))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapRequest {
+    /// The one-time secret the server printed on its first start.
+    #[schema(value_type = String, format = Password)]
+    secret: Zeroizing<String>,
+    username: String,
+    #[schema(value_type = String, format = Password)]
+    password: Zeroizing<String>,
+    display_name: Option<String>,
+    /// IANA time zone; UTC when absent.
+    time_zone: Option<String>,
+}
+
+/// Creates the first administrator with every administrative role, using the one-time
+/// bootstrap secret. Works once.
+#[utoipa::path(post, path = "/api/v1/bootstrap", tag = "auth", operation_id = "bootstrap",
+    request_body = BootstrapRequest,
+    responses((status = 201, description = "The first administrator", body = UserDto)))]
+async fn bootstrap(State(state): State<AppState>, Source(source): Source, ApiJson(req): ApiJson<BootstrapRequest>) -> ApiResult<(StatusCode, Json<UserDto>)> {
+    if state.store.user_count().await? > 0 {
+        return Err(ApiError::conflict("already_bootstrapped", "the first administrator exists already; sign in instead"));
+    }
+    validate::username("username", &req.username)?;
+    validate::password("password", &req.password, state.auth.password_min_length)?;
+    let display_name = req.display_name.clone().unwrap_or_else(|| req.username.clone());
+    validate::name("display_name", &display_name)?;
+    let time_zone = req.time_zone.clone().unwrap_or_else(|| "UTC".into());
+    validate::time_zone("time_zone", &time_zone)?;
+    let now = state.now();
+    let password_hash = hash_password_blocking(req.password).await?;
+    let new = NewUser {
+        username: req.username.clone(),
+        display_name,
+        email: None,
+        password_hash,
+        roles: Role::ALL.to_vec(),
+        time_zone,
+        time_zone_locked: false,
+    };
+    match state.store.bootstrap_admin(&source, now, &token_hash(&req.secret), new).await? {
+        Some(user) => Ok((StatusCode::CREATED, Json(UserDto::from(&user)))),
+        None => {
+            let actor = Actor { id: String::new(), name: req.username.clone(), source };
+            state
+                .store
+                .record(&actor, now, NewEvent::success("system.bootstrap", "user", "").with_outcome(Outcome::Failure))
+                .await?;
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_bootstrap_secret", "the bootstrap secret is wrong or was used already"))
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    #[schema(value_type = String, format = Password)]
+    password: Zeroizing<String>,
+    /// The current six-digit code, for users enrolled in TOTP.
+    totp_code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    expires_at: String,
+    user: UserDto,
+}
+
+/// A valid argon2id hash of a random password: unknown usernames are checked against it so
+/// that their response time matches that of known ones.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| crate::auth::hash_password(&new_token("dummy_")));
+
+/// Signs in with username, password and (when enrolled) a TOTP code; returns a session token.
+/// Repeated failures lock the account for a while.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login",
+    request_body = LoginRequest,
+    responses((status = 200, description = "Signed in", body = LoginResponse)))]
+async fn login(State(state): State<AppState>, Source(source): Source, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+    let now = state.now();
+    let attempted: String = req.username.chars().take(64).collect();
+    let actor = |id: &str| Actor { id: id.to_owned(), name: attempted.clone(), source: source.clone() };
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password");
+    let fail = |id: String, reason: &'static str| {
+        let state = state.clone();
+        let actor = actor(&id);
+        async move {
+            state.metrics.logins_failed.inc();
+            let lock_until = now + state.auth.lockout_minutes * 60_000_000;
+            state.store.record_login_failure(&actor, now, &id, state.auth.lockout_threshold, lock_until, reason).await
+        }
+    };
+
+    let login_state = if req.username.len() <= 64 { state.store.login_state(&req.username).await? } else { None };
+    let Some(login_state) = login_state else {
+        verify_password_blocking(req.password, DUMMY_HASH.clone()).await?;
+        fail(String::new(), "unknown user").await?;
+        return Err(invalid());
+    };
+    let user = &login_state.user;
+    if user.locked_until.is_some_and(|t| t > now) {
+        fail(user.id.clone(), "account locked").await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "account_locked",
+            "too many failed sign-ins; the account is locked for a while (a User Administrator can unlock it)",
+        ));
+    }
+    let password_ok = verify_password_blocking(req.password, login_state.password_hash.clone()).await?;
+    if !password_ok || user.disabled {
+        let locked = fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
+        if locked {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "account_locked", "too many failed sign-ins; the account is now locked for a while"));
+        }
+        return Err(invalid());
+    }
+    let mut totp_step = None;
+    if user.totp_enabled {
+        let Some(code) = req.totp_code.as_deref() else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "totp_required", "this account uses a one-time code: send totp_code"));
+        };
+        let secret = login_state.totp_secret.as_deref().and_then(totp::decode_secret).map(Zeroizing::new);
+        let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login_state.totp_last_step));
+        let consumed = match step {
+            Some(step) => state.store.consume_totp_step(&user.id, step).await?,
+            None => false,
+        };
+        if !consumed {
+            fail(user.id.clone(), "wrong one-time code").await?;
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong or reused one-time code"));
+        }
+        totp_step = step;
+    }
+    let token = new_token("pcs_");
+    let expires_at = now + state.auth.session_ttl_minutes * 60_000_000;
+    state.store.record_login_success(&actor(&user.id), now, &user.id, totp_step, &token_hash(&token), expires_at).await?;
+    let user = state.store.user(&user.id).await?;
+    Ok(Json(LoginResponse { token: token.to_string(), expires_at: ts(expires_at), user: UserDto::from(&user) }))
+}
+
+/// Ends the current login session. (API tokens are revoked through `/api/v1/me/tokens`.)
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout",
+    responses((status = 204, description = "Signed out")))]
+async fn logout(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<StatusCode> {
+    state.store.end_login_session(&caller.actor(), state.now(), &caller.token_hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,291 @@
+//! Assets and accounts (R-VAULT-1). Readable by administrators who need the inventory,
+//! changed by Asset Administrators.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_core::inventory::{AccountKind, Platform, Protocol};
+use portcullis_core::validate;
+use portcullis_store::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{AssetAdmins, Authed, InventoryReaders};
+use crate::dto::{double_option, ts, IdPath, PageParams};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_assets, create_asset))
+        .routes(routes!(get_asset, update_asset, delete_asset))
+        .routes(routes!(list_accounts, create_account))
+        .routes(routes!(get_account, update_account, delete_account))
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolPortDto {
+    /// ssh, rdp or telnet.
+    protocol: String,
+    /// Defaults to the protocol's standard port.
+    #[schema(minimum = 1, maximum = 65535)]
+    port: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetDto {
+    id: String,
+    name: String,
+    /// IP address or DNS name.
+    address: String,
+    /// linux, unix, windows, network_device or other.
+    platform: String,
+    description: String,
+    protocols: Vec<ProtocolPortDto>,
+    /// The pinned SSH host key (OpenSSH format), if set.
+    host_key: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&Asset> for AssetDto {
+    fn from(a: &Asset) -> Self {
+        AssetDto {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            address: a.address.clone(),
+            platform: a.platform.to_string(),
+            description: a.description.clone(),
+            protocols: a
+                .protocols
+                .iter()
+                .map(|p| ProtocolPortDto { protocol: p.protocol.to_string(), port: Some(p.port.into()) })
+                .collect(),
+            host_key: a.host_key.clone(),
+            created_at: ts(a.created_at),
+            updated_at: ts(a.updated_at),
+        }
+    }
+}
+
+fn parse_platform(s: &str) -> ApiResult<Platform> {
+    Platform::parse(s).ok_or_else(|| ApiError::invalid("platform", "must be one of linux, unix, windows, network_device, other"))
+}
+
+fn parse_protocols(list: &[ProtocolPortDto]) -> ApiResult<Vec<ProtocolPort>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let protocol = Protocol::parse(&p.protocol)
+                .ok_or_else(|| ApiError::invalid(format!("protocols[{i}].protocol"), "must be ssh, rdp or telnet"))?;
+            let port = match p.port {
+                Some(n) => validate::port(&format!("protocols[{i}].port"), n)?,
+                None => protocol.default_port(),
+            };
+            Ok(ProtocolPort { protocol, port })
+        })
+        .collect()
+}
+
+/// All assets.
+#[utoipa::path(get, path = "/api/v1/assets", tag = "assets", operation_id = "list_assets",
+    params(PageParams),
+    responses((status = 200, description = "Assets", body = [AssetDto])))]
+async fn list_assets(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiQuery(page): ApiQuery<PageParams>) -> ApiResult<Json<Vec<AssetDto>>> {
+    Ok(Json(state.store.assets(page.page()?).await?.iter().map(AssetDto::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAssetRequest {
+    name: String,
+    address: String,
+    platform: String,
+    #[serde(default)]
+    description: String,
+    /// Defaults to SSH on port 22.
+    protocols: Option<Vec<ProtocolPortDto>>,
+    host_key: Option<String>,
+}
+
+/// Adds an asset.
+#[utoipa::path(post, path = "/api/v1/assets", tag = "assets", operation_id = "create_asset",
+    request_body = CreateAssetRequest,
+    responses((status = 201, description = "Created", body = AssetDto)))]
+async fn create_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiJson(req): ApiJson<CreateAssetRequest>) -> ApiResult<(StatusCode, Json<AssetDto>)> {
+    let protocols = match &req.protocols {
+        Some(p) => parse_protocols(p)?,
+        None => vec![ProtocolPort { protocol: Protocol::Ssh, port: 22 }],
+    };
+    let new = NewAsset {
+        name: req.name,
+        address: req.address,
+        platform: parse_platform(&req.platform)?,
+        description: req.description,
+        protocols,
+        host_key: req.host_key,
+    };
+    let asset = state.store.create_asset(&c.actor(), state.now(), new).await?;
+    Ok((StatusCode::CREATED, Json(AssetDto::from(&asset))))
+}
+
+/// One asset.
+#[utoipa::path(get, path = "/api/v1/assets/{id}", tag = "assets", operation_id = "get_asset",
+    params(IdPath),
+    responses((status = 200, description = "The asset", body = AssetDto)))]
+async fn get_asset(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<AssetDto>> {
+    Ok(Json(AssetDto::from(&state.store.asset(&p.id).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAssetRequest {
+    name: Option<String>,
+    address: Option<String>,
+    platform: Option<String>,
+    description: Option<String>,
+    protocols: Option<Vec<ProtocolPortDto>>,
+    /// `null` unpins the host key.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    host_key: Option<Option<String>>,
+}
+
+/// Changes an asset.
+#[utoipa::path(patch, path = "/api/v1/assets/{id}", tag = "assets", operation_id = "update_asset",
+    params(IdPath), request_body = UpdateAssetRequest,
+    responses((status = 200, description = "Updated", body = AssetDto)))]
+async fn update_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<UpdateAssetRequest>) -> ApiResult<Json<AssetDto>> {
+    let patch = AssetPatch {
+        name: req.name,
+        address: req.address,
+        platform: req.platform.as_deref().map(parse_platform).transpose()?,
+        description: req.description,
+        protocols: req.protocols.as_deref().map(parse_protocols).transpose()?,
+        host_key: req.host_key,
+    };
+    let asset = state.store.update_asset(&c.actor(), state.now(), &p.id, patch).await?;
+    Ok(Json(AssetDto::from(&asset)))
+}
+
+/// Deletes an asset with its accounts.
+#[utoipa::path(delete, path = "/api/v1/assets/{id}", tag = "assets", operation_id = "delete_asset",
+    params(IdPath),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+    state.store.delete_asset(&c.actor(), state.now(), &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountDto {
+    id: String,
+    asset_id: String,
+    name: String,
+    /// local or directory.
+    kind: String,
+    description: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&Account> for AccountDto {
+    fn from(a: &Account) -> Self {
+        AccountDto {
+            id: a.id.clone(),
+            asset_id: a.asset_id.clone(),
+            name: a.name.clone(),
+            kind: a.kind.to_string(),
+            description: a.description.clone(),
+            created_at: ts(a.created_at),
+            updated_at: ts(a.updated_at),
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> ApiResult<AccountKind> {
+    AccountKind::parse(s).ok_or_else(|| ApiError::invalid("kind", "must be local or directory"))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountListParams {
+    /// Only the accounts of this asset.
+    asset_id: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+}
+
+/// Accounts, optionally of one asset.
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", operation_id = "list_accounts",
+    params(AccountListParams),
+    responses((status = 200, description = "Accounts", body = [AccountDto])))]
+async fn list_accounts(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiQuery(q): ApiQuery<AccountListParams>) -> ApiResult<Json<Vec<AccountDto>>> {
+    let page = PageParams { limit: q.limit, offset: q.offset }.page()?;
+    let accounts = state.store.accounts(q.asset_id.as_deref(), page).await?;
+    Ok(Json(accounts.iter().map(AccountDto::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {
+    asset_id: String,
+    name: String,
+    /// local (default) or directory.
+    kind: Option<String>,
+    #[serde(default)]
+    description: String,
+}
+
+/// Adds an account to an asset.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", operation_id = "create_account",
+    request_body = CreateAccountRequest,
+    responses((status = 201, description = "Created", body = AccountDto)))]
+async fn create_account(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiJson(req): ApiJson<CreateAccountRequest>) -> ApiResult<(StatusCode, Json<AccountDto>)> {
+    let kind = req.kind.as_deref().map(parse_kind).transpose()?.unwrap_or(AccountKind::Local);
+    let new = NewAccount { asset_id: req.asset_id, name: req.name, kind, description: req.description };
+    let account = state.store.create_account(&c.actor(), state.now(), new).await?;
+    Ok((StatusCode::CREATED, Json(AccountDto::from(&account))))
+}
+
+/// One account.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts", operation_id = "get_account",
+    params(IdPath),
+    responses((status = 200, description = "The account", body = AccountDto)))]
+async fn get_account(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<AccountDto>> {
+    Ok(Json(AccountDto::from(&state.store.account(&p.id).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccountRequest {
+    name: Option<String>,
+    kind: Option<String>,
+    description: Option<String>,
+}
+
+/// Changes an account.
+#[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", operation_id = "update_account",
+    params(IdPath), request_body = UpdateAccountRequest,
+    responses((status = 200, description = "Updated", body = AccountDto)))]
+async fn update_account(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<UpdateAccountRequest>) -> ApiResult<Json<AccountDto>> {
+    let patch = AccountPatch { name: req.name, kind: req.kind.as_deref().map(parse_kind).transpose()?, description: req.description };
+    let account = state.store.update_account(&c.actor(), state.now(), &p.id, patch).await?;
+    Ok(Json(AccountDto::from(&account)))
+}
+
+/// Deletes an account.
+#[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts", operation_id = "delete_account",
+    params(IdPath),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_account(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+    state.store.delete_account(&c.actor(), state.now(), &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,7 @@
+pub mod audit;
+pub mod auth;
+pub mod groups;
+pub mod inventory;
+pub mod me;
+pub mod system;
+pub mod users;

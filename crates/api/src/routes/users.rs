@@ -1,0 +1,245 @@
+//! User administration (User Administrators; roles by Appliance Administrators).
+
+use std::str::FromStr;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_core::role::Role;
+use portcullis_core::validate;
+use portcullis_store::{NewUser, User, UserPatch};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use zeroize::Zeroizing;
+
+use crate::auth::{hash_password_blocking, ApplianceAdmins, Authed, Caller, DirectoryReaders, UserAdmins};
+use crate::dto::{double_option, IdPath, PageParams, UserDto};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(set_roles))
+        .routes(routes!(reset_password))
+        .routes(routes!(unlock_user))
+        .routes(routes!(reset_totp))
+}
+
+fn parse_roles(names: &[String]) -> ApiResult<Vec<Role>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Role::from_str(n).map_err(|e| ApiError::invalid(format!("roles[{i}]"), e.to_string())))
+        .collect()
+}
+
+/// Refuses when the caller may not manage `target` (see [`Caller::may_manage`]).
+fn ensure_may_manage(caller: &Caller, target: &User) -> ApiResult<()> {
+    if caller.may_manage(target) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this user holds administrative roles you do not have; an Appliance Administrator must do this"))
+    }
+}
+
+/// All users.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users",
+    params(PageParams),
+    responses((status = 200, description = "Users", body = [UserDto])))]
+async fn list_users(State(state): State<AppState>, _caller: Authed<DirectoryReaders>, ApiQuery(page): ApiQuery<PageParams>) -> ApiResult<Json<Vec<UserDto>>> {
+    let users = state.store.users(page.page()?).await?;
+    Ok(Json(users.iter().map(UserDto::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    username: String,
+    display_name: Option<String>,
+    email: Option<String>,
+    /// The initial password.
+    #[schema(value_type = String, format = Password)]
+    password: Zeroizing<String>,
+    /// IANA time zone; UTC when absent.
+    time_zone: Option<String>,
+    #[serde(default)]
+    time_zone_locked: bool,
+    /// Administrative roles; only an Appliance Administrator may grant them.
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// Creates a local user.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user",
+    request_body = CreateUserRequest,
+    responses((status = 201, description = "Created", body = UserDto)))]
+async fn create_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiJson(req): ApiJson<CreateUserRequest>) -> ApiResult<(StatusCode, Json<UserDto>)> {
+    validate::username("username", &req.username)?;
+    let display_name = req.display_name.clone().unwrap_or_else(|| req.username.clone());
+    validate::name("display_name", &display_name)?;
+    if let Some(e) = &req.email {
+        validate::email("email", e)?;
+    }
+    validate::password("password", &req.password, state.auth.password_min_length)?;
+    let time_zone = req.time_zone.clone().unwrap_or_else(|| "UTC".into());
+    validate::time_zone("time_zone", &time_zone)?;
+    let roles = parse_roles(&req.roles)?;
+    if !roles.is_empty() && !caller.has(Role::ApplianceAdmin) {
+        return Err(ApiError::forbidden("only an Appliance Administrator may grant administrative roles"));
+    }
+    let password_hash = hash_password_blocking(req.password).await?;
+    let new = NewUser {
+        username: req.username,
+        display_name,
+        email: req.email,
+        password_hash,
+        roles,
+        time_zone,
+        time_zone_locked: req.time_zone_locked,
+    };
+    let user = state.store.create_user(&caller.actor(), state.now(), new).await?;
+    Ok((StatusCode::CREATED, Json(UserDto::from(&user))))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", operation_id = "get_user",
+    params(IdPath),
+    responses((status = 200, description = "The user", body = UserDto)))]
+async fn get_user(State(state): State<AppState>, _caller: Authed<DirectoryReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<UserDto>> {
+    Ok(Json(UserDto::from(&state.store.user(&p.id).await?)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    display_name: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    email: Option<Option<String>>,
+    time_zone: Option<String>,
+    /// Forbid the user to change their own time zone.
+    time_zone_locked: Option<bool>,
+    /// A disabled user cannot sign in; their sessions end.
+    disabled: Option<bool>,
+}
+
+/// Changes a user's profile, time-zone rule or disabled flag.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", operation_id = "update_user",
+    params(IdPath), request_body = UpdateUserRequest,
+    responses((status = 200, description = "Updated", body = UserDto)))]
+async fn update_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<UpdateUserRequest>) -> ApiResult<Json<UserDto>> {
+    if let Some(n) = &req.display_name {
+        validate::name("display_name", n)?;
+    }
+    if let Some(Some(e)) = &req.email {
+        validate::email("email", e)?;
+    }
+    if let Some(tz) = &req.time_zone {
+        validate::time_zone("time_zone", tz)?;
+    }
+    let target = state.store.user(&p.id).await?;
+    ensure_may_manage(&caller, &target)?;
+    if req.disabled == Some(true) && target.id == caller.user.id {
+        return Err(ApiError::conflict("cannot_disable_self", "you cannot disable your own account"));
+    }
+    let patch = UserPatch {
+        display_name: req.display_name,
+        email: req.email,
+        time_zone: req.time_zone,
+        time_zone_locked: req.time_zone_locked,
+        disabled: req.disabled,
+    };
+    let user = state.store.update_user(&caller.actor(), state.now(), &p.id, patch).await?;
+    Ok(Json(UserDto::from(&user)))
+}
+
+/// Deletes a user. Their audit events stay.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", operation_id = "delete_user",
+    params(IdPath),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+    let target = state.store.user(&p.id).await?;
+    ensure_may_manage(&caller, &target)?;
+    if target.id == caller.user.id {
+        return Err(ApiError::conflict("cannot_delete_self", "you cannot delete your own account"));
+    }
+    state.store.delete_user(&caller.actor(), state.now(), &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRolesRequest {
+    /// The complete new set of administrative roles.
+    roles: Vec<String>,
+}
+
+/// Replaces a user's administrative roles. The last Appliance Administrator keeps the role.
+#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", operation_id = "set_user_roles",
+    params(IdPath), request_body = SetRolesRequest,
+    responses((status = 200, description = "Updated", body = UserDto)))]
+async fn set_roles(State(state): State<AppState>, caller: Authed<ApplianceAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<SetRolesRequest>) -> ApiResult<Json<UserDto>> {
+    let roles = parse_roles(&req.roles)?;
+    let target = state.store.user(&p.id).await?;
+    if target.roles.contains(&Role::ApplianceAdmin) && !roles.contains(&Role::ApplianceAdmin) {
+        let admins = state
+            .store
+            .users(portcullis_store::Page { limit: i64::MAX, offset: 0 })
+            .await?
+            .iter()
+            .filter(|u| u.roles.contains(&Role::ApplianceAdmin) && !u.disabled)
+            .count();
+        if admins <= 1 {
+            return Err(ApiError::conflict("last_appliance_admin", "this is the last Appliance Administrator; grant the role to someone else first"));
+        }
+    }
+    let user = state.store.set_roles(&caller.actor(), state.now(), &p.id, &roles).await?;
+    Ok(Json(UserDto::from(&user)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    #[schema(value_type = String, format = Password)]
+    new_password: Zeroizing<String>,
+}
+
+/// Sets a new password for a user; their sessions end.
+#[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users", operation_id = "reset_user_password",
+    params(IdPath), request_body = ResetPasswordRequest,
+    responses((status = 204, description = "Password set")))]
+async fn reset_password(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<ResetPasswordRequest>) -> ApiResult<StatusCode> {
+    validate::password("new_password", &req.new_password, state.auth.password_min_length)?;
+    let target = state.store.user(&p.id).await?;
+    ensure_may_manage(&caller, &target)?;
+    let hash = hash_password_blocking(req.new_password).await?;
+    state.store.set_password(&caller.actor(), state.now(), &p.id, &hash, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lifts a lockout after failed sign-ins.
+#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", operation_id = "unlock_user",
+    params(IdPath),
+    responses((status = 200, description = "Unlocked", body = UserDto)))]
+async fn unlock_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<UserDto>> {
+    let target = state.store.user(&p.id).await?;
+    ensure_may_manage(&caller, &target)?;
+    Ok(Json(UserDto::from(&state.store.unlock_user(&caller.actor(), state.now(), &p.id).await?)))
+}
+
+/// Removes a user's one-time-code enrolment (lost phone); they can enrol again.
+#[utoipa::path(post, path = "/api/v1/users/{id}/totp/reset", tag = "users", operation_id = "reset_user_totp",
+    params(IdPath),
+    responses((status = 204, description = "Enrolment removed")))]
+async fn reset_totp(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+    let target = state.store.user(&p.id).await?;
+    ensure_may_manage(&caller, &target)?;
+    state.store.set_totp_enabled(&caller.actor(), state.now(), &p.id, false, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,61 @@
+use std::sync::Arc;
+
+use portcullis_store::Store;
+
+use crate::metrics::Metrics;
+
+/// The time source. The server uses the system clock; tests can set any time.
+pub trait Clock: Send + Sync + 'static {
+    /// Microseconds since the Unix epoch.
+    fn now_micros(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_micros(&self) -> i64 {
+        jiff::Timestamp::now().as_microsecond()
+    }
+}
+
+/// Authentication settings, validated by the configuration layer.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub session_ttl_minutes: i64,
+    pub lockout_threshold: i64,
+    pub lockout_minutes: i64,
+    pub password_min_length: usize,
+    pub totp_issuer: String,
+}
+
+impl AuthSettings {
+    /// Settings for tests and for the example configuration.
+    pub fn standard() -> Self {
+        AuthSettings {
+            session_ttl_minutes: 12 * 60,
+            lockout_threshold: 5,
+            lockout_minutes: 15,
+            password_min_length: 12,
+            totp_issuer: "Portcullis".into(),
+        }
+    }
+}
+
+/// What every handler can reach. Cloning is cheap.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Arc<AuthSettings>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, auth: AuthSettings) -> Self {
+        AppState { store, clock, auth: Arc::new(auth), metrics: Arc::new(Metrics::new()) }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+}

@@ -1,0 +1,185 @@
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::signed_in;
+use crate::client::enc;
+use crate::output::{done, print};
+use crate::{CliError, GlobalArgs};
+
+const ASSET_COLUMNS: &[&str] = &["id", "name", "address", "platform", "protocols", "host_key"];
+const ACCOUNT_COLUMNS: &[&str] = &["id", "asset_id", "name", "kind", "description"];
+
+#[derive(Debug, Subcommand)]
+pub enum AssetCmd {
+    /// List assets.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show one asset.
+    Show { id: String },
+    /// Add an asset.
+    Create {
+        name: String,
+        /// IP address or DNS name.
+        #[arg(long)]
+        address: String,
+        /// linux, unix, windows, network_device or other.
+        #[arg(long)]
+        platform: String,
+        /// PROTOCOL[:PORT], repeatable (default ssh:22).
+        #[arg(long = "protocol")]
+        protocols: Vec<String>,
+        /// Pinned SSH host key in OpenSSH format.
+        #[arg(long)]
+        host_key: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Change an asset.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        platform: Option<String>,
+        /// Replaces the list: PROTOCOL[:PORT], repeatable.
+        #[arg(long = "protocol")]
+        protocols: Vec<String>,
+        #[arg(long)]
+        host_key: Option<String>,
+        /// Unpin the host key.
+        #[arg(long, conflicts_with = "host_key")]
+        clear_host_key: bool,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete an asset and its accounts.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// List accounts, optionally of one asset.
+    List {
+        #[arg(long)]
+        asset: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one account.
+    Show { id: String },
+    /// Add an account to an asset.
+    Create {
+        name: String,
+        /// The asset's id.
+        #[arg(long)]
+        asset: String,
+        /// local (default) or directory.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Change an account.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete an account.
+    Delete { id: String },
+}
+
+fn protocols(list: &[String]) -> Result<Value, CliError> {
+    list.iter()
+        .map(|p| match p.split_once(':') {
+            None => Ok(json!({ "protocol": p })),
+            Some((proto, port)) => port
+                .parse::<i64>()
+                .map(|n| json!({ "protocol": proto, "port": n }))
+                .map_err(|_| CliError::Usage(format!("--protocol {p}: the port must be a number"))),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+fn set_some(body: &mut Value, pairs: Vec<(&str, Option<String>)>) {
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            body[k] = json!(v);
+        }
+    }
+}
+
+pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
+    let c = signed_in(g)?;
+    let item = |id: &str| format!("/api/v1/assets/{}", enc(id));
+    let shown = match cmd {
+        AssetCmd::List { limit, offset } => c.get(&format!("/api/v1/assets?limit={limit}&offset={offset}")).await?,
+        AssetCmd::Show { id } => c.get(&item(&id)).await?,
+        AssetCmd::Create { name, address, platform, protocols: p, host_key, description } => {
+            let mut body = json!({ "name": name, "address": address, "platform": platform, "description": description });
+            if !p.is_empty() {
+                body["protocols"] = protocols(&p)?;
+            }
+            set_some(&mut body, vec![("host_key", host_key)]);
+            c.post("/api/v1/assets", &body).await?
+        }
+        AssetCmd::Update { id, name, address, platform, protocols: p, host_key, clear_host_key, description } => {
+            let mut body = json!({});
+            set_some(&mut body, vec![("name", name), ("address", address), ("platform", platform), ("host_key", host_key), ("description", description)]);
+            if !p.is_empty() {
+                body["protocols"] = protocols(&p)?;
+            }
+            if clear_host_key {
+                body["host_key"] = Value::Null;
+            }
+            c.patch(&item(&id), &body).await?
+        }
+        AssetCmd::Delete { id } => {
+            c.delete(&item(&id)).await?;
+            done(g.output, "Asset deleted with its accounts.");
+            return Ok(());
+        }
+    };
+    print(g.output, &shown, ASSET_COLUMNS);
+    Ok(())
+}
+
+pub async fn accounts(cmd: AccountCmd, g: &GlobalArgs) -> Result<(), CliError> {
+    let c = signed_in(g)?;
+    let item = |id: &str| format!("/api/v1/accounts/{}", enc(id));
+    let shown = match cmd {
+        AccountCmd::List { asset, limit } => {
+            let filter = asset.map(|a| format!("&asset_id={}", enc(&a))).unwrap_or_default();
+            c.get(&format!("/api/v1/accounts?limit={limit}{filter}")).await?
+        }
+        AccountCmd::Show { id } => c.get(&item(&id)).await?,
+        AccountCmd::Create { name, asset, kind, description } => {
+            let mut body = json!({ "name": name, "asset_id": asset, "description": description });
+            set_some(&mut body, vec![("kind", kind)]);
+            c.post("/api/v1/accounts", &body).await?
+        }
+        AccountCmd::Update { id, name, kind, description } => {
+            let mut body = json!({});
+            set_some(&mut body, vec![("name", name), ("kind", kind), ("description", description)]);
+            c.patch(&item(&id), &body).await?
+        }
+        AccountCmd::Delete { id } => {
+            c.delete(&item(&id)).await?;
+            done(g.output, "Account deleted.");
+            return Ok(());
+        }
+    };
+    print(g.output, &shown, ACCOUNT_COLUMNS);
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! One module per command group.
+
+mod audit;
+mod auth;
+mod groups;
+mod inventory;
+mod tokens;
+mod users;
+
+use clap::Subcommand;
+use zeroize::Zeroizing;
+
+use crate::client::{load_saved, Client};
+use crate::{CliError, GlobalArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the first administrator with the one-time secret `serve` printed.
+    Bootstrap(auth::BootstrapArgs),
+    /// Sign in and save the session for later commands (mode 0600).
+    Login(auth::LoginArgs),
+    /// Sign out and forget the saved session.
+    Logout,
+    /// Show who you are signed in as.
+    Whoami,
+    /// Change your password.
+    Passwd,
+    /// Manage users (User Administrators).
+    #[command(subcommand)]
+    User(users::UserCmd),
+    /// Manage user groups.
+    #[command(subcommand)]
+    Group(groups::GroupCmd),
+    /// Manage assets (Asset Administrators).
+    #[command(subcommand)]
+    Asset(inventory::AssetCmd),
+    /// Manage accounts on assets.
+    #[command(subcommand)]
+    Account(inventory::AccountCmd),
+    /// Manage asset groups.
+    #[command(subcommand)]
+    AssetGroup(groups::GroupCmd),
+    /// Manage account groups.
+    #[command(subcommand)]
+    AccountGroup(groups::GroupCmd),
+    /// Your API tokens for scripts.
+    #[command(subcommand)]
+    Token(tokens::TokenCmd),
+    /// One-time codes (TOTP) for your sign-in.
+    #[command(subcommand)]
+    Totp(tokens::TotpCmd),
+    /// Read and verify the audit log (Auditors).
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+}
+
+pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), CliError> {
+    match command {
+        Command::Bootstrap(a) => auth::bootstrap(a, g).await,
+        Command::Login(a) => auth::login(a, g).await,
+        Command::Logout => auth::logout(g).await,
+        Command::Whoami => auth::whoami(g).await,
+        Command::Passwd => auth::passwd(g).await,
+        Command::User(c) => users::run(c, g).await,
+        Command::Group(c) => groups::run(c, "/api/v1/user-groups", "user group", g).await,
+        Command::AssetGroup(c) => groups::run(c, "/api/v1/asset-groups", "asset group", g).await,
+        Command::AccountGroup(c) => groups::run(c, "/api/v1/account-groups", "account group", g).await,
+        Command::Asset(c) => inventory::assets(c, g).await,
+        Command::Account(c) => inventory::accounts(c, g).await,
+        Command::Token(c) => tokens::tokens(c, g).await,
+        Command::Totp(c) => tokens::totp(c, g).await,
+        Command::Audit(c) => audit::run(c, g).await,
+    }
+}
+
+/// A client for a signed-in command: the token from `--token`, or the saved sign-in.
+pub(crate) fn signed_in(g: &GlobalArgs) -> Result<Client, CliError> {
+    let saved = load_saved()?;
+    let token = g.token.clone().or_else(|| saved.as_ref().map(|s| s.token.clone()));
+    let Some(token) = token else {
+        return Err(CliError::Usage("not signed in: run `portcullis login --server URL --username NAME` first".into()));
+    };
+    let server = g
+        .server
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.server.clone()))
+        .ok_or_else(|| CliError::Usage("no server: pass --server URL".into()))?;
+    let fingerprint = g.fingerprint.clone().or_else(|| saved.as_ref().and_then(|s| s.fingerprint.clone()));
+    let insecure = g.insecure || saved.as_ref().is_some_and(|s| s.insecure);
+    Client::new(&server, Some(token), fingerprint.as_deref(), insecure)
+}
+
+/// Reads a secret: from the environment variable if set, else from standard input when asked,
+/// else by prompting on the terminal without echo.
+pub(crate) fn read_secret(prompt: &str, env_var: &str, from_stdin: bool) -> Result<Zeroizing<String>, CliError> {
+    if let Ok(v) = std::env::var(env_var) {
+        return Ok(Zeroizing::new(v));
+    }
+    if from_stdin {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut line).map_err(|e| CliError::Io("stdin".into(), e))?;
+        return Ok(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned()));
+    }
+    rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
+        .map_err(|e| CliError::Usage(format!("cannot read {env_var} from the terminal ({e}); set {env_var} or use --password-stdin")))
+}

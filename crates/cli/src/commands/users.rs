@@ -1,0 +1,127 @@
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::{read_secret, signed_in};
+use crate::client::enc;
+use crate::output::{done, print};
+use crate::{CliError, GlobalArgs};
+
+const COLUMNS: &[&str] = &["id", "username", "display_name", "roles", "time_zone", "disabled", "locked_until", "totp_enabled"];
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// List users.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show one user.
+    Show { id: String },
+    /// Create a user; the initial password comes from PORTCULLIS_NEW_PASSWORD or a prompt.
+    Create {
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// IANA time zone (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Forbid the user to change their time zone.
+        #[arg(long)]
+        lock_time_zone: bool,
+        /// Administrative role (repeatable): appliance_admin, security_policy_admin,
+        /// user_admin, asset_admin, auditor.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Change a user's profile, time-zone rule or disabled flag.
+    Update {
+        id: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        time_zone: Option<String>,
+        #[arg(long)]
+        lock_time_zone: Option<bool>,
+        #[arg(long)]
+        disabled: Option<bool>,
+    },
+    /// Delete a user (the audit log keeps their events).
+    Delete { id: String },
+    /// Replace a user's administrative roles (Appliance Administrators).
+    Roles {
+        id: String,
+        /// Role (repeatable); none removes all.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Set a new password (from PORTCULLIS_NEW_PASSWORD or a prompt).
+    SetPassword { id: String },
+    /// Lift a lockout after failed sign-ins.
+    Unlock { id: String },
+    /// Remove a user's one-time-code enrolment.
+    ResetTotp { id: String },
+}
+
+pub async fn run(cmd: UserCmd, g: &GlobalArgs) -> Result<(), CliError> {
+    let c = signed_in(g)?;
+    let item = |id: &str| format!("/api/v1/users/{}", enc(id));
+    let shown: Value = match cmd {
+        UserCmd::List { limit, offset } => {
+            let v = c.get(&format!("/api/v1/users?limit={limit}&offset={offset}")).await?;
+            print(g.output, &v, COLUMNS);
+            return Ok(());
+        }
+        UserCmd::Show { id } => c.get(&item(&id)).await?,
+        UserCmd::Create { username, display_name, email, time_zone, lock_time_zone, roles } => {
+            let password = read_secret("Initial password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
+            let mut body = json!({ "username": username, "password": &*password, "time_zone_locked": lock_time_zone, "roles": roles });
+            for (k, v) in [("display_name", display_name), ("email", email), ("time_zone", time_zone)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            c.post("/api/v1/users", &body).await?
+        }
+        UserCmd::Update { id, display_name, email, time_zone, lock_time_zone, disabled } => {
+            let mut body = json!({});
+            for (k, v) in [("display_name", display_name), ("email", email), ("time_zone", time_zone)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            if let Some(v) = lock_time_zone {
+                body["time_zone_locked"] = json!(v);
+            }
+            if let Some(v) = disabled {
+                body["disabled"] = json!(v);
+            }
+            c.patch(&item(&id), &body).await?
+        }
+        UserCmd::Delete { id } => {
+            c.delete(&item(&id)).await?;
+            done(g.output, "User deleted.");
+            return Ok(());
+        }
+        UserCmd::Roles { id, roles } => c.put(&format!("{}/roles", item(&id)), Some(&json!({ "roles": roles }))).await?,
+        UserCmd::SetPassword { id } => {
+            let password = read_secret("New password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
+            c.post(&format!("{}/password", item(&id)), &json!({ "new_password": &*password })).await?;
+            done(g.output, "Password set; the user's sessions ended.");
+            return Ok(());
+        }
+        UserCmd::Unlock { id } => c.post(&format!("{}/unlock", item(&id)), &json!({})).await?,
+        UserCmd::ResetTotp { id } => {
+            c.post(&format!("{}/totp/reset", item(&id)), &json!({})).await?;
+            done(g.output, "One-time-code enrolment removed.");
+            return Ok(());
+        }
+    };
+    print(g.output, &shown, COLUMNS);
+    Ok(())
+}

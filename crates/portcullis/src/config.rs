@@ -1,0 +1,308 @@
+//! Configuration: one TOML file, every key overridable by an environment variable
+//! `PORTCULLIS_<SECTION>_<KEY>` (e.g. `PORTCULLIS_SERVER_LISTEN`), validated at start with
+//! errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub tls: bool,
+    pub tls_cert: String,
+    pub tls_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: String,
+    pub database_url: String,
+    pub sqlite_synchronous: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub session_ttl_minutes: i64,
+    pub lockout_threshold: i64,
+    pub lockout_minutes: i64,
+    pub password_min_length: usize,
+    pub totp_issuer: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { server: ServerConfig::default(), storage: StorageConfig::default(), auth: AuthConfig::default(), log: LogConfig::default() }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:8443".into(), tls: true, tls_cert: String::new(), tls_key: String::new() }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: "portcullis-data".into(),
+            database_url: String::new(),
+            sqlite_synchronous: "full".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let s = portcullis_api::AuthSettings::standard();
+        AuthConfig {
+            session_ttl_minutes: s.session_ttl_minutes,
+            lockout_threshold: s.lockout_threshold,
+            lockout_minutes: s.lockout_minutes,
+            password_min_length: s.password_min_length,
+            totp_issuer: s.totp_issuer,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "text".into(), level: "info".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("configuration key {key}: {message}")]
+    Key { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key { key: key.into(), message: message.into() }
+}
+
+const SECTIONS: &[&str] = &["server", "storage", "auth", "log"];
+
+impl Config {
+    /// Loads the file (if any), applies environment overrides, and validates.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut tree = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { path: p.into(), message: e.message().to_owned() })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, raw) in env {
+            let Some(rest) = var.strip_prefix("PORTCULLIS_") else { continue };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else { continue };
+            if !SECTIONS.contains(&section) {
+                continue;
+            }
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(raw.clone()));
+            let table = tree
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .ok_or_else(|| ConfigError::Env { var: var.clone(), message: format!("[{section}] in the file is not a table") })?;
+            table.insert(key.to_owned(), value);
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            key_error(&key, message)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return Err(key_error("server.tls_cert", "set both server.tls_cert and server.tls_key, or neither"));
+        }
+        if self.storage.data_dir.is_empty() {
+            return Err(key_error("storage.data_dir", "must not be empty"));
+        }
+        let url = &self.storage.database_url;
+        if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(key_error("storage.database_url", "must start with sqlite:, postgres: or postgresql: (or be empty for the embedded SQLite file)"));
+        }
+        if !["full", "normal"].contains(&self.storage.sqlite_synchronous.as_str()) {
+            return Err(key_error("storage.sqlite_synchronous", "must be \"full\" or \"normal\""));
+        }
+        if !(1..=1000).contains(&self.storage.max_connections) {
+            return Err(key_error("storage.max_connections", "must be 1 to 1000"));
+        }
+        if !(1..=7 * 24 * 60).contains(&self.auth.session_ttl_minutes) {
+            return Err(key_error("auth.session_ttl_minutes", "must be 1 to 10080 (a week)"));
+        }
+        if !(1..=100).contains(&self.auth.lockout_threshold) {
+            return Err(key_error("auth.lockout_threshold", "must be 1 to 100"));
+        }
+        if !(1..=7 * 24 * 60).contains(&self.auth.lockout_minutes) {
+            return Err(key_error("auth.lockout_minutes", "must be 1 to 10080"));
+        }
+        if !(8..=128).contains(&self.auth.password_min_length) {
+            return Err(key_error("auth.password_min_length", "must be 8 to 128"));
+        }
+        portcullis_core::validate::name("auth.totp_issuer", &self.auth.totp_issuer).map_err(|e| key_error("auth.totp_issuer", e.message))?;
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(key_error("log.format", "must be \"text\" or \"json\""));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| key_error("log.level", e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| key_error("server.listen", format!("'{}' is not an address:port such as 127.0.0.1:8443", self.server.listen)))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        PathBuf::from(&self.storage.data_dir)
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.storage.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir().join("portcullis.db").display())
+        } else {
+            self.storage.database_url.clone()
+        }
+    }
+
+    pub fn auth_settings(&self) -> portcullis_api::AuthSettings {
+        portcullis_api::AuthSettings {
+            session_ttl_minutes: self.auth.session_ttl_minutes,
+            lockout_threshold: self.auth.lockout_threshold,
+            lockout_minutes: self.auth.lockout_minutes,
+            password_min_length: self.auth.password_min_length,
+            totp_issuer: self.auth.totp_issuer.clone(),
+        }
+    }
+}
+
+/// A complete configuration file with every key, its default and what it means.
+pub const EXAMPLE: &str = r#"# Portcullis configuration. Every key can be overridden by an environment variable
+# PORTCULLIS_<SECTION>_<KEY>, e.g. PORTCULLIS_SERVER_LISTEN=0.0.0.0:8443.
+# The file is given with --config or PORTCULLIS_CONFIG.
+
+[server]
+# Address and port the web UI and API listen on.
+listen = "127.0.0.1:8443"
+# HTTPS (true) or plain HTTP (false: only behind a TLS-terminating proxy you trust).
+tls = true
+# PEM certificate chain and private key. Empty: a self-signed certificate is generated in
+# the data directory on first start and its SHA-256 fingerprint printed.
+tls_cert = ""
+tls_key = ""
+
+[storage]
+# Where the SQLite database, recordings, key material and the generated certificate live.
+# Created on first start.
+data_dir = "portcullis-data"
+# Empty: the embedded SQLite file <data_dir>/portcullis.db.
+# For scale-out: postgres://user:password@host:5432/portcullis
+database_url = ""
+# SQLite durability: "full" (every commit reaches the disk) or "normal" (faster; a power
+# loss may lose the last commits, a crash of the process does not).
+sqlite_synchronous = "full"
+# Database connections (PostgreSQL pool size; SQLite readers).
+max_connections = 8
+
+[auth]
+# How long a sign-in lasts.
+session_ttl_minutes = 720
+# Failed sign-ins in a row before the account is locked, and for how long.
+lockout_threshold = 5
+lockout_minutes = 15
+# Minimum length of user passwords.
+password_min_length = 12
+# Issuer shown in authenticator apps.
+totp_issuer = "Portcullis"
+
+[log]
+# "text" for people, "json" for log collectors.
+format = "text"
+# A tracing filter: error, warn, info, debug, or per module (portcullis=debug,sqlx=warn).
+level = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn example_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, EXAMPLE).unwrap();
+        let c = Config::load(Some(&p), env(&[])).unwrap();
+        let d = Config::load(None, env(&[])).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = Config::load(
+            None,
+            env(&[("PORTCULLIS_SERVER_LISTEN", "0.0.0.0:9000"), ("PORTCULLIS_SERVER_TLS", "false"), ("PORTCULLIS_AUTH_LOCKOUT_THRESHOLD", "3"), ("PORTCULLIS_CONFIG", "/x"), ("OTHER", "1")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert!(!c.server.tls);
+        assert_eq!(c.auth.lockout_threshold, 3);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        assert!(err(&[("PORTCULLIS_SERVER_LISTEN", "nowhere")]).starts_with("configuration key server.listen:"));
+        assert!(err(&[("PORTCULLIS_SERVER_LISTN", "x")]).contains("server.listn") || err(&[("PORTCULLIS_SERVER_LISTN", "x")]).contains("listn"));
+        assert!(err(&[("PORTCULLIS_AUTH_LOCKOUT_THRESHOLD", "abc")]).contains("auth.lockout_threshold"));
+        assert!(err(&[("PORTCULLIS_STORAGE_DATABASE_URL", "mysql://x")]).contains("storage.database_url"));
+        assert!(err(&[("PORTCULLIS_LOG_FORMAT", "xml")]).contains("log.format"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[server]\nlisten = 5\n").unwrap();
+        assert!(Config::load(Some(&p), env(&[])).unwrap_err().to_string().contains("server.listen"));
+    }
+}

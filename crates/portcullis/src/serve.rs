@@ -1,0 +1,137 @@
+//! `portcullis serve`: opens the store, prepares the data directory and bootstrap secret, and
+//! serves the HTTP application over HTTPS (or plain HTTP when configured).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use portcullis_api::auth::{new_token, token_hash};
+use portcullis_api::{AppState, ClientAddr, SystemClock};
+use portcullis_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::keys::{ensure_private_dir, load_or_create_key};
+use crate::tls;
+
+pub async fn run(config: Config) -> Result<()> {
+    let data_dir = config.data_dir();
+    ensure_private_dir(&data_dir)?;
+    ensure_private_dir(&data_dir.join("keys"))?;
+    std::fs::create_dir_all(data_dir.join("recordings")).context("cannot create the recordings directory")?;
+    let audit_key = load_or_create_key(&data_dir.join("keys").join("audit.key"), 32)?;
+
+    let store = Store::open(
+        &StoreOptions {
+            url: config.database_url(),
+            sqlite_synchronous: config.storage.sqlite_synchronous.clone(),
+            max_connections: config.storage.max_connections,
+        },
+        &audit_key,
+    )
+    .await
+    .context("cannot open the database")?;
+
+    let addr = config.listen_addr()?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let tls = if config.server.tls {
+        let cert = (!config.server.tls_cert.is_empty())
+            .then(|| (std::path::Path::new(&config.server.tls_cert), std::path::Path::new(&config.server.tls_key)));
+        let mut hosts = vec!["localhost".to_owned(), local.ip().to_string()];
+        if local.ip().is_unspecified() {
+            hosts.push("127.0.0.1".into());
+        }
+        Some(tls::load_or_generate(cert, &data_dir, &hosts)?)
+    } else {
+        None
+    };
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{local}");
+    // Printed to standard output on purpose, not logged: the bootstrap secret must not reach
+    // log collectors.
+    println!("Portcullis {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    println!("Data directory: {}", data_dir.display());
+    if let Some(t) = &tls {
+        println!("TLS certificate SHA-256 fingerprint: {}", t.fingerprint);
+    }
+    if store.user_count().await? == 0 {
+        let secret = new_token("pcb_");
+        store.put_internal_setting("bootstrap_hash", &token_hash(&secret)).await?;
+        let pin = tls.as_ref().map(|t| format!(" --fingerprint {}", t.fingerprint)).unwrap_or_default();
+        println!();
+        println!("No administrator exists yet. One-time bootstrap secret (valid until used or restart):");
+        println!("  {}", &*secret);
+        println!("Create the first administrator with:");
+        println!("  portcullis bootstrap --server {url}{pin} --username admin");
+        println!();
+    }
+    tracing::info!(%url, backend = ?store.backend(), "server started");
+
+    let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings());
+    let app = portcullis_api::router(state);
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    match acceptor {
+                        Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), peer, app).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        },
+                        None => serve_connection(TokioIo::new(stream), peer, app).await,
+                    }
+                });
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                break;
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn serve_connection<I>(io: I, peer: SocketAddr, app: axum::Router)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ClientAddr(peer));
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(io, service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
