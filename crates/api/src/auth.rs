@@ -171,7 +171,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     if principal.user.disabled {
         return Err(ApiError::unauthenticated("this account is disabled"));
     }
-    Ok(Caller { user: principal.user, token_hash: hash, api_token_id: principal.api_token_id, source: client_source(parts) })
+    Ok(Caller {
+        user: principal.user,
+        token_hash: hash,
+        api_token_id: principal.api_token_id,
+        source: client_source(parts),
+    })
 }
 
 /// The client address of an unauthenticated request, for audit.

@@ -14,9 +14,9 @@ pub fn ts(micros: i64) -> String {
 
 /// Parses an RFC 3339 time from the API into Unix microseconds.
 pub fn parse_ts(field: &str, text: &str) -> Result<i64, crate::error::ApiError> {
-    text.parse::<jiff::Timestamp>()
-        .map(|t| t.as_microsecond())
-        .map_err(|_| crate::error::ApiError::invalid(field, format!("'{text}' is not an RFC 3339 time such as 2026-01-31T09:00:00Z")))
+    text.parse::<jiff::Timestamp>().map(|t| t.as_microsecond()).map_err(|_| {
+        crate::error::ApiError::invalid(field, format!("'{text}' is not an RFC 3339 time such as 2026-01-31T09:00:00Z"))
+    })
 }
 
 /// Distinguishes "absent" (leave as is) from `null` (clear) in PATCH bodies.

@@ -75,7 +75,12 @@ fn finish_openapi(mut doc: OpenApiDoc) -> OpenApiDoc {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("A session token from /api/v1/auth/login or an API token")).build()),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("A session token from /api/v1/auth/login or an API token"))
+                .build(),
+        ),
     );
     let errors: &[(&str, &str)] = &[
         ("400", "Malformed request"),
@@ -90,7 +95,9 @@ fn finish_openapi(mut doc: OpenApiDoc) -> OpenApiDoc {
         ("500", "Internal error"),
     ];
     for item in doc.paths.paths.values_mut() {
-        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten() {
+        for op in
+            [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+        {
             let public = op.operation_id.as_deref().is_some_and(|id| PUBLIC_OPERATIONS.contains(&id));
             if !public {
                 op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
@@ -100,7 +107,12 @@ fn finish_openapi(mut doc: OpenApiDoc) -> OpenApiDoc {
                     RefOr::T(
                         ResponseBuilder::new()
                             .description(*description)
-                            .content("application/json", utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build())
+                            .content(
+                                "application/json",
+                                utoipa::openapi::ContentBuilder::new()
+                                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
                             .build(),
                     )
                 });
@@ -114,14 +126,21 @@ fn finish_openapi(mut doc: OpenApiDoc) -> OpenApiDoc {
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
     let doc = Arc::new(finish_openapi(doc));
-    api.route("/api/v1/openapi.json", get(move || {
-        let doc = doc.clone();
-        async move { Json(doc.as_ref().clone()) }
-    }))
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    )
     .route("/api/v1/docs", get(routes::system::docs))
     .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /api/v1/docs") })
     .method_not_allowed_fallback(|| async {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method; see /api/v1/docs")
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not accept that method; see /api/v1/docs",
+        )
     })
     .layer(DefaultBodyLimit::max(BODY_LIMIT))
     .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

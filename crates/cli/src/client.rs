@@ -30,14 +30,18 @@ pub fn saved_path() -> Result<PathBuf, CliError> {
     if let Ok(p) = std::env::var("PORTCULLIS_CLI_CONFIG") {
         return Ok(p.into());
     }
-    let dir = dirs::config_dir().ok_or_else(|| CliError::Usage("cannot find your configuration directory; set PORTCULLIS_CLI_CONFIG".into()))?;
+    let dir = dirs::config_dir()
+        .ok_or_else(|| CliError::Usage("cannot find your configuration directory; set PORTCULLIS_CLI_CONFIG".into()))?;
     Ok(dir.join("portcullis").join("cli.json"))
 }
 
 pub fn load_saved() -> Result<Option<Saved>, CliError> {
     let path = saved_path()?;
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| CliError::Usage(format!("{} is damaged: {e}", path.display())))?)),
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| CliError::Usage(format!("{} is damaged: {e}", path.display())))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CliError::Io(path.display().to_string(), e)),
     }
@@ -56,7 +60,8 @@ pub fn store_saved(saved: &Saved) -> Result<PathBuf, CliError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| CliError::Io(tmp.display().to_string(), e))?;
-    f.write_all(&serde_json::to_vec_pretty(saved).expect("serializable")).map_err(|e| CliError::Io(tmp.display().to_string(), e))?;
+    f.write_all(&serde_json::to_vec_pretty(saved).expect("serializable"))
+        .map_err(|e| CliError::Io(tmp.display().to_string(), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| CliError::Io(path.display().to_string(), e))?;
     Ok(path)
 }
@@ -73,7 +78,9 @@ pub fn forget_saved() -> Result<(), CliError> {
 pub fn normalise_fingerprint(f: &str) -> Result<String, CliError> {
     let hex: String = f.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(CliError::Usage("--fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed)".into()));
+        return Err(CliError::Usage(
+            "--fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed)".into(),
+        ));
     }
     Ok(hex)
 }
@@ -101,17 +108,29 @@ impl ServerCertVerifier for PinnedVerifier {
                 if &actual == expected {
                     Ok(ServerCertVerified::assertion())
                 } else {
-                    Err(rustls::Error::General(format!("the server's certificate fingerprint {actual} is not the pinned one")))
+                    Err(rustls::Error::General(format!(
+                        "the server's certificate fingerprint {actual} is not the pinned one"
+                    )))
                 }
             }
         }
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
@@ -127,7 +146,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: &str, token: Option<String>, fingerprint: Option<&str>, insecure: bool) -> Result<Client, CliError> {
+    pub fn new(
+        server: &str,
+        token: Option<String>,
+        fingerprint: Option<&str>,
+        insecure: bool,
+    ) -> Result<Client, CliError> {
         let base = server.trim_end_matches('/').to_owned();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(CliError::Usage(format!("--server must be an http:// or https:// URL, not '{server}'")));
@@ -166,12 +190,14 @@ impl Client {
         let resp = req.send().await.map_err(|e| CliError::Connect(self.base.clone(), describe(&e)))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CliError::Connect(self.base.clone(), describe(&e)))?;
-        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value: Value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if status.is_success() {
             Ok(value)
         } else {
             let code = value.get("code").and_then(Value::as_str).unwrap_or("error").to_owned();
-            let message = value.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| status.to_string());
+            let message =
+                value.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| status.to_string());
             Err(CliError::Server { status: status.as_u16(), code, message })
         }
     }

@@ -58,7 +58,10 @@ pub async fn run(command: Command, global: GlobalArgs) -> i32 {
                     CliError::Server { code, status, .. } => (code.clone(), *status),
                     _ => ("client_error".into(), 0),
                 };
-                eprintln!("{}", serde_json::json!({ "error": { "code": code, "status": status, "message": e.to_string() } }));
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": code, "status": status, "message": e.to_string() } })
+                );
             } else {
                 eprintln!("error: {e}");
             }
@@ -66,4 +69,3 @@ pub async fn run(command: Command, global: GlobalArgs) -> i32 {
         }
     }
 }
-

@@ -127,8 +127,7 @@ impl<'k> ChainVerifier<'k> {
         if last < head_seq {
             return Err(BrokenLink { seq: last + 1, reason: BreakReason::TailRemoved });
         }
-        let head = parse_link(head_link)
-            .ok_or(BrokenLink { seq: head_seq, reason: BreakReason::MalformedLink })?;
+        let head = parse_link(head_link).ok_or(BrokenLink { seq: head_seq, reason: BreakReason::MalformedLink })?;
         if last > head_seq || !bool::from(head.ct_eq(&self.prev)) {
             return Err(BrokenLink { seq: head_seq.max(1), reason: BreakReason::PreviousLinkMismatch });
         }

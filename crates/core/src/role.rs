@@ -19,13 +19,8 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::ApplianceAdmin,
-        Role::SecurityPolicyAdmin,
-        Role::UserAdmin,
-        Role::AssetAdmin,
-        Role::Auditor,
-    ];
+    pub const ALL: [Role; 5] =
+        [Role::ApplianceAdmin, Role::SecurityPolicyAdmin, Role::UserAdmin, Role::AssetAdmin, Role::Auditor];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,16 +40,15 @@ impl fmt::Display for Role {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown role '{0}' (expected one of appliance_admin, security_policy_admin, user_admin, asset_admin, auditor)")]
+#[error(
+    "unknown role '{0}' (expected one of appliance_admin, security_policy_admin, user_admin, asset_admin, auditor)"
+)]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
     type Err = UnknownRole;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownRole(s.to_owned()))
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| UnknownRole(s.to_owned()))
     }
 }
 
@@ -68,10 +62,7 @@ pub fn encode_roles(roles: &[Role]) -> String {
 
 /// Decodes the store's comma-separated role text; unknown names are an error, never ignored.
 pub fn decode_roles(text: &str) -> Result<Vec<Role>, UnknownRole> {
-    text.split(',')
-        .filter(|s| !s.is_empty())
-        .map(Role::from_str)
-        .collect()
+    text.split(',').filter(|s| !s.is_empty()).map(Role::from_str).collect()
 }
 
 #[cfg(test)]

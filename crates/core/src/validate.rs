@@ -46,10 +46,7 @@ pub fn name(field: &str, value: &str) -> Result {
 /// newline and tab.
 pub fn description(field: &str, value: &str) -> Result {
     if value.chars().count() > DESCRIPTION_MAX {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {DESCRIPTION_MAX} characters"),
-        ));
+        return Err(ValidationError::new(field, format!("must be at most {DESCRIPTION_MAX} characters")));
     }
     if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(ValidationError::new(field, "must not contain control characters"));
@@ -60,18 +57,12 @@ pub fn description(field: &str, value: &str) -> Result {
 /// A login name: 1 to 64 of `a-z A-Z 0-9 . _ - @`, starting with a letter or digit.
 pub fn username(field: &str, value: &str) -> Result {
     if value.is_empty() || value.len() > USERNAME_MAX {
-        return Err(ValidationError::new(
-            field,
-            format!("must be 1 to {USERNAME_MAX} characters"),
-        ));
+        return Err(ValidationError::new(field, format!("must be 1 to {USERNAME_MAX} characters")));
     }
     if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(ValidationError::new(field, "must start with a letter or digit"));
     }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')))
-    {
+    if let Some(bad) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))) {
         return Err(ValidationError::new(
             field,
             format!("must contain only letters, digits and . _ - @ (found {bad:?})"),
@@ -84,9 +75,9 @@ pub fn username(field: &str, value: &str) -> Result {
 /// machine accounts) and spaces inside.
 pub fn account_name(field: &str, value: &str) -> Result {
     name(field, value)?;
-    if let Some(bad) = value.chars().find(|c| {
-        !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '\\' | '$' | ' '))
-    }) {
+    if let Some(bad) =
+        value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '\\' | '$' | ' ')))
+    {
         return Err(ValidationError::new(
             field,
             format!("must contain only letters, digits, spaces and . _ - @ \\ $ (found {bad:?})"),
@@ -100,12 +91,8 @@ pub fn address(field: &str, value: &str) -> Result {
     if value.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
-    let bad = || {
-        ValidationError::new(
-            field,
-            format!("'{}' is not an IP address or a valid host name", truncate(value, 64)),
-        )
-    };
+    let bad =
+        || ValidationError::new(field, format!("'{}' is not an IP address or a valid host name", truncate(value, 64)));
     if value.is_empty() || value.len() > 253 {
         return Err(bad());
     }
@@ -287,7 +274,8 @@ mod tests {
         assert!(ssh_public_key("k", "ssh-dss AAAA").is_err());
         assert!(ssh_public_key("k", "ssh-ed25519 !!!!").is_err());
         // Valid base64, wrong embedded type.
-        assert!(ssh_public_key("k", "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl").is_err());
+        assert!(ssh_public_key("k", "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
+            .is_err());
     }
 
     #[test]

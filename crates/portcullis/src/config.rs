@@ -53,7 +53,12 @@ pub struct LogConfig {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { server: ServerConfig::default(), storage: StorageConfig::default(), auth: AuthConfig::default(), log: LogConfig::default() }
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
     }
 }
 
@@ -117,7 +122,8 @@ impl Config {
         let mut tree = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { path: p.into(), message: e.message().to_owned() })?
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Syntax { path: p.into(), message: e.message().to_owned() })?
             }
             None => toml::Table::new(),
         };
@@ -136,7 +142,10 @@ impl Config {
                 .entry(section)
                 .or_insert_with(|| toml::Value::Table(Default::default()))
                 .as_table_mut()
-                .ok_or_else(|| ConfigError::Env { var: var.clone(), message: format!("[{section}] in the file is not a table") })?;
+                .ok_or_else(|| ConfigError::Env {
+                    var: var.clone(),
+                    message: format!("[{section}] in the file is not a table"),
+                })?;
             table.insert(key.to_owned(), value);
         }
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
@@ -157,8 +166,13 @@ impl Config {
             return Err(key_error("storage.data_dir", "must not be empty"));
         }
         let url = &self.storage.database_url;
-        if !url.is_empty() && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
-            return Err(key_error("storage.database_url", "must start with sqlite:, postgres: or postgresql: (or be empty for the embedded SQLite file)"));
+        if !url.is_empty()
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
+        {
+            return Err(key_error(
+                "storage.database_url",
+                "must start with sqlite:, postgres: or postgresql: (or be empty for the embedded SQLite file)",
+            ));
         }
         if !["full", "normal"].contains(&self.storage.sqlite_synchronous.as_str()) {
             return Err(key_error("storage.sqlite_synchronous", "must be \"full\" or \"normal\""));
@@ -178,7 +192,8 @@ impl Config {
         if !(8..=128).contains(&self.auth.password_min_length) {
             return Err(key_error("auth.password_min_length", "must be 8 to 128"));
         }
-        portcullis_core::validate::name("auth.totp_issuer", &self.auth.totp_issuer).map_err(|e| key_error("auth.totp_issuer", e.message))?;
+        portcullis_core::validate::name("auth.totp_issuer", &self.auth.totp_issuer)
+            .map_err(|e| key_error("auth.totp_issuer", e.message))?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));
         }
@@ -187,10 +202,12 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|_| key_error("server.listen", format!("'{}' is not an address:port such as 127.0.0.1:8443", self.server.listen)))
+        self.server.listen.parse().map_err(|_| {
+            key_error(
+                "server.listen",
+                format!("'{}' is not an address:port such as 127.0.0.1:8443", self.server.listen),
+            )
+        })
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -284,7 +301,13 @@ mod tests {
     fn environment_overrides_the_file() {
         let c = Config::load(
             None,
-            env(&[("PORTCULLIS_SERVER_LISTEN", "0.0.0.0:9000"), ("PORTCULLIS_SERVER_TLS", "false"), ("PORTCULLIS_AUTH_LOCKOUT_THRESHOLD", "3"), ("PORTCULLIS_CONFIG", "/x"), ("OTHER", "1")]),
+            env(&[
+                ("PORTCULLIS_SERVER_LISTEN", "0.0.0.0:9000"),
+                ("PORTCULLIS_SERVER_TLS", "false"),
+                ("PORTCULLIS_AUTH_LOCKOUT_THRESHOLD", "3"),
+                ("PORTCULLIS_CONFIG", "/x"),
+                ("OTHER", "1"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.server.listen, "0.0.0.0:9000");
@@ -296,7 +319,10 @@ mod tests {
     fn errors_name_the_key() {
         let err = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
         assert!(err(&[("PORTCULLIS_SERVER_LISTEN", "nowhere")]).starts_with("configuration key server.listen:"));
-        assert!(err(&[("PORTCULLIS_SERVER_LISTN", "x")]).contains("server.listn") || err(&[("PORTCULLIS_SERVER_LISTN", "x")]).contains("listn"));
+        assert!(
+            err(&[("PORTCULLIS_SERVER_LISTN", "x")]).contains("server.listn")
+                || err(&[("PORTCULLIS_SERVER_LISTN", "x")]).contains("listn")
+        );
         assert!(err(&[("PORTCULLIS_AUTH_LOCKOUT_THRESHOLD", "abc")]).contains("auth.lockout_threshold"));
         assert!(err(&[("PORTCULLIS_STORAGE_DATABASE_URL", "mysql://x")]).contains("storage.database_url"));
         assert!(err(&[("PORTCULLIS_LOG_FORMAT", "xml")]).contains("log.format"));

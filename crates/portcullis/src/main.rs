@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Privileged access management: vault, access requests, session proxy, audit.")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Privileged access management: vault, access requests, session proxy, audit."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,9 +101,13 @@ fn main() -> std::process::ExitCode {
             print!("{}", config::EXAMPLE);
             std::process::ExitCode::SUCCESS
         }
-        Command::Config(ConfigCmd::Check { config }) => match config::Config::load(config.as_deref(), std::env::vars()) {
+        Command::Config(ConfigCmd::Check { config }) => match config::Config::load(config.as_deref(), std::env::vars())
+        {
             Ok(c) => {
-                println!("configuration is valid; database: {}", if c.storage.database_url.is_empty() { "embedded SQLite" } else { "as configured" });
+                println!(
+                    "configuration is valid; database: {}",
+                    if c.storage.database_url.is_empty() { "embedded SQLite" } else { "as configured" }
+                );
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {

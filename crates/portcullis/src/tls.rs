@@ -29,7 +29,8 @@ pub fn load_or_generate(cert: Option<(&Path, &Path)>, dir: &Path, hosts: &[Strin
             let c = dir.join("tls-cert.pem");
             let k = dir.join("tls-key.pem");
             if !c.exists() || !k.exists() {
-                let generated = rcgen::generate_simple_self_signed(hosts.to_vec()).context("generating a self-signed certificate")?;
+                let generated = rcgen::generate_simple_self_signed(hosts.to_vec())
+                    .context("generating a self-signed certificate")?;
                 let _ = std::fs::remove_file(&c);
                 let _ = std::fs::remove_file(&k);
                 write_private(&k, generated.key_pair.serialize_pem().as_bytes())?;
@@ -45,7 +46,8 @@ pub fn load_or_generate(cert: Option<(&Path, &Path)>, dir: &Path, hosts: &[Strin
         .with_context(|| format!("{} is not a PEM certificate chain", cert_path.display()))?;
     let leaf = certs.first().with_context(|| format!("{} holds no certificate", cert_path.display()))?;
     let fingerprint = fingerprint(leaf.as_ref());
-    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("{} is not a PEM private key", key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .with_context(|| format!("{} is not a PEM private key", key_path.display()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -157,10 +157,7 @@ pub(crate) async fn append(
     .bind(&link)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE audit_head SET link = $1 WHERE id = 1")
-        .bind(&link)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("UPDATE audit_head SET link = $1 WHERE id = 1").bind(&link).execute(&mut *conn).await?;
     Ok(seq)
 }
 
@@ -259,4 +256,3 @@ impl Store {
         Ok(ChainReport { checked, head_seq, broken })
     }
 }
-

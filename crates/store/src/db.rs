@@ -78,10 +78,8 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(60))
                     .connect_with(connect.clone())
                     .await?;
-                let read = sqlite_pool(pragmas)
-                    .max_connections(options.max_connections.max(1))
-                    .connect_with(connect)
-                    .await?;
+                let read =
+                    sqlite_pool(pragmas).max_connections(options.max_connections.max(1)).connect_with(connect).await?;
                 (read, write)
             }
             Backend::Postgres => {
@@ -126,13 +124,21 @@ impl Store {
     pub async fn table_counts(&self) -> Result<Vec<(String, i64)>> {
         let mut out = Vec::new();
         for table in [
-            "users", "user_groups", "user_group_members", "login_sessions", "api_tokens", "assets",
-            "accounts", "asset_groups", "asset_group_members", "account_groups",
-            "account_group_members", "audit_events", "settings",
+            "users",
+            "user_groups",
+            "user_group_members",
+            "login_sessions",
+            "api_tokens",
+            "assets",
+            "accounts",
+            "asset_groups",
+            "asset_group_members",
+            "account_groups",
+            "account_group_members",
+            "audit_events",
+            "settings",
         ] {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-                .fetch_one(&self.read)
-                .await?;
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.read).await?;
             out.push((table.to_owned(), n));
         }
         Ok(out)

@@ -68,7 +68,14 @@ pub struct Group {
 }
 
 impl Store {
-    pub async fn create_group(&self, actor: &Actor, now: i64, kind: GroupKind, name: &str, description: &str) -> Result<Group> {
+    pub async fn create_group(
+        &self,
+        actor: &Actor,
+        now: i64,
+        kind: GroupKind,
+        name: &str,
+        description: &str,
+    ) -> Result<Group> {
         validate::name("name", name)?;
         validate::description("description", description)?;
         let id = new_id();
@@ -80,13 +87,18 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(|e| StoreError::unique(e, || format!("a {} named '{name}' already exists", kind.object_type().replace('_', " "))))?;
+            .map_err(|e| {
+                StoreError::unique(e, || {
+                    format!("a {} named '{name}' already exists", kind.object_type().replace('_', " "))
+                })
+            })?;
         append(
             &mut tx,
             &self.audit_key,
             actor,
             now,
-            &NewEvent::success("group.create", kind.object_type(), &id).with_details(serde_json::json!({ "name": name })),
+            &NewEvent::success("group.create", kind.object_type(), &id)
+                .with_details(serde_json::json!({ "name": name })),
         )
         .await?;
         tx.commit().await?;
@@ -157,7 +169,15 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::unique(e, || format!("a {} named '{}' already exists", kind.object_type().replace('_', " "), name.unwrap_or_default())))?
+        .map_err(|e| {
+            StoreError::unique(e, || {
+                format!(
+                    "a {} named '{}' already exists",
+                    kind.object_type().replace('_', " "),
+                    name.unwrap_or_default()
+                )
+            })
+        })?
         .rows_affected();
         if n == 0 {
             return Err(kind.not_found());
@@ -185,19 +205,29 @@ impl Store {
         if n == 0 {
             return Err(kind.not_found());
         }
-        append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("group.delete", kind.object_type(), id)).await?;
+        append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("group.delete", kind.object_type(), id))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Adds (`add = true`) or removes a member. Adding an existing member or removing an
     /// absent one changes nothing and writes no event.
-    pub async fn set_group_member(&self, actor: &Actor, now: i64, kind: GroupKind, id: &str, member: &str, add: bool) -> Result<Group> {
+    pub async fn set_group_member(
+        &self,
+        actor: &Actor,
+        now: i64,
+        kind: GroupKind,
+        id: &str,
+        member: &str,
+        add: bool,
+    ) -> Result<Group> {
         let mut tx = self.write.begin().await?;
-        let group_exists: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM {} WHERE id = $1", kind.table()))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let group_exists: Option<String> =
+            sqlx::query_scalar(&format!("SELECT id FROM {} WHERE id = $1", kind.table()))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if group_exists.is_none() {
             return Err(kind.not_found());
         }
@@ -222,7 +252,8 @@ impl Store {
                 &self.audit_key,
                 actor,
                 now,
-                &NewEvent::success(action, kind.object_type(), id).with_details(serde_json::json!({ "member": member })),
+                &NewEvent::success(action, kind.object_type(), id)
+                    .with_details(serde_json::json!({ "member": member })),
             )
             .await?;
         }

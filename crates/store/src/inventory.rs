@@ -80,7 +80,8 @@ fn decode_protocols(text: &str) -> Result<Vec<ProtocolPort>> {
     text.split(',')
         .filter(|s| !s.is_empty())
         .map(|item| {
-            let (proto, port) = item.split_once(':').ok_or_else(|| StoreError::Corrupt(format!("protocol entry '{item}'")))?;
+            let (proto, port) =
+                item.split_once(':').ok_or_else(|| StoreError::Corrupt(format!("protocol entry '{item}'")))?;
             Ok(ProtocolPort {
                 protocol: Protocol::parse(proto).ok_or_else(|| StoreError::Corrupt(format!("protocol '{proto}'")))?,
                 port: port.parse().map_err(|_| StoreError::Corrupt(format!("port '{port}'")))?,
@@ -95,7 +96,10 @@ fn validate_protocols(p: &[ProtocolPort]) -> Result<(), ValidationError> {
             return Err(ValidationError::new(format!("protocols[{i}].port"), "must be 1 to 65535"));
         }
         if p[..i].iter().any(|b| b.protocol == a.protocol) {
-            return Err(ValidationError::new(format!("protocols[{i}].protocol"), format!("{} is listed twice", a.protocol)));
+            return Err(ValidationError::new(
+                format!("protocols[{i}].protocol"),
+                format!("{} is listed twice", a.protocol),
+            ));
         }
     }
     Ok(())
@@ -291,7 +295,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(|e| StoreError::unique(e, || format!("this asset already has an account named '{}'", account.name)))?;
+            .map_err(|e| {
+                StoreError::unique(e, || format!("this asset already has an account named '{}'", account.name))
+            })?;
         append(
             &mut tx,
             &self.audit_key,
@@ -342,16 +348,19 @@ impl Store {
         }
         account.updated_at = now;
         let mut tx = self.write.begin().await?;
-        let n = sqlx::query("UPDATE accounts SET name = $1, kind = $2, description = $3, updated_at = $4 WHERE id = $5")
-            .bind(&account.name)
-            .bind(account.kind.as_str())
-            .bind(&account.description)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::unique(e, || format!("this asset already has an account named '{}'", account.name)))?
-            .rows_affected();
+        let n =
+            sqlx::query("UPDATE accounts SET name = $1, kind = $2, description = $3, updated_at = $4 WHERE id = $5")
+                .bind(&account.name)
+                .bind(account.kind.as_str())
+                .bind(&account.description)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    StoreError::unique(e, || format!("this asset already has an account named '{}'", account.name))
+                })?
+                .rows_affected();
         if n == 0 {
             return Err(StoreError::NotFound("account"));
         }
@@ -360,7 +369,8 @@ impl Store {
             &self.audit_key,
             actor,
             now,
-            &NewEvent::success("account.update", "account", id).with_details(serde_json::json!({ "name": account.name })),
+            &NewEvent::success("account.update", "account", id)
+                .with_details(serde_json::json!({ "name": account.name })),
         )
         .await?;
         tx.commit().await?;

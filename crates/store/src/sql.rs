@@ -23,7 +23,10 @@ impl Where {
         self.sql += &format!(" AND {condition} ${}", self.values.len());
     }
 
-    pub(crate) fn bind<'q, T>(self, mut query: QueryAs<'q, Any, T, AnyArguments<'q>>) -> QueryAs<'q, Any, T, AnyArguments<'q>> {
+    pub(crate) fn bind<'q, T>(
+        self,
+        mut query: QueryAs<'q, Any, T, AnyArguments<'q>>,
+    ) -> QueryAs<'q, Any, T, AnyArguments<'q>> {
         for v in self.values {
             query = match v {
                 Value::Int(i) => query.bind(i),

@@ -114,7 +114,15 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(ApiToken { id, user_id: user_id.into(), name: name.into(), created_at: now, expires_at, last_used_at: None, revoked_at: None })
+        Ok(ApiToken {
+            id,
+            user_id: user_id.into(),
+            name: name.into(),
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        })
     }
 
     pub async fn api_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>> {

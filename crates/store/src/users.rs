@@ -128,7 +128,13 @@ impl Store {
 
     /// Creates the first administrator if `bootstrap_hash` matches the stored one-time secret
     /// hash, consuming it. Returns `None` when the secret does not match (or was used).
-    pub async fn bootstrap_admin(&self, source: &str, now: i64, bootstrap_hash: &str, new: NewUser) -> Result<Option<User>> {
+    pub async fn bootstrap_admin(
+        &self,
+        source: &str,
+        now: i64,
+        bootstrap_hash: &str,
+        new: NewUser,
+    ) -> Result<Option<User>> {
         let mut tx = self.write.begin().await?;
         let consumed: Option<String> =
             sqlx::query_scalar("DELETE FROM settings WHERE key = 'bootstrap_hash' AND value = $1 RETURNING key")
@@ -319,12 +325,11 @@ impl Store {
     }
 
     pub async fn login_state(&self, username: &str) -> Result<Option<LoginState>> {
-        let row: Option<(String, Option<String>, Option<i64>, String)> = sqlx::query_as(
-            "SELECT password_hash, totp_secret, totp_last_step, id FROM users WHERE username = $1",
-        )
-        .bind(username)
-        .fetch_optional(&self.read)
-        .await?;
+        let row: Option<(String, Option<String>, Option<i64>, String)> =
+            sqlx::query_as("SELECT password_hash, totp_secret, totp_last_step, id FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.read)
+                .await?;
         let Some((password_hash, totp_secret, totp_last_step, id)) = row else { return Ok(None) };
         let user = self.user(&id).await?;
         Ok(Some(LoginState { user, password_hash, totp_secret, totp_last_step }))
@@ -413,18 +418,27 @@ impl Store {
     /// Stores a TOTP secret (base32) awaiting confirmation; enrolment is not active yet.
     pub async fn set_totp_pending(&self, actor: &Actor, now: i64, id: &str, secret: &str) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query("UPDATE users SET totp_secret = $1, totp_enabled = 0, totp_last_step = NULL, updated_at = $2 WHERE id = $3")
-            .bind(secret)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE users SET totp_secret = $1, totp_enabled = 0, totp_last_step = NULL, updated_at = $2 WHERE id = $3",
+        )
+        .bind(secret)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("user.totp_enroll", "user", id)).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn set_totp_enabled(&self, actor: &Actor, now: i64, id: &str, enabled: bool, step: Option<i64>) -> Result<()> {
+    pub async fn set_totp_enabled(
+        &self,
+        actor: &Actor,
+        now: i64,
+        id: &str,
+        enabled: bool,
+        step: Option<i64>,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let sql = if enabled {
             "UPDATE users SET totp_enabled = 1, totp_last_step = $1, updated_at = $2 WHERE id = $3"

@@ -72,9 +72,12 @@ where
     let url = pg.create_database("store_test");
     let store = open(&url).await;
     let pg2 = pg.clone();
-    f(store.clone(), Box::new(move |sql: &str| {
-        pg2.psql("store_test", sql).expect("psql");
-    }))
+    f(
+        store.clone(),
+        Box::new(move |sql: &str| {
+            pg2.psql("store_test", sql).expect("psql");
+        }),
+    )
     .await;
     store.close().await;
 }
@@ -85,7 +88,9 @@ async fn inventory_and_identity_round_trip_with_audit() {
         let a = actor();
         let u = store.create_user(&a, 1, user("alice")).await.unwrap();
         assert_eq!(store.user(&u.id).await.unwrap(), u);
-        assert!(matches!(store.create_user(&a, 2, user("alice")).await, Err(StoreError::Conflict(m)) if m.contains("alice")));
+        assert!(
+            matches!(store.create_user(&a, 2, user("alice")).await, Err(StoreError::Conflict(m)) if m.contains("alice"))
+        );
 
         let asset1 = store.create_asset(&a, 3, asset("db1")).await.unwrap();
         assert_eq!(store.asset(&asset1.id).await.unwrap(), asset1);
@@ -95,12 +100,30 @@ async fn inventory_and_identity_round_trip_with_audit() {
         assert!(matches!(store.create_asset(&a, 5, bad).await, Err(StoreError::Invalid(e)) if e.field == "address"));
 
         let acct = store
-            .create_account(&a, 6, NewAccount { asset_id: asset1.id.clone(), name: "root".into(), kind: AccountKind::Local, description: String::new() })
+            .create_account(
+                &a,
+                6,
+                NewAccount {
+                    asset_id: asset1.id.clone(),
+                    name: "root".into(),
+                    kind: AccountKind::Local,
+                    description: String::new(),
+                },
+            )
             .await
             .unwrap();
         assert_eq!(store.accounts(Some(&asset1.id), Page::default()).await.unwrap(), vec![acct.clone()]);
         let missing = store
-            .create_account(&a, 7, NewAccount { asset_id: "nope".into(), name: "root".into(), kind: AccountKind::Local, description: String::new() })
+            .create_account(
+                &a,
+                7,
+                NewAccount {
+                    asset_id: "nope".into(),
+                    name: "root".into(),
+                    kind: AccountKind::Local,
+                    description: String::new(),
+                },
+            )
             .await;
         assert!(matches!(missing, Err(StoreError::NotFound("asset"))));
 
@@ -127,7 +150,8 @@ async fn inventory_and_identity_round_trip_with_audit() {
             .await
             .unwrap();
         assert_eq!(only_assets.len(), 2);
-        let page2 = store.audit_events(&AuditQuery { after_seq: Some(4), limit: 1, ..Default::default() }).await.unwrap();
+        let page2 =
+            store.audit_events(&AuditQuery { after_seq: Some(4), limit: 1, ..Default::default() }).await.unwrap();
         assert_eq!(page2.len(), 1);
         assert_eq!(page2[0].seq, 5);
         let report = store.verify_audit_chain().await.unwrap();
@@ -196,11 +220,17 @@ async fn lockout_and_tokens() {
         assert!(store.principal("sess-hash", 100).await.unwrap().is_none(), "expired session");
 
         let t = store.create_api_token(&actor(), 30, &u.id, "ci", "tok-hash", None).await.unwrap();
-        assert!(matches!(store.create_api_token(&actor(), 30, &u.id, "ci", "other", None).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.create_api_token(&actor(), 30, &u.id, "ci", "other", None).await,
+            Err(StoreError::Conflict(_))
+        ));
         let p = store.principal("tok-hash", 40).await.unwrap().unwrap();
         assert_eq!(p.api_token_id.as_deref(), Some(t.id.as_str()));
         assert_eq!(store.api_tokens(&u.id).await.unwrap()[0].last_used_at, Some(40));
-        assert!(matches!(store.revoke_api_token(&actor(), 50, "someone-else", &t.id).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.revoke_api_token(&actor(), 50, "someone-else", &t.id).await,
+            Err(StoreError::NotFound(_))
+        ));
         store.revoke_api_token(&actor(), 50, &u.id, &t.id).await.unwrap();
         assert!(store.principal("tok-hash", 60).await.unwrap().is_none());
 

@@ -26,7 +26,9 @@ fn bin_dir() -> PathBuf {
         return dir.into();
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions.pop().unwrap_or_else(|| {
@@ -80,26 +82,51 @@ impl PgCluster {
         }
         let out = initdb.output().expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let port = crate::free_port();
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-            .arg(dir.path())
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((u, g)) = uid {
-            postgres.uid(u).gid(g);
+        // A free port can be taken by someone else before postgres binds it: try again.
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let port = crate::free_port();
+            let log_path = dir.path().join(format!("postgres-{port}.log"));
+            let log = std::fs::File::create(&log_path).expect("postgres log file");
+            if let Some((u, g)) = uid {
+                chown_tree(&log_path, u, g);
+            }
+            let mut postgres = Command::new(bin.join("postgres"));
+            postgres
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+                .arg(dir.path())
+                .args([
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                ])
+                .stdout(Stdio::null())
+                .stderr(log);
+            if let Some((u, g)) = uid {
+                postgres.uid(u).gid(g);
+            }
+            let mut child = postgres.spawn().expect("start postgres");
+            let socket_dir = dir.path().to_owned();
+            let probe = PgProbe { bin: &bin, socket_dir: &socket_dir, port, uid };
+            let ready = wait_until(Duration::from_secs(30), || {
+                matches!(child.try_wait(), Ok(None))
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && probe.psql("postgres", "SELECT 1").is_ok()
+            });
+            if ready {
+                return PgCluster { child, port, socket_dir, _dir: dir, bin, uid };
+            }
+            stop(&mut child, libc::SIGINT, Duration::from_secs(10));
+            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
         }
-        let child = postgres.spawn().expect("start postgres");
-        let cluster = PgCluster { child, port, socket_dir: dir.path().to_owned(), _dir: dir, bin, uid };
-        let ready = wait_until(Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok() && cluster.psql("postgres", "SELECT 1").is_ok()
-        });
-        assert!(ready, "postgres did not become ready on 127.0.0.1:{port}");
-        cluster
+        panic!("postgres did not become ready on 127.0.0.1; its log:\n{last_log}");
     }
 
     pub fn port(&self) -> u16 {
@@ -118,24 +145,7 @@ impl PgCluster {
 
     /// Runs SQL through `psql` (as the cluster owner) and returns its output.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let psql = ["psql", "/usr/bin/psql"]
-            .iter()
-            .map(|p| if *p == "psql" { self.bin.join("psql") } else { PathBuf::from(p) })
-            .find(|p| p.exists())
-            .unwrap_or_else(|| "psql".into());
-        let mut cmd = Command::new(psql);
-        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
-            .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]);
-        if let Some((u, g)) = self.uid {
-            cmd.uid(u).gid(g);
-        }
-        let out = cmd.output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        PgProbe { bin: &self.bin, socket_dir: &self.socket_dir, port: self.port, uid: self.uid }.psql(db, sql)
     }
 
     /// `pg_dump` of one database as SQL text.
@@ -155,5 +165,30 @@ impl Drop for PgCluster {
     fn drop(&mut self) {
         // SIGINT is PostgreSQL's "fast shutdown".
         stop(&mut self.child, libc::SIGINT, Duration::from_secs(10));
+    }
+}
+
+struct PgProbe<'a> {
+    bin: &'a Path,
+    socket_dir: &'a Path,
+    port: u16,
+    uid: Option<(u32, u32)>,
+}
+
+impl PgProbe<'_> {
+    fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-h"])
+            .arg(self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]);
+        if let Some((u, g)) = self.uid {
+            cmd.uid(u).gid(g);
+        }
+        let out = cmd.output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 }

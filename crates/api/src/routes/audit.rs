@@ -84,7 +84,11 @@ pub struct EventPage {
 #[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit", operation_id = "list_audit_events",
     params(EventQuery),
     responses((status = 200, description = "A page of events", body = EventPage)))]
-async fn list_events(State(state): State<AppState>, _c: Authed<AuditReaders>, ApiQuery(q): ApiQuery<EventQuery>) -> ApiResult<Json<EventPage>> {
+async fn list_events(
+    State(state): State<AppState>,
+    _c: Authed<AuditReaders>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<EventPage>> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 1000"));

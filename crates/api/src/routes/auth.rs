@@ -43,9 +43,16 @@ pub struct BootstrapRequest {
 #[utoipa::path(post, path = "/api/v1/bootstrap", tag = "auth", operation_id = "bootstrap",
     request_body = BootstrapRequest,
     responses((status = 201, description = "The first administrator", body = UserDto)))]
-async fn bootstrap(State(state): State<AppState>, Source(source): Source, ApiJson(req): ApiJson<BootstrapRequest>) -> ApiResult<(StatusCode, Json<UserDto>)> {
+async fn bootstrap(
+    State(state): State<AppState>,
+    Source(source): Source,
+    ApiJson(req): ApiJson<BootstrapRequest>,
+) -> ApiResult<(StatusCode, Json<UserDto>)> {
     if state.store.user_count().await? > 0 {
-        return Err(ApiError::conflict("already_bootstrapped", "the first administrator exists already; sign in instead"));
+        return Err(ApiError::conflict(
+            "already_bootstrapped",
+            "the first administrator exists already; sign in instead",
+        ));
     }
     validate::username("username", &req.username)?;
     validate::password("password", &req.password, state.auth.password_min_length)?;
@@ -72,7 +79,11 @@ async fn bootstrap(State(state): State<AppState>, Source(source): Source, ApiJso
                 .store
                 .record(&actor, now, NewEvent::success("system.bootstrap", "user", "").with_outcome(Outcome::Failure))
                 .await?;
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_bootstrap_secret", "the bootstrap secret is wrong or was used already"))
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_bootstrap_secret",
+                "the bootstrap secret is wrong or was used already",
+            ))
         }
     }
 }
@@ -104,7 +115,11 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| crate::auth::hash_passwor
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login",
     request_body = LoginRequest,
     responses((status = 200, description = "Signed in", body = LoginResponse)))]
-async fn login(State(state): State<AppState>, Source(source): Source, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+async fn login(
+    State(state): State<AppState>,
+    Source(source): Source,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
     let now = state.now();
     let attempted: String = req.username.chars().take(64).collect();
     let actor = |id: &str| Actor { id: id.to_owned(), name: attempted.clone(), source: source.clone() };
@@ -138,14 +153,22 @@ async fn login(State(state): State<AppState>, Source(source): Source, ApiJson(re
     if !password_ok || user.disabled {
         let locked = fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
         if locked {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "account_locked", "too many failed sign-ins; the account is now locked for a while"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "account_locked",
+                "too many failed sign-ins; the account is now locked for a while",
+            ));
         }
         return Err(invalid());
     }
     let mut totp_step = None;
     if user.totp_enabled {
         let Some(code) = req.totp_code.as_deref() else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "totp_required", "this account uses a one-time code: send totp_code"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "totp_required",
+                "this account uses a one-time code: send totp_code",
+            ));
         };
         let secret = login_state.totp_secret.as_deref().and_then(totp::decode_secret).map(Zeroizing::new);
         let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login_state.totp_last_step));
@@ -155,13 +178,20 @@ async fn login(State(state): State<AppState>, Source(source): Source, ApiJson(re
         };
         if !consumed {
             fail(user.id.clone(), "wrong one-time code").await?;
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong or reused one-time code"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong or reused one-time code",
+            ));
         }
         totp_step = step;
     }
     let token = new_token("pcs_");
     let expires_at = now + state.auth.session_ttl_minutes * 60_000_000;
-    state.store.record_login_success(&actor(&user.id), now, &user.id, totp_step, &token_hash(&token), expires_at).await?;
+    state
+        .store
+        .record_login_success(&actor(&user.id), now, &user.id, totp_step, &token_hash(&token), expires_at)
+        .await?;
     let user = state.store.user(&user.id).await?;
     Ok(Json(LoginResponse { token: token.to_string(), expires_at: ts(expires_at), user: UserDto::from(&user) }))
 }

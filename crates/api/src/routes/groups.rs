@@ -26,7 +26,13 @@ pub struct GroupDto {
 
 impl From<Group> for GroupDto {
     fn from(g: Group) -> Self {
-        GroupDto { id: g.id, name: g.name, description: g.description, members: g.members, created_at: ts(g.created_at) }
+        GroupDto {
+            id: g.id,
+            name: g.name,
+            description: g.description,
+            members: g.members,
+            created_at: ts(g.created_at),
+        }
     }
 }
 
@@ -49,12 +55,23 @@ async fn list(state: &AppState, kind: GroupKind, page: &PageParams) -> ApiResult
     Ok(Json(state.store.groups(kind, page.page()?).await?.into_iter().map(GroupDto::from).collect()))
 }
 
-async fn create(state: &AppState, caller: &Caller, kind: GroupKind, req: CreateGroupRequest) -> ApiResult<(StatusCode, Json<GroupDto>)> {
+async fn create(
+    state: &AppState,
+    caller: &Caller,
+    kind: GroupKind,
+    req: CreateGroupRequest,
+) -> ApiResult<(StatusCode, Json<GroupDto>)> {
     let g = state.store.create_group(&caller.actor(), state.now(), kind, &req.name, &req.description).await?;
     Ok((StatusCode::CREATED, Json(g.into())))
 }
 
-async fn update(state: &AppState, caller: &Caller, kind: GroupKind, id: &str, req: UpdateGroupRequest) -> ApiResult<Json<GroupDto>> {
+async fn update(
+    state: &AppState,
+    caller: &Caller,
+    kind: GroupKind,
+    id: &str,
+    req: UpdateGroupRequest,
+) -> ApiResult<Json<GroupDto>> {
     let g = state
         .store
         .update_group(&caller.actor(), state.now(), kind, id, req.name.as_deref(), req.description.as_deref())
@@ -62,11 +79,16 @@ async fn update(state: &AppState, caller: &Caller, kind: GroupKind, id: &str, re
     Ok(Json(g.into()))
 }
 
-async fn set_member(state: &AppState, caller: &Caller, kind: GroupKind, p: &MemberPath, add: bool) -> ApiResult<Json<GroupDto>> {
+async fn set_member(
+    state: &AppState,
+    caller: &Caller,
+    kind: GroupKind,
+    p: &MemberPath,
+    add: bool,
+) -> ApiResult<Json<GroupDto>> {
     let g = state.store.set_group_member(&caller.actor(), state.now(), kind, &p.id, &p.member_id, add).await?;
     Ok(Json(g.into()))
 }
-
 
 macro_rules! group_routes {
     (

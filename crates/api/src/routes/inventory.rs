@@ -73,7 +73,8 @@ impl From<&Asset> for AssetDto {
 }
 
 fn parse_platform(s: &str) -> ApiResult<Platform> {
-    Platform::parse(s).ok_or_else(|| ApiError::invalid("platform", "must be one of linux, unix, windows, network_device, other"))
+    Platform::parse(s)
+        .ok_or_else(|| ApiError::invalid("platform", "must be one of linux, unix, windows, network_device, other"))
 }
 
 fn parse_protocols(list: &[ProtocolPortDto]) -> ApiResult<Vec<ProtocolPort>> {
@@ -95,7 +96,11 @@ fn parse_protocols(list: &[ProtocolPortDto]) -> ApiResult<Vec<ProtocolPort>> {
 #[utoipa::path(get, path = "/api/v1/assets", tag = "assets", operation_id = "list_assets",
     params(PageParams),
     responses((status = 200, description = "Assets", body = [AssetDto])))]
-async fn list_assets(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiQuery(page): ApiQuery<PageParams>) -> ApiResult<Json<Vec<AssetDto>>> {
+async fn list_assets(
+    State(state): State<AppState>,
+    _c: Authed<InventoryReaders>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Vec<AssetDto>>> {
     Ok(Json(state.store.assets(page.page()?).await?.iter().map(AssetDto::from).collect()))
 }
 
@@ -116,7 +121,11 @@ pub struct CreateAssetRequest {
 #[utoipa::path(post, path = "/api/v1/assets", tag = "assets", operation_id = "create_asset",
     request_body = CreateAssetRequest,
     responses((status = 201, description = "Created", body = AssetDto)))]
-async fn create_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiJson(req): ApiJson<CreateAssetRequest>) -> ApiResult<(StatusCode, Json<AssetDto>)> {
+async fn create_asset(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiJson(req): ApiJson<CreateAssetRequest>,
+) -> ApiResult<(StatusCode, Json<AssetDto>)> {
     let protocols = match &req.protocols {
         Some(p) => parse_protocols(p)?,
         None => vec![ProtocolPort { protocol: Protocol::Ssh, port: 22 }],
@@ -137,7 +146,11 @@ async fn create_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, Api
 #[utoipa::path(get, path = "/api/v1/assets/{id}", tag = "assets", operation_id = "get_asset",
     params(IdPath),
     responses((status = 200, description = "The asset", body = AssetDto)))]
-async fn get_asset(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<AssetDto>> {
+async fn get_asset(
+    State(state): State<AppState>,
+    _c: Authed<InventoryReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<AssetDto>> {
     Ok(Json(AssetDto::from(&state.store.asset(&p.id).await?)))
 }
 
@@ -159,7 +172,12 @@ pub struct UpdateAssetRequest {
 #[utoipa::path(patch, path = "/api/v1/assets/{id}", tag = "assets", operation_id = "update_asset",
     params(IdPath), request_body = UpdateAssetRequest,
     responses((status = 200, description = "Updated", body = AssetDto)))]
-async fn update_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<UpdateAssetRequest>) -> ApiResult<Json<AssetDto>> {
+async fn update_asset(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<UpdateAssetRequest>,
+) -> ApiResult<Json<AssetDto>> {
     let patch = AssetPatch {
         name: req.name,
         address: req.address,
@@ -176,7 +194,11 @@ async fn update_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, Api
 #[utoipa::path(delete, path = "/api/v1/assets/{id}", tag = "assets", operation_id = "delete_asset",
     params(IdPath),
     responses((status = 204, description = "Deleted")))]
-async fn delete_asset(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+async fn delete_asset(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<StatusCode> {
     state.store.delete_asset(&c.actor(), state.now(), &p.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -227,7 +249,11 @@ pub struct AccountListParams {
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", operation_id = "list_accounts",
     params(AccountListParams),
     responses((status = 200, description = "Accounts", body = [AccountDto])))]
-async fn list_accounts(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiQuery(q): ApiQuery<AccountListParams>) -> ApiResult<Json<Vec<AccountDto>>> {
+async fn list_accounts(
+    State(state): State<AppState>,
+    _c: Authed<InventoryReaders>,
+    ApiQuery(q): ApiQuery<AccountListParams>,
+) -> ApiResult<Json<Vec<AccountDto>>> {
     let page = PageParams { limit: q.limit, offset: q.offset }.page()?;
     let accounts = state.store.accounts(q.asset_id.as_deref(), page).await?;
     Ok(Json(accounts.iter().map(AccountDto::from).collect()))
@@ -248,7 +274,11 @@ pub struct CreateAccountRequest {
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", operation_id = "create_account",
     request_body = CreateAccountRequest,
     responses((status = 201, description = "Created", body = AccountDto)))]
-async fn create_account(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiJson(req): ApiJson<CreateAccountRequest>) -> ApiResult<(StatusCode, Json<AccountDto>)> {
+async fn create_account(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiJson(req): ApiJson<CreateAccountRequest>,
+) -> ApiResult<(StatusCode, Json<AccountDto>)> {
     let kind = req.kind.as_deref().map(parse_kind).transpose()?.unwrap_or(AccountKind::Local);
     let new = NewAccount { asset_id: req.asset_id, name: req.name, kind, description: req.description };
     let account = state.store.create_account(&c.actor(), state.now(), new).await?;
@@ -259,7 +289,11 @@ async fn create_account(State(state): State<AppState>, c: Authed<AssetAdmins>, A
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts", operation_id = "get_account",
     params(IdPath),
     responses((status = 200, description = "The account", body = AccountDto)))]
-async fn get_account(State(state): State<AppState>, _c: Authed<InventoryReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<AccountDto>> {
+async fn get_account(
+    State(state): State<AppState>,
+    _c: Authed<InventoryReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<AccountDto>> {
     Ok(Json(AccountDto::from(&state.store.account(&p.id).await?)))
 }
 
@@ -275,8 +309,17 @@ pub struct UpdateAccountRequest {
 #[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", operation_id = "update_account",
     params(IdPath), request_body = UpdateAccountRequest,
     responses((status = 200, description = "Updated", body = AccountDto)))]
-async fn update_account(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<UpdateAccountRequest>) -> ApiResult<Json<AccountDto>> {
-    let patch = AccountPatch { name: req.name, kind: req.kind.as_deref().map(parse_kind).transpose()?, description: req.description };
+async fn update_account(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<UpdateAccountRequest>,
+) -> ApiResult<Json<AccountDto>> {
+    let patch = AccountPatch {
+        name: req.name,
+        kind: req.kind.as_deref().map(parse_kind).transpose()?,
+        description: req.description,
+    };
     let account = state.store.update_account(&c.actor(), state.now(), &p.id, patch).await?;
     Ok(Json(AccountDto::from(&account)))
 }
@@ -285,7 +328,11 @@ async fn update_account(State(state): State<AppState>, c: Authed<AssetAdmins>, A
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts", operation_id = "delete_account",
     params(IdPath),
     responses((status = 204, description = "Deleted")))]
-async fn delete_account(State(state): State<AppState>, c: Authed<AssetAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+async fn delete_account(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<StatusCode> {
     state.store.delete_account(&c.actor(), state.now(), &p.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

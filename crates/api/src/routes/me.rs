@@ -61,7 +61,11 @@ pub struct UpdateMeRequest {
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", operation_id = "update_me",
     request_body = UpdateMeRequest,
     responses((status = 200, description = "Updated", body = UserDto)))]
-async fn update_me(State(state): State<AppState>, caller: Authed<AnyUser>, ApiJson(req): ApiJson<UpdateMeRequest>) -> ApiResult<Json<UserDto>> {
+async fn update_me(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<UpdateMeRequest>,
+) -> ApiResult<Json<UserDto>> {
     if let Some(n) = &req.display_name {
         validate::name("display_name", n)?;
     }
@@ -71,10 +75,15 @@ async fn update_me(State(state): State<AppState>, caller: Authed<AnyUser>, ApiJs
     if let Some(tz) = &req.time_zone {
         validate::time_zone("time_zone", tz)?;
         if caller.user.time_zone_locked && *tz != caller.user.time_zone {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "time_zone_locked", "a User Administrator has locked your time zone"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "time_zone_locked",
+                "a User Administrator has locked your time zone",
+            ));
         }
     }
-    let patch = UserPatch { display_name: req.display_name, email: req.email, time_zone: req.time_zone, ..Default::default() };
+    let patch =
+        UserPatch { display_name: req.display_name, email: req.email, time_zone: req.time_zone, ..Default::default() };
     let user = state.store.update_user(&caller.actor(), state.now(), &caller.user.id, patch).await?;
     Ok(Json(UserDto::from(&user)))
 }
@@ -92,7 +101,11 @@ pub struct ChangePasswordRequest {
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "me", operation_id = "change_my_password",
     request_body = ChangePasswordRequest,
     responses((status = 204, description = "Changed")))]
-async fn change_password(State(state): State<AppState>, caller: Authed<AnyUser>, ApiJson(req): ApiJson<ChangePasswordRequest>) -> ApiResult<StatusCode> {
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<ChangePasswordRequest>,
+) -> ApiResult<StatusCode> {
     validate::password("new_password", &req.new_password, state.auth.password_min_length)?;
     let login = state.store.login_state(&caller.user.username).await?.ok_or_else(|| ApiError::not_found("user"))?;
     if !verify_password_blocking(req.current_password, login.password_hash).await? {
@@ -116,7 +129,10 @@ pub struct TotpEnrolment {
     responses((status = 200, description = "Secret to enter in the authenticator app", body = TotpEnrolment)))]
 async fn enroll_totp(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<Json<TotpEnrolment>> {
     if caller.user.totp_enabled {
-        return Err(ApiError::conflict("totp_already_enabled", "one-time codes are already enabled; disable them first"));
+        return Err(ApiError::conflict(
+            "totp_already_enabled",
+            "one-time codes are already enabled; disable them first",
+        ));
     }
     let mut secret = Zeroizing::new([0u8; 20]);
     rand::rngs::OsRng.fill_bytes(secret.as_mut());
@@ -152,7 +168,11 @@ async fn check_code(state: &AppState, caller: &Authed<AnyUser>, code: &str) -> A
 #[utoipa::path(post, path = "/api/v1/me/totp/confirm", tag = "me", operation_id = "confirm_totp",
     request_body = TotpCode,
     responses((status = 204, description = "One-time codes enabled")))]
-async fn confirm_totp(State(state): State<AppState>, caller: Authed<AnyUser>, ApiJson(req): ApiJson<TotpCode>) -> ApiResult<StatusCode> {
+async fn confirm_totp(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<TotpCode>,
+) -> ApiResult<StatusCode> {
     if caller.user.totp_enabled {
         return Err(ApiError::conflict("totp_already_enabled", "one-time codes are already enabled"));
     }
@@ -165,7 +185,11 @@ async fn confirm_totp(State(state): State<AppState>, caller: Authed<AnyUser>, Ap
 #[utoipa::path(post, path = "/api/v1/me/totp/disable", tag = "me", operation_id = "disable_totp",
     request_body = TotpCode,
     responses((status = 204, description = "One-time codes disabled")))]
-async fn disable_totp(State(state): State<AppState>, caller: Authed<AnyUser>, ApiJson(req): ApiJson<TotpCode>) -> ApiResult<StatusCode> {
+async fn disable_totp(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<TotpCode>,
+) -> ApiResult<StatusCode> {
     if !caller.user.totp_enabled {
         return Err(ApiError::conflict("totp_not_enabled", "one-time codes are not enabled"));
     }
@@ -225,14 +249,21 @@ pub struct CreatedToken {
 #[utoipa::path(post, path = "/api/v1/me/tokens", tag = "me", operation_id = "create_token",
     request_body = CreateTokenRequest,
     responses((status = 201, description = "Created", body = CreatedToken)))]
-async fn create_token(State(state): State<AppState>, caller: Authed<AnyUser>, ApiJson(req): ApiJson<CreateTokenRequest>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<CreateTokenRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let now = state.now();
     let expires_at = req.expires_at.as_deref().map(|t| parse_ts("expires_at", t)).transpose()?;
     if expires_at.is_some_and(|t| t <= now) {
         return Err(ApiError::invalid("expires_at", "must be in the future"));
     }
     let secret = new_token("pct_");
-    let token = state.store.create_api_token(&caller.actor(), now, &caller.user.id, &req.name, &token_hash(&secret), expires_at).await?;
+    let token = state
+        .store
+        .create_api_token(&caller.actor(), now, &caller.user.id, &req.name, &token_hash(&secret), expires_at)
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token: ApiTokenDto::from(&token), secret: secret.to_string() })))
 }
 
@@ -240,7 +271,11 @@ async fn create_token(State(state): State<AppState>, caller: Authed<AnyUser>, Ap
 #[utoipa::path(delete, path = "/api/v1/me/tokens/{id}", tag = "me", operation_id = "revoke_token",
     params(IdPath),
     responses((status = 200, description = "Revoked", body = ApiTokenDto)))]
-async fn revoke_token(State(state): State<AppState>, caller: Authed<AnyUser>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<ApiTokenDto>> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<ApiTokenDto>> {
     let token = state.store.revoke_api_token(&caller.actor(), state.now(), &caller.user.id, &p.id).await?;
     Ok(Json(ApiTokenDto::from(&token)))
 }

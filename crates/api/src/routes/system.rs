@@ -31,7 +31,10 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         Ok(()) => (StatusCode::OK, Json(Health { status: "ok".into(), store: "ok".into() })),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable".into(), store: "unavailable".into() }))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health { status: "unavailable".into(), store: "unavailable".into() }),
+            )
         }
     }
 }
@@ -40,10 +43,7 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 #[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "metrics",
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
         .into_response()
 }
 

@@ -43,7 +43,9 @@ fn ensure_may_manage(caller: &Caller, target: &User) -> ApiResult<()> {
     if caller.may_manage(target) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("this user holds administrative roles you do not have; an Appliance Administrator must do this"))
+        Err(ApiError::forbidden(
+            "this user holds administrative roles you do not have; an Appliance Administrator must do this",
+        ))
     }
 }
 
@@ -51,7 +53,11 @@ fn ensure_may_manage(caller: &Caller, target: &User) -> ApiResult<()> {
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users",
     params(PageParams),
     responses((status = 200, description = "Users", body = [UserDto])))]
-async fn list_users(State(state): State<AppState>, _caller: Authed<DirectoryReaders>, ApiQuery(page): ApiQuery<PageParams>) -> ApiResult<Json<Vec<UserDto>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    _caller: Authed<DirectoryReaders>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<Vec<UserDto>>> {
     let users = state.store.users(page.page()?).await?;
     Ok(Json(users.iter().map(UserDto::from).collect()))
 }
@@ -78,7 +84,11 @@ pub struct CreateUserRequest {
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user",
     request_body = CreateUserRequest,
     responses((status = 201, description = "Created", body = UserDto)))]
-async fn create_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiJson(req): ApiJson<CreateUserRequest>) -> ApiResult<(StatusCode, Json<UserDto>)> {
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Authed<UserAdmins>,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> ApiResult<(StatusCode, Json<UserDto>)> {
     validate::username("username", &req.username)?;
     let display_name = req.display_name.clone().unwrap_or_else(|| req.username.clone());
     validate::name("display_name", &display_name)?;
@@ -110,7 +120,11 @@ async fn create_user(State(state): State<AppState>, caller: Authed<UserAdmins>, 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", operation_id = "get_user",
     params(IdPath),
     responses((status = 200, description = "The user", body = UserDto)))]
-async fn get_user(State(state): State<AppState>, _caller: Authed<DirectoryReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<UserDto>> {
+async fn get_user(
+    State(state): State<AppState>,
+    _caller: Authed<DirectoryReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<UserDto>> {
     Ok(Json(UserDto::from(&state.store.user(&p.id).await?)))
 }
 
@@ -133,7 +147,12 @@ pub struct UpdateUserRequest {
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", operation_id = "update_user",
     params(IdPath), request_body = UpdateUserRequest,
     responses((status = 200, description = "Updated", body = UserDto)))]
-async fn update_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<UpdateUserRequest>) -> ApiResult<Json<UserDto>> {
+async fn update_user(
+    State(state): State<AppState>,
+    caller: Authed<UserAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<UserDto>> {
     if let Some(n) = &req.display_name {
         validate::name("display_name", n)?;
     }
@@ -163,7 +182,11 @@ async fn update_user(State(state): State<AppState>, caller: Authed<UserAdmins>, 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", operation_id = "delete_user",
     params(IdPath),
     responses((status = 204, description = "Deleted")))]
-async fn delete_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+async fn delete_user(
+    State(state): State<AppState>,
+    caller: Authed<UserAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<StatusCode> {
     let target = state.store.user(&p.id).await?;
     ensure_may_manage(&caller, &target)?;
     if target.id == caller.user.id {
@@ -184,7 +207,12 @@ pub struct SetRolesRequest {
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", operation_id = "set_user_roles",
     params(IdPath), request_body = SetRolesRequest,
     responses((status = 200, description = "Updated", body = UserDto)))]
-async fn set_roles(State(state): State<AppState>, caller: Authed<ApplianceAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<SetRolesRequest>) -> ApiResult<Json<UserDto>> {
+async fn set_roles(
+    State(state): State<AppState>,
+    caller: Authed<ApplianceAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<SetRolesRequest>,
+) -> ApiResult<Json<UserDto>> {
     let roles = parse_roles(&req.roles)?;
     let target = state.store.user(&p.id).await?;
     if target.roles.contains(&Role::ApplianceAdmin) && !roles.contains(&Role::ApplianceAdmin) {
@@ -196,7 +224,10 @@ async fn set_roles(State(state): State<AppState>, caller: Authed<ApplianceAdmins
             .filter(|u| u.roles.contains(&Role::ApplianceAdmin) && !u.disabled)
             .count();
         if admins <= 1 {
-            return Err(ApiError::conflict("last_appliance_admin", "this is the last Appliance Administrator; grant the role to someone else first"));
+            return Err(ApiError::conflict(
+                "last_appliance_admin",
+                "this is the last Appliance Administrator; grant the role to someone else first",
+            ));
         }
     }
     let user = state.store.set_roles(&caller.actor(), state.now(), &p.id, &roles).await?;
@@ -214,7 +245,12 @@ pub struct ResetPasswordRequest {
 #[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users", operation_id = "reset_user_password",
     params(IdPath), request_body = ResetPasswordRequest,
     responses((status = 204, description = "Password set")))]
-async fn reset_password(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<ResetPasswordRequest>) -> ApiResult<StatusCode> {
+async fn reset_password(
+    State(state): State<AppState>,
+    caller: Authed<UserAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<ResetPasswordRequest>,
+) -> ApiResult<StatusCode> {
     validate::password("new_password", &req.new_password, state.auth.password_min_length)?;
     let target = state.store.user(&p.id).await?;
     ensure_may_manage(&caller, &target)?;
@@ -227,7 +263,11 @@ async fn reset_password(State(state): State<AppState>, caller: Authed<UserAdmins
 #[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "users", operation_id = "unlock_user",
     params(IdPath),
     responses((status = 200, description = "Unlocked", body = UserDto)))]
-async fn unlock_user(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<UserDto>> {
+async fn unlock_user(
+    State(state): State<AppState>,
+    caller: Authed<UserAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<UserDto>> {
     let target = state.store.user(&p.id).await?;
     ensure_may_manage(&caller, &target)?;
     Ok(Json(UserDto::from(&state.store.unlock_user(&caller.actor(), state.now(), &p.id).await?)))
@@ -237,7 +277,11 @@ async fn unlock_user(State(state): State<AppState>, caller: Authed<UserAdmins>, 
 #[utoipa::path(post, path = "/api/v1/users/{id}/totp/reset", tag = "users", operation_id = "reset_user_totp",
     params(IdPath),
     responses((status = 204, description = "Enrolment removed")))]
-async fn reset_totp(State(state): State<AppState>, caller: Authed<UserAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+async fn reset_totp(
+    State(state): State<AppState>,
+    caller: Authed<UserAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<StatusCode> {
     let target = state.store.user(&p.id).await?;
     ensure_may_manage(&caller, &target)?;
     state.store.set_totp_enabled(&caller.actor(), state.now(), &p.id, false, None).await?;

@@ -47,7 +47,14 @@ pub async fn run(cmd: AuditCmd, g: &GlobalArgs) -> Result<(), CliError> {
     match cmd {
         AuditCmd::List { from, to, actor, action, object_type, object_id, mut after, limit, all } => {
             let mut filters = String::new();
-            for (k, v) in [("from", from), ("to", to), ("actor", actor), ("action", action), ("object_type", object_type), ("object_id", object_id)] {
+            for (k, v) in [
+                ("from", from),
+                ("to", to),
+                ("actor", actor),
+                ("action", action),
+                ("object_type", object_type),
+                ("object_id", object_id),
+            ] {
                 if let Some(v) = v {
                     filters += &format!("&{k}={}", enc(&v));
                 }

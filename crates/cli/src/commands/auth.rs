@@ -6,7 +6,8 @@ use crate::client::{forget_saved, load_saved, normalise_fingerprint, store_saved
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs};
 
-pub(crate) const USER_COLUMNS: &[&str] = &["id", "username", "display_name", "roles", "time_zone", "disabled", "totp_enabled"];
+pub(crate) const USER_COLUMNS: &[&str] =
+    &["id", "username", "display_name", "roles", "time_zone", "disabled", "totp_enabled"];
 
 #[derive(Debug, Args)]
 pub struct BootstrapArgs {
@@ -45,7 +46,14 @@ fn anonymous(g: &GlobalArgs) -> Result<(Client, String), CliError> {
     Ok((Client::new(&server, None, g.fingerprint.as_deref(), g.insecure)?, server))
 }
 
-async fn sign_in(g: &GlobalArgs, client: &Client, server: String, username: &str, password: &str, totp: Option<&str>) -> Result<serde_json::Value, CliError> {
+async fn sign_in(
+    g: &GlobalArgs,
+    client: &Client,
+    server: String,
+    username: &str,
+    password: &str,
+    totp: Option<&str>,
+) -> Result<serde_json::Value, CliError> {
     let mut body = json!({ "username": username, "password": password });
     if let Some(code) = totp {
         body["totp_code"] = json!(code);

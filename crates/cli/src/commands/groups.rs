@@ -42,7 +42,9 @@ pub async fn run(cmd: GroupCmd, base: &str, noun: &str, g: &GlobalArgs) -> Resul
     let shown = match cmd {
         GroupCmd::List => c.get(&format!("{base}?limit=1000")).await?,
         GroupCmd::Show { id } => c.get(&item(&id)).await?,
-        GroupCmd::Create { name, description } => c.post(base, &json!({ "name": name, "description": description })).await?,
+        GroupCmd::Create { name, description } => {
+            c.post(base, &json!({ "name": name, "description": description })).await?
+        }
         GroupCmd::Update { id, name, description } => {
             let mut body = json!({});
             if let Some(n) = name {
@@ -58,8 +60,12 @@ pub async fn run(cmd: GroupCmd, base: &str, noun: &str, g: &GlobalArgs) -> Resul
             done(g.output, &format!("The {noun} was deleted."));
             return Ok(());
         }
-        GroupCmd::AddMember { id, member_id } => c.put(&format!("{}/members/{}", item(&id), enc(&member_id)), None).await?,
-        GroupCmd::RemoveMember { id, member_id } => c.delete(&format!("{}/members/{}", item(&id), enc(&member_id))).await?,
+        GroupCmd::AddMember { id, member_id } => {
+            c.put(&format!("{}/members/{}", item(&id), enc(&member_id)), None).await?
+        }
+        GroupCmd::RemoveMember { id, member_id } => {
+            c.delete(&format!("{}/members/{}", item(&id), enc(&member_id))).await?
+        }
     };
     print(g.output, &shown, COLUMNS);
     Ok(())

@@ -127,7 +127,8 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
         AssetCmd::List { limit, offset } => c.get(&format!("/api/v1/assets?limit={limit}&offset={offset}")).await?,
         AssetCmd::Show { id } => c.get(&item(&id)).await?,
         AssetCmd::Create { name, address, platform, protocols: p, host_key, description } => {
-            let mut body = json!({ "name": name, "address": address, "platform": platform, "description": description });
+            let mut body =
+                json!({ "name": name, "address": address, "platform": platform, "description": description });
             if !p.is_empty() {
                 body["protocols"] = protocols(&p)?;
             }
@@ -136,7 +137,16 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
         }
         AssetCmd::Update { id, name, address, platform, protocols: p, host_key, clear_host_key, description } => {
             let mut body = json!({});
-            set_some(&mut body, vec![("name", name), ("address", address), ("platform", platform), ("host_key", host_key), ("description", description)]);
+            set_some(
+                &mut body,
+                vec![
+                    ("name", name),
+                    ("address", address),
+                    ("platform", platform),
+                    ("host_key", host_key),
+                    ("description", description),
+                ],
+            );
             if !p.is_empty() {
                 body["protocols"] = protocols(&p)?;
             }

@@ -101,7 +101,7 @@ pub(crate) fn read_secret(prompt: &str, env_var: &str, from_stdin: bool) -> Resu
         std::io::stdin().read_line(&mut line).map_err(|e| CliError::Io("stdin".into(), e))?;
         return Ok(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned()));
     }
-    rpassword::prompt_password(prompt)
-        .map(Zeroizing::new)
-        .map_err(|e| CliError::Usage(format!("cannot read {env_var} from the terminal ({e}); set {env_var} or use --password-stdin")))
+    rpassword::prompt_password(prompt).map(Zeroizing::new).map_err(|e| {
+        CliError::Usage(format!("cannot read {env_var} from the terminal ({e}); set {env_var} or use --password-stdin"))
+    })
 }

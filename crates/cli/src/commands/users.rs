@@ -6,7 +6,8 @@ use crate::client::enc;
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs};
 
-const COLUMNS: &[&str] = &["id", "username", "display_name", "roles", "time_zone", "disabled", "locked_until", "totp_enabled"];
+const COLUMNS: &[&str] =
+    &["id", "username", "display_name", "roles", "time_zone", "disabled", "locked_until", "totp_enabled"];
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
@@ -108,7 +109,9 @@ pub async fn run(cmd: UserCmd, g: &GlobalArgs) -> Result<(), CliError> {
             done(g.output, "User deleted.");
             return Ok(());
         }
-        UserCmd::Roles { id, roles } => c.put(&format!("{}/roles", item(&id)), Some(&json!({ "roles": roles }))).await?,
+        UserCmd::Roles { id, roles } => {
+            c.put(&format!("{}/roles", item(&id)), Some(&json!({ "roles": roles }))).await?
+        }
         UserCmd::SetPassword { id } => {
             let password = read_secret("New password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
             c.post(&format!("{}/password", item(&id)), &json!({ "new_password": &*password })).await?;

@@ -1,0 +1,260 @@
+//! Starts the real `portcullis` binary on 127.0.0.1 at a free port with its own data
+//! directory, and talks to it over HTTP. The process is stopped by PID when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_testkit::pg::PgCluster;
+use portcullis_testkit::process::{stop, wait_until};
+use serde_json::{json, Value};
+
+pub const ADMIN_PASSWORD: &str = "admin password 0001";
+
+#[derive(Clone)]
+pub enum Db {
+    Sqlite,
+    Postgres(Arc<PgCluster>, String),
+}
+
+impl Db {
+    /// A fresh PostgreSQL database on a new throwaway cluster.
+    pub fn postgres() -> Db {
+        let pg = PgCluster::start();
+        let url = pg.create_database("portcullis");
+        Db::Postgres(Arc::new(pg), url)
+    }
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls: bool,
+    pub db: Db,
+    child: Option<Child>,
+    pub url: String,
+    pub bootstrap_secret: Option<String>,
+    pub fingerprint: Option<String>,
+    extra_env: Vec<(String, String)>,
+    run: u32,
+}
+
+impl Server {
+    pub fn start(db: Db) -> Server {
+        Self::start_with(db, false, &[])
+    }
+
+    pub fn start_with(db: Db, tls: bool, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().unwrap();
+        let port = portcullis_testkit::free_port();
+        let mut s = Server {
+            dir,
+            port,
+            tls,
+            db,
+            child: None,
+            url: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
+            bootstrap_secret: None,
+            fingerprint: None,
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            run: 0,
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn stdout_path(&self) -> PathBuf {
+        self.dir.path().join(format!("stdout.{}", self.run))
+    }
+
+    pub fn stderr_path(&self) -> PathBuf {
+        self.dir.path().join(format!("stderr.{}", self.run))
+    }
+
+    /// Everything the server wrote, over all its runs.
+    pub fn all_output(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.run {
+            for name in [format!("stdout.{i}"), format!("stderr.{i}")] {
+                out += &std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            }
+        }
+        out
+    }
+
+    fn spawn(&mut self) {
+        self.run += 1;
+        let stdout = std::fs::File::create(self.stdout_path()).unwrap();
+        let stderr = std::fs::File::create(self.stderr_path()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("PORTCULLIS_SERVER_TLS", if self.tls { "true" } else { "false" })
+            .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
+            .env("PORTCULLIS_LOG_FORMAT", "json")
+            .env("PORTCULLIS_LOG_LEVEL", "debug,sqlx=info,hyper=info,h2=info,rustls=info")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        if let Db::Postgres(_, url) = &self.db {
+            cmd.env("PORTCULLIS_STORAGE_DATABASE_URL", url);
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn portcullis serve"));
+        let out_path = self.stdout_path();
+        let ready = wait_until(Duration::from_secs(60), || {
+            std::fs::read_to_string(&out_path).is_ok_and(|s| s.contains("listening on"))
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(ready, "server did not start:\n{}", self.all_output());
+        let out = std::fs::read_to_string(&out_path).unwrap();
+        self.fingerprint =
+            out.lines().find_map(|l| l.strip_prefix("TLS certificate SHA-256 fingerprint: ")).map(str::to_owned);
+        if let Some(secret) = out.lines().map(str::trim).find(|l| l.starts_with("pcb_")) {
+            self.bootstrap_secret = Some(secret.to_owned());
+        }
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, libc::SIGTERM, Duration::from_secs(10));
+        }
+        self.spawn();
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder().danger_accept_invalid_certs(true).timeout(Duration::from_secs(60)).build().unwrap()
+    }
+
+    /// Calls the API; returns the status and the JSON body (Null when empty).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client().request(method.parse().unwrap(), format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    }
+
+    /// Bootstraps `admin` (all roles) and returns a session token.
+    pub async fn bootstrap(&self) -> String {
+        let secret = self.bootstrap_secret.clone().expect("bootstrap secret printed");
+        let (s, b) = self
+            .call(
+                "POST",
+                "/api/v1/bootstrap",
+                None,
+                Some(json!({ "secret": secret, "username": "admin", "password": ADMIN_PASSWORD })),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (s, b) = self
+            .call("POST", "/api/v1/auth/login", None, Some(json!({ "username": username, "password": password })))
+            .await;
+        assert_eq!(s, 200, "login {username}: {b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user with the given roles and returns (id, session token).
+    pub async fn user_with_roles(&self, admin: &str, username: &str, roles: &[&str]) -> (String, String) {
+        let password = format!("{username} password 1234");
+        let (s, b) = self
+            .call(
+                "POST",
+                "/api/v1/users",
+                Some(admin),
+                Some(json!({ "username": username, "password": password, "roles": roles })),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let token = self.login(username, &password).await;
+        (b["id"].as_str().unwrap().to_owned(), token)
+    }
+
+    /// Opens the server's own database through the store, for assertions.
+    pub async fn store(&self) -> portcullis_store::Store {
+        let key = std::fs::read(self.data_dir().join("keys/audit.key")).unwrap();
+        let url = match &self.db {
+            Db::Sqlite => format!("sqlite://{}", self.data_dir().join("portcullis.db").display()),
+            Db::Postgres(_, url) => url.clone(),
+        };
+        portcullis_store::Store::open(
+            &portcullis_store::StoreOptions { url, sqlite_synchronous: "full".into(), max_connections: 2 },
+            &key,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Runs the CLI with its own saved-session file in the server's directory.
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORTCULLIS_CLI_CONFIG", self.dir.path().join("cli.json"))
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    pub fn pg_dump(&self) -> Option<String> {
+        match &self.db {
+            Db::Postgres(pg, _) => Some(pg.dump("portcullis")),
+            Db::Sqlite => None,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, libc::SIGTERM, Duration::from_secs(10));
+        }
+    }
+}
+
+pub fn read_all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `portcullis` binary, real SQLite files and real PostgreSQL
+//! clusters, the real CLI. One test binary, so the suite builds and links once.
+
+mod auth_flows;
+mod bad_input;
+mod harness;
+mod matrix;
