@@ -32,12 +32,12 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
-            format!("the request body does not fit: {}", e.body_text()),
+            format!("the request body does not fit: {}", redact_values(&e.body_text())),
         ),
         JsonRejection::JsonSyntaxError(e) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
-            format!("the request body is not valid JSON: {}", e.body_text()),
+            format!("the request body is not valid JSON: {}", redact_values(&e.body_text())),
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
@@ -78,4 +78,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 fn query_rejection(r: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("invalid query string: {}", r.body_text()))
+}
+
+/// serde quotes offending string values in its messages (`invalid type: string "…"`); a
+/// password sent in the wrong field must not come back in an error, so quoted values are
+/// replaced. Field names (in backticks) stay.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quotes = false;
+    for c in message.chars() {
+        match (c, in_quotes) {
+            ('"', false) => {
+                in_quotes = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                in_quotes = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_values_are_redacted_but_field_names_stay() {
+        let m = super::redact_values(
+            r#"password: invalid type: string "hunter2", expected a boolean at `time_zone_locked`"#,
+        );
+        assert_eq!(m, r#"password: invalid type: string "…", expected a boolean at `time_zone_locked`"#);
+    }
 }

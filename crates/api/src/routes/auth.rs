@@ -121,8 +121,10 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let now = state.now();
-    let attempted: String = req.username.chars().take(64).collect();
-    let actor = |id: &str| Actor { id: id.to_owned(), name: attempted.clone(), source: source.clone() };
+    // An unknown username is not recorded: people type passwords into the username field,
+    // and the audit log must not keep them. Known users are named by their username.
+    let known_name = |id: &str| if id.is_empty() { "unknown".to_owned() } else { req.username.clone() };
+    let actor = |id: &str| Actor { id: id.to_owned(), name: known_name(id), source: source.clone() };
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password");
     let fail = |id: String, reason: &'static str| {
         let state = state.clone();

@@ -44,7 +44,7 @@ async fn lockout_after_repeated_failures_and_unlock() {
     let (_, page) = server.call("GET", "/api/v1/audit/events?action=auth.login&limit=1000", Some(&admin), None).await;
     let failures: Vec<_> = page["events"].as_array().unwrap().iter().filter(|e| e["outcome"] == "failure").collect();
     assert_eq!(failures.len(), 5, "every failed sign-in is audited");
-    assert!(failures.iter().any(|e| e["actor_name"] == "nobody" && e["details"]["reason"] == "unknown user"));
+    assert!(failures.iter().any(|e| e["actor_name"] == "unknown" && e["details"]["reason"] == "unknown user"));
     assert!(failures.iter().any(|e| e["details"]["locked"] == true));
 }
 

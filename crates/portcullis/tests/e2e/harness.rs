@@ -91,25 +91,8 @@ impl Server {
         self.run += 1;
         let stdout = std::fs::File::create(self.stdout_path()).unwrap();
         let stderr = std::fs::File::create(self.stderr_path()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("PORTCULLIS_SERVER_TLS", if self.tls { "true" } else { "false" })
-            .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
-            .env("PORTCULLIS_LOG_FORMAT", "json")
-            .env("PORTCULLIS_LOG_LEVEL", "debug,sqlx=info,hyper=info,h2=info,rustls=info")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        if let Db::Postgres(_, url) = &self.db {
-            cmd.env("PORTCULLIS_STORAGE_DATABASE_URL", url);
-        }
-        for (k, v) in &self.extra_env {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.serve_command();
+        cmd.stdout(stdout).stderr(stderr);
         self.child = Some(cmd.spawn().expect("spawn portcullis serve"));
         let out_path = self.stdout_path();
         let ready = wait_until(Duration::from_secs(60), || {
@@ -123,6 +106,43 @@ impl Server {
         if let Some(secret) = out.lines().map(str::trim).find(|l| l.starts_with("pcb_")) {
             self.bootstrap_secret = Some(secret.to_owned());
         }
+    }
+
+    fn serve_command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("PORTCULLIS_SERVER_TLS", if self.tls { "true" } else { "false" })
+            .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
+            .env("PORTCULLIS_LOG_FORMAT", "json")
+            .env("PORTCULLIS_LOG_LEVEL", "debug,sqlx=info,hyper=info,h2=info,rustls=info")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        if let Db::Postgres(_, url) = &self.db {
+            cmd.env("PORTCULLIS_STORAGE_DATABASE_URL", url);
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Stops the server and starts it once more, expecting it to refuse to start; returns its
+    /// exit status and standard error.
+    pub fn start_expecting_failure(&mut self) -> (std::process::ExitStatus, String) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, libc::SIGTERM, Duration::from_secs(10));
+        }
+        let mut child = self.serve_command().stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let exited = wait_until(Duration::from_secs(30), || matches!(child.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = child.kill();
+            panic!("the server started although it should have refused");
+        }
+        let out = child.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     /// SIGKILL: no chance to flush or clean up.

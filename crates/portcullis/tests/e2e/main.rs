@@ -3,5 +3,8 @@
 
 mod auth_flows;
 mod bad_input;
+mod crash;
 mod harness;
+mod leaks;
 mod matrix;
+mod schemathesis;
