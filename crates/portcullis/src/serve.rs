@@ -54,23 +54,30 @@ pub async fn run(config: Config) -> Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{local}");
     // Printed to standard output on purpose, not logged: the bootstrap secret must not reach
-    // log collectors.
-    println!("Portcullis {} listening on {url}", env!("CARGO_PKG_VERSION"));
-    println!("Data directory: {}", data_dir.display());
+    // log collectors. Written in one piece, ending with the "Ready" line scripts wait for.
+    let mut banner = format!("Portcullis {} listening on {url}\n", env!("CARGO_PKG_VERSION"));
+    banner += &format!("Data directory: {}\n", data_dir.display());
     if let Some(t) = &tls {
-        println!("TLS certificate SHA-256 fingerprint: {}", t.fingerprint);
+        banner += &format!("TLS certificate SHA-256 fingerprint: {}\n", t.fingerprint);
     }
     if store.user_count().await? == 0 {
         let secret = new_token("pcb_");
         store.put_internal_setting("bootstrap_hash", &token_hash(&secret)).await?;
         let pin = tls.as_ref().map(|t| format!(" --fingerprint {}", t.fingerprint)).unwrap_or_default();
-        println!();
-        println!("No administrator exists yet. One-time bootstrap secret (valid until used or restart):");
-        println!("  {}", &*secret);
-        println!("Create the first administrator with:");
-        println!("  portcullis bootstrap --server {url}{pin} --username admin");
-        println!();
+        banner += "\nNo administrator exists yet. One-time bootstrap secret (valid until used or restart):\n";
+        banner += &format!("  {}\n", &*secret);
+        banner += "Create the first administrator with:\n";
+        banner += &format!("  portcullis bootstrap --server {url}{pin} --username admin\n\n");
     }
+    banner += &format!("Ready: API documentation at {url}/api/v1/docs\n");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(banner.as_bytes())?;
+        out.flush()?;
+    }
+    // The banner held the secret; wipe it.
+    zeroize::Zeroize::zeroize(&mut banner);
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
     let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings());

@@ -96,7 +96,7 @@ impl Server {
         self.child = Some(cmd.spawn().expect("spawn portcullis serve"));
         let out_path = self.stdout_path();
         let ready = wait_until(Duration::from_secs(60), || {
-            std::fs::read_to_string(&out_path).is_ok_and(|s| s.contains("listening on"))
+            std::fs::read_to_string(&out_path).is_ok_and(|s| s.contains("Ready: "))
                 && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         });
         assert!(ready, "server did not start:\n{}", self.all_output());

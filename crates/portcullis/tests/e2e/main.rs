@@ -3,6 +3,7 @@
 
 mod auth_flows;
 mod bad_input;
+mod cli;
 mod crash;
 mod harness;
 mod leaks;
