@@ -120,6 +120,10 @@ role_set!(/// Auditors and Appliance Administrators.
     AuditReaders = [Auditor, ApplianceAdmin]);
 role_set!(/// Who may read users and groups.
     DirectoryReaders = [UserAdmin, SecurityPolicyAdmin, Auditor, ApplianceAdmin]);
+role_set!(/// Security Policy Administrators.
+    PolicyAdmins = [SecurityPolicyAdmin]);
+role_set!(/// Who may read entitlements and policies and ask which policy governs.
+    PolicyReaders = [SecurityPolicyAdmin, Auditor, ApplianceAdmin]);
 role_set!(/// Who may read the inventory.
     InventoryReaders = [AssetAdmin, SecurityPolicyAdmin, Auditor, ApplianceAdmin]);
 

@@ -44,6 +44,7 @@ pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "healthz", "metri
         (name = "users", description = "User administration"),
         (name = "user-groups"), (name = "assets"), (name = "accounts"),
         (name = "asset-groups"), (name = "account-groups"),
+        (name = "policies", description = "Entitlements and access request policies"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "system", description = "Health and metrics"),
     )
@@ -59,6 +60,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::groups::asset_groups::routes())
         .merge(routes::groups::account_groups::routes())
         .merge(routes::inventory::routes())
+        .merge(routes::policies::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())
 }

@@ -5,7 +5,9 @@
 
 pub mod audit;
 pub mod inventory;
+pub mod policy;
 pub mod role;
+pub mod schedule;
 pub mod totp;
 pub mod validate;
 

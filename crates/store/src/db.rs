@@ -126,6 +126,10 @@ impl Store {
         for table in [
             "users",
             "user_groups",
+            "entitlements",
+            "entitlement_members",
+            "policies",
+            "policy_scope",
             "user_group_members",
             "login_sessions",
             "api_tokens",

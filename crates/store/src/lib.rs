@@ -9,6 +9,7 @@ mod db;
 mod error;
 mod groups;
 mod inventory;
+mod policies;
 mod settings;
 mod sql;
 mod tokens;
@@ -19,6 +20,7 @@ pub use db::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use groups::{Group, GroupKind};
 pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
+pub use policies::{Entitlement, EntitlementSpec, Policy, PolicySpec};
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, User, UserPatch};
 
