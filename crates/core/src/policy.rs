@@ -30,7 +30,8 @@ pub enum AccessType {
 }
 
 impl AccessType {
-    pub const ALL: [AccessType; 5] = [AccessType::Password, AccessType::SshKey, AccessType::Ssh, AccessType::Rdp, AccessType::Telnet];
+    pub const ALL: [AccessType; 5] =
+        [AccessType::Password, AccessType::SshKey, AccessType::Ssh, AccessType::Rdp, AccessType::Telnet];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -276,7 +277,8 @@ impl PolicySet {
     }
 
     fn decide(&self, q: &Question<'_>, candidates: impl Iterator<Item = usize>) -> Resolution {
-        let mut verdicts: Vec<(usize, Option<Elimination>)> = candidates.map(|i| (i, self.check(&self.policies[i], q))).collect();
+        let mut verdicts: Vec<(usize, Option<Elimination>)> =
+            candidates.map(|i| (i, self.check(&self.policies[i], q))).collect();
         let rank = |i: usize| {
             let p = &self.policies[i];
             let e = self.entitlements.get(&p.entitlement_id).map_or(i64::MAX, |e| e.priority);
@@ -287,7 +289,11 @@ impl PolicySet {
             let (best_e, _, _) = rank(b);
             for (i, v) in verdicts.iter_mut() {
                 if v.is_none() && *i != b {
-                    *v = Some(if rank(*i).0 > best_e { Elimination::LowerEntitlementPriority } else { Elimination::LowerPolicyPriority });
+                    *v = Some(if rank(*i).0 > best_e {
+                        Elimination::LowerEntitlementPriority
+                    } else {
+                        Elimination::LowerPolicyPriority
+                    });
                 }
             }
         }
@@ -308,7 +314,8 @@ impl PolicySet {
     /// The fast path: only policies whose scope names the account, its asset or one of their
     /// groups are looked at.
     pub fn resolve(&self, q: &Question<'_>) -> Resolution {
-        let mut candidates: Vec<usize> = target_keys(&q.target).filter_map(|k| self.by_scope.get(&k)).flatten().copied().collect();
+        let mut candidates: Vec<usize> =
+            target_keys(&q.target).filter_map(|k| self.by_scope.get(&k)).flatten().copied().collect();
         candidates.sort_unstable();
         candidates.dedup();
         self.decide(q, candidates.into_iter())
@@ -335,7 +342,14 @@ mod tests {
     }
 
     fn entitlement(id: &str, priority: i64) -> EntitlementRule {
-        EntitlementRule { id: id.into(), priority, user_ids: vec!["u".into()], group_ids: vec![], windows: TimeRestrictions::always(), expires_at: None }
+        EntitlementRule {
+            id: id.into(),
+            priority,
+            user_ids: vec!["u".into()],
+            group_ids: vec![],
+            windows: TimeRestrictions::always(),
+            expires_at: None,
+        }
     }
 
     fn policy(id: &str, ent: &str, priority: i64, windows: TimeRestrictions) -> PolicyRule {
@@ -448,8 +462,10 @@ mod tests {
         // Berlin: 2026-03-29 switches to summer time. Sunday 08:00-12:00 local is 07:00-11:00
         // UTC before and 06:00-10:00 UTC after.
         let (e, p) = seed_004();
-        assert!(check(e.clone(), p.clone(), "2026-03-22T07:30:00Z", "Europe/Berlin", false).starts_with("governing: sunday-am"));
-        assert!(check(e.clone(), p.clone(), "2026-03-29T06:30:00Z", "Europe/Berlin", false).starts_with("governing: sunday-am"));
+        assert!(check(e.clone(), p.clone(), "2026-03-22T07:30:00Z", "Europe/Berlin", false)
+            .starts_with("governing: sunday-am"));
+        assert!(check(e.clone(), p.clone(), "2026-03-29T06:30:00Z", "Europe/Berlin", false)
+            .starts_with("governing: sunday-am"));
         assert!(check(e, p, "2026-03-22T06:30:00Z", "Europe/Berlin", false).starts_with("governing: none"));
     }
 
@@ -457,7 +473,8 @@ mod tests {
     fn entitlement_window_overlaps_with_policy_window_and_expiry_applies() {
         let (mut e, p) = seed_004();
         e[1].windows = window(&["sun"], 14, 24);
-        assert!(check(e.clone(), p.clone(), "2026-01-04T13:30:00Z", "UTC", false).contains("sunday-pm: outside_entitlement_window"));
+        assert!(check(e.clone(), p.clone(), "2026-01-04T13:30:00Z", "UTC", false)
+            .contains("sunday-pm: outside_entitlement_window"));
         assert!(check(e.clone(), p.clone(), "2026-01-04T14:30:00Z", "UTC", false).starts_with("governing: sunday-pm"));
         e[1].expires_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
         assert!(check(e, p, "2026-01-04T14:30:00Z", "UTC", false).contains("sunday-pm: entitlement_expired"));
@@ -491,7 +508,8 @@ pub enum AccountMode {
 }
 
 impl AccountMode {
-    pub const ALL: [AccountMode; 4] = [AccountMode::Vaulted, AccountMode::UserSupplied, AccountMode::LinkedAccount, AccountMode::DirectoryAccount];
+    pub const ALL: [AccountMode; 4] =
+        [AccountMode::Vaulted, AccountMode::UserSupplied, AccountMode::LinkedAccount, AccountMode::DirectoryAccount];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -597,7 +615,10 @@ impl PolicySettings {
             return Err(E::new("reviewer_user_ids", "name reviewers when review is required"));
         }
         if self.account_mode == AccountMode::DirectoryAccount && self.directory_account_ids.is_empty() {
-            return Err(E::new("directory_account_ids", "name the directory accounts for account mode directory_account"));
+            return Err(E::new(
+                "directory_account_ids",
+                "name the directory accounts for account mode directory_account",
+            ));
         }
         if !(1..=24 * 60).contains(&self.idle_timeout_minutes) {
             return Err(E::new("idle_timeout_minutes", "must be 1 to 1440"));

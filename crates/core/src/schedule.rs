@@ -37,14 +37,20 @@ impl Weekdays {
         for (i, name) in names.iter().enumerate() {
             let day = |n: &str| {
                 DAY_NAMES.iter().position(|d| *d == n.to_ascii_lowercase()).ok_or_else(|| {
-                    ValidationError::new(format!("{field}[{i}]"), format!("'{n}' is not a day (mon, tue, wed, thu, fri, sat, sun)"))
+                    ValidationError::new(
+                        format!("{field}[{i}]"),
+                        format!("'{n}' is not a day (mon, tue, wed, thu, fri, sat, sun)"),
+                    )
                 })
             };
             match name.split_once('-') {
                 Some((a, b)) => {
                     let (a, b) = (day(a)?, day(b)?);
                     if a > b {
-                        return Err(ValidationError::new(format!("{field}[{i}]"), "a day range must run forward, e.g. mon-fri"));
+                        return Err(ValidationError::new(
+                            format!("{field}[{i}]"),
+                            "a day range must run forward, e.g. mon-fri",
+                        ));
                     }
                     (a..=b).for_each(|d| bits |= 1 << d);
                 }
@@ -71,7 +77,10 @@ pub struct Window {
 impl Window {
     pub fn new(days: Weekdays, start_minute: u16, end_minute: u16) -> Result<Window, ValidationError> {
         if end_minute > 1440 || start_minute >= end_minute {
-            return Err(ValidationError::new("end", "a window must end after it starts, on the same day (24:00 at the latest)"));
+            return Err(ValidationError::new(
+                "end",
+                "a window must end after it starts, on the same day (24:00 at the latest)",
+            ));
         }
         Ok(Window { days, start_minute, end_minute })
     }
@@ -116,7 +125,11 @@ impl TimeRestrictions {
 
     /// The compact text form the store keeps: `DAYBITS:START-END` joined by `;`.
     pub fn encode(&self) -> String {
-        self.windows.iter().map(|w| format!("{}:{}-{}", w.days.bits(), w.start_minute, w.end_minute)).collect::<Vec<_>>().join(";")
+        self.windows
+            .iter()
+            .map(|w| format!("{}:{}-{}", w.days.bits(), w.start_minute, w.end_minute))
+            .collect::<Vec<_>>()
+            .join(";")
     }
 
     pub fn decode(text: &str) -> Option<TimeRestrictions> {
@@ -147,13 +160,21 @@ pub struct LocalSlot {
 
 pub fn local_slot(at: Timestamp, tz: &TimeZone) -> LocalSlot {
     let dt = at.to_zoned(tz.clone()).datetime();
-    LocalSlot { weekday: dt.weekday().to_monday_zero_offset() as u8, minute: dt.hour() as u16 * 60 + dt.minute() as u16 }
+    LocalSlot {
+        weekday: dt.weekday().to_monday_zero_offset() as u8,
+        minute: dt.hour() as u16 * 60 + dt.minute() as u16,
+    }
 }
 
 /// The first instant at or after `from` (and before `until`) at which `permits` stops holding,
 /// checking each minute boundary; `until` if it holds throughout. Used to clip an access
 /// period to the allowed span that contains its start.
-pub fn allowed_until(from: Timestamp, until: Timestamp, tz: &TimeZone, permits: impl Fn(LocalSlot) -> bool) -> Timestamp {
+pub fn allowed_until(
+    from: Timestamp,
+    until: Timestamp,
+    tz: &TimeZone,
+    permits: impl Fn(LocalSlot) -> bool,
+) -> Timestamp {
     let minute = jiff::SignedDuration::from_secs(60);
     // Align to the next whole minute after `from`; the slot of `from` itself was checked.
     let secs = from.as_second();
@@ -194,7 +215,9 @@ mod tests {
 
     #[test]
     fn windows_are_evaluated_in_the_users_zone_across_dst() {
-        let weekdays_9_to_17 = TimeRestrictions { windows: vec![Window::new(Weekdays::parse("d", &["mon-fri".into()]).unwrap(), 540, 1020).unwrap()] };
+        let weekdays_9_to_17 = TimeRestrictions {
+            windows: vec![Window::new(Weekdays::parse("d", &["mon-fri".into()]).unwrap(), 540, 1020).unwrap()],
+        };
         let berlin = TimeZone::get("Europe/Berlin").unwrap();
         let tokyo = TimeZone::get("Asia/Tokyo").unwrap();
         // Monday 2026-03-23 08:30 UTC = 09:30 in Berlin (CET, +1) = 17:30 in Tokyo.
@@ -210,7 +233,12 @@ mod tests {
 
     #[test]
     fn encoding_round_trips() {
-        let r = TimeRestrictions { windows: vec![Window::new(Weekdays::ALL, 60, 1440).unwrap(), Window::new(Weekdays::from_bits(1).unwrap(), 0, 30).unwrap()] };
+        let r = TimeRestrictions {
+            windows: vec![
+                Window::new(Weekdays::ALL, 60, 1440).unwrap(),
+                Window::new(Weekdays::from_bits(1).unwrap(), 0, 30).unwrap(),
+            ],
+        };
         assert_eq!(TimeRestrictions::decode(&r.encode()), Some(r));
         assert_eq!(TimeRestrictions::decode(""), Some(TimeRestrictions::always()));
         assert_eq!(TimeRestrictions::decode("0:1-2"), None);

@@ -24,29 +24,44 @@ fn ids(prefix: &'static str, n: usize) -> impl Strategy<Value = Vec<String>> {
 }
 
 fn entitlement(i: usize) -> impl Strategy<Value = EntitlementRule> {
-    (1i64..4, ids("u", 3), ids("g", 3), windows(), prop::option::of(0i64..3)).prop_map(move |(priority, user_ids, group_ids, windows, exp)| EntitlementRule {
-        id: format!("e{i}"),
-        priority,
-        user_ids,
-        group_ids,
-        windows,
-        expires_at: exp.map(|d| Timestamp::from_second(1_767_225_600 + d * 86_400 * 3).unwrap()),
-    })
+    (1i64..4, ids("u", 3), ids("g", 3), windows(), prop::option::of(0i64..3)).prop_map(
+        move |(priority, user_ids, group_ids, windows, exp)| EntitlementRule {
+            id: format!("e{i}"),
+            priority,
+            user_ids,
+            group_ids,
+            windows,
+            expires_at: exp.map(|d| Timestamp::from_second(1_767_225_600 + d * 86_400 * 3).unwrap()),
+        },
+    )
 }
 
 fn policy(i: usize, n_ent: usize) -> impl Strategy<Value = PolicyRule> {
-    (0..n_ent, 1i64..4, 0usize..5, ids("acct", 3), ids("asset", 2), ids("ag", 2), ids("sg", 2), windows(), any::<bool>()).prop_map(
-        move |(e, priority, at, accounts, assets, account_groups, asset_groups, windows, emergency_allowed)| PolicyRule {
-            id: format!("p{i:02}"),
-            entitlement_id: format!("e{e}"),
-            priority,
-            access_type: AccessType::ALL[at],
-            scope: Scope { assets, asset_groups, accounts, account_groups },
-            windows,
-            emergency_allowed,
-            expires_at: None,
-        },
+    (
+        0..n_ent,
+        1i64..4,
+        0usize..5,
+        ids("acct", 3),
+        ids("asset", 2),
+        ids("ag", 2),
+        ids("sg", 2),
+        windows(),
+        any::<bool>(),
     )
+        .prop_map(
+            move |(e, priority, at, accounts, assets, account_groups, asset_groups, windows, emergency_allowed)| {
+                PolicyRule {
+                    id: format!("p{i:02}"),
+                    entitlement_id: format!("e{e}"),
+                    priority,
+                    access_type: AccessType::ALL[at],
+                    scope: Scope { assets, asset_groups, accounts, account_groups },
+                    windows,
+                    emergency_allowed,
+                    expires_at: None,
+                }
+            },
+        )
 }
 
 fn world() -> impl Strategy<Value = (Vec<EntitlementRule>, Vec<PolicyRule>)> {

@@ -100,7 +100,9 @@ fn decode_settings(text: &str) -> Result<PolicySettings> {
     let v: Value = serde_json::from_str(text).map_err(|_| corrupt("not JSON"))?;
     let b = |k: &str| v[k].as_bool().ok_or_else(|| corrupt(k));
     let i = |k: &str| v[k].as_i64().ok_or_else(|| corrupt(k));
-    let list = |v: &Value| -> Vec<String> { v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default() };
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    };
     Ok(PolicySettings {
         ticket_required: b("ticket_required")?,
         reason_required: b("reason_required")?,
@@ -113,7 +115,11 @@ fn decode_settings(text: &str) -> Result<PolicySettings> {
             .as_array()
             .ok_or_else(|| corrupt("approval_levels"))?
             .iter()
-            .map(|l| ApprovalLevel { required: l["required"].as_u64().unwrap_or(1) as u32, user_ids: list(&l["user_ids"]), group_ids: list(&l["group_ids"]) })
+            .map(|l| ApprovalLevel {
+                required: l["required"].as_u64().unwrap_or(1) as u32,
+                user_ids: list(&l["user_ids"]),
+                group_ids: list(&l["group_ids"]),
+            })
             .collect(),
         review_required: b("review_required")?,
         reviewer_user_ids: list(&v["reviewer_user_ids"]),
@@ -135,9 +141,14 @@ fn windows(text: &str) -> Result<TimeRestrictions> {
 /// Checks that every id names an existing row of `table`; `field` names the list in errors.
 async fn ensure_exist(conn: &mut AnyConnection, table: &str, field: &str, ids: &[String]) -> Result<()> {
     for (i, id) in ids.iter().enumerate() {
-        let found: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE id = $1")).bind(id).fetch_optional(&mut *conn).await?;
+        let found: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
         if found.is_none() {
-            return Err(portcullis_core::ValidationError::new(format!("{field}[{i}]"), format!("no such id '{id}'")).into());
+            return Err(
+                portcullis_core::ValidationError::new(format!("{field}[{i}]"), format!("no such id '{id}'")).into()
+            );
         }
     }
     Ok(())
@@ -154,7 +165,12 @@ type EntRow = (String, String, String, i64, String, Option<i64>, i64, i64);
 type PolRow = (String, String, String, String, i64, String, String, i64, Option<i64>, String, i64, i64);
 
 impl Store {
-    async fn write_entitlement_members(&self, conn: &mut AnyConnection, id: &str, spec: &EntitlementSpec) -> Result<()> {
+    async fn write_entitlement_members(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        spec: &EntitlementSpec,
+    ) -> Result<()> {
         ensure_exist(conn, "users", "user_ids", &spec.user_ids).await?;
         ensure_exist(conn, "user_groups", "group_ids", &spec.group_ids).await?;
         sqlx::query("DELETE FROM entitlement_members WHERE entitlement_id = $1").bind(id).execute(&mut *conn).await?;
@@ -172,7 +188,13 @@ impl Store {
     }
 
     /// Creates (`id = None`) or replaces an entitlement.
-    pub async fn put_entitlement(&self, actor: &Actor, now: i64, id: Option<&str>, spec: EntitlementSpec) -> Result<Entitlement> {
+    pub async fn put_entitlement(
+        &self,
+        actor: &Actor,
+        now: i64,
+        id: Option<&str>,
+        spec: EntitlementSpec,
+    ) -> Result<Entitlement> {
         validate::name("name", &spec.name)?;
         validate::description("description", &spec.description)?;
         validate_priority(spec.priority)?;
@@ -233,10 +255,12 @@ impl Store {
             .fetch_optional(&self.read)
             .await?;
         let row = row.ok_or(StoreError::NotFound("entitlement"))?;
-        let members: Vec<(String, String)> = sqlx::query_as("SELECT member_type, member_id FROM entitlement_members WHERE entitlement_id = $1 ORDER BY member_id")
-            .bind(id)
-            .fetch_all(&self.read)
-            .await?;
+        let members: Vec<(String, String)> = sqlx::query_as(
+            "SELECT member_type, member_id FROM entitlement_members WHERE entitlement_id = $1 ORDER BY member_id",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
         entitlement_from(row, &members)
     }
 
@@ -245,10 +269,13 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
         let members: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT entitlement_id, member_type, member_id FROM entitlement_members ORDER BY member_id").fetch_all(&self.read).await?;
+            sqlx::query_as("SELECT entitlement_id, member_type, member_id FROM entitlement_members ORDER BY member_id")
+                .fetch_all(&self.read)
+                .await?;
         rows.into_iter()
             .map(|r| {
-                let mine: Vec<(String, String)> = members.iter().filter(|(e, _, _)| *e == r.0).map(|(_, t, m)| (t.clone(), m.clone())).collect();
+                let mine: Vec<(String, String)> =
+                    members.iter().filter(|(e, _, _)| *e == r.0).map(|(_, t, m)| (t.clone(), m.clone())).collect();
                 entitlement_from(r, &mine)
             })
             .collect()
@@ -257,15 +284,22 @@ impl Store {
     /// Deletes an entitlement and its policies. Returns how many policies went with it.
     pub async fn delete_entitlement(&self, actor: &Actor, now: i64, id: &str) -> Result<i64> {
         let mut tx = self.write.begin().await?;
-        let policies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM policies WHERE entitlement_id = $1").bind(id).fetch_one(&mut *tx).await?;
-        let name: Option<String> = sqlx::query_scalar("DELETE FROM entitlements WHERE id = $1 RETURNING name").bind(id).fetch_optional(&mut *tx).await?;
+        let policies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM policies WHERE entitlement_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let name: Option<String> = sqlx::query_scalar("DELETE FROM entitlements WHERE id = $1 RETURNING name")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let name = name.ok_or(StoreError::NotFound("entitlement"))?;
         append(
             &mut tx,
             &self.audit_key,
             actor,
             now,
-            &NewEvent::success("entitlement.delete", "entitlement", id).with_details(json!({ "name": name, "policies_deleted": policies })),
+            &NewEvent::success("entitlement.delete", "entitlement", id)
+                .with_details(json!({ "name": name, "policies_deleted": policies })),
         )
         .await?;
         tx.commit().await?;
@@ -280,10 +314,20 @@ impl Store {
         spec.settings.validate()?;
         let s = &spec.scope;
         if s.assets.is_empty() && s.asset_groups.is_empty() && s.accounts.is_empty() && s.account_groups.is_empty() {
-            return Err(portcullis_core::ValidationError::new("scope", "name at least one asset, asset group, account or account group").into());
+            return Err(portcullis_core::ValidationError::new(
+                "scope",
+                "name at least one asset, asset group, account or account group",
+            )
+            .into());
         }
         let mut tx = self.write.begin().await?;
-        ensure_exist(&mut tx, "entitlements", "entitlement_id", std::slice::from_ref(&spec.entitlement_id)).await?;
+        let entitlement: Option<String> = sqlx::query_scalar("SELECT id FROM entitlements WHERE id = $1")
+            .bind(&spec.entitlement_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if entitlement.is_none() {
+            return Err(portcullis_core::ValidationError::new("entitlement_id", "no such entitlement").into());
+        }
         ensure_exist(&mut tx, "assets", "scope.assets", &s.assets).await?;
         ensure_exist(&mut tx, "asset_groups", "scope.asset_groups", &s.asset_groups).await?;
         ensure_exist(&mut tx, "accounts", "scope.accounts", &s.accounts).await?;
@@ -294,7 +338,8 @@ impl Store {
         }
         ensure_exist(&mut tx, "users", "reviewer_user_ids", &spec.settings.reviewer_user_ids).await?;
         ensure_exist(&mut tx, "user_groups", "reviewer_group_ids", &spec.settings.reviewer_group_ids).await?;
-        let unique = |e| StoreError::unique(e, || format!("the entitlement already has a policy named '{}'", spec.name));
+        let unique =
+            |e| StoreError::unique(e, || format!("the entitlement already has a policy named '{}'", spec.name));
         let (id, action) = match id {
             None => {
                 let id = new_id();
@@ -345,7 +390,12 @@ impl Store {
             }
         };
         sqlx::query("DELETE FROM policy_scope WHERE policy_id = $1").bind(&id).execute(&mut *tx).await?;
-        for (kind, ids) in [("asset", &s.assets), ("asset_group", &s.asset_groups), ("account", &s.accounts), ("account_group", &s.account_groups)] {
+        for (kind, ids) in [
+            ("asset", &s.assets),
+            ("asset_group", &s.asset_groups),
+            ("account", &s.accounts),
+            ("account_group", &s.account_groups),
+        ] {
             for sid in ids {
                 sqlx::query("INSERT INTO policy_scope (policy_id, scope_type, scope_id) VALUES ($1,$2,$3) ON CONFLICT DO NOTHING")
                     .bind(&id)
@@ -395,10 +445,25 @@ impl Store {
         }
         let rows = q.fetch_all(&self.read).await?;
         let scope: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT policy_id, scope_type, scope_id FROM policy_scope ORDER BY scope_id").fetch_all(&self.read).await?;
+            sqlx::query_as("SELECT policy_id, scope_type, scope_id FROM policy_scope ORDER BY scope_id")
+                .fetch_all(&self.read)
+                .await?;
         rows.into_iter()
             .map(|r| {
-                let (id, entitlement_id, name, description, priority, access_type, w, emergency, expires_at, settings, created_at, updated_at) = r;
+                let (
+                    id,
+                    entitlement_id,
+                    name,
+                    description,
+                    priority,
+                    access_type,
+                    w,
+                    emergency,
+                    expires_at,
+                    settings,
+                    created_at,
+                    updated_at,
+                ) = r;
                 let mut sc = Scope::default();
                 for (_, kind, sid) in scope.iter().filter(|(p, _, _)| *p == id) {
                     match kind.as_str() {
@@ -409,7 +474,8 @@ impl Store {
                     }
                 }
                 Ok(Policy {
-                    access_type: AccessType::parse(&access_type).ok_or_else(|| StoreError::Corrupt(format!("access type '{access_type}'")))?,
+                    access_type: AccessType::parse(&access_type)
+                        .ok_or_else(|| StoreError::Corrupt(format!("access type '{access_type}'")))?,
                     windows: windows(&w)?,
                     settings: decode_settings(&settings)?,
                     scope: sc,
@@ -429,9 +495,19 @@ impl Store {
 
     pub async fn delete_policy(&self, actor: &Actor, now: i64, id: &str) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let name: Option<String> = sqlx::query_scalar("DELETE FROM policies WHERE id = $1 RETURNING name").bind(id).fetch_optional(&mut *tx).await?;
+        let name: Option<String> = sqlx::query_scalar("DELETE FROM policies WHERE id = $1 RETURNING name")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let name = name.ok_or(StoreError::NotFound("policy"))?;
-        append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("policy.delete", "policy", id).with_details(json!({ "name": name }))).await?;
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success("policy.delete", "policy", id).with_details(json!({ "name": name })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -443,7 +519,14 @@ impl Store {
             .entitlements()
             .await?
             .into_iter()
-            .map(|e| EntitlementRule { id: e.id, priority: e.priority, user_ids: e.user_ids, group_ids: e.group_ids, windows: e.windows, expires_at: ts(e.expires_at) })
+            .map(|e| EntitlementRule {
+                id: e.id,
+                priority: e.priority,
+                user_ids: e.user_ids,
+                group_ids: e.group_ids,
+                windows: e.windows,
+                expires_at: ts(e.expires_at),
+            })
             .collect();
         let pols = self
             .policies(None)
@@ -465,14 +548,16 @@ impl Store {
 
     /// The groups an account and its asset belong to: (account groups, asset groups).
     pub async fn target_groups(&self, account_id: &str, asset_id: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let account_groups = sqlx::query_scalar("SELECT group_id FROM account_group_members WHERE member_id = $1 ORDER BY group_id")
-            .bind(account_id)
-            .fetch_all(&self.read)
-            .await?;
-        let asset_groups = sqlx::query_scalar("SELECT group_id FROM asset_group_members WHERE member_id = $1 ORDER BY group_id")
-            .bind(asset_id)
-            .fetch_all(&self.read)
-            .await?;
+        let account_groups =
+            sqlx::query_scalar("SELECT group_id FROM account_group_members WHERE member_id = $1 ORDER BY group_id")
+                .bind(account_id)
+                .fetch_all(&self.read)
+                .await?;
+        let asset_groups =
+            sqlx::query_scalar("SELECT group_id FROM asset_group_members WHERE member_id = $1 ORDER BY group_id")
+                .bind(asset_id)
+                .fetch_all(&self.read)
+                .await?;
         Ok((account_groups, asset_groups))
     }
 }

@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use jiff::tz::TimeZone;
-use portcullis_core::policy::{AccessType, AccountMode, ApprovalLevel, PolicySet, PolicySettings, Question, Requester, Scope, Target};
+use portcullis_core::policy::{
+    AccessType, AccountMode, ApprovalLevel, PolicySet, PolicySettings, Question, Requester, Scope, Target,
+};
 use portcullis_core::schedule::{format_hhmm, parse_hhmm, TimeRestrictions, Weekdays, Window};
 use portcullis_store::{Entitlement, EntitlementSpec, Policy, PolicySpec};
 use serde::{Deserialize, Serialize};
@@ -58,7 +60,11 @@ fn parse_windows(field: &str, list: &[WindowDto]) -> ApiResult<TimeRestrictions>
 fn windows_dto(t: &TimeRestrictions) -> Vec<WindowDto> {
     t.windows
         .iter()
-        .map(|w| WindowDto { days: w.days.names().into_iter().map(str::to_owned).collect(), start: format_hhmm(w.start_minute), end: format_hhmm(w.end_minute) })
+        .map(|w| WindowDto {
+            days: w.days.names().into_iter().map(str::to_owned).collect(),
+            start: format_hhmm(w.start_minute),
+            end: format_hhmm(w.end_minute),
+        })
         .collect()
 }
 
@@ -133,7 +139,10 @@ impl EntitlementRequest {
 /// All entitlements, best priority first.
 #[utoipa::path(get, path = "/api/v1/entitlements", tag = "policies", operation_id = "list_entitlements",
     responses((status = 200, description = "Entitlements", body = [EntitlementDto])))]
-async fn list_entitlements(State(state): State<AppState>, _c: Authed<PolicyReaders>) -> ApiResult<Json<Vec<EntitlementDto>>> {
+async fn list_entitlements(
+    State(state): State<AppState>,
+    _c: Authed<PolicyReaders>,
+) -> ApiResult<Json<Vec<EntitlementDto>>> {
     Ok(Json(state.store.entitlements().await?.into_iter().map(EntitlementDto::from).collect()))
 }
 
@@ -141,7 +150,11 @@ async fn list_entitlements(State(state): State<AppState>, _c: Authed<PolicyReade
 #[utoipa::path(post, path = "/api/v1/entitlements", tag = "policies", operation_id = "create_entitlement",
     request_body = EntitlementRequest,
     responses((status = 201, description = "Created", body = EntitlementDto)))]
-async fn create_entitlement(State(state): State<AppState>, c: Authed<PolicyAdmins>, ApiJson(req): ApiJson<EntitlementRequest>) -> ApiResult<(StatusCode, Json<EntitlementDto>)> {
+async fn create_entitlement(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiJson(req): ApiJson<EntitlementRequest>,
+) -> ApiResult<(StatusCode, Json<EntitlementDto>)> {
     let e = state.store.put_entitlement(&c.actor(), state.now(), None, req.spec()?).await?;
     Ok((StatusCode::CREATED, Json(e.into())))
 }
@@ -149,7 +162,11 @@ async fn create_entitlement(State(state): State<AppState>, c: Authed<PolicyAdmin
 /// One entitlement.
 #[utoipa::path(get, path = "/api/v1/entitlements/{id}", tag = "policies", operation_id = "get_entitlement",
     params(IdPath), responses((status = 200, description = "The entitlement", body = EntitlementDto)))]
-async fn get_entitlement(State(state): State<AppState>, _c: Authed<PolicyReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<EntitlementDto>> {
+async fn get_entitlement(
+    State(state): State<AppState>,
+    _c: Authed<PolicyReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<EntitlementDto>> {
     Ok(Json(state.store.entitlement(&p.id).await?.into()))
 }
 
@@ -157,14 +174,23 @@ async fn get_entitlement(State(state): State<AppState>, _c: Authed<PolicyReaders
 #[utoipa::path(put, path = "/api/v1/entitlements/{id}", tag = "policies", operation_id = "replace_entitlement",
     params(IdPath), request_body = EntitlementRequest,
     responses((status = 200, description = "Replaced", body = EntitlementDto)))]
-async fn replace_entitlement(State(state): State<AppState>, c: Authed<PolicyAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<EntitlementRequest>) -> ApiResult<Json<EntitlementDto>> {
+async fn replace_entitlement(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<EntitlementRequest>,
+) -> ApiResult<Json<EntitlementDto>> {
     Ok(Json(state.store.put_entitlement(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?.into()))
 }
 
 /// Deletes an entitlement and all its policies.
 #[utoipa::path(delete, path = "/api/v1/entitlements/{id}", tag = "policies", operation_id = "delete_entitlement",
     params(IdPath), responses((status = 204, description = "Deleted with its policies")))]
-async fn delete_entitlement(State(state): State<AppState>, c: Authed<PolicyAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+async fn delete_entitlement(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<StatusCode> {
     state.store.delete_entitlement(&c.actor(), state.now(), &p.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -245,15 +271,21 @@ impl SettingsDto {
             reviewer_group_ids: self.reviewer_group_ids.unwrap_or_default(),
             account_mode: match self.account_mode.as_deref() {
                 None => d.account_mode,
-                Some(m) => AccountMode::parse(m)
-                    .ok_or_else(|| ApiError::invalid("settings.account_mode", "must be none, user_supplied, linked_account or directory_account"))?,
+                Some(m) => AccountMode::parse(m).ok_or_else(|| {
+                    ApiError::invalid(
+                        "settings.account_mode",
+                        "must be none, user_supplied, linked_account or directory_account",
+                    )
+                })?,
             },
             directory_account_ids: self.directory_account_ids.unwrap_or_default(),
             recording: self.recording.unwrap_or(d.recording),
             connection_policy: self.connection_policy,
             idle_timeout_minutes: self.idle_timeout_minutes.unwrap_or(d.idle_timeout_minutes),
             simultaneous_access: self.simultaneous_access.unwrap_or(d.simultaneous_access),
-            change_password_after_checkin: self.change_password_after_checkin.unwrap_or(d.change_password_after_checkin),
+            change_password_after_checkin: self
+                .change_password_after_checkin
+                .unwrap_or(d.change_password_after_checkin),
         })
     }
 
@@ -267,7 +299,14 @@ impl SettingsDto {
             max_duration_minutes: Some(s.max_duration_minutes),
             auto_approve: Some(s.auto_approve),
             approval_levels: Some(
-                s.approval_levels.iter().map(|l| ApprovalLevelDto { required: l.required, user_ids: l.user_ids.clone(), group_ids: l.group_ids.clone() }).collect(),
+                s.approval_levels
+                    .iter()
+                    .map(|l| ApprovalLevelDto {
+                        required: l.required,
+                        user_ids: l.user_ids.clone(),
+                        group_ids: l.group_ids.clone(),
+                    })
+                    .collect(),
             ),
             review_required: Some(s.review_required),
             reviewer_user_ids: Some(s.reviewer_user_ids.clone()),
@@ -305,7 +344,12 @@ impl From<Policy> for PolicyDto {
     fn from(p: Policy) -> Self {
         PolicyDto {
             access_type: p.access_type.as_str().to_owned(),
-            scope: ScopeDto { assets: p.scope.assets, asset_groups: p.scope.asset_groups, accounts: p.scope.accounts, account_groups: p.scope.account_groups },
+            scope: ScopeDto {
+                assets: p.scope.assets,
+                asset_groups: p.scope.asset_groups,
+                accounts: p.scope.accounts,
+                account_groups: p.scope.account_groups,
+            },
             windows: windows_dto(&p.windows),
             expires_at: p.expires_at.map(ts),
             settings: SettingsDto::from_settings(&p.settings),
@@ -353,7 +397,12 @@ impl PolicyRequest {
             windows: parse_windows("windows", &self.windows)?,
             expires_at: self.expires_at.as_deref().map(|t| parse_ts("expires_at", t)).transpose()?,
             settings: self.settings.settings()?,
-            scope: Scope { assets: self.scope.assets, asset_groups: self.scope.asset_groups, accounts: self.scope.accounts, account_groups: self.scope.account_groups },
+            scope: Scope {
+                assets: self.scope.assets,
+                asset_groups: self.scope.asset_groups,
+                accounts: self.scope.accounts,
+                account_groups: self.scope.account_groups,
+            },
             entitlement_id: self.entitlement_id,
             name: self.name,
             description: self.description,
@@ -374,14 +423,22 @@ pub struct PolicyListParams {
 /// Access request policies, optionally of one entitlement.
 #[utoipa::path(get, path = "/api/v1/policies", tag = "policies", operation_id = "list_policies",
     params(PolicyListParams), responses((status = 200, description = "Policies", body = [PolicyDto])))]
-async fn list_policies(State(state): State<AppState>, _c: Authed<PolicyReaders>, ApiQuery(q): ApiQuery<PolicyListParams>) -> ApiResult<Json<Vec<PolicyDto>>> {
+async fn list_policies(
+    State(state): State<AppState>,
+    _c: Authed<PolicyReaders>,
+    ApiQuery(q): ApiQuery<PolicyListParams>,
+) -> ApiResult<Json<Vec<PolicyDto>>> {
     Ok(Json(state.store.policies(q.entitlement_id.as_deref()).await?.into_iter().map(PolicyDto::from).collect()))
 }
 
 /// Creates an access request policy in an entitlement.
 #[utoipa::path(post, path = "/api/v1/policies", tag = "policies", operation_id = "create_policy",
     request_body = PolicyRequest, responses((status = 201, description = "Created", body = PolicyDto)))]
-async fn create_policy(State(state): State<AppState>, c: Authed<PolicyAdmins>, ApiJson(req): ApiJson<PolicyRequest>) -> ApiResult<(StatusCode, Json<PolicyDto>)> {
+async fn create_policy(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> ApiResult<(StatusCode, Json<PolicyDto>)> {
     let p = state.store.put_policy(&c.actor(), state.now(), None, req.spec()?).await?;
     Ok((StatusCode::CREATED, Json(p.into())))
 }
@@ -389,21 +446,34 @@ async fn create_policy(State(state): State<AppState>, c: Authed<PolicyAdmins>, A
 /// One policy.
 #[utoipa::path(get, path = "/api/v1/policies/{id}", tag = "policies", operation_id = "get_policy",
     params(IdPath), responses((status = 200, description = "The policy", body = PolicyDto)))]
-async fn get_policy(State(state): State<AppState>, _c: Authed<PolicyReaders>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<PolicyDto>> {
+async fn get_policy(
+    State(state): State<AppState>,
+    _c: Authed<PolicyReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<PolicyDto>> {
     Ok(Json(state.store.policy(&p.id).await?.into()))
 }
 
 /// Replaces a policy's definition.
 #[utoipa::path(put, path = "/api/v1/policies/{id}", tag = "policies", operation_id = "replace_policy",
     params(IdPath), request_body = PolicyRequest, responses((status = 200, description = "Replaced", body = PolicyDto)))]
-async fn replace_policy(State(state): State<AppState>, c: Authed<PolicyAdmins>, ApiPath(p): ApiPath<IdPath>, ApiJson(req): ApiJson<PolicyRequest>) -> ApiResult<Json<PolicyDto>> {
+async fn replace_policy(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> ApiResult<Json<PolicyDto>> {
     Ok(Json(state.store.put_policy(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?.into()))
 }
 
 /// Deletes a policy.
 #[utoipa::path(delete, path = "/api/v1/policies/{id}", tag = "policies", operation_id = "delete_policy",
     params(IdPath), responses((status = 204, description = "Deleted")))]
-async fn delete_policy(State(state): State<AppState>, c: Authed<PolicyAdmins>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<StatusCode> {
+async fn delete_policy(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<StatusCode> {
     state.store.delete_policy(&c.actor(), state.now(), &p.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -449,25 +519,38 @@ pub struct ExplainResponse {
 /// emergency flag, and why every other policy was eliminated.
 #[utoipa::path(post, path = "/api/v1/policies/explain", tag = "policies", operation_id = "explain_policy",
     request_body = ExplainRequest, responses((status = 200, description = "The decision and its reasons", body = ExplainResponse)))]
-async fn explain(State(state): State<AppState>, _c: Authed<PolicyReaders>, ApiJson(req): ApiJson<ExplainRequest>) -> ApiResult<Json<ExplainResponse>> {
+async fn explain(
+    State(state): State<AppState>,
+    _c: Authed<PolicyReaders>,
+    ApiJson(req): ApiJson<ExplainRequest>,
+) -> ApiResult<Json<ExplainResponse>> {
     let access_type = parse_access_type("access_type", &req.access_type)?;
     let at = match req.at.as_deref() {
         Some(t) => parse_ts("at", t)?,
         None => state.now(),
     };
     let user = state.store.user(&req.user_id).await.map_err(|_| ApiError::invalid("user_id", "no such user"))?;
-    let account = state.store.account(&req.account_id).await.map_err(|_| ApiError::invalid("account_id", "no such account"))?;
-    let tz = TimeZone::get(&user.time_zone).map_err(|_| ApiError::invalid("user_id", "the user's time zone is not valid"))?;
+    let account =
+        state.store.account(&req.account_id).await.map_err(|_| ApiError::invalid("account_id", "no such account"))?;
+    let tz = TimeZone::get(&user.time_zone)
+        .map_err(|_| ApiError::invalid("user_id", "the user's time zone is not valid"))?;
     let groups = state.store.groups_of_user(&user.id).await?;
     let (account_groups, asset_groups) = state.store.target_groups(&account.id, &account.asset_id).await?;
     let (ents, pols) = state.store.policy_rules().await?;
-    let names: std::collections::HashMap<String, String> = state.store.entitlements().await?.into_iter().map(|e| (e.id, e.name)).collect();
-    let policy_names: std::collections::HashMap<String, String> = state.store.policies(None).await?.into_iter().map(|p| (p.id, p.name)).collect();
+    let names: std::collections::HashMap<String, String> =
+        state.store.entitlements().await?.into_iter().map(|e| (e.id, e.name)).collect();
+    let policy_names: std::collections::HashMap<String, String> =
+        state.store.policies(None).await?.into_iter().map(|p| (p.id, p.name)).collect();
     let set = PolicySet::new(ents, pols);
     let at_ts = jiff::Timestamp::from_microsecond(at).map_err(|_| ApiError::invalid("at", "out of range"))?;
     let q = Question {
         requester: Requester { user_id: &user.id, group_ids: &groups, time_zone: &tz },
-        target: Target { account_id: &account.id, asset_id: &account.asset_id, account_group_ids: &account_groups, asset_group_ids: &asset_groups },
+        target: Target {
+            account_id: &account.id,
+            asset_id: &account.asset_id,
+            account_group_ids: &account_groups,
+            asset_group_ids: &asset_groups,
+        },
         access_type,
         at: at_ts,
         emergency: req.emergency,

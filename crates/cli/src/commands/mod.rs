@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod groups;
 mod inventory;
+mod policies;
 mod tokens;
 mod users;
 
@@ -49,6 +50,12 @@ pub enum Command {
     /// One-time codes (TOTP) for your sign-in.
     #[command(subcommand)]
     Totp(tokens::TotpCmd),
+    /// Entitlements: who may request (Security Policy Administrators).
+    #[command(subcommand)]
+    Entitlement(policies::EntitlementCmd),
+    /// Access request policies, and which one governs a request.
+    #[command(subcommand)]
+    Policy(policies::PolicyCmd),
     /// Read and verify the audit log (Auditors).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -69,6 +76,8 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Account(c) => inventory::accounts(c, g).await,
         Command::Token(c) => tokens::tokens(c, g).await,
         Command::Totp(c) => tokens::totp(c, g).await,
+        Command::Entitlement(c) => policies::entitlements(c, g).await,
+        Command::Policy(c) => policies::policies(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
     }
 }

@@ -8,4 +8,5 @@ mod crash;
 mod harness;
 mod leaks;
 mod matrix;
+mod policies;
 mod schemathesis;

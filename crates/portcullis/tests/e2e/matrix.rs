@@ -87,7 +87,14 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     for op in ["list_entitlements", "get_entitlement", "list_policies", "get_policy", "explain_policy"] {
         m.insert(op, vec!["security_policy_admin", "auditor", "appliance_admin"]);
     }
-    for op in ["create_entitlement", "replace_entitlement", "delete_entitlement", "create_policy", "replace_policy", "delete_policy"] {
+    for op in [
+        "create_entitlement",
+        "replace_entitlement",
+        "delete_entitlement",
+        "create_policy",
+        "replace_policy",
+        "delete_policy",
+    ] {
         m.insert(op, vec!["security_policy_admin"]);
     }
     for op in ["list_audit_events", "verify_audit_chain"] {
