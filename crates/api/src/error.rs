@@ -75,6 +75,8 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(m) => ApiError::conflict("conflict", m),
             StoreError::Invalid(v) => v.into(),
+            StoreError::WrongState { code, message } => ApiError::conflict(code, message),
+            StoreError::Refused { code, message } => ApiError::new(StatusCode::FORBIDDEN, code, message),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal()

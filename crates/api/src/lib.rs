@@ -45,6 +45,7 @@ pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "healthz", "metri
         (name = "user-groups"), (name = "assets"), (name = "accounts"),
         (name = "asset-groups"), (name = "account-groups"),
         (name = "policies", description = "Entitlements and access request policies"),
+        (name = "requests", description = "Access requests and approvals"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "system", description = "Health and metrics"),
     )
@@ -61,6 +62,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::groups::account_groups::routes())
         .merge(routes::inventory::routes())
         .merge(routes::policies::routes())
+        .merge(routes::requests::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())
 }

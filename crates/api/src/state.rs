@@ -48,14 +48,25 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub auth: Arc<AuthSettings>,
     pub metrics: Arc<Metrics>,
+    /// Request state changes, for subscribers such as the session proxy (one node: an
+    /// in-process broadcast; several nodes: replace with PostgreSQL LISTEN/NOTIFY).
+    pub events: tokio::sync::broadcast::Sender<portcullis_store::Transition>,
 }
 
 impl AppState {
     pub fn new(store: Store, clock: Arc<dyn Clock>, auth: AuthSettings) -> Self {
-        AppState { store, clock, auth: Arc::new(auth), metrics: Arc::new(Metrics::new()) }
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        AppState { store, clock, auth: Arc::new(auth), metrics: Arc::new(Metrics::new()), events }
     }
 
     pub fn now(&self) -> i64 {
         self.clock.now_micros()
+    }
+
+    /// Tells subscribers about state changes; nobody listening is fine.
+    pub fn publish(&self, transitions: impl IntoIterator<Item = portcullis_store::Transition>) {
+        for t in transitions {
+            let _ = self.events.send(t);
+        }
     }
 }

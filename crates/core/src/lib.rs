@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod inventory;
 pub mod policy;
+pub mod request;
 pub mod role;
 pub mod schedule;
 pub mod totp;

@@ -81,6 +81,7 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
     let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings());
+    let scheduler = tokio::spawn(run_scheduler(state.clone()));
     let app = portcullis_api::router(state);
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
 
@@ -117,8 +118,29 @@ pub async fn run(config: Config) -> Result<()> {
             }
         }
     }
+    scheduler.abort();
     store.close().await;
     Ok(())
+}
+
+/// Drives time-based transitions (approved → available at the start, → expired at the end).
+/// It works from the database alone, so after a restart it catches up on whatever came due
+/// while the server was down, audited with the real time of the catch-up.
+async fn run_scheduler(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.run_due_transitions(state.now()).await {
+            Ok(done) => {
+                for t in &done {
+                    tracing::info!(request = %t.request_id, from = %t.from, to = %t.to, "scheduled transition");
+                }
+                state.publish(done);
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduler pass failed"),
+        }
+    }
 }
 
 async fn serve_connection<I>(io: I, peer: SocketAddr, app: axum::Router)

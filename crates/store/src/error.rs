@@ -8,6 +8,12 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The action is not allowed in the object's current state (HTTP 409).
+    #[error("{message}")]
+    WrongState { code: &'static str, message: String },
+    /// The actor may not do this to this object (HTTP 403).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

@@ -10,6 +10,7 @@ mod error;
 mod groups;
 mod inventory;
 mod policies;
+mod requests;
 mod settings;
 mod sql;
 mod tokens;
@@ -21,6 +22,9 @@ pub use error::StoreError;
 pub use groups::{Group, GroupKind};
 pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
 pub use policies::{Entitlement, EntitlementSpec, Policy, PolicySpec};
+pub use requests::{
+    state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
+};
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, User, UserPatch};
 

@@ -4,5 +4,6 @@ pub mod groups;
 pub mod inventory;
 pub mod me;
 pub mod policies;
+pub mod requests;
 pub mod system;
 pub mod users;

@@ -153,6 +153,15 @@ impl Server {
         }
     }
 
+    /// Stops the server, waits, and starts it again.
+    pub fn restart_after(&mut self, pause: Duration) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, libc::SIGTERM, Duration::from_secs(10));
+        }
+        std::thread::sleep(pause);
+        self.spawn();
+    }
+
     pub fn restart(&mut self) {
         if let Some(mut c) = self.child.take() {
             stop(&mut c, libc::SIGTERM, Duration::from_secs(10));

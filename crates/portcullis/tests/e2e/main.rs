@@ -9,4 +9,5 @@ mod harness;
 mod leaks;
 mod matrix;
 mod policies;
+mod requests;
 mod schemathesis;

@@ -33,6 +33,21 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     ] {
         m.insert(op, vec![ANY]);
     }
+    for op in [
+        "create_requests",
+        "list_requests",
+        "get_request",
+        "approve_request",
+        "deny_request",
+        "cancel_request",
+        "revoke_request",
+        "checkin_request",
+        "review_request",
+        "remove_request",
+        "list_approvals",
+    ] {
+        m.insert(op, vec![ANY]);
+    }
     for op in ["list_users", "get_user", "list_user_groups", "get_user_group"] {
         m.insert(op, dir_readers.clone());
     }

@@ -1,0 +1,332 @@
+//! The access request workflow through the real server: levels of approval, nobody approving
+//! their own request, check-in and review with the whole history, revocation, emergency
+//! access, availability under concurrency, the outbox, bad input, and scheduled transitions
+//! that survive a restart.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{Db, Server};
+
+struct World {
+    admin: String,
+    requester: (String, String),
+    approver1: (String, String),
+    approver2: (String, String),
+    reviewer: (String, String),
+    accounts: Vec<String>,
+    entitlement: String,
+}
+
+async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
+    server.call("POST", path, Some(token), Some(body)).await
+}
+
+async fn world(server: &Server) -> World {
+    let admin = server.bootstrap().await;
+    let requester = server.user_with_roles(&admin, "requester", &[]).await;
+    let approver1 = server.user_with_roles(&admin, "approver1", &[]).await;
+    let approver2 = server.user_with_roles(&admin, "approver2", &[]).await;
+    let reviewer = server.user_with_roles(&admin, "reviewer", &[]).await;
+    let (_, asset) =
+        post(server, &admin, "/api/v1/assets", json!({ "name": "db", "address": "10.0.0.1", "platform": "linux" }))
+            .await;
+    let mut accounts = Vec::new();
+    for name in ["root", "oracle", "shared", "race"] {
+        let (s, a) = post(server, &admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": name })).await;
+        assert_eq!(s, 201);
+        accounts.push(a["id"].as_str().unwrap().to_owned());
+    }
+    let (s, e) = post(
+        server,
+        &admin,
+        "/api/v1/entitlements",
+        json!({ "name": "DBAs", "priority": 1, "user_ids": [requester.0] }),
+    )
+    .await;
+    assert_eq!(s, 201, "{e}");
+    World {
+        admin,
+        requester,
+        approver1,
+        approver2,
+        reviewer,
+        accounts,
+        entitlement: e["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn policy(server: &Server, w: &World, name: &str, account: &str, settings: Value, emergency: bool) -> Value {
+    let (s, p) = post(
+        server,
+        &w.admin,
+        "/api/v1/policies",
+        json!({ "entitlement_id": w.entitlement, "name": name, "priority": 1, "access_type": "password",
+                "scope": { "accounts": [account] }, "emergency_allowed": emergency, "settings": settings }),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    p
+}
+
+async fn request_one(server: &Server, token: &str, account: &str, extra: Value) -> Value {
+    let mut body = json!({ "accounts": [{ "account_id": account, "access_type": "password" }] });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (s, r) = post(server, token, "/api/v1/requests", body).await;
+    assert_eq!(s, 200, "{r}");
+    r["outcomes"][0].clone()
+}
+
+async fn run(db: Db) {
+    let server = Server::start(db);
+    let w = world(&server).await;
+    let two_levels = json!({
+        "approval_levels": [{ "required": 1, "user_ids": [w.approver1.0] }, { "required": 1, "user_ids": [w.approver2.0] }],
+        "review_required": true, "reviewer_user_ids": [w.reviewer.0], "ticket_required": true,
+    });
+    policy(&server, &w, "two levels", &w.accounts[0], two_levels, false).await;
+    let req_tok = &w.requester.1;
+
+    // A detail the policy requires is required.
+    let (s, b) = post(
+        &server,
+        req_tok,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.accounts[0], "access_type": "password" }] }),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("ticket")), "{b}");
+
+    let out = request_one(&server, req_tok, &w.accounts[0], json!({ "ticket": "CHG-1", "comment": "patching" })).await;
+    let r = out["request"].clone();
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["state"], "pending_approval");
+    assert_eq!(r["status_text"], "Pending 2 approvals");
+
+    let approve = |tok: String, body: Value| {
+        let path = format!("/api/v1/requests/{id}/approve");
+        let server = &server;
+        async move { post(server, &tok, &path, body).await }
+    };
+    // Nobody approves their own request; level 2 waits for level 1.
+    let (s, b) = approve(req_tok.clone(), json!({})).await;
+    assert_eq!((s, b["message"].as_str()), (403, Some("you cannot approve or deny your own request")), "{b}");
+    let (s, b) = approve(w.approver2.1.clone(), json!({})).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("not_allowed_to_approve")), "{b}");
+    let (_, pending) = server.call("GET", "/api/v1/approvals", Some(&w.approver1.1), None).await;
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    let (_, pending2) = server.call("GET", "/api/v1/approvals", Some(&w.approver2.1), None).await;
+    assert!(pending2.as_array().unwrap().is_empty(), "level 2 is not asked before level 1 approved");
+
+    let (s, b) = approve(w.approver1.1.clone(), json!({ "comment": "ok from ops" })).await;
+    assert_eq!(
+        (s, b["state"].as_str(), b["status_text"].as_str()),
+        (200, Some("pending_approval"), Some("Pending 1 approval")),
+        "{b}"
+    );
+    let (s, b) = approve(w.approver1.1.clone(), json!({})).await;
+    assert_eq!(s, 403, "one approver cannot approve twice: {b}");
+    let (s, b) = approve(w.approver2.1.clone(), json!({ "comment": "ok from security" })).await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("available")), "{b}");
+    let (s, b) = approve(w.approver2.1.clone(), json!({})).await;
+    assert_eq!((s, b["code"].as_str()), (409, Some("request_available")), "{b}");
+
+    // Check-in leads to review; the reviewer sees the whole history.
+    let (s, b) = post(&server, &w.approver1.1, &format!("/api/v1/requests/{id}/checkin"), json!({})).await;
+    assert_eq!(s, 403, "only the requester checks in: {b}");
+    let (s, b) = post(&server, req_tok, &format!("/api/v1/requests/{id}/checkin"), json!({ "comment": "done" })).await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("pending_review")), "{b}");
+    let (s, detail) = server.call("GET", &format!("/api/v1/requests/{id}"), Some(&w.reviewer.1), None).await;
+    assert_eq!(s, 200);
+    let steps: Vec<String> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            format!(
+                "{}:{}:{}",
+                h["actor_name"].as_str().unwrap(),
+                h["action"].as_str().unwrap(),
+                h["to_state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "requester:create:pending_approval",
+            "approver1:approve:pending_approval",
+            "approver2:approve:available",
+            "requester:check_in:pending_review"
+        ]
+    );
+    assert_eq!(detail["approvals"].as_array().unwrap().len(), 2);
+    let (s, b) =
+        post(&server, &w.reviewer.1, &format!("/api/v1/requests/{id}/review"), json!({ "comment": "looked fine" }))
+            .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("reviewed")), "{b}");
+    let (s, _) = post(&server, req_tok, &format!("/api/v1/requests/{id}/remove"), json!({})).await;
+    assert_eq!(s, 200);
+    let (_, mine) = server.call("GET", "/api/v1/requests", Some(req_tok), None).await;
+    assert!(mine.as_array().unwrap().iter().all(|r| r["id"] != id.as_str()), "removed from the requester's list");
+    let (_, outsider) = server.user_with_roles(&w.admin, "outsider", &[]).await;
+    let (s, _) = server.call("GET", &format!("/api/v1/requests/{id}"), Some(&outsider), None).await;
+    assert_eq!(s, 404, "others cannot see it");
+
+    // Revocation by one approver; an approval after it is refused.
+    let out = request_one(&server, req_tok, &w.accounts[0], json!({ "ticket": "CHG-2" })).await;
+    let id2 = out["request"]["id"].as_str().unwrap().to_owned();
+    let (s, b) =
+        post(&server, &w.approver2.1, &format!("/api/v1/requests/{id2}/revoke"), json!({ "comment": "not today" }))
+            .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("revoked")), "{b}");
+    let (s, b) = post(&server, &w.approver1.1, &format!("/api/v1/requests/{id2}/approve"), json!({})).await;
+    assert_eq!((s, b["code"].as_str()), (409, Some("request_revoked")), "{b}");
+
+    // Emergency access: skips approval, every approver is told.
+    let emergency_settings =
+        json!({ "approval_levels": [{ "required": 1, "user_ids": [w.approver1.0, w.approver2.0] }] });
+    policy(&server, &w, "emergency", &w.accounts[1], emergency_settings, true).await;
+    let out = request_one(&server, req_tok, &w.accounts[1], json!({ "emergency": true })).await;
+    assert_eq!(out["request"]["state"], "available", "{out}");
+    assert_eq!(out["request"]["emergency"], true);
+
+    // Availability: an auto-approved, exclusive account is held by one request at a time.
+    policy(&server, &w, "exclusive", &w.accounts[2], json!({ "auto_approve": true }), false).await;
+    let first = request_one(&server, req_tok, &w.accounts[2], json!({})).await;
+    assert_eq!(first["request"]["state"], "available");
+    let second = request_one(&server, req_tok, &w.accounts[2], json!({})).await;
+    assert_eq!(second["error"]["code"], "account_in_use", "{second}");
+    // Many at once: exactly one wins.
+    policy(&server, &w, "race", &w.accounts[3], json!({ "auto_approve": true }), false).await;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (url, tok, acct, client) = (server.url.clone(), req_tok.clone(), w.accounts[3].clone(), server.client());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({ "accounts": [{ "account_id": acct, "access_type": "password" }] });
+            let r: Value = client
+                .post(format!("{url}/api/v1/requests"))
+                .bearer_auth(tok)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["outcomes"][0]["request"].is_object()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one concurrent request may hold the account");
+
+    // Bad input.
+    let (s, b) = post(&server, req_tok, "/api/v1/requests", json!({ "accounts": [] })).await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("accounts")));
+    let (s, b) = post(
+        &server,
+        req_tok,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.accounts[2], "access_type": "password" }], "comment": "x".repeat(256) }),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("comment")));
+    let (s, b) = post(
+        &server,
+        req_tok,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.accounts[2], "access_type": "fax" }] }),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("accounts[0].access_type")));
+    let out = request_one(&server, req_tok, &w.accounts[1], json!({ "duration_minutes": 100000 })).await;
+    assert_eq!(out["error"]["field"], "duration_minutes", "{out}");
+    let out = request_one(&server, req_tok, &w.accounts[1], json!({ "start_at": "2001-01-01T00:00:00Z" })).await;
+    assert_eq!(out["error"]["field"], "start_at", "{out}");
+    let out = request_one(&server, &outsider, &w.accounts[1], json!({})).await;
+    assert_eq!(out["error"]["code"], "no_governing_policy", "not entitled: {out}");
+    let out = request_one(&server, req_tok, "ghost", json!({})).await;
+    assert_eq!(out["error"]["code"], "not_found");
+
+    // Every workflow event went to the outbox with its recipients.
+    let store = server.store().await;
+    let outbox = store.outbox(1000).await.unwrap();
+    let has = |event: &str, who: &str| outbox.iter().any(|o| o.event == event && o.recipients.iter().any(|r| r == who));
+    assert!(has("pending_approval", &w.approver1.0));
+    assert!(has("pending_approval", &w.approver2.0), "level 2 is told when level 1 approved");
+    assert!(has("approved", &w.requester.0));
+    assert!(has("review_due", &w.reviewer.0));
+    assert!(has("revoked", &w.requester.0));
+    assert!(has("emergency", &w.approver1.0) && has("emergency", &w.approver2.0));
+    assert!(store.verify_audit_chain().await.unwrap().broken.is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn request_workflow_sqlite() {
+    run(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn request_workflow_postgres() {
+    run(Db::postgres()).await;
+}
+
+/// Expiry is driven by the scheduler from the database: a request whose end passes while the
+/// server is down expires on restart, audited with the time of the restart.
+#[tokio::test]
+async fn expiry_happens_after_a_restart() {
+    let mut server = Server::start(Db::Sqlite);
+    let w = world(&server).await;
+    policy(
+        &server,
+        &w,
+        "manual",
+        &w.accounts[0],
+        json!({ "approval_levels": [{ "required": 1, "user_ids": [w.approver1.0] }] }),
+        false,
+    )
+    .await;
+    let out = request_one(&server, &w.requester.1, &w.accounts[0], json!({})).await;
+    let id = out["request"]["id"].as_str().unwrap().to_owned();
+    let now = jiff::Timestamp::now();
+    let end = now + jiff::SignedDuration::from_secs(3);
+    let (s, b) =
+        post(&server, &w.approver1.1, &format!("/api/v1/requests/{id}/approve"), json!({ "end_at": end.to_string() }))
+            .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("available")), "{b}");
+
+    server.restart_after(Duration::from_secs(4));
+    let restarted = jiff::Timestamp::now();
+    let ok = portcullis_testkit::process::wait_until(Duration::from_secs(10), || {
+        let out = server.cli(&["--help"], &[]);
+        out.status.success()
+    });
+    assert!(ok);
+    let mut state = String::new();
+    for _ in 0..50 {
+        let (_, r) = server.call("GET", &format!("/api/v1/requests/{id}"), Some(&w.requester.1), None).await;
+        state = r["state"].as_str().unwrap().to_owned();
+        if state == "expired" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "expired");
+    let (_, page) = server
+        .call("GET", &format!("/api/v1/audit/events?action=request.expire&object_id={id}"), Some(&w.admin), None)
+        .await;
+    let event = &page["events"][0];
+    assert_eq!(event["actor_name"], "system");
+    let at: jiff::Timestamp = event["at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        at >= restarted - jiff::SignedDuration::from_secs(1) && at > end,
+        "audited at the real time of the catch-up: {at}"
+    );
+}

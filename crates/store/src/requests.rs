@@ -1,0 +1,720 @@
+//! Access requests: creation, approvals, transitions, the scheduler's due transitions, the
+//! request history and the notification outbox (R-REQ-1..8). Every transition is a
+//! compare-and-set on the request's state (`UPDATE … WHERE state = …`), so racing actions
+//! (approve vs. revoke, two approvers) cannot both win, and every one writes its history
+//! row, outbox rows and audit event in the same transaction.
+
+use portcullis_core::policy::AccessType;
+use portcullis_core::request::{self, Action, ApprovalOutcome, EndCause, RequestState};
+use serde_json::json;
+use sqlx::AnyConnection;
+
+use crate::audit::{append, NewEvent, Outcome};
+use crate::{new_id, Actor, Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequest {
+    pub id: String,
+    pub batch_id: String,
+    pub requester_id: String,
+    pub account_id: String,
+    pub asset_id: String,
+    pub access_type: AccessType,
+    pub policy_id: String,
+    pub state: RequestState,
+    pub emergency: bool,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub ticket: Option<String>,
+    pub reason_code: Option<String>,
+    pub comment: Option<String>,
+    pub current_level: i64,
+    pub review_required: bool,
+    pub removed: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str =
+    "id, batch_id, requester_id, account_id, asset_id, access_type, policy_id, state, emergency, start_at, end_at, \
+     ticket, reason_code, comment, current_level, review_required, removed, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    batch_id: String,
+    requester_id: String,
+    account_id: String,
+    asset_id: String,
+    access_type: String,
+    policy_id: String,
+    state: String,
+    emergency: i64,
+    start_at: i64,
+    end_at: i64,
+    ticket: Option<String>,
+    reason_code: Option<String>,
+    comment: Option<String>,
+    current_level: i64,
+    review_required: i64,
+    removed: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<Row> for AccessRequest {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self> {
+        Ok(AccessRequest {
+            access_type: AccessType::parse(&r.access_type)
+                .ok_or_else(|| StoreError::Corrupt(format!("access type '{}'", r.access_type)))?,
+            state: RequestState::parse(&r.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("request state '{}'", r.state)))?,
+            emergency: r.emergency != 0,
+            review_required: r.review_required != 0,
+            removed: r.removed != 0,
+            id: r.id,
+            batch_id: r.batch_id,
+            requester_id: r.requester_id,
+            account_id: r.account_id,
+            asset_id: r.asset_id,
+            policy_id: r.policy_id,
+            start_at: r.start_at,
+            end_at: r.end_at,
+            ticket: r.ticket,
+            reason_code: r.reason_code,
+            comment: r.comment,
+            current_level: r.current_level,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// A request to create; the API has resolved the policy and validated the details.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub batch_id: String,
+    pub requester_id: String,
+    pub account_id: String,
+    pub asset_id: String,
+    pub access_type: AccessType,
+    pub policy_id: String,
+    pub emergency: bool,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub ticket: Option<String>,
+    pub reason_code: Option<String>,
+    pub comment: Option<String>,
+    pub review_required: bool,
+    /// Skips approval (auto-approve policy or emergency).
+    pub approved_at_once: bool,
+    pub simultaneous_access: bool,
+    /// Who is told: the first level's approvers (or, for an emergency, every approver).
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub action: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub approver_id: String,
+    pub level: i64,
+    pub decision: String,
+    pub comment: Option<String>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: String,
+    pub event: String,
+    pub request_id: String,
+    pub recipients: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A state change the scheduler or an action made, for subscribers (the session proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub request_id: String,
+    pub from: RequestState,
+    pub to: RequestState,
+}
+
+/// What an approver sees to decide: approvers per level (user ids, groups expanded).
+#[derive(Debug, Clone)]
+pub struct ApprovalContext {
+    pub required_per_level: Vec<u32>,
+    pub approvers_per_level: Vec<Vec<String>>,
+}
+
+pub fn state_code(s: RequestState) -> &'static str {
+    match s {
+        RequestState::PendingApproval => "request_pending_approval",
+        RequestState::Approved => "request_approved",
+        RequestState::Available => "request_available",
+        RequestState::Complete => "request_complete",
+        RequestState::PendingReview => "request_pending_review",
+        RequestState::Reviewed => "request_reviewed",
+        RequestState::Revoked => "request_revoked",
+        RequestState::Expired => "request_expired",
+        RequestState::Denied => "request_denied",
+        RequestState::Canceled => "request_canceled",
+    }
+}
+
+fn wrong_state(state: RequestState, action: Action) -> StoreError {
+    let e = request::NotAllowed { state, action };
+    StoreError::WrongState { code: state_code(state), message: e.to_string() }
+}
+
+async fn load(conn: &mut AnyConnection, id: &str) -> Result<AccessRequest> {
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM access_requests WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.ok_or(StoreError::NotFound("request"))?.try_into()
+}
+
+/// One row of a request's history.
+struct Step<'a> {
+    action: &'a str,
+    from: Option<RequestState>,
+    to: RequestState,
+    comment: Option<&'a str>,
+}
+
+async fn history(conn: &mut AnyConnection, req: &str, now: i64, actor: &Actor, step: Step<'_>) -> Result<()> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_history WHERE request_id = $1")
+        .bind(req)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO request_history (request_id, n, at, actor_id, actor_name, action, from_state, to_state, comment) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+    )
+    .bind(req)
+    .bind(n + 1)
+    .bind(now)
+    .bind(&actor.id)
+    .bind(&actor.name)
+    .bind(step.action)
+    .bind(step.from.map(|s| s.as_str()))
+    .bind(step.to.as_str())
+    .bind(step.comment)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn notify(conn: &mut AnyConnection, now: i64, event: &str, req: &str, recipients: &[String]) -> Result<()> {
+    let mut r: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    r.sort_unstable();
+    r.dedup();
+    if r.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO notification_outbox (id, event, request_id, recipients, created_at) VALUES ($1,$2,$3,$4,$5)",
+    )
+    .bind(new_id())
+    .bind(event)
+    .bind(req)
+    .bind(r.join(","))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes the account's row lock (PostgreSQL) so that availability checks of concurrent
+/// requests for one account run one after the other; SQLite has a single writer anyway.
+async fn lock_account(conn: &mut AnyConnection, account_id: &str) -> Result<()> {
+    let n = sqlx::query("UPDATE accounts SET updated_at = updated_at WHERE id = $1")
+        .bind(account_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound("account"));
+    }
+    Ok(())
+}
+
+/// Refuses when another request holds the account in an overlapping period (R-REQ-8).
+async fn ensure_available(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    except: &str,
+    start: i64,
+    end: i64,
+) -> Result<()> {
+    let clash: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM access_requests WHERE account_id = $1 AND id <> $2 AND state IN ('approved', 'available') \
+         AND start_at < $4 AND end_at > $3 LIMIT 1",
+    )
+    .bind(account_id)
+    .bind(except)
+    .bind(start)
+    .bind(end)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match clash {
+        Some(other) => Err(StoreError::WrongState {
+            code: "account_in_use",
+            message: format!("the account is in use by another request ({other}) in an overlapping period, and the policy does not allow simultaneous access"),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn event_for(to: RequestState) -> &'static str {
+    match to {
+        RequestState::PendingApproval => "pending_approval",
+        RequestState::Approved | RequestState::Available => "approved",
+        RequestState::Denied => "denied",
+        RequestState::Revoked => "revoked",
+        RequestState::Expired => "expired",
+        RequestState::PendingReview => "review_due",
+        RequestState::Complete => "checked_in",
+        RequestState::Reviewed => "reviewed",
+        RequestState::Canceled => "canceled",
+    }
+}
+
+impl Store {
+    pub async fn create_request(&self, actor: &Actor, now: i64, new: NewRequest) -> Result<AccessRequest> {
+        let mut tx = self.write.begin().await?;
+        lock_account(&mut tx, &new.account_id).await?;
+        let state =
+            if new.approved_at_once { request::on_approved(new.start_at, now) } else { RequestState::PendingApproval };
+        if state.holds_account() && !new.simultaneous_access {
+            ensure_available(&mut tx, &new.account_id, "", new.start_at, new.end_at).await?;
+        }
+        let id = new_id();
+        sqlx::query(&format!(
+            "INSERT INTO access_requests ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,0,$16,$16)"
+        ))
+        .bind(&id)
+        .bind(&new.batch_id)
+        .bind(&new.requester_id)
+        .bind(&new.account_id)
+        .bind(&new.asset_id)
+        .bind(new.access_type.as_str())
+        .bind(&new.policy_id)
+        .bind(state.as_str())
+        .bind(i64::from(new.emergency))
+        .bind(new.start_at)
+        .bind(new.end_at)
+        .bind(&new.ticket)
+        .bind(&new.reason_code)
+        .bind(&new.comment)
+        .bind(i64::from(new.review_required))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        history(
+            &mut tx,
+            &id,
+            now,
+            actor,
+            Step { action: "create", from: None, to: state, comment: new.comment.as_deref() },
+        )
+        .await?;
+        if new.emergency {
+            notify(&mut tx, now, "emergency", &id, &new.notify).await?;
+        } else if state == RequestState::PendingApproval {
+            notify(&mut tx, now, "pending_approval", &id, &new.notify).await?;
+        }
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success(if new.emergency { "request.emergency" } else { "request.create" }, "request", &id).with_details(json!({
+                "account_id": new.account_id, "access_type": new.access_type.as_str(), "policy_id": new.policy_id, "state": state.as_str(),
+                "start_at": new.start_at, "end_at": new.end_at, "ticket": new.ticket, "reason_code": new.reason_code,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
+        self.request(&id).await
+    }
+
+    pub async fn request(&self, id: &str) -> Result<AccessRequest> {
+        let mut conn = self.read.acquire().await?;
+        load(&mut conn, id).await
+    }
+
+    /// Requests, newest first: of one requester (without the removed ones), or all.
+    pub async fn requests(
+        &self,
+        requester: Option<&str>,
+        state: Option<RequestState>,
+        limit: i64,
+    ) -> Result<Vec<AccessRequest>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM access_requests WHERE ($1 IS NULL OR (requester_id = $1 AND removed = 0)) AND ($2 IS NULL OR state = $2) \
+             ORDER BY created_at DESC, id LIMIT $3"
+        ))
+        .bind(requester)
+        .bind(state.map(|s| s.as_str()))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(AccessRequest::try_from).collect()
+    }
+
+    pub async fn request_history(&self, id: &str) -> Result<Vec<HistoryEntry>> {
+        Ok(sqlx::query_as(
+            "SELECT at, actor_id, actor_name, action, from_state, to_state, comment FROM request_history WHERE request_id = $1 ORDER BY n",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    pub async fn request_approvals(&self, id: &str) -> Result<Vec<Approval>> {
+        let rows: Vec<(String, i64, String, Option<String>, i64)> =
+            sqlx::query_as("SELECT approver_id, level, decision, comment, at FROM request_approvals WHERE request_id = $1 ORDER BY at, approver_id")
+                .bind(id)
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(approver_id, level, decision, comment, at)| Approval { approver_id, level, decision, comment, at })
+            .collect())
+    }
+
+    /// Approves (or denies, `approve = false`) at the request's current level. `eligible`
+    /// says whether the approver may act at a level. An approver may narrow the access window.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide_request(
+        &self,
+        actor: &Actor,
+        now: i64,
+        id: &str,
+        approve: bool,
+        ctx: &ApprovalContext,
+        eligible: &(dyn Fn(usize) -> bool + Sync),
+        comment: Option<&str>,
+        window: Option<(i64, i64)>,
+        simultaneous_access: bool,
+    ) -> Result<(AccessRequest, Option<ApprovalOutcome>)> {
+        let mut tx = self.write.begin().await?;
+        // Row lock first, so concurrent approvers of one request queue here.
+        sqlx::query("UPDATE access_requests SET updated_at = updated_at WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let req = load(&mut tx, id).await?;
+        let action = if approve { Action::Approve } else { Action::Deny };
+        request::check(req.state, action).map_err(|_| wrong_state(req.state, action))?;
+        let level = req.current_level as usize;
+        let already: Option<String> =
+            sqlx::query_scalar("SELECT decision FROM request_approvals WHERE request_id = $1 AND approver_id = $2")
+                .bind(id)
+                .bind(&actor.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let so_far: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM request_approvals WHERE request_id = $1 AND level = $2 AND decision = 'approve'",
+        )
+        .bind(id)
+        .bind(req.current_level)
+        .fetch_one(&mut *tx)
+        .await?;
+        let outcome = request::approve(
+            &ctx.required_per_level,
+            level,
+            so_far as u32,
+            actor.id == req.requester_id,
+            eligible(level),
+            already.is_some(),
+        )
+        .map_err(|e| StoreError::Refused { code: "not_allowed_to_approve", message: e.to_string() });
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                drop(tx);
+                self.record(
+                    actor,
+                    now,
+                    NewEvent::success(if approve { "request.approve" } else { "request.deny" }, "request", id)
+                        .with_outcome(Outcome::Denied)
+                        .with_details(json!({ "reason": e.to_string() })),
+                )
+                .await?;
+                return Err(e);
+            }
+        };
+        sqlx::query("INSERT INTO request_approvals (request_id, approver_id, level, decision, comment, at) VALUES ($1,$2,$3,$4,$5,$6)")
+            .bind(id)
+            .bind(&actor.id)
+            .bind(req.current_level)
+            .bind(if approve { "approve" } else { "deny" })
+            .bind(comment)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let (start_at, end_at) = window.unwrap_or((req.start_at, req.end_at));
+        let (to, new_level, result) = if !approve {
+            (RequestState::Denied, req.current_level, None)
+        } else {
+            match outcome {
+                ApprovalOutcome::StillPending { .. } => {
+                    (RequestState::PendingApproval, req.current_level, Some(outcome))
+                }
+                ApprovalOutcome::NextLevel { level } => (RequestState::PendingApproval, level as i64, Some(outcome)),
+                ApprovalOutcome::Approved => (request::on_approved(start_at, now), req.current_level, Some(outcome)),
+            }
+        };
+        if to.holds_account() && !simultaneous_access {
+            lock_account(&mut tx, &req.account_id).await?;
+            ensure_available(&mut tx, &req.account_id, id, start_at, end_at).await?;
+        }
+        let n = sqlx::query(
+            "UPDATE access_requests SET state = $1, current_level = $2, start_at = $3, end_at = $4, updated_at = $5 WHERE id = $6 AND state = 'pending_approval'",
+        )
+        .bind(to.as_str())
+        .bind(new_level)
+        .bind(start_at)
+        .bind(end_at)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict("the request changed meanwhile; reload it".into()));
+        }
+        history(&mut tx, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment }).await?;
+        match (approve, outcome) {
+            (false, _) => notify(&mut tx, now, "denied", id, std::slice::from_ref(&req.requester_id)).await?,
+            (true, ApprovalOutcome::NextLevel { level }) => {
+                notify(
+                    &mut tx,
+                    now,
+                    "pending_approval",
+                    id,
+                    ctx.approvers_per_level.get(level).map(Vec::as_slice).unwrap_or_default(),
+                )
+                .await?
+            }
+            (true, ApprovalOutcome::Approved) => {
+                notify(&mut tx, now, "approved", id, std::slice::from_ref(&req.requester_id)).await?
+            }
+            _ => {}
+        }
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success(if approve { "request.approve" } else { "request.deny" }, "request", id)
+                .with_details(json!({ "level": req.current_level, "state": to.as_str(), "comment": comment, "start_at": start_at, "end_at": end_at })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((self.request(id).await?, result))
+    }
+
+    /// Cancel, revoke, check in, review, remove: one compare-and-set transition. Returns the
+    /// request and, when its state changed, the transition (for subscribers).
+    pub async fn act_on_request(
+        &self,
+        actor: &Actor,
+        now: i64,
+        id: &str,
+        action: Action,
+        comment: Option<&str>,
+    ) -> Result<(AccessRequest, Option<Transition>)> {
+        let mut tx = self.write.begin().await?;
+        let req = load(&mut tx, id).await?;
+        request::check(req.state, action).map_err(|_| wrong_state(req.state, action))?;
+        if action == Action::Remove {
+            sqlx::query("UPDATE access_requests SET removed = 1, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("request.remove", "request", id)).await?;
+            tx.commit().await?;
+            return Ok((self.request(id).await?, None));
+        }
+        let to = match action {
+            Action::Cancel => RequestState::Canceled,
+            Action::Revoke => request::on_end(req.state, EndCause::Revocation, req.review_required),
+            Action::CheckIn => request::on_end(req.state, EndCause::CheckIn, req.review_required),
+            Action::Expire => request::on_end(req.state, EndCause::Expiry, req.review_required),
+            Action::Activate => RequestState::Available,
+            Action::Review => RequestState::Reviewed,
+            other => return Err(wrong_state(req.state, other)),
+        };
+        let n = sqlx::query("UPDATE access_requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+            .bind(to.as_str())
+            .bind(now)
+            .bind(id)
+            .bind(req.state.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict("the request changed meanwhile; reload it".into()));
+        }
+        history(&mut tx, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment }).await?;
+        let mut recipients = vec![req.requester_id.clone()];
+        if to == RequestState::PendingReview {
+            recipients = self.reviewers_of(&mut tx, &req.policy_id).await?;
+        }
+        if !matches!(action, Action::Activate) {
+            notify(&mut tx, now, event_for(to), id, &recipients).await?;
+        }
+        let audit_action = match action {
+            Action::Cancel => "request.cancel",
+            Action::Revoke => "request.revoke",
+            Action::CheckIn => "request.checkin",
+            Action::Expire => "request.expire",
+            Action::Activate => "request.available",
+            Action::Review => "request.review",
+            _ => "request.update",
+        };
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success(audit_action, "request", id)
+                .with_details(json!({ "from": req.state.as_str(), "to": to.as_str(), "comment": comment })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((self.request(id).await?, Some(Transition { request_id: id.to_owned(), from: req.state, to })))
+    }
+
+    async fn reviewers_of(&self, conn: &mut AnyConnection, policy_id: &str) -> Result<Vec<String>> {
+        let settings: Option<String> = sqlx::query_scalar("SELECT settings FROM policies WHERE id = $1")
+            .bind(policy_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(settings) = settings else { return Ok(vec![]) };
+        let v: serde_json::Value = serde_json::from_str(&settings).unwrap_or_default();
+        let mut out: Vec<String> = v["reviewer_user_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect();
+        for g in v["reviewer_group_ids"].as_array().into_iter().flatten().filter_map(|x| x.as_str()) {
+            let members: Vec<String> =
+                sqlx::query_scalar("SELECT member_id FROM user_group_members WHERE group_id = $1")
+                    .bind(g)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            out.extend(members);
+        }
+        Ok(out)
+    }
+
+    /// The scheduler's work: approved requests whose start has come become available; held
+    /// requests whose end has passed expire. Each is its own compare-and-set transition, so a
+    /// restart catches up on whatever came due while the server was down.
+    pub async fn run_due_transitions(&self, now: i64) -> Result<Vec<Transition>> {
+        let due: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, state, start_at, end_at FROM access_requests WHERE (state = 'approved' AND start_at <= $1) \
+             OR (state IN ('approved', 'available') AND end_at <= $1) ORDER BY end_at, id LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?;
+        let mut done = Vec::new();
+        for (id, _state, _start, end) in due {
+            let action = if end <= now { Action::Expire } else { Action::Activate };
+            match self.act_on_request(&Actor::system(), now, &id, action, None).await {
+                Ok((_, Some(t))) => done.push(t),
+                Ok((_, None)) => {}
+                // Someone else moved it first (a check-in, a revocation): nothing to do.
+                Err(StoreError::WrongState { .. }) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// When the next scheduled transition is due, if any.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        let a: Option<i64> = sqlx::query_scalar("SELECT MIN(start_at) FROM access_requests WHERE state = 'approved'")
+            .fetch_one(&self.read)
+            .await?;
+        let b: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(end_at) FROM access_requests WHERE state IN ('approved', 'available')")
+                .fetch_one(&self.read)
+                .await?;
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxItem>> {
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, event, request_id, recipients, created_at FROM notification_outbox WHERE delivered_at IS NULL ORDER BY created_at, id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, event, request_id, recipients, created_at)| OutboxItem {
+                id,
+                event,
+                request_id,
+                recipients: recipients.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                created_at,
+            })
+            .collect())
+    }
+
+    /// "X of Y accounts in use" (R-REQ-8): of these accounts, which are held at `at`.
+    pub async fn accounts_in_use(&self, account_ids: &[String], at: i64) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for a in account_ids {
+            let held: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM access_requests WHERE account_id = $1 AND state IN ('approved', 'available') AND start_at <= $2 AND end_at > $2 LIMIT 1",
+            )
+            .bind(a)
+            .bind(at)
+            .fetch_optional(&self.read)
+            .await?;
+            if held.is_some() {
+                out.push(a.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Expands user ids and group ids into user ids.
+    pub async fn expand_users(&self, user_ids: &[String], group_ids: &[String]) -> Result<Vec<String>> {
+        let mut out: Vec<String> = user_ids.to_vec();
+        for g in group_ids {
+            let members: Vec<String> =
+                sqlx::query_scalar("SELECT member_id FROM user_group_members WHERE group_id = $1")
+                    .bind(g)
+                    .fetch_all(&self.read)
+                    .await?;
+            out.extend(members);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
