@@ -63,6 +63,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::inventory::routes())
         .merge(routes::policies::routes())
         .merge(routes::requests::routes())
+        .merge(routes::extras::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())
 }

@@ -134,6 +134,8 @@ impl Store {
             "request_approvals",
             "request_history",
             "notification_outbox",
+            "reason_codes",
+            "favorites",
             "user_group_members",
             "login_sessions",
             "api_tokens",

@@ -7,6 +7,7 @@
 mod audit;
 mod db;
 mod error;
+mod extras;
 mod groups;
 mod inventory;
 mod policies;
@@ -19,6 +20,7 @@ mod users;
 pub use audit::{AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};
 pub use db::{Backend, Store, StoreOptions};
 pub use error::StoreError;
+pub use extras::{Favorite, ReasonCode, SESSION_REQUESTS_SETTING};
 pub use groups::{Group, GroupKind};
 pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
 pub use policies::{Entitlement, EntitlementSpec, Policy, PolicySpec};

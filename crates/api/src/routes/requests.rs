@@ -36,6 +36,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(review_request))
         .routes(routes!(remove_request))
         .routes(routes!(list_approvals))
+        .routes(routes!(resubmit_request))
+        .routes(routes!(bulk_decision))
+        .routes(routes!(availability))
 }
 
 /// The most assets one request may name (R-REQ-1).
@@ -134,7 +137,7 @@ async fn dto(state: &AppState, r: &AccessRequest) -> ApiResult<RequestDto> {
     Ok(to_dto(r, pending))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountChoice {
     account_id: String,
@@ -142,11 +145,11 @@ pub struct AccountChoice {
     access_type: String,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequestsRequest {
     /// One or more accounts (on at most 50 assets), each with its access type.
-    accounts: Vec<AccountChoice>,
+    pub(crate) accounts: Vec<AccountChoice>,
     #[serde(default)]
     emergency: bool,
     /// RFC 3339; now when absent ("later" otherwise).
@@ -170,7 +173,7 @@ pub struct AccountOutcome {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CreateRequestsResponse {
+pub(crate) struct CreateRequestsResponse {
     batch_id: String,
     /// One outcome per account, in the order given; failed ones can be resubmitted alone.
     outcomes: Vec<AccountOutcome>,
@@ -189,6 +192,15 @@ async fn create_requests(
     caller: Authed<AnyUser>,
     ApiJson(req): ApiJson<CreateRequestsRequest>,
 ) -> ApiResult<Json<CreateRequestsResponse>> {
+    Ok(Json(create_batch(&state, &caller, req).await?))
+}
+
+/// Validates and creates one request per account; shared by create, resubmit and favorites.
+pub(crate) async fn create_batch(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateRequestsRequest,
+) -> ApiResult<CreateRequestsResponse> {
     let now = state.now();
     if req.accounts.is_empty() {
         return Err(ApiError::invalid("accounts", "name at least one account"));
@@ -207,6 +219,15 @@ async fn create_requests(
             portcullis_core::validate::name(field, v)?;
         }
     }
+    if let Some(code) = &req.reason_code {
+        if !state.store.reason_codes().await?.iter().any(|r| &r.name == code) {
+            return Err(ApiError::invalid(
+                "reason_code",
+                format!("'{code}' is not a reason code; see GET /api/v1/reason-codes"),
+            ));
+        }
+    }
+    let sessions_enabled = state.store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await?;
     let start = req.start_at.as_deref().map(|t| parse_ts("start_at", t)).transpose()?;
     let access_types = req
         .accounts
@@ -283,6 +304,13 @@ async fn create_requests(
     let mut outcomes = Vec::new();
     for (i, choice) in req.accounts.iter().enumerate() {
         let result: ApiResult<RequestDto> = async {
+            if access_types[i].is_session() && !sessions_enabled {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "service_disabled",
+                    "session requests are switched off by an Appliance Administrator; request password access, or ask them to switch sessions on",
+                ));
+            }
             let policy = governing[i].as_ref().map_err(|e| ApiError::new(e.status, e.code, e.message.clone()))?;
             let account = accounts[i].as_ref().ok_or_else(|| ApiError::not_found("account"))?;
             let s = &policy.settings;
@@ -307,7 +335,7 @@ async fn create_requests(
                 })
                 .as_microsecond();
             }
-            let ctx = approval_context(&state, policy).await?;
+            let ctx = approval_context(state, policy).await?;
             let notify = if req.emergency {
                 ctx.approvers_per_level.concat()
             } else {
@@ -332,7 +360,7 @@ async fn create_requests(
                 notify,
             };
             let created = state.store.create_request(&caller.actor(), now, new).await?;
-            dto(&state, &created).await
+            dto(state, &created).await
         }
         .await;
         let (request, error) = match result {
@@ -346,7 +374,7 @@ async fn create_requests(
             error,
         });
     }
-    Ok(Json(CreateRequestsResponse { batch_id, outcomes }))
+    Ok(CreateRequestsResponse { batch_id, outcomes })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -708,4 +736,125 @@ async fn list_approvals(State(state): State<AppState>, caller: Authed<AnyUser>) 
         }
     }
     Ok(Json(out))
+}
+
+/// Submits a revoked or denied request again, with the same account and details, starting
+/// now; the requester only. The old request stays as it is.
+#[utoipa::path(post, path = "/api/v1/requests/{id}/resubmit", tag = "requests", operation_id = "resubmit_request",
+    params(IdPath), responses((status = 200, description = "The outcome of the new request", body = CreateRequestsResponse)))]
+async fn resubmit_request(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<CreateRequestsResponse>> {
+    let (r, rel) = load_visible(&state, &caller, &p.id).await?;
+    if !rel.requester {
+        return Err(ApiError::forbidden("only the requester may resubmit this request"));
+    }
+    request::check(r.state, Action::Resubmit)
+        .map_err(|e| ApiError::conflict(portcullis_store::state_code(r.state), e.to_string()))?;
+    let minutes = (r.end_at - r.start_at) / 60_000_000;
+    let again = CreateRequestsRequest {
+        accounts: vec![AccountChoice {
+            account_id: r.account_id.clone(),
+            access_type: r.access_type.as_str().to_owned(),
+        }],
+        emergency: r.emergency,
+        start_at: None,
+        duration_minutes: Some(minutes.max(1)),
+        ticket: r.ticket.clone(),
+        reason_code: r.reason_code.clone(),
+        comment: r.comment.clone(),
+    };
+    Ok(Json(create_batch(&state, &caller, again).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkDecisionRequest {
+    /// Request ids (at most 100).
+    ids: Vec<String>,
+    /// approve or deny.
+    decision: String,
+    comment: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkOutcome {
+    id: String,
+    request: Option<RequestDto>,
+    error: Option<crate::error::ErrorBody>,
+}
+
+/// Approves or denies many requests with one comment; one outcome per request.
+#[utoipa::path(post, path = "/api/v1/requests/bulk-decision", tag = "requests", operation_id = "bulk_decision",
+    request_body = BulkDecisionRequest, responses((status = 200, description = "One outcome per request", body = [BulkOutcome])))]
+async fn bulk_decision(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<BulkDecisionRequest>,
+) -> ApiResult<Json<Vec<BulkOutcome>>> {
+    let approve = match req.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return Err(ApiError::invalid("decision", "must be approve or deny")),
+    };
+    if req.ids.is_empty() || req.ids.len() > 100 {
+        return Err(ApiError::invalid("ids", "name 1 to 100 requests"));
+    }
+    check_comment(&req.comment)?;
+    let mut out = Vec::new();
+    for id in req.ids {
+        let body = DecisionRequest { comment: req.comment.clone(), ..Default::default() };
+        let (request, error) = match decide(&state, &caller, &id, approve, body).await {
+            Ok(Json(r)) => (Some(r), None),
+            Err(e) => (None, Some(outcome_error(e))),
+        };
+        out.push(BulkOutcome { id, request, error });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityRequest {
+    account_ids: Vec<String>,
+    /// RFC 3339; now when absent.
+    at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AvailabilityResponse {
+    /// "X of Y accounts in use".
+    summary: String,
+    total: usize,
+    in_use: usize,
+    accounts_in_use: Vec<String>,
+}
+
+/// How many of these accounts are in use at a time (R-REQ-8).
+#[utoipa::path(post, path = "/api/v1/requests/availability", tag = "requests", operation_id = "account_availability",
+    request_body = AvailabilityRequest, responses((status = 200, description = "Availability", body = AvailabilityResponse)))]
+async fn availability(
+    State(state): State<AppState>,
+    _caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<AvailabilityRequest>,
+) -> ApiResult<Json<AvailabilityResponse>> {
+    if req.account_ids.len() > 1000 {
+        return Err(ApiError::invalid("account_ids", "at most 1000 accounts"));
+    }
+    let at = match req.at.as_deref() {
+        Some(t) => parse_ts("at", t)?,
+        None => state.now(),
+    };
+    let mut ids = req.account_ids.clone();
+    ids.sort();
+    ids.dedup();
+    let in_use = state.store.accounts_in_use(&ids, at).await?;
+    Ok(Json(AvailabilityResponse {
+        summary: format!("{} of {} accounts in use", in_use.len(), ids.len()),
+        total: ids.len(),
+        in_use: in_use.len(),
+        accounts_in_use: in_use,
+    }))
 }

@@ -45,9 +45,23 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "review_request",
         "remove_request",
         "list_approvals",
+        "resubmit_request",
+        "bulk_decision",
+        "account_availability",
+        "list_reason_codes",
+        "list_favorites",
+        "create_favorite",
+        "replace_favorite",
+        "delete_favorite",
+        "submit_favorite",
+        "get_services",
     ] {
         m.insert(op, vec![ANY]);
     }
+    for op in ["create_reason_code", "delete_reason_code"] {
+        m.insert(op, vec!["security_policy_admin"]);
+    }
+    m.insert("set_services", vec!["appliance_admin"]);
     for op in ["list_users", "get_user", "list_user_groups", "get_user_group"] {
         m.insert(op, dir_readers.clone());
     }

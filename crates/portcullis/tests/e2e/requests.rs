@@ -330,3 +330,136 @@ async fn expiry_happens_after_a_restart() {
         "audited at the real time of the catch-up: {at}"
     );
 }
+
+/// Reason codes, favorites, the service switch, resubmission, bulk decisions, availability,
+/// and approve racing revoke.
+#[tokio::test]
+async fn request_extras() {
+    let server = Server::start(Db::Sqlite);
+    let w = world(&server).await;
+    let req_tok = w.requester.1.clone();
+    let manual = json!({ "approval_levels": [{ "required": 1, "user_ids": [w.approver1.0, w.approver2.0] }], "reason_required": true });
+    policy(&server, &w, "manual", &w.accounts[0], manual, false).await;
+    let (s, _) = post(
+        &server,
+        &w.admin,
+        "/api/v1/reason-codes",
+        json!({ "name": "incident", "description": "Production incident" }),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, codes) = server.call("GET", "/api/v1/reason-codes", Some(&req_tok), None).await;
+    assert_eq!(codes[0]["name"], "incident");
+    let (s, b) = post(
+        &server,
+        &req_tok,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.accounts[0], "access_type": "password" }], "reason_code": "boredom" }),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("reason_code")), "{b}");
+
+    // Favorites: save, list, submit; another user cannot see or submit them.
+    let saved = json!({ "name": "db root", "colour": "#FF8800", "request": { "accounts": [{ "account_id": w.accounts[0], "access_type": "password" }], "reason_code": "incident", "comment": "from favorite" } });
+    let (s, fav) = post(&server, &req_tok, "/api/v1/favorites", saved.clone()).await;
+    assert_eq!(s, 201, "{fav}");
+    assert_eq!(fav["colour"], "#ff8800");
+    let (s, b) = post(
+        &server,
+        &req_tok,
+        "/api/v1/favorites",
+        json!({ "name": "bad", "colour": "orange", "request": saved["request"] }),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("colour")));
+    let fav_id = fav["id"].as_str().unwrap();
+    let (s, out) = post(&server, &req_tok, &format!("/api/v1/favorites/{fav_id}/submit"), json!({})).await;
+    assert_eq!(s, 200);
+    let r1 = out["outcomes"][0]["request"].clone();
+    assert_eq!(
+        (r1["state"].as_str(), r1["comment"].as_str()),
+        (Some("pending_approval"), Some("from favorite")),
+        "{out}"
+    );
+    let (s, _) = post(&server, &w.approver1.1, &format!("/api/v1/favorites/{fav_id}/submit"), json!({})).await;
+    assert_eq!(s, 404);
+
+    // Bulk deny with one comment, then resubmit a denied one.
+    let (_, out2) = post(&server, &req_tok, &format!("/api/v1/favorites/{fav_id}/submit"), json!({})).await;
+    let r2 = out2["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let r1_id = r1["id"].as_str().unwrap().to_owned();
+    let (s, bulk) = post(
+        &server,
+        &w.approver1.1,
+        "/api/v1/requests/bulk-decision",
+        json!({ "ids": [r1_id, r2, "ghost"], "decision": "deny", "comment": "not now" }),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(bulk[0]["request"]["state"], "denied");
+    assert_eq!(bulk[1]["request"]["state"], "denied");
+    assert_eq!(bulk[2]["error"]["code"], "not_found");
+    let (s, again) = post(&server, &req_tok, &format!("/api/v1/requests/{r1_id}/resubmit"), json!({})).await;
+    assert_eq!(s, 200, "{again}");
+    let r3 = again["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(r3, r1_id);
+    let (s, b) = post(&server, &req_tok, &format!("/api/v1/requests/{r3}/resubmit"), json!({})).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (409, Some("request_pending_approval")),
+        "only revoked or denied requests are resubmitted"
+    );
+
+    // Approve racing revoke: one wins, the other gets a clear 409, the history is consistent.
+    let (approve_path, revoke_path) =
+        (format!("/api/v1/requests/{r3}/approve"), format!("/api/v1/requests/{r3}/revoke"));
+    let (a, b) = tokio::join!(
+        post(&server, &w.approver1.1, &approve_path, json!({})),
+        post(&server, &w.approver2.1, &revoke_path, json!({})),
+    );
+    assert!(a.0 < 500 && b.0 < 500, "{a:?} {b:?}");
+    let (_, detail) = server.call("GET", &format!("/api/v1/requests/{r3}"), Some(&req_tok), None).await;
+    assert_eq!(detail["state"], "revoked", "revocation wins whichever came first: {detail}");
+    let (s, late) = post(&server, &w.approver1.1, &format!("/api/v1/requests/{r3}/approve"), json!({})).await;
+    assert_eq!((s, late["code"].as_str()), (409, Some("request_revoked")));
+
+    // Availability.
+    policy(&server, &w, "auto", &w.accounts[1], json!({ "auto_approve": true }), false).await;
+    let out = request_one(&server, &req_tok, &w.accounts[1], json!({})).await;
+    assert_eq!(out["request"]["state"], "available");
+    let (_, av) = post(
+        &server,
+        &req_tok,
+        "/api/v1/requests/availability",
+        json!({ "account_ids": [w.accounts[1], w.accounts[2]] }),
+    )
+    .await;
+    assert_eq!(av["summary"], "1 of 2 accounts in use");
+
+    // The service switch turns session requests off, with a clear message.
+    let (s, _) = post(&server, &w.admin, "/api/v1/policies", json!({ "entitlement_id": w.entitlement, "name": "ssh", "priority": 1, "access_type": "ssh", "scope": { "accounts": [w.accounts[2]] }, "settings": { "auto_approve": true } })).await;
+    assert_eq!(s, 201);
+    let (s, _) =
+        server.call("PUT", "/api/v1/services", Some(&w.admin), Some(json!({ "session_requests": false }))).await;
+    assert_eq!(s, 200);
+    let (s, r) = post(
+        &server,
+        &req_tok,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.accounts[2], "access_type": "ssh" }] }),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(r["outcomes"][0]["error"]["code"], "service_disabled", "{r}");
+    let (s, _) =
+        server.call("PUT", "/api/v1/services", Some(&w.admin), Some(json!({ "session_requests": true }))).await;
+    assert_eq!(s, 200);
+    let (_, r) = post(
+        &server,
+        &req_tok,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.accounts[2], "access_type": "ssh" }] }),
+    )
+    .await;
+    assert_eq!(r["outcomes"][0]["request"]["state"], "available", "{r}");
+}
