@@ -5,6 +5,7 @@ mod auth;
 mod groups;
 mod inventory;
 mod policies;
+mod requests;
 mod tokens;
 mod users;
 
@@ -56,6 +57,20 @@ pub enum Command {
     /// Access request policies, and which one governs a request.
     #[command(subcommand)]
     Policy(policies::PolicyCmd),
+    /// Access requests: create, list, approve, revoke, check in, review…
+    #[command(subcommand)]
+    Request(requests::RequestCmd),
+    /// Requests waiting for your approval.
+    Approvals,
+    /// Saved requests you can submit again.
+    #[command(subcommand)]
+    Favorite(requests::FavoriteCmd),
+    /// Reason codes for requests.
+    #[command(subcommand)]
+    ReasonCode(requests::ReasonCodeCmd),
+    /// Request services (session requests on or off).
+    #[command(subcommand)]
+    Service(requests::ServiceCmd),
     /// Read and verify the audit log (Auditors).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -78,6 +93,11 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Totp(c) => tokens::totp(c, g).await,
         Command::Entitlement(c) => policies::entitlements(c, g).await,
         Command::Policy(c) => policies::policies(c, g).await,
+        Command::Request(c) => requests::requests(c, g).await,
+        Command::Approvals => requests::approvals(g).await,
+        Command::Favorite(c) => requests::favorites(c, g).await,
+        Command::ReasonCode(c) => requests::reason_codes(c, g).await,
+        Command::Service(c) => requests::services(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
     }
 }

@@ -463,3 +463,57 @@ async fn request_extras() {
     .await;
     assert_eq!(r["outcomes"][0]["request"]["state"], "available", "{r}");
 }
+
+/// The same workflow from the CLI: a requester and an approver, each with their own saved
+/// session.
+#[tokio::test]
+async fn cli_request_flow() {
+    let server = Server::start(Db::Sqlite);
+    let w = world(&server).await;
+    policy(
+        &server,
+        &w,
+        "manual",
+        &w.accounts[0],
+        json!({ "approval_levels": [{ "required": 1, "user_ids": [w.approver1.0] }] }),
+        false,
+    )
+    .await;
+    let dir = server.dir.path();
+    let as_user = |name: &str| dir.join(format!("{name}.json")).display().to_string();
+    let (req_cfg, appr_cfg) = (as_user("requester"), as_user("approver"));
+    let run = |cfg: &str, args: &[&str]| server.cli(args, &[("PORTCULLIS_CLI_CONFIG", cfg)]);
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    for (cfg, user) in [(&req_cfg, "requester"), (&appr_cfg, "approver1")] {
+        let pw = format!("{user} password 1234");
+        let o = server.cli(
+            &["login", "--server", &server.url, "--username", user],
+            &[("PORTCULLIS_CLI_CONFIG", cfg), ("PORTCULLIS_PASSWORD", &pw)],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let account = format!("{}:password", w.accounts[0]);
+    let o = run(&req_cfg, &["request", "create", "--account", &account, "--comment", "via cli"]);
+    assert!(o.status.success() && text(&o).contains("is Pending 1 approval"), "{}", text(&o));
+    let o = run(&req_cfg, &["request", "create", "--account", &format!("{}:password", w.accounts[1])]);
+    assert!(
+        !o.status.success() && text(&o).contains("FAILED") && text(&o).contains("no_governing_policy"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(&appr_cfg, &["approvals", "-o", "json"]);
+    let pending: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = pending[0]["id"].as_str().unwrap().to_owned();
+    let o = run(&appr_cfg, &["request", "approve", &id, "--comment", "go ahead"]);
+    assert!(o.status.success() && text(&o).contains("available"), "{}", text(&o));
+    let o = run(&req_cfg, &["request", "checkin", &id]);
+    assert!(o.status.success() && text(&o).contains("complete"), "{}", text(&o));
+    let o = run(&req_cfg, &["request", "show", &id]);
+    assert!(o.status.success() && text(&o).contains("go ahead") && text(&o).contains("check_in"), "{}", text(&o));
+    let o = run(&appr_cfg, &["request", "approve", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("request_complete"), "{}", text(&o));
+}
