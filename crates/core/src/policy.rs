@@ -176,50 +176,54 @@ pub struct Resolution {
     pub verdicts: Vec<Verdict>,
 }
 
-/// Entitlements and policies, indexed by scope key so that a request looks only at the
-/// policies that can cover its account.
+/// Entitlements and policies, indexed by scope so that a request looks only at the policies
+/// that can cover its account. Built once per policy change; resolution allocates little.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
-    entitlements: HashMap<String, EntitlementRule>,
-    members: HashMap<String, (HashSet<String>, HashSet<String>)>,
+    entitlements: Vec<EntitlementRule>,
+    members: Vec<(HashSet<String>, HashSet<String>)>,
     policies: Vec<PolicyRule>,
-    by_scope: HashMap<String, Vec<usize>>,
-}
-
-fn scope_keys(scope: &Scope) -> impl Iterator<Item = String> + '_ {
-    scope
-        .assets
-        .iter()
-        .map(|a| format!("asset:{a}"))
-        .chain(scope.asset_groups.iter().map(|g| format!("asset_group:{g}")))
-        .chain(scope.accounts.iter().map(|a| format!("account:{a}")))
-        .chain(scope.account_groups.iter().map(|g| format!("account_group:{g}")))
-}
-
-fn target_keys<'a>(t: &'a Target<'a>) -> impl Iterator<Item = String> + 'a {
-    std::iter::once(format!("account:{}", t.account_id))
-        .chain(std::iter::once(format!("asset:{}", t.asset_id)))
-        .chain(t.account_group_ids.iter().map(|g| format!("account_group:{g}")))
-        .chain(t.asset_group_ids.iter().map(|g| format!("asset_group:{g}")))
+    /// Entitlement index of each policy (`None`: the entitlement does not exist).
+    policy_entitlement: Vec<Option<usize>>,
+    by_account: HashMap<String, Vec<usize>>,
+    by_asset: HashMap<String, Vec<usize>>,
+    by_account_group: HashMap<String, Vec<usize>>,
+    by_asset_group: HashMap<String, Vec<usize>>,
 }
 
 impl PolicySet {
     pub fn new(entitlements: Vec<EntitlementRule>, policies: Vec<PolicyRule>) -> PolicySet {
         let members = entitlements
             .iter()
-            .map(|e| (e.id.clone(), (e.user_ids.iter().cloned().collect(), e.group_ids.iter().cloned().collect())))
+            .map(|e| (e.user_ids.iter().cloned().collect(), e.group_ids.iter().cloned().collect()))
             .collect();
-        let mut by_scope: HashMap<String, Vec<usize>> = HashMap::new();
+        let index: HashMap<&str, usize> = entitlements.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+        let policy_entitlement = policies.iter().map(|p| index.get(p.entitlement_id.as_str()).copied()).collect();
+        let mut set = PolicySet {
+            entitlements: Vec::new(),
+            members,
+            policies: Vec::new(),
+            policy_entitlement,
+            ..Default::default()
+        };
         for (i, p) in policies.iter().enumerate() {
-            let mut keys: Vec<String> = scope_keys(&p.scope).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                by_scope.entry(k).or_default().push(i);
+            for (map, ids) in [
+                (&mut set.by_account, &p.scope.accounts),
+                (&mut set.by_asset, &p.scope.assets),
+                (&mut set.by_account_group, &p.scope.account_groups),
+                (&mut set.by_asset_group, &p.scope.asset_groups),
+            ] {
+                for id in ids {
+                    let list = map.entry(id.clone()).or_default();
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
             }
         }
-        let entitlements = entitlements.into_iter().map(|e| (e.id.clone(), e)).collect();
-        PolicySet { entitlements, members, policies, by_scope }
+        set.entitlements = entitlements;
+        set.policies = policies;
+        set
     }
 
     pub fn len(&self) -> usize {
@@ -237,16 +241,14 @@ impl PolicySet {
             || p.scope.asset_groups.iter().any(|g| t.asset_group_ids.contains(g))
     }
 
-    fn is_member(&self, entitlement_id: &str, r: &Requester<'_>) -> bool {
-        self.members
-            .get(entitlement_id)
-            .is_some_and(|(users, groups)| users.contains(r.user_id) || r.group_ids.iter().any(|g| groups.contains(g)))
-    }
-
-    /// The first filter a policy fails, or `None` if it survives all but priority.
-    fn check(&self, p: &PolicyRule, q: &Question<'_>) -> Option<Elimination> {
-        let Some(e) = self.entitlements.get(&p.entitlement_id) else { return Some(Elimination::NotMember) };
-        if !self.is_member(&e.id, &q.requester) {
+    /// The first filter policy `i` fails, or `None` if it survives all but priority. `slot` is
+    /// the request's local time, computed once per question.
+    fn check(&self, i: usize, q: &Question<'_>, slot: &mut Option<crate::schedule::LocalSlot>) -> Option<Elimination> {
+        let p = &self.policies[i];
+        let Some(ei) = self.policy_entitlement[i] else { return Some(Elimination::NotMember) };
+        let e = &self.entitlements[ei];
+        let (users, groups) = &self.members[ei];
+        if !(users.contains(q.requester.user_id) || q.requester.group_ids.iter().any(|g| groups.contains(g))) {
             return Some(Elimination::NotMember);
         }
         if !Self::in_scope(p, &q.target) {
@@ -265,7 +267,7 @@ impl PolicySet {
             return Some(Elimination::EmergencyNotAllowed);
         }
         if !(e.windows.is_unrestricted() && p.windows.is_unrestricted()) {
-            let slot = local_slot(q.at, q.requester.time_zone);
+            let slot = *slot.get_or_insert_with(|| local_slot(q.at, q.requester.time_zone));
             if !e.windows.permits_slot(slot) {
                 return Some(Elimination::OutsideEntitlementWindow);
             }
@@ -276,20 +278,27 @@ impl PolicySet {
         None
     }
 
+    /// Sort key: entitlement priority, policy priority, policy id.
+    fn rank(&self, i: usize) -> (i64, i64, &str) {
+        let p = &self.policies[i];
+        let e = self.policy_entitlement[i].map_or(i64::MAX, |e| self.entitlements[e].priority);
+        (e, p.priority, p.id.as_str())
+    }
+
     fn decide(&self, q: &Question<'_>, candidates: impl Iterator<Item = usize>) -> Resolution {
+        let mut slot = None;
         let mut verdicts: Vec<(usize, Option<Elimination>)> =
-            candidates.map(|i| (i, self.check(&self.policies[i], q))).collect();
-        let rank = |i: usize| {
-            let p = &self.policies[i];
-            let e = self.entitlements.get(&p.entitlement_id).map_or(i64::MAX, |e| e.priority);
-            (e, p.priority, p.id.as_str())
-        };
-        let best = verdicts.iter().filter(|(_, v)| v.is_none()).map(|(i, _)| *i).min_by(|a, b| rank(*a).cmp(&rank(*b)));
+            candidates.map(|i| (i, self.check(i, q, &mut slot))).collect();
+        let best = verdicts
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(i, _)| *i)
+            .min_by(|a, b| self.rank(*a).cmp(&self.rank(*b)));
         if let Some(b) = best {
-            let (best_e, _, _) = rank(b);
+            let best_e = self.rank(b).0;
             for (i, v) in verdicts.iter_mut() {
                 if v.is_none() && *i != b {
-                    *v = Some(if rank(*i).0 > best_e {
+                    *v = Some(if self.rank(*i).0 > best_e {
                         Elimination::LowerEntitlementPriority
                     } else {
                         Elimination::LowerPolicyPriority
@@ -297,7 +306,7 @@ impl PolicySet {
                 }
             }
         }
-        verdicts.sort_by(|a, b| rank(a.0).cmp(&rank(b.0)));
+        verdicts.sort_by(|a, b| self.rank(a.0).cmp(&self.rank(b.0)));
         Resolution {
             governing: best.map(|b| self.policies[b].id.clone()),
             verdicts: verdicts
@@ -311,14 +320,38 @@ impl PolicySet {
         }
     }
 
-    /// The fast path: only policies whose scope names the account, its asset or one of their
-    /// groups are looked at.
+    fn candidates(&self, t: &Target<'_>) -> Vec<usize> {
+        let empty = Vec::new();
+        let mut out: Vec<usize> = self
+            .by_account
+            .get(t.account_id)
+            .unwrap_or(&empty)
+            .iter()
+            .chain(self.by_asset.get(t.asset_id).unwrap_or(&empty))
+            .chain(t.account_group_ids.iter().flat_map(|g| self.by_account_group.get(g.as_str()).unwrap_or(&empty)))
+            .chain(t.asset_group_ids.iter().flat_map(|g| self.by_asset_group.get(g.as_str()).unwrap_or(&empty)))
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The governing policy only: the fast path a request takes. Looks only at the policies
+    /// whose scope names the account, its asset or one of their groups, and builds no list
+    /// of verdicts.
+    pub fn governing(&self, q: &Question<'_>) -> Option<&PolicyRule> {
+        let mut slot = None;
+        self.candidates(&q.target)
+            .into_iter()
+            .filter(|i| self.check(*i, q, &mut slot).is_none())
+            .min_by(|a, b| self.rank(*a).cmp(&self.rank(*b)))
+            .map(|i| &self.policies[i])
+    }
+
+    /// The governing policy with a verdict for every candidate in scope.
     pub fn resolve(&self, q: &Question<'_>) -> Resolution {
-        let mut candidates: Vec<usize> =
-            target_keys(&q.target).filter_map(|k| self.by_scope.get(&k)).flatten().copied().collect();
-        candidates.sort_unstable();
-        candidates.dedup();
-        self.decide(q, candidates.into_iter())
+        self.decide(q, self.candidates(&q.target).into_iter())
     }
 
     /// Every policy with its verdict (R-POL-5): the same decision as [`Self::resolve`], with
@@ -393,6 +426,7 @@ mod tests {
         let fast = set.resolve(&q);
         let full = set.explain(&q);
         assert_eq!(fast.governing, full.governing);
+        assert_eq!(set.governing(&q).map(|p| p.id.clone()), fast.governing);
         let mut out = format!("governing: {}", fast.governing.as_deref().unwrap_or("none"));
         for v in &full.verdicts {
             out += &format!("; {}: {}", v.policy_id, v.eliminated.map_or("governs", |e| e.code()));

@@ -94,6 +94,7 @@ proptest! {
         prop_assert_eq!(&a, &b, "deterministic");
         let full = set.explain(&q);
         prop_assert_eq!(&a.governing, &full.governing, "the index agrees with the full scan");
+        prop_assert_eq!(set.governing(&q).map(|p| p.id.clone()), a.governing.clone(), "the fast path agrees");
 
         // Independent re-check of every filter.
         let passes = |p: &PolicyRule| {

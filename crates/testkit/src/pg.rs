@@ -62,7 +62,17 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 }
 
 impl PgCluster {
+    /// A cluster for tests: fsync off, fast.
     pub fn start() -> PgCluster {
+        Self::start_with(&["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+    }
+
+    /// A cluster with PostgreSQL's durable defaults (fsync on), for benchmarks.
+    pub fn start_durable() -> PgCluster {
+        Self::start_with(&[])
+    }
+
+    fn start_with(settings: &[&str]) -> PgCluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("portcullis-pg-").tempdir().expect("temp dir");
         let uid = postgres_uid();
@@ -97,16 +107,8 @@ impl PgCluster {
                 .arg(&data)
                 .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
                 .arg(dir.path())
-                .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=200",
-                ])
+                .args(settings)
+                .args(["-c", "max_connections=200"])
                 .stdout(Stdio::null())
                 .stderr(log);
             if let Some((u, g)) = uid {
