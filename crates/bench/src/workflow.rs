@@ -29,13 +29,11 @@ struct Fixture {
     ctx: Arc<ApprovalContext>,
 }
 
-async fn fixture(url: &str) -> Fixture {
-    let store = Store::open(
-        &StoreOptions { url: url.into(), sqlite_synchronous: "full".into(), max_connections: 8 },
-        &[7u8; 32],
-    )
-    .await
-    .expect("open store");
+async fn fixture(url: &str, sync: &str) -> Fixture {
+    let store =
+        Store::open(&StoreOptions { url: url.into(), sqlite_synchronous: sync.into(), max_connections: 8 }, &[7u8; 32])
+            .await
+            .expect("open store");
     let admin = Actor::system();
     let user = |name: &str| NewUser {
         username: name.into(),
@@ -177,8 +175,8 @@ async fn pair(f: &Fixture, i: usize) -> Duration {
     started.elapsed()
 }
 
-async fn measure(label: &str, url: &str, quick: bool) -> Vec<Metric> {
-    let f = Arc::new(fixture(url).await);
+async fn measure(label: &str, url: &str, sync: &str, quick: bool) -> Vec<Metric> {
+    let f = Arc::new(fixture(url, sync).await);
     let n = if quick { 20 } else { 2_000 };
     for i in 0..(n / 10).max(5) {
         pair(&f, i).await; // warm-up
@@ -252,9 +250,11 @@ async fn measure(label: &str, url: &str, quick: bool) -> Vec<Metric> {
 pub async fn run(quick: bool) -> Vec<Metric> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
-    let mut out = measure("SQLite (synchronous=full)", &url, quick).await;
+    let mut out = measure("SQLite (synchronous=full)", &url, "full", quick).await;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench-normal.db").display());
+    out.extend(measure("SQLite (synchronous=normal)", &url, "normal", quick).await);
     let pg = PgCluster::start_durable();
     let url = pg.create_database("bench");
-    out.extend(measure("PostgreSQL", &url, quick).await);
+    out.extend(measure("PostgreSQL", &url, "full", quick).await);
     out
 }

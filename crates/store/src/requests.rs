@@ -195,15 +195,11 @@ struct Step<'a> {
 }
 
 async fn history(conn: &mut AnyConnection, req: &str, now: i64, actor: &Actor, step: Step<'_>) -> Result<()> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_history WHERE request_id = $1")
-        .bind(req)
-        .fetch_one(&mut *conn)
-        .await?;
     sqlx::query(
-        "INSERT INTO request_history (request_id, n, at, actor_id, actor_name, action, from_state, to_state, comment) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+        "INSERT INTO request_history (request_id, n, at, actor_id, actor_name, action, from_state, to_state, comment) \
+         SELECT $1, COALESCE(MAX(n), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM request_history WHERE request_id = $1",
     )
     .bind(req)
-    .bind(n + 1)
     .bind(now)
     .bind(&actor.id)
     .bind(&actor.name)
@@ -347,7 +343,27 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.request(&id).await
+        Ok(AccessRequest {
+            id,
+            batch_id: new.batch_id,
+            requester_id: new.requester_id,
+            account_id: new.account_id,
+            asset_id: new.asset_id,
+            access_type: new.access_type,
+            policy_id: new.policy_id,
+            state,
+            emergency: new.emergency,
+            start_at: new.start_at,
+            end_at: new.end_at,
+            ticket: new.ticket,
+            reason_code: new.reason_code,
+            comment: new.comment,
+            current_level: 0,
+            review_required: new.review_required,
+            removed: false,
+            created_at: now,
+            updated_at: now,
+        })
     }
 
     pub async fn request(&self, id: &str) -> Result<AccessRequest> {
@@ -525,7 +541,8 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok((self.request(id).await?, result))
+        let updated = AccessRequest { state: to, current_level: new_level, start_at, end_at, updated_at: now, ..req };
+        Ok((updated, result))
     }
 
     /// Cancel, revoke, check in, review, remove: one compare-and-set transition. Returns the
@@ -598,7 +615,11 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok((self.request(id).await?, Some(Transition { request_id: id.to_owned(), from: req.state, to })))
+        let from = req.state;
+        Ok((
+            AccessRequest { state: to, updated_at: now, ..req },
+            Some(Transition { request_id: id.to_owned(), from, to }),
+        ))
     }
 
     async fn reviewers_of(&self, conn: &mut AnyConnection, policy_id: &str) -> Result<Vec<String>> {

@@ -226,7 +226,39 @@ async fn run(db: Db) {
     }
     assert_eq!(winners, 1, "exactly one concurrent request may hold the account");
 
-    // Bad input.
+    // Bad input: a clear 4xx (or a failed outcome) and no change to requests; refused
+    // approvals are themselves audited.
+    let store = server.store().await;
+    let counts = |c: Vec<(String, i64)>| {
+        c.into_iter().filter(|(t, _)| t != "audit_events" && t != "login_sessions").collect::<Vec<_>>()
+    };
+    let before = counts(store.table_counts().await.unwrap());
+    let (s, _) = post(&server, &w.approver1.1, &format!("/api/v1/requests/{id}/approve"), json!({})).await;
+    assert_eq!(s, 409, "approving a reviewed request");
+    let (s, _) =
+        post(&server, &w.approver1.1, &format!("/api/v1/requests/{id2}/deny"), json!({ "comment": "x".repeat(300) }))
+            .await;
+    assert_eq!(s, 422, "comment too long");
+    let (s, _) = post(
+        &server,
+        &w.approver1.1,
+        &format!("/api/v1/requests/{id2}/approve"),
+        json!({ "start_at": "2030-01-01T10:00:00Z", "end_at": "2030-01-01T09:00:00Z" }),
+    )
+    .await;
+    assert_eq!(s, 422, "a window that ends before it starts");
+    let (s, b) = post(&server, &w.approver1.1, "/api/v1/requests/ghost/approve", json!({})).await;
+    assert_eq!((s, b["code"].as_str()), (404, Some("not_found")));
+    let (s, b) = post(&server, &w.approver1.1, &format!("/api/v1/requests/{id2}/cancel"), json!({})).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("forbidden")), "only the requester cancels: {b}");
+    let (s, b) =
+        post(&server, &w.approver1.1, "/api/v1/requests/bulk-decision", json!({ "ids": [], "decision": "approve" }))
+            .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("ids")));
+    let (s, b) =
+        post(&server, &w.approver1.1, "/api/v1/requests/bulk-decision", json!({ "ids": [id2], "decision": "maybe" }))
+            .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("decision")));
     let (s, b) = post(&server, req_tok, "/api/v1/requests", json!({ "accounts": [] })).await;
     assert_eq!((s, b["field"].as_str()), (422, Some("accounts")));
     let (s, b) = post(
@@ -253,9 +285,9 @@ async fn run(db: Db) {
     assert_eq!(out["error"]["code"], "no_governing_policy", "not entitled: {out}");
     let out = request_one(&server, req_tok, "ghost", json!({})).await;
     assert_eq!(out["error"]["code"], "not_found");
+    assert_eq!(counts(store.table_counts().await.unwrap()), before, "bad input changed requests");
 
     // Every workflow event went to the outbox with its recipients.
-    let store = server.store().await;
     let outbox = store.outbox(1000).await.unwrap();
     let has = |event: &str, who: &str| outbox.iter().any(|o| o.event == event && o.recipients.iter().any(|r| r == who));
     assert!(has("pending_approval", &w.approver1.0));
