@@ -152,7 +152,8 @@ pub struct CreateRequestsRequest {
     pub(crate) accounts: Vec<AccountChoice>,
     #[serde(default)]
     emergency: bool,
-    /// RFC 3339; now when absent ("later" otherwise).
+    /// Now when absent; "later": RFC 3339, or a local date-time (`2026-12-01T09:00`) in your
+    /// time zone.
     start_at: Option<String>,
     /// The policy's duration when absent; the requester's choice only where the policy allows.
     duration_minutes: Option<i64>,
@@ -228,7 +229,8 @@ pub(crate) async fn create_batch(
         }
     }
     let sessions_enabled = state.store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await?;
-    let start = req.start_at.as_deref().map(|t| parse_ts("start_at", t)).transpose()?;
+    let tz = TimeZone::get(&caller.user.time_zone).unwrap_or(TimeZone::UTC);
+    let start = req.start_at.as_deref().map(|t| parse_local_or_ts("start_at", t, &tz)).transpose()?;
     let access_types = req
         .accounts
         .iter()
@@ -249,7 +251,6 @@ pub(crate) async fn create_batch(
 
     // Resolve the governing policy of every account first: a detail one policy requires is
     // required for all (R-REQ-1).
-    let tz = TimeZone::get(&caller.user.time_zone).unwrap_or(TimeZone::UTC);
     let groups = state.store.groups_of_user(&caller.user.id).await?;
     let (ents, pols) = state.store.policy_rules().await?;
     let ent_windows: HashMap<String, portcullis_core::schedule::TimeRestrictions> =
@@ -375,6 +376,24 @@ pub(crate) async fn create_batch(
         });
     }
     Ok(CreateRequestsResponse { batch_id, outcomes })
+}
+
+/// A start time: RFC 3339 with an offset, or a local date-time (`2026-12-01T09:00`) in the
+/// requester's time zone (R-REQ-1).
+fn parse_local_or_ts(field: &str, text: &str, tz: &TimeZone) -> ApiResult<i64> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t.as_microsecond());
+    }
+    text.parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| dt.to_zoned(tz.clone()).ok())
+        .map(|z| z.timestamp().as_microsecond())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("'{text}' is neither an RFC 3339 time nor a local date-time such as 2026-12-01T09:00"),
+            )
+        })
 }
 
 #[derive(Deserialize, IntoParams)]

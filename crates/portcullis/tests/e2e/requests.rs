@@ -455,6 +455,23 @@ async fn request_extras() {
     let (s, late) = post(&server, &w.approver1.1, &format!("/api/v1/requests/{r3}/approve"), json!({})).await;
     assert_eq!((s, late["code"].as_str()), (409, Some("request_revoked")));
 
+    // "Later", as a local date-time in the requester's zone.
+    let (s, _) = server.call("PATCH", "/api/v1/me", Some(&req_tok), Some(json!({ "time_zone": "Asia/Kolkata" }))).await;
+    assert_eq!(s, 200);
+    let later = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap()).datetime()
+        + jiff::SignedDuration::from_hours(48);
+    let later = later.round(jiff::Unit::Minute).unwrap();
+    let out = request_one(
+        &server,
+        &req_tok,
+        &w.accounts[0],
+        json!({ "start_at": later.to_string(), "reason_code": "incident" }),
+    )
+    .await;
+    let expected = later.to_zoned(jiff::tz::TimeZone::get("Asia/Kolkata").unwrap()).unwrap().timestamp();
+    let got: jiff::Timestamp = out["request"]["start_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(got, expected, "{out}");
+
     // Availability.
     policy(&server, &w, "auto", &w.accounts[1], json!({ "auto_approve": true }), false).await;
     let out = request_one(&server, &req_tok, &w.accounts[1], json!({})).await;
