@@ -66,14 +66,12 @@ async fn update_me(
     caller: Authed<AnyUser>,
     ApiJson(req): ApiJson<UpdateMeRequest>,
 ) -> ApiResult<Json<UserDto>> {
-    if let Some(n) = &req.display_name {
-        validate::name("display_name", n)?;
-    }
-    if let Some(Some(e)) = &req.email {
-        validate::email("email", e)?;
-    }
+    crate::routes::users::validate_profile(
+        req.display_name.as_deref(),
+        req.email.as_ref().and_then(|e| e.as_deref()),
+        req.time_zone.as_deref(),
+    )?;
     if let Some(tz) = &req.time_zone {
-        validate::time_zone("time_zone", tz)?;
         if caller.user.time_zone_locked && *tz != caller.user.time_zone {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -38,15 +38,35 @@ fn parse_roles(names: &[String]) -> ApiResult<Vec<Role>> {
         .collect()
 }
 
-/// Refuses when the caller may not manage `target` (see [`Caller::may_manage`]).
-fn ensure_may_manage(caller: &Caller, target: &User) -> ApiResult<()> {
-    if caller.may_manage(target) {
-        Ok(())
+/// Loads the user `id`, refusing when the caller may not manage them (see
+/// [`Caller::may_manage`]).
+async fn managed_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<User> {
+    let target = state.store.user(id).await?;
+    if caller.may_manage(&target) {
+        Ok(target)
     } else {
         Err(ApiError::forbidden(
             "this user holds administrative roles you do not have; an Appliance Administrator must do this",
         ))
     }
+}
+
+/// Checks the profile fields a user or a User Administrator may change.
+pub(crate) fn validate_profile(
+    display_name: Option<&str>,
+    email: Option<&str>,
+    time_zone: Option<&str>,
+) -> ApiResult<()> {
+    if let Some(n) = display_name {
+        validate::name("display_name", n)?;
+    }
+    if let Some(e) = email {
+        validate::email("email", e)?;
+    }
+    if let Some(tz) = time_zone {
+        validate::time_zone("time_zone", tz)?;
+    }
+    Ok(())
 }
 
 /// All users.
@@ -153,17 +173,12 @@ async fn update_user(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<UserDto>> {
-    if let Some(n) = &req.display_name {
-        validate::name("display_name", n)?;
-    }
-    if let Some(Some(e)) = &req.email {
-        validate::email("email", e)?;
-    }
-    if let Some(tz) = &req.time_zone {
-        validate::time_zone("time_zone", tz)?;
-    }
-    let target = state.store.user(&p.id).await?;
-    ensure_may_manage(&caller, &target)?;
+    validate_profile(
+        req.display_name.as_deref(),
+        req.email.as_ref().and_then(|e| e.as_deref()),
+        req.time_zone.as_deref(),
+    )?;
+    let target = managed_user(&state, &caller, &p.id).await?;
     if req.disabled == Some(true) && target.id == caller.user.id {
         return Err(ApiError::conflict("cannot_disable_self", "you cannot disable your own account"));
     }
@@ -187,8 +202,7 @@ async fn delete_user(
     caller: Authed<UserAdmins>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<StatusCode> {
-    let target = state.store.user(&p.id).await?;
-    ensure_may_manage(&caller, &target)?;
+    let target = managed_user(&state, &caller, &p.id).await?;
     if target.id == caller.user.id {
         return Err(ApiError::conflict("cannot_delete_self", "you cannot delete your own account"));
     }
@@ -252,8 +266,7 @@ async fn reset_password(
     ApiJson(req): ApiJson<ResetPasswordRequest>,
 ) -> ApiResult<StatusCode> {
     validate::password("new_password", &req.new_password, state.auth.password_min_length)?;
-    let target = state.store.user(&p.id).await?;
-    ensure_may_manage(&caller, &target)?;
+    managed_user(&state, &caller, &p.id).await?;
     let hash = hash_password_blocking(req.new_password).await?;
     state.store.set_password(&caller.actor(), state.now(), &p.id, &hash, None).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -268,8 +281,7 @@ async fn unlock_user(
     caller: Authed<UserAdmins>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<UserDto>> {
-    let target = state.store.user(&p.id).await?;
-    ensure_may_manage(&caller, &target)?;
+    managed_user(&state, &caller, &p.id).await?;
     Ok(Json(UserDto::from(&state.store.unlock_user(&caller.actor(), state.now(), &p.id).await?)))
 }
 
@@ -282,8 +294,7 @@ async fn reset_totp(
     caller: Authed<UserAdmins>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<StatusCode> {
-    let target = state.store.user(&p.id).await?;
-    ensure_may_manage(&caller, &target)?;
+    managed_user(&state, &caller, &p.id).await?;
     state.store.set_totp_enabled(&caller.actor(), state.now(), &p.id, false, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
