@@ -46,6 +46,7 @@ pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "healthz", "metri
         (name = "asset-groups"), (name = "account-groups"),
         (name = "policies", description = "Entitlements and access request policies"),
         (name = "requests", description = "Access requests and approvals"),
+        (name = "credentials", description = "Vaulted credentials and checkout"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "system", description = "Health and metrics"),
     )
@@ -64,6 +65,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::policies::routes())
         .merge(routes::requests::routes())
         .merge(routes::extras::routes())
+        .merge(routes::credentials::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())
 }

@@ -51,12 +51,21 @@ pub struct AppState {
     /// Request state changes, for subscribers such as the session proxy (one node: an
     /// in-process broadcast; several nodes: replace with PostgreSQL LISTEN/NOTIFY).
     pub events: tokio::sync::broadcast::Sender<portcullis_store::Transition>,
+    /// The vault's key ring: the only way to seal and open credentials.
+    pub vault: Arc<portcullis_vault::KeyRing>,
 }
 
 impl AppState {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, auth: AuthSettings) -> Self {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, auth: AuthSettings, vault: portcullis_vault::KeyRing) -> Self {
         let (events, _) = tokio::sync::broadcast::channel(1024);
-        AppState { store, clock, auth: Arc::new(auth), metrics: Arc::new(Metrics::new()), events }
+        AppState {
+            store,
+            clock,
+            auth: Arc::new(auth),
+            metrics: Arc::new(Metrics::new()),
+            events,
+            vault: Arc::new(vault),
+        }
     }
 
     pub fn now(&self) -> i64 {

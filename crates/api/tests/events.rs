@@ -124,7 +124,8 @@ async fn revocation_reaches_subscribers() {
         .await
         .unwrap();
 
-    let state = AppState::new(store, Arc::new(SystemClock), AuthSettings::standard());
+    let vault = portcullis_vault::KeyRing::new(portcullis_vault::Kek::generate(), vec![]);
+    let state = AppState::new(store, Arc::new(SystemClock), AuthSettings::standard(), vault);
     let mut events = state.events.subscribe();
     let app = portcullis_api::router(state);
     let (s, r) = call(

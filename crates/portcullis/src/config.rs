@@ -14,6 +14,26 @@ pub struct Config {
     pub storage: StorageConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub vault: VaultConfig,
+}
+
+/// Where the vault's key-encryption key comes from. Never printed.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultConfig {
+    /// The KEK itself (64 hex digits or base64), e.g. from PORTCULLIS_VAULT_KEY.
+    pub key: String,
+    /// A command whose standard output is the KEK (for an HSM or KMS).
+    pub key_command: String,
+}
+
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("key", &if self.key.is_empty() { "" } else { "[redacted]" })
+            .field("key_command", &self.key_command)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,7 +123,7 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Key { key: key.into(), message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "storage", "auth", "log"];
+const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault"];
 
 impl Config {
     /// Loads the file (if any), applies environment overrides, and validates.
@@ -262,6 +282,15 @@ lockout_minutes = 15
 password_min_length = 12
 # Issuer shown in authenticator apps.
 totp_issuer = "Portcullis"
+
+[vault]
+# The key-encryption key (KEK) that wraps every credential's data key. It never enters the
+# database. Default (both empty): the file <data_dir>/keys/vault.kek, created on first start
+# with mode 0600; the server refuses a key file others can read.
+# The KEK itself, 64 hex digits or base64 (better given as PORTCULLIS_VAULT_KEY than here).
+key = ""
+# A command that prints the KEK (for an HSM or KMS), run with sh -c.
+key_command = ""
 
 [log]
 # "text" for people, "json" for log collectors.

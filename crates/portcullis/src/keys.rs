@@ -58,3 +58,43 @@ pub fn load_or_create_key(path: &Path, len: usize) -> Result<zeroize::Zeroizing<
     }
     Ok(key)
 }
+
+/// The vault's key ring: the current KEK (from the configuration, a command, or the key file
+/// created on first start) and the older KEKs kept by rotations.
+pub fn load_vault_ring(cfg: &crate::config::VaultConfig, keys_dir: &Path) -> Result<portcullis_vault::KeyRing> {
+    use portcullis_vault::{Kek, KeyRing};
+    let current = if !cfg.key.is_empty() {
+        Kek::from_text(&cfg.key).map_err(|e| anyhow::anyhow!("vault.key: {e}"))?
+    } else if !cfg.key_command.is_empty() {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cfg.key_command)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("vault.key_command: cannot run it")?;
+        if !out.status.success() {
+            bail!("vault.key_command: exited with {}", out.status);
+        }
+        let text =
+            zeroize::Zeroizing::new(String::from_utf8(out.stdout).context("vault.key_command: output is not text")?);
+        Kek::from_text(&text).map_err(|e| anyhow::anyhow!("vault.key_command: {e}"))?
+    } else {
+        let key = load_or_create_key(&keys_dir.join("vault.kek"), 32)?;
+        Kek::from_bytes(&key).map_err(|e| anyhow::anyhow!("{}: {e}", keys_dir.join("vault.kek").display()))?
+    };
+    let mut previous = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(keys_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "vault.kek.new" || name.starts_with("vault.kek.old.") {
+                check_private(&e.path())?;
+                let bytes = zeroize::Zeroizing::new(std::fs::read(e.path())?);
+                let kek = Kek::from_bytes(&bytes).map_err(|err| anyhow::anyhow!("{}: {err}", e.path().display()))?;
+                if kek.id() != current.id() {
+                    previous.push(kek);
+                }
+            }
+        }
+    }
+    Ok(KeyRing::new(current, previous))
+}

@@ -3,6 +3,7 @@
 
 mod config;
 mod keys;
+mod rotate;
 mod serve;
 mod tls;
 
@@ -40,8 +41,23 @@ enum Command {
     Config(ConfigCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Vault maintenance on this server's data (run with the server stopped).
+    #[command(subcommand)]
+    Vault(VaultCmd),
     #[command(flatten)]
     Client(portcullis_cli::Command),
+}
+
+#[derive(Subcommand)]
+enum VaultCmd {
+    /// Re-wrap every credential under a new key-encryption key; safe to interrupt and re-run.
+    RotateKey {
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Pause between rows, to spread the load on a busy database.
+        #[arg(long, default_value_t = 0)]
+        throttle_ms: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +131,22 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Vault(VaultCmd::RotateKey { config, throttle_ms }) => {
+            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(rotate::run(config, std::time::Duration::from_millis(throttle_ms))) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&portcullis_api::openapi()).expect("serializable"));
             std::process::ExitCode::SUCCESS

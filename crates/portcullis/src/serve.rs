@@ -24,6 +24,7 @@ pub async fn run(config: Config) -> Result<()> {
     ensure_private_dir(&data_dir.join("keys"))?;
     std::fs::create_dir_all(data_dir.join("recordings")).context("cannot create the recordings directory")?;
     let audit_key = load_or_create_key(&data_dir.join("keys").join("audit.key"), 32)?;
+    let vault = crate::keys::load_vault_ring(&config.vault, &data_dir.join("keys"))?;
 
     let store = Store::open(
         &StoreOptions {
@@ -35,6 +36,17 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await
     .context("cannot open the database")?;
+
+    // A missing or wrong key-encryption key is an error at start, before anything is served
+    // or written: every KEK that wraps a stored credential must be loaded.
+    for id in store.secret_kek_ids().await? {
+        if vault.get(&id).is_err() {
+            anyhow::bail!(
+                "the vault key in use ({}) cannot open credentials sealed with key {id}; restore keys/vault.kek (or vault.key) to the key that was used, and any vault.kek.old.* files",
+                vault.current().id()
+            );
+        }
+    }
 
     let addr = config.listen_addr()?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -80,7 +92,7 @@ pub async fn run(config: Config) -> Result<()> {
     zeroize::Zeroize::zeroize(&mut banner);
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
-    let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings());
+    let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault);
     let scheduler = tokio::spawn(run_scheduler(state.clone()));
     let app = portcullis_api::router(state);
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));

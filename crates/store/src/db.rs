@@ -136,6 +136,7 @@ impl Store {
             "notification_outbox",
             "reason_codes",
             "favorites",
+            "secret_versions",
             "user_group_members",
             "login_sessions",
             "api_tokens",

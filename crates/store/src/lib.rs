@@ -12,6 +12,7 @@ mod groups;
 mod inventory;
 mod policies;
 mod requests;
+mod secrets;
 mod settings;
 mod sql;
 mod tokens;
@@ -27,6 +28,7 @@ pub use policies::{Entitlement, EntitlementSpec, Policy, PolicySpec};
 pub use requests::{
     state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
 };
+pub use secrets::{SealedRow, SecretKey, SecretVersion};
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, User, UserPatch};
 

@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod auth;
+pub mod credentials;
 pub mod extras;
 pub mod groups;
 pub mod inventory;

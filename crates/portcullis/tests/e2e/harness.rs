@@ -153,6 +153,13 @@ impl Server {
         }
     }
 
+    /// Stops the server (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, libc::SIGTERM, Duration::from_secs(10));
+        }
+    }
+
     /// Stops the server, waits, and starts it again.
     pub fn restart_after(&mut self, pause: Duration) {
         if let Some(mut c) = self.child.take() {

@@ -11,3 +11,4 @@ mod matrix;
 mod policies;
 mod requests;
 mod schemathesis;
+mod vault;

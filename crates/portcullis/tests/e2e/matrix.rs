@@ -55,6 +55,7 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "delete_favorite",
         "submit_favorite",
         "get_services",
+        "checkout_password",
     ] {
         m.insert(op, vec![ANY]);
     }
@@ -62,6 +63,10 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         m.insert(op, vec!["security_policy_admin"]);
     }
     m.insert("set_services", vec!["appliance_admin"]);
+    m.insert("list_credentials", vec!["asset_admin", "security_policy_admin", "auditor", "appliance_admin"]);
+    for op in ["set_account_password", "generate_account_password"] {
+        m.insert(op, vec!["asset_admin"]);
+    }
     for op in ["list_users", "get_user", "list_user_groups", "get_user_group"] {
         m.insert(op, dir_readers.clone());
     }

@@ -1,0 +1,254 @@
+//! Credentials (R-VAULT-2, R-VAULT-3): Asset Administrators set or generate an account's
+//! password and see its version history, never the secret; the requester of an available
+//! password request checks it out (Show or Copy), each time audited.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_core::policy::AccessType;
+use portcullis_core::request::RequestState;
+use portcullis_store::{NewEvent, SealedRow, SecretVersion};
+use portcullis_vault::{generate_password, open, seal, PasswordProfile, Sealed, SecretContext};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use zeroize::Zeroizing;
+
+use crate::auth::{AnyUser, AssetAdmins, Authed, InventoryReaders};
+use crate::dto::{ts, IdPath};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_credentials))
+        .routes(routes!(set_password))
+        .routes(routes!(generate))
+        .routes(routes!(checkout))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CredentialVersionDto {
+    account_id: String,
+    /// password or ssh_key.
+    kind: String,
+    version: i64,
+    public_key: Option<String>,
+    /// manual, generated, rotation, check-in…
+    reason: String,
+    set_by: String,
+    created_at: String,
+}
+
+impl From<SecretVersion> for CredentialVersionDto {
+    fn from(v: SecretVersion) -> Self {
+        CredentialVersionDto {
+            account_id: v.account_id,
+            kind: v.kind,
+            version: v.version,
+            public_key: v.public_key,
+            reason: v.reason,
+            set_by: v.set_by,
+            created_at: ts(v.created_at),
+        }
+    }
+}
+
+fn row(s: Sealed) -> SealedRow {
+    SealedRow {
+        ciphertext: s.ciphertext,
+        nonce: s.nonce.to_vec(),
+        wrapped_dek: s.wrapped_dek,
+        dek_nonce: s.dek_nonce.to_vec(),
+        kek_id: s.kek_id,
+    }
+}
+
+fn unrow(r: SealedRow) -> ApiResult<Sealed> {
+    let n = |v: Vec<u8>| <[u8; 24]>::try_from(v).map_err(|_| ApiError::internal());
+    Ok(Sealed {
+        ciphertext: r.ciphertext,
+        nonce: n(r.nonce)?,
+        wrapped_dek: r.wrapped_dek,
+        dek_nonce: n(r.dek_nonce)?,
+        kek_id: r.kek_id,
+    })
+}
+
+async fn store_password(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    account_id: &str,
+    password: &[u8],
+    reason: &str,
+) -> ApiResult<SecretVersion> {
+    let ring = state.vault.clone();
+    let account = account_id.to_owned();
+    let secret = Zeroizing::new(password.to_vec());
+    let v = state
+        .store
+        .add_secret_version(&caller.actor(), state.now(), account_id, "password", reason, None, move |version| {
+            row(seal(&ring, &SecretContext { account_id: account, kind: "password".into(), version }, &secret))
+        })
+        .await?;
+    Ok(v)
+}
+
+/// An account's credential versions: who set them, when and why. Never the secrets.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/credentials", tag = "credentials", operation_id = "list_credentials",
+    params(IdPath), responses((status = 200, description = "Versions, newest first", body = [CredentialVersionDto])))]
+async fn list_credentials(
+    State(state): State<AppState>,
+    _c: Authed<InventoryReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<Vec<CredentialVersionDto>>> {
+    state.store.account(&p.id).await?;
+    Ok(Json(state.store.secret_versions(&p.id).await?.into_iter().map(CredentialVersionDto::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPasswordRequest {
+    /// The account's current password on the target.
+    #[schema(value_type = String, format = Password)]
+    password: Zeroizing<String>,
+}
+
+/// Stores the account's password (a new version). The response never contains it.
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/password", tag = "credentials", operation_id = "set_account_password",
+    params(IdPath), request_body = SetPasswordRequest, responses((status = 201, description = "Stored", body = CredentialVersionDto)))]
+async fn set_password(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<SetPasswordRequest>,
+) -> ApiResult<(StatusCode, Json<CredentialVersionDto>)> {
+    if req.password.is_empty() || req.password.len() > 4096 {
+        return Err(ApiError::invalid("password", "must be 1 to 4096 bytes"));
+    }
+    let v = store_password(&state, &c, &p.id, req.password.as_bytes(), "manual").await?;
+    Ok((StatusCode::CREATED, Json(v.into())))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    /// 8 to 256 (default 24).
+    length: Option<usize>,
+    lowercase: Option<bool>,
+    uppercase: Option<bool>,
+    digits: Option<bool>,
+    symbols: Option<bool>,
+    /// Characters never to use.
+    excluded: Option<String>,
+}
+
+/// Generates a new password from a profile and stores it as a new version (the target is not
+/// changed by this call). The response never contains it.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/password/generate", tag = "credentials", operation_id = "generate_account_password",
+    params(IdPath), request_body = GenerateRequest, responses((status = 201, description = "Stored", body = CredentialVersionDto)))]
+async fn generate(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<GenerateRequest>,
+) -> ApiResult<(StatusCode, Json<CredentialVersionDto>)> {
+    let d = PasswordProfile::default();
+    let profile = PasswordProfile {
+        length: req.length.unwrap_or(d.length),
+        lowercase: req.lowercase.unwrap_or(d.lowercase),
+        uppercase: req.uppercase.unwrap_or(d.uppercase),
+        digits: req.digits.unwrap_or(d.digits),
+        symbols: req.symbols.unwrap_or(d.symbols),
+        excluded: req.excluded.unwrap_or(d.excluded),
+    };
+    let password = generate_password(&profile).map_err(|e| ApiError::invalid("profile", e.to_string()))?;
+    let v = store_password(&state, &c, &p.id, password.as_bytes(), "generated").await?;
+    Ok((StatusCode::CREATED, Json(v.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// show or copy (both return the secret; the audit log records which).
+    action: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckoutResponse {
+    request_id: String,
+    account_id: String,
+    version: i64,
+    /// The account's current password.
+    #[schema(format = Password)]
+    password: String,
+}
+
+/// Show or Copy the password of an available password request (the requester only). Every
+/// call is an audit event; after a rotation during the request it returns the new password.
+#[utoipa::path(post, path = "/api/v1/requests/{id}/checkout", tag = "credentials", operation_id = "checkout_password",
+    params(IdPath), request_body = CheckoutRequest, responses((status = 200, description = "The credential", body = CheckoutResponse)))]
+async fn checkout(
+    State(state): State<AppState>,
+    c: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<CheckoutRequest>,
+) -> ApiResult<Json<CheckoutResponse>> {
+    let action = match req.action.as_str() {
+        "show" | "copy" => req.action.clone(),
+        _ => return Err(ApiError::invalid("action", "must be show or copy")),
+    };
+    let r = state.store.request(&p.id).await?;
+    if r.requester_id != c.user.id {
+        state
+            .store
+            .record(
+                &c.actor(),
+                state.now(),
+                NewEvent::success("request.checkout", "request", &r.id).with_outcome(portcullis_store::Outcome::Denied),
+            )
+            .await?;
+        return Err(ApiError::forbidden("only the requester may check out this request's credential"));
+    }
+    if r.access_type != AccessType::Password {
+        return Err(ApiError::conflict(
+            "wrong_access_type",
+            format!("this is a {} request; only password requests check out a password", r.access_type.as_str()),
+        ));
+    }
+    if r.state != RequestState::Available {
+        return Err(ApiError::conflict(
+            portcullis_store::state_code(r.state),
+            format!(
+                "the request is {}; a credential is only available while the request is available",
+                r.state.as_str().replace('_', " ")
+            ),
+        ));
+    }
+    let (version, sealed) = state.store.current_secret(&r.account_id, "password").await?.ok_or_else(|| {
+        ApiError::conflict("no_credential", "the vault holds no password for this account; ask an Asset Administrator")
+    })?;
+    let plain = open(
+        &state.vault,
+        &SecretContext { account_id: r.account_id.clone(), kind: "password".into(), version },
+        &unrow(sealed)?,
+    )
+    .map_err(|e| {
+        tracing::error!(account = %r.account_id, version, error = %e, "credential cannot be opened");
+        ApiError::internal()
+    })?;
+    let password = String::from_utf8(plain.expose().to_vec()).map_err(|_| ApiError::internal())?;
+    // Audited before it is returned: no audit row, no secret.
+    state
+        .store
+        .record(
+            &c.actor(),
+            state.now(),
+            NewEvent::success("request.checkout", "request", &r.id)
+                .with_details(serde_json::json!({ "action": action, "account_id": r.account_id, "version": version })),
+        )
+        .await?;
+    Ok(Json(CheckoutResponse { request_id: r.id, account_id: r.account_id, version, password }))
+}

@@ -1,0 +1,243 @@
+//! Storage of credential versions. The store sees only sealed material (ciphertext, wrapped
+//! data key, nonces, the KEK id); sealing and opening happen in the vault crate, which the
+//! caller passes in as a closure so that the version number bound into the ciphertext is the
+//! one this transaction assigns.
+
+use serde_json::json;
+
+use crate::audit::{append, NewEvent};
+use crate::{Actor, Result, Store, StoreError};
+
+/// One stored secret version, still sealed. Field meanings follow `portcullis_vault::Sealed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRow {
+    pub ciphertext: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub wrapped_dek: Vec<u8>,
+    pub dek_nonce: Vec<u8>,
+    pub kek_id: String,
+}
+
+/// A version's metadata (what an administrator may see).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersion {
+    pub account_id: String,
+    /// `password` or `ssh_key`.
+    pub kind: String,
+    pub version: i64,
+    pub public_key: Option<String>,
+    /// `manual`, `generated`, `rotation`, `check-in`, …
+    pub reason: String,
+    pub set_by: String,
+    pub created_at: i64,
+    pub kek_id: String,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    data_encoding::BASE64.encode(bytes)
+}
+
+fn unb64(text: &str) -> Result<Vec<u8>> {
+    data_encoding::BASE64.decode(text.as_bytes()).map_err(|_| StoreError::Corrupt("secret encoding".into()))
+}
+
+type VersionRow = (String, String, i64, Option<String>, String, String, i64, String);
+
+/// Which secret version a row is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretKey {
+    pub account_id: String,
+    pub kind: String,
+    pub version: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    account_id: String,
+    kind: String,
+    version: i64,
+    ciphertext: String,
+    nonce: String,
+    wrapped_dek: String,
+    dek_nonce: String,
+    kek_id: String,
+}
+
+impl Store {
+    /// Adds the next version of an account's secret of `kind`. `seal` is called with the
+    /// version number and returns the sealed material.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_secret_version(
+        &self,
+        actor: &Actor,
+        now: i64,
+        account_id: &str,
+        kind: &str,
+        reason: &str,
+        public_key: Option<&str>,
+        seal: impl FnOnce(i64) -> SealedRow,
+    ) -> Result<SecretVersion> {
+        let mut tx = self.write.begin().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("account"));
+        }
+        // The account row lock (PostgreSQL) serialises concurrent versions of one account.
+        sqlx::query("UPDATE accounts SET updated_at = updated_at WHERE id = $1")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM secret_versions WHERE account_id = $1 AND kind = $2")
+                .bind(account_id)
+                .bind(kind)
+                .fetch_one(&mut *tx)
+                .await?;
+        let version = last.unwrap_or(0) + 1;
+        let sealed = seal(version);
+        sqlx::query(
+            "INSERT INTO secret_versions (account_id, kind, version, ciphertext, nonce, wrapped_dek, dek_nonce, kek_id, public_key, reason, set_by, created_at) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+        )
+        .bind(account_id)
+        .bind(kind)
+        .bind(version)
+        .bind(b64(&sealed.ciphertext))
+        .bind(b64(&sealed.nonce))
+        .bind(b64(&sealed.wrapped_dek))
+        .bind(b64(&sealed.dek_nonce))
+        .bind(&sealed.kek_id)
+        .bind(public_key)
+        .bind(reason)
+        .bind(&actor.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success("credential.set", "account", account_id)
+                .with_details(json!({ "kind": kind, "version": version, "reason": reason })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(SecretVersion {
+            account_id: account_id.into(),
+            kind: kind.into(),
+            version,
+            public_key: public_key.map(str::to_owned),
+            reason: reason.into(),
+            set_by: actor.name.clone(),
+            created_at: now,
+            kek_id: sealed.kek_id,
+        })
+    }
+
+    /// The versions of an account's secrets, newest first (metadata only).
+    pub async fn secret_versions(&self, account_id: &str) -> Result<Vec<SecretVersion>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(
+            "SELECT account_id, kind, version, public_key, reason, set_by, created_at, kek_id FROM secret_versions \
+             WHERE account_id = $1 ORDER BY kind, version DESC",
+        )
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(account_id, kind, version, public_key, reason, set_by, created_at, kek_id)| SecretVersion {
+                account_id,
+                kind,
+                version,
+                public_key,
+                reason,
+                set_by,
+                created_at,
+                kek_id,
+            })
+            .collect())
+    }
+
+    /// The current (highest) version of an account's secret of `kind`, sealed.
+    pub async fn current_secret(&self, account_id: &str, kind: &str) -> Result<Option<(i64, SealedRow)>> {
+        let row: Option<(i64, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT version, ciphertext, nonce, wrapped_dek, dek_nonce, kek_id FROM secret_versions \
+             WHERE account_id = $1 AND kind = $2 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(kind)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|(v, c, n, w, dn, k)| {
+            Ok((
+                v,
+                SealedRow {
+                    ciphertext: unb64(&c)?,
+                    nonce: unb64(&n)?,
+                    wrapped_dek: unb64(&w)?,
+                    dek_nonce: unb64(&dn)?,
+                    kek_id: k,
+                },
+            ))
+        })
+        .transpose()
+    }
+
+    /// The ids of the KEKs that wrap stored credentials.
+    pub async fn secret_kek_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT DISTINCT kek_id FROM secret_versions ORDER BY kek_id")
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    /// Rows still wrapped by a KEK other than `kek_id`, for rotation (a page at a time).
+    pub async fn secrets_not_under(&self, kek_id: &str, limit: i64) -> Result<Vec<(SecretKey, SealedRow)>> {
+        let rows: Vec<StoredRow> = sqlx::query_as(
+            "SELECT account_id, kind, version, ciphertext, nonce, wrapped_dek, dek_nonce, kek_id FROM secret_versions \
+             WHERE kek_id <> $1 ORDER BY account_id, kind, version LIMIT $2",
+        )
+        .bind(kek_id)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    SecretKey { account_id: r.account_id, kind: r.kind, version: r.version },
+                    SealedRow {
+                        ciphertext: unb64(&r.ciphertext)?,
+                        nonce: unb64(&r.nonce)?,
+                        wrapped_dek: unb64(&r.wrapped_dek)?,
+                        dek_nonce: unb64(&r.dek_nonce)?,
+                        kek_id: r.kek_id,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Replaces one row's wrapped data key with `rewrapped`'s (the ciphertext stays), if the
+    /// row is still under `old_kek`. One row per transaction, so a rotation stopped at any
+    /// point leaves every row consistent.
+    pub async fn rewrap_secret(&self, key: &SecretKey, old_kek: &str, rewrapped: &SealedRow) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE secret_versions SET wrapped_dek = $1, dek_nonce = $2, kek_id = $3 \
+             WHERE account_id = $4 AND kind = $5 AND version = $6 AND kek_id = $7",
+        )
+        .bind(b64(&rewrapped.wrapped_dek))
+        .bind(b64(&rewrapped.dek_nonce))
+        .bind(&rewrapped.kek_id)
+        .bind(&key.account_id)
+        .bind(&key.kind)
+        .bind(key.version)
+        .bind(old_kek)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+}
