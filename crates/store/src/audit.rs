@@ -5,7 +5,7 @@
 use portcullis_core::audit::{self, AuditFields, ChainVerifier};
 use sqlx::AnyConnection;
 
-use crate::sql::{Value, Where};
+use crate::sql::{Batch, Value, Where};
 use crate::{Actor, Result, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,19 +112,26 @@ pub struct ChainReport {
     pub broken: Option<audit::BrokenLink>,
 }
 
-/// Appends one event inside the caller's transaction.
-pub(crate) async fn append(
-    conn: &mut AnyConnection,
+/// Takes the next sequence number and the previous link. The `UPDATE … RETURNING` takes the
+/// head's row lock, so concurrent appenders queue here until the holder commits.
+pub(crate) async fn reserve(conn: &mut AnyConnection) -> Result<(i64, String)> {
+    Ok(sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, link")
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// Adds the event row and the head's new link to `batch`, for the sequence number `seq` that
+/// [`reserve`] returned.
+pub(crate) fn push_event(
+    batch: &mut Batch,
     key: &[u8],
     actor: &Actor,
     now: i64,
     event: &NewEvent,
-) -> Result<i64> {
-    let (seq, prev_hex): (i64, String) =
-        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, link")
-            .fetch_one(&mut *conn)
-            .await?;
-    let prev = decode_link(&prev_hex)?;
+    seq: i64,
+    prev_hex: &str,
+) -> Result<()> {
+    let prev = decode_link(prev_hex)?;
     let details = event.details.to_string();
     let fields = AuditFields {
         seq,
@@ -139,25 +146,40 @@ pub(crate) async fn append(
         details: &details,
     };
     let link = audit::link_hex(&audit::link(key, &prev, &fields));
-    sqlx::query(
+    batch.push(
         "INSERT INTO audit_events (seq, at, actor_id, actor_name, action, object_type, object_id, \
          source, outcome, details, prev_link, link) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-    )
-    .bind(seq)
-    .bind(now)
-    .bind(&actor.id)
-    .bind(&actor.name)
-    .bind(event.action)
-    .bind(event.object_type)
-    .bind(&event.object_id)
-    .bind(&actor.source)
-    .bind(event.outcome.as_str())
-    .bind(&details)
-    .bind(&prev_hex)
-    .bind(&link)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE audit_head SET link = $1 WHERE id = 1").bind(&link).execute(&mut *conn).await?;
+        vec![
+            seq.into(),
+            now.into(),
+            (&actor.id).into(),
+            (&actor.name).into(),
+            event.action.into(),
+            event.object_type.into(),
+            (&event.object_id).into(),
+            (&actor.source).into(),
+            event.outcome.as_str().into(),
+            details.into(),
+            prev_hex.into(),
+            link.clone().into(),
+        ],
+    );
+    batch.push("UPDATE audit_head SET link = $1 WHERE id = 1", vec![link.into()]);
+    Ok(())
+}
+
+/// Appends one event inside the caller's transaction.
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    key: &[u8],
+    actor: &Actor,
+    now: i64,
+    event: &NewEvent,
+) -> Result<i64> {
+    let (seq, prev_hex) = reserve(conn).await?;
+    let mut batch = Batch::new(conn);
+    push_event(&mut batch, key, actor, now, event, seq, &prev_hex)?;
+    batch.run(conn).await?;
     Ok(seq)
 }
 

@@ -9,7 +9,8 @@ use portcullis_core::request::{self, Action, ApprovalOutcome, EndCause, RequestS
 use serde_json::json;
 use sqlx::AnyConnection;
 
-use crate::audit::{append, NewEvent, Outcome};
+use crate::audit::{append, push_event, reserve, NewEvent, Outcome};
+use crate::sql::Batch;
 use crate::{new_id, Actor, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,47 +195,58 @@ struct Step<'a> {
     comment: Option<&'a str>,
 }
 
-async fn history(conn: &mut AnyConnection, req: &str, now: i64, actor: &Actor, step: Step<'_>) -> Result<()> {
-    sqlx::query(
+fn push_history(batch: &mut Batch, req: &str, now: i64, actor: &Actor, step: Step<'_>) {
+    batch.push(
         "INSERT INTO request_history (request_id, n, at, actor_id, actor_name, action, from_state, to_state, comment) \
          SELECT $1, COALESCE(MAX(n), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM request_history WHERE request_id = $1",
-    )
-    .bind(req)
-    .bind(now)
-    .bind(&actor.id)
-    .bind(&actor.name)
-    .bind(step.action)
-    .bind(step.from.map(|s| s.as_str()))
-    .bind(step.to.as_str())
-    .bind(step.comment)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+        vec![
+            req.into(),
+            now.into(),
+            (&actor.id).into(),
+            (&actor.name).into(),
+            step.action.into(),
+            step.from.map(|s| s.as_str()).into(),
+            step.to.as_str().into(),
+            step.comment.into(),
+        ],
+    );
 }
 
-async fn notify(conn: &mut AnyConnection, now: i64, event: &str, req: &str, recipients: &[String]) -> Result<()> {
+fn push_notify(batch: &mut Batch, now: i64, event: &str, req: &str, recipients: &[String]) {
     let mut r: Vec<&str> = recipients.iter().map(String::as_str).collect();
     r.sort_unstable();
     r.dedup();
     if r.is_empty() {
-        return Ok(());
+        return;
     }
-    sqlx::query(
+    batch.push(
         "INSERT INTO notification_outbox (id, event, request_id, recipients, created_at) VALUES ($1,$2,$3,$4,$5)",
-    )
-    .bind(new_id())
-    .bind(event)
-    .bind(req)
-    .bind(r.join(","))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+        vec![new_id().into(), event.into(), req.into(), r.join(",").into(), now.into()],
+    );
+}
+
+fn is_sqlite(conn: &AnyConnection) -> bool {
+    conn.backend_name() == "SQLite"
+}
+
+/// Takes a request's row lock (PostgreSQL), so that load, check and write of a transition
+/// see no concurrent change; SQLite has a single writer, so nothing to do there.
+async fn lock_request(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    if !is_sqlite(conn) {
+        sqlx::query("UPDATE access_requests SET updated_at = updated_at WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
 /// Takes the account's row lock (PostgreSQL) so that availability checks of concurrent
 /// requests for one account run one after the other; SQLite has a single writer anyway.
 async fn lock_account(conn: &mut AnyConnection, account_id: &str) -> Result<()> {
+    if is_sqlite(conn) {
+        return Ok(());
+    }
     let n = sqlx::query("UPDATE accounts SET updated_at = updated_at WHERE id = $1")
         .bind(account_id)
         .execute(&mut *conn)
@@ -297,51 +309,50 @@ impl Store {
             ensure_available(&mut tx, &new.account_id, "", new.start_at, new.end_at).await?;
         }
         let id = new_id();
-        sqlx::query(&format!(
-            "INSERT INTO access_requests ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,0,$16,$16)"
-        ))
-        .bind(&id)
-        .bind(&new.batch_id)
-        .bind(&new.requester_id)
-        .bind(&new.account_id)
-        .bind(&new.asset_id)
-        .bind(new.access_type.as_str())
-        .bind(&new.policy_id)
-        .bind(state.as_str())
-        .bind(i64::from(new.emergency))
-        .bind(new.start_at)
-        .bind(new.end_at)
-        .bind(&new.ticket)
-        .bind(&new.reason_code)
-        .bind(&new.comment)
-        .bind(i64::from(new.review_required))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        history(
-            &mut tx,
+        let (seq, prev) = reserve(&mut tx).await?;
+        let mut batch = Batch::new(&tx);
+        batch.push(
+            &format!("INSERT INTO access_requests ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,0,$16,$16)"),
+            vec![
+                (&id).into(),
+                (&new.batch_id).into(),
+                (&new.requester_id).into(),
+                (&new.account_id).into(),
+                (&new.asset_id).into(),
+                new.access_type.as_str().into(),
+                (&new.policy_id).into(),
+                state.as_str().into(),
+                i64::from(new.emergency).into(),
+                new.start_at.into(),
+                new.end_at.into(),
+                (&new.ticket).into(),
+                (&new.reason_code).into(),
+                (&new.comment).into(),
+                i64::from(new.review_required).into(),
+                now.into(),
+            ],
+        );
+        push_history(
+            &mut batch,
             &id,
             now,
             actor,
             Step { action: "create", from: None, to: state, comment: new.comment.as_deref() },
-        )
-        .await?;
+        );
         if new.emergency {
-            notify(&mut tx, now, "emergency", &id, &new.notify).await?;
+            push_notify(&mut batch, now, "emergency", &id, &new.notify);
         } else if state == RequestState::PendingApproval {
-            notify(&mut tx, now, "pending_approval", &id, &new.notify).await?;
+            push_notify(&mut batch, now, "pending_approval", &id, &new.notify);
         }
-        append(
-            &mut tx,
-            &self.audit_key,
-            actor,
-            now,
-            &NewEvent::success(if new.emergency { "request.emergency" } else { "request.create" }, "request", &id).with_details(json!({
-                "account_id": new.account_id, "access_type": new.access_type.as_str(), "policy_id": new.policy_id, "state": state.as_str(),
-                "start_at": new.start_at, "end_at": new.end_at, "ticket": new.ticket, "reason_code": new.reason_code,
-            })),
-        )
-        .await?;
+        let event = NewEvent::success(if new.emergency { "request.emergency" } else { "request.create" }, "request", &id).with_details(json!({
+            "account_id": new.account_id, "access_type": new.access_type.as_str(), "policy_id": new.policy_id, "state": state.as_str(),
+            "start_at": new.start_at, "end_at": new.end_at, "ticket": new.ticket, "reason_code": new.reason_code,
+        }));
+        push_event(&mut batch, &self.audit_key, actor, now, &event, seq, &prev)?;
+        batch.run(&mut tx).await.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("account"),
+            _ => StoreError::Db(e),
+        })?;
         tx.commit().await?;
         Ok(AccessRequest {
             id,
@@ -428,24 +439,17 @@ impl Store {
     ) -> Result<(AccessRequest, Option<ApprovalOutcome>)> {
         let mut tx = self.write.begin().await?;
         // Row lock first, so concurrent approvers of one request queue here.
-        sqlx::query("UPDATE access_requests SET updated_at = updated_at WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        lock_request(&mut tx, id).await?;
         let req = load(&mut tx, id).await?;
         let action = if approve { Action::Approve } else { Action::Deny };
         request::check(req.state, action).map_err(|_| wrong_state(req.state, action))?;
         let level = req.current_level as usize;
-        let already: Option<String> =
-            sqlx::query_scalar("SELECT decision FROM request_approvals WHERE request_id = $1 AND approver_id = $2")
-                .bind(id)
-                .bind(&actor.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let so_far: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM request_approvals WHERE request_id = $1 AND level = $2 AND decision = 'approve'",
+        let (already, so_far): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM request_approvals WHERE request_id = $1 AND approver_id = $2), \
+             (SELECT COUNT(*) FROM request_approvals WHERE request_id = $1 AND level = $3 AND decision = 'approve')",
         )
         .bind(id)
+        .bind(&actor.id)
         .bind(req.current_level)
         .fetch_one(&mut *tx)
         .await?;
@@ -455,7 +459,7 @@ impl Store {
             so_far as u32,
             actor.id == req.requester_id,
             eligible(level),
-            already.is_some(),
+            already > 0,
         )
         .map_err(|e| StoreError::Refused { code: "not_allowed_to_approve", message: e.to_string() });
         let outcome = match outcome {
@@ -473,15 +477,6 @@ impl Store {
                 return Err(e);
             }
         };
-        sqlx::query("INSERT INTO request_approvals (request_id, approver_id, level, decision, comment, at) VALUES ($1,$2,$3,$4,$5,$6)")
-            .bind(id)
-            .bind(&actor.id)
-            .bind(req.current_level)
-            .bind(if approve { "approve" } else { "deny" })
-            .bind(comment)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         let (start_at, end_at) = window.unwrap_or((req.start_at, req.end_at));
         let (to, new_level, result) = if !approve {
             (RequestState::Denied, req.current_level, None)
@@ -498,48 +493,37 @@ impl Store {
             lock_account(&mut tx, &req.account_id).await?;
             ensure_available(&mut tx, &req.account_id, id, start_at, end_at).await?;
         }
-        let n = sqlx::query(
+        // The row is locked (PostgreSQL) or we are the only writer (SQLite): the state loaded
+        // above is still the state, so the writes below go as one batch.
+        let (seq, prev) = reserve(&mut tx).await?;
+        let mut batch = Batch::new(&tx);
+        batch.push(
+            "INSERT INTO request_approvals (request_id, approver_id, level, decision, comment, at) VALUES ($1,$2,$3,$4,$5,$6)",
+            vec![id.into(), (&actor.id).into(), req.current_level.into(), (if approve { "approve" } else { "deny" }).into(), comment.into(), now.into()],
+        );
+        batch.push(
             "UPDATE access_requests SET state = $1, current_level = $2, start_at = $3, end_at = $4, updated_at = $5 WHERE id = $6 AND state = 'pending_approval'",
-        )
-        .bind(to.as_str())
-        .bind(new_level)
-        .bind(start_at)
-        .bind(end_at)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::Conflict("the request changed meanwhile; reload it".into()));
-        }
-        history(&mut tx, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment }).await?;
+            vec![to.as_str().into(), new_level.into(), start_at.into(), end_at.into(), now.into(), id.into()],
+        );
+        push_history(&mut batch, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment });
         match (approve, outcome) {
-            (false, _) => notify(&mut tx, now, "denied", id, std::slice::from_ref(&req.requester_id)).await?,
-            (true, ApprovalOutcome::NextLevel { level }) => {
-                notify(
-                    &mut tx,
-                    now,
-                    "pending_approval",
-                    id,
-                    ctx.approvers_per_level.get(level).map(Vec::as_slice).unwrap_or_default(),
-                )
-                .await?
-            }
+            (false, _) => push_notify(&mut batch, now, "denied", id, std::slice::from_ref(&req.requester_id)),
+            (true, ApprovalOutcome::NextLevel { level }) => push_notify(
+                &mut batch,
+                now,
+                "pending_approval",
+                id,
+                ctx.approvers_per_level.get(level).map(Vec::as_slice).unwrap_or_default(),
+            ),
             (true, ApprovalOutcome::Approved) => {
-                notify(&mut tx, now, "approved", id, std::slice::from_ref(&req.requester_id)).await?
+                push_notify(&mut batch, now, "approved", id, std::slice::from_ref(&req.requester_id))
             }
             _ => {}
         }
-        append(
-            &mut tx,
-            &self.audit_key,
-            actor,
-            now,
-            &NewEvent::success(if approve { "request.approve" } else { "request.deny" }, "request", id)
-                .with_details(json!({ "level": req.current_level, "state": to.as_str(), "comment": comment, "start_at": start_at, "end_at": end_at })),
-        )
-        .await?;
+        let event = NewEvent::success(if approve { "request.approve" } else { "request.deny" }, "request", id)
+            .with_details(json!({ "level": req.current_level, "state": to.as_str(), "comment": comment, "start_at": start_at, "end_at": end_at }));
+        push_event(&mut batch, &self.audit_key, actor, now, &event, seq, &prev)?;
+        batch.run(&mut tx).await?;
         tx.commit().await?;
         let updated = AccessRequest { state: to, current_level: new_level, start_at, end_at, updated_at: now, ..req };
         Ok((updated, result))
@@ -556,6 +540,7 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<(AccessRequest, Option<Transition>)> {
         let mut tx = self.write.begin().await?;
+        lock_request(&mut tx, id).await?;
         let req = load(&mut tx, id).await?;
         request::check(req.state, action).map_err(|_| wrong_state(req.state, action))?;
         if action == Action::Remove {
@@ -577,24 +562,19 @@ impl Store {
             Action::Review => RequestState::Reviewed,
             other => return Err(wrong_state(req.state, other)),
         };
-        let n = sqlx::query("UPDATE access_requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(id)
-            .bind(req.state.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::Conflict("the request changed meanwhile; reload it".into()));
-        }
-        history(&mut tx, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment }).await?;
         let mut recipients = vec![req.requester_id.clone()];
         if to == RequestState::PendingReview {
             recipients = self.reviewers_of(&mut tx, &req.policy_id).await?;
         }
+        let (seq, prev) = reserve(&mut tx).await?;
+        let mut batch = Batch::new(&tx);
+        batch.push(
+            "UPDATE access_requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+            vec![to.as_str().into(), now.into(), id.into(), req.state.as_str().into()],
+        );
+        push_history(&mut batch, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment });
         if !matches!(action, Action::Activate) {
-            notify(&mut tx, now, event_for(to), id, &recipients).await?;
+            push_notify(&mut batch, now, event_for(to), id, &recipients);
         }
         let audit_action = match action {
             Action::Cancel => "request.cancel",
@@ -605,15 +585,10 @@ impl Store {
             Action::Review => "request.review",
             _ => "request.update",
         };
-        append(
-            &mut tx,
-            &self.audit_key,
-            actor,
-            now,
-            &NewEvent::success(audit_action, "request", id)
-                .with_details(json!({ "from": req.state.as_str(), "to": to.as_str(), "comment": comment })),
-        )
-        .await?;
+        let event = NewEvent::success(audit_action, "request", id)
+            .with_details(json!({ "from": req.state.as_str(), "to": to.as_str(), "comment": comment }));
+        push_event(&mut batch, &self.audit_key, actor, now, &event, seq, &prev)?;
+        batch.run(&mut tx).await?;
         tx.commit().await?;
         let from = req.state;
         Ok((
