@@ -3,10 +3,17 @@
 
 pub mod pg;
 pub mod process;
+pub mod sshd;
 
 use std::net::TcpListener;
 
 /// A free TCP port on 127.0.0.1 (the OS picks one from its ephemeral range).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
+}
+
+/// 16 random hex characters (from the kernel), for unique throwaway names.
+pub fn random_suffix() -> String {
+    let bytes = std::fs::read("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    String::from_utf8_lossy(&bytes).chars().filter(char::is_ascii_hexdigit).take(16).collect()
 }
