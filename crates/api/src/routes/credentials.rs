@@ -26,6 +26,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_credentials))
         .routes(routes!(set_password))
         .routes(routes!(generate))
+        .routes(routes!(import_key))
+        .routes(routes!(generate_key))
         .routes(routes!(checkout))
 }
 
@@ -77,6 +79,28 @@ fn unrow(r: SealedRow) -> ApiResult<Sealed> {
     })
 }
 
+/// Seals `secret` as the next version of the account's credential of `kind`.
+async fn store_secret(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    account_id: &str,
+    kind: &'static str,
+    secret: &[u8],
+    reason: &str,
+    public_key: Option<&str>,
+) -> ApiResult<SecretVersion> {
+    let ring = state.vault.clone();
+    let account = account_id.to_owned();
+    let secret = Zeroizing::new(secret.to_vec());
+    let v = state
+        .store
+        .add_secret_version(&caller.actor(), state.now(), account_id, kind, reason, public_key, move |version| {
+            row(seal(&ring, &SecretContext { account_id: account, kind: kind.into(), version }, &secret))
+        })
+        .await?;
+    Ok(v)
+}
+
 async fn store_password(
     state: &AppState,
     caller: &crate::auth::Caller,
@@ -84,16 +108,7 @@ async fn store_password(
     password: &[u8],
     reason: &str,
 ) -> ApiResult<SecretVersion> {
-    let ring = state.vault.clone();
-    let account = account_id.to_owned();
-    let secret = Zeroizing::new(password.to_vec());
-    let v = state
-        .store
-        .add_secret_version(&caller.actor(), state.now(), account_id, "password", reason, None, move |version| {
-            row(seal(&ring, &SecretContext { account_id: account, kind: "password".into(), version }, &secret))
-        })
-        .await?;
-    Ok(v)
+    store_secret(state, caller, account_id, "password", password, reason, None).await
 }
 
 /// An account's credential versions: who set them, when and why. Never the secrets.
@@ -171,6 +186,77 @@ async fn generate(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ImportKeyRequest {
+    /// An unencrypted OpenSSH private key (Ed25519, or RSA of 2048 bits or more).
+    #[schema(value_type = String, format = Password)]
+    private_key: Zeroizing<String>,
+}
+
+/// Stores the account's SSH private key (a new version); the response shows only the public key.
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/ssh-key", tag = "credentials", operation_id = "import_account_ssh_key",
+    params(IdPath), request_body = ImportKeyRequest, responses((status = 201, description = "Stored", body = CredentialVersionDto)))]
+async fn import_key(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<ImportKeyRequest>,
+) -> ApiResult<(StatusCode, Json<CredentialVersionDto>)> {
+    if req.private_key.len() > 16 * 1024 {
+        return Err(ApiError::invalid("private_key", "must be at most 16 KiB"));
+    }
+    let pair = portcullis_vault::import_ssh_key(req.private_key.as_bytes())
+        .map_err(|e| ApiError::invalid("private_key", e.to_string()))?;
+    let v =
+        store_secret(&state, &c, &p.id, "ssh_key", pair.private_openssh.expose(), "manual", Some(&pair.public_openssh))
+            .await?;
+    Ok((StatusCode::CREATED, Json(v.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateKeyRequest {
+    /// ed25519 (default), rsa-3072 or rsa-4096.
+    algorithm: Option<String>,
+}
+
+/// Generates a new SSH key pair for the account (a new version); the response shows the
+/// public key, to install on the target.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/ssh-key/generate", tag = "credentials", operation_id = "generate_account_ssh_key",
+    params(IdPath), request_body = GenerateKeyRequest, responses((status = 201, description = "Stored", body = CredentialVersionDto)))]
+async fn generate_key(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<GenerateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<CredentialVersionDto>)> {
+    use portcullis_vault::KeyAlgorithm;
+    let algorithm = match req.algorithm.as_deref().unwrap_or("ed25519") {
+        "ed25519" => KeyAlgorithm::Ed25519,
+        "rsa-3072" => KeyAlgorithm::Rsa(3072),
+        "rsa-4096" => KeyAlgorithm::Rsa(4096),
+        _ => return Err(ApiError::invalid("algorithm", "must be ed25519, rsa-3072 or rsa-4096")),
+    };
+    let account = state.store.account(&p.id).await?;
+    let comment = format!("{}@portcullis", account.name);
+    let pair = tokio::task::spawn_blocking(move || portcullis_vault::generate_ssh_key(algorithm, &comment))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| ApiError::invalid("algorithm", e.to_string()))?;
+    let v = store_secret(
+        &state,
+        &c,
+        &p.id,
+        "ssh_key",
+        pair.private_openssh.expose(),
+        "generated",
+        Some(&pair.public_openssh),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(v.into())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     /// show or copy (both return the secret; the audit log records which).
     action: String,
@@ -181,9 +267,14 @@ pub struct CheckoutResponse {
     request_id: String,
     account_id: String,
     version: i64,
-    /// The account's current password.
+    /// The account's current password (password requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = Password)]
-    password: String,
+    password: Option<String>,
+    /// The account's current SSH private key, OpenSSH format (SSH key requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = Password)]
+    private_key: Option<String>,
 }
 
 /// Show or Copy the password of an available password request (the requester only). Every
@@ -212,12 +303,19 @@ async fn checkout(
             .await?;
         return Err(ApiError::forbidden("only the requester may check out this request's credential"));
     }
-    if r.access_type != AccessType::Password {
-        return Err(ApiError::conflict(
-            "wrong_access_type",
-            format!("this is a {} request; only password requests check out a password", r.access_type.as_str()),
-        ));
-    }
+    let kind = match r.access_type {
+        AccessType::Password => "password",
+        AccessType::SshKey => "ssh_key",
+        other => {
+            return Err(ApiError::conflict(
+                "wrong_access_type",
+                format!(
+                    "this is a {} session request; credentials are checked out only by password and SSH key requests",
+                    other.as_str()
+                ),
+            ))
+        }
+    };
     if r.state != RequestState::Available {
         return Err(ApiError::conflict(
             portcullis_store::state_code(r.state),
@@ -227,28 +325,33 @@ async fn checkout(
             ),
         ));
     }
-    let (version, sealed) = state.store.current_secret(&r.account_id, "password").await?.ok_or_else(|| {
-        ApiError::conflict("no_credential", "the vault holds no password for this account; ask an Asset Administrator")
+    let (version, sealed) = state.store.current_secret(&r.account_id, kind).await?.ok_or_else(|| {
+        ApiError::conflict(
+            "no_credential",
+            format!("the vault holds no {} for this account; ask an Asset Administrator", kind.replace('_', " ")),
+        )
     })?;
     let plain = open(
         &state.vault,
-        &SecretContext { account_id: r.account_id.clone(), kind: "password".into(), version },
+        &SecretContext { account_id: r.account_id.clone(), kind: kind.into(), version },
         &unrow(sealed)?,
     )
     .map_err(|e| {
         tracing::error!(account = %r.account_id, version, error = %e, "credential cannot be opened");
         ApiError::internal()
     })?;
-    let password = String::from_utf8(plain.expose().to_vec()).map_err(|_| ApiError::internal())?;
+    let secret = String::from_utf8(plain.expose().to_vec()).map_err(|_| ApiError::internal())?;
     // Audited before it is returned: no audit row, no secret.
     state
         .store
         .record(
             &c.actor(),
             state.now(),
-            NewEvent::success("request.checkout", "request", &r.id)
-                .with_details(serde_json::json!({ "action": action, "account_id": r.account_id, "version": version })),
+            NewEvent::success("request.checkout", "request", &r.id).with_details(
+                serde_json::json!({ "action": action, "account_id": r.account_id, "kind": kind, "version": version }),
+            ),
         )
         .await?;
-    Ok(Json(CheckoutResponse { request_id: r.id, account_id: r.account_id, version, password }))
+    let (password, private_key) = if kind == "password" { (Some(secret), None) } else { (None, Some(secret)) };
+    Ok(Json(CheckoutResponse { request_id: r.id, account_id: r.account_id, version, password, private_key }))
 }

@@ -64,7 +64,9 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     }
     m.insert("set_services", vec!["appliance_admin"]);
     m.insert("list_credentials", vec!["asset_admin", "security_policy_admin", "auditor", "appliance_admin"]);
-    for op in ["set_account_password", "generate_account_password"] {
+    for op in
+        ["set_account_password", "generate_account_password", "import_account_ssh_key", "generate_account_ssh_key"]
+    {
         m.insert(op, vec!["asset_admin"]);
     }
     for op in ["list_users", "get_user", "list_user_groups", "get_user_group"] {

@@ -269,3 +269,101 @@ async fn key_rotation_killed_half_way_loses_nothing() {
     assert!(!status.success());
     assert!(stderr.contains("cannot open credentials sealed with key"), "{stderr}");
 }
+
+/// SSH keys: generated and imported (a key made by the real ssh-keygen), the public key shown,
+/// the private key only through checkout of an available SSH key request, and accepted by
+/// ssh-keygen again.
+#[tokio::test]
+async fn ssh_keys_generate_import_and_checkout() {
+    let server = Server::start(Db::Sqlite);
+    let (admin, requester, requester_id, account_id) = setup(&server).await;
+    let (s, v) = post(
+        &server,
+        &admin,
+        &format!("/api/v1/accounts/{account_id}/ssh-key/generate"),
+        json!({ "algorithm": "ed25519" }),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(v["public_key"].as_str().unwrap().starts_with("ssh-ed25519 "));
+    let (s, b) = post(
+        &server,
+        &admin,
+        &format!("/api/v1/accounts/{account_id}/ssh-key/generate"),
+        json!({ "algorithm": "dsa" }),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("algorithm")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("id");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "imported", "-f"])
+        .arg(&key_path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let private = std::fs::read_to_string(&key_path).unwrap();
+    let public = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
+    let (s, v) = server
+        .call(
+            "PUT",
+            &format!("/api/v1/accounts/{account_id}/ssh-key"),
+            Some(&admin),
+            Some(json!({ "private_key": private })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["public_key"].as_str().unwrap(), public.trim(), "the public key ssh-keygen derived");
+    assert!(!v.to_string().contains("PRIVATE KEY"));
+    for bad in ["not a key", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"] {
+        let (s, b) = server
+            .call(
+                "PUT",
+                &format!("/api/v1/accounts/{account_id}/ssh-key"),
+                Some(&admin),
+                Some(json!({ "private_key": bad })),
+            )
+            .await;
+        assert_eq!((s, b["field"].as_str()), (422, Some("private_key")), "{b}");
+    }
+
+    // An SSH key policy and request; checkout returns the imported private key.
+    let (_, ents) = server.call("GET", "/api/v1/entitlements", Some(&admin), None).await;
+    let (s, _) = post(
+        &server,
+        &admin,
+        "/api/v1/policies",
+        json!({ "entitlement_id": ents[0]["id"], "name": "keys", "priority": 1, "access_type": "ssh_key", "scope": { "accounts": [account_id] }, "settings": { "auto_approve": true } }),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, out) = post(
+        &server,
+        &requester,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": account_id, "access_type": "ssh_key" }] }),
+    )
+    .await;
+    let id = out["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let (s, c) =
+        post(&server, &requester, &format!("/api/v1/requests/{id}/checkout"), json!({ "action": "copy" })).await;
+    assert_eq!((s, c["version"].as_i64()), (200, Some(2)), "{c}");
+    assert!(c.get("password").is_none());
+    let got = c["private_key"].as_str().unwrap();
+    let checked_out = dir.path().join("out");
+    std::fs::write(&checked_out, got).unwrap();
+    std::fs::set_permissions(&checked_out, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let derived = std::process::Command::new("ssh-keygen").arg("-y").arg("-f").arg(&checked_out).output().unwrap();
+    assert!(derived.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&derived.stdout).split_whitespace().take(2).collect::<Vec<_>>(),
+        public.split_whitespace().take(2).collect::<Vec<_>>()
+    );
+    let _ = requester_id;
+    let logs = server.all_output();
+    assert!(
+        !logs.contains("PRIVATE KEY") && !logs.contains(private.lines().nth(1).unwrap()),
+        "a private key leaked into the server output"
+    );
+}

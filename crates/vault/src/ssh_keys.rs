@@ -1,0 +1,92 @@
+//! SSH private keys for accounts: generated (Ed25519 or RSA) or imported in OpenSSH format.
+//! The private key exists only as [`Plaintext`]; the public key is for display and for the
+//! target's `authorized_keys`.
+
+use ssh_key::private::RsaKeypair;
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+
+use crate::{Plaintext, VaultError};
+
+/// Key types Portcullis generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Ed25519,
+    /// RSA with this many bits (3072 or 4096).
+    Rsa(usize),
+}
+
+/// A private key in OpenSSH format and its public key (`TYPE BASE64 COMMENT`).
+pub struct SshKeyPair {
+    pub private_openssh: Plaintext,
+    pub public_openssh: String,
+}
+
+fn pair(key: &PrivateKey) -> Result<SshKeyPair, VaultError> {
+    let private = key.to_openssh(LineEnding::LF).map_err(|e| VaultError::BadKey(e.to_string()))?;
+    let public = key.public_key().to_openssh().map_err(|e| VaultError::BadKey(e.to_string()))?;
+    Ok(SshKeyPair { private_openssh: Plaintext::new(private.as_bytes().to_vec()), public_openssh: public })
+}
+
+/// Generates a new key pair with the OS CSPRNG.
+pub fn generate_ssh_key(algorithm: KeyAlgorithm, comment: &str) -> Result<SshKeyPair, VaultError> {
+    let mut rng = rand::rngs::OsRng;
+    let mut key = match algorithm {
+        KeyAlgorithm::Ed25519 => {
+            PrivateKey::random(&mut rng, Algorithm::Ed25519).map_err(|e| VaultError::BadKey(e.to_string()))?
+        }
+        KeyAlgorithm::Rsa(bits) => {
+            if !(bits == 3072 || bits == 4096) {
+                return Err(VaultError::BadKey("RSA keys are 3072 or 4096 bits".into()));
+            }
+            let kp = RsaKeypair::random(&mut rng, bits).map_err(|e| VaultError::BadKey(e.to_string()))?;
+            PrivateKey::from(kp)
+        }
+    };
+    key.set_comment(comment);
+    pair(&key)
+}
+
+/// Parses an unencrypted OpenSSH private key (Ed25519 or RSA of at least 2048 bits).
+pub fn import_ssh_key(openssh: &[u8]) -> Result<SshKeyPair, VaultError> {
+    let text = std::str::from_utf8(openssh).map_err(|_| VaultError::BadKey("the private key is not text".into()))?;
+    let key = PrivateKey::from_openssh(text.trim())
+        .map_err(|_| VaultError::BadKey("not an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----)".into()))?;
+    if key.is_encrypted() {
+        return Err(VaultError::BadKey("the private key is encrypted with a passphrase; import it decrypted".into()));
+    }
+    match key.algorithm() {
+        Algorithm::Ed25519 => {}
+        Algorithm::Rsa { .. } => {
+            let bits =
+                key.key_data().rsa().map(|k| k.public.n.as_positive_bytes().map_or(0, |b| b.len() * 8)).unwrap_or(0);
+            if bits < 2048 {
+                return Err(VaultError::BadKey(format!("RSA keys must have at least 2048 bits (this one has {bits})")));
+            }
+        }
+        other => return Err(VaultError::BadKey(format!("unsupported key type {other}; use Ed25519 or RSA"))),
+    }
+    pair(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_and_reimport() {
+        let k = generate_ssh_key(KeyAlgorithm::Ed25519, "root@db1").unwrap();
+        assert!(k.public_openssh.starts_with("ssh-ed25519 ") && k.public_openssh.ends_with("root@db1"));
+        let again = import_ssh_key(k.private_openssh.expose()).unwrap();
+        assert_eq!(again.public_openssh, k.public_openssh);
+        assert_eq!(format!("{:?}", k.private_openssh), "[redacted]");
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        assert!(import_ssh_key(b"not a key").is_err());
+        assert!(
+            import_ssh_key(b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----").is_err()
+        );
+        assert!(generate_ssh_key(KeyAlgorithm::Rsa(1024), "x").is_err());
+    }
+}
