@@ -230,7 +230,18 @@ async fn key_rotation_killed_half_way_loses_nothing() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Kill it once some, not all, rows are under the new key.
+    let store = server.store().await;
+    let mut started = false;
+    for _ in 0..400 {
+        if store.secret_kek_ids().await.unwrap().len() == 2 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    store.close().await;
+    assert!(started, "the rotation did not start re-wrapping");
     child.kill().unwrap();
     child.wait().unwrap();
     let during = open_all(&server).await;
