@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod credentials;
 mod groups;
 mod inventory;
 mod policies;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Request services (session requests on or off).
     #[command(subcommand)]
     Service(requests::ServiceCmd),
+    /// Vaulted credentials of accounts (Asset Administrators).
+    #[command(subcommand)]
+    Credential(credentials::CredentialCmd),
     /// Read and verify the audit log (Auditors).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -98,6 +102,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Favorite(c) => requests::favorites(c, g).await,
         Command::ReasonCode(c) => requests::reason_codes(c, g).await,
         Command::Service(c) => requests::services(c, g).await,
+        Command::Credential(c) => credentials::credentials(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
     }
 }

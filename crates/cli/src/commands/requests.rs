@@ -86,6 +86,13 @@ pub enum RequestCmd {
     Resubmit { id: String },
     /// Remove a finished request from your list (the audit keeps it).
     Remove { id: String },
+    /// Print the password or SSH key of your available request (audited).
+    Checkout {
+        id: String,
+        /// Record the checkout as a copy rather than a show.
+        #[arg(long)]
+        copy: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +281,7 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
             let r = c.post(&item(&id, "resubmit"), &json!({})).await?;
             return print_outcomes(g, &r);
         }
+        RequestCmd::Checkout { id, copy } => return super::credentials::checkout(id, copy, g).await,
         RequestCmd::Remove { id } => {
             c.post(&item(&id, "remove"), &json!({})).await?;
             done(g.output, "Removed from your list.");

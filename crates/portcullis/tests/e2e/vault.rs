@@ -378,3 +378,54 @@ async fn ssh_keys_generate_import_and_checkout() {
         "a private key leaked into the server output"
     );
 }
+
+/// The credential commands of the CLI and `request checkout`.
+#[tokio::test]
+async fn cli_credentials_and_checkout() {
+    let server = Server::start(Db::Sqlite);
+    let (_, requester, _, account_id) = setup(&server).await;
+    let dir = server.dir.path();
+    let (admin_cfg, req_cfg) =
+        (dir.join("admin.json").display().to_string(), dir.join("req.json").display().to_string());
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    let o = server.cli(
+        &["login", "--server", &server.url, "--username", "admin"],
+        &[("PORTCULLIS_CLI_CONFIG", &admin_cfg), ("PORTCULLIS_PASSWORD", crate::harness::ADMIN_PASSWORD)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = server.cli(
+        &["login", "--server", &server.url, "--username", "requester"],
+        &[("PORTCULLIS_CLI_CONFIG", &req_cfg), ("PORTCULLIS_PASSWORD", "requester password 1234")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let admin = |args: &[&str], env: &[(&str, &str)]| {
+        let mut e = vec![("PORTCULLIS_CLI_CONFIG", admin_cfg.as_str())];
+        e.extend_from_slice(env);
+        server.cli(args, &e)
+    };
+    let o = admin(&["credential", "set-password", &account_id], &[("PORTCULLIS_NEW_PASSWORD", PLANTED)]);
+    assert!(o.status.success() && !text(&o).contains(PLANTED), "{}", text(&o));
+    let o = admin(&["credential", "generate-key", &account_id, "-o", "json"], &[]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert!(v["public_key"].as_str().unwrap().starts_with("ssh-ed25519 "));
+    let o = admin(&["credential", "list", &account_id], &[]);
+    assert!(o.status.success() && text(&o).contains("ssh_key") && text(&o).contains("password"), "{}", text(&o));
+    let o = admin(&["credential", "generate-password", &account_id, "--length", "3"], &[]);
+    assert_eq!(o.status.code(), Some(1), "a too short profile is refused: {}", text(&o));
+
+    let (_, out) = post(
+        &server,
+        &requester,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": account_id, "access_type": "password" }] }),
+    )
+    .await;
+    let id = out["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let o = server.cli(&["request", "checkout", &id], &[("PORTCULLIS_CLI_CONFIG", &req_cfg)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), PLANTED);
+    let o = server.cli(&["request", "checkout", &id], &[("PORTCULLIS_CLI_CONFIG", &admin_cfg)]);
+    assert_eq!(o.status.code(), Some(1), "only the requester: {}", text(&o));
+}
