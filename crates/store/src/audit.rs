@@ -195,7 +195,38 @@ fn decode_link(hex: &str) -> Result<audit::Link> {
     Ok(out)
 }
 
+/// A row deleted by id, with the audit event that records it.
+pub(crate) struct Deletion {
+    pub table: &'static str,
+    /// For "… not found".
+    pub noun: &'static str,
+    pub action: &'static str,
+    pub object_type: &'static str,
+}
+
 impl Store {
+    /// Deletes the row `id` of a table with a `name` column, auditing the name; "not found"
+    /// when there is no such row. Foreign keys cascade to dependent rows.
+    pub(crate) async fn delete_named(&self, actor: &Actor, now: i64, what: Deletion, id: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let name: Option<String> =
+            sqlx::query_scalar(&format!("DELETE FROM {} WHERE id = $1 RETURNING name", what.table))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let name = name.ok_or(StoreError::NotFound(what.noun))?;
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success(what.action, what.object_type, id).with_details(serde_json::json!({ "name": name })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records an event on its own (e.g. a failed login, which changes nothing else).
     pub async fn record(&self, actor: &Actor, now: i64, event: NewEvent) -> Result<i64> {
         let mut tx = self.write.begin().await?;

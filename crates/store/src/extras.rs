@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::audit::{append, NewEvent};
+use crate::audit::{append, Deletion, NewEvent};
 use crate::{new_id, Actor, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,22 +75,13 @@ impl Store {
     }
 
     pub async fn delete_reason_code(&self, actor: &Actor, now: i64, id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let name: Option<String> = sqlx::query_scalar("DELETE FROM reason_codes WHERE id = $1 RETURNING name")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let name = name.ok_or(StoreError::NotFound("reason code"))?;
-        append(
-            &mut tx,
-            &self.audit_key,
-            actor,
-            now,
-            &NewEvent::success("reason_code.delete", "reason_code", id).with_details(json!({ "name": name })),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let what = Deletion {
+            table: "reason_codes",
+            noun: "reason code",
+            action: "reason_code.delete",
+            object_type: "reason_code",
+        };
+        self.delete_named(actor, now, what, id).await
     }
 
     /// Creates (`id = None`) or replaces one of `user_id`'s favorites.

@@ -4,7 +4,7 @@
 use portcullis_core::inventory::{AccountKind, Platform, Protocol};
 use portcullis_core::{validate, ValidationError};
 
-use crate::audit::{append, NewEvent};
+use crate::audit::{append, Deletion, NewEvent};
 use crate::{new_id, Actor, Page, Result, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +263,13 @@ impl Store {
 
     /// Deletes an asset and, with it, its accounts and group memberships.
     pub async fn delete_asset(&self, actor: &Actor, now: i64, id: &str) -> Result<()> {
-        self.delete_row(actor, now, "assets", "asset", id).await
+        self.delete_named(
+            actor,
+            now,
+            Deletion { table: "assets", noun: "asset", action: "asset.delete", object_type: "asset" },
+            id,
+        )
+        .await
     }
 
     pub async fn create_account(&self, actor: &Actor, now: i64, new: NewAccount) -> Result<Account> {
@@ -378,26 +384,12 @@ impl Store {
     }
 
     pub async fn delete_account(&self, actor: &Actor, now: i64, id: &str) -> Result<()> {
-        self.delete_row(actor, now, "accounts", "account", id).await
-    }
-
-    async fn delete_row(&self, actor: &Actor, now: i64, table: &str, noun: &'static str, id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let name: Option<String> = sqlx::query_scalar(&format!("DELETE FROM {table} WHERE id = $1 RETURNING name"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let name = name.ok_or(StoreError::NotFound(noun))?;
-        let action = if noun == "asset" { "asset.delete" } else { "account.delete" };
-        append(
-            &mut tx,
-            &self.audit_key,
+        self.delete_named(
             actor,
             now,
-            &NewEvent::success(action, noun, id).with_details(serde_json::json!({ "name": name })),
+            Deletion { table: "accounts", noun: "account", action: "account.delete", object_type: "account" },
+            id,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 }

@@ -10,7 +10,7 @@ use portcullis_core::validate;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;
 
-use crate::audit::{append, NewEvent};
+use crate::audit::{append, Deletion, NewEvent};
 use crate::{new_id, Actor, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,22 +494,8 @@ impl Store {
     }
 
     pub async fn delete_policy(&self, actor: &Actor, now: i64, id: &str) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let name: Option<String> = sqlx::query_scalar("DELETE FROM policies WHERE id = $1 RETURNING name")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let name = name.ok_or(StoreError::NotFound("policy"))?;
-        append(
-            &mut tx,
-            &self.audit_key,
-            actor,
-            now,
-            &NewEvent::success("policy.delete", "policy", id).with_details(json!({ "name": name })),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let what = Deletion { table: "policies", noun: "policy", action: "policy.delete", object_type: "policy" };
+        self.delete_named(actor, now, what, id).await
     }
 
     /// Everything policy resolution needs, as pure-core rules.
