@@ -283,7 +283,7 @@ impl SshClient {
 /// The last non-empty line of program output, for an error message.
 pub(crate) fn last_line(output: &[u8]) -> String {
     let text = String::from_utf8_lossy(output);
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("").chars().take(300).collect()
+    text.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").chars().take(300).collect()
 }
 
 fn protocol(e: russh::Error) -> ConnectError {
