@@ -4,6 +4,7 @@
 //! route declares the roles it admits with an [`auth::Authed`] extractor.
 
 pub mod auth;
+pub mod credential_service;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -26,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::ClientAddr;
 pub use error::{ApiError, ErrorBody};
-pub use state::{AppState, AuthSettings, Clock, SystemClock};
+pub use state::{AppState, AuthSettings, ChangeSettings, Clock, SystemClock};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -46,7 +47,7 @@ pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "healthz", "metri
         (name = "asset-groups"), (name = "account-groups"),
         (name = "policies", description = "Entitlements and access request policies"),
         (name = "requests", description = "Access requests and approvals"),
-        (name = "credentials", description = "Vaulted credentials and checkout"),
+        (name = "credentials", description = "Vaulted credentials, checkout, and changes on targets"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "system", description = "Health and metrics"),
     )
@@ -66,6 +67,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::requests::routes())
         .merge(routes::extras::routes())
         .merge(routes::credentials::routes())
+        .merge(routes::profiles::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())
 }
@@ -100,6 +102,7 @@ fn finish_openapi(mut doc: OpenApiDoc) -> OpenApiDoc {
         ("415", "Request body is not JSON"),
         ("422", "A field is invalid"),
         ("500", "Internal error"),
+        ("502", "The target system could not be reached or refused"),
     ];
     for item in doc.paths.paths.values_mut() {
         for op in

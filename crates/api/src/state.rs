@@ -41,6 +41,21 @@ impl AuthSettings {
     }
 }
 
+/// How automatic credential changes retry.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeSettings {
+    /// The wait after the first failed attempt; it doubles after each further one.
+    pub retry_seconds: i64,
+    /// Attempts before the change is abandoned and Asset Administrators are notified.
+    pub attempts: i64,
+}
+
+impl Default for ChangeSettings {
+    fn default() -> Self {
+        ChangeSettings { retry_seconds: 30, attempts: 5 }
+    }
+}
+
 /// What every handler can reach. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
@@ -53,6 +68,7 @@ pub struct AppState {
     pub events: tokio::sync::broadcast::Sender<portcullis_store::Transition>,
     /// The vault's key ring: the only way to seal and open credentials.
     pub vault: Arc<portcullis_vault::KeyRing>,
+    pub changes: ChangeSettings,
 }
 
 impl AppState {
@@ -65,7 +81,12 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             events,
             vault: Arc::new(vault),
+            changes: ChangeSettings::default(),
         }
+    }
+
+    pub fn with_change_settings(self, changes: ChangeSettings) -> Self {
+        AppState { changes, ..self }
     }
 
     pub fn now(&self) -> i64 {

@@ -18,13 +18,29 @@ pub struct Config {
 }
 
 /// Where the vault's key-encryption key comes from. Never printed.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VaultConfig {
     /// The KEK itself (64 hex digits or base64), e.g. from PORTCULLIS_VAULT_KEY.
     pub key: String,
     /// A command whose standard output is the KEK (for an HSM or KMS).
     pub key_command: String,
+    /// Wait after a failed automatic credential change (doubles after each further failure).
+    pub change_retry_seconds: i64,
+    /// Attempts of an automatic change before it is abandoned and notified.
+    pub change_attempts: i64,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        let changes = portcullis_api::ChangeSettings::default();
+        VaultConfig {
+            key: String::new(),
+            key_command: String::new(),
+            change_retry_seconds: changes.retry_seconds,
+            change_attempts: changes.attempts,
+        }
+    }
 }
 
 impl std::fmt::Debug for VaultConfig {
@@ -32,6 +48,8 @@ impl std::fmt::Debug for VaultConfig {
         f.debug_struct("VaultConfig")
             .field("key", &if self.key.is_empty() { "" } else { "[redacted]" })
             .field("key_command", &self.key_command)
+            .field("change_retry_seconds", &self.change_retry_seconds)
+            .field("change_attempts", &self.change_attempts)
             .finish()
     }
 }
@@ -205,6 +223,12 @@ impl Config {
         }
         portcullis_core::validate::name("auth.totp_issuer", &self.auth.totp_issuer)
             .map_err(|e| key_error("auth.totp_issuer", e.message))?;
+        if !(1..=86_400).contains(&self.vault.change_retry_seconds) {
+            return Err(key_error("vault.change_retry_seconds", "must be 1 to 86400"));
+        }
+        if !(1..=100).contains(&self.vault.change_attempts) {
+            return Err(key_error("vault.change_attempts", "must be 1 to 100"));
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));
         }
@@ -230,6 +254,13 @@ impl Config {
             format!("sqlite://{}?mode=rwc", self.data_dir().join("portcullis.db").display())
         } else {
             self.storage.database_url.clone()
+        }
+    }
+
+    pub fn change_settings(&self) -> portcullis_api::ChangeSettings {
+        portcullis_api::ChangeSettings {
+            retry_seconds: self.vault.change_retry_seconds,
+            attempts: self.vault.change_attempts,
         }
     }
 
@@ -291,6 +322,11 @@ totp_issuer = "Portcullis"
 key = ""
 # A command that prints the KEK (for an HSM or KMS), run with sh -c.
 key_command = ""
+# Automatic password/key changes (after check-in or expiry, when the policy says so) that fail
+# are retried after this many seconds, doubling each time, up to change_attempts attempts;
+# then Asset Administrators are notified. The old credential stays current meanwhile.
+change_retry_seconds = 30
+change_attempts = 5
 
 [log]
 # "text" for people, "json" for log collectors.

@@ -92,8 +92,10 @@ pub async fn run(config: Config) -> Result<()> {
     zeroize::Zeroize::zeroize(&mut banner);
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
-    let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault);
+    let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
+        .with_change_settings(config.change_settings());
     let scheduler = tokio::spawn(run_scheduler(state.clone()));
+    let changer = tokio::spawn(run_credential_changes(state.clone()));
     let app = portcullis_api::router(state);
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
 
@@ -131,6 +133,7 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     scheduler.abort();
+    changer.abort();
     store.close().await;
     Ok(())
 }
@@ -151,6 +154,19 @@ async fn run_scheduler(state: AppState) {
                 state.publish(done);
             }
             Err(e) => tracing::warn!(error = %e, "scheduler pass failed"),
+        }
+    }
+}
+
+/// Runs automatic credential changes as they come due (after check-in, expiry, revocation),
+/// one at a time, apart from the scheduler so that a slow target delays nothing else.
+async fn run_credential_changes(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = portcullis_api::credential_service::run_due_changes(&state).await {
+            tracing::warn!(code = e.code, message = %e.message, "credential change pass failed");
         }
     }
 }

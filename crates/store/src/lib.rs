@@ -5,6 +5,7 @@
 //! something takes the acting [`Actor`] and writes the event itself.
 
 mod audit;
+mod changes;
 mod db;
 mod error;
 mod extras;
@@ -19,6 +20,7 @@ mod tokens;
 mod users;
 
 pub use audit::{AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};
+pub use changes::CredentialChange;
 pub use db::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use extras::{Favorite, ReasonCode, SESSION_REQUESTS_SETTING};

@@ -566,8 +566,25 @@ impl Store {
         if to == RequestState::PendingReview {
             recipients = self.reviewers_of(&mut tx, &req.policy_id).await?;
         }
+        let change = match action {
+            Action::CheckIn | Action::Expire | Action::Revoke if req.state == RequestState::Available => {
+                self.change_after_use(&mut tx, &req).await?
+            }
+            _ => None,
+        };
         let (seq, prev) = reserve(&mut tx).await?;
         let mut batch = Batch::new(&tx);
+        if let Some(kind) = change {
+            let reason = match action {
+                Action::CheckIn => "check-in",
+                Action::Expire => "expiry",
+                _ => "revocation",
+            };
+            batch.push(
+                crate::changes::change_sql(),
+                vec![new_id().into(), req.account_id.clone().into(), kind.into(), reason.into(), id.into(), now.into()],
+            );
+        }
         batch.push(
             "UPDATE access_requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
             vec![to.as_str().into(), now.into(), id.into(), req.state.as_str().into()],
@@ -595,6 +612,40 @@ impl Store {
             AccessRequest { state: to, updated_at: now, ..req },
             Some(Transition { request_id: id.to_owned(), from, to }),
         ))
+    }
+
+    /// Which credential (if any) to change on the target now that `req`'s use has ended: only
+    /// when its policy says "change password after check-in"; the checked-out kind for
+    /// password and SSH key requests, otherwise the account's password (or key, if it has no
+    /// password).
+    async fn change_after_use(&self, conn: &mut AnyConnection, req: &AccessRequest) -> Result<Option<&'static str>> {
+        let settings: Option<String> = sqlx::query_scalar("SELECT settings FROM policies WHERE id = $1")
+            .bind(&req.policy_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let v: serde_json::Value = settings.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+        if v["change_password_after_checkin"].as_bool() != Some(true) {
+            return Ok(None);
+        }
+        Ok(match req.access_type {
+            AccessType::Password => Some("password"),
+            AccessType::SshKey => Some("ssh_key"),
+            _ => {
+                let kinds: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT kind FROM secret_versions WHERE account_id = $1 AND status = 'active'",
+                )
+                .bind(&req.account_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                if kinds.iter().any(|k| k == "password") {
+                    Some("password")
+                } else if kinds.iter().any(|k| k == "ssh_key") {
+                    Some("ssh_key")
+                } else {
+                    None
+                }
+            }
+        })
     }
 
     async fn reviewers_of(&self, conn: &mut AnyConnection, policy_id: &str) -> Result<Vec<String>> {

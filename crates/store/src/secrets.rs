@@ -31,6 +31,11 @@ pub struct SecretVersion {
     pub set_by: String,
     pub created_at: i64,
     pub kek_id: String,
+    /// `active` (in use; the highest active version is current), `staged` (being changed on
+    /// the target), or `failed` (a change that did not verify).
+    pub status: String,
+    /// Why a `failed` version failed.
+    pub error: Option<String>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -41,7 +46,7 @@ fn unb64(text: &str) -> Result<Vec<u8>> {
     data_encoding::BASE64.decode(text.as_bytes()).map_err(|_| StoreError::Corrupt("secret encoding".into()))
 }
 
-type VersionRow = (String, String, i64, Option<String>, String, String, i64, String);
+type VersionRow = (String, String, i64, Option<String>, String, String, i64, String, String, Option<String>);
 
 /// Which secret version a row is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +82,38 @@ impl Store {
         public_key: Option<&str>,
         seal: impl FnOnce(i64) -> SealedRow,
     ) -> Result<SecretVersion> {
+        self.insert_version(actor, now, account_id, kind, reason, public_key, "active", seal).await
+    }
+
+    /// Stores a new credential as `staged`: kept, but not current, until
+    /// [`Store::activate_secret_version`] after the target accepted and verified it. Refused
+    /// (`Conflict`) while another change of the same credential is staged.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn stage_secret_version(
+        &self,
+        actor: &Actor,
+        now: i64,
+        account_id: &str,
+        kind: &str,
+        reason: &str,
+        public_key: Option<&str>,
+        seal: impl FnOnce(i64) -> SealedRow,
+    ) -> Result<SecretVersion> {
+        self.insert_version(actor, now, account_id, kind, reason, public_key, "staged", seal).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_version(
+        &self,
+        actor: &Actor,
+        now: i64,
+        account_id: &str,
+        kind: &str,
+        reason: &str,
+        public_key: Option<&str>,
+        status: &str,
+        seal: impl FnOnce(i64) -> SealedRow,
+    ) -> Result<SecretVersion> {
         let mut tx = self.write.begin().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1")
             .bind(account_id)
@@ -96,11 +133,23 @@ impl Store {
                 .bind(kind)
                 .fetch_one(&mut *tx)
                 .await?;
+        if status == "staged" {
+            let staged: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM secret_versions WHERE account_id = $1 AND kind = $2 AND status = 'staged'",
+            )
+            .bind(account_id)
+            .bind(kind)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if staged.is_some() {
+                return Err(StoreError::Conflict("a change of this credential is already in progress".into()));
+            }
+        }
         let version = last.unwrap_or(0) + 1;
         let sealed = seal(version);
         sqlx::query(
-            "INSERT INTO secret_versions (account_id, kind, version, ciphertext, nonce, wrapped_dek, dek_nonce, kek_id, public_key, reason, set_by, created_at) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+            "INSERT INTO secret_versions (account_id, kind, version, ciphertext, nonce, wrapped_dek, dek_nonce, kek_id, public_key, reason, set_by, created_at, status) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
         )
         .bind(account_id)
         .bind(kind)
@@ -114,6 +163,7 @@ impl Store {
         .bind(reason)
         .bind(&actor.name)
         .bind(now)
+        .bind(status)
         .execute(&mut *tx)
         .await?;
         append(
@@ -121,8 +171,12 @@ impl Store {
             &self.audit_key,
             actor,
             now,
-            &NewEvent::success("credential.set", "account", account_id)
-                .with_details(json!({ "kind": kind, "version": version, "reason": reason })),
+            &NewEvent::success(
+                if status == "staged" { "credential.stage" } else { "credential.set" },
+                "account",
+                account_id,
+            )
+            .with_details(json!({ "kind": kind, "version": version, "reason": reason })),
         )
         .await?;
         tx.commit().await?;
@@ -135,13 +189,15 @@ impl Store {
             set_by: actor.name.clone(),
             created_at: now,
             kek_id: sealed.kek_id,
+            status: status.into(),
+            error: None,
         })
     }
 
     /// The versions of an account's secrets, newest first (metadata only).
     pub async fn secret_versions(&self, account_id: &str) -> Result<Vec<SecretVersion>> {
         let rows: Vec<VersionRow> = sqlx::query_as(
-            "SELECT account_id, kind, version, public_key, reason, set_by, created_at, kek_id FROM secret_versions \
+            "SELECT account_id, kind, version, public_key, reason, set_by, created_at, kek_id, status, error FROM secret_versions \
              WHERE account_id = $1 ORDER BY kind, version DESC",
         )
         .bind(account_id)
@@ -149,27 +205,118 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(account_id, kind, version, public_key, reason, set_by, created_at, kek_id)| SecretVersion {
-                account_id,
-                kind,
-                version,
-                public_key,
-                reason,
-                set_by,
-                created_at,
-                kek_id,
+            .map(|(account_id, kind, version, public_key, reason, set_by, created_at, kek_id, status, error)| {
+                SecretVersion {
+                    account_id,
+                    kind,
+                    version,
+                    public_key,
+                    reason,
+                    set_by,
+                    created_at,
+                    kek_id,
+                    status,
+                    error,
+                }
             })
             .collect())
     }
 
-    /// The current (highest) version of an account's secret of `kind`, sealed.
+    /// The current (highest active) version of an account's secret of `kind`, sealed.
     pub async fn current_secret(&self, account_id: &str, kind: &str) -> Result<Option<(i64, SealedRow)>> {
-        let row: Option<(i64, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT version, ciphertext, nonce, wrapped_dek, dek_nonce, kek_id FROM secret_versions \
-             WHERE account_id = $1 AND kind = $2 ORDER BY version DESC LIMIT 1",
+        self.secret_with_status(account_id, kind, "active").await
+    }
+
+    /// The staged version of an account's secret of `kind`, if a change is under way (or was
+    /// interrupted).
+    pub async fn staged_secret(&self, account_id: &str, kind: &str) -> Result<Option<(i64, SealedRow)>> {
+        self.secret_with_status(account_id, kind, "staged").await
+    }
+
+    /// The public key stored with a version (SSH keys).
+    pub async fn secret_public_key(&self, account_id: &str, kind: &str, version: i64) -> Result<Option<String>> {
+        let key: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT public_key FROM secret_versions WHERE account_id = $1 AND kind = $2 AND version = $3",
         )
         .bind(account_id)
         .bind(kind)
+        .bind(version)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(key.flatten())
+    }
+
+    /// A staged version is now the one on the target: it becomes active (and current).
+    pub async fn activate_secret_version(
+        &self,
+        actor: &Actor,
+        now: i64,
+        key: &SecretKey,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        self.finish_staged(
+            actor,
+            now,
+            key,
+            "active",
+            None,
+            NewEvent::success("credential.change", "account", &key.account_id).with_details(details),
+        )
+        .await
+    }
+
+    /// A staged version did not verify: kept for the record as `failed`, never current.
+    pub async fn fail_secret_version(
+        &self,
+        actor: &Actor,
+        now: i64,
+        key: &SecretKey,
+        error: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let event = NewEvent::success("credential.change", "account", &key.account_id)
+            .with_outcome(crate::Outcome::Failure)
+            .with_details(details);
+        self.finish_staged(actor, now, key, "failed", Some(error), event).await
+    }
+
+    async fn finish_staged(
+        &self,
+        actor: &Actor,
+        now: i64,
+        key: &SecretKey,
+        status: &str,
+        error: Option<&str>,
+        event: NewEvent,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query(
+            "UPDATE secret_versions SET status = $1, error = $2 WHERE account_id = $3 AND kind = $4 AND version = $5 AND status = 'staged'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(&key.account_id)
+        .bind(&key.kind)
+        .bind(key.version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Err(StoreError::Conflict("the staged credential version was already settled".into()));
+        }
+        append(&mut tx, &self.audit_key, actor, now, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn secret_with_status(&self, account_id: &str, kind: &str, status: &str) -> Result<Option<(i64, SealedRow)>> {
+        let row: Option<(i64, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT version, ciphertext, nonce, wrapped_dek, dek_nonce, kek_id FROM secret_versions \
+             WHERE account_id = $1 AND kind = $2 AND status = $3 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(kind)
+        .bind(status)
         .fetch_optional(&self.read)
         .await?;
         row.map(|(v, c, n, w, dn, k)| {

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use portcullis_core::policy::AccessType;
 use portcullis_core::request::RequestState;
-use portcullis_store::{NewEvent, SealedRow, SecretVersion};
-use portcullis_vault::{generate_password, open, seal, PasswordProfile, Sealed, SecretContext};
+use portcullis_store::{CredentialChange, NewEvent, SecretVersion};
+use portcullis_vault::{generate_password, seal, PasswordProfile, SecretContext};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use zeroize::Zeroizing;
 
 use crate::auth::{AnyUser, AssetAdmins, Authed, InventoryReaders};
+use crate::credential_service::{self as service, row};
 use crate::dto::{ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
@@ -29,6 +30,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(import_key))
         .routes(routes!(generate_key))
         .routes(routes!(checkout))
+        .routes(routes!(check_credential))
+        .routes(routes!(change_credential))
+        .routes(routes!(list_changes))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -42,6 +46,12 @@ pub struct CredentialVersionDto {
     reason: String,
     set_by: String,
     created_at: String,
+    /// active (the highest active version is current), staged (a change under way) or
+    /// failed (a change that did not verify on the target).
+    status: String,
+    /// Why a failed version failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 impl From<SecretVersion> for CredentialVersionDto {
@@ -54,29 +64,10 @@ impl From<SecretVersion> for CredentialVersionDto {
             reason: v.reason,
             set_by: v.set_by,
             created_at: ts(v.created_at),
+            status: v.status,
+            error: v.error,
         }
     }
-}
-
-fn row(s: Sealed) -> SealedRow {
-    SealedRow {
-        ciphertext: s.ciphertext,
-        nonce: s.nonce.to_vec(),
-        wrapped_dek: s.wrapped_dek,
-        dek_nonce: s.dek_nonce.to_vec(),
-        kek_id: s.kek_id,
-    }
-}
-
-fn unrow(r: SealedRow) -> ApiResult<Sealed> {
-    let n = |v: Vec<u8>| <[u8; 24]>::try_from(v).map_err(|_| ApiError::internal());
-    Ok(Sealed {
-        ciphertext: r.ciphertext,
-        nonce: n(r.nonce)?,
-        wrapped_dek: r.wrapped_dek,
-        dek_nonce: n(r.dek_nonce)?,
-        kek_id: r.kek_id,
-    })
 }
 
 /// Seals `secret` as the next version of the account's credential of `kind`.
@@ -170,7 +161,9 @@ async fn generate(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<GenerateRequest>,
 ) -> ApiResult<(StatusCode, Json<CredentialVersionDto>)> {
-    let d = PasswordProfile::default();
+    let account = state.store.account(&p.id).await?;
+    let asset = state.store.asset(&account.asset_id).await?;
+    let d = service::profile_for(&state, &asset).await?;
     let profile = PasswordProfile {
         length: req.length.unwrap_or(d.length),
         lowercase: req.lowercase.unwrap_or(d.lowercase),
@@ -331,15 +324,7 @@ async fn checkout(
             format!("the vault holds no {} for this account; ask an Asset Administrator", kind.replace('_', " ")),
         )
     })?;
-    let plain = open(
-        &state.vault,
-        &SecretContext { account_id: r.account_id.clone(), kind: kind.into(), version },
-        &unrow(sealed)?,
-    )
-    .map_err(|e| {
-        tracing::error!(account = %r.account_id, version, error = %e, "credential cannot be opened");
-        ApiError::internal()
-    })?;
+    let plain = service::open_row(&state, &r.account_id, kind, version, sealed)?;
     let secret = String::from_utf8(plain.expose().to_vec()).map_err(|_| ApiError::internal())?;
     // Audited before it is returned: no audit row, no secret.
     state
@@ -354,4 +339,125 @@ async fn checkout(
         .await?;
     let (password, private_key) = if kind == "password" { (Some(secret), None) } else { (None, Some(secret)) };
     Ok(Json(CheckoutResponse { request_id: r.id, account_id: r.account_id, version, password, private_key }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KindRequest {
+    /// password or ssh_key (default: the password if the account has one, else the key).
+    kind: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckResponse {
+    account_id: String,
+    kind: String,
+    version: i64,
+    /// Whether the stored credential logged in to the target.
+    ok: bool,
+    /// Why not: target_unreachable, target_timeout, host_key_mismatch,
+    /// target_authentication_failed, bad_credential, target_protocol_error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// Check credential: logs in to the target with the stored credential and reports whether it
+/// works (audited). Never returns the secret.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/credentials/check", tag = "credentials", operation_id = "check_account_credential",
+    params(IdPath), request_body = KindRequest, responses((status = 200, description = "The check ran", body = CheckResponse)))]
+async fn check_credential(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<KindRequest>,
+) -> ApiResult<Json<CheckResponse>> {
+    state.store.account(&p.id).await?;
+    let kind = service::default_kind(&state, &p.id, req.kind.as_deref()).await?;
+    let r = service::check(&state, &c.actor(), &p.id, kind).await?;
+    Ok(Json(CheckResponse {
+        account_id: p.id,
+        kind: kind.into(),
+        version: r.version,
+        ok: r.error.is_none(),
+        code: r.error.as_ref().map(|e| e.code().to_owned()),
+        message: r.error.map(|e| e.to_string()),
+    }))
+}
+
+/// Change now: generates a new password (from the asset's password profile) or SSH key,
+/// changes it on the target, verifies that it logs in, and only then makes it current. On
+/// failure the old credential stays current, the attempt is recorded as a failed version, and
+/// Asset Administrators are notified. Never returns the secret.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/credentials/change", tag = "credentials", operation_id = "change_account_credential",
+    params(IdPath), request_body = KindRequest, responses((status = 200, description = "Changed and verified", body = CredentialVersionDto)))]
+async fn change_credential(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(req): ApiJson<KindRequest>,
+) -> ApiResult<Json<CredentialVersionDto>> {
+    state.store.account(&p.id).await?;
+    let kind = service::default_kind(&state, &p.id, req.kind.as_deref()).await?;
+    match service::change(&state, &c.actor(), &p.id, kind, "rotation").await {
+        Ok(v) => Ok(Json(v.into())),
+        Err(e) => {
+            if e.status == StatusCode::BAD_GATEWAY {
+                let admins = service::admins(&state).await?;
+                state.store.notify(state.now(), "credential_change_failed", &p.id, &admins).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CredentialChangeDto {
+    id: String,
+    account_id: String,
+    kind: String,
+    /// check-in, expiry or revocation.
+    reason: String,
+    request_id: Option<String>,
+    /// pending, running, succeeded or failed.
+    state: String,
+    attempts: i64,
+    due_at: String,
+    last_error: Option<String>,
+    /// The version that became current.
+    version: Option<i64>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<CredentialChange> for CredentialChangeDto {
+    fn from(c: CredentialChange) -> Self {
+        CredentialChangeDto {
+            id: c.id,
+            account_id: c.account_id,
+            kind: c.kind,
+            reason: c.reason,
+            request_id: c.request_id,
+            state: c.state,
+            attempts: c.attempts,
+            due_at: ts(c.due_at),
+            last_error: c.last_error,
+            version: c.version,
+            created_at: ts(c.created_at),
+            updated_at: ts(c.updated_at),
+        }
+    }
+}
+
+/// The account's automatic credential changes (after check-in, expiry, revocation), newest first.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/credential-changes", tag = "credentials", operation_id = "list_credential_changes",
+    params(IdPath), responses((status = 200, description = "Changes", body = [CredentialChangeDto])))]
+async fn list_changes(
+    State(state): State<AppState>,
+    _c: Authed<InventoryReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<Vec<CredentialChangeDto>>> {
+    state.store.account(&p.id).await?;
+    Ok(Json(state.store.credential_changes(&p.id).await?.into_iter().map(CredentialChangeDto::from).collect()))
 }

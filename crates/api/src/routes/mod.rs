@@ -6,6 +6,7 @@ pub mod groups;
 pub mod inventory;
 pub mod me;
 pub mod policies;
+pub mod profiles;
 pub mod requests;
 pub mod system;
 pub mod users;

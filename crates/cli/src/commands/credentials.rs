@@ -8,7 +8,10 @@ use crate::client::enc;
 use crate::output::print;
 use crate::{CliError, GlobalArgs, Output};
 
-const COLUMNS: &[&str] = &["kind", "version", "reason", "set_by", "created_at", "public_key"];
+const COLUMNS: &[&str] = &["kind", "version", "status", "reason", "set_by", "created_at", "public_key", "error"];
+const CHANGE_COLUMNS: &[&str] =
+    &["kind", "reason", "state", "attempts", "due_at", "version", "request_id", "last_error", "updated_at"];
+const PROFILE_COLUMNS: &[&str] = &["scope", "profile"];
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialCmd {
@@ -41,6 +44,55 @@ pub enum CredentialCmd {
         #[arg(long, default_value = "ed25519")]
         algorithm: String,
     },
+    /// Check credential: log in to the target with the stored password or key (exit 1 if it fails).
+    Check {
+        account: String,
+        /// password or ssh_key (default: the password if there is one).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Change now: a new password or key on the target, verified before it becomes current.
+    Change {
+        account: String,
+        /// password or ssh_key (default: the password if there is one).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// The account's automatic changes (after check-in, expiry, revocation).
+    Changes { account: String },
+    /// Password profiles: list.
+    Profiles,
+    /// Set the password profile of a platform (platform:linux) or an asset (asset:ID).
+    SetProfile {
+        scope: String,
+        #[arg(long, default_value_t = 24)]
+        length: usize,
+        #[arg(long)]
+        no_lowercase: bool,
+        #[arg(long)]
+        no_uppercase: bool,
+        #[arg(long)]
+        no_digits: bool,
+        #[arg(long)]
+        no_symbols: bool,
+        /// Characters never to use.
+        #[arg(long, default_value = "")]
+        exclude: String,
+    },
+    /// Remove a password profile.
+    DeleteProfile { scope: String },
+}
+
+/// A spinner on standard error while the target is worked on (only on a terminal).
+fn spinner(message: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 pub async fn credentials(cmd: CredentialCmd, g: &GlobalArgs) -> Result<(), CliError> {
@@ -70,6 +122,49 @@ pub async fn credentials(cmd: CredentialCmd, g: &GlobalArgs) -> Result<(), CliEr
         }
         CredentialCmd::GenerateKey { account, algorithm } => {
             c.post(&format!("{}/ssh-key/generate", base(&account)), &json!({ "algorithm": algorithm })).await?
+        }
+        CredentialCmd::Check { account, kind } => {
+            let bar = spinner("logging in to the target…");
+            let r = c.post(&format!("{}/credentials/check", base(&account)), &json!({ "kind": kind })).await;
+            bar.finish_and_clear();
+            let r = r?;
+            print(g.output, &r, &["kind", "version", "ok", "code", "message"]);
+            if r["ok"] != json!(true) {
+                return Err(CliError::Failed(format!(
+                    "the stored credential does not log in: {}",
+                    r["message"].as_str().unwrap_or("unknown reason")
+                )));
+            }
+            return Ok(());
+        }
+        CredentialCmd::Change { account, kind } => {
+            let bar = spinner("changing the credential on the target and verifying it…");
+            let r = c.post(&format!("{}/credentials/change", base(&account)), &json!({ "kind": kind })).await;
+            bar.finish_and_clear();
+            r?
+        }
+        CredentialCmd::Changes { account } => {
+            let r = c.get(&format!("{}/credential-changes", base(&account))).await?;
+            print(g.output, &r, CHANGE_COLUMNS);
+            return Ok(());
+        }
+        CredentialCmd::Profiles => {
+            let r = c.get("/api/v1/password-profiles").await?;
+            print(g.output, &r, PROFILE_COLUMNS);
+            return Ok(());
+        }
+        CredentialCmd::SetProfile { scope, length, no_lowercase, no_uppercase, no_digits, no_symbols, exclude } => {
+            let body = json!({
+                "length": length, "lowercase": !no_lowercase, "uppercase": !no_uppercase,
+                "digits": !no_digits, "symbols": !no_symbols, "excluded": exclude,
+            });
+            let r = c.put(&format!("/api/v1/password-profiles/{}", enc(&scope)), Some(&body)).await?;
+            print(g.output, &r, PROFILE_COLUMNS);
+            return Ok(());
+        }
+        CredentialCmd::DeleteProfile { scope } => {
+            c.delete(&format!("/api/v1/password-profiles/{}", enc(&scope))).await?;
+            return Ok(());
         }
     };
     print(g.output, &shown, COLUMNS);

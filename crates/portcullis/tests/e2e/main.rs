@@ -3,6 +3,7 @@
 
 mod auth_flows;
 mod bad_input;
+mod changes;
 mod cli;
 mod crash;
 mod harness;

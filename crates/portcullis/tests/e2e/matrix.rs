@@ -63,10 +63,19 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         m.insert(op, vec!["security_policy_admin"]);
     }
     m.insert("set_services", vec!["appliance_admin"]);
-    m.insert("list_credentials", vec!["asset_admin", "security_policy_admin", "auditor", "appliance_admin"]);
-    for op in
-        ["set_account_password", "generate_account_password", "import_account_ssh_key", "generate_account_ssh_key"]
-    {
+    for op in ["list_credentials", "list_credential_changes", "list_password_profiles"] {
+        m.insert(op, vec!["asset_admin", "security_policy_admin", "auditor", "appliance_admin"]);
+    }
+    for op in [
+        "set_account_password",
+        "generate_account_password",
+        "import_account_ssh_key",
+        "generate_account_ssh_key",
+        "check_account_credential",
+        "change_account_credential",
+        "put_password_profile",
+        "delete_password_profile",
+    ] {
         m.insert(op, vec!["asset_admin"]);
     }
     for op in ["list_users", "get_user", "list_user_groups", "get_user_group"] {

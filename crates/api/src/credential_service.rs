@@ -1,0 +1,362 @@
+//! The credential service (R-VAULT-4): checks and changes vaulted credentials on their
+//! targets through a platform connector, and runs the queue of automatic changes.
+//!
+//! A change never loses the credential that works: the new secret is sealed and stored as a
+//! `staged` version first, then changed on the target and verified by logging in with it, and
+//! only then made current. If anything fails, the old version stays current, the staged one is
+//! marked `failed` with the reason, and the failure is audited and notified. If the server dies
+//! between the change on the target and the commit, the next attempt on that credential tests
+//! the staged version first and makes it current if it logs in.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use portcullis_connect::{ConnectError, Connector, Credential, Login, NewKey, Seen, Target};
+use portcullis_core::inventory::Protocol;
+use portcullis_core::role::Role;
+use portcullis_store::{Account, Actor, Asset, CredentialChange, NewEvent, Outcome, SealedRow, SecretKey};
+use portcullis_vault::{
+    generate_password, generate_ssh_key, open, seal, KeyAlgorithm, PasswordProfile, Plaintext, Sealed, SecretContext,
+};
+use serde_json::json;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// How long a connector may take for each step.
+const TARGET_TIMEOUT: Duration = Duration::from_secs(15);
+/// A `running` change older than this was interrupted by a crash.
+const STALE_MICROS: i64 = 10 * 60 * 1_000_000;
+
+pub fn row(s: Sealed) -> SealedRow {
+    SealedRow {
+        ciphertext: s.ciphertext,
+        nonce: s.nonce.to_vec(),
+        wrapped_dek: s.wrapped_dek,
+        dek_nonce: s.dek_nonce.to_vec(),
+        kek_id: s.kek_id,
+    }
+}
+
+pub fn unrow(r: SealedRow) -> ApiResult<Sealed> {
+    let n = |v: Vec<u8>| <[u8; 24]>::try_from(v).map_err(|_| ApiError::internal());
+    Ok(Sealed {
+        ciphertext: r.ciphertext,
+        nonce: n(r.nonce)?,
+        wrapped_dek: r.wrapped_dek,
+        dek_nonce: n(r.dek_nonce)?,
+        kek_id: r.kek_id,
+    })
+}
+
+/// Opens a stored version.
+pub fn open_row(
+    state: &AppState,
+    account_id: &str,
+    kind: &str,
+    version: i64,
+    sealed: SealedRow,
+) -> ApiResult<Plaintext> {
+    open(&state.vault, &SecretContext { account_id: account_id.into(), kind: kind.into(), version }, &unrow(sealed)?)
+        .map_err(|e| {
+            tracing::error!(account = %account_id, version, error = %e, "credential cannot be opened");
+            ApiError::internal()
+        })
+}
+
+/// The current secret of `kind`, opened.
+pub async fn current(state: &AppState, account_id: &str, kind: &str) -> ApiResult<Option<(i64, Plaintext)>> {
+    match state.store.current_secret(account_id, kind).await? {
+        Some((v, sealed)) => Ok(Some((v, open_row(state, account_id, kind, v, sealed)?))),
+        None => Ok(None),
+    }
+}
+
+fn target_error(e: &ConnectError) -> ApiError {
+    let status = match e {
+        ConnectError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ConnectError::BadCredential(_) => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+/// An account's asset, its connector and where to reach it.
+struct Plan {
+    account: Account,
+    asset: Asset,
+    connector: &'static dyn Connector,
+    target: Target,
+}
+
+async fn plan(state: &AppState, account_id: &str) -> ApiResult<Plan> {
+    let account = state.store.account(account_id).await?;
+    let asset = state.store.asset(&account.asset_id).await?;
+    let connector = portcullis_connect::for_platform(asset.platform.as_str()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_platform",
+            format!("no connector changes credentials on {} assets yet", asset.platform),
+        )
+    })?;
+    let port =
+        asset.protocols.iter().find(|p| p.protocol == Protocol::Ssh).map(|p| p.port).ok_or_else(|| {
+            ApiError::conflict("no_ssh", format!("asset {} has no SSH protocol configured", asset.name))
+        })?;
+    let target =
+        Target { host: asset.address.clone(), port, host_key: asset.host_key.clone(), timeout: TARGET_TIMEOUT };
+    Ok(Plan { account, asset, connector, target })
+}
+
+/// Records what the connector saw: pins the host key on first use.
+async fn saw(state: &AppState, plan: &Plan, seen: &Seen) -> ApiResult<()> {
+    if plan.asset.host_key.is_none() && !seen.host_key.is_empty() {
+        state.store.pin_host_key(state.now(), &plan.asset.id, &seen.host_key).await?;
+    }
+    Ok(())
+}
+
+/// Audits a host key mismatch as an alert of its own.
+async fn alert(state: &AppState, plan: &Plan, e: &ConnectError) -> ApiResult<()> {
+    if let ConnectError::HostKeyMismatch { expected, presented } = e {
+        state
+            .store
+            .record(
+                &Actor::system(),
+                state.now(),
+                NewEvent::success("asset.host_key_mismatch", "asset", &plan.asset.id)
+                    .with_outcome(Outcome::Failure)
+                    .with_details(json!({ "expected": expected, "presented": presented, "alert": true })),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Which kind to act on when the caller did not say: the password if there is one.
+pub async fn default_kind(state: &AppState, account_id: &str, kind: Option<&str>) -> ApiResult<&'static str> {
+    match kind {
+        Some("password") => Ok("password"),
+        Some("ssh_key") => Ok("ssh_key"),
+        Some(_) => Err(ApiError::invalid("kind", "must be password or ssh_key")),
+        None => {
+            Ok(if state.store.current_secret(account_id, "password").await?.is_some() { "password" } else { "ssh_key" })
+        }
+    }
+}
+
+fn login<'a>(username: &'a str, kind: &str, secret: &'a Plaintext) -> Login<'a> {
+    let credential = if kind == "password" { Credential::Password(secret) } else { Credential::PrivateKey(secret) };
+    Login { username, credential }
+}
+
+/// The result of a check.
+pub struct CheckResult {
+    pub version: i64,
+    pub error: Option<ConnectError>,
+}
+
+/// Logs in to the target with the current credential of `kind`; audited either way.
+pub async fn check(state: &AppState, actor: &Actor, account_id: &str, kind: &'static str) -> ApiResult<CheckResult> {
+    let plan = plan(state, account_id).await?;
+    let (version, secret) = current(state, account_id, kind).await?.ok_or_else(|| no_credential(kind))?;
+    let result = plan.connector.check(&plan.target, login(&plan.account.name, kind, &secret)).await;
+    let error = match result {
+        Ok(seen) => {
+            saw(state, &plan, &seen).await?;
+            None
+        }
+        Err(e) => {
+            alert(state, &plan, &e).await?;
+            Some(e)
+        }
+    };
+    let mut event = NewEvent::success("credential.check", "account", account_id)
+        .with_details(json!({ "kind": kind, "version": version, "error": error.as_ref().map(|e| e.to_string()), "code": error.as_ref().map(|e| e.code()) }));
+    if error.is_some() {
+        event = event.with_outcome(Outcome::Failure);
+    }
+    state.store.record(actor, state.now(), event).await?;
+    Ok(CheckResult { version, error })
+}
+
+fn no_credential(kind: &str) -> ApiError {
+    ApiError::conflict("no_credential", format!("the vault holds no {} for this account", kind.replace('_', " ")))
+}
+
+/// The password profile for an asset: the asset's own, else its platform's, else the default.
+pub async fn profile_for(state: &AppState, asset: &Asset) -> ApiResult<PasswordProfile> {
+    for scope in [format!("asset:{}", asset.id), format!("platform:{}", asset.platform)] {
+        if let Some(text) = state.store.password_profile(&scope).await? {
+            return crate::routes::profiles::parse_stored(&text).ok_or_else(ApiError::internal);
+        }
+    }
+    Ok(PasswordProfile::default())
+}
+
+/// Changes the credential of `kind` on the target and makes the new one current. Returns the
+/// new version.
+pub async fn change(
+    state: &AppState,
+    actor: &Actor,
+    account_id: &str,
+    kind: &'static str,
+    reason: &str,
+) -> ApiResult<portcullis_store::SecretVersion> {
+    let plan = plan(state, account_id).await?;
+    // An interrupted change first: if its staged credential logs in, it is the real one.
+    if let Some(recovered) = settle_staged(state, actor, &plan, kind).await? {
+        return Ok(recovered);
+    }
+    let (_, current_secret) = current(state, account_id, kind).await?.ok_or_else(|| no_credential(kind))?;
+    // Log in as the account itself: with its password when changing the password, with its
+    // key (or else its password) when replacing the key.
+    let (via_kind, via_secret) = if kind == "password" {
+        ("password", current_secret)
+    } else {
+        match current(state, account_id, "ssh_key").await? {
+            Some((_, key)) => ("ssh_key", key),
+            None => ("password", current(state, account_id, "password").await?.ok_or_else(|| no_credential(kind))?.1),
+        }
+    };
+    let via = login(&plan.account.name, via_kind, &via_secret);
+
+    let (new_secret, public) = if kind == "password" {
+        let profile = profile_for(state, &plan.asset).await?;
+        let p = generate_password(&profile).map_err(|e| ApiError::invalid("profile", e.to_string()))?;
+        (Plaintext::new(p.as_bytes().to_vec()), None)
+    } else {
+        let old_public = state
+            .store
+            .secret_versions(account_id)
+            .await?
+            .into_iter()
+            .find(|v| v.kind == "ssh_key" && v.status == "active")
+            .and_then(|v| v.public_key);
+        let algorithm = if old_public.as_deref().is_some_and(|k| k.starts_with("ssh-rsa")) {
+            KeyAlgorithm::Rsa(3072)
+        } else {
+            KeyAlgorithm::Ed25519
+        };
+        let comment = format!("{}@portcullis", plan.account.name);
+        let pair = tokio::task::spawn_blocking(move || generate_ssh_key(algorithm, &comment))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|_| ApiError::internal())?;
+        (pair.private_openssh, Some(pair.public_openssh))
+    };
+    let ring = state.vault.clone();
+    let sealed_for = account_id.to_owned();
+    let material = zeroize::Zeroizing::new(new_secret.expose().to_vec());
+    let staged = state
+        .store
+        .stage_secret_version(actor, state.now(), account_id, kind, reason, public.as_deref(), move |version| {
+            row(seal(&ring, &SecretContext { account_id: sealed_for, kind: kind.into(), version }, &material))
+        })
+        .await?;
+    let key = SecretKey { account_id: account_id.into(), kind: kind.into(), version: staged.version };
+
+    let result = if kind == "password" {
+        plan.connector.change_password(&plan.target, &plan.account.name, via, &new_secret).await
+    } else {
+        let old_public = state
+            .store
+            .secret_versions(account_id)
+            .await?
+            .into_iter()
+            .find(|v| v.kind == "ssh_key" && v.status == "active")
+            .and_then(|v| v.public_key);
+        let new_key = NewKey { private_openssh: &new_secret, public_openssh: public.as_deref().unwrap_or_default() };
+        plan.connector.replace_key(&plan.target, &plan.account.name, via, old_public.as_deref(), new_key).await
+    };
+    match result {
+        Ok(seen) => {
+            saw(state, &plan, &seen).await?;
+            let details = json!({ "kind": kind, "version": staged.version, "reason": reason });
+            state.store.activate_secret_version(actor, state.now(), &key, details).await?;
+            Ok(portcullis_store::SecretVersion { status: "active".into(), ..staged })
+        }
+        Err(e) => {
+            alert(state, &plan, &e).await?;
+            let details = json!({ "kind": kind, "version": staged.version, "reason": reason, "code": e.code(), "error": e.to_string() });
+            state.store.fail_secret_version(actor, state.now(), &key, &e.to_string(), details).await?;
+            Err(target_error(&e))
+        }
+    }
+}
+
+/// A staged version left by an interrupted change: made current if it logs in, else failed.
+async fn settle_staged(
+    state: &AppState,
+    actor: &Actor,
+    plan: &Plan,
+    kind: &'static str,
+) -> ApiResult<Option<portcullis_store::SecretVersion>> {
+    let Some((version, sealed)) = state.store.staged_secret(&plan.account.id, kind).await? else { return Ok(None) };
+    let secret = open_row(state, &plan.account.id, kind, version, sealed)?;
+    let key = SecretKey { account_id: plan.account.id.clone(), kind: kind.into(), version };
+    match plan.connector.check(&plan.target, login(&plan.account.name, kind, &secret)).await {
+        Ok(_) => {
+            let details = json!({ "kind": kind, "version": version, "recovered": true });
+            state.store.activate_secret_version(actor, state.now(), &key, details).await?;
+            let v = state
+                .store
+                .secret_versions(&plan.account.id)
+                .await?
+                .into_iter()
+                .find(|v| v.kind == kind && v.version == version);
+            v.map(Some).ok_or_else(ApiError::internal)
+        }
+        Err(ConnectError::AuthenticationFailed(_)) => {
+            let details = json!({ "kind": kind, "version": version, "recovered": false });
+            state
+                .store
+                .fail_secret_version(actor, state.now(), &key, "an interrupted change that never took effect", details)
+                .await?;
+            Ok(None)
+        }
+        // The target cannot say which credential is right now: change nothing.
+        Err(e) => Err(target_error(&e)),
+    }
+}
+
+/// Who hears about failed changes: Asset Administrators.
+pub async fn admins(state: &AppState) -> ApiResult<Vec<String>> {
+    Ok(state.store.users_with_any_role(&[Role::AssetAdmin]).await?)
+}
+
+/// Runs the automatic changes that are due. Called by the server's scheduler.
+pub async fn run_due_changes(state: &AppState) -> ApiResult<usize> {
+    let now = state.now();
+    state.store.recover_changes(now - STALE_MICROS).await?;
+    let due = state.store.due_changes(now, 20).await?;
+    let mut done = 0;
+    for item in due {
+        if !state.store.claim_change(&item.id, state.now()).await? {
+            continue;
+        }
+        let item = CredentialChange { attempts: item.attempts + 1, ..item };
+        let kind: &'static str = if item.kind == "ssh_key" { "ssh_key" } else { "password" };
+        let result = change(state, &Actor::system(), &item.account_id, kind, &item.reason).await.map(|v| v.version);
+        let now = state.now();
+        match result {
+            Ok(version) => {
+                state.store.complete_change(&item.id, now, version).await?;
+                done += 1;
+            }
+            Err(e) => {
+                tracing::warn!(account = %item.account_id, attempt = item.attempts, code = e.code, "automatic credential change failed");
+                let permanent = matches!(e.code, "unsupported_platform" | "no_credential" | "no_ssh" | "not_found");
+                let settings = state.changes;
+                let retry = (!permanent && item.attempts < settings.attempts)
+                    .then(|| now + settings.retry_seconds * 1_000_000 * (1 << (item.attempts - 1).clamp(0, 6)));
+                let recipients = if retry.is_none() { admins(state).await? } else { vec![] };
+                state
+                    .store
+                    .change_attempt_failed(&item, now, &format!("{}: {}", e.code, e.message), retry, &recipients)
+                    .await?;
+            }
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,358 @@
+//! Credential checks and changes on a real host (R-VAULT-4): a real OpenSSH sshd and a real
+//! throwaway Unix user, driven through the real server. "Check credential" and "change now"
+//! for passwords and SSH keys, the password profile, the automatic change after check-in,
+//! retries and abandonment when the target is gone, host key pinning and mismatch, and no
+//! secret anywhere but in checkouts.
+
+use std::time::Duration;
+
+use portcullis_testkit::sshd::{ssh_with_password, Sshd, UnixUser};
+use portcullis_vault::{generate_ssh_key, KeyAlgorithm};
+use serde_json::{json, Value};
+
+use crate::harness::{read_all_files, Db, Server};
+
+const OLD: &str = "Plant-Unix-Old-4471x";
+
+async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
+    server.call("POST", path, Some(token), Some(body)).await
+}
+
+async fn get(server: &Server, token: &str, path: &str) -> Value {
+    let (s, v) = server.call("GET", path, Some(token), None).await;
+    assert_eq!(s, 200, "{path}: {v}");
+    v
+}
+
+struct World {
+    admin: String,
+    requester: String,
+    asset_id: String,
+    account_id: String,
+}
+
+async fn world(server: &Server, sshd: &Sshd, user: &UnixUser, access_type: &str, change_after: bool) -> World {
+    let admin = server.bootstrap().await;
+    let (requester_id, requester) = server.user_with_roles(&admin, "requester", &[]).await;
+    let (s, asset) = post(
+        server,
+        &admin,
+        "/api/v1/assets",
+        json!({ "name": "host1", "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": "ssh", "port": sshd.port() }] }),
+    )
+    .await;
+    assert_eq!(s, 201, "{asset}");
+    let (_, account) =
+        post(server, &admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": user.name })).await;
+    let account_id = account["id"].as_str().unwrap().to_owned();
+    let (_, ent) =
+        post(server, &admin, "/api/v1/entitlements", json!({ "name": "e", "priority": 1, "user_ids": [requester_id] }))
+            .await;
+    let (s, p) = post(
+        server,
+        &admin,
+        "/api/v1/policies",
+        json!({ "entitlement_id": ent["id"], "name": "p", "priority": 1, "access_type": access_type, "scope": { "accounts": [account_id] },
+                "settings": { "auto_approve": true, "change_password_after_checkin": change_after } }),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    World { admin, requester, asset_id: asset["id"].as_str().unwrap().to_owned(), account_id }
+}
+
+/// Requests access, checks the credential out and returns (request id, secret).
+async fn checkout(server: &Server, w: &World, access_type: &str) -> (String, String) {
+    let (s, out) = post(
+        server,
+        &w.requester,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.account_id, "access_type": access_type }] }),
+    )
+    .await;
+    assert!(s == 200 || s == 201, "{out}");
+    let id = out["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let (s, c) =
+        post(server, &w.requester, &format!("/api/v1/requests/{id}/checkout"), json!({ "action": "show" })).await;
+    assert_eq!(s, 200, "{c}");
+    let secret = c["password"].as_str().or(c["private_key"].as_str()).unwrap().to_owned();
+    (id, secret)
+}
+
+async fn show(server: &Server, w: &World, request_id: &str) -> String {
+    let (s, c) =
+        post(server, &w.requester, &format!("/api/v1/requests/{request_id}/checkout"), json!({ "action": "show" }))
+            .await;
+    assert_eq!(s, 200, "{c}");
+    c["password"].as_str().unwrap().to_owned()
+}
+
+async fn wait_for_change(server: &Server, w: &World, state: &str, count: usize) -> Value {
+    for _ in 0..200 {
+        let changes = get(server, &w.admin, &format!("/api/v1/accounts/{}/credential-changes", w.account_id)).await;
+        let n = changes.as_array().unwrap().iter().filter(|c| c["state"] == state).count();
+        if n >= count {
+            return changes;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no {count} change(s) reached {state}");
+}
+
+fn logs_in(port: u16, user: &str, password: &str) -> bool {
+    ssh_with_password(port, user, password, "true").0 == Some(0)
+}
+
+async fn password_changes(db: Db) {
+    let mut sshd = Some(Sshd::start());
+    let port = sshd.as_ref().unwrap().port();
+    let host_key = sshd.as_ref().unwrap().host_key();
+    let user = UnixUser::create(OLD);
+    let server = Server::start_with(
+        db,
+        false,
+        &[("PORTCULLIS_VAULT_CHANGE_RETRY_SECONDS", "1"), ("PORTCULLIS_VAULT_CHANGE_ATTEMPTS", "2")],
+    );
+    let w = world(&server, sshd.as_ref().unwrap(), &user, "password", true).await;
+    let mut responses: Vec<String> = Vec::new();
+    let acct = format!("/api/v1/accounts/{}", w.account_id);
+
+    let (s, v) =
+        server.call("PUT", &format!("{acct}/password"), Some(&w.admin), Some(json!({ "password": OLD }))).await;
+    assert_eq!(s, 201, "{v}");
+
+    // Check credential: it logs in; the host key seen first is pinned on the asset.
+    let (s, c) = post(&server, &w.admin, &format!("{acct}/credentials/check"), json!({})).await;
+    assert_eq!((s, c["ok"].as_bool(), c["kind"].as_str()), (200, Some(true), Some("password")), "{c}");
+    responses.push(c.to_string());
+    let asset = get(&server, &w.admin, &format!("/api/v1/assets/{}", w.asset_id)).await;
+    assert_eq!(
+        asset["host_key"].as_str().and_then(|k| k.split_whitespace().nth(1)),
+        host_key.split_whitespace().nth(1),
+        "{asset}"
+    );
+
+    // A profile for the asset: 20 characters, no symbols.
+    let (s, p) = server
+        .call(
+            "PUT",
+            &format!("/api/v1/password-profiles/asset:{}", w.asset_id),
+            Some(&w.admin),
+            Some(json!({ "length": 20, "lowercase": true, "uppercase": true, "digits": true, "symbols": false })),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let (s, b) = server
+        .call(
+            "PUT",
+            "/api/v1/password-profiles/platform:beos",
+            Some(&w.admin),
+            Some(json!({ "length": 20, "lowercase": true, "uppercase": true, "digits": true, "symbols": false })),
+        )
+        .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("scope")), "{b}");
+
+    // Change now: a new password on the host, verified, current; the response has no secret.
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({ "kind": "password" })).await;
+    assert_eq!(
+        (s, v["version"].as_i64(), v["status"].as_str(), v["reason"].as_str()),
+        (200, Some(2), Some("active"), Some("rotation")),
+        "{v}"
+    );
+    responses.push(v.to_string());
+    let (req1, p2) = checkout(&server, &w, "password").await;
+    assert_eq!(p2.len(), 20);
+    assert!(p2.chars().all(|c| c.is_ascii_alphanumeric()), "the asset's profile was not used");
+    assert!(logs_in(port, &user.name, &p2), "the new password does not log in with the real ssh client");
+    assert!(!logs_in(port, &user.name, OLD), "the old password still logs in");
+
+    // Check-in with "change password after check-in": changed automatically.
+    let (s, _) = post(&server, &w.requester, &format!("/api/v1/requests/{req1}/checkin"), json!({})).await;
+    assert_eq!(s, 200);
+    let changes = wait_for_change(&server, &w, "succeeded", 1).await;
+    assert_eq!(changes[0]["reason"], "check-in", "{changes}");
+    assert_eq!(changes[0]["request_id"].as_str(), Some(req1.as_str()));
+    assert_eq!(changes[0]["version"].as_i64(), Some(3));
+    responses.push(changes.to_string());
+    let (req2, p3) = checkout(&server, &w, "password").await;
+    assert_ne!(p3, p2);
+    assert!(logs_in(port, &user.name, &p3));
+    assert!(!logs_in(port, &user.name, &p2), "the checked-out password still works after check-in");
+
+    // The target goes away: the automatic change after the next check-in is retried, then
+    // abandoned and notified; the password that works stays current.
+    drop(sshd.take());
+    let (s, _) = post(&server, &w.requester, &format!("/api/v1/requests/{req2}/checkin"), json!({})).await;
+    assert_eq!(s, 200);
+    let changes = wait_for_change(&server, &w, "failed", 1).await;
+    let failed = changes.as_array().unwrap().iter().find(|c| c["state"] == "failed").unwrap();
+    assert_eq!(failed["attempts"].as_i64(), Some(2), "{changes}");
+    assert!(failed["last_error"].as_str().unwrap().starts_with("target_unreachable"), "{changes}");
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({})).await;
+    assert_eq!((s, v["code"].as_str()), (502, Some("target_unreachable")), "{v}");
+    responses.push(v.to_string());
+    let versions = get(&server, &w.admin, &format!("{acct}/credentials")).await;
+    responses.push(versions.to_string());
+    let statuses: Vec<(i64, &str)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_i64().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [(6, "failed"), (5, "failed"), (4, "failed"), (3, "active"), (2, "active"), (1, "active")]);
+    let (req3, current) = checkout(&server, &w, "password").await;
+    assert_eq!(current, p3, "a failed change replaced the working password");
+    let store = server.store().await;
+    let outbox = store.outbox(100).await.unwrap();
+    assert_eq!(outbox.iter().filter(|o| o.event == "credential_change_failed").count(), 2, "{outbox:?}");
+    let audit = get(&server, &w.admin, "/api/v1/audit/events?action=credential.change_abandoned").await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1, "{audit}");
+
+    // Back up, with a different host key than the pinned one: refused and alerted.
+    let sshd2 = Sshd::start();
+    let (s, a) = server
+        .call(
+            "PATCH",
+            &format!("/api/v1/assets/{}", w.asset_id),
+            Some(&w.admin),
+            Some(json!({ "protocols": [{ "protocol": "ssh", "port": sshd2.port() }] })),
+        )
+        .await;
+    assert_eq!(s, 200, "{a}");
+    let (s, c) = post(&server, &w.admin, &format!("{acct}/credentials/check"), json!({ "kind": "password" })).await;
+    assert_eq!((s, c["ok"].as_bool(), c["code"].as_str()), (200, Some(false), Some("host_key_mismatch")), "{c}");
+    responses.push(c.to_string());
+    let alerts = get(&server, &w.admin, "/api/v1/audit/events?action=asset.host_key_mismatch").await;
+    assert_eq!(alerts["events"][0]["outcome"], "failure", "{alerts}");
+    assert_eq!(alerts["events"][0]["details"]["alert"], true);
+
+    // Re-pinned to the new host (same users): the password works again. A stored password
+    // that is wrong is reported by the check, and a change with it changes nothing.
+    let (s, _) = server
+        .call(
+            "PATCH",
+            &format!("/api/v1/assets/{}", w.asset_id),
+            Some(&w.admin),
+            Some(json!({ "host_key": sshd2.host_key() })),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, c) = post(&server, &w.admin, &format!("{acct}/credentials/check"), json!({})).await;
+    assert_eq!((s, c["ok"].as_bool()), (200, Some(true)), "{c}");
+    const WRONG: &str = "Plant-Wrong-Stored-913";
+    let (s, _) =
+        server.call("PUT", &format!("{acct}/password"), Some(&w.admin), Some(json!({ "password": WRONG }))).await;
+    assert_eq!(s, 201);
+    let (s, c) = post(&server, &w.admin, &format!("{acct}/credentials/check"), json!({})).await;
+    assert_eq!(
+        (s, c["ok"].as_bool(), c["code"].as_str()),
+        (200, Some(false), Some("target_authentication_failed")),
+        "{c}"
+    );
+    responses.push(c.to_string());
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({})).await;
+    assert_eq!((s, v["code"].as_str()), (502, Some("target_authentication_failed")), "{v}");
+    responses.push(v.to_string());
+    assert_eq!(show(&server, &w, &req3).await, WRONG, "the failed change replaced the current version");
+    assert!(logs_in(sshd2.port(), &user.name, &p3), "the host's password was changed by a failed attempt");
+
+    // Nothing leaks: no password in any response but checkouts, the logs, or the database.
+    let logs = server.all_output();
+    let db: Vec<u8> = match server.pg_dump() {
+        Some(d) => d.into_bytes(),
+        None => read_all_files(&server.data_dir())
+            .into_iter()
+            .filter(|(p, _)| p.to_string_lossy().contains("portcullis.db"))
+            .flat_map(|(_, b)| b)
+            .collect(),
+    };
+    let db = String::from_utf8_lossy(&db);
+    for secret in [OLD, &p2, &p3, WRONG] {
+        for r in &responses {
+            assert!(!r.contains(secret), "a password leaked into a response: {r}");
+        }
+        assert!(!logs.contains(secret), "a password leaked into the server output");
+        assert!(!db.contains(secret), "a password is in the database in plaintext");
+    }
+}
+
+#[tokio::test]
+async fn password_changes_on_a_real_host_sqlite() {
+    password_changes(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn password_changes_on_a_real_host_postgres() {
+    password_changes(Db::postgres()).await;
+}
+
+fn ssh_with_key(port: u16, user: &str, key: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("id");
+    std::fs::write(&path, key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::process::Command::new("ssh")
+        .args(["-p", &port.to_string(), "-i"])
+        .arg(&path)
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+        .args(["-o", "PasswordAuthentication=no", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR"])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn ssh_key_changes_on_a_real_host() {
+    let sshd = Sshd::start();
+    let user = UnixUser::create("Unused-Pass-0000-abc");
+    let server = Server::start(Db::Sqlite);
+    let w = world(&server, &sshd, &user, "ssh_key", true).await;
+    let acct = format!("/api/v1/accounts/{}", w.account_id);
+
+    let old = generate_ssh_key(KeyAlgorithm::Ed25519, "old").unwrap();
+    let old_private = String::from_utf8(old.private_openssh.expose().to_vec()).unwrap();
+    std::fs::create_dir_all(user.home.join(".ssh")).unwrap();
+    std::fs::write(user.home.join(".ssh/authorized_keys"), format!("{}\n", old.public_openssh)).unwrap();
+    assert!(std::process::Command::new("chown")
+        .arg("-R")
+        .arg(&user.name)
+        .arg(user.home.join(".ssh"))
+        .status()
+        .unwrap()
+        .success());
+    let (s, v) = server
+        .call("PUT", &format!("{acct}/ssh-key"), Some(&w.admin), Some(json!({ "private_key": old_private })))
+        .await;
+    assert_eq!(s, 201, "{v}");
+
+    let (s, c) = post(&server, &w.admin, &format!("{acct}/credentials/check"), json!({})).await;
+    assert_eq!((s, c["ok"].as_bool(), c["kind"].as_str()), (200, Some(true), Some("ssh_key")), "{c}");
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({ "kind": "ssh_key" })).await;
+    assert_eq!((s, v["version"].as_i64()), (200, Some(2)), "{v}");
+    assert_ne!(v["public_key"], json!(old.public_openssh));
+    assert!(!v.to_string().contains("PRIVATE KEY"));
+
+    let (req, new_private) = checkout(&server, &w, "ssh_key").await;
+    assert!(ssh_with_key(sshd.port(), &user.name, &new_private), "the new key does not log in");
+    assert!(!ssh_with_key(sshd.port(), &user.name, &old_private), "the old key still logs in");
+
+    // Checked in: replaced again automatically; the checked-out key stops working.
+    let (s, _) = post(&server, &w.requester, &format!("/api/v1/requests/{req}/checkin"), json!({})).await;
+    assert_eq!(s, 200);
+    wait_for_change(&server, &w, "succeeded", 1).await;
+    let (_, newest) = checkout(&server, &w, "ssh_key").await;
+    assert_ne!(newest, new_private);
+    assert!(ssh_with_key(sshd.port(), &user.name, &newest));
+    assert!(!ssh_with_key(sshd.port(), &user.name, &new_private), "the checked-out key still works after check-in");
+    let keys = std::fs::read_to_string(user.home.join(".ssh/authorized_keys")).unwrap();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+
+    let logs = server.all_output();
+    for secret in [&old_private, &new_private, &newest] {
+        let body = secret.lines().nth(1).unwrap();
+        assert!(!logs.contains(body), "a private key leaked into the server output");
+    }
+}
