@@ -299,12 +299,38 @@ async fn settle_staged(
         Ok(_) => {
             let details = json!({ "kind": kind, "version": version, "recovered": true });
             state.store.activate_secret_version(actor, state.now(), &key, details).await?;
-            let v = state
-                .store
-                .secret_versions(&plan.account.id)
-                .await?
-                .into_iter()
-                .find(|v| v.kind == kind && v.version == version);
+            let versions = state.store.secret_versions(&plan.account.id).await?;
+            let newest_active =
+                versions.iter().filter(|v| v.kind == kind && v.status == "active").map(|v| v.version).max();
+            if newest_active > Some(version) {
+                // Someone stored a version by hand meanwhile, but the host has this one: it
+                // must be current, so it is stored again as the newest version.
+                let public =
+                    versions.iter().find(|v| v.kind == kind && v.version == version).and_then(|v| v.public_key.clone());
+                let ring = state.vault.clone();
+                let account = plan.account.id.clone();
+                let material = zeroize::Zeroizing::new(secret.expose().to_vec());
+                let v = state
+                    .store
+                    .add_secret_version(
+                        actor,
+                        state.now(),
+                        &plan.account.id,
+                        kind,
+                        "recovered",
+                        public.as_deref(),
+                        move |v| {
+                            row(seal(
+                                &ring,
+                                &SecretContext { account_id: account, kind: kind.into(), version: v },
+                                &material,
+                            ))
+                        },
+                    )
+                    .await?;
+                return Ok(Some(v));
+            }
+            let v = versions.into_iter().find(|v| v.kind == kind && v.version == version);
             v.map(Some).ok_or_else(ApiError::internal)
         }
         Err(ConnectError::AuthenticationFailed(_)) => {

@@ -351,8 +351,156 @@ async fn ssh_key_changes_on_a_real_host() {
     assert_eq!(keys.lines().count(), 1, "{keys}");
 
     let logs = server.all_output();
+    let db: Vec<u8> = read_all_files(&server.data_dir())
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("portcullis.db"))
+        .flat_map(|(_, b)| b)
+        .collect();
+    let db = String::from_utf8_lossy(&db);
     for secret in [&old_private, &new_private, &newest] {
         let body = secret.lines().nth(1).unwrap();
         assert!(!logs.contains(body), "a private key leaked into the server output");
+        assert!(!db.contains(body), "a private key is in the database in plaintext");
     }
+}
+
+/// Stages `password` as the next version the way a change does, as if the server died
+/// before it could settle it.
+async fn stage(server: &Server, account_id: &str, password: &str) -> i64 {
+    let ring = crate::vault::ring_from(&server.data_dir());
+    let store = server.store().await;
+    let account = account_id.to_owned();
+    let secret = password.as_bytes().to_vec();
+    let v = store
+        .stage_secret_version(
+            &portcullis_store::Actor::system(),
+            0,
+            account_id,
+            "password",
+            "rotation",
+            None,
+            move |version| {
+                let s = portcullis_vault::seal(
+                    &ring,
+                    &portcullis_vault::SecretContext { account_id: account, kind: "password".into(), version },
+                    &secret,
+                );
+                portcullis_store::SealedRow {
+                    ciphertext: s.ciphertext,
+                    nonce: s.nonce.to_vec(),
+                    wrapped_dek: s.wrapped_dek,
+                    dek_nonce: s.dek_nonce.to_vec(),
+                    kek_id: s.kek_id,
+                }
+            },
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    v.version
+}
+
+#[tokio::test]
+async fn an_interrupted_change_never_loses_the_working_password() {
+    let sshd = Sshd::start();
+    let user = UnixUser::create(OLD);
+    let server = Server::start(Db::Sqlite);
+    let w = world(&server, &sshd, &user, "password", false).await;
+    let acct = format!("/api/v1/accounts/{}", w.account_id);
+    let (s, _) =
+        server.call("PUT", &format!("{acct}/password"), Some(&w.admin), Some(json!({ "password": OLD }))).await;
+    assert_eq!(s, 201);
+
+    // The server died after the host took the new password and before the commit; an
+    // administrator stored a (wrong) password by hand meanwhile.
+    const TAKEN: &str = "Plant-Taken-By-Host-5521";
+    assert_eq!(stage(&server, &w.account_id, TAKEN).await, 2);
+    user.set_password(TAKEN);
+    let (s, b) =
+        server.call("PUT", &format!("{acct}/password"), Some(&w.admin), Some(json!({ "password": OLD }))).await;
+    assert_eq!(s, 201, "a manual set is not blocked by a staged change: {b}");
+    // The next change tests the staged password first: it logs in, so it becomes current
+    // again (stored anew as the newest version), and nothing else is changed.
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({})).await;
+    assert_eq!((s, v["version"].as_i64(), v["reason"].as_str()), (200, Some(4), Some("recovered")), "{v}");
+    let recovered = get(&server, &w.admin, "/api/v1/audit/events?action=credential.change").await;
+    assert_eq!(recovered["events"][0]["details"]["recovered"], true, "{recovered}");
+    let (req, current) = checkout(&server, &w, "password").await;
+    assert_eq!(current, TAKEN);
+
+    // The server died before the host took the new password: that staged one is marked
+    // failed, and a fresh change is made with the password that works.
+    assert_eq!(stage(&server, &w.account_id, "Plant-Never-Taken-0001").await, 5);
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({})).await;
+    assert_eq!((s, v["version"].as_i64(), v["reason"].as_str()), (200, Some(6), Some("rotation")), "{v}");
+    let newest = show(&server, &w, &req).await;
+    assert!(logs_in(sshd.port(), &user.name, &newest));
+    assert!(!logs_in(sshd.port(), &user.name, TAKEN));
+    let versions = get(&server, &w.admin, &format!("{acct}/credentials")).await;
+    let statuses: Vec<(i64, &str)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_i64().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [(6, "active"), (5, "failed"), (4, "active"), (3, "active"), (2, "active"), (1, "active")]);
+    assert_eq!(versions[1]["error"], "an interrupted change that never took effect");
+}
+
+#[tokio::test]
+async fn cli_check_change_and_profiles() {
+    let sshd = Sshd::start();
+    let user = UnixUser::create(OLD);
+    let server = Server::start(Db::Sqlite);
+    let w = world(&server, &sshd, &user, "password", false).await;
+    let cfg = server.dir.path().join("admin.json").display().to_string();
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    let o = server.cli(
+        &["login", "--server", &server.url, "--username", "admin"],
+        &[("PORTCULLIS_CLI_CONFIG", &cfg), ("PORTCULLIS_PASSWORD", crate::harness::ADMIN_PASSWORD)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let mut e = vec![("PORTCULLIS_CLI_CONFIG", cfg.as_str())];
+        e.extend_from_slice(env);
+        server.cli(args, &e)
+    };
+    let id = w.account_id.as_str();
+    let mut outputs = String::new();
+    let o = cli(&["credential", "set-password", id], &[("PORTCULLIS_NEW_PASSWORD", OLD)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["credential", "check", id], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    outputs += &text(&o);
+    let o = cli(&["credential", "check", id, "--kind", "ssh_key"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no_credential"), "{}", text(&o));
+
+    let scope = format!("asset:{}", w.asset_id);
+    let o = cli(&["credential", "set-profile", &scope, "--length", "16", "--no-symbols"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["credential", "profiles", "-o", "json"], &[]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!((v[0]["scope"].as_str(), v[0]["profile"]["length"].as_i64()), (Some(scope.as_str()), Some(16)));
+    let o = cli(&["credential", "set-profile", &scope, "--length", "4"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    let o = cli(&["credential", "change", id, "-o", "json"], &[]);
+    outputs += &text(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!((v["version"].as_i64(), v["status"].as_str()), (Some(2), Some("active")));
+    assert!(!logs_in(sshd.port(), &user.name, OLD));
+    let (_, new) = checkout(&server, &w, "password").await;
+    assert_eq!(new.len(), 16);
+    assert!(logs_in(sshd.port(), &user.name, &new));
+
+    let o = cli(&["credential", "delete-profile", &scope], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["credential", "changes", id], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(&["credential", "list", id], &[]);
+    outputs += &text(&o);
+    assert!(!outputs.contains(OLD) && !outputs.contains(&new), "a password in CLI output: {outputs}");
 }

@@ -166,7 +166,7 @@ async fn credentials_and_checkout_postgres() {
     run(Db::postgres()).await;
 }
 
-fn ring_from(dir: &std::path::Path) -> KeyRing {
+pub(crate) fn ring_from(dir: &std::path::Path) -> KeyRing {
     let keys = dir.join("keys");
     let current = Kek::from_bytes(&std::fs::read(keys.join("vault.kek")).unwrap()).unwrap();
     let previous = std::fs::read_dir(&keys)
