@@ -208,18 +208,26 @@ pub async fn change(
     if let Some(recovered) = settle_staged(state, actor, &plan, kind).await? {
         return Ok(recovered);
     }
-    let (_, current_secret) = current(state, account_id, kind).await?.ok_or_else(|| no_credential(kind))?;
-    // Log in as the account itself: with its password when changing the password, with its
-    // key (or else its password) when replacing the key.
-    let (via_kind, via_secret) = if kind == "password" {
-        ("password", current_secret)
+    // Log in through the asset's service account if it has one; else as the account itself,
+    // with its password when changing the password, with its key (or else its password) when
+    // replacing the key.
+    let service = match plan.asset.service_account_id.as_deref() {
+        Some(id) if id != account_id => Some(state.store.account(id).await.map_err(|_| {
+            ApiError::conflict("service_account_missing", "the asset's service account no longer exists; set another")
+        })?),
+        _ => None,
+    };
+    let via_account = service.as_ref().map_or(account_id, |s| s.id.as_str());
+    let via_name = service.as_ref().map_or(plan.account.name.as_str(), |s| s.name.as_str());
+    let (via_kind, via_secret) = if kind == "password" && service.is_none() {
+        ("password", current(state, account_id, kind).await?.ok_or_else(|| no_credential(kind))?.1)
     } else {
-        match current(state, account_id, "ssh_key").await? {
+        match current(state, via_account, "ssh_key").await? {
             Some((_, key)) => ("ssh_key", key),
-            None => ("password", current(state, account_id, "password").await?.ok_or_else(|| no_credential(kind))?.1),
+            None => ("password", current(state, via_account, "password").await?.ok_or_else(|| no_credential(kind))?.1),
         }
     };
-    let via = login(&plan.account.name, via_kind, &via_secret);
+    let via = login(via_name, via_kind, &via_secret);
 
     let (new_secret, public) = if kind == "password" {
         let profile = profile_for(state, &plan.asset).await?;

@@ -22,6 +22,8 @@ pub struct Asset {
     pub description: String,
     pub protocols: Vec<ProtocolPort>,
     pub host_key: Option<String>,
+    /// An account of this asset that may change other accounts' credentials (root or sudo).
+    pub service_account_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -44,6 +46,7 @@ pub struct AssetPatch {
     pub description: Option<String>,
     pub protocols: Option<Vec<ProtocolPort>>,
     pub host_key: Option<Option<String>>,
+    pub service_account_id: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +108,12 @@ fn validate_protocols(p: &[ProtocolPort]) -> Result<(), ValidationError> {
     Ok(())
 }
 
-const ASSET_COLUMNS: &str = "id, name, address, platform, description, protocols, host_key, created_at, updated_at";
-type AssetRow = (String, String, String, String, String, String, Option<String>, i64, i64);
+const ASSET_COLUMNS: &str =
+    "id, name, address, platform, description, protocols, host_key, created_at, updated_at, service_account_id";
+type AssetRow = (String, String, String, String, String, String, Option<String>, i64, i64, Option<String>);
 
 fn asset_from_row(r: AssetRow) -> Result<Asset> {
-    let (id, name, address, platform, description, protocols, host_key, created_at, updated_at) = r;
+    let (id, name, address, platform, description, protocols, host_key, created_at, updated_at, service_account_id) = r;
     Ok(Asset {
         platform: Platform::parse(&platform).ok_or_else(|| StoreError::Corrupt(format!("platform '{platform}'")))?,
         protocols: decode_protocols(&protocols)?,
@@ -118,6 +122,7 @@ fn asset_from_row(r: AssetRow) -> Result<Asset> {
         address,
         description,
         host_key,
+        service_account_id,
         created_at,
         updated_at,
     })
@@ -158,12 +163,16 @@ impl Store {
             description: new.description,
             protocols: new.protocols,
             host_key,
+            service_account_id: None,
             created_at: now,
             updated_at: now,
         };
         validate_asset(&asset)?;
         let mut tx = self.write.begin().await?;
-        sqlx::query(&format!("INSERT INTO assets ({ASSET_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8)"))
+        sqlx::query(
+            "INSERT INTO assets (id, name, address, platform, description, protocols, host_key, created_at, updated_at) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8)",
+        )
             .bind(&asset.id)
             .bind(&asset.name)
             .bind(&asset.address)
@@ -226,12 +235,27 @@ impl Store {
         if let Some(v) = patch.host_key {
             asset.host_key = v.as_deref().map(|k| validate::ssh_public_key("host_key", k)).transpose()?;
         }
+        if let Some(v) = patch.service_account_id {
+            asset.service_account_id = v;
+        }
         validate_asset(&asset)?;
         asset.updated_at = now;
         let mut tx = self.write.begin().await?;
+        if let Some(svc) = &asset.service_account_id {
+            let owner: Option<String> = sqlx::query_scalar("SELECT asset_id FROM accounts WHERE id = $1")
+                .bind(svc)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if owner.as_deref() != Some(id) {
+                return Err(StoreError::Invalid(ValidationError::new(
+                    "service_account_id",
+                    "must be an account of this asset",
+                )));
+            }
+        }
         let n = sqlx::query(
             "UPDATE assets SET name = $1, address = $2, platform = $3, description = $4, protocols = $5, \
-             host_key = $6, updated_at = $7 WHERE id = $8",
+             host_key = $6, updated_at = $7, service_account_id = $9 WHERE id = $8",
         )
         .bind(&asset.name)
         .bind(&asset.address)
@@ -241,6 +265,7 @@ impl Store {
         .bind(&asset.host_key)
         .bind(now)
         .bind(id)
+        .bind(&asset.service_account_id)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::unique(e, || format!("an asset named '{}' already exists", asset.name)))?

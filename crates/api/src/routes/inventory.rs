@@ -48,6 +48,9 @@ pub struct AssetDto {
     protocols: Vec<ProtocolPortDto>,
     /// The pinned SSH host key (OpenSSH format), if set.
     host_key: Option<String>,
+    /// The account that changes other accounts' credentials on this asset (root, or sudo
+    /// without a password for `chpasswd`); none: each account changes its own.
+    service_account_id: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -66,6 +69,7 @@ impl From<&Asset> for AssetDto {
                 .map(|p| ProtocolPortDto { protocol: p.protocol.to_string(), port: Some(p.port.into()) })
                 .collect(),
             host_key: a.host_key.clone(),
+            service_account_id: a.service_account_id.clone(),
             created_at: ts(a.created_at),
             updated_at: ts(a.updated_at),
         }
@@ -166,6 +170,10 @@ pub struct UpdateAssetRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, nullable)]
     host_key: Option<Option<String>>,
+    /// An account of this asset; `null` removes the service account.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    service_account_id: Option<Option<String>>,
 }
 
 /// Changes an asset.
@@ -185,6 +193,7 @@ async fn update_asset(
         description: req.description,
         protocols: req.protocols.as_deref().map(parse_protocols).transpose()?,
         host_key: req.host_key,
+        service_account_id: req.service_account_id,
     };
     let asset = state.store.update_asset(&c.actor(), state.now(), &p.id, patch).await?;
     Ok(Json(AssetDto::from(&asset)))

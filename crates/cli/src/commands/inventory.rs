@@ -6,7 +6,7 @@ use crate::client::enc;
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs};
 
-const ASSET_COLUMNS: &[&str] = &["id", "name", "address", "platform", "protocols", "host_key"];
+const ASSET_COLUMNS: &[&str] = &["id", "name", "address", "platform", "protocols", "host_key", "service_account_id"];
 const ACCOUNT_COLUMNS: &[&str] = &["id", "asset_id", "name", "kind", "description"];
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +55,12 @@ pub enum AssetCmd {
         /// Unpin the host key.
         #[arg(long, conflicts_with = "host_key")]
         clear_host_key: bool,
+        /// The account (of this asset) that changes other accounts' credentials.
+        #[arg(long)]
+        service_account: Option<String>,
+        /// Each account changes its own credentials again.
+        #[arg(long, conflicts_with = "service_account")]
+        clear_service_account: bool,
         #[arg(long)]
         description: Option<String>,
     },
@@ -135,7 +141,18 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
             set_some(&mut body, vec![("host_key", host_key)]);
             c.post("/api/v1/assets", &body).await?
         }
-        AssetCmd::Update { id, name, address, platform, protocols: p, host_key, clear_host_key, description } => {
+        AssetCmd::Update {
+            id,
+            name,
+            address,
+            platform,
+            protocols: p,
+            host_key,
+            clear_host_key,
+            service_account,
+            clear_service_account,
+            description,
+        } => {
             let mut body = json!({});
             set_some(
                 &mut body,
@@ -144,9 +161,13 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
                     ("address", address),
                     ("platform", platform),
                     ("host_key", host_key),
+                    ("service_account_id", service_account),
                     ("description", description),
                 ],
             );
+            if clear_service_account {
+                body["service_account_id"] = Value::Null;
+            }
             if !p.is_empty() {
                 body["protocols"] = protocols(&p)?;
             }

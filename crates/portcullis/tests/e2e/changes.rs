@@ -504,3 +504,88 @@ async fn cli_check_change_and_profiles() {
     outputs += &text(&o);
     assert!(!outputs.contains(OLD) && !outputs.contains(&new), "a password in CLI output: {outputs}");
 }
+
+/// A sudoers entry for a throwaway user, removed on drop.
+struct Sudoer(std::path::PathBuf);
+
+impl Sudoer {
+    fn grant(user: &UnixUser) -> Sudoer {
+        assert!(
+            std::path::Path::new("/usr/bin/sudo").exists(),
+            "sudo is not installed; run the suite with scripts/test"
+        );
+        let path = std::path::PathBuf::from(format!("/etc/sudoers.d/portcullis-test-{}", user.name));
+        std::fs::write(&path, format!("{} ALL=(ALL) NOPASSWD: ALL\n", user.name)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        Sudoer(path)
+    }
+}
+
+impl Drop for Sudoer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn changes_through_the_assets_service_account() {
+    let sshd = Sshd::start();
+    let user = UnixUser::create(OLD);
+    const SVC: &str = "Plant-Service-Pw-3390";
+    let svc = UnixUser::create(SVC);
+    let _sudo = Sudoer::grant(&svc);
+    let server = Server::start(Db::Sqlite);
+    let w = world(&server, &sshd, &user, "password", false).await;
+    let acct = format!("/api/v1/accounts/{}", w.account_id);
+    let asset_path = format!("/api/v1/assets/{}", w.asset_id);
+
+    // The target account's stored password is unknown (wrong); the service account's works.
+    let (s, _) =
+        server.call("PUT", &format!("{acct}/password"), Some(&w.admin), Some(json!({ "password": "not-known" }))).await;
+    assert_eq!(s, 201);
+    let (_, svc_account) =
+        post(&server, &w.admin, "/api/v1/accounts", json!({ "asset_id": w.asset_id, "name": svc.name })).await;
+    let svc_id = svc_account["id"].as_str().unwrap();
+    let (s, _) = server
+        .call("PUT", &format!("/api/v1/accounts/{svc_id}/password"), Some(&w.admin), Some(json!({ "password": SVC })))
+        .await;
+    assert_eq!(s, 201);
+
+    // Only an account of the same asset can be its service account.
+    let (_, other) = post(
+        &server,
+        &w.admin,
+        "/api/v1/assets",
+        json!({ "name": "other", "address": "10.1.1.1", "platform": "linux" }),
+    )
+    .await;
+    let (_, foreign) =
+        post(&server, &w.admin, "/api/v1/accounts", json!({ "asset_id": other["id"], "name": "x" })).await;
+    let (s, b) =
+        server.call("PATCH", &asset_path, Some(&w.admin), Some(json!({ "service_account_id": foreign["id"] }))).await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("service_account_id")), "{b}");
+    let (s, a) = server.call("PATCH", &asset_path, Some(&w.admin), Some(json!({ "service_account_id": svc_id }))).await;
+    assert_eq!((s, a["service_account_id"].as_str()), (200, Some(svc_id)), "{a}");
+
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({ "kind": "password" })).await;
+    assert_eq!((s, v["version"].as_i64()), (200, Some(2)), "{v}");
+    let (_, new) = checkout(&server, &w, "password").await;
+    assert!(logs_in(sshd.port(), &user.name, &new), "the password set through the service account does not log in");
+    assert!(!logs_in(sshd.port(), &user.name, OLD));
+
+    // A first SSH key for the account, installed through the service account.
+    let (s, v) = post(&server, &w.admin, &format!("{acct}/credentials/change"), json!({ "kind": "ssh_key" })).await;
+    assert_eq!((s, v["version"].as_i64()), (200, Some(1)), "{v}");
+    let keys = std::fs::read_to_string(user.home.join(".ssh/authorized_keys")).unwrap();
+    let blob = v["public_key"].as_str().unwrap().split_whitespace().nth(1).unwrap();
+    assert!(keys.contains(blob), "{keys}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(user.home.join(".ssh/authorized_keys")).unwrap().uid();
+    let uid =
+        String::from_utf8(std::process::Command::new("id").args(["-u", &user.name]).output().unwrap().stdout).unwrap();
+    assert_eq!(owner.to_string(), uid.trim(), "authorized_keys must belong to the account");
+
+    let logs = server.all_output();
+    assert!(!logs.contains(SVC) && !logs.contains(&new), "a password leaked into the server output");
+}

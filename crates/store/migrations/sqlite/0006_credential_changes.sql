@@ -4,6 +4,8 @@
 -- else, so the credential that works is never lost.
 ALTER TABLE secret_versions ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
 ALTER TABLE secret_versions ADD COLUMN error TEXT;
+-- The account that changes other accounts' credentials on this asset (root or sudo), if any.
+ALTER TABLE assets ADD COLUMN service_account_id TEXT;
 
 CREATE TABLE credential_changes (
     id TEXT PRIMARY KEY,
