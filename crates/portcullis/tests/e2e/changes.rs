@@ -27,13 +27,34 @@ async fn get(server: &Server, token: &str, path: &str) -> Value {
 struct World {
     admin: String,
     requester: String,
+    approver: String,
     asset_id: String,
     account_id: String,
 }
 
 async fn world(server: &Server, sshd: &Sshd, user: &UnixUser, access_type: &str, change_after: bool) -> World {
+    world_with(
+        server,
+        sshd,
+        user,
+        access_type,
+        |_| json!({ "auto_approve": true, "change_password_after_checkin": change_after }),
+    )
+    .await
+}
+
+/// `settings` gets the id of a user "approver" (whose token is in `World::approver`).
+async fn world_with(
+    server: &Server,
+    sshd: &Sshd,
+    user: &UnixUser,
+    access_type: &str,
+    settings: impl FnOnce(&str) -> Value,
+) -> World {
     let admin = server.bootstrap().await;
     let (requester_id, requester) = server.user_with_roles(&admin, "requester", &[]).await;
+    let (approver_id, approver) = server.user_with_roles(&admin, "approver", &[]).await;
+    let settings = settings(&approver_id);
     let (s, asset) = post(
         server,
         &admin,
@@ -53,11 +74,11 @@ async fn world(server: &Server, sshd: &Sshd, user: &UnixUser, access_type: &str,
         &admin,
         "/api/v1/policies",
         json!({ "entitlement_id": ent["id"], "name": "p", "priority": 1, "access_type": access_type, "scope": { "accounts": [account_id] },
-                "settings": { "auto_approve": true, "change_password_after_checkin": change_after } }),
+                "settings": settings }),
     )
     .await;
     assert_eq!(s, 201, "{p}");
-    World { admin, requester, asset_id: asset["id"].as_str().unwrap().to_owned(), account_id }
+    World { admin, requester, approver, asset_id: asset["id"].as_str().unwrap().to_owned(), account_id }
 }
 
 /// Requests access, checks the credential out and returns (request id, secret).
@@ -588,4 +609,42 @@ async fn changes_through_the_assets_service_account() {
 
     let logs = server.all_output();
     assert!(!logs.contains(SVC) && !logs.contains(&new), "a password leaked into the server output");
+}
+
+#[tokio::test]
+async fn the_password_is_changed_after_expiry() {
+    let sshd = Sshd::start();
+    let user = UnixUser::create(OLD);
+    let server = Server::start(Db::Sqlite);
+    let w = world_with(&server, &sshd, &user, "password", |approver_id| {
+        json!({ "approval_levels": [{ "required": 1, "user_ids": [approver_id] }], "change_password_after_checkin": true })
+    })
+    .await;
+    let (s, _) = server
+        .call(
+            "PUT",
+            &format!("/api/v1/accounts/{}/password", w.account_id),
+            Some(&w.admin),
+            Some(json!({ "password": OLD })),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (_, out) = post(
+        &server,
+        &w.requester,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.account_id, "access_type": "password" }] }),
+    )
+    .await;
+    let id = out["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let (s, b) =
+        post(&server, &w.approver, &format!("/api/v1/requests/{id}/approve"), json!({ "end_at": end.to_string() }))
+            .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("available")), "{b}");
+    assert_eq!(show(&server, &w, &id).await, OLD);
+
+    let changes = wait_for_change(&server, &w, "succeeded", 1).await;
+    assert_eq!(changes[0]["reason"], "expiry", "{changes}");
+    assert!(!logs_in(sshd.port(), &user.name, OLD), "the password checked out before expiry still works");
 }
