@@ -4,6 +4,7 @@
 //! current time and any random material in. That makes every rule testable at any instant.
 
 pub mod audit;
+pub mod connection;
 pub mod inventory;
 pub mod policy;
 pub mod request;
