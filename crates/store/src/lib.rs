@@ -14,6 +14,7 @@ mod inventory;
 mod policies;
 mod requests;
 mod secrets;
+mod sessions;
 mod settings;
 mod sql;
 mod tokens;
@@ -30,6 +31,7 @@ pub use policies::{Entitlement, EntitlementSpec, Policy, PolicySpec};
 pub use requests::{
     state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
 };
+pub use sessions::{NewSession, SessionQuery, SessionRecord};
 pub use secrets::{SealedRow, SecretKey, SecretVersion};
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, User, UserPatch};

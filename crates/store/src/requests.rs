@@ -36,12 +36,14 @@ pub struct AccessRequest {
     pub updated_at: i64,
 }
 
+pub(crate) const REQUEST_COLUMNS: &str = COLUMNS;
+
 const COLUMNS: &str =
     "id, batch_id, requester_id, account_id, asset_id, access_type, policy_id, state, emergency, start_at, end_at, \
      ticket, reason_code, comment, current_level, review_required, removed, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     id: String,
     batch_id: String,
     requester_id: String,

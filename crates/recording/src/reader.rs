@@ -1,0 +1,187 @@
+//! Reading and verifying a recording, chunk by chunk (memory bounded by one chunk).
+
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::XChaCha20Poly1305;
+
+use crate::event::decode_all;
+use crate::{aad, nonce, Event, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL, MAGIC, MAX_CHUNK};
+
+/// Streams the events of a recording, verifying every chunk before yielding its events.
+pub struct Reader<R: Read> {
+    input: R,
+    id: String,
+    cipher: XChaCha20Poly1305,
+    index: u64,
+    prev_tag: [u8; 16],
+    last_at: u64,
+    sealed: bool,
+    pending: std::vec::IntoIter<Event>,
+    stored_bytes: u64,
+    failed: bool,
+}
+
+impl Reader<BufReader<std::fs::File>> {
+    pub fn open(path: &Path, expected_id: &str, key: &RecordingKey) -> Result<Self, RecordingError> {
+        Reader::new(BufReader::with_capacity(256 * 1024, std::fs::File::open(path)?), expected_id, key)
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` at a clean end of input before any byte.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = r.read(&mut buf[got..])?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(false);
+            }
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n;
+    }
+    Ok(true)
+}
+
+impl<R: Read> Reader<R> {
+    pub fn new(mut input: R, expected_id: &str, key: &RecordingKey) -> Result<Self, RecordingError> {
+        let mut magic = [0u8; 7];
+        if !read_full(&mut input, &mut magic).map_err(|_| RecordingError::BadHeader)? || &magic[..6] != MAGIC {
+            return Err(RecordingError::BadHeader);
+        }
+        let mut id = vec![0u8; usize::from(magic[6])];
+        if !id.is_empty() && !read_full(&mut input, &mut id).map_err(|_| RecordingError::BadHeader)? {
+            return Err(RecordingError::BadHeader);
+        }
+        let id = String::from_utf8(id).map_err(|_| RecordingError::BadHeader)?;
+        if id != expected_id {
+            return Err(RecordingError::WrongSession { expected: expected_id.into(), found: id });
+        }
+        let cipher = XChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| RecordingError::BadHeader)?;
+        Ok(Reader {
+            input,
+            stored_bytes: 7 + id.len() as u64,
+            id,
+            cipher,
+            index: 0,
+            prev_tag: [0; 16],
+            last_at: 0,
+            sealed: false,
+            pending: Vec::new().into_iter(),
+            failed: false,
+        })
+    }
+
+    /// The next chunk's events; `Ok(None)` after the final chunk.
+    fn next_chunk(&mut self) -> Result<Option<Vec<Event>>, RecordingError> {
+        let mut len = [0u8; 4];
+        if self.sealed {
+            let mut probe = [0u8; 1];
+            return match self.input.read(&mut probe)? {
+                0 => Ok(None),
+                _ => Err(RecordingError::TrailingData(self.index - 1)),
+            };
+        }
+        let whole = read_full(&mut self.input, &mut len).map_err(|_| RecordingError::NotSealed(self.index))?;
+        if !whole {
+            return Err(RecordingError::NotSealed(self.index));
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if !(17..=MAX_CHUNK).contains(&len) {
+            return Err(RecordingError::Malformed(self.index));
+        }
+        let mut frame = vec![0u8; len];
+        if !read_full(&mut self.input, &mut frame).map_err(|_| RecordingError::NotSealed(self.index))? {
+            return Err(RecordingError::NotSealed(self.index));
+        }
+        self.stored_bytes += 4 + len as u64;
+        let flags = frame[0];
+        let sealed = &frame[1..];
+        let ad = aad(&self.id, self.index, flags, &self.prev_tag);
+        let plain = self
+            .cipher
+            .decrypt(&nonce(self.index), Payload { msg: sealed, aad: &ad })
+            .map_err(|_| RecordingError::Tampered(self.index))?;
+        self.prev_tag.copy_from_slice(&sealed[sealed.len() - 16..]);
+        let plain = if flags & FLAG_DEFLATE != 0 {
+            let mut out = Vec::with_capacity(plain.len() * 3);
+            flate2::read::DeflateDecoder::new(&plain[..])
+                .take(MAX_CHUNK as u64 * 8)
+                .read_to_end(&mut out)
+                .map_err(|_| RecordingError::Malformed(self.index))?;
+            out
+        } else {
+            plain
+        };
+        let events = decode_all(&plain, self.last_at).ok_or(RecordingError::Malformed(self.index))?;
+        if let Some(e) = events.last() {
+            self.last_at = e.at;
+        }
+        self.index += 1;
+        self.sealed = flags & FLAG_FINAL != 0;
+        Ok(Some(events))
+    }
+
+    /// Chunks read so far.
+    pub fn chunks(&self) -> u64 {
+        self.index
+    }
+
+    /// Bytes of the file read so far.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Event, RecordingError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(e) = self.pending.next() {
+                return Some(Ok(e));
+            }
+            match self.next_chunk() {
+                Ok(Some(events)) => self.pending = events.into_iter(),
+                Ok(None) => return None,
+                Err(e) => {
+                    // Stop after the first error.
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub chunks: u64,
+    pub events: u64,
+    /// Payload bytes (output, input …) in the recording.
+    pub payload_bytes: u64,
+    pub stored_bytes: u64,
+    /// Length of the recording in microseconds.
+    pub duration_micros: u64,
+}
+
+/// Reads the whole recording and checks every chunk, the chain and the final seal.
+pub fn verify(path: &Path, id: &str, key: &RecordingKey) -> Result<VerifyReport, RecordingError> {
+    let mut reader = Reader::open(path, id, key)?;
+    let mut report = VerifyReport { chunks: 0, events: 0, payload_bytes: 0, stored_bytes: 0, duration_micros: 0 };
+    for e in reader.by_ref() {
+        let e = e?;
+        report.events += 1;
+        report.payload_bytes += e.data.len() as u64;
+        report.duration_micros = e.at;
+    }
+    report.chunks = reader.chunks();
+    report.stored_bytes = reader.stored_bytes();
+    Ok(report)
+}

@@ -1,0 +1,236 @@
+//! The recorder: a task that owns the file. Sessions hand it events through a bounded queue,
+//! so the relay never waits on storage unless storage falls behind, and then the session is
+//! slowed (the queue is full) rather than anything dropped. If storage fails, the queue
+//! closes and the session must end (fail closed).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::XChaCha20Poly1305;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::event::encode;
+use crate::{aad, header, nonce, Event, EventKind, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL};
+
+/// Plaintext gathered before a chunk is written.
+const CHUNK_TARGET: usize = 256 * 1024;
+/// A chunk is written at least this often while events arrive.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// What a finished recording cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub events: u64,
+    /// Event payload bytes recorded.
+    pub payload_bytes: u64,
+    /// Bytes written to the file.
+    pub stored_bytes: u64,
+    pub chunks: u64,
+}
+
+/// Writes one recording file.
+pub struct RecordingWriter {
+    file: tokio::fs::File,
+    id: String,
+    cipher: XChaCha20Poly1305,
+    index: u64,
+    prev_tag: [u8; 16],
+    buf: Vec<u8>,
+    last_at: u64,
+    /// Chunks left to store uncompressed after one did not compress.
+    skip_compression: u32,
+    stats: WriterStats,
+}
+
+impl RecordingWriter {
+    /// Creates the file (it must not exist) and writes the header.
+    pub async fn create(path: &Path, id: &str, key: &RecordingKey) -> Result<RecordingWriter, RecordingError> {
+        if id.len() > 255 {
+            return Err(RecordingError::BadHeader);
+        }
+        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(path).await?;
+        let h = header(id);
+        file.write_all(&h).await?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&key[..]).map_err(|_| RecordingError::BadHeader)?;
+        Ok(RecordingWriter {
+            file,
+            id: id.to_owned(),
+            cipher,
+            index: 0,
+            prev_tag: [0; 16],
+            buf: Vec::with_capacity(CHUNK_TARGET + 64 * 1024),
+            last_at: 0,
+            skip_compression: 0,
+            stats: WriterStats { stored_bytes: h.len() as u64, ..WriterStats::default() },
+        })
+    }
+
+    pub fn push(&mut self, e: &Event) {
+        encode(&mut self.buf, e, self.last_at);
+        self.last_at = self.last_at.max(e.at);
+        self.stats.events += 1;
+        self.stats.payload_bytes += e.data.len() as u64;
+    }
+
+    fn compress(&mut self) -> (u8, Vec<u8>) {
+        if self.skip_compression > 0 {
+            self.skip_compression -= 1;
+            return (0, std::mem::take(&mut self.buf));
+        }
+        use std::io::Write;
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::with_capacity(self.buf.len() / 2), flate2::Compression::fast());
+        if enc.write_all(&self.buf).is_ok() {
+            if let Ok(z) = enc.finish() {
+                if z.len() < self.buf.len() * 95 / 100 {
+                    self.buf.clear();
+                    return (FLAG_DEFLATE, z);
+                }
+            }
+        }
+        // Incompressible (encrypted or random payload): do not try again for a while.
+        self.skip_compression = 16;
+        (0, std::mem::take(&mut self.buf))
+    }
+
+    /// Writes the gathered events as one chunk (`last`: the final one).
+    pub async fn flush_chunk(&mut self, last: bool) -> Result<(), RecordingError> {
+        if self.buf.is_empty() && !last {
+            return Ok(());
+        }
+        let (mut flags, plain) = self.compress();
+        if last {
+            flags |= FLAG_FINAL;
+        }
+        let ad = aad(&self.id, self.index, flags, &self.prev_tag);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce(self.index), Payload { msg: &plain, aad: &ad })
+            .map_err(|_| RecordingError::Malformed(self.index))?;
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&sealed[sealed.len() - 16..]);
+        let len = u32::try_from(sealed.len() + 1).map_err(|_| RecordingError::Malformed(self.index))?;
+        let mut frame = Vec::with_capacity(sealed.len() + 5);
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.push(flags);
+        frame.extend_from_slice(&sealed);
+        self.file.write_all(&frame).await?;
+        self.stats.stored_bytes += frame.len() as u64;
+        self.stats.chunks += 1;
+        self.prev_tag = tag;
+        self.index += 1;
+        if self.buf.capacity() < CHUNK_TARGET {
+            self.buf.reserve(CHUNK_TARGET);
+        }
+        Ok(())
+    }
+
+    /// Writes the final chunk and syncs the file.
+    pub async fn seal(mut self) -> Result<WriterStats, RecordingError> {
+        self.flush_chunk(true).await?;
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        Ok(self.stats)
+    }
+
+    /// Runs the recorder as a task; returns the handle sessions record through. `capacity`
+    /// bounds the queue (events).
+    pub fn spawn(self, capacity: usize) -> RecorderHandle {
+        let (tx, rx) = mpsc::channel(capacity);
+        let task = tokio::spawn(self.run(rx));
+        RecorderHandle { tx: Some(tx), task: Some(task), started: Instant::now() }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Event>) -> Result<WriterStats, RecordingError> {
+        let mut last_flush = Instant::now();
+        loop {
+            let wait = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
+            match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(e)) => {
+                    self.push(&e);
+                    // Take whatever else is queued without waiting.
+                    while self.buf.len() < CHUNK_TARGET {
+                        match rx.try_recv() {
+                            Ok(e) => self.push(&e),
+                            Err(_) => break,
+                        }
+                    }
+                    if self.buf.len() >= CHUNK_TARGET {
+                        self.flush_chunk(false).await?;
+                        last_flush = Instant::now();
+                    }
+                }
+                Ok(None) => return self.seal().await,
+                Err(_) => {
+                    self.flush_chunk(false).await?;
+                    self.file.flush().await?;
+                    last_flush = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// How a session records. Cloning shares the queue.
+pub struct RecorderHandle {
+    tx: Option<mpsc::Sender<Event>>,
+    task: Option<tokio::task::JoinHandle<Result<WriterStats, RecordingError>>>,
+    started: Instant,
+}
+
+impl RecorderHandle {
+    /// Microseconds since the recording started.
+    pub fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// A sender for other tasks of the same session.
+    pub fn sender(&self) -> Option<Recorder> {
+        self.tx.as_ref().map(|tx| Recorder { tx: tx.clone(), started: self.started })
+    }
+
+    /// Records an event; waits while the queue is full. `Err` when the recorder has failed.
+    pub async fn record(&self, kind: EventKind, channel: u32, data: impl Into<Vec<u8>>) -> Result<(), RecordingError> {
+        let tx = self.tx.as_ref().ok_or(RecordingError::Closed)?;
+        tx.send(Event::new(self.now(), kind, channel, data)).await.map_err(|_| RecordingError::Closed)
+    }
+
+    /// Records `End` with the reason, seals the file and returns its statistics.
+    pub async fn finish(mut self, reason: &str) -> Result<WriterStats, RecordingError> {
+        let end = Event::new(self.now(), EventKind::End, 0, reason.as_bytes().to_vec());
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(end).await;
+        }
+        match self.task.take() {
+            Some(t) => t.await.map_err(|_| RecordingError::Closed)?,
+            None => Err(RecordingError::Closed),
+        }
+    }
+}
+
+/// A cheap, cloneable sender into a session's recorder.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Event>,
+    started: Instant,
+}
+
+impl Recorder {
+    pub fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    pub async fn record(&self, kind: EventKind, channel: u32, data: impl Into<Vec<u8>>) -> Result<(), RecordingError> {
+        self.tx.send(Event::new(self.now(), kind, channel, data)).await.map_err(|_| RecordingError::Closed)
+    }
+
+    pub async fn event(&self, e: Event) -> Result<(), RecordingError> {
+        self.tx.send(e).await.map_err(|_| RecordingError::Closed)
+    }
+
+    /// Resolves when the recorder has stopped (storage failed, or the session finished).
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}

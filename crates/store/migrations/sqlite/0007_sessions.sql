@@ -1,0 +1,36 @@
+-- Proxied sessions (R-SES-1, R-SES-11): who, what, from where, how long, how much, why it
+-- ended, and the recording (its data key sealed by the vault, never in plaintext).
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    username TEXT NOT NULL,
+    request_id TEXT,
+    account_id TEXT,
+    asset_id TEXT,
+    protocol TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    end_reason TEXT,
+    bytes_up INTEGER NOT NULL DEFAULT 0,
+    bytes_down INTEGER NOT NULL DEFAULT 0,
+    recording TEXT,
+    key_ciphertext TEXT,
+    key_nonce TEXT,
+    key_wrapped TEXT,
+    key_wrapped_nonce TEXT,
+    key_kek_id TEXT
+);
+CREATE INDEX sessions_request ON sessions(request_id);
+CREATE INDEX sessions_started ON sessions(started_at);
+CREATE INDEX sessions_live ON sessions(ended_at);
+
+-- One-time launch tokens for a request's session (stored by SHA-256 hash).
+CREATE TABLE launch_tokens (
+    token_hash TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL REFERENCES access_requests(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
