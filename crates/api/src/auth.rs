@@ -16,7 +16,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::error::ApiError;
+use axum::http::StatusCode;
+use portcullis_core::totp;
+
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// The client's address, put into each request's extensions by the server's accept loop.
@@ -191,4 +194,89 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Source(client_source(parts)))
     }
+}
+
+/// A valid argon2id hash of a random password: unknown usernames are checked against it so
+/// that their response time matches that of known ones.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password(&new_token("dummy_")));
+
+/// Checks a sign-in (password and, when enrolled, TOTP code) with lockout, for the API and the
+/// SSH proxy alike. Failures are audited and counted; returns the user and the TOTP step used.
+/// Errors: `invalid_credentials`, `account_locked`, `totp_required` (401).
+pub async fn verify_login(
+    state: &AppState,
+    source: &str,
+    username: &str,
+    password: Zeroizing<String>,
+    totp_code: Option<&str>,
+) -> ApiResult<(User, Option<i64>)> {
+    let now = state.now();
+    // An unknown username is not recorded: people type passwords into the username field,
+    // and the audit log must not keep them. Known users are named by their username.
+    let known_name = |id: &str| if id.is_empty() { "unknown".to_owned() } else { username.to_owned() };
+    let actor = |id: &str| Actor { id: id.to_owned(), name: known_name(id), source: source.to_owned() };
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password");
+    let fail = |id: String, reason: &'static str| {
+        let state = state.clone();
+        let actor = actor(&id);
+        async move {
+            state.metrics.logins_failed.inc();
+            let lock_until = now + state.auth.lockout_minutes * 60_000_000;
+            state.store.record_login_failure(&actor, now, &id, state.auth.lockout_threshold, lock_until, reason).await
+        }
+    };
+
+    let login_state = if username.len() <= 64 { state.store.login_state(username).await? } else { None };
+    let Some(login_state) = login_state else {
+        verify_password_blocking(password, DUMMY_HASH.clone()).await?;
+        fail(String::new(), "unknown user").await?;
+        return Err(invalid());
+    };
+    let user = &login_state.user;
+    if user.locked_until.is_some_and(|t| t > now) {
+        fail(user.id.clone(), "account locked").await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "account_locked",
+            "too many failed sign-ins; the account is locked for a while (a User Administrator can unlock it)",
+        ));
+    }
+    let password_ok = verify_password_blocking(password, login_state.password_hash.clone()).await?;
+    if !password_ok || user.disabled {
+        let locked = fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
+        if locked {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "account_locked",
+                "too many failed sign-ins; the account is now locked for a while",
+            ));
+        }
+        return Err(invalid());
+    }
+    let mut totp_step = None;
+    if user.totp_enabled {
+        let Some(code) = totp_code else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "totp_required",
+                "this account uses a one-time code: send totp_code",
+            ));
+        };
+        let secret = login_state.totp_secret.as_deref().and_then(totp::decode_secret).map(Zeroizing::new);
+        let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login_state.totp_last_step));
+        let consumed = match step {
+            Some(step) => state.store.consume_totp_step(&user.id, step).await?,
+            None => false,
+        };
+        if !consumed {
+            fail(user.id.clone(), "wrong one-time code").await?;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong or reused one-time code",
+            ));
+        }
+        totp_step = step;
+    }
+    Ok((login_state.user, totp_step))
 }

@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::ClientAddr;
 pub use error::{ApiError, ErrorBody};
-pub use state::{AppState, AuthSettings, ChangeSettings, Clock, SystemClock};
+pub use state::{AppState, AuthSettings, ChangeSettings, Clock, LiveSession, LiveSessions, SystemClock};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -48,6 +48,7 @@ pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "healthz", "metri
         (name = "policies", description = "Entitlements and access request policies"),
         (name = "requests", description = "Access requests and approvals"),
         (name = "credentials", description = "Vaulted credentials, checkout, and changes on targets"),
+        (name = "sessions", description = "Proxied sessions, recordings and launch tokens"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "system", description = "Health and metrics"),
     )
@@ -68,6 +69,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::extras::routes())
         .merge(routes::credentials::routes())
         .merge(routes::profiles::routes())
+        .merge(routes::sessions::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())
 }

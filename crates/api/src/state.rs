@@ -56,6 +56,40 @@ impl Default for ChangeSettings {
     }
 }
 
+/// Live proxied sessions on this node, so that API calls can end them.
+#[derive(Default)]
+pub struct LiveSessions {
+    inner: std::sync::Mutex<std::collections::HashMap<String, LiveSession>>,
+}
+
+/// A live session's handle: send a reason to end it.
+#[derive(Clone)]
+pub struct LiveSession {
+    pub request_id: String,
+    pub user_id: String,
+    pub kill: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl LiveSessions {
+    pub fn register(&self, id: &str, session: LiveSession) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), session);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Asks a live session to end; `false` if it is not live here.
+    pub fn terminate(&self, id: &str, reason: &str) -> bool {
+        let s = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        s.is_some_and(|s| s.kill.send(reason.to_owned()).is_ok())
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 /// What every handler can reach. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
@@ -69,6 +103,11 @@ pub struct AppState {
     /// The vault's key ring: the only way to seal and open credentials.
     pub vault: Arc<portcullis_vault::KeyRing>,
     pub changes: ChangeSettings,
+    pub live: Arc<LiveSessions>,
+    /// Where session recordings are stored.
+    pub recordings: Arc<std::path::PathBuf>,
+    /// The SSH proxy's address as users reach it (host:port), for ready-to-paste commands.
+    pub ssh_host: Arc<String>,
 }
 
 impl AppState {
@@ -82,11 +121,22 @@ impl AppState {
             events,
             vault: Arc::new(vault),
             changes: ChangeSettings::default(),
+            live: Arc::new(LiveSessions::default()),
+            recordings: Arc::new(std::path::PathBuf::from("recordings")),
+            ssh_host: Arc::new("127.0.0.1:2222".into()),
         }
     }
 
     pub fn with_change_settings(self, changes: ChangeSettings) -> Self {
         AppState { changes, ..self }
+    }
+
+    pub fn with_ssh_host(self, host: String) -> Self {
+        AppState { ssh_host: Arc::new(host), ..self }
+    }
+
+    pub fn with_recordings(self, dir: std::path::PathBuf) -> Self {
+        AppState { recordings: Arc::new(dir), ..self }
     }
 
     pub fn now(&self) -> i64 {

@@ -202,6 +202,56 @@ impl Client {
         }
     }
 
+    /// Streams a non-JSON answer (a recording export) into `out`, with a progress bar on a
+    /// terminal; returns the bytes written. A stream cut short by the server is an error.
+    pub async fn download(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, CliError> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req.send().await.map_err(|e| CliError::Connect(self.base.clone(), describe(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error").to_owned();
+            let message =
+                value.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| status.to_string());
+            return Err(CliError::Server { status: status.as_u16(), code, message });
+        }
+        use std::io::IsTerminal;
+        let bar = if std::io::stderr().is_terminal() {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {bytes} ({bytes_per_sec}) {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut total = 0u64;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    out.write_all(&chunk).map_err(|e| CliError::Io("output".into(), e))?;
+                    total += chunk.len() as u64;
+                    bar.set_position(total);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    bar.finish_and_clear();
+                    return Err(CliError::Failed(format!(
+                        "the export stopped after {total} bytes: {} (verify the recording)",
+                        describe(&e)
+                    )));
+                }
+            }
+        }
+        bar.finish_and_clear();
+        Ok(total)
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, CliError> {
         self.call(reqwest::Method::GET, path, None).await
     }

@@ -15,7 +15,8 @@ use crate::{ConnectError, Credential, Login, Target};
 /// Output of a command beyond this is dropped (connectors read short answers only).
 const MAX_OUTPUT: usize = 64 * 1024;
 
-struct HostKeyCheck {
+/// The russh client handler of connector and proxy connections: checks the host key.
+pub struct HostKeyCheck {
     expected: Option<PublicKey>,
     seen: Arc<Mutex<Option<PublicKey>>>,
 }
@@ -62,8 +63,24 @@ async fn within<T>(
     tokio::time::timeout(limit, f).await.map_err(|_| ConnectError::Timeout(limit.as_secs().max(1)))?
 }
 
-/// Connects to `target` and checks its host key; does not authenticate.
+/// Connects to `target` and checks its host key; does not authenticate. The connection is
+/// dropped after twice the target's timeout without traffic (connectors' short work).
 pub async fn connect(target: &Target) -> Result<SshClient, ConnectError> {
+    connect_with(target, Some(target.timeout.max(Duration::from_secs(5)) * 2), None).await
+}
+
+/// Like [`connect`], for a long-lived interactive session (the proxy's leg to the target): no
+/// inactivity limit of its own (the proxy enforces the policy's idle timeout), keepalives every
+/// 30 seconds to notice a dead target.
+pub async fn connect_session(target: &Target) -> Result<SshClient, ConnectError> {
+    connect_with(target, None, Some(Duration::from_secs(30))).await
+}
+
+async fn connect_with(
+    target: &Target,
+    inactivity_timeout: Option<Duration>,
+    keepalive_interval: Option<Duration>,
+) -> Result<SshClient, ConnectError> {
     let expected = target.host_key.as_deref().map(parse_host_key).transpose()?;
     let mut preferred = Preferred::default();
     if let Some(key) = &expected {
@@ -79,7 +96,8 @@ pub async fn connect(target: &Target) -> Result<SshClient, ConnectError> {
         preferred.key = Cow::Owned(algs);
     }
     let config = Arc::new(client::Config {
-        inactivity_timeout: Some(target.timeout.max(Duration::from_secs(5)) * 2),
+        inactivity_timeout,
+        keepalive_interval,
         preferred,
         nodelay: true,
         ..Default::default()
@@ -140,6 +158,16 @@ fn push_bounded(buf: &mut Vec<u8>, data: &[u8]) {
 }
 
 impl SshClient {
+    /// The russh handle, for opening channels (the proxy's server-side leg).
+    pub fn handle(&self) -> &Handle<HostKeyCheck> {
+        &self.handle
+    }
+
+    /// The handle alone, for a session that outlives this wrapper (the proxy).
+    pub fn into_handle(self) -> Handle<HostKeyCheck> {
+        self.handle
+    }
+
     /// The target's host key as presented (OpenSSH format, no comment).
     pub fn host_key(&self) -> &str {
         &self.host_key

@@ -3,6 +3,8 @@
 //!
 //! - Inband: `USER#ACCOUNT@ASSET`, e.g. `alice#root@db1`. On the command line:
 //!   `ssh -p 2222 'alice#root@db1@portcullis.example'` (clients split at the last `@`).
+//!   `USER+ACCOUNT@ASSET` means the same, for `scp`, which refuses `#` in user names
+//!   (`+` never occurs in Portcullis user names, so the first `+` is the separator).
 //! - Launch token: `pcl_…`, a one-time token issued for one available request (the token
 //!   alone names user, account and asset).
 //!
@@ -57,7 +59,8 @@ pub fn parse(username: &str) -> Result<ConnectionString, ConnectionStringError> 
             return Ok(ConnectionString::LaunchToken(username.to_owned()));
         }
     }
-    let (user, rest) = username.split_once('#').ok_or(ConnectionStringError::Shape)?;
+    let (user, rest) =
+        username.split_once('#').or_else(|| username.split_once('+')).ok_or(ConnectionStringError::Shape)?;
     let (account, asset) = rest.rsplit_once('@').ok_or(ConnectionStringError::Shape)?;
     if account.contains('#') || asset.contains('#') {
         return Err(ConnectionStringError::Shape);
@@ -82,6 +85,8 @@ mod tests {
         assert_eq!(parse("alice#root@db1"), Ok(inband("alice", "root", "db1")));
         assert_eq!(parse("alice#svc@corp@db1.example"), Ok(inband("alice", "svc@corp", "db1.example")));
         assert_eq!(parse("pcl_ABCDEF"), Ok(ConnectionString::LaunchToken("pcl_ABCDEF".into())));
+        assert_eq!(parse("alice+root@db1"), Ok(inband("alice", "root", "db1")));
+        assert_eq!(parse("alice@corp.com+root@db1"), Ok(inband("alice@corp.com", "root", "db1")));
         assert_eq!(parse("alice"), Err(ConnectionStringError::Shape));
         assert_eq!(parse("alice#root"), Err(ConnectionStringError::Shape));
         assert_eq!(parse("#root@db1"), Err(ConnectionStringError::Empty("user")));

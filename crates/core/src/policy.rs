@@ -591,6 +591,9 @@ pub struct PolicySettings {
     pub idle_timeout_minutes: i64,
     pub simultaneous_access: bool,
     pub change_password_after_checkin: bool,
+    /// Channel policy: allow direct TCP/IP forwarding (`ssh -L`) in proxied SSH sessions.
+    /// X11, agent and remote forwarding are always refused.
+    pub port_forwarding: bool,
 }
 
 impl Default for PolicySettings {
@@ -614,6 +617,7 @@ impl Default for PolicySettings {
             idle_timeout_minutes: 10,
             simultaneous_access: false,
             change_password_after_checkin: true,
+            port_forwarding: false,
         }
     }
 }

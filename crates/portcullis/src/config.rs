@@ -15,6 +15,25 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub vault: VaultConfig,
+    pub ssh: SshConfig,
+}
+
+/// The SSH session proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshConfig {
+    /// Address and port of the SSH proxy; empty turns it off.
+    pub listen: String,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Seconds a client has to authenticate.
+    pub auth_timeout_seconds: u64,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig { listen: "127.0.0.1:2222".into(), max_connections: 4096, auth_timeout_seconds: 60 }
+    }
 }
 
 /// Where the vault's key-encryption key comes from. Never printed.
@@ -141,7 +160,7 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Key { key: key.into(), message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault"];
+const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault", "ssh"];
 
 impl Config {
     /// Loads the file (if any), applies environment overrides, and validates.
@@ -228,6 +247,21 @@ impl Config {
         }
         if !(1..=100).contains(&self.vault.change_attempts) {
             return Err(key_error("vault.change_attempts", "must be 1 to 100"));
+        }
+        if !self.ssh.listen.is_empty() && self.ssh.listen.parse::<SocketAddr>().is_err() {
+            return Err(key_error(
+                "ssh.listen",
+                format!(
+                    "'{}' is not an address:port such as 127.0.0.1:2222 (or empty to turn the proxy off)",
+                    self.ssh.listen
+                ),
+            ));
+        }
+        if !(1..=100_000).contains(&self.ssh.max_connections) {
+            return Err(key_error("ssh.max_connections", "must be 1 to 100000"));
+        }
+        if !(5..=3600).contains(&self.ssh.auth_timeout_seconds) {
+            return Err(key_error("ssh.auth_timeout_seconds", "must be 5 to 3600"));
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));
@@ -327,6 +361,15 @@ key_command = ""
 # then Asset Administrators are notified. The old credential stays current meanwhile.
 change_retry_seconds = 30
 change_attempts = 5
+
+[ssh]
+# The SSH session proxy: users connect with `ssh -p 2222 'USER#ACCOUNT@ASSET@host'`.
+# Empty turns it off.
+listen = "127.0.0.1:2222"
+# Connections open at once; more are closed at accept.
+max_connections = 4096
+# Seconds a client has to authenticate.
+auth_timeout_seconds = 60
 
 [log]
 # "text" for people, "json" for log collectors.

@@ -63,6 +63,15 @@ pub async fn run(config: Config) -> Result<()> {
         None
     };
 
+    let ssh = if config.ssh.listen.is_empty() {
+        None
+    } else {
+        let host_keys = portcullis_proxy::load_or_create_host_keys(&data_dir.join("keys"))?;
+        let addr: std::net::SocketAddr = config.ssh.listen.parse()?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for SSH on {addr}"))?;
+        Some((listener, host_keys))
+    };
+
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{local}");
     // Printed to standard output on purpose, not logged: the bootstrap secret must not reach
@@ -71,6 +80,9 @@ pub async fn run(config: Config) -> Result<()> {
     banner += &format!("Data directory: {}\n", data_dir.display());
     if let Some(t) = &tls {
         banner += &format!("TLS certificate SHA-256 fingerprint: {}\n", t.fingerprint);
+    }
+    if let Some((l, _)) = &ssh {
+        banner += &format!("SSH proxy listening on {}\n", l.local_addr()?);
     }
     if store.user_count().await? == 0 {
         let secret = new_token("pcb_");
@@ -93,8 +105,18 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
     let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
-        .with_change_settings(config.change_settings());
+        .with_change_settings(config.change_settings())
+        .with_recordings(data_dir.join("recordings"))
+        .with_ssh_host(ssh.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default());
     let scheduler = tokio::spawn(run_scheduler(state.clone()));
+    let proxy = ssh.map(|(listener, host_keys)| {
+        let cfg = portcullis_proxy::ProxyConfig {
+            host_keys,
+            max_connections: config.ssh.max_connections,
+            auth_timeout: Duration::from_secs(config.ssh.auth_timeout_seconds),
+        };
+        tokio::spawn(portcullis_proxy::serve(state.clone(), cfg, listener))
+    });
     let changer = tokio::spawn(run_credential_changes(state.clone()));
     let app = portcullis_api::router(state);
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
@@ -134,6 +156,9 @@ pub async fn run(config: Config) -> Result<()> {
     }
     scheduler.abort();
     changer.abort();
+    if let Some(p) = proxy {
+        p.abort();
+    }
     store.close().await;
     Ok(())
 }

@@ -1,1 +1,24 @@
-//! placeholder
+//! The SSH session proxy (R-SES-1, 2, 6, 7, 11, 14, 15).
+//!
+//! A client connects with a connection string as its username (`alice#root@db1`, or a launch
+//! token), authenticates as the Portcullis user (password, or keyboard-interactive with a
+//! one-time code), and is authorized by an available SSH request for that account now. The
+//! proxy then logs in to the target with the vaulted credential (the user never sees it),
+//! relays the channels the policy allows, records every byte through a bounded queue into an
+//! encrypted recording, and ends the session on revocation, expiry, check-in, idleness,
+//! termination by an administrator, or recording failure.
+//!
+//! Module map: `decide` (pure: may this user connect now, else why not), `host_keys` (the
+//! proxy's persistent host keys), `conn` (the per-connection russh handler), `relay` (the
+//! per-channel pump from the target back to the client), `serve` (accept loop, per-session
+//! supervision and finalization).
+
+mod conn;
+mod decide;
+mod host_keys;
+mod relay;
+mod serve;
+
+pub use decide::decide;
+pub use host_keys::{load_or_create_host_keys, HostKeyError};
+pub use serve::{serve, ProxyConfig};

@@ -80,7 +80,8 @@ impl RecordingWriter {
             return (0, std::mem::take(&mut self.buf));
         }
         use std::io::Write;
-        let mut enc = flate2::write::DeflateEncoder::new(Vec::with_capacity(self.buf.len() / 2), flate2::Compression::fast());
+        let mut enc =
+            flate2::write::DeflateEncoder::new(Vec::with_capacity(self.buf.len() / 2), flate2::Compression::fast());
         if enc.write_all(&self.buf).is_ok() {
             if let Ok(z) = enc.finish() {
                 if z.len() < self.buf.len() * 95 / 100 {

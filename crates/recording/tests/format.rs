@@ -48,7 +48,10 @@ async fn round_trip_and_asciicast() {
     assert_eq!(lines, 40);
     let text = String::from_utf8(out).unwrap();
     let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert_eq!((header["version"].as_i64(), header["width"].as_i64(), header["height"].as_i64()), (Some(2), Some(120), Some(40)));
+    assert_eq!(
+        (header["version"].as_i64(), header["width"].as_i64(), header["height"].as_i64()),
+        (Some(2), Some(120), Some(40))
+    );
     assert!(text.contains(r#""line 7\r\n$ ""#), "{text}");
 
     // The plaintext is not in the file.
@@ -86,7 +89,8 @@ async fn tampering_is_detected_at_the_right_chunk() {
     let bad = [&good[..bounds[1]], &good[bounds[2]..]].concat();
     assert!(matches!(check(&bad), Err(RecordingError::Tampered(1))));
     // Chunks 1 and 2 swapped.
-    let bad = [&good[..bounds[1]], &good[bounds[2]..bounds[3]], &good[bounds[1]..bounds[2]], &good[bounds[3]..]].concat();
+    let bad =
+        [&good[..bounds[1]], &good[bounds[2]..bounds[3]], &good[bounds[1]..bounds[2]], &good[bounds[3]..]].concat();
     assert!(matches!(check(&bad), Err(RecordingError::Tampered(1))));
     // The final chunk cut off.
     let n = bounds.len() - 2;

@@ -350,6 +350,21 @@ impl Store {
         account_from_row(row.ok_or(StoreError::NotFound("account"))?)
     }
 
+    /// The account named `account` on the asset named `asset` (the proxy's connection string).
+    pub async fn account_by_names(&self, asset: &str, account: &str) -> Result<Option<(Asset, Account)>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT accounts.id FROM accounts JOIN assets ON assets.id = accounts.asset_id WHERE assets.name = $1 AND accounts.name = $2",
+        )
+        .bind(asset)
+        .bind(account)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        let account = self.account(&id).await?;
+        let asset = self.asset(&account.asset_id).await?;
+        Ok(Some((asset, account)))
+    }
+
     /// Accounts, optionally only those of one asset.
     pub async fn accounts(&self, asset_id: Option<&str>, page: Page) -> Result<Vec<Account>> {
         let rows: Vec<AccountRow> = sqlx::query_as(&format!(

@@ -31,8 +31,8 @@ pub use policies::{Entitlement, EntitlementSpec, Policy, PolicySpec};
 pub use requests::{
     state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
 };
-pub use sessions::{NewSession, SessionQuery, SessionRecord};
 pub use secrets::{SealedRow, SecretKey, SecretVersion};
+pub use sessions::{NewSession, SessionQuery, SessionRecord};
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, User, UserPatch};
 

@@ -91,6 +91,7 @@ fn encode_settings(s: &PolicySettings) -> String {
         "idle_timeout_minutes": s.idle_timeout_minutes,
         "simultaneous_access": s.simultaneous_access,
         "change_password_after_checkin": s.change_password_after_checkin,
+        "port_forwarding": s.port_forwarding,
     })
     .to_string()
 }
@@ -131,6 +132,7 @@ fn decode_settings(text: &str) -> Result<PolicySettings> {
         idle_timeout_minutes: i("idle_timeout_minutes")?,
         simultaneous_access: b("simultaneous_access")?,
         change_password_after_checkin: b("change_password_after_checkin")?,
+        port_forwarding: v["port_forwarding"].as_bool().unwrap_or(false),
     })
 }
 

@@ -184,9 +184,8 @@ impl Store {
 
     /// Sessions left open by a crash are closed at start-up with reason `server restarted`.
     pub async fn close_orphan_sessions(&self, now: i64) -> Result<u64> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE ended_at IS NULL")
-            .fetch_all(&self.read)
-            .await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM sessions WHERE ended_at IS NULL").fetch_all(&self.read).await?;
         for id in &ids {
             self.end_session(&Actor::system(), now, id, "server restarted", 0, 0).await?;
         }
@@ -210,7 +209,13 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         let (c, n, w, wn, k) = row.ok_or(StoreError::NotFound("session recording"))?;
-        Ok(SealedRow { ciphertext: unb64(&c)?, nonce: unb64(&n)?, wrapped_dek: unb64(&w)?, dek_nonce: unb64(&wn)?, kek_id: k })
+        Ok(SealedRow {
+            ciphertext: unb64(&c)?,
+            nonce: unb64(&n)?,
+            wrapped_dek: unb64(&w)?,
+            dek_nonce: unb64(&wn)?,
+            kek_id: k,
+        })
     }
 
     /// Rewraps a recording key (KEK rotation), if still under `old_kek`.

@@ -415,6 +415,36 @@ impl Store {
         Ok(())
     }
 
+    /// Records a successful sign-in that opens no API session (the SSH proxy): resets the
+    /// failure count and remembers the TOTP step used.
+    pub async fn record_proxy_login(
+        &self,
+        actor: &Actor,
+        now: i64,
+        user_id: &str,
+        totp_step: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, \
+             totp_last_step = COALESCE($1, totp_last_step) WHERE id = $2",
+        )
+        .bind(totp_step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success("auth.login", "user", user_id).with_details(serde_json::json!({ "via": "ssh" })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Stores a TOTP secret (base32) awaiting confirmation; enrolment is not active yet.
     pub async fn set_totp_pending(&self, actor: &Actor, now: i64, id: &str, secret: &str) -> Result<()> {
         let mut tx = self.write.begin().await?;

@@ -1,12 +1,10 @@
 //! Signing in and out, and the one-time bootstrap of the first administrator.
 
-use std::sync::LazyLock;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use portcullis_core::role::Role;
-use portcullis_core::{totp, validate};
+use portcullis_core::validate;
 use portcullis_store::{Actor, NewEvent, NewUser, Outcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use zeroize::Zeroizing;
 
-use crate::auth::{hash_password_blocking, new_token, token_hash, verify_password_blocking, AnyUser, Authed, Source};
+use crate::auth::{hash_password_blocking, new_token, token_hash, AnyUser, Authed, Source};
 use crate::dto::{ts, UserDto};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
@@ -106,10 +104,6 @@ pub struct LoginResponse {
     user: UserDto,
 }
 
-/// A valid argon2id hash of a random password: unknown usernames are checked against it so
-/// that their response time matches that of known ones.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| crate::auth::hash_password(&new_token("dummy_")));
-
 /// Signs in with username, password and (when enrolled) a TOTP code; returns a session token.
 /// Repeated failures lock the account for a while.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login",
@@ -121,79 +115,12 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let now = state.now();
-    // An unknown username is not recorded: people type passwords into the username field,
-    // and the audit log must not keep them. Known users are named by their username.
-    let known_name = |id: &str| if id.is_empty() { "unknown".to_owned() } else { req.username.clone() };
-    let actor = |id: &str| Actor { id: id.to_owned(), name: known_name(id), source: source.clone() };
-    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password");
-    let fail = |id: String, reason: &'static str| {
-        let state = state.clone();
-        let actor = actor(&id);
-        async move {
-            state.metrics.logins_failed.inc();
-            let lock_until = now + state.auth.lockout_minutes * 60_000_000;
-            state.store.record_login_failure(&actor, now, &id, state.auth.lockout_threshold, lock_until, reason).await
-        }
-    };
-
-    let login_state = if req.username.len() <= 64 { state.store.login_state(&req.username).await? } else { None };
-    let Some(login_state) = login_state else {
-        verify_password_blocking(req.password, DUMMY_HASH.clone()).await?;
-        fail(String::new(), "unknown user").await?;
-        return Err(invalid());
-    };
-    let user = &login_state.user;
-    if user.locked_until.is_some_and(|t| t > now) {
-        fail(user.id.clone(), "account locked").await?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "account_locked",
-            "too many failed sign-ins; the account is locked for a while (a User Administrator can unlock it)",
-        ));
-    }
-    let password_ok = verify_password_blocking(req.password, login_state.password_hash.clone()).await?;
-    if !password_ok || user.disabled {
-        let locked = fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
-        if locked {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "account_locked",
-                "too many failed sign-ins; the account is now locked for a while",
-            ));
-        }
-        return Err(invalid());
-    }
-    let mut totp_step = None;
-    if user.totp_enabled {
-        let Some(code) = req.totp_code.as_deref() else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "totp_required",
-                "this account uses a one-time code: send totp_code",
-            ));
-        };
-        let secret = login_state.totp_secret.as_deref().and_then(totp::decode_secret).map(Zeroizing::new);
-        let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login_state.totp_last_step));
-        let consumed = match step {
-            Some(step) => state.store.consume_totp_step(&user.id, step).await?,
-            None => false,
-        };
-        if !consumed {
-            fail(user.id.clone(), "wrong one-time code").await?;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "wrong or reused one-time code",
-            ));
-        }
-        totp_step = step;
-    }
+    let (user, totp_step) =
+        crate::auth::verify_login(&state, &source, &req.username, req.password, req.totp_code.as_deref()).await?;
+    let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.clone() };
     let token = new_token("pcs_");
     let expires_at = now + state.auth.session_ttl_minutes * 60_000_000;
-    state
-        .store
-        .record_login_success(&actor(&user.id), now, &user.id, totp_step, &token_hash(&token), expires_at)
-        .await?;
+    state.store.record_login_success(&actor, now, &user.id, totp_step, &token_hash(&token), expires_at).await?;
     let user = state.store.user(&user.id).await?;
     Ok(Json(LoginResponse { token: token.to_string(), expires_at: ts(expires_at), user: UserDto::from(&user) }))
 }

@@ -8,5 +8,6 @@ pub mod me;
 pub mod policies;
 pub mod profiles;
 pub mod requests;
+pub mod sessions;
 pub mod system;
 pub mod users;

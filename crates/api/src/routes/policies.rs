@@ -247,6 +247,8 @@ pub struct SettingsDto {
     /// Allow overlapping use of one account.
     simultaneous_access: Option<bool>,
     change_password_after_checkin: Option<bool>,
+    /// Allow `ssh -L` (direct TCP/IP forwarding) through the proxy. Default false.
+    port_forwarding: Option<bool>,
 }
 
 impl SettingsDto {
@@ -286,6 +288,7 @@ impl SettingsDto {
             change_password_after_checkin: self
                 .change_password_after_checkin
                 .unwrap_or(d.change_password_after_checkin),
+            port_forwarding: self.port_forwarding.unwrap_or(d.port_forwarding),
         })
     }
 
@@ -318,6 +321,7 @@ impl SettingsDto {
             idle_timeout_minutes: Some(s.idle_timeout_minutes),
             simultaneous_access: Some(s.simultaneous_access),
             change_password_after_checkin: Some(s.change_password_after_checkin),
+            port_forwarding: Some(s.port_forwarding),
         }
     }
 }

@@ -474,15 +474,15 @@ pub struct RequestDetail {
 }
 
 /// Who may see a request and act on it as what.
-struct Relation {
-    requester: bool,
-    approver: bool,
-    reviewer: bool,
-    admin: bool,
-    auditor: bool,
+pub(crate) struct Relation {
+    pub requester: bool,
+    pub approver: bool,
+    pub reviewer: bool,
+    pub admin: bool,
+    pub auditor: bool,
 }
 
-async fn relation(state: &AppState, caller: &Caller, r: &AccessRequest) -> ApiResult<Relation> {
+pub(crate) async fn relation(state: &AppState, caller: &Caller, r: &AccessRequest) -> ApiResult<Relation> {
     let (approver, reviewer) = match state.store.policy(&r.policy_id).await {
         Ok(p) => {
             let ctx = approval_context(state, &p).await?;
@@ -502,7 +502,7 @@ async fn relation(state: &AppState, caller: &Caller, r: &AccessRequest) -> ApiRe
     })
 }
 
-async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(AccessRequest, Relation)> {
+pub(crate) async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(AccessRequest, Relation)> {
     let r = state.store.request(id).await?;
     let rel = relation(state, caller, &r).await?;
     if !(rel.requester || rel.approver || rel.reviewer || rel.admin || rel.auditor) {

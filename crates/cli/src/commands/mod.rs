@@ -7,6 +7,7 @@ mod groups;
 mod inventory;
 mod policies;
 mod requests;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -75,6 +76,12 @@ pub enum Command {
     /// Vaulted credentials of accounts (Asset Administrators).
     #[command(subcommand)]
     Credential(credentials::CredentialCmd),
+    /// Proxied sessions: list, show, terminate.
+    #[command(subcommand)]
+    Session(sessions::SessionCmd),
+    /// Session recordings: verify, export (asciicast), play.
+    #[command(subcommand)]
+    Recording(sessions::RecordingCmd),
     /// Read and verify the audit log (Auditors).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -103,6 +110,8 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::ReasonCode(c) => requests::reason_codes(c, g).await,
         Command::Service(c) => requests::services(c, g).await,
         Command::Credential(c) => credentials::credentials(c, g).await,
+        Command::Session(c) => sessions::sessions(c, g).await,
+        Command::Recording(c) => sessions::recordings(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
     }
 }

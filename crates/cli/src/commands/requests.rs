@@ -93,6 +93,8 @@ pub enum RequestCmd {
         #[arg(long)]
         copy: bool,
     },
+    /// Start a session: a one-time launch token and ready-to-paste ssh/scp/sftp/plink commands.
+    Launch { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +284,7 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
             return print_outcomes(g, &r);
         }
         RequestCmd::Checkout { id, copy } => return super::credentials::checkout(id, copy, g).await,
+        RequestCmd::Launch { id } => return super::sessions::launch(id, g).await,
         RequestCmd::Remove { id } => {
             c.post(&item(&id, "remove"), &json!({})).await?;
             done(g.output, "Removed from your list.");

@@ -34,6 +34,8 @@ pub struct Server {
     pub db: Db,
     child: Option<Child>,
     pub url: String,
+    /// The SSH proxy's port.
+    pub ssh_port: u16,
     pub bootstrap_secret: Option<String>,
     pub fingerprint: Option<String>,
     extra_env: Vec<(String, String)>,
@@ -48,9 +50,11 @@ impl Server {
     pub fn start_with(db: Db, tls: bool, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().unwrap();
         let port = portcullis_testkit::free_port();
+        let ssh_port = portcullis_testkit::free_port();
         let mut s = Server {
             dir,
             port,
+            ssh_port,
             tls,
             db,
             child: None,
@@ -114,6 +118,7 @@ impl Server {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("PORTCULLIS_SSH_LISTEN", format!("127.0.0.1:{}", self.ssh_port))
             .env("PORTCULLIS_SERVER_TLS", if self.tls { "true" } else { "false" })
             .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
             .env("PORTCULLIS_LOG_FORMAT", "json")

@@ -10,6 +10,7 @@ mod harness;
 mod leaks;
 mod matrix;
 mod policies;
+mod proxy;
 mod requests;
 mod schemathesis;
 mod vault;

@@ -56,6 +56,12 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "submit_favorite",
         "get_services",
         "checkout_password",
+        "list_sessions",
+        "get_session",
+        "terminate_session",
+        "verify_recording",
+        "export_recording",
+        "launch_session",
     ] {
         m.insert(op, vec![ANY]);
     }

@@ -1,0 +1,430 @@
+//! Proxied sessions (R-SES-1, 11, 15): list, show, terminate; recordings verified and
+//! exported (asciicast v2); launch tokens for a request's session.
+//!
+//! Who: a session is visible to whoever may see its request (requester, approvers,
+//! reviewers, Security Policy Administrators, Auditors). Approvers of the request and Security
+//! Policy Administrators may terminate it. Reviewers, Security Policy Administrators and
+//! Auditors may verify and replay recordings; every export is audited.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use portcullis_core::policy::AccessType;
+use portcullis_core::request::RequestState;
+use portcullis_recording::{export_asciicast, verify, Reader, RecordingKey};
+use portcullis_store::{NewEvent, SessionQuery, SessionRecord};
+use portcullis_vault::{open, SecretContext};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{AnyUser, Authed, Caller};
+use crate::dto::{ts, IdPath};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::requests::{load_visible, relation, Relation};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_sessions))
+        .routes(routes!(get_session))
+        .routes(routes!(terminate_session))
+        .routes(routes!(verify_recording))
+        .routes(routes!(export_recording))
+        .routes(routes!(launch_session))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionDto {
+    id: String,
+    user_id: String,
+    username: String,
+    request_id: Option<String>,
+    account_id: Option<String>,
+    asset_id: Option<String>,
+    /// ssh
+    protocol: String,
+    /// The client's address:port.
+    client: String,
+    started_at: String,
+    ended_at: Option<String>,
+    end_reason: Option<String>,
+    live: bool,
+    /// Client to target.
+    bytes_up: i64,
+    /// Target to client.
+    bytes_down: i64,
+    has_recording: bool,
+}
+
+impl From<SessionRecord> for SessionDto {
+    fn from(s: SessionRecord) -> Self {
+        SessionDto {
+            live: s.ended_at.is_none(),
+            id: s.id,
+            user_id: s.user_id,
+            username: s.username,
+            request_id: s.request_id,
+            account_id: s.account_id,
+            asset_id: s.asset_id,
+            protocol: s.protocol,
+            client: s.client_addr,
+            started_at: ts(s.started_at),
+            ended_at: s.ended_at.map(ts),
+            end_reason: s.end_reason,
+            bytes_up: s.bytes_up,
+            bytes_down: s.bytes_down,
+            has_recording: s.recording.is_some(),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionListQuery {
+    /// true: only live sessions; false: only ended ones.
+    live: Option<bool>,
+    request_id: Option<String>,
+    /// 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// Loads a session and the caller's relation to its request; 404 if the caller may not see it.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(SessionRecord, Relation)> {
+    let s = state.store.session(id).await?;
+    let own = s.user_id == caller.user.id;
+    let rel = match &s.request_id {
+        Some(r) => match state.store.request(r).await {
+            Ok(req) => Some(relation(state, caller, &req).await?),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let admin = caller.has(portcullis_core::role::Role::SecurityPolicyAdmin);
+    let auditor =
+        caller.has(portcullis_core::role::Role::Auditor) || caller.has(portcullis_core::role::Role::ApplianceAdmin);
+    let rel = rel.unwrap_or(Relation { requester: own, approver: false, reviewer: false, admin, auditor });
+    if !(own || rel.requester || rel.approver || rel.reviewer || rel.admin || rel.auditor) {
+        return Err(ApiError::not_found("session"));
+    }
+    Ok((s, rel))
+}
+
+/// Sessions you may see, newest first: all for Security Policy Administrators and Auditors,
+/// else your own.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", operation_id = "list_sessions",
+    params(SessionListQuery), responses((status = 200, description = "Sessions", body = [SessionDto])))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiQuery(q): ApiQuery<SessionListQuery>,
+) -> ApiResult<Json<Vec<SessionDto>>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
+    }
+    use portcullis_core::role::Role;
+    let everyone =
+        caller.has(Role::SecurityPolicyAdmin) || caller.has(Role::Auditor) || caller.has(Role::ApplianceAdmin);
+    let query = SessionQuery {
+        live: q.live,
+        request_id: q.request_id,
+        user_id: (!everyone).then(|| caller.user.id.clone()),
+        limit,
+    };
+    Ok(Json(state.store.sessions(&query).await?.into_iter().map(SessionDto::from).collect()))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", operation_id = "get_session",
+    params(IdPath), responses((status = 200, description = "The session", body = SessionDto)))]
+async fn get_session(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<SessionDto>> {
+    let (s, _) = visible(&state, &caller, &p.id).await?;
+    Ok(Json(s.into()))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TerminateRequest {
+    /// Shown to the user; at most 200 characters.
+    reason: Option<String>,
+}
+
+/// Ends a live session at once (an approver of its request, or a Security Policy
+/// Administrator). The user sees the reason.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/terminate", tag = "sessions", operation_id = "terminate_session",
+    params(IdPath), request_body = TerminateRequest, responses((status = 200, description = "Terminated", body = SessionDto)))]
+async fn terminate_session(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(body): ApiJson<TerminateRequest>,
+) -> ApiResult<Json<SessionDto>> {
+    if body.reason.as_ref().is_some_and(|r| r.len() > 200 || r.chars().any(char::is_control)) {
+        return Err(ApiError::invalid("reason", "at most 200 characters, no control characters"));
+    }
+    let (s, rel) = visible(&state, &caller, &p.id).await?;
+    if !(rel.approver || rel.admin) {
+        return Err(ApiError::forbidden(
+            "only an approver of the session's request or a Security Policy Administrator may terminate it",
+        ));
+    }
+    if s.ended_at.is_some() {
+        return Err(ApiError::conflict("session_ended", "the session has already ended"));
+    }
+    let reason = format!(
+        "terminated by {}{}",
+        caller.user.username,
+        body.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+    );
+    state
+        .store
+        .record(
+            &caller.actor(),
+            state.now(),
+            NewEvent::success("session.terminate", "session", &s.id)
+                .with_details(serde_json::json!({ "reason": reason })),
+        )
+        .await?;
+    if !state.live.terminate(&s.id, &reason) {
+        return Err(ApiError::conflict("session_not_live", "the session is not live on this server"));
+    }
+    // The proxy closes the row; wait briefly so the answer shows the end.
+    for _ in 0..40 {
+        let now = state.store.session(&s.id).await?;
+        if now.ended_at.is_some() {
+            return Ok(Json(now.into()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(Json(state.store.session(&s.id).await?.into()))
+}
+
+fn may_replay(rel: &Relation) -> ApiResult<()> {
+    if rel.reviewer || rel.admin || rel.auditor {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("recordings are for reviewers, Security Policy Administrators and Auditors"))
+    }
+}
+
+async fn recording_key(state: &AppState, s: &SessionRecord) -> ApiResult<(std::path::PathBuf, RecordingKey)> {
+    let file = s.recording.clone().ok_or_else(|| ApiError::not_found("recording"))?;
+    let sealed = crate::credential_service::unrow(state.store.session_recording_key(&s.id).await?)?;
+    let plain =
+        open(&state.vault, &SecretContext { account_id: s.id.clone(), kind: "recording".into(), version: 1 }, &sealed)
+            .map_err(|e| {
+                tracing::error!(session = %s.id, error = %e, "recording key cannot be opened");
+                ApiError::internal()
+            })?;
+    let bytes: [u8; 32] = plain.expose().try_into().map_err(|_| ApiError::internal())?;
+    Ok((state.recordings.join(file), zeroize::Zeroizing::new(bytes)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyDto {
+    session_id: String,
+    /// Every chunk decrypted and authenticated, in order, and the final seal present.
+    intact: bool,
+    /// What is wrong, if not intact (e.g. "chunk 3 was altered, removed, reordered…").
+    problem: Option<String>,
+    chunks: u64,
+    events: u64,
+    payload_bytes: u64,
+    stored_bytes: u64,
+    duration_seconds: f64,
+}
+
+/// Verifies a recording: every byte authenticated, chunk order and completeness checked.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/recording/verify", tag = "sessions", operation_id = "verify_recording",
+    params(IdPath), responses((status = 200, description = "The verdict", body = VerifyDto)))]
+async fn verify_recording(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<VerifyDto>> {
+    let (s, rel) = visible(&state, &caller, &p.id).await?;
+    may_replay(&rel)?;
+    let (path, key) = recording_key(&state, &s).await?;
+    let id = s.id.clone();
+    let result =
+        tokio::task::spawn_blocking(move || verify(&path, &id, &key)).await.map_err(|_| ApiError::internal())?;
+    let dto = match result {
+        Ok(r) => VerifyDto {
+            session_id: s.id.clone(),
+            intact: true,
+            problem: None,
+            chunks: r.chunks,
+            events: r.events,
+            payload_bytes: r.payload_bytes,
+            stored_bytes: r.stored_bytes,
+            duration_seconds: r.duration_micros as f64 / 1e6,
+        },
+        Err(e) => VerifyDto {
+            session_id: s.id.clone(),
+            intact: false,
+            problem: Some(e.to_string()),
+            chunks: 0,
+            events: 0,
+            payload_bytes: 0,
+            stored_bytes: 0,
+            duration_seconds: 0.0,
+        },
+    };
+    let mut event = NewEvent::success("session.recording_verify", "session", &s.id)
+        .with_details(serde_json::json!({ "intact": dto.intact, "problem": dto.problem }));
+    if !dto.intact {
+        event = event.with_outcome(portcullis_store::Outcome::Failure);
+    }
+    state.store.record(&caller.actor(), state.now(), event).await?;
+    Ok(Json(dto))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// asciicast (v2, the default).
+    format: Option<String>,
+}
+
+/// A `std::io::Write` that streams into the response body.
+struct BodyWriter(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>, Vec<u8>);
+
+impl std::io::Write for BodyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        if self.1.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.1.is_empty() {
+            let chunk = std::mem::take(&mut self.1);
+            self.0.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("client went away"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Exports a recording as asciicast v2 (plays with `asciinema play`), verifying it as it
+/// goes: a tampered recording ends the stream early with an error line. Audited.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/recording", tag = "sessions", operation_id = "export_recording",
+    params(IdPath, ExportQuery), responses((status = 200, description = "asciicast v2", content_type = "application/x-asciicast", body = String)))]
+async fn export_recording(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    if q.format.as_deref().is_some_and(|f| f != "asciicast") {
+        return Err(ApiError::invalid("format", "must be asciicast"));
+    }
+    let (s, rel) = visible(&state, &caller, &p.id).await?;
+    may_replay(&rel)?;
+    let (path, key) = recording_key(&state, &s).await?;
+    let reader = Reader::open(&path, &s.id, &key).map_err(|e| {
+        tracing::error!(session = %s.id, error = %e, "recording cannot be opened");
+        ApiError::conflict("recording_unreadable", e.to_string())
+    })?;
+    state
+        .store
+        .record(
+            &caller.actor(),
+            state.now(),
+            NewEvent::success("session.recording_export", "session", &s.id)
+                .with_details(serde_json::json!({ "format": "asciicast" })),
+        )
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    let started = s.started_at.div_euclid(1_000_000);
+    tokio::task::spawn_blocking(move || {
+        let mut w = BodyWriter(tx.clone(), Vec::new());
+        let result = export_asciicast(reader, started, &mut w);
+        let _ = std::io::Write::flush(&mut w);
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-asciicast")
+        .body(Body::from_stream(stream))
+        .map_err(|_| ApiError::internal())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LaunchDto {
+    /// One-time token (valid once, until the request's access ends, for you only).
+    token: String,
+    expires_at: String,
+    /// Ready-to-paste command lines.
+    ssh: String,
+    scp: String,
+    sftp: String,
+    plink: String,
+    /// The inband form, for clients that prompt for a password (your Portcullis password).
+    inband_user: String,
+}
+
+/// Start session: a one-time launch token for an available SSH request, with command lines
+/// for `ssh`, `scp`, `sftp` and `plink` (the requester only).
+#[utoipa::path(post, path = "/api/v1/requests/{id}/launch", tag = "sessions", operation_id = "launch_session",
+    params(IdPath), responses((status = 200, description = "Launch token and commands", body = LaunchDto)))]
+async fn launch_session(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<LaunchDto>> {
+    let (r, rel) = load_visible(&state, &caller, &p.id).await?;
+    if !rel.requester {
+        return Err(ApiError::forbidden("only the requester may start the request's session"));
+    }
+    if r.access_type != AccessType::Ssh {
+        return Err(ApiError::conflict(
+            "wrong_access_type",
+            format!("this is a {} request; sessions are started from SSH requests", r.access_type.as_str()),
+        ));
+    }
+    if r.state != RequestState::Available {
+        return Err(ApiError::conflict(
+            portcullis_store::state_code(r.state),
+            format!(
+                "the request is {}; a session starts only while it is available",
+                r.state.as_str().replace('_', " ")
+            ),
+        ));
+    }
+    let account = state.store.account(&r.account_id).await?;
+    let asset = state.store.asset(&r.asset_id).await?;
+    let token = crate::auth::new_token(portcullis_core::connection::LAUNCH_TOKEN_PREFIX);
+    let now = state.now();
+    let expires_at = r.end_at.min(now + 15 * 60 * 1_000_000);
+    state
+        .store
+        .create_launch_token(&caller.actor(), now, &crate::auth::token_hash(&token), &r.id, &caller.user.id, expires_at)
+        .await?;
+    let host = state.ssh_host.as_str();
+    let (h, port) = host.rsplit_once(':').unwrap_or((host, "2222"));
+    let t = token.as_str();
+    let inband = format!("{}#{}@{}", caller.user.username, account.name, asset.name);
+    Ok(Json(LaunchDto {
+        ssh: format!("ssh -p {port} {t}@{h}"),
+        scp: format!("scp -P {port} FILE {t}@{h}:"),
+        sftp: format!("sftp -P {port} {t}@{h}"),
+        plink: format!("plink -ssh -P {port} {t}@{h}"),
+        inband_user: inband,
+        token: token.to_string(),
+        expires_at: ts(expires_at),
+    }))
+}

@@ -1,0 +1,164 @@
+//! `portcullis session …` and `portcullis recording …`: live sessions and their recordings.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::signed_in;
+use crate::client::enc;
+use crate::output::print;
+use crate::{CliError, GlobalArgs};
+
+const COLUMNS: &[&str] =
+    &["id", "username", "client", "started_at", "ended_at", "end_reason", "bytes_up", "bytes_down", "request_id"];
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCmd {
+    /// Sessions you may see, newest first.
+    List {
+        /// Only live sessions.
+        #[arg(long)]
+        live: bool,
+        #[arg(long)]
+        request: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    /// End a live session now (approvers of its request, Security Policy Administrators).
+    Terminate {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingCmd {
+    /// Check that a recording is complete and unaltered (exit 1 if not).
+    Verify { id: String },
+    /// Write a recording as asciicast v2 (to a file, or standard output).
+    Export {
+        id: String,
+        #[arg(long, default_value = "asciicast")]
+        format: String,
+        /// Output file (default: standard output).
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+    },
+    /// Replay a recording in this terminal, with its timing.
+    Play {
+        id: String,
+        /// Playback speed (2 = twice as fast).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        max_wait: f64,
+    },
+}
+
+pub async fn sessions(cmd: SessionCmd, g: &GlobalArgs) -> Result<(), CliError> {
+    let c = signed_in(g)?;
+    match cmd {
+        SessionCmd::List { live, request } => {
+            let mut q = vec!["limit=1000".to_owned()];
+            if live {
+                q.push("live=true".into());
+            }
+            if let Some(r) = request {
+                q.push(format!("request_id={}", enc(&r)));
+            }
+            let v = c.get(&format!("/api/v1/sessions?{}", q.join("&"))).await?;
+            print(g.output, &v, COLUMNS);
+        }
+        SessionCmd::Show { id } => {
+            let v = c.get(&format!("/api/v1/sessions/{}", enc(&id))).await?;
+            print(g.output, &v, COLUMNS);
+        }
+        SessionCmd::Terminate { id, reason } => {
+            let v = c.post(&format!("/api/v1/sessions/{}/terminate", enc(&id)), &json!({ "reason": reason })).await?;
+            print(g.output, &v, COLUMNS);
+        }
+    }
+    Ok(())
+}
+
+pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliError> {
+    let c = signed_in(g)?;
+    match cmd {
+        RecordingCmd::Verify { id } => {
+            let v = c.get(&format!("/api/v1/sessions/{}/recording/verify", enc(&id))).await?;
+            print(
+                g.output,
+                &v,
+                &[
+                    "session_id",
+                    "intact",
+                    "problem",
+                    "chunks",
+                    "events",
+                    "payload_bytes",
+                    "stored_bytes",
+                    "duration_seconds",
+                ],
+            );
+            if v["intact"] != Value::Bool(true) {
+                return Err(CliError::Failed(format!(
+                    "the recording is not intact: {}",
+                    v["problem"].as_str().unwrap_or("unknown problem")
+                )));
+            }
+        }
+        RecordingCmd::Export { id, format, file } => {
+            let path = format!("/api/v1/sessions/{}/recording?format={}", enc(&id), enc(&format));
+            match file {
+                Some(f) => {
+                    let mut out = std::fs::File::create(&f).map_err(|e| CliError::Io(f.display().to_string(), e))?;
+                    c.download(&path, &mut out).await?;
+                    out.flush().map_err(|e| CliError::Io(f.display().to_string(), e))?;
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    c.download(&path, &mut out).await?;
+                }
+            }
+        }
+        RecordingCmd::Play { id, speed, max_wait } => {
+            if !(speed > 0.0 && speed <= 1000.0) {
+                return Err(CliError::Usage("--speed must be above 0 and at most 1000".into()));
+            }
+            let mut buf = Vec::new();
+            c.download(&format!("/api/v1/sessions/{}/recording?format=asciicast", enc(&id)), &mut buf).await?;
+            let mut out = std::io::stdout().lock();
+            let mut last = 0.0f64;
+            for line in String::from_utf8_lossy(&buf).lines().skip(1) {
+                let Ok(Value::Array(e)) = serde_json::from_str::<Value>(line) else { continue };
+                let (Some(t), Some("o"), Some(text)) = (e[0].as_f64(), e[1].as_str(), e[2].as_str()) else { continue };
+                let wait = ((t - last) / speed).clamp(0.0, max_wait);
+                last = t;
+                std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+                out.write_all(text.as_bytes()).map_err(|e| CliError::Io("stdout".into(), e))?;
+                out.flush().map_err(|e| CliError::Io("stdout".into(), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `portcullis request launch ID`: a launch token and the commands that use it.
+pub async fn launch(id: String, g: &GlobalArgs) -> Result<(), CliError> {
+    let c = signed_in(g)?;
+    let v = c.post(&format!("/api/v1/requests/{}/launch", enc(&id)), &json!({})).await?;
+    if g.output == crate::Output::Json {
+        print(g.output, &v, &[]);
+    } else {
+        for k in ["ssh", "scp", "sftp", "plink"] {
+            println!("{k:6} {}", v[k].as_str().unwrap_or(""));
+        }
+        println!("The token works once, until {}.", v["expires_at"].as_str().unwrap_or("the request ends"));
+    }
+    Ok(())
+}

@@ -1,0 +1,608 @@
+//! One client connection: authentication, authorization, the leg to the target, and the
+//! client's side of every channel.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_api::AppState;
+use portcullis_connect::{ConnectError, Credential, HostKeyCheck, Login, Target};
+use portcullis_core::connection::{parse, ConnectionString};
+use portcullis_core::policy::{AccessType, AccountMode, PolicySettings};
+use portcullis_core::request::RequestState;
+use portcullis_recording::{Event, EventKind, Recorder};
+use portcullis_store::{AccessRequest, Account, Actor, Asset, NewEvent, Outcome, User};
+use russh::client;
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
+use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, Pty, Sig};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::serve::{start_session, Shared};
+
+/// Channels one connection may have open at once.
+const MAX_CHANNELS: usize = 32;
+
+/// What an authorized connection may use.
+#[derive(Clone)]
+pub(crate) struct Access {
+    pub request: AccessRequest,
+    pub account: Account,
+    pub asset: Asset,
+    pub settings: PolicySettings,
+}
+
+struct UpChannel {
+    write: ChannelWriteHalf<client::Msg>,
+    number: u32,
+}
+
+pub(crate) struct Conn {
+    state: AppState,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    user: Option<User>,
+    access: Option<Result<Access, String>>,
+    upstream: Option<client::Handle<HostKeyCheck>>,
+    channels: HashMap<ChannelId, UpChannel>,
+    recorder: Option<Recorder>,
+    next_number: u32,
+}
+
+fn methods() -> MethodSet {
+    MethodSet::from(&[MethodKind::Password, MethodKind::KeyboardInteractive][..])
+}
+
+fn reject() -> Auth {
+    Auth::Reject { proceed_with_methods: Some(methods()), partial_success: false }
+}
+
+impl Conn {
+    pub(crate) fn new(state: AppState, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
+        Conn {
+            state,
+            peer,
+            shared,
+            user: None,
+            access: None,
+            upstream: None,
+            channels: HashMap::new(),
+            recorder: None,
+            next_number: 0,
+        }
+    }
+
+    fn source(&self) -> String {
+        self.peer.to_string()
+    }
+
+    fn actor(&self) -> Actor {
+        match &self.user {
+            Some(u) => Actor { id: u.id.clone(), name: u.username.clone(), source: self.source() },
+            None => Actor { id: String::new(), name: "unknown".into(), source: self.source() },
+        }
+    }
+
+    /// Checks the Portcullis sign-in, then whether an available request allows this target now.
+    async fn sign_in(&mut self, username: &str, password: Zeroizing<String>, code: Option<&str>) -> Auth {
+        let (user_name, account, asset) = match parse(username) {
+            Ok(ConnectionString::Inband { user, account, asset }) => (user, account, asset),
+            Ok(ConnectionString::LaunchToken(_)) => return reject(),
+            Err(e) => {
+                tracing::info!(peer = %self.peer, error = %e, "ssh: bad connection string");
+                return reject();
+            }
+        };
+        let source = self.source();
+        match portcullis_api::auth::verify_login(&self.state, &source, &user_name, password, code).await {
+            Ok((user, step)) => {
+                let actor = Actor { id: user.id.clone(), name: user.username.clone(), source };
+                if self.state.store.record_proxy_login(&actor, self.state.now(), &user.id, step).await.is_err() {
+                    return reject();
+                }
+                self.access = Some(self.authorize(&user, &account, &asset).await);
+                self.user = Some(user);
+                Auth::Accept
+            }
+            Err(e) if e.code == "totp_required" => Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                partial_success: false,
+            },
+            Err(_) => reject(),
+        }
+    }
+
+    async fn authorize(&self, user: &User, account_name: &str, asset_name: &str) -> Result<Access, String> {
+        let target = format!("{account_name}@{asset_name}");
+        let store = &self.state.store;
+        let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
+        if !store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await.map_err(internal)? {
+            return Err("session access is turned off by the administrators".into());
+        }
+        let Some((asset, account)) = store.account_by_names(asset_name, account_name).await.map_err(internal)? else {
+            return Err(format!("there is no account {target} in Portcullis; check the account and asset names"));
+        };
+        let requests = store.requests_for_connect(&user.id, &account.id, AccessType::Ssh).await.map_err(internal)?;
+        let request = crate::decide(&requests, self.state.now(), &target)?.clone();
+        self.access_for(request, account, asset).await
+    }
+
+    async fn access_for(&self, request: AccessRequest, account: Account, asset: Asset) -> Result<Access, String> {
+        let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
+        let policy = self.state.store.policy(&request.policy_id).await.map_err(internal)?;
+        if policy.settings.account_mode != AccountMode::Vaulted {
+            return Err(format!(
+                "the policy's account mode ({}) is not supported by the SSH proxy yet; ask an administrator",
+                policy.settings.account_mode.as_str()
+            ));
+        }
+        Ok(Access { request, account, asset, settings: policy.settings })
+    }
+
+    async fn launch_token(&mut self, token: &str) -> Auth {
+        let hash = portcullis_api::auth::token_hash(token);
+        let now = self.state.now();
+        let Ok(Some((request_id, user_id))) = self.state.store.use_launch_token(now, &hash).await else {
+            return reject();
+        };
+        let (Ok(user), Ok(request)) =
+            (self.state.store.user(&user_id).await, self.state.store.request(&request_id).await)
+        else {
+            return reject();
+        };
+        if user.disabled || request.requester_id != user.id {
+            return reject();
+        }
+        let access = if request.state == RequestState::Available && request.start_at <= now && now < request.end_at {
+            match (self.state.store.account(&request.account_id).await, self.state.store.asset(&request.asset_id).await)
+            {
+                (Ok(account), Ok(asset)) => self.access_for(request, account, asset).await,
+                _ => Err("the request's account no longer exists".into()),
+            }
+        } else {
+            Err(format!(
+                "the request is {}; a launch token works only while it is available",
+                request.state.as_str().replace('_', " ")
+            ))
+        };
+        let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: self.source() };
+        let _ = self.state.store.record_proxy_login(&actor, now, &user.id, None).await;
+        self.access = Some(access);
+        self.user = Some(user);
+        Auth::Accept
+    }
+
+    /// Logs in to the target with the vaulted credential.
+    async fn connect_upstream(&self, access: &Access) -> Result<portcullis_connect::SshClient, String> {
+        let asset = &access.asset;
+        let port = asset
+            .protocols
+            .iter()
+            .find(|p| p.protocol == portcullis_core::inventory::Protocol::Ssh)
+            .map(|p| p.port)
+            .ok_or_else(|| format!("{} has no SSH service configured in Portcullis", asset.name))?;
+        let target = Target {
+            host: asset.address.clone(),
+            port,
+            host_key: asset.host_key.clone(),
+            timeout: Duration::from_secs(15),
+        };
+        let state = &self.state;
+        let key = portcullis_api::credential_service::current(state, &access.account.id, "ssh_key").await;
+        let password = portcullis_api::credential_service::current(state, &access.account.id, "password").await;
+        let (Ok(key), Ok(password)) = (key, password) else {
+            return Err("Portcullis cannot read the account's credential right now".into());
+        };
+        if key.is_none() && password.is_none() {
+            return Err(format!(
+                "the vault holds no credential for {}@{}; ask an administrator",
+                access.account.name, asset.name
+            ));
+        }
+        let mut client =
+            portcullis_connect::connect_session(&target).await.map_err(|e| self.upstream_error(access, &e))?;
+        let mut result = Err(ConnectError::AuthenticationFailed(access.account.name.clone()));
+        if let Some((_, k)) = &key {
+            result = client
+                .authenticate(Login { username: &access.account.name, credential: Credential::PrivateKey(k) })
+                .await;
+        }
+        if let (Err(_), Some((_, p))) = (&result, &password) {
+            result = client
+                .authenticate(Login { username: &access.account.name, credential: Credential::Password(p) })
+                .await;
+        }
+        result.map_err(|e| self.upstream_error(access, &e))?;
+        if asset.host_key.is_none() && !client.host_key().is_empty() {
+            let _ = state.store.pin_host_key(state.now(), &asset.id, client.host_key()).await;
+        }
+        Ok(client)
+    }
+
+    fn upstream_error(&self, access: &Access, e: &ConnectError) -> String {
+        let target = format!("{}@{}", access.account.name, access.asset.name);
+        match e {
+            ConnectError::HostKeyMismatch { .. } => {
+                let state = self.state.clone();
+                let asset_id = access.asset.id.clone();
+                let details = json!({ "error": e.to_string(), "alert": true, "via": "ssh proxy" });
+                tokio::spawn(async move {
+                    let _ = state
+                        .store
+                        .record(
+                            &Actor::system(),
+                            state.now(),
+                            NewEvent::success("asset.host_key_mismatch", "asset", &asset_id)
+                                .with_outcome(Outcome::Failure)
+                                .with_details(details),
+                        )
+                        .await;
+                });
+                format!("the host key of {} does not match the one Portcullis pinned; the connection was refused and administrators alerted", access.asset.name)
+            }
+            ConnectError::AuthenticationFailed(_) => format!(
+                "Portcullis could not log in to {target}: the target refused the vaulted credential; ask an administrator to check it"
+            ),
+            ConnectError::Unreachable(m) => format!("{} cannot be reached: {m}", access.asset.name),
+            ConnectError::Timeout(_) => format!("{} did not answer in time", access.asset.name),
+            other => format!("Portcullis could not log in to {target}: {other}"),
+        }
+    }
+
+    async fn refuse(&self, session: &mut Session, reason: &str) {
+        let _ = self
+            .state
+            .store
+            .record(
+                &self.actor(),
+                self.state.now(),
+                NewEvent::success("session.refused", "user", self.user.as_ref().map_or("", |u| u.id.as_str()))
+                    .with_outcome(Outcome::Denied)
+                    .with_details(json!({ "reason": reason, "client": self.source() })),
+            )
+            .await;
+        let _ = session.disconnect(Disconnect::ByApplication, &format!("Portcullis: {reason}"), "en");
+    }
+
+    async fn record(&mut self, e: Event) -> Result<(), russh::Error> {
+        if let Some(r) = &self.recorder {
+            if r.event(e).await.is_err() {
+                self.shared.set_end_reason("recording storage failed");
+                return Err(russh::Error::Disconnect);
+            }
+        }
+        Ok(())
+    }
+
+    fn now_rec(&self) -> u64 {
+        self.recorder.as_ref().map_or(0, |r| r.now())
+    }
+
+    fn touch(&self) {
+        self.shared.last_activity.store(self.state.now(), Ordering::Relaxed);
+    }
+
+    async fn open_upstream_channel(
+        &mut self,
+        client_channel: Channel<Msg>,
+        upstream: Result<Channel<client::Msg>, russh::Error>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+        description: String,
+    ) -> Result<(), russh::Error> {
+        let Ok(up) = upstream else {
+            reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+            return Ok(());
+        };
+        let id = client_channel.id();
+        let number = self.next_number;
+        self.next_number += 1;
+        let (up_read, up_write) = up.split();
+        let (client_read, client_write) = client_channel.split();
+        // Client data arrives through the handler callbacks; an undrained read half would
+        // stall the session, so it goes now.
+        drop(client_read);
+        self.record(Event::new(self.now_rec(), EventKind::ChannelOpen, number, description)).await?;
+        self.shared.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        let recorder = self.recorder.clone().ok_or(russh::Error::Disconnect)?;
+        tokio::spawn(crate::relay::pump(
+            up_read,
+            client_write,
+            session.handle(),
+            id,
+            number,
+            recorder,
+            self.shared.clone(),
+            self.state.clone(),
+        ));
+        self.channels.insert(id, UpChannel { write: up_write, number });
+        reply.accept().await;
+        Ok(())
+    }
+}
+
+impl russh::server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        if let Ok(ConnectionString::LaunchToken(token)) = parse(user) {
+            return Ok(self.launch_token(&token).await);
+        }
+        Ok(reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.sign_in(user, Zeroizing::new(password.to_owned()), None).await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        _offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(reject())
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(response) = response else {
+            let mut prompts = vec![(std::borrow::Cow::Borrowed("Portcullis password: "), false)];
+            if let Ok(ConnectionString::Inband { user: name, .. }) = parse(user) {
+                if let Ok(Some(s)) = self.state.store.login_state(&name).await {
+                    if s.user.totp_enabled {
+                        prompts.push((std::borrow::Cow::Borrowed("One-time code: "), true));
+                    }
+                }
+            }
+            return Ok(Auth::Partial { name: "Portcullis".into(), instructions: "".into(), prompts: prompts.into() });
+        };
+        let answers: Vec<Zeroizing<String>> =
+            response.take(2).map(|b| Zeroizing::new(String::from_utf8_lossy(&b).into_owned())).collect();
+        let Some(password) = answers.first().cloned() else { return Ok(reject()) };
+        let code = answers.get(1).map(|c| c.trim().to_owned());
+        Ok(self.sign_in(user, password, code.as_deref()).await)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        let access = match self.access.clone() {
+            Some(Ok(a)) => a,
+            Some(Err(reason)) => {
+                self.refuse(session, &reason).await;
+                return Ok(());
+            }
+            None => {
+                self.refuse(session, "not authorized").await;
+                return Ok(());
+            }
+        };
+        let client = match self.connect_upstream(&access).await {
+            Ok(c) => c,
+            Err(reason) => {
+                self.refuse(session, &reason).await;
+                return Ok(());
+            }
+        };
+        let user = self.user.clone().ok_or(russh::Error::Disconnect)?;
+        match start_session(&self.state, &self.shared, &user, &access, &self.source(), session.handle()).await {
+            Ok(recorder) => {
+                self.recorder = Some(recorder);
+                self.upstream = Some(client.into_handle());
+                self.touch();
+            }
+            Err(reason) => self.refuse(session, &reason).await,
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(up) = self.upstream.as_ref() else {
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        if self.channels.len() >= MAX_CHANNELS {
+            reply.reject(russh::ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        let upstream = up.channel_open_session().await;
+        self.open_upstream_channel(channel, upstream, reply, session, "session".into()).await
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let allowed = matches!(&self.access, Some(Ok(a)) if a.settings.port_forwarding);
+        let description =
+            format!("direct-tcpip {host_to_connect}:{port_to_connect} from {originator_address}:{originator_port}");
+        let Some(up) = self.upstream.as_ref().filter(|_| allowed && self.channels.len() < MAX_CHANNELS) else {
+            let refused = format!("refused {description}");
+            let number = self.next_number;
+            self.record(Event::new(self.now_rec(), EventKind::ChannelOpen, number, refused)).await?;
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        let upstream =
+            up.channel_open_direct_tcpip(host_to_connect, port_to_connect, originator_address, originator_port).await;
+        self.open_upstream_channel(channel, upstream, reply, session, description).await
+    }
+
+    async fn data(&mut self, channel: ChannelId, data: &[u8], _session: &mut Session) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
+        self.shared.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.touch();
+        self.record(Event::new(self.now_rec(), EventKind::Input, number, data.to_vec())).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            if c.write.data_bytes(data.to_vec()).await.is_err() {
+                self.channels.remove(&channel);
+            }
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.eof().await;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(c) = self.channels.remove(&channel) {
+            let _ = c.write.close().await;
+        }
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        self.record(Event::pty(self.now_rec(), number, col_width, row_height, term)).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.request_pty(true, term, col_width, row_height, pix_width, pix_height, modes).await;
+        }
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        self.record(Event::new(self.now_rec(), EventKind::Shell, number, Vec::new())).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.request_shell(true).await;
+        }
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        self.record(Event::new(self.now_rec(), EventKind::Exec, number, data.to_vec())).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.exec(true, data.to_vec()).await;
+        }
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number).filter(|_| name == "sftp") else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        self.record(Event::new(self.now_rec(), EventKind::Subsystem, number, name.as_bytes().to_vec())).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.request_subsystem(true, name).await;
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        variable_name: &str,
+        variable_value: &str,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
+        let text = format!("{variable_name}={variable_value}");
+        self.record(Event::new(self.now_rec(), EventKind::Env, number, text.into_bytes())).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.set_env(false, variable_name, variable_value).await;
+        }
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        pix_width: u32,
+        pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
+        self.record(Event::resize(self.now_rec(), number, col_width, row_height)).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.window_change(col_width, row_height, pix_width, pix_height).await;
+        }
+        Ok(())
+    }
+
+    async fn signal(&mut self, channel: ChannelId, signal: Sig, _session: &mut Session) -> Result<(), Self::Error> {
+        let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
+        self.record(Event::new(self.now_rec(), EventKind::Signal, number, format!("{signal:?}").into_bytes())).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            let _ = c.write.signal(signal).await;
+        }
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+}

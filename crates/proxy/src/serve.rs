@@ -1,0 +1,306 @@
+//! The accept loop, and each session's life: start (row, recording, registry), supervision
+//! (revocation, expiry, idleness, termination, recording failure) and the end (reason, byte
+//! counts, sealed recording, audit).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_api::{AppState, LiveSession};
+use portcullis_core::request::RequestState;
+use portcullis_recording::{new_key, EventKind, Recorder, RecorderHandle, RecordingWriter};
+use portcullis_store::{Actor, NewSession, SealedRow, User};
+use portcullis_vault::{seal, SecretContext};
+use russh::keys::PrivateKey;
+use russh::{ChannelId, Disconnect, Preferred};
+use tokio::net::TcpListener;
+
+use crate::conn::{Access, Conn};
+
+/// The proxy's settings.
+pub struct ProxyConfig {
+    pub host_keys: Vec<PrivateKey>,
+    /// Connections open at once (beyond: closed at accept).
+    pub max_connections: usize,
+    /// Time a client has to authenticate.
+    pub auth_timeout: Duration,
+}
+
+/// What the connection handler, the relay tasks and the supervisor share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub bytes_up: AtomicU64,
+    pub bytes_down: AtomicU64,
+    /// Microseconds (server clock) of the last byte either way.
+    pub last_activity: AtomicI64,
+    pub end_reason: Mutex<Option<String>>,
+    /// Client channels open now (for the parting message).
+    pub channels: Mutex<HashSet<ChannelId>>,
+    pub live: Mutex<Option<LiveState>>,
+}
+
+pub(crate) struct LiveState {
+    session_id: String,
+    recorder: RecorderHandle,
+    supervisor: tokio::task::JoinHandle<()>,
+}
+
+impl Shared {
+    /// The first reason given wins.
+    pub(crate) fn set_end_reason(&self, reason: &str) {
+        let mut r = self.end_reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(reason.to_owned());
+        }
+    }
+}
+
+fn russh_config(cfg: &ProxyConfig) -> russh::server::Config {
+    use russh::{cipher, kex, mac};
+    use std::borrow::Cow;
+    russh::server::Config {
+        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-Portcullis")),
+        methods: russh::MethodSet::from(&[russh::MethodKind::Password, russh::MethodKind::KeyboardInteractive][..]),
+        auth_rejection_time: Duration::from_millis(500),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: cfg.host_keys.clone(),
+        // The policy's idle timeout is enforced by the supervisor; this only reaps dead peers.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        max_auth_attempts: 6,
+        preferred: Preferred {
+            kex: Cow::Borrowed(&[
+                kex::MLKEM768X25519_SHA256,
+                kex::CURVE25519,
+                kex::CURVE25519_PRE_RFC_8731,
+                kex::EXTENSION_SUPPORT_AS_SERVER,
+                kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+            ]),
+            key: Cow::Owned(vec![
+                russh::keys::Algorithm::Ed25519,
+                russh::keys::Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha512) },
+                russh::keys::Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha256) },
+            ]),
+            cipher: Cow::Borrowed(&[cipher::CHACHA20_POLY1305, cipher::AES_256_GCM, cipher::AES_128_GCM]),
+            mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+            ..Preferred::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Serves SSH on `listener` until the task is dropped.
+pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
+    let config = Arc::new(russh_config(&cfg));
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    if let Ok(n) = state.store.close_orphan_sessions(state.now()).await {
+        if n > 0 {
+            tracing::warn!(sessions = n, "closed sessions left open by an earlier run");
+        }
+    }
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "ssh accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "ssh: too many connections; refused");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let config = config.clone();
+        let auth_timeout = cfg.auth_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let shared = Arc::new(Shared::default());
+            let handler = Conn::new(state.clone(), peer, shared.clone());
+            match russh::server::run_stream(config, stream, handler).await {
+                Ok(running) => {
+                    let handle = running.handle();
+                    let guard = {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(auth_timeout).await;
+                            let started = shared.live.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+                            if !started {
+                                let _ = handle
+                                    .disconnect(
+                                        Disconnect::ByApplication,
+                                        "Portcullis: authentication timed out".into(),
+                                        "en".into(),
+                                    )
+                                    .await;
+                            }
+                        })
+                    };
+                    if let Err(e) = running.await {
+                        tracing::debug!(%peer, error = %e, "ssh session ended with an error");
+                    }
+                    guard.abort();
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+            }
+            finish(&state, &shared).await;
+        });
+    }
+}
+
+/// Opens the session: database row (audited), recording, registry entry, supervisor.
+pub(crate) async fn start_session(
+    state: &AppState,
+    shared: &Arc<Shared>,
+    user: &User,
+    access: &Access,
+    client: &str,
+    handle: russh::server::Handle,
+) -> Result<Recorder, String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let file = format!("{id}.pcrec");
+    let storage_failed = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "cannot start a session recording");
+        "session recording storage is unavailable; the session cannot start".to_owned()
+    };
+    tokio::fs::create_dir_all(state.recordings.as_path()).await.map_err(|e| storage_failed(&e))?;
+    let key = new_key();
+    let sealed =
+        seal(&state.vault, &SecretContext { account_id: id.clone(), kind: "recording".into(), version: 1 }, &key[..]);
+    let writer =
+        RecordingWriter::create(&state.recordings.join(&file), &id, &key).await.map_err(|e| storage_failed(&e))?;
+    let recorder = writer.spawn(1024);
+    let sender = recorder.sender().ok_or_else(|| "recording failed".to_owned())?;
+    let meta = serde_json::json!({
+        "session_id": id, "user": user.username, "user_id": user.id, "request_id": access.request.id,
+        "account": access.account.name, "asset": access.asset.name, "address": access.asset.address, "client": client,
+        "started_at": jiff::Timestamp::from_microsecond(state.now()).map(|t| t.to_string()).unwrap_or_default(),
+    });
+    sender.record(EventKind::Meta, 0, meta.to_string().into_bytes()).await.map_err(|e| storage_failed(&e))?;
+    let new = NewSession {
+        id: id.clone(),
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        request_id: access.request.id.clone(),
+        account_id: access.account.id.clone(),
+        asset_id: access.asset.id.clone(),
+        protocol: "ssh".into(),
+        client_addr: client.to_owned(),
+        recording: file,
+        recording_key: SealedRow {
+            ciphertext: sealed.ciphertext,
+            nonce: sealed.nonce.to_vec(),
+            wrapped_dek: sealed.wrapped_dek,
+            dek_nonce: sealed.dek_nonce.to_vec(),
+            kek_id: sealed.kek_id,
+        },
+    };
+    let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: client.to_owned() };
+    state.store.start_session(&actor, state.now(), &new).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot record the session start");
+        "Portcullis cannot record the session start; try again later".to_owned()
+    })?;
+    let (kill, kill_rx) = tokio::sync::mpsc::unbounded_channel();
+    state.live.register(&id, LiveSession { request_id: access.request.id.clone(), user_id: user.id.clone(), kill });
+    shared.last_activity.store(state.now(), Ordering::Relaxed);
+    let idle = Duration::from_secs(u64::try_from(access.settings.idle_timeout_minutes.max(1)).unwrap_or(10) * 60);
+    let supervisor = tokio::spawn(supervise(
+        state.clone(),
+        shared.clone(),
+        access.request.clone(),
+        idle,
+        handle,
+        kill_rx,
+        sender.clone(),
+    ));
+    *shared.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(LiveState { session_id: id, recorder, supervisor });
+    Ok(sender)
+}
+
+fn reason_for(to: RequestState) -> &'static str {
+    match to {
+        RequestState::Revoked => "the request was revoked",
+        RequestState::Expired => "the request expired",
+        RequestState::Complete | RequestState::PendingReview => "the request was checked in or ended",
+        RequestState::Canceled => "the request was canceled",
+        _ => "the request is no longer available",
+    }
+}
+
+/// Ends the session when its request stops being available, at the request's end, after the
+/// idle timeout, on an administrator's termination, or when the recording fails.
+async fn supervise(
+    state: AppState,
+    shared: Arc<Shared>,
+    request: portcullis_store::AccessRequest,
+    idle: Duration,
+    handle: russh::server::Handle,
+    mut kill: tokio::sync::mpsc::UnboundedReceiver<String>,
+    recorder: Recorder,
+) {
+    let mut events = state.events.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let reason: String = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(t) if t.request_id == request.id && t.to != RequestState::Available => break reason_for(t.to).into(),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    match state.store.request(&request.id).await {
+                        Ok(r) if r.state != RequestState::Available => break reason_for(r.state).into(),
+                        _ => {}
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break "the server is shutting down".into(),
+            },
+            _ = tick.tick() => {
+                let now = state.now();
+                if now >= request.end_at {
+                    break "the request's access period ended".into();
+                }
+                let quiet = now - shared.last_activity.load(Ordering::Relaxed);
+                if quiet >= i64::try_from(idle.as_micros()).unwrap_or(i64::MAX) {
+                    break format!("no activity for {} minutes", idle.as_secs() / 60);
+                }
+            }
+            Some(reason) = kill.recv() => break reason,
+            _ = recorder.closed() => break "the session recording failed".into(),
+        }
+    };
+    shared.set_end_reason(&reason);
+    let message = format!("\r\nPortcullis: session ended: {reason}\r\n");
+    let channels: Vec<ChannelId> = shared.channels.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+    for id in channels {
+        let _ = handle.extended_data(id, 1, message.clone().into_bytes()).await;
+    }
+    let _ =
+        handle.disconnect(Disconnect::ByApplication, format!("Portcullis: session ended: {reason}"), "en".into()).await;
+}
+
+/// After the connection is gone: seal the recording, close the row, leave the registry.
+async fn finish(state: &AppState, shared: &Shared) {
+    let live = shared.live.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(live) = live else { return };
+    live.supervisor.abort();
+    let _ = live.supervisor.await;
+    state.live.remove(&live.session_id);
+    let reason = shared
+        .end_reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(|| "the client disconnected".into());
+    if let Err(e) = live.recorder.finish(&reason).await {
+        tracing::error!(session = %live.session_id, error = %e, "the session recording could not be sealed");
+    }
+    let up = i64::try_from(shared.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+    let down = i64::try_from(shared.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+    if let Err(e) = state.store.end_session(&Actor::system(), state.now(), &live.session_id, &reason, up, down).await {
+        tracing::error!(session = %live.session_id, error = %e, "cannot record the session end");
+    }
+}
