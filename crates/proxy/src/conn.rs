@@ -52,7 +52,7 @@ pub(crate) struct Conn {
 }
 
 fn methods() -> MethodSet {
-    MethodSet::from(&[MethodKind::Password, MethodKind::KeyboardInteractive][..])
+    MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password, MethodKind::KeyboardInteractive][..])
 }
 
 fn reject() -> Auth {
@@ -139,6 +139,15 @@ impl Conn {
             ));
         }
         Ok(Access { request, account, asset, settings: policy.settings })
+    }
+
+    /// The user named in the connection string, if `key` is registered to them.
+    async fn key_owner(&self, username: &str, key: &russh::keys::PublicKey) -> Option<User> {
+        let Ok(ConnectionString::Inband { user, .. }) = parse(username) else { return None };
+        let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256).to_string();
+        let owner = self.state.store.user_key_owner(self.state.now(), &fingerprint).await.ok()??;
+        let u = self.state.store.login_state(&user).await.ok()??.user;
+        (u.id == owner).then_some(u)
     }
 
     async fn launch_token(&mut self, token: &str) -> Auth {
@@ -339,10 +348,34 @@ impl russh::server::Handler for Conn {
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
-        _offer: russh::server::PublicKeyOffer<'_>,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(reject())
+        // Only say yes for a key registered to the named user (nothing else is revealed).
+        Ok(match self.key_owner(user, offer.public_key).await {
+            Some(_) => Auth::Accept,
+            None => reject(),
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(owner) = self.key_owner(user, key.public_key).await else { return Ok(reject()) };
+        let Ok(ConnectionString::Inband { account, asset, .. }) = parse(user) else { return Ok(reject()) };
+        let now = self.state.now();
+        if owner.disabled || owner.locked_until.is_some_and(|t| t > now) {
+            return Ok(reject());
+        }
+        let actor = Actor { id: owner.id.clone(), name: owner.username.clone(), source: self.source() };
+        if self.state.store.record_proxy_login(&actor, now, &owner.id, None).await.is_err() {
+            return Ok(reject());
+        }
+        self.access = Some(self.authorize(&owner, &account, &asset).await);
+        self.user = Some(owner);
+        Ok(Auth::Accept)
     }
 
     async fn auth_keyboard_interactive<'a>(

@@ -32,7 +32,7 @@ pub use requests::{
     state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
 };
 pub use secrets::{SealedRow, SecretKey, SecretVersion};
-pub use sessions::{NewSession, SessionQuery, SessionRecord};
+pub use sessions::{NewSession, SessionQuery, SessionRecord, UserKey};
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, User, UserPatch};
 

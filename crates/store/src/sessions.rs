@@ -339,3 +339,116 @@ impl Store {
         Ok(row)
     }
 }
+
+/// A user's registered SSH public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserKey {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+type KeyRow = (String, String, String, String, String, i64, Option<i64>);
+
+fn key_from_row(r: KeyRow) -> UserKey {
+    UserKey { id: r.0, user_id: r.1, name: r.2, public_key: r.3, fingerprint: r.4, created_at: r.5, last_used_at: r.6 }
+}
+
+const KEY_COLUMNS: &str = "id, user_id, name, public_key, fingerprint, created_at, last_used_at";
+
+impl Store {
+    pub async fn add_user_key(
+        &self,
+        actor: &Actor,
+        now: i64,
+        user_id: &str,
+        name: &str,
+        public_key: &str,
+        fingerprint: &str,
+    ) -> Result<UserKey> {
+        let key = UserKey {
+            id: crate::new_id(),
+            user_id: user_id.into(),
+            name: name.into(),
+            public_key: public_key.into(),
+            fingerprint: fingerprint.into(),
+            created_at: now,
+            last_used_at: None,
+        };
+        let mut tx = self.write.begin().await?;
+        sqlx::query(&format!("INSERT INTO user_ssh_keys ({KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,NULL)"))
+            .bind(&key.id)
+            .bind(&key.user_id)
+            .bind(&key.name)
+            .bind(&key.public_key)
+            .bind(&key.fingerprint)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::unique(e, || "this key is already registered".to_owned()))?;
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success("user.ssh_key_add", "user", user_id)
+                .with_details(json!({ "name": name, "fingerprint": fingerprint })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    pub async fn user_keys(&self, user_id: &str) -> Result<Vec<UserKey>> {
+        let rows: Vec<KeyRow> = sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM user_ssh_keys WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(key_from_row).collect())
+    }
+
+    pub async fn delete_user_key(&self, actor: &Actor, now: i64, user_id: &str, id: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query("DELETE FROM user_ssh_keys WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("SSH key"));
+        }
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success("user.ssh_key_remove", "user", user_id).with_details(json!({ "key_id": id })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The owner of a key, by fingerprint (and marks it used).
+    pub async fn user_key_owner(&self, now: i64, fingerprint: &str) -> Result<Option<String>> {
+        let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM user_ssh_keys WHERE fingerprint = $1")
+            .bind(fingerprint)
+            .fetch_optional(&self.read)
+            .await?;
+        if owner.is_some() {
+            sqlx::query("UPDATE user_ssh_keys SET last_used_at = $1 WHERE fingerprint = $2")
+                .bind(now)
+                .bind(fingerprint)
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(owner)
+    }
+}

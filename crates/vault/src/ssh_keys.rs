@@ -68,6 +68,31 @@ pub fn import_ssh_key(openssh: &[u8]) -> Result<SshKeyPair, VaultError> {
     pair(&key)
 }
 
+/// A user's public key, parsed: (normalized "algorithm base64" line, SHA256 fingerprint as
+/// OpenSSH prints it). Ed25519, ECDSA, and RSA of at least 2048 bits.
+pub fn parse_public_key(text: &str) -> Result<(String, String), VaultError> {
+    let text = text.trim();
+    if text.contains("PRIVATE KEY") {
+        return Err(VaultError::BadKey("this is a private key; give the public key (the .pub file)".into()));
+    }
+    let key = ssh_key::PublicKey::from_openssh(text)
+        .map_err(|_| VaultError::BadKey("not an OpenSSH public key (e.g. ssh-ed25519 AAAA…)".into()))?;
+    match key.algorithm() {
+        Algorithm::Ed25519 | Algorithm::Ecdsa { .. } => {}
+        Algorithm::Rsa { .. } => {
+            let bits = key.key_data().rsa().map(|k| k.n.as_positive_bytes().map_or(0, |b| b.len() * 8)).unwrap_or(0);
+            if bits < 2048 {
+                return Err(VaultError::BadKey(format!("RSA keys must have at least 2048 bits (this one has {bits})")));
+            }
+        }
+        other => return Err(VaultError::BadKey(format!("unsupported key type {other}; use Ed25519, ECDSA or RSA"))),
+    }
+    let mut plain = key.clone();
+    plain.set_comment("");
+    let line = plain.to_openssh().map_err(|e| VaultError::BadKey(e.to_string()))?.trim().to_owned();
+    Ok((line, key.fingerprint(ssh_key::HashAlg::Sha256).to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +104,16 @@ mod tests {
         let again = import_ssh_key(k.private_openssh.expose()).unwrap();
         assert_eq!(again.public_openssh, k.public_openssh);
         assert_eq!(format!("{:?}", k.private_openssh), "[redacted]");
+    }
+
+    #[test]
+    fn public_keys() {
+        let k = generate_ssh_key(KeyAlgorithm::Ed25519, "me@laptop").unwrap();
+        let (line, fp) = parse_public_key(&k.public_openssh).unwrap();
+        assert!(line.starts_with("ssh-ed25519 ") && !line.contains("laptop"));
+        assert!(fp.starts_with("SHA256:"));
+        assert!(parse_public_key("ssh-ed25519 garbage").is_err());
+        assert!(parse_public_key(std::str::from_utf8(k.private_openssh.expose()).unwrap()).is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_totp))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
+        .routes(routes!(list_ssh_keys, add_ssh_key))
+        .routes(routes!(remove_ssh_key))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -276,4 +278,76 @@ async fn revoke_token(
 ) -> ApiResult<Json<ApiTokenDto>> {
     let token = state.store.revoke_api_token(&caller.actor(), state.now(), &caller.user.id, &p.id).await?;
     Ok(Json(ApiTokenDto::from(&token)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SshKeyDto {
+    id: String,
+    name: String,
+    /// algorithm and base64, no comment.
+    public_key: String,
+    /// SHA256:… as `ssh-keygen -l` prints it.
+    fingerprint: String,
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+impl From<portcullis_store::UserKey> for SshKeyDto {
+    fn from(k: portcullis_store::UserKey) -> Self {
+        SshKeyDto {
+            id: k.id,
+            name: k.name,
+            public_key: k.public_key,
+            fingerprint: k.fingerprint,
+            created_at: ts(k.created_at),
+            last_used_at: k.last_used_at.map(ts),
+        }
+    }
+}
+
+/// The signed-in user's SSH public keys (for signing in to the SSH proxy).
+#[utoipa::path(get, path = "/api/v1/me/ssh-keys", tag = "me", operation_id = "list_ssh_keys",
+    responses((status = 200, description = "Keys", body = [SshKeyDto])))]
+async fn list_ssh_keys(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<Json<Vec<SshKeyDto>>> {
+    Ok(Json(state.store.user_keys(&caller.user.id).await?.into_iter().map(SshKeyDto::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddSshKeyRequest {
+    /// A label, e.g. "laptop".
+    name: String,
+    /// An OpenSSH public key line (Ed25519, ECDSA, or RSA of 2048 bits or more).
+    public_key: String,
+}
+
+/// Registers an SSH public key: the proxy then accepts it for this user.
+#[utoipa::path(post, path = "/api/v1/me/ssh-keys", tag = "me", operation_id = "add_ssh_key",
+    request_body = AddSshKeyRequest, responses((status = 201, description = "Registered", body = SshKeyDto)))]
+async fn add_ssh_key(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiJson(req): ApiJson<AddSshKeyRequest>,
+) -> ApiResult<(StatusCode, Json<SshKeyDto>)> {
+    validate::name("name", &req.name)?;
+    if req.public_key.len() > 16 * 1024 {
+        return Err(ApiError::invalid("public_key", "must be at most 16 KiB"));
+    }
+    let (line, fingerprint) = portcullis_vault::parse_public_key(&req.public_key)
+        .map_err(|e| ApiError::invalid("public_key", e.to_string()))?;
+    let key =
+        state.store.add_user_key(&caller.actor(), state.now(), &caller.user.id, &req.name, &line, &fingerprint).await?;
+    Ok((StatusCode::CREATED, Json(key.into())))
+}
+
+/// Removes one of the signed-in user's SSH keys.
+#[utoipa::path(delete, path = "/api/v1/me/ssh-keys/{id}", tag = "me", operation_id = "remove_ssh_key",
+    params(IdPath), responses((status = 204, description = "Removed")))]
+async fn remove_ssh_key(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<StatusCode> {
+    state.store.delete_user_key(&caller.actor(), state.now(), &caller.user.id, &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -76,6 +76,9 @@ pub enum Command {
     /// Vaulted credentials of accounts (Asset Administrators).
     #[command(subcommand)]
     Credential(credentials::CredentialCmd),
+    /// Your SSH public keys for the SSH proxy.
+    #[command(subcommand)]
+    SshKey(sessions::SshKeyCmd),
     /// Proxied sessions: list, show, terminate.
     #[command(subcommand)]
     Session(sessions::SessionCmd),
@@ -111,6 +114,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Service(c) => requests::services(c, g).await,
         Command::Credential(c) => credentials::credentials(c, g).await,
         Command::Session(c) => sessions::sessions(c, g).await,
+        Command::SshKey(c) => sessions::ssh_keys(c, g).await,
         Command::Recording(c) => sessions::recordings(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
     }

@@ -162,3 +162,37 @@ pub async fn launch(id: String, g: &GlobalArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum SshKeyCmd {
+    /// Your registered SSH public keys.
+    List,
+    /// Register a public key for signing in to the SSH proxy.
+    Add {
+        /// A label, e.g. laptop.
+        #[arg(long)]
+        name: String,
+        /// The public key file (e.g. ~/.ssh/id_ed25519.pub).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Remove a key.
+    Remove { id: String },
+}
+
+pub async fn ssh_keys(cmd: SshKeyCmd, g: &GlobalArgs) -> Result<(), CliError> {
+    let c = signed_in(g)?;
+    let columns = &["id", "name", "fingerprint", "created_at", "last_used_at"];
+    match cmd {
+        SshKeyCmd::List => print(g.output, &c.get("/api/v1/me/ssh-keys").await?, columns),
+        SshKeyCmd::Add { name, file } => {
+            let key = std::fs::read_to_string(&file).map_err(|e| CliError::Io(file.display().to_string(), e))?;
+            let v = c.post("/api/v1/me/ssh-keys", &json!({ "name": name, "public_key": key.trim() })).await?;
+            print(g.output, &v, columns);
+        }
+        SshKeyCmd::Remove { id } => {
+            c.delete(&format!("/api/v1/me/ssh-keys/{}", enc(&id))).await?;
+        }
+    }
+    Ok(())
+}

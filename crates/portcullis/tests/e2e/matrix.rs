@@ -62,6 +62,9 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "verify_recording",
         "export_recording",
         "launch_session",
+        "list_ssh_keys",
+        "add_ssh_key",
+        "remove_ssh_key",
     ] {
         m.insert(op, vec![ANY]);
     }

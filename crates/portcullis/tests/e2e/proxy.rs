@@ -630,3 +630,84 @@ async fn ssh_audit_finds_no_weak_algorithms() {
     assert_eq!(o.status.code(), Some(0), "ssh-audit reported warnings or failures:\n{report}");
     assert!(report.contains("ssh-ed25519"), "{report}");
 }
+
+#[tokio::test]
+async fn public_keys_and_one_time_codes() {
+    let w = world(json!({})).await;
+    w.request().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A key registered with the CLI signs alice in; an unregistered one does not.
+    let key = portcullis_vault::generate_ssh_key(portcullis_vault::KeyAlgorithm::Ed25519, "alice@laptop").unwrap();
+    let priv_path = dir.path().join("id");
+    std::fs::write(&priv_path, key.private_openssh.expose()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&priv_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(dir.path().join("id.pub"), &key.public_openssh).unwrap();
+    let cfg = dir.path().join("cli.json").display().to_string();
+    let o = w.server.cli(
+        &["login", "--server", &w.server.url, "--username", "alice"],
+        &[("PORTCULLIS_CLI_CONFIG", &cfg), ("PORTCULLIS_PASSWORD", ALICE_PW)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let pubfile = dir.path().join("id.pub").display().to_string();
+    let o =
+        w.server.cli(&["ssh-key", "add", "--name", "laptop", "--file", &pubfile], &[("PORTCULLIS_CLI_CONFIG", &cfg)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o =
+        w.server.cli(&["ssh-key", "add", "--name", "again", "--file", &pubfile], &[("PORTCULLIS_CLI_CONFIG", &cfg)]);
+    assert_eq!(o.status.code(), Some(1), "a key registers once: {}", text(&o));
+    let with_key = |path: &std::path::Path| {
+        Command::new("ssh")
+            .args(["-p", &w.server.ssh_port.to_string(), "-i"])
+            .arg(path)
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .arg(w.dest())
+            .arg("echo by-key")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = with_key(&priv_path);
+    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).trim()), (Some(0), "by-key"), "{}", text(&o));
+    let other = portcullis_vault::generate_ssh_key(portcullis_vault::KeyAlgorithm::Ed25519, "x").unwrap();
+    let other_path = dir.path().join("other");
+    std::fs::write(&other_path, other.private_openssh.expose()).unwrap();
+    std::fs::set_permissions(&other_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(with_key(&other_path).status.code(), Some(255));
+
+    // Enrolled in one-time codes: password alone is not enough; keyboard-interactive asks
+    // for both.
+    let (_, e) = w.server.call("POST", "/api/v1/me/totp", Some(&w.alice), None).await;
+    let secret = portcullis_core::totp::decode_secret(e["secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let code = |step: i64| {
+        format!("{:06}", portcullis_core::totp::code_at_step(&secret, portcullis_core::totp::step_of(now) + step))
+    };
+    let (s, b) =
+        w.server.call("POST", "/api/v1/me/totp/confirm", Some(&w.alice), Some(json!({ "code": code(0) }))).await;
+    assert_eq!(s, 204, "{b}");
+    let o = w.ssh(&[&w.dest(), "true"], b"");
+    assert_ne!(o.status.code(), Some(0), "password alone must not do: {}", text(&o));
+    let askpass = dir.path().join("askpass");
+    std::fs::write(
+        &askpass,
+        format!("#!/bin/sh\ncase \"$1\" in *code*) echo {};; *) echo '{ALICE_PW}';; esac\n", code(1)),
+    )
+    .unwrap();
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new("ssh")
+        .args(["-p", &w.server.ssh_port.to_string(), "-o", "PreferredAuthentications=keyboard-interactive"])
+        .args(["-o", "PubkeyAuthentication=no", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "LogLevel=ERROR"])
+        .arg(w.dest())
+        .arg("echo with-code")
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).trim()), (Some(0), "with-code"), "{}", text(&o));
+}

@@ -34,3 +34,15 @@ CREATE TABLE launch_tokens (
     expires_at INTEGER NOT NULL,
     used_at INTEGER
 );
+
+-- Users' SSH public keys, for signing in to the proxy (a key belongs to one user).
+CREATE TABLE user_ssh_keys (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER
+);
+CREATE INDEX user_ssh_keys_user ON user_ssh_keys(user_id);
