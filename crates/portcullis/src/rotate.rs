@@ -88,6 +88,31 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
             }
         }
     }
+    // Session recordings' data keys, the same way.
+    loop {
+        let batch = store.session_keys_not_under(&new_id, 200).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for (session, row) in batch {
+            let ctx = SecretContext { account_id: session.clone(), kind: "recording".into(), version: 1 };
+            let sealed = to_sealed(row)?;
+            let from = sealed.kek_id.clone();
+            let re = rewrap(&ring, &ctx, &sealed).with_context(|| format!("recording of session {session}"))?;
+            let rewrapped = SealedRow {
+                ciphertext: Vec::new(),
+                nonce: Vec::new(),
+                wrapped_dek: re.wrapped_dek,
+                dek_nonce: re.dek_nonce.to_vec(),
+                kek_id: re.kek_id,
+            };
+            store.rewrap_session_key(&session, &from, &rewrapped).await?;
+            done += 1;
+            if !throttle.is_zero() {
+                tokio::time::sleep(throttle).await;
+            }
+        }
+    }
     store.close().await;
     std::fs::rename(&current_path, keys.join(format!("vault.kek.old.{old_id}"))).context("keeping the old key")?;
     std::fs::rename(&new_path, &current_path).context("installing the new key")?;

@@ -334,11 +334,13 @@ impl Store {
         .transpose()
     }
 
-    /// The ids of the KEKs that wrap stored credentials.
+    /// The ids of the KEKs that wrap stored credentials and recording keys.
     pub async fn secret_kek_ids(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT DISTINCT kek_id FROM secret_versions ORDER BY kek_id")
-            .fetch_all(&self.read)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT kek_id FROM secret_versions UNION SELECT key_kek_id FROM sessions WHERE key_kek_id IS NOT NULL ORDER BY 1",
+        )
+        .fetch_all(&self.read)
+        .await?)
     }
 
     /// Rows still wrapped by a KEK other than `kek_id`, for rotation (a page at a time).

@@ -711,3 +711,52 @@ async fn public_keys_and_one_time_codes() {
         .unwrap();
     assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).trim()), (Some(0), "with-code"), "{}", text(&o));
 }
+
+#[tokio::test]
+async fn key_rotation_rewraps_recording_keys() {
+    let mut w = world(json!({})).await;
+    w.request().await;
+    let o = w.ssh(&[&w.dest(), "echo rotated-session"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let id = live_or_ended(&w).await;
+    let store = w.server.store().await;
+    let before = store.secret_kek_ids().await.unwrap();
+    store.close().await;
+    assert_eq!(before.len(), 1);
+
+    w.server.stop();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["vault", "rotate-key"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORTCULLIS_STORAGE_DATA_DIR", w.server.data_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = w.server.store().await;
+    let after = store.secret_kek_ids().await.unwrap();
+    store.close().await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "credentials and recording keys are all under the new key");
+    // Without the old key at all, the recording still opens.
+    for e in std::fs::read_dir(w.server.data_dir().join("keys")).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("vault.kek.old.") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    w.server.restart();
+    let (s, v) = w.server.call("GET", &format!("/api/v1/sessions/{id}/recording/verify"), Some(&w.admin), None).await;
+    assert_eq!((s, v["intact"].as_bool()), (200, Some(true)), "{v}");
+}
+
+/// The id of the world's only session, once it has ended.
+async fn live_or_ended(w: &World) -> String {
+    for _ in 0..100 {
+        let (_, v) = w.server.call("GET", "/api/v1/sessions", Some(&w.admin), None).await;
+        if v[0]["live"] == false {
+            return v[0]["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the session did not end");
+}
