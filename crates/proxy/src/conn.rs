@@ -20,6 +20,7 @@ use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, Method
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::files::{FileTracker, ScpTracker, SftpTracker, SharedTracker};
 use crate::serve::{start_session, Shared};
 
 /// Channels one connection may have open at once.
@@ -37,6 +38,7 @@ pub(crate) struct Access {
 struct UpChannel {
     write: ChannelWriteHalf<client::Msg>,
     number: u32,
+    files: SharedTracker,
 }
 
 pub(crate) struct Conn {
@@ -316,6 +318,7 @@ impl Conn {
         self.record(Event::new(self.now_rec(), EventKind::ChannelOpen, number, description)).await?;
         self.shared.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         let recorder = self.recorder.clone().ok_or(russh::Error::Disconnect)?;
+        let files: SharedTracker = Default::default();
         tokio::spawn(crate::relay::pump(
             up_read,
             client_write,
@@ -325,8 +328,9 @@ impl Conn {
             recorder,
             self.shared.clone(),
             self.state.clone(),
+            files.clone(),
         ));
-        self.channels.insert(id, UpChannel { write: up_write, number });
+        self.channels.insert(id, UpChannel { write: up_write, number, files });
         reply.accept().await;
         Ok(())
     }
@@ -481,6 +485,15 @@ impl russh::server::Handler for Conn {
         self.shared.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.touch();
         self.record(Event::new(self.now_rec(), EventKind::Input, number, data.to_vec())).await?;
+        let ops = match self.channels.get(&channel) {
+            Some(c) => {
+                c.files.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|t| t.client(data)).unwrap_or_default()
+            }
+            None => vec![],
+        };
+        for op in ops {
+            self.record(Event::new(self.now_rec(), EventKind::File, number, op.to_string().into_bytes())).await?;
+        }
         if let Some(c) = self.channels.get(&channel) {
             if c.write.data_bytes(data.to_vec()).await.is_err() {
                 self.channels.remove(&channel);
@@ -549,6 +562,9 @@ impl russh::server::Handler for Conn {
         };
         self.record(Event::new(self.now_rec(), EventKind::Exec, number, data.to_vec())).await?;
         if let Some(c) = self.channels.get(&channel) {
+            if let Some(t) = ScpTracker::for_command(data) {
+                *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Scp(t));
+            }
             let _ = c.write.exec(true, data.to_vec()).await;
         }
         Ok(())
@@ -566,6 +582,7 @@ impl russh::server::Handler for Conn {
         };
         self.record(Event::new(self.now_rec(), EventKind::Subsystem, number, name.as_bytes().to_vec())).await?;
         if let Some(c) = self.channels.get(&channel) {
+            *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Sftp(SftpTracker::default()));
             let _ = c.write.request_subsystem(true, name).await;
         }
         Ok(())

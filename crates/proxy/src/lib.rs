@@ -15,6 +15,7 @@
 
 mod conn;
 mod decide;
+mod files;
 mod host_keys;
 mod relay;
 mod serve;

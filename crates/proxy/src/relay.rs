@@ -23,6 +23,7 @@ pub(crate) async fn pump(
     recorder: Recorder,
     shared: Arc<Shared>,
     state: AppState,
+    files: crate::files::SharedTracker,
 ) {
     let touch = |shared: &Shared| shared.last_activity.store(state.now(), Ordering::Relaxed);
     let mut failed = false;
@@ -34,6 +35,15 @@ pub(crate) async fn pump(
                 if recorder.event(Event::new(recorder.now(), EventKind::Output, number, data.to_vec())).await.is_err() {
                     failed = true;
                     break;
+                }
+                let ops = files
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .map(|t| t.server(&data))
+                    .unwrap_or_default();
+                for op in ops {
+                    let _ = recorder.record(EventKind::File, number, op.to_string().into_bytes()).await;
                 }
                 client.data_bytes(data).await.is_ok()
             }

@@ -66,3 +66,35 @@ fn line<W: Write>(out: &mut W, e: &crate::Event) -> Result<u64, RecordingError> 
     writeln!(out, "{}", serde_json::json!([t, code, text]))?;
     Ok(1)
 }
+
+/// Writes every event as a JSON line: `{"t": seconds, "kind": "...", "channel": n, "data": text}`
+/// (binary payloads as lossy UTF-8). For reviewing what happened beyond the terminal: exec
+/// commands, file operations, forwarded connections, exit statuses, the end reason.
+pub fn export_events<R: Read, W: Write>(reader: Reader<R>, out: &mut W) -> Result<u64, RecordingError> {
+    let mut n = 0;
+    for e in reader {
+        let e = e?;
+        let data = match e.kind {
+            EventKind::Resize | EventKind::Pty => {
+                let (c, r) = e.size().unwrap_or((0, 0));
+                let term = if e.kind == EventKind::Pty {
+                    String::from_utf8_lossy(&e.data[8.min(e.data.len())..]).into_owned()
+                } else {
+                    String::new()
+                };
+                serde_json::json!({ "cols": c, "rows": r, "term": term })
+            }
+            EventKind::ExitStatus if e.data.len() == 4 => {
+                serde_json::json!(u32::from_be_bytes([e.data[0], e.data[1], e.data[2], e.data[3]]))
+            }
+            EventKind::Meta | EventKind::File => serde_json::from_slice(&e.data)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.data).into_owned())),
+            _ => serde_json::Value::String(String::from_utf8_lossy(&e.data).into_owned()),
+        };
+        let line =
+            serde_json::json!({ "t": e.at as f64 / 1e6, "kind": e.kind.name(), "channel": e.channel, "data": data });
+        writeln!(out, "{line}")?;
+        n += 1;
+    }
+    Ok(n)
+}

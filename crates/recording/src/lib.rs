@@ -23,7 +23,7 @@ mod event;
 mod reader;
 mod writer;
 
-pub use asciicast::export_asciicast;
+pub use asciicast::{export_asciicast, export_events};
 pub use event::{Event, EventKind};
 pub use reader::{verify, Reader, VerifyReport};
 pub use writer::{Recorder, RecorderHandle, RecordingWriter, WriterStats};

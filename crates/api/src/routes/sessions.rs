@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::Json;
 use portcullis_core::policy::AccessType;
 use portcullis_core::request::RequestState;
-use portcullis_recording::{export_asciicast, verify, Reader, RecordingKey};
+use portcullis_recording::{export_asciicast, export_events, verify, Reader, RecordingKey};
 use portcullis_store::{NewEvent, SessionQuery, SessionRecord};
 use portcullis_vault::{open, SecretContext};
 use serde::{Deserialize, Serialize};
@@ -291,7 +291,8 @@ async fn verify_recording(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
-    /// asciicast (v2, the default).
+    /// asciicast (v2, the default: the terminal, for players) or events (JSON lines of every
+    /// event: input, output, exec commands, file operations, forwards, exit statuses, the end).
     format: Option<String>,
 }
 
@@ -319,16 +320,18 @@ impl std::io::Write for BodyWriter {
 /// Exports a recording as asciicast v2 (plays with `asciinema play`), verifying it as it
 /// goes: a tampered recording ends the stream early with an error line. Audited.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/recording", tag = "sessions", operation_id = "export_recording",
-    params(IdPath, ExportQuery), responses((status = 200, description = "asciicast v2", content_type = "application/x-asciicast", body = String)))]
+    params(IdPath, ExportQuery), responses((status = 200, description = "asciicast v2, or JSON lines of events", content((String = "application/x-asciicast"), (String = "application/x-ndjson")))))]
 async fn export_recording(
     State(state): State<AppState>,
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    if q.format.as_deref().is_some_and(|f| f != "asciicast") {
-        return Err(ApiError::invalid("format", "must be asciicast"));
-    }
+    let events = match q.format.as_deref() {
+        None | Some("asciicast") => false,
+        Some("events") => true,
+        Some(_) => return Err(ApiError::invalid("format", "must be asciicast or events")),
+    };
     let (s, rel) = visible(&state, &caller, &p.id).await?;
     may_replay(&rel)?;
     let (path, key) = recording_key(&state, &s).await?;
@@ -342,14 +345,14 @@ async fn export_recording(
             &caller.actor(),
             state.now(),
             NewEvent::success("session.recording_export", "session", &s.id)
-                .with_details(serde_json::json!({ "format": "asciicast" })),
+                .with_details(serde_json::json!({ "format": if events { "events" } else { "asciicast" } })),
         )
         .await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let started = s.started_at.div_euclid(1_000_000);
     tokio::task::spawn_blocking(move || {
         let mut w = BodyWriter(tx.clone(), Vec::new());
-        let result = export_asciicast(reader, started, &mut w);
+        let result = if events { export_events(reader, &mut w) } else { export_asciicast(reader, started, &mut w) };
         let _ = std::io::Write::flush(&mut w);
         if let Err(e) = result {
             let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -358,7 +361,7 @@ async fn export_recording(
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-asciicast")
+        .header(header::CONTENT_TYPE, if events { "application/x-ndjson" } else { "application/x-asciicast" })
         .body(Body::from_stream(stream))
         .map_err(|_| ApiError::internal())
 }

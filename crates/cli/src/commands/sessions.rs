@@ -42,6 +42,7 @@ pub enum RecordingCmd {
     /// Write a recording as asciicast v2 (to a file, or standard output).
     Export {
         id: String,
+        /// asciicast (the terminal) or events (every event as JSON lines).
         #[arg(long, default_value = "asciicast")]
         format: String,
         /// Output file (default: standard output).

@@ -247,6 +247,48 @@ async fn scp_and_sftp_both_ways() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("via-sftp.bin"), "{}", text(&o));
     assert_eq!(sha(&std::fs::read(&got).unwrap()), sha(&data));
     assert!(!w.user.home.join("scp-sftp.bin").exists());
+
+    // The recordings itemize the file operations: paths, sizes, directions.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, sessions) = w.server.call("GET", "/api/v1/sessions", Some(&w.admin), None).await;
+    let mut ops = Vec::new();
+    for s in sessions.as_array().unwrap() {
+        let id = s["id"].as_str().unwrap();
+        let events = w
+            .server
+            .client()
+            .get(format!("{}/api/v1/sessions/{id}/recording?format=events", w.server.url))
+            .bearer_auth(&w.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in events.lines() {
+            let e: Value = serde_json::from_str(line).unwrap();
+            if e["kind"] == "file" {
+                ops.push(e["data"].clone());
+            }
+        }
+    }
+    let size = data.len() as u64;
+    let has = |pred: &dyn Fn(&Value) -> bool| ops.iter().any(pred);
+    assert!(
+        has(&|o| o["protocol"] == "sftp"
+            && o["op"] == "close"
+            && o["direction"] == "upload"
+            && o["bytes"] == size
+            && o["path"].as_str().is_some_and(|p| p.ends_with("via-sftp.bin"))),
+        "{ops:#?}"
+    );
+    assert!(
+        has(&|o| o["protocol"] == "sftp" && o["op"] == "close" && o["direction"] == "download" && o["bytes"] == size),
+        "{ops:#?}"
+    );
+    assert!(has(&|o| o["protocol"] == "sftp" && o["op"] == "remove"), "{ops:#?}");
+    assert!(has(&|o| o["protocol"] == "scp" && o["direction"] == "upload" && o["bytes"] == size), "{ops:#?}");
+    assert!(has(&|o| o["protocol"] == "scp" && o["direction"] == "download" && o["bytes"] == size), "{ops:#?}");
 }
 
 /// Waits until `n` sessions of the world are live; returns them.
