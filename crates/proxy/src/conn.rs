@@ -36,9 +36,65 @@ pub(crate) struct Access {
 }
 
 struct UpChannel {
-    write: ChannelWriteHalf<client::Msg>,
+    /// To the channel's uplink task, which forwards to the target in order.
+    tx: tokio::sync::mpsc::Sender<Up>,
     number: u32,
     files: SharedTracker,
+}
+
+/// What the client sends on a channel, forwarded to the target in the order received.
+pub(crate) enum Up {
+    Data(Vec<u8>),
+    Eof,
+    Close,
+    Pty { term: String, cols: u32, rows: u32, px: u32, py: u32, modes: Vec<(Pty, u32)> },
+    Shell,
+    Exec(Vec<u8>),
+    Subsystem(String),
+    Env(String, String),
+    WindowChange(u32, u32, u32, u32),
+    Signal(Sig),
+}
+
+/// Forwards one channel's client side to the target. A task of its own, so that the
+/// connection's event loop never waits on a target that is itself waiting for a slow client
+/// (which would leave the loop unable to see the client leave or to be told to end).
+async fn uplink(
+    write: ChannelWriteHalf<client::Msg>,
+    mut rx: tokio::sync::mpsc::Receiver<Up>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = stop.wait_for(|v| *v) => None,
+        };
+        let Some(msg) = msg else { break };
+        let close = matches!(msg, Up::Close);
+        let op = async {
+            match msg {
+                Up::Data(d) => write.data_bytes(d).await,
+                Up::Eof => write.eof().await,
+                Up::Close => write.close().await,
+                Up::Pty { term, cols, rows, px, py, modes } => {
+                    write.request_pty(true, &term, cols, rows, px, py, &modes).await
+                }
+                Up::Shell => write.request_shell(true).await,
+                Up::Exec(c) => write.exec(true, c).await,
+                Up::Subsystem(n) => write.request_subsystem(true, n).await,
+                Up::Env(k, v) => write.set_env(false, k, v).await,
+                Up::WindowChange(c, r, x, y) => write.window_change(c, r, x, y).await,
+                Up::Signal(s) => write.signal(s).await,
+            }
+        };
+        let result = tokio::select! {
+            r = op => r,
+            _ = stop.wait_for(|v| *v) => break,
+        };
+        if result.is_err() || close {
+            break;
+        }
+    }
 }
 
 pub(crate) struct Conn {
@@ -212,8 +268,25 @@ impl Conn {
                 access.account.name, asset.name
             ));
         }
-        let mut client =
-            portcullis_connect::connect_session(&target).await.map_err(|e| self.upstream_error(access, &e))?;
+        let mut client = match portcullis_connect::connect_session(&target).await {
+            Ok(c) => c,
+            Err(e) => {
+                if matches!(e, ConnectError::HostKeyMismatch { .. }) {
+                    let details = json!({ "error": e.to_string(), "alert": true, "via": "ssh proxy" });
+                    let _ = state
+                        .store
+                        .record(
+                            &Actor::system(),
+                            state.now(),
+                            NewEvent::success("asset.host_key_mismatch", "asset", &asset.id)
+                                .with_outcome(Outcome::Failure)
+                                .with_details(details),
+                        )
+                        .await;
+                }
+                return Err(self.upstream_error(access, &e));
+            }
+        };
         let mut result = Err(ConnectError::AuthenticationFailed(access.account.name.clone()));
         if let Some((_, k)) = &key {
             result = client
@@ -236,21 +309,6 @@ impl Conn {
         let target = format!("{}@{}", access.account.name, access.asset.name);
         match e {
             ConnectError::HostKeyMismatch { .. } => {
-                let state = self.state.clone();
-                let asset_id = access.asset.id.clone();
-                let details = json!({ "error": e.to_string(), "alert": true, "via": "ssh proxy" });
-                tokio::spawn(async move {
-                    let _ = state
-                        .store
-                        .record(
-                            &Actor::system(),
-                            state.now(),
-                            NewEvent::success("asset.host_key_mismatch", "asset", &asset_id)
-                                .with_outcome(Outcome::Failure)
-                                .with_details(details),
-                        )
-                        .await;
-                });
                 format!("the host key of {} does not match the one Portcullis pinned; the connection was refused and administrators alerted", access.asset.name)
             }
             ConnectError::AuthenticationFailed(_) => format!(
@@ -287,6 +345,22 @@ impl Conn {
         Ok(())
     }
 
+    /// Queues `msg` for the target; waits only while the channel's queue is full, and gives
+    /// up when the session is being ended.
+    async fn up(&mut self, channel: ChannelId, msg: Up) -> Result<(), russh::Error> {
+        let Some(tx) = self.channels.get(&channel).map(|c| c.tx.clone()) else { return Ok(()) };
+        let mut stop = self.shared.stop.subscribe();
+        tokio::select! {
+            r = tx.send(msg) => {
+                if r.is_err() {
+                    self.channels.remove(&channel);
+                }
+                Ok(())
+            }
+            _ = stop.wait_for(|v| *v) => Err(russh::Error::Disconnect),
+        }
+    }
+
     fn now_rec(&self) -> u64 {
         self.recorder.as_ref().map_or(0, |r| r.now())
     }
@@ -315,6 +389,7 @@ impl Conn {
         // Client data arrives through the handler callbacks; an undrained read half would
         // stall the session, so it goes now.
         drop(client_read);
+        let session_channel = description == "session";
         self.record(Event::new(self.now_rec(), EventKind::ChannelOpen, number, description)).await?;
         self.shared.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         let recorder = self.recorder.clone().ok_or(russh::Error::Disconnect)?;
@@ -329,8 +404,11 @@ impl Conn {
             self.shared.clone(),
             self.state.clone(),
             files.clone(),
+            session_channel,
         ));
-        self.channels.insert(id, UpChannel { write: up_write, number, files });
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(uplink(up_write, rx, self.shared.stop.subscribe()));
+        self.channels.insert(id, UpChannel { tx, number, files });
         reply.accept().await;
         Ok(())
     }
@@ -494,26 +572,17 @@ impl russh::server::Handler for Conn {
         for op in ops {
             self.record(Event::new(self.now_rec(), EventKind::File, number, op.to_string().into_bytes())).await?;
         }
-        if let Some(c) = self.channels.get(&channel) {
-            if c.write.data_bytes(data.to_vec()).await.is_err() {
-                self.channels.remove(&channel);
-            }
-        }
-        Ok(())
+        self.up(channel, Up::Data(data.to_vec())).await
     }
 
     async fn channel_eof(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
-        if let Some(c) = self.channels.get(&channel) {
-            let _ = c.write.eof().await;
-        }
-        Ok(())
+        self.up(channel, Up::Eof).await
     }
 
     async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
-        if let Some(c) = self.channels.remove(&channel) {
-            let _ = c.write.close().await;
-        }
-        Ok(())
+        let r = self.up(channel, Up::Close).await;
+        self.channels.remove(&channel);
+        r
     }
 
     async fn pty_request(
@@ -532,10 +601,15 @@ impl russh::server::Handler for Conn {
             return Ok(());
         };
         self.record(Event::pty(self.now_rec(), number, col_width, row_height, term)).await?;
-        if let Some(c) = self.channels.get(&channel) {
-            let _ = c.write.request_pty(true, term, col_width, row_height, pix_width, pix_height, modes).await;
-        }
-        Ok(())
+        let pty = Up::Pty {
+            term: term.into(),
+            cols: col_width,
+            rows: row_height,
+            px: pix_width,
+            py: pix_height,
+            modes: modes.to_vec(),
+        };
+        self.up(channel, pty).await
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
@@ -544,10 +618,7 @@ impl russh::server::Handler for Conn {
             return Ok(());
         };
         self.record(Event::new(self.now_rec(), EventKind::Shell, number, Vec::new())).await?;
-        if let Some(c) = self.channels.get(&channel) {
-            let _ = c.write.request_shell(true).await;
-        }
-        Ok(())
+        self.up(channel, Up::Shell).await
     }
 
     async fn exec_request(
@@ -565,9 +636,8 @@ impl russh::server::Handler for Conn {
             if let Some(t) = ScpTracker::for_command(data) {
                 *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Scp(t));
             }
-            let _ = c.write.exec(true, data.to_vec()).await;
         }
-        Ok(())
+        self.up(channel, Up::Exec(data.to_vec())).await
     }
 
     async fn subsystem_request(
@@ -583,9 +653,8 @@ impl russh::server::Handler for Conn {
         self.record(Event::new(self.now_rec(), EventKind::Subsystem, number, name.as_bytes().to_vec())).await?;
         if let Some(c) = self.channels.get(&channel) {
             *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Sftp(SftpTracker::default()));
-            let _ = c.write.request_subsystem(true, name).await;
         }
-        Ok(())
+        self.up(channel, Up::Subsystem(name.into())).await
     }
 
     async fn env_request(
@@ -598,10 +667,7 @@ impl russh::server::Handler for Conn {
         let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
         let text = format!("{variable_name}={variable_value}");
         self.record(Event::new(self.now_rec(), EventKind::Env, number, text.into_bytes())).await?;
-        if let Some(c) = self.channels.get(&channel) {
-            let _ = c.write.set_env(false, variable_name, variable_value).await;
-        }
-        Ok(())
+        self.up(channel, Up::Env(variable_name.into(), variable_value.into())).await
     }
 
     async fn window_change_request(
@@ -615,19 +681,13 @@ impl russh::server::Handler for Conn {
     ) -> Result<(), Self::Error> {
         let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
         self.record(Event::resize(self.now_rec(), number, col_width, row_height)).await?;
-        if let Some(c) = self.channels.get(&channel) {
-            let _ = c.write.window_change(col_width, row_height, pix_width, pix_height).await;
-        }
-        Ok(())
+        self.up(channel, Up::WindowChange(col_width, row_height, pix_width, pix_height)).await
     }
 
     async fn signal(&mut self, channel: ChannelId, signal: Sig, _session: &mut Session) -> Result<(), Self::Error> {
         let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
         self.record(Event::new(self.now_rec(), EventKind::Signal, number, format!("{signal:?}").into_bytes())).await?;
-        if let Some(c) = self.channels.get(&channel) {
-            let _ = c.write.signal(signal).await;
-        }
-        Ok(())
+        self.up(channel, Up::Signal(signal)).await
     }
 
     async fn x11_request(

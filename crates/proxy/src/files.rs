@@ -157,7 +157,7 @@ impl SftpTracker {
                         }
                     }
                 }
-                13 | 14 | 15 => {
+                13..=15 => {
                     if let Some(path) = r.string() {
                         let op = match kind {
                             13 => "remove",

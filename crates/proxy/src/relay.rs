@@ -2,6 +2,8 @@
 //! (through the recorder's bounded queue) and then written to the client with its window
 //! respected, so a slow client slows the target instead of filling memory. Exit status, EOF
 //! and close are forwarded in the target's order, so a download ends when the target ends it.
+//! Every wait also watches the session's stop signal, so an ending session never hangs on a
+//! peer that stopped reading.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,7 +13,104 @@ use portcullis_recording::{Event, EventKind, Recorder};
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect};
 
+use crate::files::SharedTracker;
 use crate::serve::Shared;
+
+enum Next {
+    Go,
+    End,
+    RecordingFailed,
+}
+
+struct Pump {
+    client: ChannelWriteHalf<Msg>,
+    handle: Handle,
+    id: ChannelId,
+    number: u32,
+    recorder: Recorder,
+    shared: Arc<Shared>,
+    state: AppState,
+    files: SharedTracker,
+    /// A session channel (shell, exec, subsystem), as opposed to a forwarded connection.
+    session: bool,
+    /// The target's EOF on a session channel, held until its exit status is forwarded:
+    /// some clients (PuTTY) close the channel once both sides sent EOF, and an exit status
+    /// arriving after that would be lost.
+    held_eof: std::sync::atomic::AtomicBool,
+    exited: std::sync::atomic::AtomicBool,
+}
+
+impl Pump {
+    async fn release_eof(&self) -> bool {
+        if self.held_eof.swap(false, Ordering::Relaxed) {
+            return self.client.eof().await.is_ok();
+        }
+        true
+    }
+
+    async fn output(&self, data: bytes::Bytes, ext: Option<u32>) -> Next {
+        self.shared.bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.shared.last_activity.store(self.state.now(), Ordering::Relaxed);
+        let kind = if ext.is_some() { EventKind::Stderr } else { EventKind::Output };
+        if self.recorder.event(Event::new(self.recorder.now(), kind, self.number, data.to_vec())).await.is_err() {
+            return Next::RecordingFailed;
+        }
+        let ops =
+            self.files.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|t| t.server(&data)).unwrap_or_default();
+        for op in ops {
+            let _ = self.recorder.record(EventKind::File, self.number, op.to_string().into_bytes()).await;
+        }
+        let sent = match ext {
+            Some(ext) => self.client.extended_data_bytes(ext, data).await,
+            None => self.client.data_bytes(data).await,
+        };
+        if sent.is_ok() {
+            Next::Go
+        } else {
+            Next::End
+        }
+    }
+
+    async fn step(&self, msg: ChannelMsg) -> Next {
+        let ok = match msg {
+            ChannelMsg::Data { data } => return self.output(data, None).await,
+            ChannelMsg::ExtendedData { data, ext } => return self.output(data, Some(ext)).await,
+            ChannelMsg::Eof if self.session && !self.exited.load(Ordering::Relaxed) => {
+                self.held_eof.store(true, Ordering::Relaxed);
+                true
+            }
+            ChannelMsg::Eof => self.client.eof().await.is_ok(),
+            ChannelMsg::ExitStatus { exit_status } => {
+                let _ =
+                    self.recorder.record(EventKind::ExitStatus, self.number, exit_status.to_be_bytes().to_vec()).await;
+                self.exited.store(true, Ordering::Relaxed);
+                self.client.exit_status(exit_status).await.is_ok() && self.release_eof().await
+            }
+            ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                let text = format!("exit {signal_name:?}").into_bytes();
+                let _ = self.recorder.record(EventKind::Signal, self.number, text).await;
+                self.exited.store(true, Ordering::Relaxed);
+                self.handle
+                    .exit_signal_request(self.id, signal_name, core_dumped, error_message, lang_tag)
+                    .await
+                    .is_ok()
+                    && self.release_eof().await
+            }
+            ChannelMsg::Success => self.handle.channel_success(self.id).await.is_ok(),
+            ChannelMsg::Failure => self.handle.channel_failure(self.id).await.is_ok(),
+            ChannelMsg::Close => {
+                self.release_eof().await;
+                false
+            }
+            _ => true,
+        };
+        if ok {
+            Next::Go
+        } else {
+            Next::End
+        }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn pump(
@@ -23,68 +122,58 @@ pub(crate) async fn pump(
     recorder: Recorder,
     shared: Arc<Shared>,
     state: AppState,
-    files: crate::files::SharedTracker,
+    files: SharedTracker,
+    session: bool,
 ) {
-    let touch = |shared: &Shared| shared.last_activity.store(state.now(), Ordering::Relaxed);
+    let p = Pump {
+        client,
+        handle,
+        id,
+        number,
+        recorder,
+        shared,
+        state,
+        files,
+        session,
+        held_eof: Default::default(),
+        exited: Default::default(),
+    };
+    let mut stop = p.shared.stop.subscribe();
     let mut failed = false;
-    while let Some(msg) = up.wait().await {
-        let ok = match msg {
-            ChannelMsg::Data { data } => {
-                shared.bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
-                touch(&shared);
-                if recorder.event(Event::new(recorder.now(), EventKind::Output, number, data.to_vec())).await.is_err() {
-                    failed = true;
-                    break;
-                }
-                let ops = files
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_mut()
-                    .map(|t| t.server(&data))
-                    .unwrap_or_default();
-                for op in ops {
-                    let _ = recorder.record(EventKind::File, number, op.to_string().into_bytes()).await;
-                }
-                client.data_bytes(data).await.is_ok()
-            }
-            ChannelMsg::ExtendedData { data, ext } => {
-                shared.bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
-                touch(&shared);
-                if recorder.event(Event::new(recorder.now(), EventKind::Stderr, number, data.to_vec())).await.is_err() {
-                    failed = true;
-                    break;
-                }
-                client.extended_data_bytes(ext, data).await.is_ok()
-            }
-            ChannelMsg::Eof => client.eof().await.is_ok(),
-            ChannelMsg::ExitStatus { exit_status } => {
-                let _ = recorder.record(EventKind::ExitStatus, number, exit_status.to_be_bytes().to_vec()).await;
-                client.exit_status(exit_status).await.is_ok()
-            }
-            ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
-                let _ = recorder.record(EventKind::Signal, number, format!("exit {signal_name:?}").into_bytes()).await;
-                handle.exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag).await.is_ok()
-            }
-            ChannelMsg::Success => handle.channel_success(id).await.is_ok(),
-            ChannelMsg::Failure => handle.channel_failure(id).await.is_ok(),
-            ChannelMsg::Close => break,
-            _ => true,
+    loop {
+        let msg = tokio::select! {
+            m = up.wait() => m,
+            _ = stop.wait_for(|v| *v) => None,
         };
-        if !ok {
-            break;
+        let Some(msg) = msg else { break };
+        let next = tokio::select! {
+            n = p.step(msg) => n,
+            _ = stop.wait_for(|v| *v) => Next::End,
+        };
+        match next {
+            Next::Go => {}
+            Next::End => break,
+            Next::RecordingFailed => {
+                failed = true;
+                break;
+            }
         }
     }
     if failed {
-        shared.set_end_reason("recording storage failed");
-        let _ = handle
+        p.shared.set_end_reason("recording storage failed");
+        let _ = p
+            .handle
             .disconnect(
                 Disconnect::ByApplication,
                 "Portcullis: the session recording failed; the session was ended".into(),
                 "en".into(),
             )
             .await;
+        p.shared.stop();
     }
-    let _ = recorder.record(EventKind::ChannelClose, number, Vec::new()).await;
-    shared.channels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    let _ = client.close().await;
+    let _ = p.recorder.record(EventKind::ChannelClose, number, Vec::new()).await;
+    p.shared.channels.lock().unwrap_or_else(|x| x.into_inner()).remove(&id);
+    if !*stop.borrow() {
+        let _ = p.client.close().await;
+    }
 }

@@ -28,8 +28,9 @@ pub struct ProxyConfig {
 }
 
 /// What the connection handler, the relay tasks and the supervisor share.
-#[derive(Default)]
 pub(crate) struct Shared {
+    /// Set when the session is ending: every relay task stops waiting and lets go.
+    pub stop: tokio::sync::watch::Sender<bool>,
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
     /// Microseconds (server clock) of the last byte either way.
@@ -46,7 +47,26 @@ pub(crate) struct LiveState {
     supervisor: tokio::task::JoinHandle<()>,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            stop: tokio::sync::watch::channel(false).0,
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            last_activity: AtomicI64::new(0),
+            end_reason: Mutex::new(None),
+            channels: Mutex::new(HashSet::new()),
+            live: Mutex::new(None),
+        }
+    }
+}
+
 impl Shared {
+    /// Tells every relay task of the session to stop.
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
     /// The first reason given wins.
     pub(crate) fn set_end_reason(&self, reason: &str) {
         let mut r = self.end_reason.lock().unwrap_or_else(|p| p.into_inner());
@@ -176,7 +196,8 @@ pub(crate) async fn start_session(
         seal(&state.vault, &SecretContext { account_id: id.clone(), kind: "recording".into(), version: 1 }, &key[..]);
     let writer =
         RecordingWriter::create(&state.recordings.join(&file), &id, &key).await.map_err(|e| storage_failed(&e))?;
-    let recorder = writer.spawn(1024);
+    // 64 events of at most 32 KiB: a session's recording backlog stays under 2 MiB.
+    let recorder = writer.spawn(64);
     let sender = recorder.sender().ok_or_else(|| "recording failed".to_owned())?;
     let meta = serde_json::json!({
         "session_id": id, "user": user.username, "user_id": user.id, "request_id": access.request.id,
@@ -282,10 +303,14 @@ async fn supervise(
     }
     let _ =
         handle.disconnect(Disconnect::ByApplication, format!("Portcullis: session ended: {reason}"), "en".into()).await;
+    // Whatever waits on the client or the target lets go, so the connection ends even when
+    // a peer has stopped reading.
+    shared.stop();
 }
 
 /// After the connection is gone: seal the recording, close the row, leave the registry.
 async fn finish(state: &AppState, shared: &Shared) {
+    shared.stop();
     let live = shared.live.lock().unwrap_or_else(|p| p.into_inner()).take();
     let Some(live) = live else { return };
     live.supervisor.abort();

@@ -356,6 +356,7 @@ async fn interactive_session_is_recorded_encrypted_and_replayable() {
     assert!(out.contains("MARK_42"), "{out}");
 
     // The session row: ended, with bytes both ways and the reason.
+    live_or_ended(&w).await;
     let (_, list) = w.server.call("GET", &format!("/api/v1/sessions?request_id={request}"), Some(&w.admin), None).await;
     let session = &list[0];
     assert_eq!(session["live"], false, "{list}");
@@ -505,7 +506,18 @@ async fn refusals_say_why() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("host key"), "{}", text(&o));
     let (_, e) =
         w.server.call("GET", "/api/v1/audit/events?action=asset.host_key_mismatch", Some(&w.admin), None).await;
-    assert_eq!(e["events"].as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(
+        e["events"].as_array().map(Vec::len),
+        Some(1),
+        "{e}\n{}\n{}",
+        text(&o),
+        w.server
+            .all_output()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("host"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // The vaulted password no longer works on the target (R-SES-7): a clear message.
     let (s, _) = w
@@ -801,4 +813,80 @@ async fn live_or_ended(w: &World) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the session did not end");
+}
+
+#[tokio::test]
+async fn idle_sessions_end_after_the_policy_timeout() {
+    let w = world(json!({ "idle_timeout_minutes": 1 })).await;
+    w.request().await;
+    let mut s = Interactive::start(&w);
+    live_sessions(&w, 1).await;
+    s.send("echo before-idle\n");
+    let t0 = Instant::now();
+    let (_, out) = s.wait(Duration::from_secs(90)).expect("the idle session ends");
+    assert!(t0.elapsed() >= Duration::from_secs(55), "ended too early: {:?}", t0.elapsed());
+    assert!(out.contains("no activity for 1 minutes"), "{out}");
+}
+
+#[tokio::test]
+async fn downloads_end_at_eof_and_memory_is_given_back() {
+    let w = world(json!({})).await;
+    w.request().await;
+    // Bulk downloads end promptly at EOF, every time, with every byte.
+    for _ in 0..3 {
+        let o = w.ssh(&[&w.dest(), "head -c 33554432 /dev/zero"], b"");
+        assert_eq!((o.status.code(), o.stdout.len()), (Some(0), 32 << 20), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let warm = w.server.rss_kib();
+
+    // A client that never reads what it asked for: the proxy's memory stays bounded (flow
+    // control reaches back to the target).
+    let target = portcullis_connect::Target {
+        host: "127.0.0.1".into(),
+        port: w.server.ssh_port,
+        host_key: None,
+        timeout: Duration::from_secs(10),
+    };
+    let mut client = portcullis_connect::connect_session(&target).await.unwrap();
+    let pw = portcullis_vault::Plaintext::new(ALICE_PW.as_bytes().to_vec());
+    client
+        .authenticate(portcullis_connect::Login {
+            username: &w.login(),
+            credential: portcullis_connect::Credential::Password(&pw),
+        })
+        .await
+        .unwrap();
+    let handle = client.into_handle();
+    let channel = handle.channel_open_session().await.unwrap();
+    channel.exec(true, "cat /dev/zero").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stalled = w.server.rss_kib();
+    assert!(
+        stalled < warm + 64 * 1024,
+        "memory grew from {warm} KiB to {stalled} KiB with a client that does not read"
+    );
+    drop(channel);
+    let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    drop(handle);
+    let mut gone = false;
+    for _ in 0..50 {
+        let (_, live) = w.server.call("GET", "/api/v1/sessions?live=true", Some(&w.admin), None).await;
+        if live.as_array().is_some_and(Vec::is_empty) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the stalled client's session did not end when it disconnected");
+
+    // Many sessions opened and closed: memory comes back.
+    for i in 0..40 {
+        let o = w.ssh(&[&w.dest(), &format!("echo {i}")], b"");
+        assert_eq!(o.status.code(), Some(0));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = w.server.rss_kib();
+    assert!(after < warm + 32 * 1024, "memory grew from {warm} KiB to {after} KiB over 40 sessions");
+    let (_, live) = w.server.call("GET", "/api/v1/sessions?live=true", Some(&w.admin), None).await;
+    assert_eq!(live.as_array().map(Vec::len), Some(0), "{live}");
 }
