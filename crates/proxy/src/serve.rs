@@ -322,8 +322,11 @@ async fn finish(state: &AppState, shared: &Shared) {
         .unwrap_or_else(|p| p.into_inner())
         .clone()
         .unwrap_or_else(|| "the client disconnected".into());
-    if let Err(e) = live.recorder.finish(&reason).await {
-        tracing::error!(session = %live.session_id, error = %e, "the session recording could not be sealed");
+    match live.recorder.finish(&reason).await {
+        Ok(stats) => {
+            tracing::info!(session = %live.session_id, events = stats.events, stored = stats.stored_bytes, %reason, "session recording sealed")
+        }
+        Err(e) => tracing::error!(session = %live.session_id, error = %e, "the session recording could not be sealed"),
     }
     let up = i64::try_from(shared.bytes_up.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
     let down = i64::try_from(shared.bytes_down.load(Ordering::Relaxed)).unwrap_or(i64::MAX);

@@ -114,8 +114,8 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(Sess
     Ok((s, rel))
 }
 
-/// Sessions you may see, newest first: all for Security Policy Administrators and Auditors,
-/// else your own.
+/// Sessions you may see, newest first: all for Security Policy Administrators and Auditors;
+/// those of a request you approve or review (with `request_id`); else your own.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", operation_id = "list_sessions",
     params(SessionListQuery), responses((status = 200, description = "Sessions", body = [SessionDto])))]
 async fn list_sessions(
@@ -128,8 +128,13 @@ async fn list_sessions(
         return Err(ApiError::invalid("limit", "must be 1 to 1000"));
     }
     use portcullis_core::role::Role;
-    let everyone =
+    let mut everyone =
         caller.has(Role::SecurityPolicyAdmin) || caller.has(Role::Auditor) || caller.has(Role::ApplianceAdmin);
+    if let Some(r) = &q.request_id {
+        // Approvers and reviewers see the sessions of requests they can see.
+        let (_, rel) = load_visible(&state, &caller, r).await?;
+        everyone |= rel.approver || rel.reviewer || rel.admin || rel.auditor;
+    }
     let query = SessionQuery {
         live: q.live,
         request_id: q.request_id,

@@ -890,3 +890,71 @@ async fn downloads_end_at_eof_and_memory_is_given_back() {
     let (_, live) = w.server.call("GET", "/api/v1/sessions?live=true", Some(&w.admin), None).await;
     assert_eq!(live.as_array().map(Vec::len), Some(0), "{live}");
 }
+
+#[tokio::test]
+async fn cli_sessions_and_recordings() {
+    let w = world(json!({})).await;
+    let request = w.request().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("admin.json").display().to_string();
+    let o = w.server.cli(
+        &["login", "--server", &w.server.url, "--username", "admin"],
+        &[("PORTCULLIS_CLI_CONFIG", &cfg), ("PORTCULLIS_PASSWORD", crate::harness::ADMIN_PASSWORD)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cli = |args: &[&str]| w.server.cli(args, &[("PORTCULLIS_CLI_CONFIG", &cfg)]);
+
+    let mut s = Interactive::start(&w);
+    live_sessions(&w, 1).await;
+    s.send("echo CLI_MARK\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let o = cli(&["session", "list", "--live", "--request", &request, "-o", "json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let id = v[0]["id"].as_str().unwrap().to_owned();
+    let o = cli(&["session", "terminate", &id, "--reason", "end of test"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (_, out) = s.wait(Duration::from_secs(5)).expect("terminated");
+    assert!(out.contains("end of test"), "{out}");
+    live_or_ended(&w).await;
+
+    let o = cli(&["recording", "verify", &id]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o),
+        w.server
+            .all_output()
+            .lines()
+            .filter(|l| l.contains("record") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let cast = dir.path().join("s.cast");
+    let o = cli(&["recording", "export", &id, "--file", &cast.display().to_string()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_to_string(&cast).unwrap().contains("CLI_MARK"));
+    let o = cli(&["recording", "play", &id, "--speed", "1000"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("CLI_MARK"), "{}", text(&o));
+    let o = cli(&["recording", "export", &id, "--format", "events"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"kind\":\"end\""), "{}", text(&o));
+
+    // Truncated: verify exits 1 and says so.
+    let path = w.server.data_dir().join(format!("recordings/{id}.pcrec"));
+    let mut raw = std::fs::read(&path).unwrap();
+    let n = raw.len();
+    raw.truncate(n - 10);
+    std::fs::write(&path, raw).unwrap();
+    let o = cli(&["recording", "verify", &id]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not sealed"), "{}", text(&o));
+
+    // The requester gets a launch command from the CLI.
+    let cfg2 = dir.path().join("alice.json").display().to_string();
+    let o = w.server.cli(
+        &["login", "--server", &w.server.url, "--username", "alice"],
+        &[("PORTCULLIS_CLI_CONFIG", &cfg2), ("PORTCULLIS_PASSWORD", ALICE_PW)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = w.server.cli(&["request", "launch", &request], &[("PORTCULLIS_CLI_CONFIG", &cfg2)]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ssh -p"), "{}", text(&o));
+}
