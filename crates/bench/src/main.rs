@@ -5,6 +5,7 @@
 //! asserts a time.
 
 mod policy;
+mod proxy;
 mod workflow;
 
 use std::time::Duration;
@@ -31,6 +32,7 @@ enum Which {
     All,
     Policy,
     Workflow,
+    Proxy,
 }
 
 /// One measured metric.
@@ -89,6 +91,9 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Workflow) {
         metrics.extend(rt.block_on(workflow::run(args.quick)));
+    }
+    if matches!(args.which, Which::All | Which::Proxy) {
+        metrics.extend(rt.block_on(proxy::run(args.quick)));
     }
     println!();
     println!("{:<58} {:>14} {:<10} {:>27}  goal", "metric", "median", "unit", "spread (min–max)");
