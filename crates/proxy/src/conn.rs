@@ -107,6 +107,10 @@ pub(crate) struct Conn {
     channels: HashMap<ChannelId, UpChannel>,
     recorder: Option<Recorder>,
     next_number: u32,
+    /// User Supplied account mode: the target credential the user typed (never stored).
+    target_secret: Option<Zeroizing<String>>,
+    /// Signed in, but the policy wants the user to type the target's password still.
+    want_target_secret: bool,
 }
 
 fn methods() -> MethodSet {
@@ -129,6 +133,8 @@ impl Conn {
             channels: HashMap::new(),
             recorder: None,
             next_number: 0,
+            target_secret: None,
+            want_target_secret: false,
         }
     }
 
@@ -162,13 +168,39 @@ impl Conn {
                 }
                 self.access = Some(self.authorize(&user, &account, &asset).await);
                 self.user = Some(user);
-                Auth::Accept
+                self.signed_in()
             }
             Err(e) if e.code == "totp_required" => Auth::Reject {
                 proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
                 partial_success: false,
             },
             Err(_) => reject(),
+        }
+    }
+
+    /// The Portcullis sign-in succeeded: done, unless the policy wants the target credential
+    /// typed too (User Supplied), which keyboard-interactive then asks for.
+    fn signed_in(&mut self) -> Auth {
+        let user_supplied = matches!(&self.access, Some(Ok(a)) if a.settings.account_mode == AccountMode::UserSupplied);
+        if user_supplied && self.target_secret.is_none() {
+            self.want_target_secret = true;
+            return Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                partial_success: true,
+            };
+        }
+        Auth::Accept
+    }
+
+    fn target_prompt(&self) -> Auth {
+        let target = match &self.access {
+            Some(Ok(a)) => format!("{}@{}", a.account.name, a.asset.name),
+            _ => "the target".into(),
+        };
+        Auth::Partial {
+            name: "Portcullis".into(),
+            instructions: "This policy uses your own credential for the target.".into(),
+            prompts: vec![(std::borrow::Cow::Owned(format!("Target password for {target}: ")), false)].into(),
         }
     }
 
@@ -190,7 +222,7 @@ impl Conn {
     async fn access_for(&self, request: AccessRequest, account: Account, asset: Asset) -> Result<Access, String> {
         let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
         let policy = self.state.store.policy(&request.policy_id).await.map_err(internal)?;
-        if policy.settings.account_mode != AccountMode::Vaulted {
+        if !matches!(policy.settings.account_mode, AccountMode::Vaulted | AccountMode::UserSupplied) {
             return Err(format!(
                 "the policy's account mode ({}) is not supported by the SSH proxy yet; ask an administrator",
                 policy.settings.account_mode.as_str()
@@ -257,8 +289,17 @@ impl Conn {
             timeout: Duration::from_secs(15),
         };
         let state = &self.state;
-        let key = portcullis_api::credential_service::current(state, &access.account.id, "ssh_key").await;
-        let password = portcullis_api::credential_service::current(state, &access.account.id, "password").await;
+        let (key, password) = if access.settings.account_mode == AccountMode::UserSupplied {
+            // The user's own credential for the target, typed at sign-in; nothing vaulted.
+            let typed =
+                self.target_secret.as_ref().map(|s| (0, portcullis_vault::Plaintext::new(s.as_bytes().to_vec())));
+            (Ok(None), Ok(typed))
+        } else {
+            (
+                portcullis_api::credential_service::current(state, &access.account.id, "ssh_key").await,
+                portcullis_api::credential_service::current(state, &access.account.id, "password").await,
+            )
+        };
         let (Ok(key), Ok(password)) = (key, password) else {
             return Err("Portcullis cannot read the account's credential right now".into());
         };
@@ -310,6 +351,9 @@ impl Conn {
         match e {
             ConnectError::HostKeyMismatch { .. } => {
                 format!("the host key of {} does not match the one Portcullis pinned; the connection was refused and administrators alerted", access.asset.name)
+            }
+            ConnectError::AuthenticationFailed(_) if access.settings.account_mode == AccountMode::UserSupplied => {
+                format!("{target} refused the password you typed for it")
             }
             ConnectError::AuthenticationFailed(_) => format!(
                 "Portcullis could not log in to {target}: the target refused the vaulted credential; ask an administrator to check it"
@@ -457,7 +501,7 @@ impl russh::server::Handler for Conn {
         }
         self.access = Some(self.authorize(&owner, &account, &asset).await);
         self.user = Some(owner);
-        Ok(Auth::Accept)
+        Ok(self.signed_in())
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -466,6 +510,13 @@ impl russh::server::Handler for Conn {
         _submethods: &str,
         response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
+        if self.want_target_secret {
+            let Some(mut response) = response else { return Ok(self.target_prompt()) };
+            let Some(secret) = response.next() else { return Ok(reject()) };
+            self.target_secret = Some(Zeroizing::new(String::from_utf8_lossy(&secret).into_owned()));
+            self.want_target_secret = false;
+            return Ok(Auth::Accept);
+        }
         let Some(response) = response else {
             let mut prompts = vec![(std::borrow::Cow::Borrowed("Portcullis password: "), false)];
             if let Ok(ConnectionString::Inband { user: name, .. }) = parse(user) {
@@ -481,7 +532,12 @@ impl russh::server::Handler for Conn {
             response.take(2).map(|b| Zeroizing::new(String::from_utf8_lossy(&b).into_owned())).collect();
         let Some(password) = answers.first().cloned() else { return Ok(reject()) };
         let code = answers.get(1).map(|c| c.trim().to_owned());
-        Ok(self.sign_in(user, password, code.as_deref()).await)
+        let auth = self.sign_in(user, password, code.as_deref()).await;
+        if self.want_target_secret {
+            // Same conversation: ask for the target's password next.
+            return Ok(self.target_prompt());
+        }
+        Ok(auth)
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {

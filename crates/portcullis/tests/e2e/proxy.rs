@@ -958,3 +958,37 @@ async fn cli_sessions_and_recordings() {
     let o = w.server.cli(&["request", "launch", &request], &[("PORTCULLIS_CLI_CONFIG", &cfg2)]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ssh -p"), "{}", text(&o));
 }
+
+#[tokio::test]
+async fn user_supplied_account_mode_asks_for_the_target_password() {
+    let w = world(json!({ "account_mode": "user_supplied" })).await;
+    w.request().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Answers Portcullis's prompt with alice's password and the target prompt with the
+    // target account's own password (which this user knows; nothing is vaulted for it).
+    let askpass = dir.path().join("askpass");
+    let script =
+        |target: &str| format!("#!/bin/sh\ncase \"$1\" in *Target*) echo '{target}';; *) echo '{ALICE_PW}';; esac\n");
+    use std::os::unix::fs::PermissionsExt;
+    let run = |target: &str| {
+        std::fs::write(&askpass, script(target)).unwrap();
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Command::new("ssh")
+            .args(["-p", &w.server.ssh_port.to_string(), "-o", "PubkeyAuthentication=no"])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .arg(w.dest())
+            .arg("echo as-myself")
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = run(TARGET_PW);
+    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).trim()), (Some(0), "as-myself"), "{}", text(&o));
+    let o = run("not-the-target-password");
+    assert_eq!(o.status.code(), Some(255), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refused"), "{}", text(&o));
+    assert!(!w.server.all_output().contains(TARGET_PW), "the typed target password reached the log");
+}
