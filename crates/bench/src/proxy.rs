@@ -433,15 +433,7 @@ async fn open_sessions(f: &Fixture, n: usize, active: bool) -> Vec<tokio::task::
                 host_key: None,
                 timeout: Duration::from_secs(60),
             };
-            let Ok(mut client) = portcullis_connect::connect_session(&target).await else { return };
-            let pw = portcullis_vault::Plaintext::new(ALICE_PW.as_bytes().to_vec());
-            let login = portcullis_connect::Login {
-                username: &user,
-                credential: portcullis_connect::Credential::Password(&pw),
-            };
-            if client.authenticate(login).await.is_err() {
-                return;
-            }
+            let Ok(client) = portcullis_connect::session_with_password(&target, &user, ALICE_PW).await else { return };
             let handle = client.into_handle();
             let Ok(channel) = handle.channel_open_session().await else { return };
             let _ = channel.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await;
@@ -581,17 +573,13 @@ async fn setup(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
                 host_key: None,
                 timeout: Duration::from_secs(60),
             };
-            let Ok(mut client) = portcullis_connect::connect_session(&target).await else { return false };
-            let pw = portcullis_vault::Plaintext::new(ALICE_PW.as_bytes().to_vec());
-            let ok = client
-                .authenticate(portcullis_connect::Login {
-                    username: &user,
-                    credential: portcullis_connect::Credential::Password(&pw),
-                })
-                .await
-                .is_ok();
-            client.close().await;
-            ok
+            match portcullis_connect::session_with_password(&target, &user, ALICE_PW).await {
+                Ok(client) => {
+                    client.close().await;
+                    true
+                }
+                Err(_) => false,
+            }
         }));
     }
     let mut ok = 0;

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use portcullis_vault::Plaintext;
-pub use ssh::{connect, connect_session, HostKeyCheck, SshClient};
+pub use ssh::{connect, connect_session, session_with_password, HostKeyCheck, SshClient};
 pub use unix::UnixSsh;
 
 /// Where a target is and which host key it must present.

@@ -132,6 +132,15 @@ async fn connect_with(
     Ok(SshClient { handle, host_key, timeout: target.timeout })
 }
 
+/// Connects for a session and signs in with a password: the proxy's own test clients and
+/// load generators use it.
+pub async fn session_with_password(target: &Target, username: &str, password: &str) -> Result<SshClient, ConnectError> {
+    let mut client = connect_session(target).await?;
+    let secret = crate::Plaintext::new(password.as_bytes().to_vec());
+    client.authenticate(Login { username, credential: Credential::Password(&secret) }).await?;
+    Ok(client)
+}
+
 /// The exit status and (bounded) output of a command.
 #[derive(Debug)]
 pub struct Output {

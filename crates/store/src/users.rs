@@ -390,14 +390,7 @@ impl Store {
         expires_at: i64,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "UPDATE users SET failed_logins = 0, locked_until = NULL, \
-             totp_last_step = COALESCE($1, totp_last_step) WHERE id = $2",
-        )
-        .bind(totp_step)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        reset_failures(&mut tx, user_id, totp_step).await?;
         sqlx::query(
             "INSERT INTO login_sessions (token_hash, user_id, created_at, expires_at, source) VALUES ($1,$2,$3,$4,$5)",
         )
@@ -425,14 +418,7 @@ impl Store {
         totp_step: Option<i64>,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "UPDATE users SET failed_logins = 0, locked_until = NULL, \
-             totp_last_step = COALESCE($1, totp_last_step) WHERE id = $2",
-        )
-        .bind(totp_step)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        reset_failures(&mut tx, user_id, totp_step).await?;
         append(
             &mut tx,
             &self.audit_key,
@@ -534,4 +520,17 @@ async fn insert_user(conn: &mut sqlx::AnyConnection, now: i64, new: &NewUser) ->
         created_at: now,
         updated_at: now,
     })
+}
+
+/// A successful sign-in: the failure count and lockout reset, the TOTP step remembered.
+async fn reset_failures(conn: &mut sqlx::AnyConnection, user_id: &str, totp_step: Option<i64>) -> Result<()> {
+    sqlx::query(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, \
+         totp_last_step = COALESCE($1, totp_last_step) WHERE id = $2",
+    )
+    .bind(totp_step)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -643,15 +643,7 @@ async fn forwarding_refused_by_default_and_the_listener_survives_abuse() {
         host_key: None,
         timeout: Duration::from_secs(10),
     };
-    let mut client = portcullis_connect::connect_session(&target).await.unwrap();
-    let pw = portcullis_vault::Plaintext::new(ALICE_PW.as_bytes().to_vec());
-    client
-        .authenticate(portcullis_connect::Login {
-            username: &w.login(),
-            credential: portcullis_connect::Credential::Password(&pw),
-        })
-        .await
-        .unwrap();
+    let client = portcullis_connect::session_with_password(&target, &w.login(), ALICE_PW).await.unwrap();
     let handle = client.into_handle();
     let mut opened = Vec::new();
     let mut refused = 0;
@@ -847,15 +839,7 @@ async fn downloads_end_at_eof_and_memory_is_given_back() {
         host_key: None,
         timeout: Duration::from_secs(10),
     };
-    let mut client = portcullis_connect::connect_session(&target).await.unwrap();
-    let pw = portcullis_vault::Plaintext::new(ALICE_PW.as_bytes().to_vec());
-    client
-        .authenticate(portcullis_connect::Login {
-            username: &w.login(),
-            credential: portcullis_connect::Credential::Password(&pw),
-        })
-        .await
-        .unwrap();
+    let client = portcullis_connect::session_with_password(&target, &w.login(), ALICE_PW).await.unwrap();
     let handle = client.into_handle();
     let channel = handle.channel_open_session().await.unwrap();
     channel.exec(true, "cat /dev/zero").await.unwrap();
