@@ -8,7 +8,13 @@
 //! chunk*: u32 big-endian length | u8 flags | ciphertext (XChaCha20-Poly1305, tag included)
 //! ```
 //!
-//! Each chunk holds a run of events, deflate-compressed when that helps (flag bit 1). It is
+//! Each chunk holds a run of events, compressed when that helps: on its own with fast deflate
+//! (flag bit 1, used for large chunks: bulk transfers), or as the next piece of one raw
+//! deflate stream that runs through the recording and ends each piece with a sync flush
+//! (flag bit 2, used for the small chunks of interactive sessions, whose output repeats from
+//! one second to the next: a screen redrawn by `top` compresses against the previous one). A
+//! stream piece can only be read after the pieces before it, which the chain below already
+//! demands. It is
 //! encrypted under the recording's own 256-bit data key (sealed by the vault and stored with
 //! the session, never in the file) with nonce = chunk index, and authenticated with associated
 //! data = session id ‖ chunk index ‖ flags ‖ the previous chunk's tag. So any changed byte, a
@@ -34,6 +40,8 @@ pub const MAGIC: &[u8; 6] = b"PCREC\x01";
 pub const FLAG_FINAL: u8 = 1;
 /// Flag: the chunk's plaintext is deflate-compressed.
 pub const FLAG_DEFLATE: u8 = 2;
+/// Flag: the chunk's plaintext continues the recording's deflate stream (sync-flushed).
+pub const FLAG_STREAM: u8 = 4;
 /// The largest chunk accepted when reading (bounds memory on hostile files).
 pub const MAX_CHUNK: usize = 8 * 1024 * 1024;
 

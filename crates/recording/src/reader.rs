@@ -7,7 +7,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::XChaCha20Poly1305;
 
 use crate::event::decode_all;
-use crate::{aad, nonce, Event, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL, MAGIC, MAX_CHUNK};
+use crate::{aad, nonce, Event, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL, FLAG_STREAM, MAGIC, MAX_CHUNK};
 
 /// Streams the events of a recording, verifying every chunk before yielding its events.
 pub struct Reader<R: Read> {
@@ -20,6 +20,8 @@ pub struct Reader<R: Read> {
     sealed: bool,
     pending: std::vec::IntoIter<Event>,
     stored_bytes: u64,
+    /// The recording's deflate stream, continued by each `FLAG_STREAM` chunk.
+    stream: flate2::Decompress,
     failed: bool,
 }
 
@@ -70,6 +72,7 @@ impl<R: Read> Reader<R> {
             last_at: 0,
             sealed: false,
             pending: Vec::new().into_iter(),
+            stream: flate2::Decompress::new(false),
             failed: false,
         })
     }
@@ -112,6 +115,8 @@ impl<R: Read> Reader<R> {
                 .read_to_end(&mut out)
                 .map_err(|_| RecordingError::Malformed(self.index))?;
             out
+        } else if flags & FLAG_STREAM != 0 {
+            self.stream_piece(&plain)?
         } else {
             plain
         };
@@ -122,6 +127,34 @@ impl<R: Read> Reader<R> {
         self.index += 1;
         self.sealed = flags & FLAG_FINAL != 0;
         Ok(Some(events))
+    }
+
+    /// Decodes the next piece of the deflate stream: all of `piece`, at most `MAX_CHUNK * 8`
+    /// bytes out (a hostile piece cannot make memory grow without bound).
+    fn stream_piece(&mut self, piece: &[u8]) -> Result<Vec<u8>, RecordingError> {
+        let limit = MAX_CHUNK * 8;
+        let mut out = Vec::with_capacity(piece.len() * 4 + 1024);
+        let mut input = piece;
+        loop {
+            let (in0, out0) = (self.stream.total_in(), self.stream.total_out());
+            let status = self
+                .stream
+                .decompress_vec(input, &mut out, flate2::FlushDecompress::Sync)
+                .map_err(|_| RecordingError::Malformed(self.index))?;
+            let taken = (self.stream.total_in() - in0) as usize;
+            let produced = self.stream.total_out() - out0;
+            input = &input[taken..];
+            // Done when the input is used up and the decoder had room to say all it had.
+            if input.is_empty() && (out.len() < out.capacity() || produced == 0) {
+                return Ok(out);
+            }
+            if status == flate2::Status::StreamEnd || out.len() >= limit || (taken == 0 && produced == 0) {
+                // A stream that ends, grows past the bound, or stops moving.
+                return Err(RecordingError::Malformed(self.index));
+            }
+            let more = out.capacity().min(limit - out.len()).max(1024);
+            out.reserve(more);
+        }
     }
 
     /// Chunks read so far.

@@ -12,10 +12,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::event::encode;
-use crate::{aad, header, nonce, Event, EventKind, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL};
+use crate::{
+    aad, header, nonce, Event, EventKind, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL, FLAG_STREAM,
+};
 
 /// Plaintext gathered before a chunk is written.
 const CHUNK_TARGET: usize = 256 * 1024;
+/// Chunks smaller than this (interactive output) continue the recording's deflate stream;
+/// larger ones (bulk) are compressed on their own with the fast level.
+const STREAM_BELOW: usize = 64 * 1024;
 /// A chunk is written at least this often while events arrive.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -41,6 +46,8 @@ pub struct RecordingWriter {
     last_at: u64,
     /// Chunks left to store uncompressed after one did not compress.
     skip_compression: u32,
+    /// The deflate stream small chunks continue (its window spans chunks).
+    stream: flate2::Compress,
     stats: WriterStats,
 }
 
@@ -63,6 +70,7 @@ impl RecordingWriter {
             buf: Vec::with_capacity(CHUNK_TARGET + 64 * 1024),
             last_at: 0,
             skip_compression: 0,
+            stream: flate2::Compress::new(flate2::Compression::default(), false),
             stats: WriterStats { stored_bytes: h.len() as u64, ..WriterStats::default() },
         })
     }
@@ -75,6 +83,13 @@ impl RecordingWriter {
     }
 
     fn compress(&mut self) -> (u8, Vec<u8>) {
+        if self.buf.len() < STREAM_BELOW {
+            if let Some(z) = self.stream_piece() {
+                self.buf.clear();
+                return (FLAG_STREAM, z);
+            }
+            return (0, std::mem::take(&mut self.buf));
+        }
         if self.skip_compression > 0 {
             self.skip_compression -= 1;
             return (0, std::mem::take(&mut self.buf));
@@ -93,6 +108,29 @@ impl RecordingWriter {
         // Incompressible (encrypted or random payload): do not try again for a while.
         self.skip_compression = 16;
         (0, std::mem::take(&mut self.buf))
+    }
+
+    /// The buffer as the stream's next piece, ending in a sync flush so the reader can
+    /// decode it whole. `None` if the compressor failed: the chunk is then stored as it is and
+    /// the stream starts afresh, which the reader's decompressor follows without knowing (a
+    /// fresh raw deflate stream never refers back past its own start).
+    fn stream_piece(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.buf.len() / 2 + 64);
+        let mut input = &self.buf[..];
+        loop {
+            let (in0, out0) = (self.stream.total_in(), self.stream.total_out());
+            if self.stream.compress_vec(input, &mut out, flate2::FlushCompress::Sync).is_err() {
+                self.stream = flate2::Compress::new(flate2::Compression::default(), false);
+                return None;
+            }
+            input = &input[(self.stream.total_in() - in0) as usize..];
+            let produced = self.stream.total_out() - out0;
+            // Done when all input is taken and the flush had room to finish.
+            if input.is_empty() && (out.len() < out.capacity() || produced == 0) {
+                return Some(out);
+            }
+            out.reserve(out.capacity().max(1024));
+        }
     }
 
     /// Writes the gathered events as one chunk (`last`: the final one).
