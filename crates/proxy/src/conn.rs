@@ -97,6 +97,20 @@ async fn uplink(
     }
 }
 
+/// The target's connection (TCP and key exchange, no login), started when the client first
+/// names it, so that it runs while the client's password is verified. Dropped unused (the
+/// sign-in failed, or another target was authorized) it is closed.
+struct Preconnect {
+    target: Target,
+    task: tokio::task::JoinHandle<Result<portcullis_connect::SshClient, ConnectError>>,
+}
+
+impl Drop for Preconnect {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 pub(crate) struct Conn {
     state: AppState,
     peer: SocketAddr,
@@ -111,6 +125,24 @@ pub(crate) struct Conn {
     target_secret: Option<Zeroizing<String>>,
     /// Signed in, but the policy wants the user to type the target's password still.
     want_target_secret: bool,
+    /// Started once per connection at most.
+    preconnect: Option<Preconnect>,
+    preconnect_tried: bool,
+}
+
+/// Where the proxy reaches `asset` over SSH.
+fn ssh_target(asset: &Asset) -> Result<Target, String> {
+    let port = asset
+        .protocols
+        .iter()
+        .find(|p| p.protocol == portcullis_core::inventory::Protocol::Ssh)
+        .map(|p| p.port)
+        .ok_or_else(|| format!("{} has no SSH service configured in Portcullis", asset.name))?;
+    Ok(Target { host: asset.address.clone(), port, host_key: asset.host_key.clone(), timeout: Duration::from_secs(15) })
+}
+
+fn same_target(a: &Target, b: &Target) -> bool {
+    a.host == b.host && a.port == b.port && a.host_key == b.host_key
 }
 
 fn methods() -> MethodSet {
@@ -135,7 +167,32 @@ impl Conn {
             next_number: 0,
             target_secret: None,
             want_target_secret: false,
+            preconnect: None,
+            preconnect_tried: false,
         }
+    }
+
+    /// Starts the connection to the target the client names (TCP and key exchange only: no
+    /// credential is read or sent before the sign-in and the request check succeed). Only for
+    /// an existing, enabled Portcullis user and an account in the inventory, once per
+    /// connection; bounded by the proxy's connection limit and sign-in timeout like the rest
+    /// of an unauthenticated connection.
+    async fn preconnect(&mut self, username: &str) {
+        if std::mem::replace(&mut self.preconnect_tried, true) {
+            return;
+        }
+        let Ok(ConnectionString::Inband { user, account, asset }) = parse(username) else { return };
+        let store = &self.state.store;
+        let now = self.state.now();
+        match store.login_state(&user).await {
+            Ok(Some(s)) if !s.user.disabled && !s.user.locked_until.is_some_and(|t| t > now) => {}
+            _ => return,
+        }
+        let Ok(Some((asset, _))) = store.account_by_names(&asset, &account).await else { return };
+        let Ok(target) = ssh_target(&asset) else { return };
+        let t = target.clone();
+        let task = tokio::spawn(async move { portcullis_connect::connect_session(&t).await });
+        self.preconnect = Some(Preconnect { target, task });
     }
 
     fn source(&self) -> String {
@@ -274,20 +331,9 @@ impl Conn {
     }
 
     /// Logs in to the target with the vaulted credential.
-    async fn connect_upstream(&self, access: &Access) -> Result<portcullis_connect::SshClient, String> {
+    async fn connect_upstream(&mut self, access: &Access) -> Result<portcullis_connect::SshClient, String> {
         let asset = &access.asset;
-        let port = asset
-            .protocols
-            .iter()
-            .find(|p| p.protocol == portcullis_core::inventory::Protocol::Ssh)
-            .map(|p| p.port)
-            .ok_or_else(|| format!("{} has no SSH service configured in Portcullis", asset.name))?;
-        let target = Target {
-            host: asset.address.clone(),
-            port,
-            host_key: asset.host_key.clone(),
-            timeout: Duration::from_secs(15),
-        };
+        let target = ssh_target(asset)?;
         let state = &self.state;
         let (key, password) = if access.settings.account_mode == AccountMode::UserSupplied {
             // The user's own credential for the target, typed at sign-in; nothing vaulted.
@@ -309,7 +355,13 @@ impl Conn {
                 access.account.name, asset.name
             ));
         }
-        let mut client = match portcullis_connect::connect_session(&target).await {
+        let connected = match self.preconnect.take() {
+            Some(mut p) if same_target(&p.target, &target) => {
+                (&mut p.task).await.unwrap_or_else(|_| Err(ConnectError::Unreachable("connection task ended".into())))
+            }
+            _ => portcullis_connect::connect_session(&target).await,
+        };
+        let mut client = match connected {
             Ok(c) => c,
             Err(e) => {
                 if matches!(e, ConnectError::HostKeyMismatch { .. }) {
@@ -465,10 +517,14 @@ impl russh::server::Handler for Conn {
         if let Ok(ConnectionString::LaunchToken(token)) = parse(user) {
             return Ok(self.launch_token(&token).await);
         }
+        // OpenSSH asks with "none" first: the target's connection can start while the
+        // client gets its password.
+        self.preconnect(user).await;
         Ok(reject())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.preconnect(user).await;
         Ok(self.sign_in(user, Zeroizing::new(password.to_owned()), None).await)
     }
 
@@ -518,6 +574,7 @@ impl russh::server::Handler for Conn {
             return Ok(Auth::Accept);
         }
         let Some(response) = response else {
+            self.preconnect(user).await;
             let mut prompts = vec![(std::borrow::Cow::Borrowed("Portcullis password: "), false)];
             if let Ok(ConnectionString::Inband { user: name, .. }) = parse(user) {
                 if let Ok(Some(s)) = self.state.store.login_state(&name).await {
