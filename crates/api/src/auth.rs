@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -40,9 +40,46 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
-/// Verifies a password against a PHC string; argon2's comparison is constant-time.
+/// argon2's working memory (19 MiB each at the default cost), kept for reuse: a fresh
+/// allocation for every verification cost as much again as the hashing itself (page faults,
+/// the kernel zeroing new pages, unmapping). At most `MEMORY_KEPT` are kept (so the server
+/// holds at most that many × 19 MiB); each is wiped after use.
+static ARGON2_MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+const MEMORY_KEPT: usize = 2;
+
+/// Verifies a password against a PHC string (argon2id, argon2i or argon2d with the
+/// parameters the string names); the comparison of the hashes is constant-time.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    let Ok(hash) = PasswordHash::new(phc) else { return false };
+    let (Ok(algorithm), Ok(params)) = (argon2::Algorithm::try_from(hash.algorithm), argon2::Params::try_from(&hash))
+    else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let blocks = argon.params().block_count();
+    let mut memory = ARGON2_MEMORY.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let hashed = argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks]);
+    memory[..blocks].fill(argon2::Block::default());
+    {
+        let mut kept = ARGON2_MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < MEMORY_KEPT {
+            kept.push(memory);
+        }
+    }
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
 pub(crate) async fn hash_password_blocking(password: Zeroizing<String>) -> Result<String, ApiError> {
@@ -279,4 +316,36 @@ pub async fn verify_login(
         totp_step = step;
     }
     Ok((login_state.user, totp_step))
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn verification_follows_the_stored_parameters_and_reuses_memory_safely() {
+        let phc = hash_password("correct horse");
+        // Repeated (the kept memory is reused) and interleaved with failures.
+        for _ in 0..3 {
+            assert!(verify_password("correct horse", &phc));
+            assert!(!verify_password("correct horsf", &phc));
+        }
+        // Other algorithms and costs, as named by the PHC string.
+        let params = argon2::Params::new(4096, 3, 1, Some(32)).unwrap();
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let other = Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        assert!(other.starts_with("$argon2i$"));
+        assert!(verify_password("pw", &other));
+        assert!(!verify_password("pW", &other));
+        // Malformed or altered strings never verify.
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert!(!verify_password("correct horse", &phc.replace("$argon2id$", "$argon2x$")));
+        let mut altered = phc.clone();
+        let last = altered.pop().unwrap();
+        altered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(!verify_password("correct horse", &altered));
+    }
 }

@@ -4,6 +4,7 @@
 //! Timings are repeated; the median and the spread (min–max) are reported. Nothing here
 //! asserts a time.
 
+mod null_target;
 mod policy;
 mod proxy;
 mod workflow;
@@ -22,6 +23,10 @@ struct Args {
     /// Tiny sizes: checks that the harness works, not the speed.
     #[arg(long)]
     quick: bool,
+    /// Only these parts of the proxy group (comma-separated): throughput, scp, latency,
+    /// setup, signins, recording, revocation, footprint.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/results.json")]
     json: String,
@@ -84,6 +89,10 @@ fn machine() -> Value {
 
 fn main() {
     let args = Args::parse();
+    if let Some(bad) = args.only.iter().find(|o| !proxy::PARTS.contains(&o.as_str())) {
+        eprintln!("unknown part {bad:?}; the proxy group's parts are: {}", proxy::PARTS.join(", "));
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut metrics = Vec::new();
     if matches!(args.which, Which::All | Which::Policy) {
@@ -93,7 +102,7 @@ fn main() {
         metrics.extend(rt.block_on(workflow::run(args.quick)));
     }
     if matches!(args.which, Which::All | Which::Proxy) {
-        metrics.extend(rt.block_on(proxy::run(args.quick)));
+        metrics.extend(rt.block_on(proxy::run(args.quick, &args.only)));
     }
     println!();
     println!("{:<58} {:>14} {:<10} {:>27}  goal", "metric", "median", "unit", "spread (min–max)");

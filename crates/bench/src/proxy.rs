@@ -31,6 +31,10 @@ struct Fixture {
     admin: String,
     alice: String,
     account_id: String,
+    /// The account on the null target (see `null_target`).
+    null_account_id: String,
+    /// Alice's registered SSH key (OpenSSH private key).
+    alice_key: portcullis_vault::Plaintext,
 }
 
 fn binary() -> PathBuf {
@@ -101,6 +105,8 @@ async fn fixture() -> Fixture {
         admin: String::new(),
         alice: String::new(),
         account_id: String::new(),
+        null_account_id: String::new(),
+        alice_key: portcullis_vault::Plaintext::new(Vec::new()),
     };
     let admin_pw = "bench admin password 1";
     let _ = f
@@ -149,6 +155,30 @@ async fn fixture() -> Fixture {
     f.account_id = account["id"].as_str().unwrap().to_owned();
     call(&f, "PUT", &format!("/api/v1/accounts/{}/password", f.account_id), &f.admin, json!({ "password": TARGET_PW }))
         .await;
+    let null_port = crate::null_target::start().await;
+    let null_asset = call(
+        &f,
+        "POST",
+        "/api/v1/assets",
+        &f.admin,
+        json!({ "name": "null1", "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": "ssh", "port": null_port }] }),
+    )
+    .await;
+    let null_account =
+        call(&f, "POST", "/api/v1/accounts", &f.admin, json!({ "asset_id": null_asset["id"], "name": "bench" })).await;
+    f.null_account_id = null_account["id"].as_str().unwrap().to_owned();
+    call(
+        &f,
+        "PUT",
+        &format!("/api/v1/accounts/{}/password", f.null_account_id),
+        &f.admin,
+        json!({ "password": TARGET_PW }),
+    )
+    .await;
+    let pair = portcullis_vault::generate_ssh_key(portcullis_vault::KeyAlgorithm::Ed25519, "bench").expect("key");
+    call(&f, "POST", "/api/v1/me/ssh-keys", &f.alice, json!({ "name": "bench", "public_key": pair.public_openssh }))
+        .await;
+    f.alice_key = pair.private_openssh;
     let ent = call(
         &f,
         "POST",
@@ -162,22 +192,27 @@ async fn fixture() -> Fixture {
         "POST",
         "/api/v1/policies",
         &f.admin,
-        json!({ "entitlement_id": ent["id"], "name": "ssh", "priority": 1, "access_type": "ssh", "scope": { "accounts": [f.account_id] },
+        json!({ "entitlement_id": ent["id"], "name": "ssh", "priority": 1, "access_type": "ssh", "scope": { "accounts": [f.account_id, f.null_account_id] },
                 "settings": { "auto_approve": true, "change_password_after_checkin": false, "idle_timeout_minutes": 120, "max_duration_minutes": 480, "simultaneous_access": true } }),
     )
     .await;
     request(&f).await;
+    request_for(&f, &f.null_account_id).await;
     f
 }
 
 /// Alice requests SSH access (auto-approved); returns the request id.
 async fn request(f: &Fixture) -> String {
+    request_for(f, &f.account_id).await
+}
+
+async fn request_for(f: &Fixture, account_id: &str) -> String {
     let out = call(
         f,
         "POST",
         "/api/v1/requests",
         &f.alice,
-        json!({ "accounts": [{ "account_id": f.account_id, "access_type": "ssh" }] }),
+        json!({ "accounts": [{ "account_id": account_id, "access_type": "ssh" }] }),
     )
     .await;
     out["outcomes"][0]["request"]["id"].as_str().expect("request").to_owned()
@@ -186,6 +221,11 @@ async fn request(f: &Fixture) -> String {
 impl Drop for Fixture {
     fn drop(&mut self) {
         portcullis_testkit::process::stop(&mut self.server, libc::SIGTERM, Duration::from_secs(10));
+        // For profiling: `BENCH_KEEP_LOG=path` keeps the server's log (set RUST_LOG to choose
+        // what it holds, e.g. `warn,sqlx::query=debug` for every statement).
+        if let Ok(keep) = std::env::var("BENCH_KEEP_LOG") {
+            let _ = std::fs::copy(self.dir.path().join("stderr"), keep);
+        }
     }
 }
 
@@ -205,21 +245,38 @@ impl Route {
 }
 
 impl Fixture {
-    fn ssh(&self, route: Route, extra: &[&str], command: &str) -> Command {
+    /// An OpenSSH client program (`ssh` or `scp`) with the password from the askpass
+    /// program and the same algorithms on both routes; returns it and the user to name.
+    fn client(&self, program: &str, route: Route, user_separator: char) -> (Command, String) {
         let (pw, port, user) = match route {
             Route::Direct => (TARGET_PW, self.sshd.port(), self.user.name.clone()),
-            Route::Proxy => (ALICE_PW, self.ssh_port, format!("alice#{}@db1", self.user.name)),
+            Route::Proxy => (ALICE_PW, self.ssh_port, format!("alice{user_separator}{}@db1", self.user.name)),
         };
         // The password comes from an askpass program, not sshpass: sshpass puts ssh on a pty of
         // its own, whose line discipline would hold single keystrokes back.
-        let mut c = Command::new("ssh");
+        let mut c = Command::new(program);
         c.env("SSH_ASKPASS", self.dir.path().join("askpass")).env("SSH_ASKPASS_REQUIRE", "force").env("BENCH_PW", pw);
-        c.args(["-p", &port.to_string()]);
+        c.args([if program == "scp" { "-P" } else { "-p" }, &port.to_string()]);
         c.args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]);
         c.args(["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]);
         c.args(["-o", "KexAlgorithms=curve25519-sha256", "-o", "Ciphers=chacha20-poly1305@openssh.com"]);
+        (c, user)
+    }
+
+    fn ssh(&self, route: Route, extra: &[&str], command: &str) -> Command {
+        let (mut c, user) = self.client("ssh", route, '#');
         c.args(extra);
         c.arg(format!("{user}@127.0.0.1")).arg(command);
+        c
+    }
+
+    /// `scp` (SFTP protocol, OpenSSH's default) from `from` to `to`, where `{remote}` in
+    /// either stands for the route's `user@host:`.
+    fn scp(&self, route: Route, from: &str, to: &str) -> Command {
+        // OpenSSH's scp refuses '#' in user names; the proxy also accepts '+'.
+        let (mut c, user) = self.client("scp", route, '+');
+        let remote = format!("{user}@127.0.0.1:");
+        c.arg("-q").arg(from.replace("{remote}", &remote)).arg(to.replace("{remote}", &remote));
         c
     }
 
@@ -367,6 +424,68 @@ async fn throughput(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
             spread: cs,
             goal: String::new(),
             note: String::new(),
+        });
+    }
+}
+
+/// `scp` of one file both ways, direct and through the proxy.
+async fn scp(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes: u64 = if quick { 8 << 20 } else { 1 << 30 };
+    let runs = if quick { 1 } else { 3 };
+    // Readable by the target's user: the target and the client share this machine.
+    let shared = tempfile::Builder::new().prefix("portcullis-bench-scp").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = shared.path().join("src");
+    {
+        let mut file = std::fs::File::create(&src).unwrap();
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..bytes >> 20 {
+            file.write_all(&chunk).unwrap();
+        }
+    }
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let src = src.display().to_string();
+    let dst = f.dir.path().join("scp-download").display().to_string();
+    for (kind, upload) in [("upload", true), ("download", false)] {
+        let mut rates = [Vec::new(), Vec::new()];
+        for _ in 0..runs {
+            for (i, route) in [Route::Direct, Route::Proxy].into_iter().enumerate() {
+                let _ = std::fs::remove_file(&dst);
+                let mut cmd = if upload {
+                    f.scp(route, &src, "{remote}/dev/null")
+                } else {
+                    f.scp(route, &format!("{{remote}}{src}"), &dst)
+                };
+                let t = Instant::now();
+                let o = cmd.stdin(Stdio::null()).output().unwrap();
+                let secs = t.elapsed().as_secs_f64();
+                assert!(o.status.success(), "scp {kind} {}: {}", route.name(), String::from_utf8_lossy(&o.stderr));
+                if !upload {
+                    let got = std::fs::metadata(&dst).map(|m| m.len()).unwrap_or(0);
+                    assert_eq!(got, bytes, "scp {} download lost bytes", route.name());
+                }
+                rates[i].push(mib_s(bytes, secs));
+            }
+        }
+        let _ = std::fs::remove_file(&dst);
+        let (direct, ds) = summarize(rates[0].clone());
+        let (proxy, ps) = summarize(rates[1].clone());
+        out.push(Metric {
+            name: format!("scp {kind} {} MiB, direct", bytes >> 20),
+            value: direct,
+            unit: "MiB/s",
+            spread: ds,
+            goal: String::new(),
+            note: String::new(),
+        });
+        out.push(Metric {
+            name: format!("scp {kind} {} MiB, through the proxy (recording on)", bytes >> 20),
+            value: proxy,
+            unit: "MiB/s",
+            spread: ps,
+            goal: "≥ 0.5 × direct".into(),
+            note: format!("ratio {:.2}", proxy / direct),
         });
     }
 }
@@ -554,17 +673,28 @@ async fn setup(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
             ms(rates[1].1) - ms(rates[0].1)
         ),
     });
+}
 
-    // The proxy's own capacity: handshake + user authentication + request lookup + target
-    // login, from concurrent in-process clients.
-    let total = if quick { 6 } else { 300 };
+/// How a load client signs in to the proxy.
+#[derive(Clone, Copy)]
+enum SignIn {
+    Password,
+    Key,
+}
+
+/// The proxy's sign-in capacity: `total` complete sign-ins (client handshake, user
+/// authentication, request lookup, session start, the proxy's login to the target, session
+/// end) from 16 concurrent in-process clients.
+async fn sign_ins(f: &Fixture, how: SignIn, asset: &str, account: &str, total: usize) -> (usize, f64) {
     let t = Instant::now();
     let mut handles = Vec::new();
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let key = std::sync::Arc::new(portcullis_vault::Plaintext::new(f.alice_key.expose().to_vec()));
     for _ in 0..total {
         let port = f.ssh_port;
-        let user = format!("alice#{}@db1", f.user.name);
+        let user = format!("alice#{account}@{asset}");
         let sem = sem.clone();
+        let key = key.clone();
         handles.push(tokio::spawn(async move {
             let _p = sem.acquire_owned().await.unwrap();
             let target = portcullis_connect::Target {
@@ -573,10 +703,26 @@ async fn setup(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
                 host_key: None,
                 timeout: Duration::from_secs(60),
             };
-            match portcullis_connect::session_with_password(&target, &user, ALICE_PW).await {
+            let client = match how {
+                SignIn::Password => portcullis_connect::session_with_password(&target, &user, ALICE_PW).await,
+                SignIn::Key => match portcullis_connect::connect_session(&target).await {
+                    Ok(mut c) => {
+                        let login = portcullis_connect::Login {
+                            username: &user,
+                            credential: portcullis_connect::Credential::PrivateKey(&key),
+                        };
+                        c.authenticate(login).await.map(|()| c)
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match client {
+                // Signed in means the proxy accepted the target login too; opening a channel
+                // proves the session is usable.
                 Ok(client) => {
+                    let ok = client.handle().channel_open_session().await.is_ok();
                     client.close().await;
-                    true
+                    ok
                 }
                 Err(_) => false,
             }
@@ -588,15 +734,36 @@ async fn setup(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
             ok += 1;
         }
     }
-    let secs = t.elapsed().as_secs_f64();
-    out.push(Metric {
-        name: format!("proxy sign-ins per second (handshake+auth+lookup+target login), {ok}/{total} ok"),
-        value: ok as f64 / secs,
-        unit: "/s",
-        spread: (0.0, 0.0),
-        goal: "≥ 300/s".into(),
-        note: "16 concurrent in-process russh clients".into(),
-    });
+    (ok, ok as f64 / t.elapsed().as_secs_f64())
+}
+
+async fn signins(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
+    let cases = [
+        ("password, real sshd target", SignIn::Password, "db1", f.user.name.clone()),
+        ("public key, real sshd target", SignIn::Key, "db1", f.user.name.clone()),
+        ("password, null target", SignIn::Password, "null1", "bench".to_owned()),
+        ("public key, null target (the proxy's own capacity)", SignIn::Key, "null1", "bench".to_owned()),
+    ];
+    for (label, how, asset, account) in cases {
+        // The null target is fast: more sign-ins for a stable rate.
+        let total = match (quick, asset) {
+            (true, _) => 6,
+            (false, "null1") => 1000,
+            (false, _) => 300,
+        };
+        let cpu0 = f.cpu_seconds();
+        let (ok, rate) = sign_ins(f, how, asset, &account, total).await;
+        let cpu_ms = (f.cpu_seconds() - cpu0) * 1000.0 / ok.max(1) as f64;
+        out.push(Metric {
+            name: format!("proxy sign-ins per second, {label}, {ok}/{total} ok"),
+            value: rate,
+            unit: "/s",
+            spread: (0.0, 0.0),
+            goal: "≥ 300/s".into(),
+            note: format!("16 concurrent in-process russh clients; proxy CPU {cpu_ms:.1} ms per sign-in"),
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn recording(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
@@ -718,21 +885,30 @@ async fn revocation(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
     request(f).await;
 }
 
-pub async fn run(quick: bool) -> Vec<Metric> {
+/// The parts of the proxy group, in the order they run.
+pub const PARTS: &[&str] =
+    &["throughput", "scp", "latency", "setup", "signins", "recording", "revocation", "footprint"];
+
+/// Runs the proxy group; `only`: the parts to run (empty: all).
+pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
     eprintln!("proxy: starting sshd and portcullis");
     let f = fixture().await;
     let mut out = Vec::new();
-    eprintln!("proxy: throughput");
-    throughput(&f, quick, &mut out).await;
-    eprintln!("proxy: keystroke latency");
-    latency(&f, quick, &mut out).await;
-    eprintln!("proxy: connection setup");
-    setup(&f, quick, &mut out).await;
-    eprintln!("proxy: recording size");
-    recording(&f, quick, &mut out).await;
-    eprintln!("proxy: revocation");
-    revocation(&f, quick, &mut out).await;
-    eprintln!("proxy: footprint");
-    footprint(&f, quick, &mut out).await;
+    for part in PARTS {
+        if !only.is_empty() && !only.iter().any(|o| o == part) {
+            continue;
+        }
+        eprintln!("proxy: {part}");
+        match *part {
+            "throughput" => throughput(&f, quick, &mut out).await,
+            "scp" => scp(&f, quick, &mut out).await,
+            "latency" => latency(&f, quick, &mut out).await,
+            "setup" => setup(&f, quick, &mut out).await,
+            "signins" => signins(&f, quick, &mut out).await,
+            "recording" => recording(&f, quick, &mut out).await,
+            "revocation" => revocation(&f, quick, &mut out).await,
+            _ => footprint(&f, quick, &mut out).await,
+        }
+    }
     out
 }

@@ -127,6 +127,9 @@ pub(crate) struct Conn {
     want_target_secret: bool,
     /// Started once per connection at most.
     preconnect: Option<Preconnect>,
+    /// The key the client offered last and its owner (user name as typed, fingerprint, user):
+    /// the signature that follows within the same sign-in needs no second lookup.
+    offered_key: Option<(String, String, User)>,
     preconnect_tried: bool,
 }
 
@@ -169,6 +172,7 @@ impl Conn {
             want_target_secret: false,
             preconnect: None,
             preconnect_tried: false,
+            offered_key: None,
         }
     }
 
@@ -185,7 +189,7 @@ impl Conn {
         let store = &self.state.store;
         let now = self.state.now();
         match store.login_state(&user).await {
-            Ok(Some(s)) if !s.user.disabled && !s.user.locked_until.is_some_and(|t| t > now) => {}
+            Ok(Some(s)) if !s.user.disabled && s.user.locked_until.is_none_or(|t| t <= now) => {}
             _ => return,
         }
         let Ok(Some((asset, _))) = store.account_by_names(&asset, &account).await else { return };
@@ -220,7 +224,7 @@ impl Conn {
         match portcullis_api::auth::verify_login(&self.state, &source, &user_name, password, code).await {
             Ok((user, step)) => {
                 let actor = Actor { id: user.id.clone(), name: user.username.clone(), source };
-                if self.state.store.record_proxy_login(&actor, self.state.now(), &user.id, step).await.is_err() {
+                if self.state.store.record_proxy_login(&actor, self.state.now(), &user.id, step, None).await.is_err() {
                     return reject();
                 }
                 self.access = Some(self.authorize(&user, &account, &asset).await);
@@ -288,13 +292,14 @@ impl Conn {
         Ok(Access { request, account, asset, settings: policy.settings })
     }
 
-    /// The user named in the connection string, if `key` is registered to them.
-    async fn key_owner(&self, username: &str, key: &russh::keys::PublicKey) -> Option<User> {
+    /// The user named in the connection string, if `key` is registered to them; with the
+    /// key's fingerprint.
+    async fn key_owner(&self, username: &str, key: &russh::keys::PublicKey) -> Option<(User, String)> {
         let Ok(ConnectionString::Inband { user, .. }) = parse(username) else { return None };
         let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256).to_string();
-        let owner = self.state.store.user_key_owner(self.state.now(), &fingerprint).await.ok()??;
+        let owner = self.state.store.user_key_owner(&fingerprint).await.ok()??;
         let u = self.state.store.login_state(&user).await.ok()??.user;
-        (u.id == owner).then_some(u)
+        (u.id == owner).then_some((u, fingerprint))
     }
 
     async fn launch_token(&mut self, token: &str) -> Auth {
@@ -324,7 +329,7 @@ impl Conn {
             ))
         };
         let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: self.source() };
-        let _ = self.state.store.record_proxy_login(&actor, now, &user.id, None).await;
+        let _ = self.state.store.record_proxy_login(&actor, now, &user.id, None, None).await;
         self.access = Some(access);
         self.user = Some(user);
         Auth::Accept
@@ -534,8 +539,12 @@ impl russh::server::Handler for Conn {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // Only say yes for a key registered to the named user (nothing else is revealed).
+        self.preconnect(user).await;
         Ok(match self.key_owner(user, offer.public_key).await {
-            Some(_) => Auth::Accept,
+            Some((owner, fingerprint)) => {
+                self.offered_key = Some((user.to_owned(), fingerprint, owner));
+                Auth::Accept
+            }
             None => reject(),
         })
     }
@@ -545,14 +554,19 @@ impl russh::server::Handler for Conn {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(owner) = self.key_owner(user, key.public_key).await else { return Ok(reject()) };
+        let fingerprint = key.public_key.fingerprint(russh::keys::HashAlg::Sha256).to_string();
+        let known = match self.offered_key.take() {
+            Some((u, f, owner)) if u == user && f == fingerprint => Some((owner, f)),
+            _ => self.key_owner(user, key.public_key).await,
+        };
+        let Some((owner, fingerprint)) = known else { return Ok(reject()) };
         let Ok(ConnectionString::Inband { account, asset, .. }) = parse(user) else { return Ok(reject()) };
         let now = self.state.now();
         if owner.disabled || owner.locked_until.is_some_and(|t| t > now) {
             return Ok(reject());
         }
         let actor = Actor { id: owner.id.clone(), name: owner.username.clone(), source: self.source() };
-        if self.state.store.record_proxy_login(&actor, now, &owner.id, None).await.is_err() {
+        if self.state.store.record_proxy_login(&actor, now, &owner.id, None, Some(&fingerprint)).await.is_err() {
             return Ok(reject());
         }
         self.access = Some(self.authorize(&owner, &account, &asset).await);

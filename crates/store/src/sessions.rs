@@ -437,18 +437,10 @@ impl Store {
     }
 
     /// The owner of a key, by fingerprint (and marks it used).
-    pub async fn user_key_owner(&self, now: i64, fingerprint: &str) -> Result<Option<String>> {
-        let owner: Option<String> = sqlx::query_scalar("SELECT user_id FROM user_ssh_keys WHERE fingerprint = $1")
+    pub async fn user_key_owner(&self, fingerprint: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT user_id FROM user_ssh_keys WHERE fingerprint = $1")
             .bind(fingerprint)
             .fetch_optional(&self.read)
-            .await?;
-        if owner.is_some() {
-            sqlx::query("UPDATE user_ssh_keys SET last_used_at = $1 WHERE fingerprint = $2")
-                .bind(now)
-                .bind(fingerprint)
-                .execute(&self.write)
-                .await?;
-        }
-        Ok(owner)
+            .await?)
     }
 }

@@ -409,16 +409,26 @@ impl Store {
     }
 
     /// Records a successful sign-in that opens no API session (the SSH proxy): resets the
-    /// failure count and remembers the TOTP step used.
+    /// failure count, remembers the TOTP step used and, for a key sign-in, when the key was
+    /// last used; one transaction.
     pub async fn record_proxy_login(
         &self,
         actor: &Actor,
         now: i64,
         user_id: &str,
         totp_step: Option<i64>,
+        key_fingerprint: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         reset_failures(&mut tx, user_id, totp_step).await?;
+        if let Some(fingerprint) = key_fingerprint {
+            sqlx::query("UPDATE user_ssh_keys SET last_used_at = $1 WHERE fingerprint = $2 AND user_id = $3")
+                .bind(now)
+                .bind(fingerprint)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         append(
             &mut tx,
             &self.audit_key,
