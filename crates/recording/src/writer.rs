@@ -46,8 +46,10 @@ pub struct RecordingWriter {
     last_at: u64,
     /// Chunks left to store uncompressed after one did not compress.
     skip_compression: u32,
-    /// The deflate stream small chunks continue (its window spans chunks).
-    stream: flate2::Compress,
+    /// The deflate stream small chunks continue (its window spans chunks). Created on first
+    /// use and dropped when the session rests (about 300 KiB each: an idle session should not
+    /// keep one).
+    stream: Option<flate2::Compress>,
     stats: WriterStats,
 }
 
@@ -70,7 +72,7 @@ impl RecordingWriter {
             buf: Vec::with_capacity(CHUNK_TARGET + 64 * 1024),
             last_at: 0,
             skip_compression: 0,
-            stream: flate2::Compress::new(flate2::Compression::default(), false),
+            stream: None,
             stats: WriterStats { stored_bytes: h.len() as u64, ..WriterStats::default() },
         })
     }
@@ -115,22 +117,30 @@ impl RecordingWriter {
     /// the stream starts afresh, which the reader's decompressor follows without knowing (a
     /// fresh raw deflate stream never refers back past its own start).
     fn stream_piece(&mut self) -> Option<Vec<u8>> {
+        let stream = self.stream.get_or_insert_with(|| flate2::Compress::new(flate2::Compression::default(), false));
         let mut out = Vec::with_capacity(self.buf.len() / 2 + 64);
         let mut input = &self.buf[..];
         loop {
-            let (in0, out0) = (self.stream.total_in(), self.stream.total_out());
-            if self.stream.compress_vec(input, &mut out, flate2::FlushCompress::Sync).is_err() {
-                self.stream = flate2::Compress::new(flate2::Compression::default(), false);
+            let (in0, out0) = (stream.total_in(), stream.total_out());
+            if stream.compress_vec(input, &mut out, flate2::FlushCompress::Sync).is_err() {
+                self.stream = None;
                 return None;
             }
-            input = &input[(self.stream.total_in() - in0) as usize..];
-            let produced = self.stream.total_out() - out0;
+            input = &input[(stream.total_in() - in0) as usize..];
+            let produced = stream.total_out() - out0;
             // Done when all input is taken and the flush had room to finish.
             if input.is_empty() && (out.len() < out.capacity() || produced == 0) {
                 return Some(out);
             }
             out.reserve(out.capacity().max(1024));
         }
+    }
+
+    /// The session is resting: free the compression context. The next small chunk starts a
+    /// fresh stream, which the reader follows without knowing (a fresh raw deflate stream
+    /// never refers back past its own start, and a sync flush leaves no block open).
+    pub fn rest(&mut self) {
+        self.stream = None;
     }
 
     /// Writes the gathered events as one chunk (`last`: the final one).
@@ -183,10 +193,23 @@ impl RecordingWriter {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Event>) -> Result<WriterStats, RecordingError> {
         let mut last_flush = Instant::now();
+        // Whether anything was written since the recorder last rested.
+        let mut busy = false;
         loop {
-            let wait = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
-            match tokio::time::timeout(wait, rx.recv()).await {
+            // At rest (nothing gathered, nothing written for a second) the recorder waits for
+            // the next event without a timer.
+            let next = if self.buf.is_empty() && !busy {
+                Ok(rx.recv().await)
+            } else {
+                let wait = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
+                tokio::time::timeout(wait, rx.recv()).await
+            };
+            match next {
                 Ok(Some(e)) => {
+                    if self.buf.is_empty() && !busy {
+                        // Waking from rest: the first flush comes a second from now.
+                        last_flush = Instant::now();
+                    }
                     self.push(&e);
                     // Take whatever else is queued without waiting.
                     while self.buf.len() < CHUNK_TARGET {
@@ -197,13 +220,21 @@ impl RecordingWriter {
                     }
                     if self.buf.len() >= CHUNK_TARGET {
                         self.flush_chunk(false).await?;
+                        busy = true;
                         last_flush = Instant::now();
                     }
                 }
                 Ok(None) => return self.seal().await,
                 Err(_) => {
-                    self.flush_chunk(false).await?;
-                    self.file.flush().await?;
+                    if self.buf.is_empty() {
+                        // A second without events: rest.
+                        busy = false;
+                        self.rest();
+                    } else {
+                        self.flush_chunk(false).await?;
+                        self.file.flush().await?;
+                        busy = true;
+                    }
                     last_flush = Instant::now();
                 }
             }

@@ -2,6 +2,7 @@
 
 use portcullis_recording::*;
 use proptest::prelude::*;
+use std::time::Duration;
 
 async fn write(path: &std::path::Path, id: &str, key: &RecordingKey, events: &[Event], seal: bool) -> WriterStats {
     let mut w = RecordingWriter::create(path, id, key).await.unwrap();
@@ -170,6 +171,10 @@ async fn small_chunks_compress_against_earlier_ones() {
         w.push(&e);
         events.push(e);
         w.flush_chunk(false).await.unwrap();
+        if i == 40 {
+            // The session rests: the next chunk starts a fresh stream the reader follows.
+            w.rest();
+        }
     }
     let stats = w.seal().await.unwrap();
     // One screen alone compresses to well over 1 KB (random letters); against the previous
@@ -187,4 +192,31 @@ async fn small_chunks_compress_against_earlier_ones() {
     let bad = [&good[..pos], &good[pos + 4 + second..]].concat();
     std::fs::write(&path, bad).unwrap();
     assert!(matches!(verify(&path, "s", &key), Err(RecordingError::Tampered(1))));
+}
+
+/// A session that goes quiet and wakes again: the recorder rests (drops its compression
+/// context) and everything recorded before and after reads back.
+#[tokio::test]
+async fn the_recorder_rests_and_wakes_without_losing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r");
+    let key = new_key();
+    let handle = RecordingWriter::create(&path, "s", &key).await.unwrap().spawn(64);
+    let screen = |i: u32| format!("frame {i}: {}\r\n", "load average 0.00 0.01 0.05 ".repeat(30)).into_bytes();
+    for i in 0..3 {
+        handle.record(EventKind::Output, 0, screen(i)).await.unwrap();
+    }
+    // Flushed after a second, then a quiet second: the recorder rests.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    for i in 3..6 {
+        handle.record(EventKind::Output, 0, screen(i)).await.unwrap();
+    }
+    let stats = handle.finish("done").await.unwrap();
+    assert!(stats.chunks >= 2, "{stats:?}");
+    let back: Vec<Event> = Reader::open(&path, "s", &key).unwrap().map(Result::unwrap).collect();
+    assert_eq!(back.len(), 7);
+    for (i, e) in back[..6].iter().enumerate() {
+        assert_eq!(e.data, screen(i as u32));
+    }
+    assert_eq!(back[6].kind, EventKind::End);
 }
