@@ -127,6 +127,9 @@ pub(crate) struct Conn {
     want_target_secret: bool,
     /// Started once per connection at most.
     preconnect: Option<Preconnect>,
+    /// The asset and account the pre-connection looked up (asset name, account name as
+    /// typed): authorization a moment later reuses them.
+    named: Option<(String, String, Asset, Account)>,
     /// The key the client offered last and its owner (user name as typed, fingerprint, user):
     /// the signature that follows within the same sign-in needs no second lookup.
     offered_key: Option<(String, String, User)>,
@@ -172,6 +175,7 @@ impl Conn {
             want_target_secret: false,
             preconnect: None,
             preconnect_tried: false,
+            named: None,
             offered_key: None,
         }
     }
@@ -192,11 +196,12 @@ impl Conn {
             Ok(Some(s)) if !s.user.disabled && s.user.locked_until.is_none_or(|t| t <= now) => {}
             _ => return,
         }
-        let Ok(Some((asset, _))) = store.account_by_names(&asset, &account).await else { return };
-        let Ok(target) = ssh_target(&asset) else { return };
+        let Ok(Some((found_asset, found_account))) = store.account_by_names(&asset, &account).await else { return };
+        let Ok(target) = ssh_target(&found_asset) else { return };
         let t = target.clone();
         let task = tokio::spawn(async move { portcullis_connect::connect_session(&t).await });
         self.preconnect = Some(Preconnect { target, task });
+        self.named = Some((asset, account, found_asset, found_account));
     }
 
     fn source(&self) -> String {
@@ -265,14 +270,18 @@ impl Conn {
         }
     }
 
-    async fn authorize(&self, user: &User, account_name: &str, asset_name: &str) -> Result<Access, String> {
+    async fn authorize(&mut self, user: &User, account_name: &str, asset_name: &str) -> Result<Access, String> {
         let target = format!("{account_name}@{asset_name}");
         let store = &self.state.store;
         let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
         if !store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await.map_err(internal)? {
             return Err("session access is turned off by the administrators".into());
         }
-        let Some((asset, account)) = store.account_by_names(asset_name, account_name).await.map_err(internal)? else {
+        let named = match self.named.take() {
+            Some((a, b, asset, account)) if a == asset_name && b == account_name => Some((asset, account)),
+            _ => store.account_by_names(asset_name, account_name).await.map_err(internal)?,
+        };
+        let Some((asset, account)) = named else {
             return Err(format!("there is no account {target} in Portcullis; check the account and asset names"));
         };
         let requests = store.requests_for_connect(&user.id, &account.id, AccessType::Ssh).await.map_err(internal)?;
