@@ -44,7 +44,7 @@ struct UpChannel {
 
 /// What the client sends on a channel, forwarded to the target in the order received.
 pub(crate) enum Up {
-    Data(Vec<u8>),
+    Data(bytes::Bytes),
     Eof,
     Close,
     Pty { term: String, cols: u32, rows: u32, px: u32, py: u32, modes: Vec<(Pty, u32)> },
@@ -698,7 +698,9 @@ impl russh::server::Handler for Conn {
         let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
         self.shared.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.touch();
-        self.record(Event::new(self.now_rec(), EventKind::Input, number, data.to_vec())).await?;
+        // One copy of the client's bytes, shared by the recorder and the target leg.
+        let bytes = bytes::Bytes::copy_from_slice(data);
+        self.record(Event::new(self.now_rec(), EventKind::Input, number, bytes.clone())).await?;
         let ops = match self.channels.get(&channel) {
             Some(c) => {
                 c.files.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|t| t.client(data)).unwrap_or_default()
@@ -708,7 +710,7 @@ impl russh::server::Handler for Conn {
         for op in ops {
             self.record(Event::new(self.now_rec(), EventKind::File, number, op.to_string().into_bytes())).await?;
         }
-        self.up(channel, Up::Data(data.to_vec())).await
+        self.up(channel, Up::Data(bytes)).await
     }
 
     async fn channel_eof(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {

@@ -52,7 +52,7 @@ impl Pump {
         self.shared.bytes_down.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.shared.last_activity.store(self.state.now(), Ordering::Relaxed);
         let kind = if ext.is_some() { EventKind::Stderr } else { EventKind::Output };
-        if self.recorder.event(Event::new(self.recorder.now(), kind, self.number, data.to_vec())).await.is_err() {
+        if self.recorder.event(Event::new(self.recorder.now(), kind, self.number, data.clone())).await.is_err() {
             return Next::RecordingFailed;
         }
         let ops =

@@ -91,11 +91,12 @@ pub struct Event {
     pub at: u64,
     pub kind: EventKind,
     pub channel: u32,
-    pub data: Vec<u8>,
+    /// Shared, not copied: the relay hands the same buffer to the recorder and the other leg.
+    pub data: bytes::Bytes,
 }
 
 impl Event {
-    pub fn new(at: u64, kind: EventKind, channel: u32, data: impl Into<Vec<u8>>) -> Event {
+    pub fn new(at: u64, kind: EventKind, channel: u32, data: impl Into<bytes::Bytes>) -> Event {
         Event { at, kind, channel, data: data.into() }
     }
 
@@ -153,18 +154,21 @@ pub(crate) fn encode(out: &mut Vec<u8>, e: &Event, prev_at: u64) {
     out.extend_from_slice(&e.data);
 }
 
-/// Decodes every event of a chunk's plaintext; `None` if malformed.
-pub(crate) fn decode_all(buf: &[u8], mut prev_at: u64) -> Option<Vec<Event>> {
+/// Decodes every event of a chunk's plaintext (events share its buffer); `None` if malformed.
+pub(crate) fn decode_all(buf: bytes::Bytes, mut prev_at: u64) -> Option<Vec<Event>> {
     let mut pos = 0;
     let mut out = Vec::new();
     while pos < buf.len() {
-        let dt = get_varint(buf, &mut pos)?;
+        let dt = get_varint(&buf, &mut pos)?;
         let kind = EventKind::from_u8(*buf.get(pos)?)?;
         pos += 1;
-        let channel = u32::try_from(get_varint(buf, &mut pos)?).ok()?;
-        let len = usize::try_from(get_varint(buf, &mut pos)?).ok()?;
+        let channel = u32::try_from(get_varint(&buf, &mut pos)?).ok()?;
+        let len = usize::try_from(get_varint(&buf, &mut pos)?).ok()?;
         let end = pos.checked_add(len)?;
-        let data = buf.get(pos..end)?.to_vec();
+        if end > buf.len() {
+            return None;
+        }
+        let data = buf.slice(pos..end);
         pos = end;
         prev_at = prev_at.checked_add(dt)?;
         out.push(Event { at: prev_at, kind, channel, data });

@@ -120,7 +120,8 @@ impl<R: Read> Reader<R> {
         } else {
             plain
         };
-        let events = decode_all(&plain, self.last_at).ok_or(RecordingError::Malformed(self.index))?;
+        let events =
+            decode_all(bytes::Bytes::from(plain), self.last_at).ok_or(RecordingError::Malformed(self.index))?;
         if let Some(e) = events.last() {
             self.last_at = e.at;
         }

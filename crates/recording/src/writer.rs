@@ -261,7 +261,12 @@ impl RecorderHandle {
     }
 
     /// Records an event; waits while the queue is full. `Err` when the recorder has failed.
-    pub async fn record(&self, kind: EventKind, channel: u32, data: impl Into<Vec<u8>>) -> Result<(), RecordingError> {
+    pub async fn record(
+        &self,
+        kind: EventKind,
+        channel: u32,
+        data: impl Into<bytes::Bytes>,
+    ) -> Result<(), RecordingError> {
         let tx = self.tx.as_ref().ok_or(RecordingError::Closed)?;
         tx.send(Event::new(self.now(), kind, channel, data)).await.map_err(|_| RecordingError::Closed)
     }
@@ -291,7 +296,12 @@ impl Recorder {
         self.started.elapsed().as_micros() as u64
     }
 
-    pub async fn record(&self, kind: EventKind, channel: u32, data: impl Into<Vec<u8>>) -> Result<(), RecordingError> {
+    pub async fn record(
+        &self,
+        kind: EventKind,
+        channel: u32,
+        data: impl Into<bytes::Bytes>,
+    ) -> Result<(), RecordingError> {
         self.tx.send(Event::new(self.now(), kind, channel, data)).await.map_err(|_| RecordingError::Closed)
     }
 
