@@ -13,7 +13,7 @@ use portcullis_core::connection::{parse, ConnectionString};
 use portcullis_core::policy::{AccessType, AccountMode, PolicySettings};
 use portcullis_core::request::RequestState;
 use portcullis_recording::{Event, EventKind, Recorder};
-use portcullis_store::{AccessRequest, Account, Actor, Asset, NewEvent, Outcome, User};
+use portcullis_store::{AccessRequest, Account, Actor, Asset, NewEvent, Outcome, ProxyLogin, User};
 use russh::client;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, Pty, Sig};
@@ -134,6 +134,9 @@ pub(crate) struct Conn {
     /// the signature that follows within the same sign-in needs no second lookup.
     offered_key: Option<(String, String, User)>,
     preconnect_tried: bool,
+    /// A sign-in not written yet: it goes into the session-start transaction (one durable
+    /// commit fewer per session), or is written on its own before any refusal.
+    pending_login: Option<ProxyLogin>,
 }
 
 /// Where the proxy reaches `asset` over SSH.
@@ -177,6 +180,7 @@ impl Conn {
             preconnect_tried: false,
             named: None,
             offered_key: None,
+            pending_login: None,
         }
     }
 
@@ -229,18 +233,48 @@ impl Conn {
         match portcullis_api::auth::verify_login(&self.state, &source, &user_name, password, code).await {
             Ok((user, step)) => {
                 let actor = Actor { id: user.id.clone(), name: user.username.clone(), source };
-                if self.state.store.record_proxy_login(&actor, self.state.now(), &user.id, step, None).await.is_err() {
-                    return reject();
-                }
+                let login = ProxyLogin {
+                    actor,
+                    at: self.state.now(),
+                    user_id: user.id.clone(),
+                    totp_step: step,
+                    key_fingerprint: None,
+                };
                 self.access = Some(self.authorize(&user, &account, &asset).await);
                 self.user = Some(user);
-                self.signed_in()
+                let auth = self.signed_in();
+                self.login_succeeded(login, auth).await
             }
             Err(e) if e.code == "totp_required" => Auth::Reject {
                 proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
                 partial_success: false,
             },
             Err(_) => reject(),
+        }
+    }
+
+    /// The user authenticated (`auth` says what comes next). A complete sign-in without a
+    /// one-time code is kept to be written with the session start; anything else is written
+    /// now: a used one-time code must be remembered at once (no replay), and a sign-in that
+    /// goes on to ask for the target's password may never reach the session start. `Reject`
+    /// if it cannot be written (fail closed: no unaudited sign-in).
+    async fn login_succeeded(&mut self, login: ProxyLogin, auth: Auth) -> Auth {
+        if matches!(auth, Auth::Accept) && login.totp_step.is_none() {
+            self.pending_login = Some(login);
+            return auth;
+        }
+        match self.state.store.record_proxy_login(&login).await {
+            Ok(()) => auth,
+            Err(_) => reject(),
+        }
+    }
+
+    /// Writes a sign-in kept for the session start, when the session will not start.
+    async fn write_pending_login(&mut self) {
+        if let Some(login) = self.pending_login.take() {
+            if let Err(e) = self.state.store.record_proxy_login(&login).await {
+                tracing::error!(error = %e, "cannot record an SSH sign-in");
+            }
         }
     }
 
@@ -338,7 +372,8 @@ impl Conn {
             ))
         };
         let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: self.source() };
-        let _ = self.state.store.record_proxy_login(&actor, now, &user.id, None, None).await;
+        let login = ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None };
+        let _ = self.state.store.record_proxy_login(&login).await;
         self.access = Some(access);
         self.user = Some(user);
         Auth::Accept
@@ -430,7 +465,8 @@ impl Conn {
         }
     }
 
-    async fn refuse(&self, session: &mut Session, reason: &str) {
+    async fn refuse(&mut self, session: &mut Session, reason: &str) {
+        self.write_pending_login().await;
         let _ = self
             .state
             .store
@@ -524,6 +560,23 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    /// A connection that ends between the sign-in and the session start (it cannot in russh's
+    /// order of calls, but a shutdown can cut anything short) still has its sign-in audited.
+    fn drop(&mut self) {
+        if let Some(login) = self.pending_login.take() {
+            let store = self.state.store.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = store.record_proxy_login(&login).await {
+                        tracing::error!(error = %e, "cannot record an SSH sign-in");
+                    }
+                });
+            }
+        }
+    }
+}
+
 impl russh::server::Handler for Conn {
     type Error = russh::Error;
 
@@ -575,12 +628,17 @@ impl russh::server::Handler for Conn {
             return Ok(reject());
         }
         let actor = Actor { id: owner.id.clone(), name: owner.username.clone(), source: self.source() };
-        if self.state.store.record_proxy_login(&actor, now, &owner.id, None, Some(&fingerprint)).await.is_err() {
-            return Ok(reject());
-        }
+        let login = ProxyLogin {
+            actor,
+            at: now,
+            user_id: owner.id.clone(),
+            totp_step: None,
+            key_fingerprint: Some(fingerprint),
+        };
         self.access = Some(self.authorize(&owner, &account, &asset).await);
         self.user = Some(owner);
-        Ok(self.signed_in())
+        let auth = self.signed_in();
+        Ok(self.login_succeeded(login, auth).await)
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -640,8 +698,11 @@ impl russh::server::Handler for Conn {
             }
         };
         let user = self.user.clone().ok_or(russh::Error::Disconnect)?;
-        match start_session(&self.state, &self.shared, &user, &access, &self.source(), session.handle()).await {
+        let login = self.pending_login.clone();
+        match start_session(&self.state, &self.shared, &user, &access, &self.source(), session.handle(), login).await {
             Ok(recorder) => {
+                // Written with the session start.
+                self.pending_login = None;
                 self.recorder = Some(recorder);
                 self.upstream = Some(client.into_handle());
                 self.touch();

@@ -183,6 +183,7 @@ pub(crate) async fn start_session(
     access: &Access,
     client: &str,
     handle: russh::server::Handle,
+    login: Option<portcullis_store::ProxyLogin>,
 ) -> Result<Recorder, String> {
     let id = uuid::Uuid::new_v4().to_string();
     let file = format!("{id}.pcrec");
@@ -224,7 +225,7 @@ pub(crate) async fn start_session(
         },
     };
     let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: client.to_owned() };
-    state.store.start_session(&actor, state.now(), &new).await.map_err(|e| {
+    state.store.start_session(&actor, state.now(), &new, login.as_ref()).await.map_err(|e| {
         tracing::error!(error = %e, "cannot record the session start");
         "Portcullis cannot record the session start; try again later".to_owned()
     })?;

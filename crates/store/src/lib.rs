@@ -34,7 +34,7 @@ pub use requests::{
 pub use secrets::{SealedRow, SecretKey, SecretVersion};
 pub use sessions::{NewSession, SessionQuery, SessionRecord, UserKey};
 pub use tokens::{ApiToken, SessionPrincipal};
-pub use users::{LoginState, NewUser, User, UserPatch};
+pub use users::{LoginState, NewUser, ProxyLogin, User, UserPatch};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

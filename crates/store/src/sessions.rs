@@ -106,8 +106,19 @@ pub struct SessionQuery {
 }
 
 impl Store {
-    pub async fn start_session(&self, actor: &Actor, now: i64, s: &NewSession) -> Result<()> {
+    /// Opens a session row (audited `session.start`); with `login`, the sign-in that opened it
+    /// is recorded in the same transaction, first.
+    pub async fn start_session(
+        &self,
+        actor: &Actor,
+        now: i64,
+        s: &NewSession,
+        login: Option<&crate::users::ProxyLogin>,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
+        if let Some(login) = login {
+            crate::users::write_proxy_login(&mut tx, &self.audit_key, login).await?;
+        }
         sqlx::query(
             "INSERT INTO sessions (id, user_id, username, request_id, account_id, asset_id, protocol, client_addr, started_at, \
              recording, key_ciphertext, key_nonce, key_wrapped, key_wrapped_nonce, key_kek_id) \

@@ -408,35 +408,11 @@ impl Store {
         Ok(())
     }
 
-    /// Records a successful sign-in that opens no API session (the SSH proxy): resets the
-    /// failure count, remembers the TOTP step used and, for a key sign-in, when the key was
-    /// last used; one transaction.
-    pub async fn record_proxy_login(
-        &self,
-        actor: &Actor,
-        now: i64,
-        user_id: &str,
-        totp_step: Option<i64>,
-        key_fingerprint: Option<&str>,
-    ) -> Result<()> {
+    /// Records a successful sign-in that opens no API session (the SSH proxy); one
+    /// transaction. See [`ProxyLogin`].
+    pub async fn record_proxy_login(&self, login: &ProxyLogin) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        reset_failures(&mut tx, user_id, totp_step).await?;
-        if let Some(fingerprint) = key_fingerprint {
-            sqlx::query("UPDATE user_ssh_keys SET last_used_at = $1 WHERE fingerprint = $2 AND user_id = $3")
-                .bind(now)
-                .bind(fingerprint)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        append(
-            &mut tx,
-            &self.audit_key,
-            actor,
-            now,
-            &NewEvent::success("auth.login", "user", user_id).with_details(serde_json::json!({ "via": "ssh" })),
-        )
-        .await?;
+        write_proxy_login(&mut tx, &self.audit_key, login).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -533,6 +509,48 @@ async fn insert_user(conn: &mut sqlx::AnyConnection, now: i64, new: &NewUser) ->
 }
 
 /// A successful sign-in: the failure count and lockout reset, the TOTP step remembered.
+/// A successful SSH proxy sign-in: written alone ([`Store::record_proxy_login`]) or in the
+/// transaction that starts the session it opens ([`Store::start_session`]), which saves the
+/// sign-in a durable commit.
+#[derive(Debug, Clone)]
+pub struct ProxyLogin {
+    pub actor: Actor,
+    /// When the user authenticated.
+    pub at: i64,
+    pub user_id: String,
+    /// The one-time-code step used (remembered so that the code cannot be replayed).
+    pub totp_step: Option<i64>,
+    /// The registered key used, whose last-used time is updated.
+    pub key_fingerprint: Option<String>,
+}
+
+/// Resets the failure count, remembers the TOTP step and the key's last use, and audits
+/// `auth.login` (via ssh).
+pub(crate) async fn write_proxy_login(
+    conn: &mut sqlx::AnyConnection,
+    audit_key: &[u8],
+    login: &ProxyLogin,
+) -> Result<()> {
+    reset_failures(&mut *conn, &login.user_id, login.totp_step).await?;
+    if let Some(fingerprint) = &login.key_fingerprint {
+        sqlx::query("UPDATE user_ssh_keys SET last_used_at = $1 WHERE fingerprint = $2 AND user_id = $3")
+            .bind(login.at)
+            .bind(fingerprint)
+            .bind(&login.user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    append(
+        conn,
+        audit_key,
+        &login.actor,
+        login.at,
+        &NewEvent::success("auth.login", "user", &login.user_id).with_details(serde_json::json!({ "via": "ssh" })),
+    )
+    .await?;
+    Ok(())
+}
+
 async fn reset_failures(conn: &mut sqlx::AnyConnection, user_id: &str, totp_step: Option<i64>) -> Result<()> {
     sqlx::query(
         "UPDATE users SET failed_logins = 0, locked_until = NULL, \

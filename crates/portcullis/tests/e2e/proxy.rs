@@ -191,6 +191,17 @@ async fn exec_upload_download_with_exit_codes() {
     let o = w.ssh(&[&dest, "echo hello from $(whoami); exit 3"], b"");
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("hello from {}", w.user.name));
+    // The sign-in is audited (written with the session start), before the session's start.
+    let mut trail = Vec::new();
+    for _ in 0..50 {
+        // The session's end is written once the connection has closed, just after the client exits.
+        trail = ssh_audit_trail(&w).await;
+        if trail.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(trail, ["auth.login", "session.start", "session.end"]);
 
     // Upload 8 MiB through stdin, check it on the target.
     let data = random(8 << 20);
@@ -467,6 +478,23 @@ async fn revocation_and_termination_end_live_sessions() {
     assert!(out.contains("terminated by admin: maintenance"), "{out}");
 }
 
+/// The SSH sign-in and session events of the audit trail, oldest first.
+async fn ssh_audit_trail(w: &World) -> Vec<String> {
+    let (_, page) = w.server.call("GET", "/api/v1/audit/events?limit=1000", Some(&w.admin), None).await;
+    let mut events: Vec<(i64, String)> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let action = e["action"].as_str().unwrap_or("");
+            (action == "auth.login" && e["details"]["via"] == "ssh") || action.starts_with("session.")
+        })
+        .map(|e| (e["seq"].as_i64().unwrap(), e["action"].as_str().unwrap().to_owned()))
+        .collect();
+    events.sort();
+    events.into_iter().map(|(_, a)| a).collect()
+}
+
 #[tokio::test]
 async fn refusals_say_why() {
     let w = world(json!({})).await;
@@ -474,6 +502,8 @@ async fn refusals_say_why() {
     let o = w.ssh(&[&w.dest(), "true"], b"");
     assert_eq!(o.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no SSH access request"), "{}", text(&o));
+    // A refused session still has its sign-in audited, before the refusal.
+    assert_eq!(ssh_audit_trail(&w).await, ["auth.login", "session.refused"]);
     // Wrong Portcullis password: refused, audited as a failed login.
     w.request().await;
     let o = w.ssh_as("wrong password 999", &[&w.dest(), "true"], b"");
