@@ -413,25 +413,7 @@ async fn throughput(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
                 }
             }
         }
-        let (direct, ds) = summarize(rates[0].clone());
-        let (proxy, ps) = summarize(rates[1].clone());
-        ratios.push(proxy / direct);
-        out.push(Metric {
-            name: format!("ssh {kind} {label}, direct"),
-            value: direct,
-            unit: "MiB/s",
-            spread: ds,
-            goal: String::new(),
-            note: String::new(),
-        });
-        out.push(Metric {
-            name: format!("ssh {kind} {label}, through the proxy (recording on)"),
-            value: proxy,
-            unit: "MiB/s",
-            spread: ps,
-            goal: "≥ 0.5 × direct".into(),
-            note: format!("ratio {:.2}", proxy / direct),
-        });
+        ratios.push(throughput_metrics(out, &format!("ssh {kind} {label}"), &rates));
         let (cpu, cs) = summarize(cpu_per_gib);
         out.push(Metric {
             name: format!("proxy CPU per GiB relayed ({kind})"),
@@ -485,25 +467,32 @@ async fn scp(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
             }
         }
         let _ = std::fs::remove_file(&dst);
-        let (direct, ds) = summarize(rates[0].clone());
-        let (proxy, ps) = summarize(rates[1].clone());
-        out.push(Metric {
-            name: format!("scp {kind} {} MiB, direct", bytes >> 20),
-            value: direct,
-            unit: "MiB/s",
-            spread: ds,
-            goal: String::new(),
-            note: String::new(),
-        });
-        out.push(Metric {
-            name: format!("scp {kind} {} MiB, through the proxy (recording on)", bytes >> 20),
-            value: proxy,
-            unit: "MiB/s",
-            spread: ps,
-            goal: "≥ 0.5 × direct".into(),
-            note: format!("ratio {:.2}", proxy / direct),
-        });
+        throughput_metrics(out, &format!("scp {kind} {} MiB", bytes >> 20), &rates);
     }
+}
+
+/// The direct and proxied rates (MiB/s samples, direct first) as two metrics; returns the
+/// ratio of the medians.
+fn throughput_metrics(out: &mut Vec<Metric>, what: &str, rates: &[Vec<f64>; 2]) -> f64 {
+    let (direct, ds) = summarize(rates[0].clone());
+    let (proxy, ps) = summarize(rates[1].clone());
+    out.push(Metric {
+        name: format!("{what}, direct"),
+        value: direct,
+        unit: "MiB/s",
+        spread: ds,
+        goal: String::new(),
+        note: String::new(),
+    });
+    out.push(Metric {
+        name: format!("{what}, through the proxy (recording on)"),
+        value: proxy,
+        unit: "MiB/s",
+        spread: ps,
+        goal: "≥ 0.5 × direct".into(),
+        note: format!("ratio {:.2}", proxy / direct),
+    });
+    proxy / direct
 }
 
 /// Keystroke echo round trips through a pty running `stty raw -echo; cat`.

@@ -267,8 +267,7 @@ impl RecorderHandle {
         channel: u32,
         data: impl Into<bytes::Bytes>,
     ) -> Result<(), RecordingError> {
-        let tx = self.tx.as_ref().ok_or(RecordingError::Closed)?;
-        tx.send(Event::new(self.now(), kind, channel, data)).await.map_err(|_| RecordingError::Closed)
+        self.sender().ok_or(RecordingError::Closed)?.record(kind, channel, data).await
     }
 
     /// Records `End` with the reason, seals the file and returns its statistics.
