@@ -495,16 +495,16 @@ fn throughput_metrics(out: &mut Vec<Metric>, what: &str, rates: &[Vec<f64>; 2]) 
     proxy / direct
 }
 
-/// Keystroke echo round trips through a pty running `stty raw -echo; cat`.
-fn echo_latency(f: &Fixture, route: Route, n: usize) -> Vec<Duration> {
+/// Starts `command` (which prints READY) on a pty through `route`; returns the client, its
+/// stdin still in place, and its output read up to READY.
+fn until_ready(f: &Fixture, route: Route, command: &str) -> (Child, std::process::ChildStdout) {
     let mut child = f
-        .ssh(route, &["-tt"], "stty raw -echo; echo READY; cat")
+        .ssh(route, &["-tt"], command)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut input = child.stdin.take().unwrap();
     let mut output = child.stdout.take().unwrap();
     let mut seen = Vec::new();
     let mut b = [0u8; 1];
@@ -514,6 +514,14 @@ fn echo_latency(f: &Fixture, route: Route, n: usize) -> Vec<Duration> {
         }
         seen.push(b[0]);
     }
+    (child, output)
+}
+
+/// Keystroke echo round trips through a pty running `stty raw -echo; cat`.
+fn echo_latency(f: &Fixture, route: Route, n: usize) -> Vec<Duration> {
+    let (mut child, mut output) = until_ready(f, route, "stty raw -echo; echo READY; cat");
+    let mut input = child.stdin.take().unwrap();
+    let mut b = [0u8; 1];
     // Whatever follows READY (its line end) is skipped by the echo loop below.
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
@@ -874,22 +882,7 @@ async fn revocation(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
     let mut times = Vec::new();
     for _ in 0..runs {
         let id = request(f).await;
-        let mut child = f
-            .ssh(Route::Proxy, &["-tt"], "echo READY; cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut output = child.stdout.take().unwrap();
-        let mut seen = Vec::new();
-        let mut b = [0u8; 1];
-        while !seen.ends_with(b"READY") {
-            if output.read(&mut b).unwrap_or(0) == 0 {
-                break;
-            }
-            seen.push(b[0]);
-        }
+        let (mut child, mut output) = until_ready(f, Route::Proxy, "echo READY; cat");
         let t = Instant::now();
         call(f, "POST", &format!("/api/v1/requests/{id}/revoke"), &f.admin, json!({})).await;
         let mut sink = Vec::new();

@@ -71,13 +71,7 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
             let from = sealed.kek_id.clone();
             let re = rewrap(&ring, &ctx, &sealed)
                 .with_context(|| format!("account {} {} version {}", key.account_id, key.kind, key.version))?;
-            let rewrapped = SealedRow {
-                ciphertext: Vec::new(),
-                nonce: Vec::new(),
-                wrapped_dek: re.wrapped_dek,
-                dek_nonce: re.dek_nonce.to_vec(),
-                kek_id: re.kek_id,
-            };
+            let rewrapped = rewrapped_row(re);
             store.rewrap_secret(&key, &from, &rewrapped).await?;
             done += 1;
             if done.is_multiple_of(100) {
@@ -99,13 +93,7 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
             let sealed = to_sealed(row)?;
             let from = sealed.kek_id.clone();
             let re = rewrap(&ring, &ctx, &sealed).with_context(|| format!("recording of session {session}"))?;
-            let rewrapped = SealedRow {
-                ciphertext: Vec::new(),
-                nonce: Vec::new(),
-                wrapped_dek: re.wrapped_dek,
-                dek_nonce: re.dek_nonce.to_vec(),
-                kek_id: re.kek_id,
-            };
+            let rewrapped = rewrapped_row(re);
             store.rewrap_session_key(&session, &from, &rewrapped).await?;
             done += 1;
             if !throttle.is_zero() {
@@ -129,4 +117,16 @@ fn to_sealed(r: SealedRow) -> Result<Sealed> {
         dek_nonce: n(r.dek_nonce)?,
         kek_id: r.kek_id,
     })
+}
+
+/// The new wrapping of a data key, as stored: only the key columns change (the secret's own
+/// ciphertext stays as it is, so it is left empty here).
+fn rewrapped_row(re: Sealed) -> SealedRow {
+    SealedRow {
+        ciphertext: Vec::new(),
+        nonce: Vec::new(),
+        wrapped_dek: re.wrapped_dek,
+        dek_nonce: re.dek_nonce.to_vec(),
+        kek_id: re.kek_id,
+    }
 }

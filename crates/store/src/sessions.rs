@@ -447,7 +447,7 @@ impl Store {
         Ok(())
     }
 
-    /// The owner of a key, by fingerprint (and marks it used).
+    /// The owner of a key, by fingerprint (its last use is written with the sign-in).
     pub async fn user_key_owner(&self, fingerprint: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT user_id FROM user_ssh_keys WHERE fingerprint = $1")
             .bind(fingerprint)

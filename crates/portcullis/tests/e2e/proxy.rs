@@ -85,6 +85,14 @@ pub async fn world(settings: Value) -> World {
 }
 
 impl World {
+    /// A session's recording exported by the API (as an administrator) in `format`.
+    pub async fn recording(&self, id: &str, format: &str) -> String {
+        let url = format!("{}/api/v1/sessions/{id}/recording?format={format}", self.server.url);
+        let resp = self.server.client().get(url).bearer_auth(&self.admin).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     /// Alice requests SSH access (auto-approved, available now); returns the request id.
     pub async fn request(&self) -> String {
         let (s, out) = post(
@@ -265,17 +273,7 @@ async fn scp_and_sftp_both_ways() {
     let mut ops = Vec::new();
     for s in sessions.as_array().unwrap() {
         let id = s["id"].as_str().unwrap();
-        let events = w
-            .server
-            .client()
-            .get(format!("{}/api/v1/sessions/{id}/recording?format=events", w.server.url))
-            .bearer_auth(&w.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let events = w.recording(id, "events").await;
         for line in events.lines() {
             let e: Value = serde_json::from_str(line).unwrap();
             if e["kind"] == "file" {
@@ -378,17 +376,7 @@ async fn interactive_session_is_recorded_encrypted_and_replayable() {
     // typed command and its output; the file on disk holds neither in plaintext.
     let (s, v) = w.server.call("GET", &format!("/api/v1/sessions/{id}/recording/verify"), Some(&w.admin), None).await;
     assert_eq!((s, v["intact"].as_bool()), (200, Some(true)), "{v}");
-    let cast = w
-        .server
-        .client()
-        .get(format!("{}/api/v1/sessions/{id}/recording", w.server.url))
-        .bearer_auth(&w.admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cast = w.recording(id, "asciicast").await;
     assert!(cast.lines().next().unwrap().contains("\"version\":2"), "{cast}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("s.cast");
