@@ -85,6 +85,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<portcullis_app::AppError> for ApiError {
+    fn from(e: portcullis_app::AppError) -> Self {
+        use portcullis_app::ErrorKind as K;
+        let status = match e.kind {
+            K::BadRequest => StatusCode::BAD_REQUEST,
+            K::Unauthenticated => StatusCode::UNAUTHORIZED,
+            K::Forbidden => StatusCode::FORBIDDEN,
+            K::NotFound => StatusCode::NOT_FOUND,
+            K::Conflict => StatusCode::CONFLICT,
+            K::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            K::Upstream => StatusCode::BAD_GATEWAY,
+            K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError { status, code: e.code, message: e.message, field: e.field }
+    }
+}
+
+/// The body of an error inside a multi-outcome answer (one per account or per request).
+pub fn error_body(e: portcullis_app::AppError) -> ErrorBody {
+    ErrorBody { code: e.code.to_owned(), message: e.message, field: e.field }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { code: self.code.to_owned(), message: self.message, field: self.field };

@@ -1,10 +1,10 @@
 //! The HTTP API of Portcullis (`/api/v1`), its OpenAPI document, health and metrics.
 //!
-//! Only this crate knows HTTP and JSON. Handlers convert store types to DTOs by hand; every
-//! route declares the roles it admits with an [`auth::Authed`] extractor.
+//! An adapter over the application layer (`portcullis-app`): each handler extracts its input,
+//! makes one use-case call and turns the result into a DTO. Only this crate knows HTTP and
+//! JSON; every route declares the roles it admits with an [`auth::Authed`] extractor.
 
 pub mod auth;
-pub mod credential_service;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -27,7 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::ClientAddr;
 pub use error::{ApiError, ErrorBody};
-pub use state::{AppState, AuthSettings, ChangeSettings, Clock, LiveSession, LiveSessions, SystemClock};
+pub use state::{App, AppState, AuthSettings, ChangeSettings, Clock, LiveSession, LiveSessions, SystemClock};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;

@@ -1,152 +1,29 @@
+//! The HTTP adapter's state: the application (every use case and its state) plus what only
+//! HTTP needs (request metrics by route). Dereferences to [`App`], so handlers reach the
+//! application as `state.store`, `state.now()`, or pass `&state` to a use case.
+
 use std::sync::Arc;
 
-use portcullis_store::Store;
+pub use portcullis_app::{App, AuthSettings, ChangeSettings, Clock, LiveSession, LiveSessions, SystemClock};
 
-use crate::metrics::Metrics;
+use crate::metrics::HttpMetrics;
 
-/// The time source. The server uses the system clock; tests can set any time.
-pub trait Clock: Send + Sync + 'static {
-    /// Microseconds since the Unix epoch.
-    fn now_micros(&self) -> i64;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_micros(&self) -> i64 {
-        jiff::Timestamp::now().as_microsecond()
-    }
-}
-
-/// Authentication settings, validated by the configuration layer.
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    pub session_ttl_minutes: i64,
-    pub lockout_threshold: i64,
-    pub lockout_minutes: i64,
-    pub password_min_length: usize,
-    pub totp_issuer: String,
-}
-
-impl AuthSettings {
-    /// Settings for tests and for the example configuration.
-    pub fn standard() -> Self {
-        AuthSettings {
-            session_ttl_minutes: 12 * 60,
-            lockout_threshold: 5,
-            lockout_minutes: 15,
-            password_min_length: 12,
-            totp_issuer: "Portcullis".into(),
-        }
-    }
-}
-
-/// How automatic credential changes retry.
-#[derive(Debug, Clone, Copy)]
-pub struct ChangeSettings {
-    /// The wait after the first failed attempt; it doubles after each further one.
-    pub retry_seconds: i64,
-    /// Attempts before the change is abandoned and Asset Administrators are notified.
-    pub attempts: i64,
-}
-
-impl Default for ChangeSettings {
-    fn default() -> Self {
-        ChangeSettings { retry_seconds: 30, attempts: 5 }
-    }
-}
-
-/// Live proxied sessions on this node, so that API calls can end them.
-#[derive(Default)]
-pub struct LiveSessions {
-    inner: std::sync::Mutex<std::collections::HashMap<String, LiveSession>>,
-}
-
-/// A live session's handle: send a reason to end it.
-#[derive(Clone)]
-pub struct LiveSession {
-    pub request_id: String,
-    pub user_id: String,
-    pub kill: tokio::sync::mpsc::UnboundedSender<String>,
-}
-
-impl LiveSessions {
-    pub fn register(&self, id: &str, session: LiveSession) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), session);
-    }
-
-    pub fn remove(&self, id: &str) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-    }
-
-    /// Asks a live session to end; `false` if it is not live here.
-    pub fn terminate(&self, id: &str, reason: &str) -> bool {
-        let s = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
-        s.is_some_and(|s| s.kill.send(reason.to_owned()).is_ok())
-    }
-
-    pub fn count(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-}
-
-/// What every handler can reach. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub clock: Arc<dyn Clock>,
-    pub auth: Arc<AuthSettings>,
-    pub metrics: Arc<Metrics>,
-    /// Request state changes, for subscribers such as the session proxy (one node: an
-    /// in-process broadcast; several nodes: replace with PostgreSQL LISTEN/NOTIFY).
-    pub events: tokio::sync::broadcast::Sender<portcullis_store::Transition>,
-    /// The vault's key ring: the only way to seal and open credentials.
-    pub vault: Arc<portcullis_vault::KeyRing>,
-    pub changes: ChangeSettings,
-    pub live: Arc<LiveSessions>,
-    /// Where session recordings are stored.
-    pub recordings: Arc<std::path::PathBuf>,
-    /// The SSH proxy's address as users reach it (host:port), for ready-to-paste commands.
-    pub ssh_host: Arc<String>,
+    pub app: App,
+    pub http: Arc<HttpMetrics>,
 }
 
 impl AppState {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, auth: AuthSettings, vault: portcullis_vault::KeyRing) -> Self {
-        let (events, _) = tokio::sync::broadcast::channel(1024);
-        AppState {
-            store,
-            clock,
-            auth: Arc::new(auth),
-            metrics: Arc::new(Metrics::new()),
-            events,
-            vault: Arc::new(vault),
-            changes: ChangeSettings::default(),
-            live: Arc::new(LiveSessions::default()),
-            recordings: Arc::new(std::path::PathBuf::from("recordings")),
-            ssh_host: Arc::new("127.0.0.1:2222".into()),
-        }
+    pub fn new(app: App) -> Self {
+        let http = Arc::new(HttpMetrics::new(&app.metrics));
+        AppState { app, http }
     }
+}
 
-    pub fn with_change_settings(self, changes: ChangeSettings) -> Self {
-        AppState { changes, ..self }
-    }
-
-    pub fn with_ssh_host(self, host: String) -> Self {
-        AppState { ssh_host: Arc::new(host), ..self }
-    }
-
-    pub fn with_recordings(self, dir: std::path::PathBuf) -> Self {
-        AppState { recordings: Arc::new(dir), ..self }
-    }
-
-    pub fn now(&self) -> i64 {
-        self.clock.now_micros()
-    }
-
-    /// Tells subscribers about state changes; nobody listening is fine.
-    pub fn publish(&self, transitions: impl IntoIterator<Item = portcullis_store::Transition>) {
-        for t in transitions {
-            let _ = self.events.send(t);
-        }
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
     }
 }

@@ -1,5 +1,5 @@
 //! The event seam: request state changes made through the API reach subscribers of
-//! `AppState::events` (what the session proxy will use to end live sessions), in order. The
+//! `App::events` (what the session proxy will use to end live sessions), in order. The
 //! router is driven in-process with `oneshot`; no socket.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use portcullis_api::auth::token_hash;
-use portcullis_api::{AppState, AuthSettings, SystemClock};
+use portcullis_api::{App, AppState, AuthSettings, SystemClock};
 use portcullis_core::inventory::{AccountKind, Platform};
 use portcullis_core::policy::{AccessType, ApprovalLevel, PolicySettings, Scope};
 use portcullis_core::request::RequestState;
@@ -125,7 +125,7 @@ async fn revocation_reaches_subscribers() {
         .unwrap();
 
     let vault = portcullis_vault::KeyRing::new(portcullis_vault::Kek::generate(), vec![]);
-    let state = AppState::new(store, Arc::new(SystemClock), AuthSettings::standard(), vault);
+    let state = AppState::new(App::new(store, Arc::new(SystemClock), AuthSettings::standard(), vault));
     let mut events = state.events.subscribe();
     let app = portcullis_api::router(state);
     let (s, r) = call(

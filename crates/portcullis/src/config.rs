@@ -52,7 +52,7 @@ pub struct VaultConfig {
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        let changes = portcullis_api::ChangeSettings::default();
+        let changes = portcullis_app::ChangeSettings::default();
         VaultConfig {
             key: String::new(),
             key_command: String::new(),
@@ -127,7 +127,7 @@ impl Default for StorageConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        let s = portcullis_api::AuthSettings::standard();
+        let s = portcullis_app::AuthSettings::standard();
         AuthConfig {
             session_ttl_minutes: s.session_ttl_minutes,
             lockout_threshold: s.lockout_threshold,
@@ -291,15 +291,15 @@ impl Config {
         }
     }
 
-    pub fn change_settings(&self) -> portcullis_api::ChangeSettings {
-        portcullis_api::ChangeSettings {
+    pub fn change_settings(&self) -> portcullis_app::ChangeSettings {
+        portcullis_app::ChangeSettings {
             retry_seconds: self.vault.change_retry_seconds,
             attempts: self.vault.change_attempts,
         }
     }
 
-    pub fn auth_settings(&self) -> portcullis_api::AuthSettings {
-        portcullis_api::AuthSettings {
+    pub fn auth_settings(&self) -> portcullis_app::AuthSettings {
+        portcullis_app::AuthSettings {
             session_ttl_minutes: self.auth.session_ttl_minutes,
             lockout_threshold: self.auth.lockout_threshold,
             lockout_minutes: self.auth.lockout_minutes,

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use portcullis_api::auth::{new_token, token_hash};
-use portcullis_api::{AppState, ClientAddr, SystemClock};
+use portcullis_api::ClientAddr;
+use portcullis_app::auth::{new_token, token_hash};
+use portcullis_app::{App, SystemClock};
 use portcullis_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -104,11 +105,11 @@ pub async fn run(config: Config) -> Result<()> {
     zeroize::Zeroize::zeroize(&mut banner);
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
-    let state = AppState::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
+    let state = App::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
         .with_change_settings(config.change_settings())
         .with_recordings(data_dir.join("recordings"))
         .with_ssh_host(ssh.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default());
-    let scheduler = tokio::spawn(run_scheduler(state.clone()));
+    let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
     let proxy = ssh.map(|(listener, host_keys)| {
         let cfg = portcullis_proxy::ProxyConfig {
             host_keys,
@@ -117,8 +118,8 @@ pub async fn run(config: Config) -> Result<()> {
         };
         tokio::spawn(portcullis_proxy::serve(state.clone(), cfg, listener))
     });
-    let changer = tokio::spawn(run_credential_changes(state.clone()));
-    let app = portcullis_api::router(state);
+    let changer = tokio::spawn(portcullis_app::scheduler::run_credential_changes(state.clone()));
+    let app = portcullis_api::router(portcullis_api::AppState::new(state));
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
 
     let shutdown = shutdown_signal();
@@ -161,39 +162,6 @@ pub async fn run(config: Config) -> Result<()> {
     }
     store.close().await;
     Ok(())
-}
-
-/// Drives time-based transitions (approved → available at the start, → expired at the end).
-/// It works from the database alone, so after a restart it catches up on whatever came due
-/// while the server was down, audited with the real time of the catch-up.
-async fn run_scheduler(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match state.store.run_due_transitions(state.now()).await {
-            Ok(done) => {
-                for t in &done {
-                    tracing::info!(request = %t.request_id, from = %t.from, to = %t.to, "scheduled transition");
-                }
-                state.publish(done);
-            }
-            Err(e) => tracing::warn!(error = %e, "scheduler pass failed"),
-        }
-    }
-}
-
-/// Runs automatic credential changes as they come due (after check-in, expiry, revocation),
-/// one at a time, apart from the scheduler so that a slow target delays nothing else.
-async fn run_credential_changes(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = portcullis_api::credential_service::run_due_changes(&state).await {
-            tracing::warn!(code = e.code, message = %e.message, "credential change pass failed");
-        }
-    }
 }
 
 async fn serve_connection<I>(io: I, peer: SocketAddr, app: axum::Router)

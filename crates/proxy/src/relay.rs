@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use portcullis_api::AppState;
+use portcullis_app::App as AppState;
 use portcullis_recording::{Event, EventKind, Recorder};
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_api::{AppState, LiveSession};
+use portcullis_app::{App as AppState, LiveSession};
 use portcullis_core::request::RequestState;
 use portcullis_recording::{new_key, EventKind, Recorder, RecorderHandle, RecordingWriter};
 use portcullis_store::{Actor, NewSession, SealedRow, User};

@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use extras::{Favorite, ReasonCode, SESSION_REQUESTS_SETTING};
 pub use groups::{Group, GroupKind};
 pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
-pub use policies::{Entitlement, EntitlementSpec, Policy, PolicySpec};
+pub use policies::{rules, Entitlement, EntitlementSpec, Policy, PolicySpec, ResolutionFacts};
 pub use requests::{
     state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
 };

@@ -56,6 +56,17 @@ pub struct Policy {
     pub updated_at: i64,
 }
 
+/// What [`Store::resolution_facts`] returns: (group id, member id) pairs, (user id, time
+/// zone) and (account id, asset id).
+#[derive(Debug, Clone, Default)]
+pub struct ResolutionFacts {
+    pub user_group_members: Vec<(String, String)>,
+    pub account_group_members: Vec<(String, String)>,
+    pub asset_group_members: Vec<(String, String)>,
+    pub user_zones: Vec<(String, String)>,
+    pub account_assets: Vec<(String, String)>,
+}
+
 /// The full definition of a policy, for create and replace.
 #[derive(Debug, Clone)]
 pub struct PolicySpec {
@@ -502,36 +513,31 @@ impl Store {
 
     /// Everything policy resolution needs, as pure-core rules.
     pub async fn policy_rules(&self) -> Result<(Vec<EntitlementRule>, Vec<PolicyRule>)> {
-        let ts = |m: Option<i64>| m.and_then(|m| Timestamp::from_microsecond(m).ok());
-        let ents = self
-            .entitlements()
-            .await?
-            .into_iter()
-            .map(|e| EntitlementRule {
-                id: e.id,
-                priority: e.priority,
-                user_ids: e.user_ids,
-                group_ids: e.group_ids,
-                windows: e.windows,
-                expires_at: ts(e.expires_at),
-            })
-            .collect();
-        let pols = self
-            .policies(None)
-            .await?
-            .into_iter()
-            .map(|p| PolicyRule {
-                id: p.id,
-                entitlement_id: p.entitlement_id,
-                priority: p.priority,
-                access_type: p.access_type,
-                scope: p.scope,
-                windows: p.windows,
-                emergency_allowed: p.emergency_allowed,
-                expires_at: ts(p.expires_at),
-            })
-            .collect();
-        Ok((ents, pols))
+        Ok(rules(&self.entitlements().await?, &self.policies(None).await?))
+    }
+
+    /// The policy generation: bumped (by triggers, in the writing transaction) by every change
+    /// to what policy resolution reads. A cache built at generation N is current while this
+    /// still says N.
+    pub async fn policy_generation(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT generation FROM policy_generation WHERE id = 1").fetch_one(&self.read).await?)
+    }
+
+    /// Everything policy resolution reads besides the rules, for an in-memory snapshot: the
+    /// members of every user, account and asset group, every user's time zone and every
+    /// account's asset.
+    pub async fn resolution_facts(&self) -> Result<ResolutionFacts> {
+        let pairs = |table: &'static str| {
+            let sql = format!("SELECT group_id, member_id FROM {table}");
+            async move { sqlx::query_as::<_, (String, String)>(&sql).fetch_all(&self.read).await }
+        };
+        Ok(ResolutionFacts {
+            user_group_members: pairs("user_group_members").await?,
+            account_group_members: pairs("account_group_members").await?,
+            asset_group_members: pairs("asset_group_members").await?,
+            user_zones: sqlx::query_as("SELECT id, time_zone FROM users").fetch_all(&self.read).await?,
+            account_assets: sqlx::query_as("SELECT id, asset_id FROM accounts").fetch_all(&self.read).await?,
+        })
     }
 
     /// The groups an account and its asset belong to: (account groups, asset groups).
@@ -548,6 +554,36 @@ impl Store {
                 .await?;
         Ok((account_groups, asset_groups))
     }
+}
+
+/// The resolution rules of stored entitlements and policies.
+pub fn rules(ents: &[Entitlement], pols: &[Policy]) -> (Vec<EntitlementRule>, Vec<PolicyRule>) {
+    let ts = |m: Option<i64>| m.and_then(|m| Timestamp::from_microsecond(m).ok());
+    let ents = ents
+        .iter()
+        .map(|e| EntitlementRule {
+            id: e.id.clone(),
+            priority: e.priority,
+            user_ids: e.user_ids.clone(),
+            group_ids: e.group_ids.clone(),
+            windows: e.windows.clone(),
+            expires_at: ts(e.expires_at),
+        })
+        .collect();
+    let pols = pols
+        .iter()
+        .map(|p| PolicyRule {
+            id: p.id.clone(),
+            entitlement_id: p.entitlement_id.clone(),
+            priority: p.priority,
+            access_type: p.access_type,
+            scope: p.scope.clone(),
+            windows: p.windows.clone(),
+            emergency_allowed: p.emergency_allowed,
+            expires_at: ts(p.expires_at),
+        })
+        .collect();
+    (ents, pols)
 }
 
 fn entitlement_from(r: EntRow, members: &[(String, String)]) -> Result<Entitlement> {

@@ -5,9 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use portcullis_core::policy::AccessType;
-use portcullis_core::request::RequestState;
-use portcullis_store::{CredentialChange, NewEvent, SecretVersion};
+use portcullis_store::{CredentialChange, SecretVersion};
 use portcullis_vault::{generate_password, seal, PasswordProfile, SecretContext};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -16,11 +14,12 @@ use utoipa_axum::routes;
 use zeroize::Zeroizing;
 
 use crate::auth::{AnyUser, AssetAdmins, Authed, InventoryReaders};
-use crate::credential_service::{self as service, row};
 use crate::dto::{ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
+use portcullis_app::credentials;
+use portcullis_app::credentials::{self as service, row};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -280,65 +279,16 @@ async fn checkout(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<CheckoutRequest>,
 ) -> ApiResult<Json<CheckoutResponse>> {
-    let action = match req.action.as_str() {
-        "show" | "copy" => req.action.clone(),
-        _ => return Err(ApiError::invalid("action", "must be show or copy")),
-    };
-    let r = state.store.request(&p.id).await?;
-    if r.requester_id != c.user.id {
-        state
-            .store
-            .record(
-                &c.actor(),
-                state.now(),
-                NewEvent::success("request.checkout", "request", &r.id).with_outcome(portcullis_store::Outcome::Denied),
-            )
-            .await?;
-        return Err(ApiError::forbidden("only the requester may check out this request's credential"));
-    }
-    let kind = match r.access_type {
-        AccessType::Password => "password",
-        AccessType::SshKey => "ssh_key",
-        other => {
-            return Err(ApiError::conflict(
-                "wrong_access_type",
-                format!(
-                    "this is a {} session request; credentials are checked out only by password and SSH key requests",
-                    other.as_str()
-                ),
-            ))
-        }
-    };
-    if r.state != RequestState::Available {
-        return Err(ApiError::conflict(
-            portcullis_store::state_code(r.state),
-            format!(
-                "the request is {}; a credential is only available while the request is available",
-                r.state.as_str().replace('_', " ")
-            ),
-        ));
-    }
-    let (version, sealed) = state.store.current_secret(&r.account_id, kind).await?.ok_or_else(|| {
-        ApiError::conflict(
-            "no_credential",
-            format!("the vault holds no {} for this account; ask an Asset Administrator", kind.replace('_', " ")),
-        )
-    })?;
-    let plain = service::open_row(&state, &r.account_id, kind, version, sealed)?;
-    let secret = String::from_utf8(plain.expose().to_vec()).map_err(|_| ApiError::internal())?;
-    // Audited before it is returned: no audit row, no secret.
-    state
-        .store
-        .record(
-            &c.actor(),
-            state.now(),
-            NewEvent::success("request.checkout", "request", &r.id).with_details(
-                serde_json::json!({ "action": action, "account_id": r.account_id, "kind": kind, "version": version }),
-            ),
-        )
-        .await?;
-    let (password, private_key) = if kind == "password" { (Some(secret), None) } else { (None, Some(secret)) };
-    Ok(Json(CheckoutResponse { request_id: r.id, account_id: r.account_id, version, password, private_key }))
+    let out = credentials::checkout(&state, &c, &p.id, &req.action).await?;
+    let secret = String::from_utf8(out.secret.expose().to_vec()).map_err(|_| ApiError::internal())?;
+    let (password, private_key) = if out.kind == "password" { (Some(secret), None) } else { (None, Some(secret)) };
+    Ok(Json(CheckoutResponse {
+        request_id: out.request_id,
+        account_id: out.account_id,
+        version: out.version,
+        password,
+        private_key,
+    }))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -398,18 +348,8 @@ async fn change_credential(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<KindRequest>,
 ) -> ApiResult<Json<CredentialVersionDto>> {
-    state.store.account(&p.id).await?;
     let kind = service::default_kind(&state, &p.id, req.kind.as_deref()).await?;
-    match service::change(&state, &c.actor(), &p.id, kind, "rotation").await {
-        Ok(v) => Ok(Json(v.into())),
-        Err(e) => {
-            if e.status == StatusCode::BAD_GATEWAY {
-                let admins = service::admins(&state).await?;
-                state.store.notify(state.now(), "credential_change_failed", &p.id, &admins).await?;
-            }
-            Err(e)
-        }
-    }
+    Ok(Json(service::change_now(&state, &c.actor(), &p.id, kind).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]

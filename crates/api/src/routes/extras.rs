@@ -14,7 +14,7 @@ use crate::auth::{AnyUser, ApplianceAdmins, Authed, PolicyAdmins};
 use crate::dto::{ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
-use crate::routes::requests::{create_batch, CreateRequestsRequest, CreateRequestsResponse};
+use crate::routes::requests::{batch_dto, CreateRequestsRequest, CreateRequestsResponse};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -205,7 +205,7 @@ async fn submit_favorite(
 ) -> ApiResult<Json<CreateRequestsResponse>> {
     let f = state.store.favorite(&c.user.id, &p.id).await?;
     let req: CreateRequestsRequest = serde_json::from_str(&f.body).map_err(|_| ApiError::internal())?;
-    Ok(Json(create_batch(&state, &c, req).await?))
+    Ok(Json(batch_dto(portcullis_app::requests::create(&state, &c, req.into()).await?)))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -5,10 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use jiff::tz::TimeZone;
-use portcullis_core::policy::{
-    AccessType, AccountMode, ApprovalLevel, PolicySet, PolicySettings, Question, Requester, Scope, Target,
-};
+use portcullis_core::policy::{AccessType, AccountMode, ApprovalLevel, PolicySettings, Scope};
 use portcullis_core::schedule::{format_hhmm, parse_hhmm, TimeRestrictions, Weekdays, Window};
 use portcullis_store::{Entitlement, EntitlementSpec, Policy, PolicySpec};
 use serde::{Deserialize, Serialize};
@@ -391,7 +388,7 @@ pub struct PolicyRequest {
 }
 
 pub(crate) fn parse_access_type(field: &str, s: &str) -> ApiResult<AccessType> {
-    AccessType::parse(s).ok_or_else(|| ApiError::invalid(field, "must be password, ssh_key, ssh, rdp or telnet"))
+    Ok(portcullis_app::requests::parse_access_type(field, s)?)
 }
 
 impl PolicyRequest {
@@ -529,51 +526,23 @@ async fn explain(
     ApiJson(req): ApiJson<ExplainRequest>,
 ) -> ApiResult<Json<ExplainResponse>> {
     let access_type = parse_access_type("access_type", &req.access_type)?;
-    let at = match req.at.as_deref() {
-        Some(t) => parse_ts("at", t)?,
-        None => state.now(),
-    };
-    let user = state.store.user(&req.user_id).await.map_err(|_| ApiError::invalid("user_id", "no such user"))?;
-    let account =
-        state.store.account(&req.account_id).await.map_err(|_| ApiError::invalid("account_id", "no such account"))?;
-    let tz = TimeZone::get(&user.time_zone)
-        .map_err(|_| ApiError::invalid("user_id", "the user's time zone is not valid"))?;
-    let groups = state.store.groups_of_user(&user.id).await?;
-    let (account_groups, asset_groups) = state.store.target_groups(&account.id, &account.asset_id).await?;
-    let (ents, pols) = state.store.policy_rules().await?;
-    let names: std::collections::HashMap<String, String> =
-        state.store.entitlements().await?.into_iter().map(|e| (e.id, e.name)).collect();
-    let policy_names: std::collections::HashMap<String, String> =
-        state.store.policies(None).await?.into_iter().map(|p| (p.id, p.name)).collect();
-    let set = PolicySet::new(ents, pols);
-    let at_ts = jiff::Timestamp::from_microsecond(at).map_err(|_| ApiError::invalid("at", "out of range"))?;
-    let q = Question {
-        requester: Requester { user_id: &user.id, group_ids: &groups, time_zone: &tz },
-        target: Target {
-            account_id: &account.id,
-            asset_id: &account.asset_id,
-            account_group_ids: &account_groups,
-            asset_group_ids: &asset_groups,
-        },
-        access_type,
-        at: at_ts,
-        emergency: req.emergency,
-    };
-    let r = set.explain(&q);
+    let at = req.at.as_deref().map(|t| parse_ts("at", t)).transpose()?;
+    let e = portcullis_app::policies::explain(&state, &req.user_id, &req.account_id, access_type, at, req.emergency)
+        .await?;
     Ok(Json(ExplainResponse {
-        governing_policy_id: r.governing,
-        time_zone: user.time_zone.clone(),
-        at: ts(at),
-        candidates: r
-            .verdicts
+        governing_policy_id: e.governing_policy_id,
+        time_zone: e.time_zone,
+        at: ts(e.at),
+        candidates: e
+            .candidates
             .into_iter()
-            .map(|v| CandidateDto {
-                policy_name: policy_names.get(&v.policy_id).cloned().unwrap_or_default(),
-                entitlement_name: names.get(&v.entitlement_id).cloned().unwrap_or_default(),
-                outcome: v.eliminated.map_or("governs", |e| e.code()).to_owned(),
-                reason: v.eliminated.map_or("this policy governs the request", |e| e.describe()).to_owned(),
-                policy_id: v.policy_id,
-                entitlement_id: v.entitlement_id,
+            .map(|c| CandidateDto {
+                policy_name: c.policy_name,
+                entitlement_name: c.entitlement_name,
+                outcome: c.outcome.to_owned(),
+                reason: c.reason.to_owned(),
+                policy_id: c.policy_id,
+                entitlement_id: c.entitlement_id,
             })
             .collect(),
     }))

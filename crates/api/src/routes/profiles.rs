@@ -48,11 +48,6 @@ impl From<ProfileDto> for PasswordProfile {
     }
 }
 
-/// Reads a stored profile.
-pub fn parse_stored(text: &str) -> Option<PasswordProfile> {
-    serde_json::from_str::<ProfileDto>(text).ok().map(PasswordProfile::from)
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct ScopedProfile {
     /// `platform:<platform>` or `asset:<asset id>`.

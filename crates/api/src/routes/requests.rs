@@ -1,27 +1,20 @@
-//! Access requests (R-REQ-1..8): create for one or more accounts with one outcome each, list,
-//! show with history, approve/deny by level, cancel, revoke, check in, review, remove.
-
-use std::collections::{HashMap, HashSet};
+//! Access requests (R-REQ-1..8) over HTTP: create for one or more accounts with one outcome
+//! each, list, show with history, approve/deny by level, cancel, revoke, check in, review,
+//! remove. Every rule lives in `portcullis_app::requests`; this module maps JSON to it.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
-use jiff::tz::TimeZone;
-use portcullis_core::policy::{PolicySet, Question, Requester, Target};
-use portcullis_core::request::{self, Action, RequestState};
-use portcullis_core::role::Role;
-use portcullis_core::schedule::{allowed_until, local_slot};
-use portcullis_store::{AccessRequest, ApprovalContext, NewRequest, Policy, StoreError};
+use portcullis_app::requests::{self as uc, Decision, ListScope, NewRequests, RequestView};
+use portcullis_core::request::{Action, RequestState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{AnyUser, Authed, Caller};
+use crate::auth::{AnyUser, Authed};
 use crate::dto::{parse_ts, ts, IdPath};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{error_body, ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::routes::policies::parse_access_type;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -40,10 +33,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bulk_decision))
         .routes(routes!(availability))
 }
-
-/// The most assets one request may name (R-REQ-1).
-pub const MAX_ASSETS: usize = 50;
-pub const COMMENT_MAX: usize = 255;
 
 #[derive(Serialize, ToSchema)]
 pub struct RequestDto {
@@ -72,69 +61,30 @@ pub struct RequestDto {
     updated_at: String,
 }
 
-fn to_dto(r: &AccessRequest, pending: Option<u32>) -> RequestDto {
-    let status_text = match (r.state, pending) {
-        (RequestState::PendingApproval, Some(n)) => format!("Pending {n} approval{}", if n == 1 { "" } else { "s" }),
-        (s, _) => s.as_str().replace('_', " "),
-    };
+pub(crate) fn to_dto(v: RequestView) -> RequestDto {
+    let status_text = v.status_text();
+    let r = v.request;
     RequestDto {
-        id: r.id.clone(),
-        batch_id: r.batch_id.clone(),
-        requester_id: r.requester_id.clone(),
-        account_id: r.account_id.clone(),
-        asset_id: r.asset_id.clone(),
+        id: r.id,
+        batch_id: r.batch_id,
+        requester_id: r.requester_id,
+        account_id: r.account_id,
+        asset_id: r.asset_id,
         access_type: r.access_type.as_str().to_owned(),
-        policy_id: r.policy_id.clone(),
+        policy_id: r.policy_id,
         state: r.state.as_str().to_owned(),
         status_text,
         emergency: r.emergency,
         start_at: ts(r.start_at),
         end_at: ts(r.end_at),
-        ticket: r.ticket.clone(),
-        reason_code: r.reason_code.clone(),
-        comment: r.comment.clone(),
+        ticket: r.ticket,
+        reason_code: r.reason_code,
+        comment: r.comment,
         current_level: r.current_level,
         review_required: r.review_required,
         created_at: ts(r.created_at),
         updated_at: ts(r.updated_at),
     }
-}
-
-async fn approval_context(state: &AppState, policy: &Policy) -> ApiResult<ApprovalContext> {
-    let mut approvers_per_level = Vec::new();
-    for l in &policy.settings.approval_levels {
-        approvers_per_level.push(state.store.expand_users(&l.user_ids, &l.group_ids).await?);
-    }
-    Ok(ApprovalContext {
-        required_per_level: policy.settings.approval_levels.iter().map(|l| l.required).collect(),
-        approvers_per_level,
-    })
-}
-
-async fn pending_count(state: &AppState, r: &AccessRequest, ctx: &ApprovalContext) -> ApiResult<Option<u32>> {
-    if r.state != RequestState::PendingApproval {
-        return Ok(None);
-    }
-    let have = state
-        .store
-        .request_approvals(&r.id)
-        .await?
-        .iter()
-        .filter(|a| a.level == r.current_level && a.decision == "approve")
-        .count() as u32;
-    let level = r.current_level as usize;
-    let required = ctx.required_per_level.get(level).copied().unwrap_or(1);
-    let later: u32 = ctx.required_per_level.iter().skip(level + 1).sum();
-    Ok(Some(required.saturating_sub(have) + later))
-}
-
-async fn dto(state: &AppState, r: &AccessRequest) -> ApiResult<RequestDto> {
-    let pending = match state.store.policy(&r.policy_id).await {
-        Ok(p) => pending_count(state, r, &approval_context(state, &p).await?).await?,
-        Err(StoreError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(to_dto(r, pending))
 }
 
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
@@ -170,7 +120,7 @@ pub struct AccountOutcome {
     /// The created request, when it succeeded.
     request: Option<RequestDto>,
     /// Why it failed and what to do, when it did.
-    error: Option<crate::error::ErrorBody>,
+    error: Option<ErrorBody>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -180,8 +130,39 @@ pub(crate) struct CreateRequestsResponse {
     outcomes: Vec<AccountOutcome>,
 }
 
-fn outcome_error(e: ApiError) -> crate::error::ErrorBody {
-    crate::error::ErrorBody { code: e.code.to_owned(), message: e.message, field: e.field }
+impl From<CreateRequestsRequest> for NewRequests {
+    fn from(r: CreateRequestsRequest) -> Self {
+        NewRequests {
+            accounts: r
+                .accounts
+                .into_iter()
+                .map(|a| uc::AccountChoice { account_id: a.account_id, access_type: a.access_type })
+                .collect(),
+            emergency: r.emergency,
+            start_at: r.start_at,
+            duration_minutes: r.duration_minutes,
+            ticket: r.ticket,
+            reason_code: r.reason_code,
+            comment: r.comment,
+        }
+    }
+}
+
+pub(crate) fn batch_dto(b: uc::Batch) -> CreateRequestsResponse {
+    CreateRequestsResponse {
+        batch_id: b.batch_id,
+        outcomes: b
+            .outcomes
+            .into_iter()
+            .map(|o| {
+                let (request, error) = match o.result {
+                    Ok(v) => (Some(to_dto(v)), None),
+                    Err(e) => (None, Some(error_body(e))),
+                };
+                AccountOutcome { account_id: o.account_id, access_type: o.access_type, request, error }
+            })
+            .collect(),
+    }
 }
 
 /// Requests access to one or more accounts. Each account gets its own request and outcome.
@@ -193,207 +174,7 @@ async fn create_requests(
     caller: Authed<AnyUser>,
     ApiJson(req): ApiJson<CreateRequestsRequest>,
 ) -> ApiResult<Json<CreateRequestsResponse>> {
-    Ok(Json(create_batch(&state, &caller, req).await?))
-}
-
-/// Validates and creates one request per account; shared by create, resubmit and favorites.
-pub(crate) async fn create_batch(
-    state: &AppState,
-    caller: &Caller,
-    req: CreateRequestsRequest,
-) -> ApiResult<CreateRequestsResponse> {
-    let now = state.now();
-    if req.accounts.is_empty() {
-        return Err(ApiError::invalid("accounts", "name at least one account"));
-    }
-    if req.accounts.len() > 500 {
-        return Err(ApiError::invalid("accounts", "at most 500 accounts per request"));
-    }
-    if let Some(c) = &req.comment {
-        if c.chars().count() > COMMENT_MAX {
-            return Err(ApiError::invalid("comment", format!("must be at most {COMMENT_MAX} characters")));
-        }
-        portcullis_core::validate::description("comment", c)?;
-    }
-    for (field, v) in [("ticket", &req.ticket), ("reason_code", &req.reason_code)] {
-        if let Some(v) = v {
-            portcullis_core::validate::name(field, v)?;
-        }
-    }
-    if let Some(code) = &req.reason_code {
-        if !state.store.reason_codes().await?.iter().any(|r| &r.name == code) {
-            return Err(ApiError::invalid(
-                "reason_code",
-                format!("'{code}' is not a reason code; see GET /api/v1/reason-codes"),
-            ));
-        }
-    }
-    let sessions_enabled = state.store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await?;
-    let tz = TimeZone::get(&caller.user.time_zone).unwrap_or(TimeZone::UTC);
-    let start = req.start_at.as_deref().map(|t| parse_local_or_ts("start_at", t, &tz)).transpose()?;
-    let access_types = req
-        .accounts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| parse_access_type(&format!("accounts[{i}].access_type"), &a.access_type))
-        .collect::<ApiResult<Vec<_>>>()?;
-    let mut accounts = Vec::new();
-    for a in &req.accounts {
-        accounts.push(state.store.account(&a.account_id).await.ok());
-    }
-    let assets: HashSet<&str> = accounts.iter().flatten().map(|a| a.asset_id.as_str()).collect();
-    if assets.len() > MAX_ASSETS {
-        return Err(ApiError::invalid(
-            "accounts",
-            format!("a request may name accounts on at most {MAX_ASSETS} assets (found {})", assets.len()),
-        ));
-    }
-
-    // Resolve the governing policy of every account first: a detail one policy requires is
-    // required for all (R-REQ-1).
-    let groups = state.store.groups_of_user(&caller.user.id).await?;
-    let (ents, pols) = state.store.policy_rules().await?;
-    let ent_windows: HashMap<String, portcullis_core::schedule::TimeRestrictions> =
-        ents.iter().map(|e| (e.id.clone(), e.windows.clone())).collect();
-    let set = PolicySet::new(ents, pols);
-    let at = jiff::Timestamp::from_microsecond(start.unwrap_or(now))
-        .map_err(|_| ApiError::invalid("start_at", "out of range"))?;
-    let mut governing: Vec<Result<Policy, ApiError>> = Vec::new();
-    for (i, a) in accounts.iter().enumerate() {
-        let Some(account) = a else {
-            governing.push(Err(ApiError::not_found("account")));
-            continue;
-        };
-        let (account_groups, asset_groups) = state.store.target_groups(&account.id, &account.asset_id).await?;
-        let q = Question {
-            requester: Requester { user_id: &caller.user.id, group_ids: &groups, time_zone: &tz },
-            target: Target {
-                account_id: &account.id,
-                asset_id: &account.asset_id,
-                account_group_ids: &account_groups,
-                asset_group_ids: &asset_groups,
-            },
-            access_type: access_types[i],
-            at,
-            emergency: req.emergency,
-        };
-        let r = set.resolve(&q);
-        governing.push(match r.governing {
-            Some(id) => Ok(state.store.policy(&id).await?),
-            None => {
-                let why = r.verdicts.iter().filter_map(|v| v.eliminated).min().map(|e| e.describe()).unwrap_or("no policy covers this account for you");
-                Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "no_governing_policy",
-                    format!("you may not request {} access to this account {}: {why}; ask a Security Policy Administrator, or choose another time", access_types[i].as_str(), if req.emergency { "as an emergency" } else { "now" }),
-                ))
-            }
-        });
-    }
-    let needs = |f: fn(&Policy) -> bool| governing.iter().flatten().any(f);
-    if needs(|p| p.settings.ticket_required) && req.ticket.is_none() {
-        return Err(ApiError::invalid("ticket", "a ticket number is required by the policy of one of the accounts"));
-    }
-    if needs(|p| p.settings.reason_required) && req.reason_code.is_none() {
-        return Err(ApiError::invalid("reason_code", "a reason is required by the policy of one of the accounts"));
-    }
-    if needs(|p| p.settings.comment_required) && req.comment.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid("comment", "a comment is required by the policy of one of the accounts"));
-    }
-
-    let batch_id = uuid::Uuid::new_v4().to_string();
-    let mut outcomes = Vec::new();
-    for (i, choice) in req.accounts.iter().enumerate() {
-        let result: ApiResult<RequestDto> = async {
-            if access_types[i].is_session() && !sessions_enabled {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "service_disabled",
-                    "session requests are switched off by an Appliance Administrator; request password access, or ask them to switch sessions on",
-                ));
-            }
-            let policy = governing[i].as_ref().map_err(|e| ApiError::new(e.status, e.code, e.message.clone()))?;
-            let account = accounts[i].as_ref().ok_or_else(|| ApiError::not_found("account"))?;
-            let s = &policy.settings;
-            let (start_at, mut end_at) = request::period(
-                now,
-                start,
-                req.duration_minutes,
-                s.default_duration_minutes,
-                s.max_duration_minutes,
-                s.duration_changeable,
-            )?;
-            // Access is only usable inside the windows' overlap: clip the end (see core::policy).
-            let ent_w = ent_windows.get(&policy.entitlement_id).cloned().unwrap_or_default();
-            if !(ent_w.is_unrestricted() && policy.windows.is_unrestricted()) {
-                let from = jiff::Timestamp::from_microsecond(start_at)
-                    .map_err(|_| ApiError::invalid("start_at", "out of range"))?;
-                let until = jiff::Timestamp::from_microsecond(end_at)
-                    .map_err(|_| ApiError::invalid("duration_minutes", "out of range"))?;
-                debug_assert!(ent_w.permits_slot(local_slot(from, &tz)));
-                end_at = allowed_until(from, until, &tz, |slot| {
-                    ent_w.permits_slot(slot) && policy.windows.permits_slot(slot)
-                })
-                .as_microsecond();
-            }
-            let ctx = approval_context(state, policy).await?;
-            let notify = if req.emergency {
-                ctx.approvers_per_level.concat()
-            } else {
-                ctx.approvers_per_level.first().cloned().unwrap_or_default()
-            };
-            let new = NewRequest {
-                batch_id: batch_id.clone(),
-                requester_id: caller.user.id.clone(),
-                account_id: account.id.clone(),
-                asset_id: account.asset_id.clone(),
-                access_type: access_types[i],
-                policy_id: policy.id.clone(),
-                emergency: req.emergency,
-                start_at,
-                end_at,
-                ticket: req.ticket.clone(),
-                reason_code: req.reason_code.clone(),
-                comment: req.comment.clone(),
-                review_required: s.review_required,
-                approved_at_once: s.auto_approve || req.emergency,
-                simultaneous_access: s.simultaneous_access,
-                notify,
-            };
-            let created = state.store.create_request(&caller.actor(), now, new).await?;
-            dto(state, &created).await
-        }
-        .await;
-        let (request, error) = match result {
-            Ok(r) => (Some(r), None),
-            Err(e) => (None, Some(outcome_error(e))),
-        };
-        outcomes.push(AccountOutcome {
-            account_id: choice.account_id.clone(),
-            access_type: choice.access_type.clone(),
-            request,
-            error,
-        });
-    }
-    Ok(CreateRequestsResponse { batch_id, outcomes })
-}
-
-/// A start time: RFC 3339 with an offset, or a local date-time (`2026-12-01T09:00`) in the
-/// requester's time zone (R-REQ-1).
-fn parse_local_or_ts(field: &str, text: &str, tz: &TimeZone) -> ApiResult<i64> {
-    if let Ok(t) = text.parse::<jiff::Timestamp>() {
-        return Ok(t.as_microsecond());
-    }
-    text.parse::<jiff::civil::DateTime>()
-        .ok()
-        .and_then(|dt| dt.to_zoned(tz.clone()).ok())
-        .map(|z| z.timestamp().as_microsecond())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!("'{text}' is neither an RFC 3339 time nor a local date-time such as 2026-12-01T09:00"),
-            )
-        })
+    Ok(Json(batch_dto(uc::create(&state, &caller, req.into()).await?)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -416,31 +197,18 @@ async fn list_requests(
     caller: Authed<AnyUser>,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Vec<RequestDto>>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
-    }
     let filter_state = q
         .state
         .as_deref()
         .map(|s| RequestState::parse(s).ok_or_else(|| ApiError::invalid("state", "not a request state")))
         .transpose()?;
-    let requester = match q.scope.as_deref().unwrap_or("mine") {
-        "mine" => Some(caller.user.id.as_str()),
-        "all" if [Role::SecurityPolicyAdmin, Role::Auditor, Role::ApplianceAdmin].iter().any(|r| caller.has(*r)) => {
-            None
-        }
-        "all" => {
-            return Err(ApiError::forbidden("only Security Policy Administrators and Auditors may list all requests"))
-        }
+    let scope = match q.scope.as_deref().unwrap_or("mine") {
+        "mine" => ListScope::Mine,
+        "all" => ListScope::All,
         _ => return Err(ApiError::invalid("scope", "must be mine or all")),
     };
-    let list = state.store.requests(requester, filter_state, limit).await?;
-    let mut out = Vec::with_capacity(list.len());
-    for r in &list {
-        out.push(dto(&state, r).await?);
-    }
-    Ok(Json(out))
+    let list = uc::list(&state, &caller, scope, filter_state, q.limit.unwrap_or(100)).await?;
+    Ok(Json(list.into_iter().map(to_dto).collect()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -473,45 +241,6 @@ pub struct RequestDetail {
     history: Vec<HistoryDto>,
 }
 
-/// Who may see a request and act on it as what.
-pub(crate) struct Relation {
-    pub requester: bool,
-    pub approver: bool,
-    pub reviewer: bool,
-    pub admin: bool,
-    pub auditor: bool,
-}
-
-pub(crate) async fn relation(state: &AppState, caller: &Caller, r: &AccessRequest) -> ApiResult<Relation> {
-    let (approver, reviewer) = match state.store.policy(&r.policy_id).await {
-        Ok(p) => {
-            let ctx = approval_context(state, &p).await?;
-            let reviewers =
-                state.store.expand_users(&p.settings.reviewer_user_ids, &p.settings.reviewer_group_ids).await?;
-            (ctx.approvers_per_level.iter().any(|l| l.contains(&caller.user.id)), reviewers.contains(&caller.user.id))
-        }
-        Err(StoreError::NotFound(_)) => (false, false),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Relation {
-        requester: r.requester_id == caller.user.id,
-        approver,
-        reviewer,
-        admin: caller.has(Role::SecurityPolicyAdmin),
-        auditor: caller.has(Role::Auditor) || caller.has(Role::ApplianceAdmin),
-    })
-}
-
-pub(crate) async fn load_visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(AccessRequest, Relation)> {
-    let r = state.store.request(id).await?;
-    let rel = relation(state, caller, &r).await?;
-    if !(rel.requester || rel.approver || rel.reviewer || rel.admin || rel.auditor) {
-        // Not yours to see: indistinguishable from a missing request.
-        return Err(ApiError::not_found("request"));
-    }
-    Ok((r, rel))
-}
-
 /// One request with its approvals and whole workflow history.
 #[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests", operation_id = "get_request",
     params(IdPath), responses((status = 200, description = "The request", body = RequestDetail)))]
@@ -520,12 +249,11 @@ async fn get_request(
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<RequestDetail>> {
-    let (r, _) = load_visible(&state, &caller, &p.id).await?;
-    let approvals = state.store.request_approvals(&r.id).await?;
-    let history = state.store.request_history(&r.id).await?;
+    let d = uc::show(&state, &caller, &p.id).await?;
     Ok(Json(RequestDetail {
-        request: dto(&state, &r).await?,
-        approvals: approvals
+        request: to_dto(d.view),
+        approvals: d
+            .approvals
             .into_iter()
             .map(|a| ApprovalDto {
                 approver_id: a.approver_id,
@@ -535,7 +263,8 @@ async fn get_request(
                 at: ts(a.at),
             })
             .collect(),
-        history: history
+        history: d
+            .history
             .into_iter()
             .map(|h| HistoryDto {
                 at: ts(h.at),
@@ -560,68 +289,20 @@ pub struct DecisionRequest {
     end_at: Option<String>,
 }
 
-fn check_comment(c: &Option<String>) -> ApiResult<()> {
-    if let Some(c) = c {
-        if c.chars().count() > COMMENT_MAX {
-            return Err(ApiError::invalid("comment", format!("must be at most {COMMENT_MAX} characters")));
-        }
-        portcullis_core::validate::description("comment", c)?;
-    }
-    Ok(())
-}
-
 async fn decide(
     state: &AppState,
-    caller: &Caller,
+    caller: &crate::auth::Caller,
     id: &str,
     approve: bool,
     body: DecisionRequest,
 ) -> ApiResult<Json<RequestDto>> {
-    check_comment(&body.comment)?;
-    let (r, _) = load_visible(state, caller, id).await?;
-    let policy = state.store.policy(&r.policy_id).await?;
-    let ctx = approval_context(state, &policy).await?;
-    let window = match (body.start_at.as_deref(), body.end_at.as_deref()) {
-        (None, None) => None,
-        (s, e) => {
-            let s = s.map(|t| parse_ts("start_at", t)).transpose()?.unwrap_or(r.start_at);
-            let e = e.map(|t| parse_ts("end_at", t)).transpose()?.unwrap_or(r.end_at);
-            if e <= s {
-                return Err(ApiError::invalid("end_at", "must be after start_at"));
-            }
-            if (e - s) / 60_000_000 > policy.settings.max_duration_minutes {
-                return Err(ApiError::invalid(
-                    "end_at",
-                    format!("the window may be at most {} minutes", policy.settings.max_duration_minutes),
-                ));
-            }
-            Some((s, e))
-        }
+    let d = Decision {
+        approve,
+        comment: body.comment,
+        start_at: body.start_at.as_deref().map(|t| parse_ts("start_at", t)).transpose()?,
+        end_at: body.end_at.as_deref().map(|t| parse_ts("end_at", t)).transpose()?,
     };
-    let me = caller.user.id.clone();
-    let eligible = |level: usize| ctx.approvers_per_level.get(level).is_some_and(|l| l.contains(&me));
-    let (updated, _) = state
-        .store
-        .decide_request(
-            &caller.actor(),
-            state.now(),
-            id,
-            approve,
-            &ctx,
-            &eligible,
-            body.comment.as_deref(),
-            window,
-            policy.settings.simultaneous_access,
-        )
-        .await?;
-    if updated.state != r.state {
-        state.publish([portcullis_store::Transition {
-            request_id: updated.id.clone(),
-            from: r.state,
-            to: updated.state,
-        }]);
-    }
-    Ok(Json(dto(state, &updated).await?))
+    Ok(Json(to_dto(uc::decide(state, caller, id, d).await?)))
 }
 
 /// Approves at the current level; the last level's approval makes the request approved (or
@@ -658,31 +339,12 @@ pub struct CommentRequest {
 
 async fn act(
     state: &AppState,
-    caller: &Caller,
+    caller: &crate::auth::Caller,
     id: &str,
     action: Action,
     comment: Option<String>,
 ) -> ApiResult<Json<RequestDto>> {
-    check_comment(&comment)?;
-    let (r, rel) = load_visible(state, caller, id).await?;
-    let permitted = match action {
-        Action::Cancel | Action::CheckIn | Action::Remove => rel.requester,
-        Action::Revoke => rel.approver || rel.admin,
-        Action::Review => rel.reviewer,
-        _ => false,
-    };
-    if !permitted {
-        let who = match action {
-            Action::Cancel | Action::CheckIn | Action::Remove => "the requester",
-            Action::Revoke => "an approver of the request or a Security Policy Administrator",
-            _ => "a reviewer named by the policy",
-        };
-        return Err(ApiError::forbidden(format!("only {who} may {} this request", action.as_str().replace('_', " "))));
-    }
-    let (updated, transition) =
-        state.store.act_on_request(&caller.actor(), state.now(), &r.id, action, comment.as_deref()).await?;
-    state.publish(transition);
-    Ok(Json(dto(state, &updated).await?))
+    Ok(Json(to_dto(uc::act(state, caller, id, action, comment.as_deref()).await?)))
 }
 
 macro_rules! action_route {
@@ -736,25 +398,7 @@ action_route!(
 #[utoipa::path(get, path = "/api/v1/approvals", tag = "requests", operation_id = "list_approvals",
     responses((status = 200, description = "Requests you can approve now", body = [RequestDto])))]
 async fn list_approvals(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<Json<Vec<RequestDto>>> {
-    let pending = state.store.requests(None, Some(RequestState::PendingApproval), 1000).await?;
-    let mut out = Vec::new();
-    let mut cache: HashMap<String, ApprovalContext> = HashMap::new();
-    for r in pending {
-        if r.requester_id == caller.user.id {
-            continue;
-        }
-        if !cache.contains_key(&r.policy_id) {
-            let Ok(p) = state.store.policy(&r.policy_id).await else { continue };
-            cache.insert(r.policy_id.clone(), approval_context(&state, &p).await?);
-        }
-        let ctx = &cache[&r.policy_id];
-        let level = r.current_level as usize;
-        let already = state.store.request_approvals(&r.id).await?.iter().any(|a| a.approver_id == caller.user.id);
-        if !already && ctx.approvers_per_level.get(level).is_some_and(|l| l.contains(&caller.user.id)) {
-            out.push(to_dto(&r, pending_count(&state, &r, ctx).await?));
-        }
-    }
-    Ok(Json(out))
+    Ok(Json(uc::waiting_for_approval(&state, &caller).await?.into_iter().map(to_dto).collect()))
 }
 
 /// Submits a revoked or denied request again, with the same account and details, starting
@@ -766,26 +410,7 @@ async fn resubmit_request(
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<CreateRequestsResponse>> {
-    let (r, rel) = load_visible(&state, &caller, &p.id).await?;
-    if !rel.requester {
-        return Err(ApiError::forbidden("only the requester may resubmit this request"));
-    }
-    request::check(r.state, Action::Resubmit)
-        .map_err(|e| ApiError::conflict(portcullis_store::state_code(r.state), e.to_string()))?;
-    let minutes = (r.end_at - r.start_at) / 60_000_000;
-    let again = CreateRequestsRequest {
-        accounts: vec![AccountChoice {
-            account_id: r.account_id.clone(),
-            access_type: r.access_type.as_str().to_owned(),
-        }],
-        emergency: r.emergency,
-        start_at: None,
-        duration_minutes: Some(minutes.max(1)),
-        ticket: r.ticket.clone(),
-        reason_code: r.reason_code.clone(),
-        comment: r.comment.clone(),
-    };
-    Ok(Json(create_batch(&state, &caller, again).await?))
+    Ok(Json(batch_dto(uc::resubmit(&state, &caller, &p.id).await?)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -802,7 +427,7 @@ pub struct BulkDecisionRequest {
 pub struct BulkOutcome {
     id: String,
     request: Option<RequestDto>,
-    error: Option<crate::error::ErrorBody>,
+    error: Option<ErrorBody>,
 }
 
 /// Approves or denies many requests with one comment; one outcome per request.
@@ -818,20 +443,19 @@ async fn bulk_decision(
         "deny" => false,
         _ => return Err(ApiError::invalid("decision", "must be approve or deny")),
     };
-    if req.ids.is_empty() || req.ids.len() > 100 {
-        return Err(ApiError::invalid("ids", "name 1 to 100 requests"));
-    }
-    check_comment(&req.comment)?;
-    let mut out = Vec::new();
-    for id in req.ids {
-        let body = DecisionRequest { comment: req.comment.clone(), ..Default::default() };
-        let (request, error) = match decide(&state, &caller, &id, approve, body).await {
-            Ok(Json(r)) => (Some(r), None),
-            Err(e) => (None, Some(outcome_error(e))),
-        };
-        out.push(BulkOutcome { id, request, error });
-    }
-    Ok(Json(out))
+    let outcomes = uc::bulk_decide(&state, &caller, req.ids, approve, req.comment).await?;
+    Ok(Json(
+        outcomes
+            .into_iter()
+            .map(|o| {
+                let (request, error) = match o.result {
+                    Ok(v) => (Some(to_dto(v)), None),
+                    Err(e) => (None, Some(error_body(e))),
+                };
+                BulkOutcome { id: o.id, request, error }
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -859,20 +483,14 @@ async fn availability(
     _caller: Authed<AnyUser>,
     ApiJson(req): ApiJson<AvailabilityRequest>,
 ) -> ApiResult<Json<AvailabilityResponse>> {
-    if req.account_ids.len() > 1000 {
-        return Err(ApiError::invalid("account_ids", "at most 1000 accounts"));
-    }
     let at = match req.at.as_deref() {
         Some(t) => parse_ts("at", t)?,
         None => state.now(),
     };
-    let mut ids = req.account_ids.clone();
-    ids.sort();
-    ids.dedup();
-    let in_use = state.store.accounts_in_use(&ids, at).await?;
+    let (total, in_use) = uc::accounts_in_use(&state, &req.account_ids, at).await?;
     Ok(Json(AvailabilityResponse {
-        summary: format!("{} of {} accounts in use", in_use.len(), ids.len()),
-        total: ids.len(),
+        summary: format!("{} of {} accounts in use", in_use.len(), total),
+        total,
         in_use: in_use.len(),
         accounts_in_use: in_use,
     }))

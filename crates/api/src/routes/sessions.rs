@@ -11,21 +11,18 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use portcullis_core::policy::AccessType;
-use portcullis_core::request::RequestState;
-use portcullis_recording::{export_asciicast, export_events, verify, Reader, RecordingKey};
-use portcullis_store::{NewEvent, SessionQuery, SessionRecord};
-use portcullis_vault::{open, SecretContext};
+use portcullis_app::sessions as uc;
+use portcullis_recording::{export_asciicast, export_events, verify, Reader};
+use portcullis_store::SessionRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{AnyUser, Authed, Caller};
+use crate::auth::{AnyUser, Authed};
 use crate::dto::{ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::routes::requests::{load_visible, relation, Relation};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -93,27 +90,6 @@ pub struct SessionListQuery {
     limit: Option<i64>,
 }
 
-/// Loads a session and the caller's relation to its request; 404 if the caller may not see it.
-async fn visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(SessionRecord, Relation)> {
-    let s = state.store.session(id).await?;
-    let own = s.user_id == caller.user.id;
-    let rel = match &s.request_id {
-        Some(r) => match state.store.request(r).await {
-            Ok(req) => Some(relation(state, caller, &req).await?),
-            Err(_) => None,
-        },
-        None => None,
-    };
-    let admin = caller.has(portcullis_core::role::Role::SecurityPolicyAdmin);
-    let auditor =
-        caller.has(portcullis_core::role::Role::Auditor) || caller.has(portcullis_core::role::Role::ApplianceAdmin);
-    let rel = rel.unwrap_or(Relation { requester: own, approver: false, reviewer: false, admin, auditor });
-    if !(own || rel.requester || rel.approver || rel.reviewer || rel.admin || rel.auditor) {
-        return Err(ApiError::not_found("session"));
-    }
-    Ok((s, rel))
-}
-
 /// Sessions you may see, newest first: all for Security Policy Administrators and Auditors;
 /// those of a request you approve or review (with `request_id`); else your own.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", operation_id = "list_sessions",
@@ -123,25 +99,8 @@ async fn list_sessions(
     caller: Authed<AnyUser>,
     ApiQuery(q): ApiQuery<SessionListQuery>,
 ) -> ApiResult<Json<Vec<SessionDto>>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
-    }
-    use portcullis_core::role::Role;
-    let mut everyone =
-        caller.has(Role::SecurityPolicyAdmin) || caller.has(Role::Auditor) || caller.has(Role::ApplianceAdmin);
-    if let Some(r) = &q.request_id {
-        // Approvers and reviewers see the sessions of requests they can see.
-        let (_, rel) = load_visible(&state, &caller, r).await?;
-        everyone |= rel.approver || rel.reviewer || rel.admin || rel.auditor;
-    }
-    let query = SessionQuery {
-        live: q.live,
-        request_id: q.request_id,
-        user_id: (!everyone).then(|| caller.user.id.clone()),
-        limit,
-    };
-    Ok(Json(state.store.sessions(&query).await?.into_iter().map(SessionDto::from).collect()))
+    let list = uc::list(&state, &caller, q.live, q.request_id, q.limit.unwrap_or(100)).await?;
+    Ok(Json(list.into_iter().map(SessionDto::from).collect()))
 }
 
 /// One session.
@@ -152,7 +111,7 @@ async fn get_session(
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<SessionDto>> {
-    let (s, _) = visible(&state, &caller, &p.id).await?;
+    let (s, _) = uc::visible(&state, &caller, &p.id).await?;
     Ok(Json(s.into()))
 }
 
@@ -173,65 +132,7 @@ async fn terminate_session(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(body): ApiJson<TerminateRequest>,
 ) -> ApiResult<Json<SessionDto>> {
-    if body.reason.as_ref().is_some_and(|r| r.len() > 200 || r.chars().any(char::is_control)) {
-        return Err(ApiError::invalid("reason", "at most 200 characters, no control characters"));
-    }
-    let (s, rel) = visible(&state, &caller, &p.id).await?;
-    if !(rel.approver || rel.admin) {
-        return Err(ApiError::forbidden(
-            "only an approver of the session's request or a Security Policy Administrator may terminate it",
-        ));
-    }
-    if s.ended_at.is_some() {
-        return Err(ApiError::conflict("session_ended", "the session has already ended"));
-    }
-    let reason = format!(
-        "terminated by {}{}",
-        caller.user.username,
-        body.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-    );
-    state
-        .store
-        .record(
-            &caller.actor(),
-            state.now(),
-            NewEvent::success("session.terminate", "session", &s.id)
-                .with_details(serde_json::json!({ "reason": reason })),
-        )
-        .await?;
-    if !state.live.terminate(&s.id, &reason) {
-        return Err(ApiError::conflict("session_not_live", "the session is not live on this server"));
-    }
-    // The proxy closes the row; wait briefly so the answer shows the end.
-    for _ in 0..40 {
-        let now = state.store.session(&s.id).await?;
-        if now.ended_at.is_some() {
-            return Ok(Json(now.into()));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    Ok(Json(state.store.session(&s.id).await?.into()))
-}
-
-fn may_replay(rel: &Relation) -> ApiResult<()> {
-    if rel.reviewer || rel.admin || rel.auditor {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("recordings are for reviewers, Security Policy Administrators and Auditors"))
-    }
-}
-
-async fn recording_key(state: &AppState, s: &SessionRecord) -> ApiResult<(std::path::PathBuf, RecordingKey)> {
-    let file = s.recording.clone().ok_or_else(|| ApiError::not_found("recording"))?;
-    let sealed = crate::credential_service::unrow(state.store.session_recording_key(&s.id).await?)?;
-    let plain =
-        open(&state.vault, &SecretContext { account_id: s.id.clone(), kind: "recording".into(), version: 1 }, &sealed)
-            .map_err(|e| {
-                tracing::error!(session = %s.id, error = %e, "recording key cannot be opened");
-                ApiError::internal()
-            })?;
-    let bytes: [u8; 32] = plain.expose().try_into().map_err(|_| ApiError::internal())?;
-    Ok((state.recordings.join(file), zeroize::Zeroizing::new(bytes)))
+    Ok(Json(uc::terminate(&state, &caller, &p.id, body.reason.as_deref()).await?.into()))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -256,9 +157,7 @@ async fn verify_recording(
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<VerifyDto>> {
-    let (s, rel) = visible(&state, &caller, &p.id).await?;
-    may_replay(&rel)?;
-    let (path, key) = recording_key(&state, &s).await?;
+    let uc::OpenRecording { session: s, path, key } = uc::recording(&state, &caller, &p.id).await?;
     let id = s.id.clone();
     let result =
         tokio::task::spawn_blocking(move || verify(&path, &id, &key)).await.map_err(|_| ApiError::internal())?;
@@ -284,12 +183,7 @@ async fn verify_recording(
             duration_seconds: 0.0,
         },
     };
-    let mut event = NewEvent::success("session.recording_verify", "session", &s.id)
-        .with_details(serde_json::json!({ "intact": dto.intact, "problem": dto.problem }));
-    if !dto.intact {
-        event = event.with_outcome(portcullis_store::Outcome::Failure);
-    }
-    state.store.record(&caller.actor(), state.now(), event).await?;
+    uc::audit_verify(&state, &caller, &s.id, dto.problem.as_deref()).await?;
     Ok(Json(dto))
 }
 
@@ -337,22 +231,12 @@ async fn export_recording(
         Some("events") => true,
         Some(_) => return Err(ApiError::invalid("format", "must be asciicast or events")),
     };
-    let (s, rel) = visible(&state, &caller, &p.id).await?;
-    may_replay(&rel)?;
-    let (path, key) = recording_key(&state, &s).await?;
+    let uc::OpenRecording { session: s, path, key } = uc::recording(&state, &caller, &p.id).await?;
     let reader = Reader::open(&path, &s.id, &key).map_err(|e| {
         tracing::error!(session = %s.id, error = %e, "recording cannot be opened");
         ApiError::conflict("recording_unreadable", e.to_string())
     })?;
-    state
-        .store
-        .record(
-            &caller.actor(),
-            state.now(),
-            NewEvent::success("session.recording_export", "session", &s.id)
-                .with_details(serde_json::json!({ "format": if events { "events" } else { "asciicast" } })),
-        )
-        .await?;
+    uc::audit_export(&state, &caller, &s.id, if events { "events" } else { "asciicast" }).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let started = s.started_at.div_euclid(1_000_000);
     tokio::task::spawn_blocking(move || {
@@ -394,45 +278,18 @@ async fn launch_session(
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<LaunchDto>> {
-    let (r, rel) = load_visible(&state, &caller, &p.id).await?;
-    if !rel.requester {
-        return Err(ApiError::forbidden("only the requester may start the request's session"));
-    }
-    if r.access_type != AccessType::Ssh {
-        return Err(ApiError::conflict(
-            "wrong_access_type",
-            format!("this is a {} request; sessions are started from SSH requests", r.access_type.as_str()),
-        ));
-    }
-    if r.state != RequestState::Available {
-        return Err(ApiError::conflict(
-            portcullis_store::state_code(r.state),
-            format!(
-                "the request is {}; a session starts only while it is available",
-                r.state.as_str().replace('_', " ")
-            ),
-        ));
-    }
-    let account = state.store.account(&r.account_id).await?;
-    let asset = state.store.asset(&r.asset_id).await?;
-    let token = crate::auth::new_token(portcullis_core::connection::LAUNCH_TOKEN_PREFIX);
-    let now = state.now();
-    let expires_at = r.end_at.min(now + 15 * 60 * 1_000_000);
-    state
-        .store
-        .create_launch_token(&caller.actor(), now, &crate::auth::token_hash(&token), &r.id, &caller.user.id, expires_at)
-        .await?;
+    let l = uc::launch(&state, &caller, &p.id).await?;
     let host = state.ssh_host.as_str();
     let (h, port) = host.rsplit_once(':').unwrap_or((host, "2222"));
-    let t = token.as_str();
-    let inband = format!("{}#{}@{}", caller.user.username, account.name, asset.name);
+    let t = l.token.as_str();
+    let inband = format!("{}#{}@{}", caller.user.username, l.account_name, l.asset_name);
     Ok(Json(LaunchDto {
         ssh: format!("ssh -p {port} {t}@{h}"),
         scp: format!("scp -P {port} FILE {t}@{h}:"),
         sftp: format!("sftp -P {port} {t}@{h}"),
         plink: format!("plink -ssh -P {port} {t}@{h}"),
         inband_user: inband,
-        token: token.to_string(),
-        expires_at: ts(expires_at),
+        token: l.token.to_string(),
+        expires_at: ts(l.expires_at),
     }))
 }

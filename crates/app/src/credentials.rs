@@ -1,4 +1,4 @@
-//! The credential service (R-VAULT-4): checks and changes vaulted credentials on their
+//! Credentials (R-VAULT-4): checks and changes vaulted credentials on their
 //! targets through a platform connector, and runs the queue of automatic changes.
 //!
 //! A change never loses the credential that works: the new secret is sealed and stored as a
@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use portcullis_connect::{ConnectError, Connector, Credential, Login, NewKey, Seen, Target};
 use portcullis_core::inventory::Protocol;
+use portcullis_core::policy::AccessType;
+use portcullis_core::request::RequestState;
 use portcullis_core::role::Role;
 use portcullis_store::{Account, Actor, Asset, CredentialChange, NewEvent, Outcome, SealedRow, SecretKey};
 use portcullis_vault::{
@@ -20,8 +21,9 @@ use portcullis_vault::{
 };
 use serde_json::json;
 
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::state::App;
 
 /// How long a connector may take for each step.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(15);
@@ -38,8 +40,8 @@ pub fn row(s: Sealed) -> SealedRow {
     }
 }
 
-pub fn unrow(r: SealedRow) -> ApiResult<Sealed> {
-    let n = |v: Vec<u8>| <[u8; 24]>::try_from(v).map_err(|_| ApiError::internal());
+pub fn unrow(r: SealedRow) -> AppResult<Sealed> {
+    let n = |v: Vec<u8>| <[u8; 24]>::try_from(v).map_err(|_| AppError::internal());
     Ok(Sealed {
         ciphertext: r.ciphertext,
         nonce: n(r.nonce)?,
@@ -50,35 +52,29 @@ pub fn unrow(r: SealedRow) -> ApiResult<Sealed> {
 }
 
 /// Opens a stored version.
-pub fn open_row(
-    state: &AppState,
-    account_id: &str,
-    kind: &str,
-    version: i64,
-    sealed: SealedRow,
-) -> ApiResult<Plaintext> {
+pub fn open_row(state: &App, account_id: &str, kind: &str, version: i64, sealed: SealedRow) -> AppResult<Plaintext> {
     open(&state.vault, &SecretContext { account_id: account_id.into(), kind: kind.into(), version }, &unrow(sealed)?)
         .map_err(|e| {
             tracing::error!(account = %account_id, version, error = %e, "credential cannot be opened");
-            ApiError::internal()
+            AppError::internal()
         })
 }
 
 /// The current secret of `kind`, opened.
-pub async fn current(state: &AppState, account_id: &str, kind: &str) -> ApiResult<Option<(i64, Plaintext)>> {
+pub async fn current(state: &App, account_id: &str, kind: &str) -> AppResult<Option<(i64, Plaintext)>> {
     match state.store.current_secret(account_id, kind).await? {
         Some((v, sealed)) => Ok(Some((v, open_row(state, account_id, kind, v, sealed)?))),
         None => Ok(None),
     }
 }
 
-fn target_error(e: &ConnectError) -> ApiError {
-    let status = match e {
-        ConnectError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ConnectError::BadCredential(_) => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_GATEWAY,
+fn target_error(e: &ConnectError) -> AppError {
+    let kind = match e {
+        ConnectError::Unsupported(_) => ErrorKind::Invalid,
+        ConnectError::BadCredential(_) => ErrorKind::Conflict,
+        _ => ErrorKind::Upstream,
     };
-    ApiError::new(status, e.code(), e.to_string())
+    AppError::new(kind, e.code(), e.to_string())
 }
 
 /// An account's asset, its connector and where to reach it.
@@ -89,19 +85,19 @@ struct Plan {
     target: Target,
 }
 
-async fn plan(state: &AppState, account_id: &str) -> ApiResult<Plan> {
+async fn plan(state: &App, account_id: &str) -> AppResult<Plan> {
     let account = state.store.account(account_id).await?;
     let asset = state.store.asset(&account.asset_id).await?;
     let connector = portcullis_connect::for_platform(asset.platform.as_str()).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::new(
+            ErrorKind::Invalid,
             "unsupported_platform",
             format!("no connector changes credentials on {} assets yet", asset.platform),
         )
     })?;
     let port =
         asset.protocols.iter().find(|p| p.protocol == Protocol::Ssh).map(|p| p.port).ok_or_else(|| {
-            ApiError::conflict("no_ssh", format!("asset {} has no SSH protocol configured", asset.name))
+            AppError::conflict("no_ssh", format!("asset {} has no SSH protocol configured", asset.name))
         })?;
     let target =
         Target { host: asset.address.clone(), port, host_key: asset.host_key.clone(), timeout: TARGET_TIMEOUT };
@@ -109,7 +105,7 @@ async fn plan(state: &AppState, account_id: &str) -> ApiResult<Plan> {
 }
 
 /// Records what the connector saw: pins the host key on first use.
-async fn saw(state: &AppState, plan: &Plan, seen: &Seen) -> ApiResult<()> {
+async fn saw(state: &App, plan: &Plan, seen: &Seen) -> AppResult<()> {
     if plan.asset.host_key.is_none() && !seen.host_key.is_empty() {
         state.store.pin_host_key(state.now(), &plan.asset.id, &seen.host_key).await?;
     }
@@ -117,7 +113,7 @@ async fn saw(state: &AppState, plan: &Plan, seen: &Seen) -> ApiResult<()> {
 }
 
 /// Audits a host key mismatch as an alert of its own.
-async fn alert(state: &AppState, plan: &Plan, e: &ConnectError) -> ApiResult<()> {
+async fn alert(state: &App, plan: &Plan, e: &ConnectError) -> AppResult<()> {
     if let ConnectError::HostKeyMismatch { expected, presented } = e {
         state
             .store
@@ -134,11 +130,11 @@ async fn alert(state: &AppState, plan: &Plan, e: &ConnectError) -> ApiResult<()>
 }
 
 /// Which kind to act on when the caller did not say: the password if there is one.
-pub async fn default_kind(state: &AppState, account_id: &str, kind: Option<&str>) -> ApiResult<&'static str> {
+pub async fn default_kind(state: &App, account_id: &str, kind: Option<&str>) -> AppResult<&'static str> {
     match kind {
         Some("password") => Ok("password"),
         Some("ssh_key") => Ok("ssh_key"),
-        Some(_) => Err(ApiError::invalid("kind", "must be password or ssh_key")),
+        Some(_) => Err(AppError::invalid("kind", "must be password or ssh_key")),
         None => {
             Ok(if state.store.current_secret(account_id, "password").await?.is_some() { "password" } else { "ssh_key" })
         }
@@ -157,7 +153,7 @@ pub struct CheckResult {
 }
 
 /// Logs in to the target with the current credential of `kind`; audited either way.
-pub async fn check(state: &AppState, actor: &Actor, account_id: &str, kind: &'static str) -> ApiResult<CheckResult> {
+pub async fn check(state: &App, actor: &Actor, account_id: &str, kind: &'static str) -> AppResult<CheckResult> {
     let plan = plan(state, account_id).await?;
     let (version, secret) = current(state, account_id, kind).await?.ok_or_else(|| no_credential(kind))?;
     let result = plan.connector.check(&plan.target, login(&plan.account.name, kind, &secret)).await;
@@ -180,29 +176,44 @@ pub async fn check(state: &AppState, actor: &Actor, account_id: &str, kind: &'st
     Ok(CheckResult { version, error })
 }
 
-fn no_credential(kind: &str) -> ApiError {
-    ApiError::conflict("no_credential", format!("the vault holds no {} for this account", kind.replace('_', " ")))
+fn no_credential(kind: &str) -> AppError {
+    AppError::conflict("no_credential", format!("the vault holds no {} for this account", kind.replace('_', " ")))
 }
 
 /// The password profile for an asset: the asset's own, else its platform's, else the default.
-pub async fn profile_for(state: &AppState, asset: &Asset) -> ApiResult<PasswordProfile> {
+pub async fn profile_for(state: &App, asset: &Asset) -> AppResult<PasswordProfile> {
     for scope in [format!("asset:{}", asset.id), format!("platform:{}", asset.platform)] {
         if let Some(text) = state.store.password_profile(&scope).await? {
-            return crate::routes::profiles::parse_stored(&text).ok_or_else(ApiError::internal);
+            return profile_from_text(&text).ok_or_else(AppError::internal);
         }
     }
     Ok(PasswordProfile::default())
 }
 
+/// Reads a stored password profile (JSON: length, lowercase, uppercase, digits, symbols,
+/// excluded), as the profiles use case writes it.
+pub fn profile_from_text(text: &str) -> Option<PasswordProfile> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let flag = |k: &str| v.get(k).and_then(serde_json::Value::as_bool);
+    Some(PasswordProfile {
+        length: usize::try_from(v.get("length")?.as_u64()?).ok()?,
+        lowercase: flag("lowercase")?,
+        uppercase: flag("uppercase")?,
+        digits: flag("digits")?,
+        symbols: flag("symbols")?,
+        excluded: v.get("excluded").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned(),
+    })
+}
+
 /// Changes the credential of `kind` on the target and makes the new one current. Returns the
 /// new version.
 pub async fn change(
-    state: &AppState,
+    state: &App,
     actor: &Actor,
     account_id: &str,
     kind: &'static str,
     reason: &str,
-) -> ApiResult<portcullis_store::SecretVersion> {
+) -> AppResult<portcullis_store::SecretVersion> {
     let plan = plan(state, account_id).await?;
     // An interrupted change first: if its staged credential logs in, it is the real one.
     if let Some(recovered) = settle_staged(state, actor, &plan, kind).await? {
@@ -213,7 +224,7 @@ pub async fn change(
     // replacing the key.
     let service = match plan.asset.service_account_id.as_deref() {
         Some(id) if id != account_id => Some(state.store.account(id).await.map_err(|_| {
-            ApiError::conflict("service_account_missing", "the asset's service account no longer exists; set another")
+            AppError::conflict("service_account_missing", "the asset's service account no longer exists; set another")
         })?),
         _ => None,
     };
@@ -231,7 +242,7 @@ pub async fn change(
 
     let (new_secret, public) = if kind == "password" {
         let profile = profile_for(state, &plan.asset).await?;
-        let p = generate_password(&profile).map_err(|e| ApiError::invalid("profile", e.to_string()))?;
+        let p = generate_password(&profile).map_err(|e| AppError::invalid("profile", e.to_string()))?;
         (Plaintext::new(p.as_bytes().to_vec()), None)
     } else {
         let old_public = state
@@ -249,8 +260,8 @@ pub async fn change(
         let comment = format!("{}@portcullis", plan.account.name);
         let pair = tokio::task::spawn_blocking(move || generate_ssh_key(algorithm, &comment))
             .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(|_| ApiError::internal())?;
+            .map_err(|_| AppError::internal())?
+            .map_err(|_| AppError::internal())?;
         (pair.private_openssh, Some(pair.public_openssh))
     };
     let ring = state.vault.clone();
@@ -293,13 +304,34 @@ pub async fn change(
     }
 }
 
+/// Change now, asked by a person: as [`change`], and when the target could not be reached or
+/// refused, Asset Administrators are notified.
+pub async fn change_now(
+    state: &App,
+    actor: &Actor,
+    account_id: &str,
+    kind: &'static str,
+) -> AppResult<portcullis_store::SecretVersion> {
+    state.store.account(account_id).await?;
+    match change(state, actor, account_id, kind, "rotation").await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if e.kind == ErrorKind::Upstream {
+                let admins = admins(state).await?;
+                state.store.notify(state.now(), "credential_change_failed", account_id, &admins).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
 /// A staged version left by an interrupted change: made current if it logs in, else failed.
 async fn settle_staged(
-    state: &AppState,
+    state: &App,
     actor: &Actor,
     plan: &Plan,
     kind: &'static str,
-) -> ApiResult<Option<portcullis_store::SecretVersion>> {
+) -> AppResult<Option<portcullis_store::SecretVersion>> {
     let Some((version, sealed)) = state.store.staged_secret(&plan.account.id, kind).await? else { return Ok(None) };
     let secret = open_row(state, &plan.account.id, kind, version, sealed)?;
     let key = SecretKey { account_id: plan.account.id.clone(), kind: kind.into(), version };
@@ -339,7 +371,7 @@ async fn settle_staged(
                 return Ok(Some(v));
             }
             let v = versions.into_iter().find(|v| v.kind == kind && v.version == version);
-            v.map(Some).ok_or_else(ApiError::internal)
+            v.map(Some).ok_or_else(AppError::internal)
         }
         Err(ConnectError::AuthenticationFailed(_)) => {
             let details = json!({ "kind": kind, "version": version, "recovered": false });
@@ -355,12 +387,12 @@ async fn settle_staged(
 }
 
 /// Who hears about failed changes: Asset Administrators.
-pub async fn admins(state: &AppState) -> ApiResult<Vec<String>> {
+pub async fn admins(state: &App) -> AppResult<Vec<String>> {
     Ok(state.store.users_with_any_role(&[Role::AssetAdmin]).await?)
 }
 
 /// Runs the automatic changes that are due. Called by the server's scheduler.
-pub async fn run_due_changes(state: &AppState) -> ApiResult<usize> {
+pub async fn run_due_changes(state: &App) -> AppResult<usize> {
     let now = state.now();
     state.store.recover_changes(now - STALE_MICROS).await?;
     let due = state.store.due_changes(now, 20).await?;
@@ -393,4 +425,76 @@ pub async fn run_due_changes(state: &AppState) -> ApiResult<usize> {
         }
     }
     Ok(done)
+}
+
+/// A checked-out credential: the secret, opened, and what it belongs to.
+pub struct Checkout {
+    pub request_id: String,
+    pub account_id: String,
+    /// `password` or `ssh_key`.
+    pub kind: &'static str,
+    pub version: i64,
+    pub secret: Plaintext,
+}
+
+/// Show or Copy the credential of an available password or SSH key request (the requester
+/// only). Audited before the secret is returned: no audit row, no secret; a refused attempt
+/// by anyone else is audited as denied.
+pub async fn checkout(state: &App, caller: &Caller, request_id: &str, action: &str) -> AppResult<Checkout> {
+    if !matches!(action, "show" | "copy") {
+        return Err(AppError::invalid("action", "must be show or copy"));
+    }
+    let r = state.store.request(request_id).await?;
+    if r.requester_id != caller.user.id {
+        state
+            .store
+            .record(
+                &caller.actor(),
+                state.now(),
+                NewEvent::success("request.checkout", "request", &r.id).with_outcome(Outcome::Denied),
+            )
+            .await?;
+        return Err(AppError::forbidden("only the requester may check out this request's credential"));
+    }
+    let kind = match r.access_type {
+        AccessType::Password => "password",
+        AccessType::SshKey => "ssh_key",
+        other => {
+            return Err(AppError::conflict(
+                "wrong_access_type",
+                format!(
+                    "this is a {} session request; credentials are checked out only by password and SSH key requests",
+                    other.as_str()
+                ),
+            ))
+        }
+    };
+    if r.state != RequestState::Available {
+        return Err(AppError::conflict(
+            portcullis_store::state_code(r.state),
+            format!(
+                "the request is {}; a credential is only available while the request is available",
+                r.state.as_str().replace('_', " ")
+            ),
+        ));
+    }
+    let (version, sealed) = state.store.current_secret(&r.account_id, kind).await?.ok_or_else(|| {
+        AppError::conflict(
+            "no_credential",
+            format!("the vault holds no {} for this account; ask an Asset Administrator", kind.replace('_', " ")),
+        )
+    })?;
+    let secret = open_row(state, &r.account_id, kind, version, sealed)?;
+    state
+        .store
+        .record(
+            &caller.actor(),
+            state.now(),
+            NewEvent::success("request.checkout", "request", &r.id).with_details(
+                json!({ "action": action, "account_id": r.account_id, "kind": kind, "version": version }),
+            ),
+        )
+        .await?;
+    state.metrics.checkouts.inc();
+    Ok(Checkout { request_id: r.id, account_id: r.account_id, kind, version, secret })
 }

@@ -1,0 +1,249 @@
+//! Sign-in for every front end: password hashing (argon2id), bearer and launch tokens, the
+//! password + one-time-code check with lockout, and resolving a bearer token to its caller.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use portcullis_core::role::Role;
+use portcullis_core::totp;
+use portcullis_store::{Actor, User};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::state::App;
+
+/// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes). CPU-heavy: call
+/// from a blocking task.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters cannot fail")
+        .to_string()
+}
+
+/// argon2's working memory (19 MiB each at the default cost), kept for reuse: a fresh
+/// allocation for every verification cost as much again as the hashing itself (page faults,
+/// the kernel zeroing new pages, unmapping). At most `MEMORY_KEPT` are kept (so the server
+/// holds at most that many × 19 MiB); each is wiped after use.
+static ARGON2_MEMORY: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+const MEMORY_KEPT: usize = 2;
+
+/// Verifies a password against a PHC string (argon2id, argon2i or argon2d with the
+/// parameters the string names); the comparison of the hashes is constant-time.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else { return false };
+    let (Ok(algorithm), Ok(params)) = (argon2::Algorithm::try_from(hash.algorithm), argon2::Params::try_from(&hash))
+    else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let blocks = argon.params().block_count();
+    let mut memory = ARGON2_MEMORY.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let hashed = argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..blocks]);
+    memory[..blocks].fill(argon2::Block::default());
+    {
+        let mut kept = ARGON2_MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < MEMORY_KEPT {
+            kept.push(memory);
+        }
+    }
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+pub async fn hash_password_blocking(password: Zeroizing<String>) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|_| AppError::internal())
+}
+
+pub async fn verify_password_blocking(password: Zeroizing<String>, phc: String) -> Result<bool, AppError> {
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.map_err(|_| AppError::internal())
+}
+
+/// A new random bearer token with a readable prefix (`pcs_` login session, `pct_` API token).
+pub fn new_token(prefix: &str) -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    Zeroizing::new(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref())))
+}
+
+/// What the store keeps of a token.
+pub fn token_hash(token: &str) -> String {
+    hex_lower(&Sha256::digest(token.as_bytes()))
+}
+
+pub fn hex_lower(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub token_hash: String,
+    pub api_token_id: Option<String>,
+    pub source: String,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor { id: self.user.id.clone(), name: self.user.username.clone(), source: self.source.clone() }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.user.roles.contains(&role)
+    }
+
+    /// Whether the caller may manage `target`: an Appliance Administrator may manage anyone;
+    /// others only users whose administrative roles they hold themselves, so no one gains a
+    /// role by taking over a more privileged account.
+    pub fn may_manage(&self, target: &User) -> bool {
+        self.has(Role::ApplianceAdmin) || target.roles.iter().all(|r| self.has(*r))
+    }
+}
+
+/// The caller a bearer token (login session or API token) stands for, if it is valid and its
+/// user is enabled.
+pub async fn authenticate(state: &App, token: &str, source: String) -> AppResult<Caller> {
+    let hash = token_hash(token);
+    let principal = state
+        .store
+        .principal(&hash, state.now())
+        .await?
+        .ok_or_else(|| AppError::unauthenticated("the token is invalid, expired or revoked; sign in again"))?;
+    if principal.user.disabled {
+        return Err(AppError::unauthenticated("this account is disabled"));
+    }
+    Ok(Caller { user: principal.user, token_hash: hash, api_token_id: principal.api_token_id, source })
+}
+
+/// A valid argon2id hash of a random password: unknown usernames are checked against it so
+/// that their response time matches that of known ones.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password(&new_token("dummy_")));
+
+/// Checks a sign-in (password and, when enrolled, TOTP code) with lockout, for the API and the
+/// SSH proxy alike. Failures are audited and counted; returns the user and the TOTP step used.
+/// Errors: `invalid_credentials`, `account_locked`, `totp_required` (401).
+pub async fn verify_login(
+    state: &App,
+    source: &str,
+    username: &str,
+    password: Zeroizing<String>,
+    totp_code: Option<&str>,
+) -> AppResult<(User, Option<i64>)> {
+    let now = state.now();
+    // An unknown username is not recorded: people type passwords into the username field,
+    // and the audit log must not keep them. Known users are named by their username.
+    let known_name = |id: &str| if id.is_empty() { "unknown".to_owned() } else { username.to_owned() };
+    let actor = |id: &str| Actor { id: id.to_owned(), name: known_name(id), source: source.to_owned() };
+    let invalid = || AppError::new(ErrorKind::Unauthenticated, "invalid_credentials", "wrong username or password");
+    let fail = |id: String, reason: &'static str| {
+        let state = state.clone();
+        let actor = actor(&id);
+        async move {
+            state.metrics.logins_failed.inc();
+            let lock_until = now + state.auth.lockout_minutes * 60_000_000;
+            state.store.record_login_failure(&actor, now, &id, state.auth.lockout_threshold, lock_until, reason).await
+        }
+    };
+
+    let login_state = if username.len() <= 64 { state.store.login_state(username).await? } else { None };
+    let Some(login_state) = login_state else {
+        verify_password_blocking(password, DUMMY_HASH.clone()).await?;
+        fail(String::new(), "unknown user").await?;
+        return Err(invalid());
+    };
+    let user = &login_state.user;
+    if user.locked_until.is_some_and(|t| t > now) {
+        fail(user.id.clone(), "account locked").await?;
+        return Err(AppError::new(
+            ErrorKind::Unauthenticated,
+            "account_locked",
+            "too many failed sign-ins; the account is locked for a while (a User Administrator can unlock it)",
+        ));
+    }
+    let password_ok = verify_password_blocking(password, login_state.password_hash.clone()).await?;
+    if !password_ok || user.disabled {
+        let locked = fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
+        if locked {
+            return Err(AppError::new(
+                ErrorKind::Unauthenticated,
+                "account_locked",
+                "too many failed sign-ins; the account is now locked for a while",
+            ));
+        }
+        return Err(invalid());
+    }
+    let mut totp_step = None;
+    if user.totp_enabled {
+        let Some(code) = totp_code else {
+            return Err(AppError::new(
+                ErrorKind::Unauthenticated,
+                "totp_required",
+                "this account uses a one-time code: send totp_code",
+            ));
+        };
+        let secret = login_state.totp_secret.as_deref().and_then(totp::decode_secret).map(Zeroizing::new);
+        let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login_state.totp_last_step));
+        let consumed = match step {
+            Some(step) => state.store.consume_totp_step(&user.id, step).await?,
+            None => false,
+        };
+        if !consumed {
+            fail(user.id.clone(), "wrong one-time code").await?;
+            return Err(AppError::new(
+                ErrorKind::Unauthenticated,
+                "invalid_credentials",
+                "wrong or reused one-time code",
+            ));
+        }
+        totp_step = step;
+    }
+    Ok((login_state.user, totp_step))
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn verification_follows_the_stored_parameters_and_reuses_memory_safely() {
+        let phc = hash_password("correct horse");
+        // Repeated (the kept memory is reused) and interleaved with failures.
+        for _ in 0..3 {
+            assert!(verify_password("correct horse", &phc));
+            assert!(!verify_password("correct horsf", &phc));
+        }
+        // Other algorithms and costs, as named by the PHC string.
+        let params = argon2::Params::new(4096, 3, 1, Some(32)).unwrap();
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let other = Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        assert!(other.starts_with("$argon2i$"));
+        assert!(verify_password("pw", &other));
+        assert!(!verify_password("pW", &other));
+        // Malformed or altered strings never verify.
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert!(!verify_password("correct horse", &phc.replace("$argon2id$", "$argon2x$")));
+        let mut altered = phc.clone();
+        let last = altered.pop().unwrap();
+        altered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(!verify_password("correct horse", &altered));
+    }
+}

@@ -1,0 +1,24 @@
+//! The application layer of Portcullis: the use cases every front end calls (the HTTP API,
+//! the SSH proxy, and the web UI, Telnet and RDP proxies to come) and the state they share.
+//!
+//! A front end turns its input into a use-case call and the result into its own output; it
+//! holds no business rule. Who may do what is decided in [`access`], whichever front end
+//! asks. This crate knows nothing of HTTP, JSON DTOs or SSH.
+
+pub mod access;
+pub mod auth;
+pub mod credentials;
+pub mod error;
+pub mod metrics;
+pub mod outbox;
+pub mod policies;
+pub mod policy_cache;
+pub mod requests;
+pub mod scheduler;
+pub mod sessions;
+pub mod state;
+
+pub use error::{AppError, AppResult, ErrorKind};
+pub use metrics::Metrics;
+pub use sessions::{LiveSession, LiveSessions};
+pub use state::{App, AuthSettings, ChangeSettings, Clock, SystemClock};

@@ -1,0 +1,42 @@
+//! The metrics registry (Prometheus, OpenMetrics text) and the counters the use cases bump.
+//! Front ends register their own families (HTTP requests by route, …) into the same registry.
+
+use std::sync::Mutex;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::{Metric, Registry};
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub logins_failed: Counter,
+    pub checkouts: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let logins_failed = Counter::default();
+        registry.register("logins_failed", "Failed sign-in attempts", logins_failed.clone());
+        let checkouts = Counter::default();
+        registry.register("credential_checkouts", "Credentials checked out", checkouts.clone());
+        Metrics { registry: Mutex::new(registry), logins_failed, checkouts }
+    }
+
+    /// Adds a front end's metric to the registry.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner()).register(name, help, metric);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,62 @@
+//! Policy questions as use cases: which policy would govern a request, and why every other
+//! one was eliminated (R-POL-5), answered from the policy snapshot.
+
+use jiff::tz::TimeZone;
+use portcullis_core::policy::AccessType;
+
+use crate::error::{AppError, AppResult};
+use crate::policy_cache::Ask;
+use crate::state::App;
+
+/// One candidate policy and its verdict.
+pub struct Candidate {
+    pub policy_id: String,
+    pub policy_name: String,
+    pub entitlement_id: String,
+    pub entitlement_name: String,
+    /// `governs`, or the code of the filter that eliminated it.
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+pub struct Explanation {
+    pub governing_policy_id: Option<String>,
+    /// The requester's zone, in which windows were evaluated.
+    pub time_zone: String,
+    pub at: i64,
+    pub candidates: Vec<Candidate>,
+}
+
+/// Which policy would govern a request by this user for this account, access type, time and
+/// emergency flag.
+pub async fn explain(
+    state: &App,
+    user_id: &str,
+    account_id: &str,
+    access_type: AccessType,
+    at: Option<i64>,
+    emergency: bool,
+) -> AppResult<Explanation> {
+    let at = at.unwrap_or_else(|| state.now());
+    let rules = state.policies.get(&state.store).await?;
+    let zone = rules.zone_of(user_id).ok_or_else(|| AppError::invalid("user_id", "no such user"))?;
+    if rules.asset_of(account_id).is_none() {
+        return Err(AppError::invalid("account_id", "no such account"));
+    }
+    let tz = TimeZone::get(zone).map_err(|_| AppError::invalid("user_id", "the user's time zone is not valid"))?;
+    let ask = Ask { user_id, account_id, access_type, at, emergency };
+    let r = rules.explain(&ask, &tz)?;
+    let candidates = r
+        .verdicts
+        .into_iter()
+        .map(|v| Candidate {
+            policy_name: rules.policy(&v.policy_id).map(|p| p.name.clone()).unwrap_or_default(),
+            entitlement_name: rules.entitlement_names.get(&v.entitlement_id).cloned().unwrap_or_default(),
+            outcome: v.eliminated.map_or("governs", |e| e.code()),
+            reason: v.eliminated.map_or("this policy governs the request", |e| e.describe()),
+            policy_id: v.policy_id,
+            entitlement_id: v.entitlement_id,
+        })
+        .collect();
+    Ok(Explanation { governing_policy_id: r.governing, time_zone: zone.to_owned(), at, candidates })
+}

@@ -1,0 +1,289 @@
+//! Creating requests: one request per account, each with its own outcome; the governing
+//! policy of every account resolved first, since a detail one policy requires is required for
+//! all (R-REQ-1).
+
+use std::collections::HashSet;
+
+use jiff::tz::TimeZone;
+use portcullis_core::policy::AccessType;
+use portcullis_core::request::{self, Action};
+use portcullis_core::schedule::{allowed_until, local_slot};
+use portcullis_store::{NewRequest, Policy};
+
+use super::{check_comment, parse_access_type, RequestView, MAX_ASSETS};
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult};
+use crate::policy_cache::{Ask, PolicySnapshot};
+use crate::state::App;
+
+/// One account asked for, with its access type (`password`, `ssh_key`, `ssh`, `rdp`, `telnet`).
+#[derive(Debug, Clone)]
+pub struct AccountChoice {
+    pub account_id: String,
+    pub access_type: String,
+}
+
+/// What the requester asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewRequests {
+    pub accounts: Vec<AccountChoice>,
+    pub emergency: bool,
+    /// Now when absent; RFC 3339, or a local date-time in the requester's time zone.
+    pub start_at: Option<String>,
+    /// The policy's duration when absent.
+    pub duration_minutes: Option<i64>,
+    pub ticket: Option<String>,
+    pub reason_code: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// The outcome for one account.
+pub struct AccountOutcome {
+    pub account_id: String,
+    pub access_type: String,
+    pub result: AppResult<RequestView>,
+}
+
+pub struct Batch {
+    pub batch_id: String,
+    /// One per account, in the order asked.
+    pub outcomes: Vec<AccountOutcome>,
+}
+
+/// A start time: RFC 3339 with an offset, or a local date-time (`2026-12-01T09:00`) in the
+/// requester's time zone (R-REQ-1).
+pub fn parse_local_or_ts(field: &str, text: &str, tz: &TimeZone) -> AppResult<i64> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t.as_microsecond());
+    }
+    text.parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| dt.to_zoned(tz.clone()).ok())
+        .map(|z| z.timestamp().as_microsecond())
+        .ok_or_else(|| {
+            AppError::invalid(
+                field,
+                format!("'{text}' is neither an RFC 3339 time nor a local date-time such as 2026-12-01T09:00"),
+            )
+        })
+}
+
+fn validate(req: &NewRequests) -> AppResult<()> {
+    if req.accounts.is_empty() {
+        return Err(AppError::invalid("accounts", "name at least one account"));
+    }
+    if req.accounts.len() > 500 {
+        return Err(AppError::invalid("accounts", "at most 500 accounts per request"));
+    }
+    check_comment(req.comment.as_deref())?;
+    for (field, v) in [("ticket", &req.ticket), ("reason_code", &req.reason_code)] {
+        if let Some(v) = v {
+            portcullis_core::validate::name(field, v)?;
+        }
+    }
+    Ok(())
+}
+
+fn no_policy(access_type: AccessType, emergency: bool, why: &str) -> AppError {
+    AppError::refused(
+        "no_governing_policy",
+        format!(
+            "you may not request {} access to this account {}: {why}; ask a Security Policy Administrator, or choose another time",
+            access_type.as_str(),
+            if emergency { "as an emergency" } else { "now" }
+        ),
+    )
+}
+
+/// Validates and creates one request per account.
+pub async fn create(state: &App, caller: &Caller, req: NewRequests) -> AppResult<Batch> {
+    let now = state.now();
+    validate(&req)?;
+    if let Some(code) = &req.reason_code {
+        if !state.store.reason_codes().await?.iter().any(|r| &r.name == code) {
+            return Err(AppError::invalid(
+                "reason_code",
+                format!("'{code}' is not a reason code; see GET /api/v1/reason-codes"),
+            ));
+        }
+    }
+    let tz = TimeZone::get(&caller.user.time_zone).unwrap_or(TimeZone::UTC);
+    let start = req.start_at.as_deref().map(|t| parse_local_or_ts("start_at", t, &tz)).transpose()?;
+    let access_types = req
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| parse_access_type(&format!("accounts[{i}].access_type"), &a.access_type))
+        .collect::<AppResult<Vec<_>>>()?;
+    let rules = state.policies.get(&state.store).await?;
+    let assets: HashSet<&str> = req.accounts.iter().filter_map(|a| rules.asset_of(&a.account_id)).collect();
+    if assets.len() > MAX_ASSETS {
+        return Err(AppError::invalid(
+            "accounts",
+            format!("a request may name accounts on at most {MAX_ASSETS} assets (found {})", assets.len()),
+        ));
+    }
+    let sessions_enabled = if access_types.iter().any(|t| t.is_session()) {
+        state.store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await?
+    } else {
+        true
+    };
+
+    // Resolve the governing policy of every account first.
+    let governing: Vec<AppResult<&Policy>> = req
+        .accounts
+        .iter()
+        .zip(&access_types)
+        .map(|(a, &access_type)| {
+            let ask = Ask {
+                user_id: &caller.user.id,
+                account_id: &a.account_id,
+                access_type,
+                at: start.unwrap_or(now),
+                emergency: req.emergency,
+            };
+            let r = rules.resolve(&ask, &tz)?;
+            match r.governing {
+                Some(id) => rules.policy(&id).ok_or_else(AppError::internal),
+                None => {
+                    let why = r
+                        .verdicts
+                        .iter()
+                        .filter_map(|v| v.eliminated)
+                        .min()
+                        .map(|e| e.describe())
+                        .unwrap_or("no policy covers this account for you");
+                    Err(no_policy(access_type, req.emergency, why))
+                }
+            }
+        })
+        .collect();
+    let needs = |f: fn(&Policy) -> bool| governing.iter().flatten().any(|p| f(p));
+    if needs(|p| p.settings.ticket_required) && req.ticket.is_none() {
+        return Err(AppError::invalid("ticket", "a ticket number is required by the policy of one of the accounts"));
+    }
+    if needs(|p| p.settings.reason_required) && req.reason_code.is_none() {
+        return Err(AppError::invalid("reason_code", "a reason is required by the policy of one of the accounts"));
+    }
+    if needs(|p| p.settings.comment_required) && req.comment.as_deref().is_none_or(str::is_empty) {
+        return Err(AppError::invalid("comment", "a comment is required by the policy of one of the accounts"));
+    }
+
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let mut outcomes = Vec::with_capacity(req.accounts.len());
+    for (i, choice) in req.accounts.iter().enumerate() {
+        let result = async {
+            if access_types[i].is_session() && !sessions_enabled {
+                return Err(AppError::refused(
+                    "service_disabled",
+                    "session requests are switched off by an Appliance Administrator; request password access, or ask them to switch sessions on",
+                ));
+            }
+            let policy = *governing[i].as_ref().map_err(Clone::clone)?;
+            let one = One { account_id: &choice.account_id, access_type: access_types[i], policy, start };
+            create_one(state, caller, &rules, &tz, &req, &batch_id, one, now).await
+        }
+        .await;
+        outcomes.push(AccountOutcome {
+            account_id: choice.account_id.clone(),
+            access_type: choice.access_type.clone(),
+            result,
+        });
+    }
+    Ok(Batch { batch_id, outcomes })
+}
+
+struct One<'a> {
+    account_id: &'a str,
+    access_type: AccessType,
+    policy: &'a Policy,
+    start: Option<i64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create_one(
+    state: &App,
+    caller: &Caller,
+    rules: &PolicySnapshot,
+    tz: &TimeZone,
+    req: &NewRequests,
+    batch_id: &str,
+    one: One<'_>,
+    now: i64,
+) -> AppResult<RequestView> {
+    let policy = one.policy;
+    let asset_id = rules.asset_of(one.account_id).ok_or_else(|| AppError::not_found("account"))?;
+    let s = &policy.settings;
+    let (start_at, mut end_at) = request::period(
+        now,
+        one.start,
+        req.duration_minutes,
+        s.default_duration_minutes,
+        s.max_duration_minutes,
+        s.duration_changeable,
+    )?;
+    // Access is only usable inside the windows' overlap: clip the end (see core::policy).
+    let ent_w = rules.entitlement_windows.get(&policy.entitlement_id).cloned().unwrap_or_default();
+    if !(ent_w.is_unrestricted() && policy.windows.is_unrestricted()) {
+        let from =
+            jiff::Timestamp::from_microsecond(start_at).map_err(|_| AppError::invalid("start_at", "out of range"))?;
+        let until = jiff::Timestamp::from_microsecond(end_at)
+            .map_err(|_| AppError::invalid("duration_minutes", "out of range"))?;
+        debug_assert!(ent_w.permits_slot(local_slot(from, tz)));
+        end_at = allowed_until(from, until, tz, |slot| ent_w.permits_slot(slot) && policy.windows.permits_slot(slot))
+            .as_microsecond();
+    }
+    let ctx = rules.approval(&policy.id);
+    let notify = if req.emergency {
+        ctx.approvers_per_level.concat()
+    } else {
+        ctx.approvers_per_level.first().cloned().unwrap_or_default()
+    };
+    let new = NewRequest {
+        batch_id: batch_id.to_owned(),
+        requester_id: caller.user.id.clone(),
+        account_id: one.account_id.to_owned(),
+        asset_id: asset_id.to_owned(),
+        access_type: one.access_type,
+        policy_id: policy.id.clone(),
+        emergency: req.emergency,
+        start_at,
+        end_at,
+        ticket: req.ticket.clone(),
+        reason_code: req.reason_code.clone(),
+        comment: req.comment.clone(),
+        review_required: s.review_required,
+        approved_at_once: s.auto_approve || req.emergency,
+        simultaneous_access: s.simultaneous_access,
+        notify,
+    };
+    let created = state.store.create_request(&caller.actor(), now, new).await?;
+    // A new request has no approvals yet.
+    let pending_approvals = super::pending_count(&created, &ctx, &[]);
+    Ok(RequestView { request: created, pending_approvals })
+}
+
+/// Submits a revoked or denied request again, with the same account and details, starting
+/// now; the requester only. The old request stays as it is.
+pub async fn resubmit(state: &App, caller: &Caller, id: &str) -> AppResult<Batch> {
+    let (r, rel) = super::relation_to(state, caller, id).await?;
+    if !rel.requester {
+        return Err(AppError::forbidden("only the requester may resubmit this request"));
+    }
+    request::check(r.state, Action::Resubmit)
+        .map_err(|e| AppError::conflict(portcullis_store::state_code(r.state), e.to_string()))?;
+    let minutes = (r.end_at - r.start_at) / 60_000_000;
+    let again = NewRequests {
+        accounts: vec![AccountChoice {
+            account_id: r.account_id.clone(),
+            access_type: r.access_type.as_str().to_owned(),
+        }],
+        emergency: r.emergency,
+        start_at: None,
+        duration_minutes: Some(minutes.max(1)),
+        ticket: r.ticket.clone(),
+        reason_code: r.reason_code.clone(),
+        comment: r.comment.clone(),
+    };
+    create(state, caller, again).await
+}

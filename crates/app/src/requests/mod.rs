@@ -1,0 +1,179 @@
+//! Access requests (R-REQ-1..8) as use cases: create (one outcome per account), decide
+//! (approve, deny, bulk), act (cancel, revoke, check in, review, remove), resubmit, the lists
+//! and explain. Who may do what to a request is decided in [`crate::access`].
+
+mod create;
+mod decide;
+
+pub use create::{create, parse_local_or_ts, resubmit, AccountChoice, AccountOutcome, Batch, NewRequests};
+pub use decide::{act, bulk_decide, decide, BulkOutcome, Decision};
+
+use portcullis_core::policy::AccessType;
+use portcullis_core::request::RequestState;
+use portcullis_core::role::Role;
+use portcullis_store::{AccessRequest, Approval, ApprovalContext, HistoryEntry};
+
+use crate::access::{self, Relation};
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult};
+use crate::policy_cache::PolicySnapshot;
+use crate::state::App;
+
+/// The most assets one request may name (R-REQ-1).
+pub const MAX_ASSETS: usize = 50;
+pub const COMMENT_MAX: usize = 255;
+
+/// A request as people see it: with the approvals still missing, for pending ones.
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    pub request: AccessRequest,
+    /// Approvals still needed (this level and the ones after it), for pending requests.
+    pub pending_approvals: Option<u32>,
+}
+
+impl RequestView {
+    /// "Pending 1 approval", or the state in words.
+    pub fn status_text(&self) -> String {
+        match (self.request.state, self.pending_approvals) {
+            (RequestState::PendingApproval, Some(n)) => {
+                format!("Pending {n} approval{}", if n == 1 { "" } else { "s" })
+            }
+            (s, _) => s.as_str().replace('_', " "),
+        }
+    }
+}
+
+/// A request with its approvals and whole history.
+pub struct RequestDetail {
+    pub view: RequestView,
+    pub approvals: Vec<Approval>,
+    pub history: Vec<HistoryEntry>,
+}
+
+pub fn parse_access_type(field: &str, s: &str) -> AppResult<AccessType> {
+    AccessType::parse(s).ok_or_else(|| AppError::invalid(field, "must be password, ssh_key, ssh, rdp or telnet"))
+}
+
+pub(crate) fn check_comment(c: Option<&str>) -> AppResult<()> {
+    if let Some(c) = c {
+        if c.chars().count() > COMMENT_MAX {
+            return Err(AppError::invalid("comment", format!("must be at most {COMMENT_MAX} characters")));
+        }
+        portcullis_core::validate::description("comment", c)?;
+    }
+    Ok(())
+}
+
+/// Approvals still needed: the rest of the current level and every later level.
+fn pending_count(r: &AccessRequest, ctx: &ApprovalContext, approvals: &[Approval]) -> Option<u32> {
+    if r.state != RequestState::PendingApproval {
+        return None;
+    }
+    let have = approvals.iter().filter(|a| a.level == r.current_level && a.decision == "approve").count() as u32;
+    let level = r.current_level as usize;
+    let required = ctx.required_per_level.get(level).copied().unwrap_or(1);
+    let later: u32 = ctx.required_per_level.iter().skip(level + 1).sum();
+    Some(required.saturating_sub(have) + later)
+}
+
+pub(crate) async fn view_with(state: &App, rules: &PolicySnapshot, r: AccessRequest) -> AppResult<RequestView> {
+    let pending_approvals = if r.state == RequestState::PendingApproval && rules.policy(&r.policy_id).is_some() {
+        let approvals = state.store.request_approvals(&r.id).await?;
+        pending_count(&r, &rules.approval(&r.policy_id), &approvals)
+    } else {
+        None
+    };
+    Ok(RequestView { request: r, pending_approvals })
+}
+
+/// A request the caller may see, with their relation to it; "not found" otherwise.
+pub async fn show(state: &App, caller: &Caller, id: &str) -> AppResult<RequestDetail> {
+    let rules = state.policies.get(&state.store).await?;
+    let (r, _) = access::visible_request(state, &rules, caller, id).await?;
+    let approvals = state.store.request_approvals(&r.id).await?;
+    let history = state.store.request_history(&r.id).await?;
+    let pending_approvals = pending_count(&r, &rules.approval(&r.policy_id), &approvals);
+    Ok(RequestDetail { view: RequestView { request: r, pending_approvals }, approvals, history })
+}
+
+/// Which requests to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListScope {
+    /// The caller's own.
+    Mine,
+    /// Everyone's (Security Policy Administrators, Auditors, Appliance Administrators).
+    All,
+}
+
+/// The caller's requests (or all), newest first.
+pub async fn list(
+    state: &App,
+    caller: &Caller,
+    scope: ListScope,
+    filter_state: Option<RequestState>,
+    limit: i64,
+) -> AppResult<Vec<RequestView>> {
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::invalid("limit", "must be 1 to 1000"));
+    }
+    let requester = match scope {
+        ListScope::Mine => Some(caller.user.id.as_str()),
+        ListScope::All
+            if [Role::SecurityPolicyAdmin, Role::Auditor, Role::ApplianceAdmin].iter().any(|r| caller.has(*r)) =>
+        {
+            None
+        }
+        ListScope::All => {
+            return Err(AppError::forbidden("only Security Policy Administrators and Auditors may list all requests"))
+        }
+    };
+    let rules = state.policies.get(&state.store).await?;
+    let list = state.store.requests(requester, filter_state, limit).await?;
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        out.push(view_with(state, &rules, r).await?);
+    }
+    Ok(out)
+}
+
+/// Requests waiting for the caller's approval at their current level.
+pub async fn waiting_for_approval(state: &App, caller: &Caller) -> AppResult<Vec<RequestView>> {
+    let rules = state.policies.get(&state.store).await?;
+    let pending = state.store.requests(None, Some(RequestState::PendingApproval), 1000).await?;
+    let mut out = Vec::new();
+    for r in pending {
+        if r.requester_id == caller.user.id || rules.policy(&r.policy_id).is_none() {
+            continue;
+        }
+        let ctx = rules.approval(&r.policy_id);
+        let level = r.current_level as usize;
+        if !ctx.approvers_per_level.get(level).is_some_and(|l| l.contains(&caller.user.id)) {
+            continue;
+        }
+        let approvals = state.store.request_approvals(&r.id).await?;
+        if approvals.iter().any(|a| a.approver_id == caller.user.id) {
+            continue;
+        }
+        let pending_approvals = pending_count(&r, &ctx, &approvals);
+        out.push(RequestView { request: r, pending_approvals });
+    }
+    Ok(out)
+}
+
+/// How many of these accounts are in use at a time (R-REQ-8): the ids in use.
+pub async fn accounts_in_use(state: &App, account_ids: &[String], at: i64) -> AppResult<(usize, Vec<String>)> {
+    if account_ids.len() > 1000 {
+        return Err(AppError::invalid("account_ids", "at most 1000 accounts"));
+    }
+    let mut ids = account_ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    let in_use = state.store.accounts_in_use(&ids, at).await?;
+    Ok((ids.len(), in_use))
+}
+
+/// The caller's relation to a request they may see.
+pub async fn relation_to(state: &App, caller: &Caller, id: &str) -> AppResult<(AccessRequest, Relation)> {
+    let rules = state.policies.get(&state.store).await?;
+    access::visible_request(state, &rules, caller, id).await
+}

@@ -1,0 +1,39 @@
+//! Due work: time-based request transitions and automatic credential changes. Each runs as
+//! its own loop, started once per node by the binary.
+
+use std::time::Duration;
+
+use crate::state::App;
+
+/// Drives time-based transitions (approved → available at the start, → expired at the end).
+/// It works from the database alone, so after a restart it catches up on whatever came due
+/// while the server was down, audited with the real time of the catch-up.
+pub async fn run_transitions(state: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.run_due_transitions(state.now()).await {
+            Ok(done) => {
+                for t in &done {
+                    tracing::info!(request = %t.request_id, from = %t.from, to = %t.to, "scheduled transition");
+                }
+                state.publish(done);
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduler pass failed"),
+        }
+    }
+}
+
+/// Runs automatic credential changes as they come due (after check-in, expiry, revocation),
+/// one at a time, apart from the transitions so that a slow target delays nothing else.
+pub async fn run_credential_changes(state: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = crate::credentials::run_due_changes(&state).await {
+            tracing::warn!(code = e.code, message = %e.message, "credential change pass failed");
+        }
+    }
+}

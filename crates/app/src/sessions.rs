@@ -1,0 +1,214 @@
+//! Sessions as use cases: the live registry of this node, who may see which session, listing,
+//! terminating, opening a recording (verify, export) and one-time launch tokens. Protocol
+//! proxies register their sessions here; front ends end them through here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use portcullis_core::policy::AccessType;
+use portcullis_core::request::RequestState;
+use portcullis_recording::RecordingKey;
+use portcullis_store::{NewEvent, Outcome, SessionQuery, SessionRecord};
+use portcullis_vault::{open, SecretContext};
+use serde_json::json;
+
+use crate::access::{self, Relation};
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult};
+use crate::state::App;
+
+/// Live proxied sessions on this node, so that any front end can end them.
+#[derive(Default)]
+pub struct LiveSessions {
+    inner: Mutex<HashMap<String, LiveSession>>,
+}
+
+/// A live session's handle: send a reason to end it.
+#[derive(Clone)]
+pub struct LiveSession {
+    pub request_id: String,
+    pub user_id: String,
+    pub kill: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl LiveSessions {
+    pub fn register(&self, id: &str, session: LiveSession) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), session);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Asks a live session to end; `false` if it is not live here.
+    pub fn terminate(&self, id: &str, reason: &str) -> bool {
+        let s = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        s.is_some_and(|s| s.kill.send(reason.to_owned()).is_ok())
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Loads a session and the caller's relation to its request; "not found" if the caller may
+/// not see it (their own sessions, and those of requests they may see).
+pub async fn visible(state: &App, caller: &Caller, id: &str) -> AppResult<(SessionRecord, Relation)> {
+    let s = state.store.session(id).await?;
+    let own = s.user_id == caller.user.id;
+    let rel = match &s.request_id {
+        Some(r) => match state.store.request(r).await {
+            Ok(req) => Some(access::relation(&*state.policies.get(&state.store).await?, caller, &req)),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let rel = rel.unwrap_or(Relation { requester: own, ..Relation::of_roles(caller) });
+    if !(own || rel.any()) {
+        return Err(AppError::not_found("session"));
+    }
+    Ok((s, rel))
+}
+
+/// Sessions the caller may see, newest first: all for Security Policy Administrators and
+/// Auditors; those of a request they approve or review (with `request_id`); else their own.
+pub async fn list(
+    state: &App,
+    caller: &Caller,
+    live: Option<bool>,
+    request_id: Option<String>,
+    limit: i64,
+) -> AppResult<Vec<SessionRecord>> {
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::invalid("limit", "must be 1 to 1000"));
+    }
+    let mut everyone = access::sees_everything(caller);
+    if let Some(r) = &request_id {
+        // Approvers and reviewers see the sessions of requests they can see.
+        let (_, rel) = crate::requests::relation_to(state, caller, r).await?;
+        everyone |= rel.approver || rel.reviewer || rel.admin || rel.auditor;
+    }
+    let query = SessionQuery { live, request_id, user_id: (!everyone).then(|| caller.user.id.clone()), limit };
+    Ok(state.store.sessions(&query).await?)
+}
+
+/// Ends a live session at once (an approver of its request, or a Security Policy
+/// Administrator); the user sees the reason. Returns the session as it ended.
+pub async fn terminate(state: &App, caller: &Caller, id: &str, reason: Option<&str>) -> AppResult<SessionRecord> {
+    if reason.is_some_and(|r| r.len() > 200 || r.chars().any(char::is_control)) {
+        return Err(AppError::invalid("reason", "at most 200 characters, no control characters"));
+    }
+    let (s, rel) = visible(state, caller, id).await?;
+    access::may_terminate(&rel)?;
+    if s.ended_at.is_some() {
+        return Err(AppError::conflict("session_ended", "the session has already ended"));
+    }
+    let reason =
+        format!("terminated by {}{}", caller.user.username, reason.map(|r| format!(": {r}")).unwrap_or_default());
+    state
+        .store
+        .record(
+            &caller.actor(),
+            state.now(),
+            NewEvent::success("session.terminate", "session", &s.id).with_details(json!({ "reason": reason })),
+        )
+        .await?;
+    if !state.live.terminate(&s.id, &reason) {
+        return Err(AppError::conflict("session_not_live", "the session is not live on this server"));
+    }
+    // The proxy closes the row; wait briefly so the answer shows the end.
+    for _ in 0..40 {
+        let now = state.store.session(&s.id).await?;
+        if now.ended_at.is_some() {
+            return Ok(now);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(state.store.session(&s.id).await?)
+}
+
+/// A recording the caller may replay: its file and its opened data key.
+pub struct OpenRecording {
+    pub session: SessionRecord,
+    pub path: PathBuf,
+    pub key: RecordingKey,
+}
+
+/// Opens a session's recording for a caller who may replay it (reviewers, Security Policy
+/// Administrators, Auditors).
+pub async fn recording(state: &App, caller: &Caller, id: &str) -> AppResult<OpenRecording> {
+    let (s, rel) = visible(state, caller, id).await?;
+    access::may_replay(&rel)?;
+    let file = s.recording.clone().ok_or_else(|| AppError::not_found("recording"))?;
+    let sealed = crate::credentials::unrow(state.store.session_recording_key(&s.id).await?)?;
+    let plain =
+        open(&state.vault, &SecretContext { account_id: s.id.clone(), kind: "recording".into(), version: 1 }, &sealed)
+            .map_err(|e| {
+                tracing::error!(session = %s.id, error = %e, "recording key cannot be opened");
+                AppError::internal()
+            })?;
+    let bytes: [u8; 32] = plain.expose().try_into().map_err(|_| AppError::internal())?;
+    Ok(OpenRecording { path: state.recordings.join(file), key: zeroize::Zeroizing::new(bytes), session: s })
+}
+
+/// Audits a verification's verdict.
+pub async fn audit_verify(state: &App, caller: &Caller, session_id: &str, problem: Option<&str>) -> AppResult<()> {
+    let mut event = NewEvent::success("session.recording_verify", "session", session_id)
+        .with_details(json!({ "intact": problem.is_none(), "problem": problem }));
+    if problem.is_some() {
+        event = event.with_outcome(Outcome::Failure);
+    }
+    state.store.record(&caller.actor(), state.now(), event).await?;
+    Ok(())
+}
+
+/// Audits an export before it streams.
+pub async fn audit_export(state: &App, caller: &Caller, session_id: &str, format: &str) -> AppResult<()> {
+    let event =
+        NewEvent::success("session.recording_export", "session", session_id).with_details(json!({ "format": format }));
+    state.store.record(&caller.actor(), state.now(), event).await?;
+    Ok(())
+}
+
+/// A one-time launch token and what it opens.
+pub struct Launch {
+    pub token: zeroize::Zeroizing<String>,
+    pub expires_at: i64,
+    pub account_name: String,
+    pub asset_name: String,
+}
+
+/// Start session: a one-time launch token for an available SSH request (the requester only),
+/// valid once, until the request's end or 15 minutes.
+pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult<Launch> {
+    let (r, rel) = crate::requests::relation_to(state, caller, request_id).await?;
+    if !rel.requester {
+        return Err(AppError::forbidden("only the requester may start the request's session"));
+    }
+    if r.access_type != AccessType::Ssh {
+        return Err(AppError::conflict(
+            "wrong_access_type",
+            format!("this is a {} request; sessions are started from SSH requests", r.access_type.as_str()),
+        ));
+    }
+    if r.state != RequestState::Available {
+        return Err(AppError::conflict(
+            portcullis_store::state_code(r.state),
+            format!(
+                "the request is {}; a session starts only while it is available",
+                r.state.as_str().replace('_', " ")
+            ),
+        ));
+    }
+    let account = state.store.account(&r.account_id).await?;
+    let asset = state.store.asset(&r.asset_id).await?;
+    let token = crate::auth::new_token(portcullis_core::connection::LAUNCH_TOKEN_PREFIX);
+    let now = state.now();
+    let expires_at = r.end_at.min(now + 15 * 60 * 1_000_000);
+    state
+        .store
+        .create_launch_token(&caller.actor(), now, &crate::auth::token_hash(&token), &r.id, &caller.user.id, expires_at)
+        .await?;
+    Ok(Launch { token, expires_at, account_name: account.name, asset_name: asset.name })
+}

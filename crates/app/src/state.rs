@@ -1,0 +1,126 @@
+//! The application state every front end holds: the store, the clock, the vault, settings,
+//! the live-session registry, the event stream and the policy cache. Cloning is cheap.
+
+use std::sync::Arc;
+
+use portcullis_store::Store;
+
+use crate::metrics::Metrics;
+use crate::policy_cache::PolicyCache;
+use crate::sessions::LiveSessions;
+
+/// The time source. The server uses the system clock; tests can set any time.
+pub trait Clock: Send + Sync + 'static {
+    /// Microseconds since the Unix epoch.
+    fn now_micros(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_micros(&self) -> i64 {
+        jiff::Timestamp::now().as_microsecond()
+    }
+}
+
+/// Authentication settings, validated by the configuration layer.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub session_ttl_minutes: i64,
+    pub lockout_threshold: i64,
+    pub lockout_minutes: i64,
+    pub password_min_length: usize,
+    pub totp_issuer: String,
+}
+
+impl AuthSettings {
+    /// Settings for tests and for the example configuration.
+    pub fn standard() -> Self {
+        AuthSettings {
+            session_ttl_minutes: 12 * 60,
+            lockout_threshold: 5,
+            lockout_minutes: 15,
+            password_min_length: 12,
+            totp_issuer: "Portcullis".into(),
+        }
+    }
+}
+
+/// How automatic credential changes retry.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeSettings {
+    /// The wait after the first failed attempt; it doubles after each further one.
+    pub retry_seconds: i64,
+    /// Attempts before the change is abandoned and Asset Administrators are notified.
+    pub attempts: i64,
+}
+
+impl Default for ChangeSettings {
+    fn default() -> Self {
+        ChangeSettings { retry_seconds: 30, attempts: 5 }
+    }
+}
+
+/// What every use case can reach.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Arc<AuthSettings>,
+    pub metrics: Arc<Metrics>,
+    /// Request state changes, for subscribers such as the session proxies (one node: an
+    /// in-process broadcast; several nodes: PostgreSQL LISTEN/NOTIFY feeding it).
+    pub events: tokio::sync::broadcast::Sender<portcullis_store::Transition>,
+    /// The vault's key ring: the only way to seal and open credentials.
+    pub vault: Arc<portcullis_vault::KeyRing>,
+    pub changes: ChangeSettings,
+    pub live: Arc<LiveSessions>,
+    /// Entitlements, policies and group memberships in memory, rebuilt when they change.
+    pub policies: Arc<PolicyCache>,
+    /// Where session recordings are stored.
+    pub recordings: Arc<std::path::PathBuf>,
+    /// The SSH proxy's address as users reach it (host:port), for ready-to-paste commands.
+    pub ssh_host: Arc<String>,
+}
+
+impl App {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, auth: AuthSettings, vault: portcullis_vault::KeyRing) -> Self {
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        App {
+            store,
+            clock,
+            auth: Arc::new(auth),
+            metrics: Arc::new(Metrics::new()),
+            events,
+            vault: Arc::new(vault),
+            changes: ChangeSettings::default(),
+            live: Arc::new(LiveSessions::default()),
+            policies: Arc::new(PolicyCache::default()),
+            recordings: Arc::new(std::path::PathBuf::from("recordings")),
+            ssh_host: Arc::new("127.0.0.1:2222".into()),
+        }
+    }
+
+    pub fn with_change_settings(self, changes: ChangeSettings) -> Self {
+        App { changes, ..self }
+    }
+
+    pub fn with_ssh_host(self, host: String) -> Self {
+        App { ssh_host: Arc::new(host), ..self }
+    }
+
+    pub fn with_recordings(self, dir: std::path::PathBuf) -> Self {
+        App { recordings: Arc::new(dir), ..self }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
+    /// Tells subscribers about state changes; nobody listening is fine.
+    pub fn publish(&self, transitions: impl IntoIterator<Item = portcullis_store::Transition>) {
+        for t in transitions {
+            let _ = self.events.send(t);
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Sign-in and authorization: the Portcullis user (password, one-time code, public key,
+//! launch token), the target they name, and the available request that lets them use it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use portcullis_app::App as AppState;
+use portcullis_core::connection::{parse, ConnectionString};
+use portcullis_core::policy::{AccessType, AccountMode};
+use portcullis_core::request::RequestState;
+use portcullis_store::{AccessRequest, Account, Actor, Asset, ProxyLogin, User};
+use russh::server::Auth;
+use russh::{MethodKind, MethodSet};
+use zeroize::Zeroizing;
+
+use crate::serve::Shared;
+
+use super::upstream::{ssh_target, Preconnect};
+use super::*;
+
+impl Conn {
+    pub(crate) fn new(state: AppState, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
+        Conn {
+            state,
+            peer,
+            shared,
+            user: None,
+            access: None,
+            upstream: None,
+            channels: HashMap::new(),
+            recorder: None,
+            next_number: 0,
+            target_secret: None,
+            want_target_secret: false,
+            preconnect: None,
+            preconnect_tried: false,
+            named: None,
+            offered_key: None,
+            pending_login: None,
+        }
+    }
+
+    /// Starts the connection to the target the client names (TCP and key exchange only: no
+    /// credential is read or sent before the sign-in and the request check succeed). Only for
+    /// an existing, enabled Portcullis user and an account in the inventory, once per
+    /// connection; bounded by the proxy's connection limit and sign-in timeout like the rest
+    /// of an unauthenticated connection.
+    pub(super) async fn preconnect(&mut self, username: &str) {
+        if std::mem::replace(&mut self.preconnect_tried, true) {
+            return;
+        }
+        let Ok(ConnectionString::Inband { user, account, asset }) = parse(username) else { return };
+        let store = &self.state.store;
+        let now = self.state.now();
+        match store.login_state(&user).await {
+            Ok(Some(s)) if !s.user.disabled && s.user.locked_until.is_none_or(|t| t <= now) => {}
+            _ => return,
+        }
+        let Ok(Some((found_asset, found_account))) = store.account_by_names(&asset, &account).await else { return };
+        let Ok(target) = ssh_target(&found_asset) else { return };
+        let t = target.clone();
+        let task = tokio::spawn(async move { portcullis_connect::connect_session(&t).await });
+        self.preconnect = Some(Preconnect { target, task });
+        self.named = Some((asset, account, found_asset, found_account));
+    }
+
+    pub(super) fn source(&self) -> String {
+        self.peer.to_string()
+    }
+
+    pub(super) fn actor(&self) -> Actor {
+        match &self.user {
+            Some(u) => Actor { id: u.id.clone(), name: u.username.clone(), source: self.source() },
+            None => Actor { id: String::new(), name: "unknown".into(), source: self.source() },
+        }
+    }
+
+    /// Checks the Portcullis sign-in, then whether an available request allows this target now.
+    pub(super) async fn sign_in(&mut self, username: &str, password: Zeroizing<String>, code: Option<&str>) -> Auth {
+        let (user_name, account, asset) = match parse(username) {
+            Ok(ConnectionString::Inband { user, account, asset }) => (user, account, asset),
+            Ok(ConnectionString::LaunchToken(_)) => return reject(),
+            Err(e) => {
+                tracing::info!(peer = %self.peer, error = %e, "ssh: bad connection string");
+                return reject();
+            }
+        };
+        let source = self.source();
+        match portcullis_app::auth::verify_login(&self.state, &source, &user_name, password, code).await {
+            Ok((user, step)) => {
+                let actor = Actor { id: user.id.clone(), name: user.username.clone(), source };
+                let login = ProxyLogin {
+                    actor,
+                    at: self.state.now(),
+                    user_id: user.id.clone(),
+                    totp_step: step,
+                    key_fingerprint: None,
+                };
+                self.access = Some(self.authorize(&user, &account, &asset).await);
+                self.user = Some(user);
+                let auth = self.signed_in();
+                self.login_succeeded(login, auth).await
+            }
+            Err(e) if e.code == "totp_required" => Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                partial_success: false,
+            },
+            Err(_) => reject(),
+        }
+    }
+
+    /// The user authenticated (`auth` says what comes next). A complete sign-in without a
+    /// one-time code is kept to be written with the session start; anything else is written
+    /// now: a used one-time code must be remembered at once (no replay), and a sign-in that
+    /// goes on to ask for the target's password may never reach the session start. `Reject`
+    /// if it cannot be written (fail closed: no unaudited sign-in).
+    pub(super) async fn login_succeeded(&mut self, login: ProxyLogin, auth: Auth) -> Auth {
+        if matches!(auth, Auth::Accept) && login.totp_step.is_none() {
+            self.pending_login = Some(login);
+            return auth;
+        }
+        match self.state.store.record_proxy_login(&login).await {
+            Ok(()) => auth,
+            Err(_) => reject(),
+        }
+    }
+
+    /// Writes a sign-in kept for the session start, when the session will not start.
+    pub(super) async fn write_pending_login(&mut self) {
+        if let Some(login) = self.pending_login.take() {
+            if let Err(e) = self.state.store.record_proxy_login(&login).await {
+                tracing::error!(error = %e, "cannot record an SSH sign-in");
+            }
+        }
+    }
+
+    /// The Portcullis sign-in succeeded: done, unless the policy wants the target credential
+    /// typed too (User Supplied), which keyboard-interactive then asks for.
+    pub(super) fn signed_in(&mut self) -> Auth {
+        let user_supplied = matches!(&self.access, Some(Ok(a)) if a.settings.account_mode == AccountMode::UserSupplied);
+        if user_supplied && self.target_secret.is_none() {
+            self.want_target_secret = true;
+            return Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                partial_success: true,
+            };
+        }
+        Auth::Accept
+    }
+
+    pub(super) fn target_prompt(&self) -> Auth {
+        let target = match &self.access {
+            Some(Ok(a)) => format!("{}@{}", a.account.name, a.asset.name),
+            _ => "the target".into(),
+        };
+        Auth::Partial {
+            name: "Portcullis".into(),
+            instructions: "This policy uses your own credential for the target.".into(),
+            prompts: vec![(std::borrow::Cow::Owned(format!("Target password for {target}: ")), false)].into(),
+        }
+    }
+
+    pub(super) async fn authorize(
+        &mut self,
+        user: &User,
+        account_name: &str,
+        asset_name: &str,
+    ) -> Result<Access, String> {
+        let target = format!("{account_name}@{asset_name}");
+        let store = &self.state.store;
+        let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
+        if !store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await.map_err(internal)? {
+            return Err("session access is turned off by the administrators".into());
+        }
+        let named = match self.named.take() {
+            Some((a, b, asset, account)) if a == asset_name && b == account_name => Some((asset, account)),
+            _ => store.account_by_names(asset_name, account_name).await.map_err(internal)?,
+        };
+        let Some((asset, account)) = named else {
+            return Err(format!("there is no account {target} in Portcullis; check the account and asset names"));
+        };
+        let requests = store.requests_for_connect(&user.id, &account.id, AccessType::Ssh).await.map_err(internal)?;
+        let request = crate::decide(&requests, self.state.now(), &target)?.clone();
+        self.access_for(request, account, asset).await
+    }
+
+    pub(super) async fn access_for(
+        &self,
+        request: AccessRequest,
+        account: Account,
+        asset: Asset,
+    ) -> Result<Access, String> {
+        let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
+        let policy = self.state.store.policy(&request.policy_id).await.map_err(internal)?;
+        if !matches!(policy.settings.account_mode, AccountMode::Vaulted | AccountMode::UserSupplied) {
+            return Err(format!(
+                "the policy's account mode ({}) is not supported by the SSH proxy yet; ask an administrator",
+                policy.settings.account_mode.as_str()
+            ));
+        }
+        Ok(Access { request, account, asset, settings: policy.settings })
+    }
+
+    /// The user named in the connection string, if `key` is registered to them; with the
+    /// key's fingerprint.
+    pub(super) async fn key_owner(&self, username: &str, key: &russh::keys::PublicKey) -> Option<(User, String)> {
+        let Ok(ConnectionString::Inband { user, .. }) = parse(username) else { return None };
+        let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256).to_string();
+        let owner = self.state.store.user_key_owner(&fingerprint).await.ok()??;
+        let u = self.state.store.login_state(&user).await.ok()??.user;
+        (u.id == owner).then_some((u, fingerprint))
+    }
+
+    pub(super) async fn launch_token(&mut self, token: &str) -> Auth {
+        let hash = portcullis_app::auth::token_hash(token);
+        let now = self.state.now();
+        let Ok(Some((request_id, user_id))) = self.state.store.use_launch_token(now, &hash).await else {
+            return reject();
+        };
+        let (Ok(user), Ok(request)) =
+            (self.state.store.user(&user_id).await, self.state.store.request(&request_id).await)
+        else {
+            return reject();
+        };
+        if user.disabled || request.requester_id != user.id {
+            return reject();
+        }
+        let access = if request.state == RequestState::Available && request.start_at <= now && now < request.end_at {
+            match (self.state.store.account(&request.account_id).await, self.state.store.asset(&request.asset_id).await)
+            {
+                (Ok(account), Ok(asset)) => self.access_for(request, account, asset).await,
+                _ => Err("the request's account no longer exists".into()),
+            }
+        } else {
+            Err(format!(
+                "the request is {}; a launch token works only while it is available",
+                request.state.as_str().replace('_', " ")
+            ))
+        };
+        let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: self.source() };
+        let login = ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None };
+        let _ = self.state.store.record_proxy_login(&login).await;
+        self.access = Some(access);
+        self.user = Some(user);
+        Auth::Accept
+    }
+}
