@@ -15,6 +15,7 @@ pub mod policies;
 pub mod policy_cache;
 pub mod requests;
 pub mod scheduler;
+pub mod session_access;
 pub mod sessions;
 pub mod state;
 

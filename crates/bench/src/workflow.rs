@@ -214,7 +214,11 @@ async fn seed(f: &mut Fixture, entitlements: usize, policies: usize) {
             emergency_allowed: rng.gen_bool(0.2),
             expires_at: None,
             settings: PolicySettings {
-                approval_levels: vec![ApprovalLevel { required: 1, user_ids: vec![approver.clone()], group_ids: vec![] }],
+                approval_levels: vec![ApprovalLevel {
+                    required: 1,
+                    user_ids: vec![approver.clone()],
+                    group_ids: vec![],
+                }],
                 ..Default::default()
             },
         };
@@ -288,9 +292,27 @@ async fn pairs(f: &Arc<Fixture>, label: &str, quick: bool, out: &mut Vec<Metric>
     }
     let (rate, spread) = summarize(rates);
     let range = (ms(latencies[0]), ms(latencies[latencies.len() - 1]));
-    out.push(metric(format!("create+approve, {label}, 1 client"), sequential, "pairs/s", (sequential, sequential), "≥ 1,000/s"));
-    out.push(metric(format!("create+approve, {label}, 1 client: p50"), ms(percentile(&latencies, 50.0)), "ms", range, ""));
-    out.push(metric(format!("create+approve, {label}, 1 client: p99"), ms(percentile(&latencies, 99.0)), "ms", range, "< 20 ms"));
+    out.push(metric(
+        format!("create+approve, {label}, 1 client"),
+        sequential,
+        "pairs/s",
+        (sequential, sequential),
+        "≥ 1,000/s",
+    ));
+    out.push(metric(
+        format!("create+approve, {label}, 1 client: p50"),
+        ms(percentile(&latencies, 50.0)),
+        "ms",
+        range,
+        "",
+    ));
+    out.push(metric(
+        format!("create+approve, {label}, 1 client: p99"),
+        ms(percentile(&latencies, 99.0)),
+        "ms",
+        range,
+        "< 20 ms",
+    ));
     out.push(metric(format!("create+approve, {label}, 8 clients"), rate, "pairs/s", spread, "≥ 1,000/s"));
 }
 
@@ -326,7 +348,10 @@ async fn explain_rate(f: &Arc<Fixture>, quick: bool) -> (f64, (f64, f64)) {
                         let (user, account) = if i % 2 == 0 {
                             (&f.requester.user.id, &f.accounts[(t + i) % f.accounts.len()])
                         } else {
-                            (&f.filler_users[(t * 7 + i) % f.filler_users.len()].id, &f.others[(t + i) % f.others.len()])
+                            (
+                                &f.filler_users[(t * 7 + i) % f.filler_users.len()].id,
+                                &f.others[(t + i) % f.others.len()],
+                            )
                         };
                         let access = AccessType::ALL[i % 5];
                         let e = portcullis_app::policies::explain(&f.app, user, account, access, None, false)
@@ -377,7 +402,13 @@ async fn measure(label: &str, url: &str, sync: &str, quick: bool, out: &mut Vec<
             "within 10 % of 100 policies",
         ));
         let (rate, spread) = explain_rate(&f, quick).await;
-        out.push(metric(format!("explain through the use case, {label}, 8 callers"), rate, "answers/s", spread, "≥ 20,000/s"));
+        out.push(metric(
+            format!("explain through the use case, {label}, 8 callers"),
+            rate,
+            "answers/s",
+            spread,
+            "≥ 20,000/s",
+        ));
     }
     f.app.store.close().await;
 }

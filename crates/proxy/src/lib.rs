@@ -8,18 +8,17 @@
 //! encrypted recording, and ends the session on revocation, expiry, check-in, idleness,
 //! termination by an administrator, or recording failure.
 //!
-//! Module map: `decide` (pure: may this user connect now, else why not), `host_keys` (the
+//! Whether the user may connect now is decided by `portcullis_app::session_access`, shared by
+//! every protocol proxy. Module map: `host_keys` (the
 //! proxy's persistent host keys), `conn` (the per-connection russh handler), `relay` (the
 //! per-channel pump from the target back to the client), `serve` (accept loop, per-session
 //! supervision and finalization).
 
 mod conn;
-mod decide;
 mod files;
 mod host_keys;
 mod relay;
 mod serve;
 
-pub use decide::decide;
 pub use host_keys::{load_or_create_host_keys, HostKeyError};
 pub use serve::{serve, ProxyConfig};

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use portcullis_app::App as AppState;
 use portcullis_connect::HostKeyCheck;
 use portcullis_core::connection::{parse, ConnectionString};
-use portcullis_core::policy::PolicySettings;
 use portcullis_recording::{Event, EventKind, Recorder};
-use portcullis_store::{AccessRequest, Account, Actor, Asset, ProxyLogin, User};
+use portcullis_store::{Account, Actor, Asset, ProxyLogin, User};
 use russh::client;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
@@ -29,13 +28,7 @@ use upstream::{Preconnect, Up, UpChannel};
 const MAX_CHANNELS: usize = 32;
 
 /// What an authorized connection may use.
-#[derive(Clone)]
-pub(crate) struct Access {
-    pub request: AccessRequest,
-    pub account: Account,
-    pub asset: Asset,
-    pub settings: PolicySettings,
-}
+pub(crate) use portcullis_app::session_access::SessionAccess as Access;
 
 pub(crate) struct Conn {
     state: AppState,

@@ -1,6 +1,7 @@
 //! Sign-in and authorization: the Portcullis user (password, one-time code, public key,
 //! launch token), the target they name, and the available request that lets them use it.
 
+use portcullis_app::session_access;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +9,7 @@ use std::sync::Arc;
 use portcullis_app::App as AppState;
 use portcullis_core::connection::{parse, ConnectionString};
 use portcullis_core::policy::{AccessType, AccountMode};
-use portcullis_core::request::RequestState;
-use portcullis_store::{AccessRequest, Account, Actor, Asset, ProxyLogin, User};
+use portcullis_store::{Actor, ProxyLogin, User};
 use russh::server::Auth;
 use russh::{MethodKind, MethodSet};
 use zeroize::Zeroizing;
@@ -167,39 +167,13 @@ impl Conn {
         account_name: &str,
         asset_name: &str,
     ) -> Result<Access, String> {
-        let target = format!("{account_name}@{asset_name}");
-        let store = &self.state.store;
-        let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
-        if !store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await.map_err(internal)? {
-            return Err("session access is turned off by the administrators".into());
-        }
         let named = match self.named.take() {
             Some((a, b, asset, account)) if a == asset_name && b == account_name => Some((asset, account)),
-            _ => store.account_by_names(asset_name, account_name).await.map_err(internal)?,
+            _ => None,
         };
-        let Some((asset, account)) = named else {
-            return Err(format!("there is no account {target} in Portcullis; check the account and asset names"));
-        };
-        let requests = store.requests_for_connect(&user.id, &account.id, AccessType::Ssh).await.map_err(internal)?;
-        let request = crate::decide(&requests, self.state.now(), &target)?.clone();
-        self.access_for(request, account, asset).await
-    }
-
-    pub(super) async fn access_for(
-        &self,
-        request: AccessRequest,
-        account: Account,
-        asset: Asset,
-    ) -> Result<Access, String> {
-        let internal = |_| "Portcullis cannot check your access right now; try again later".to_owned();
-        let policy = self.state.store.policy(&request.policy_id).await.map_err(internal)?;
-        if !matches!(policy.settings.account_mode, AccountMode::Vaulted | AccountMode::UserSupplied) {
-            return Err(format!(
-                "the policy's account mode ({}) is not supported by the SSH proxy yet; ask an administrator",
-                policy.settings.account_mode.as_str()
-            ));
-        }
-        Ok(Access { request, account, asset, settings: policy.settings })
+        let access =
+            session_access::authorize(&self.state, user, AccessType::Ssh, account_name, asset_name, named).await?;
+        supported(access)
     }
 
     /// The user named in the connection string, if `key` is registered to them; with the
@@ -207,42 +181,29 @@ impl Conn {
     pub(super) async fn key_owner(&self, username: &str, key: &russh::keys::PublicKey) -> Option<(User, String)> {
         let Ok(ConnectionString::Inband { user, .. }) = parse(username) else { return None };
         let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256).to_string();
-        let owner = self.state.store.user_key_owner(&fingerprint).await.ok()??;
-        let u = self.state.store.login_state(&user).await.ok()??.user;
-        (u.id == owner).then_some((u, fingerprint))
+        let u = session_access::key_owner(&self.state, &user, &fingerprint).await?;
+        Some((u, fingerprint))
     }
 
     pub(super) async fn launch_token(&mut self, token: &str) -> Auth {
-        let hash = portcullis_app::auth::token_hash(token);
-        let now = self.state.now();
-        let Ok(Some((request_id, user_id))) = self.state.store.use_launch_token(now, &hash).await else {
+        let Some((user, access)) = session_access::redeem_launch_token(&self.state, token, &self.source()).await else {
             return reject();
         };
-        let (Ok(user), Ok(request)) =
-            (self.state.store.user(&user_id).await, self.state.store.request(&request_id).await)
-        else {
-            return reject();
-        };
-        if user.disabled || request.requester_id != user.id {
-            return reject();
-        }
-        let access = if request.state == RequestState::Available && request.start_at <= now && now < request.end_at {
-            match (self.state.store.account(&request.account_id).await, self.state.store.asset(&request.asset_id).await)
-            {
-                (Ok(account), Ok(asset)) => self.access_for(request, account, asset).await,
-                _ => Err("the request's account no longer exists".into()),
-            }
-        } else {
-            Err(format!(
-                "the request is {}; a launch token works only while it is available",
-                request.state.as_str().replace('_', " ")
-            ))
-        };
-        let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: self.source() };
-        let login = ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None };
-        let _ = self.state.store.record_proxy_login(&login).await;
+        let access = access.and_then(supported);
         self.access = Some(access);
         self.user = Some(user);
         Auth::Accept
     }
+}
+
+/// What the SSH proxy supports of an authorized access: the Vaulted and User Supplied account
+/// modes.
+fn supported(access: Access) -> Result<Access, String> {
+    if !matches!(access.settings.account_mode, AccountMode::Vaulted | AccountMode::UserSupplied) {
+        return Err(format!(
+            "the policy's account mode ({}) is not supported by the SSH proxy yet; ask an administrator",
+            access.settings.account_mode.as_str()
+        ));
+    }
+    Ok(access)
 }

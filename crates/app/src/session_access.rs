@@ -1,0 +1,197 @@
+//! Who may open a session now, for every protocol proxy (SSH today; Telnet and RDP next):
+//! the available request that authorizes it, or a message that says why not and what to do;
+//! the user behind a registered public key or a one-time launch token.
+
+use portcullis_core::policy::{AccessType, PolicySettings};
+use portcullis_core::request::RequestState;
+use portcullis_store::{AccessRequest, Account, Actor, Asset, ProxyLogin, User};
+
+use crate::state::App;
+
+/// What an authorized connection may use.
+#[derive(Clone)]
+pub struct SessionAccess {
+    pub request: AccessRequest,
+    pub account: Account,
+    pub asset: Asset,
+    pub settings: PolicySettings,
+}
+
+fn when(micros: i64) -> String {
+    jiff::Timestamp::from_microsecond(micros).map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+}
+
+fn protocol_name(access: AccessType) -> &'static str {
+    match access {
+        AccessType::Ssh => "SSH",
+        AccessType::Telnet => "Telnet",
+        AccessType::Rdp => "RDP",
+        AccessType::Password => "password",
+        AccessType::SshKey => "SSH key",
+    }
+}
+
+/// Pure: the request that authorizes a session now, from the user's requests of this access
+/// type for this account (newest first), or the reason there is none.
+pub fn decide<'a>(
+    access: AccessType,
+    requests: &'a [AccessRequest],
+    now: i64,
+    target: &str,
+) -> Result<&'a AccessRequest, String> {
+    let kind = protocol_name(access);
+    if let Some(r) = requests.iter().find(|r| r.state == RequestState::Available && r.start_at <= now && now < r.end_at)
+    {
+        return Ok(r);
+    }
+    if requests.iter().any(|r| r.state == RequestState::PendingApproval) {
+        return Err(format!(
+            "your {kind} access request for {target} is waiting for approval; try again once it is approved"
+        ));
+    }
+    if let Some(r) = requests.iter().find(|r| r.state == RequestState::Approved && r.start_at > now) {
+        return Err(format!("your {kind} access to {target} starts at {}; connect then", when(r.start_at)));
+    }
+    if let Some(r) = requests.first() {
+        let what = match r.state {
+            RequestState::Expired => "expired",
+            RequestState::Revoked => "was revoked",
+            RequestState::Denied => "was denied",
+            RequestState::Canceled => "was canceled",
+            RequestState::Complete | RequestState::PendingReview | RequestState::Reviewed => "was checked in",
+            _ => "is not available",
+        };
+        return Err(format!("your last {kind} access request for {target} {what}; request access again"));
+    }
+    Err(format!(
+        "you have no {kind} access request for {target}; request one first (portcullis request create, or the web UI)"
+    ))
+}
+
+const UNAVAILABLE: &str = "Portcullis cannot check your access right now; try again later";
+
+/// May `user` open a session of type `access` to ACCOUNT@ASSET now? `named`: the asset and
+/// account already looked up by name, if the caller has them.
+pub async fn authorize(
+    state: &App,
+    user: &User,
+    access: AccessType,
+    account_name: &str,
+    asset_name: &str,
+    named: Option<(Asset, Account)>,
+) -> Result<SessionAccess, String> {
+    let target = format!("{account_name}@{asset_name}");
+    let store = &state.store;
+    let internal = |_| UNAVAILABLE.to_owned();
+    if !store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await.map_err(internal)? {
+        return Err("session access is turned off by the administrators".into());
+    }
+    let named = match named {
+        Some(n) => Some(n),
+        None => store.account_by_names(asset_name, account_name).await.map_err(internal)?,
+    };
+    let Some((asset, account)) = named else {
+        return Err(format!("there is no account {target} in Portcullis; check the account and asset names"));
+    };
+    let requests = store.requests_for_connect(&user.id, &account.id, access).await.map_err(internal)?;
+    let request = decide(access, &requests, state.now(), &target)?.clone();
+    access_for(state, request, account, asset).await
+}
+
+/// The access an authorizing request gives (its policy's settings).
+pub async fn access_for(
+    state: &App,
+    request: AccessRequest,
+    account: Account,
+    asset: Asset,
+) -> Result<SessionAccess, String> {
+    let policy = state.store.policy(&request.policy_id).await.map_err(|_| UNAVAILABLE.to_owned())?;
+    Ok(SessionAccess { request, account, asset, settings: policy.settings })
+}
+
+/// The user named `username` if the public key with this fingerprint is registered to them.
+pub async fn key_owner(state: &App, username: &str, fingerprint: &str) -> Option<User> {
+    let owner = state.store.user_key_owner(fingerprint).await.ok()??;
+    let u = state.store.login_state(username).await.ok()??.user;
+    (u.id == owner).then_some(u)
+}
+
+/// Redeems a one-time launch token: its user (enabled, the request's requester) and what the
+/// token gives now. The sign-in is recorded. `None`: unknown, used or expired token.
+pub async fn redeem_launch_token(
+    state: &App,
+    token: &str,
+    source: &str,
+) -> Option<(User, Result<SessionAccess, String>)> {
+    let hash = crate::auth::token_hash(token);
+    let now = state.now();
+    let (request_id, user_id) = state.store.use_launch_token(now, &hash).await.ok()??;
+    let (Ok(user), Ok(request)) = (state.store.user(&user_id).await, state.store.request(&request_id).await) else {
+        return None;
+    };
+    if user.disabled || request.requester_id != user.id {
+        return None;
+    }
+    let access = if request.state == RequestState::Available && request.start_at <= now && now < request.end_at {
+        match (state.store.account(&request.account_id).await, state.store.asset(&request.asset_id).await) {
+            (Ok(account), Ok(asset)) => access_for(state, request, account, asset).await,
+            _ => Err("the request's account no longer exists".into()),
+        }
+    } else {
+        Err(format!(
+            "the request is {}; a launch token works only while it is available",
+            request.state.as_str().replace('_', " ")
+        ))
+    };
+    let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
+    let login = ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None };
+    let _ = state.store.record_proxy_login(&login).await;
+    Some((user, access))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(state: RequestState, start: i64, end: i64) -> AccessRequest {
+        AccessRequest {
+            id: format!("r-{}", state.as_str()),
+            batch_id: String::new(),
+            requester_id: "u".into(),
+            account_id: "a".into(),
+            asset_id: "s".into(),
+            access_type: AccessType::Ssh,
+            policy_id: "p".into(),
+            state,
+            emergency: false,
+            start_at: start,
+            end_at: end,
+            ticket: None,
+            reason_code: None,
+            comment: None,
+            current_level: 0,
+            review_required: false,
+            removed: false,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let t = "root@db1";
+        assert!(decide(AccessType::Ssh, &[], 5, t).unwrap_err().contains("no SSH access request"));
+        let ok = [req(RequestState::Expired, 0, 4), req(RequestState::Available, 0, 10)];
+        assert_eq!(decide(AccessType::Ssh, &ok, 5, t).unwrap().state, RequestState::Available);
+        // Available but its window has passed (the scheduler has not caught up): refused.
+        assert!(decide(AccessType::Ssh, &[req(RequestState::Available, 0, 5)], 5, t).is_err());
+        assert!(decide(AccessType::Ssh, &[req(RequestState::PendingApproval, 0, 10)], 5, t)
+            .unwrap_err()
+            .contains("waiting for approval"));
+        assert!(decide(AccessType::Ssh, &[req(RequestState::Approved, 60_000_000, 70_000_000)], 5, t)
+            .unwrap_err()
+            .contains("starts at"));
+        assert!(decide(AccessType::Ssh, &[req(RequestState::Revoked, 0, 10)], 5, t).unwrap_err().contains("revoked"));
+        assert!(decide(AccessType::Ssh, &[req(RequestState::Expired, 0, 4)], 5, t).unwrap_err().contains("expired"));
+    }
+}
