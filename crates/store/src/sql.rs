@@ -82,11 +82,13 @@ impl From<&Option<String>> for Param {
     }
 }
 
-/// Writes whose results are not needed, sent together. On SQLite they go as one
-/// multi-statement string, one round trip to sqlx's SQLite worker thread instead of one per
-/// statement (the cost that dominates a transition; see BENCHMARKS.md). On PostgreSQL, whose
-/// extended protocol takes one statement at a time, they run one after the other. Each
-/// statement numbers its own placeholders from `$1`.
+/// Writes whose results are not needed, sent together: one round trip instead of one per
+/// statement (the cost that dominates a transition; see BENCHMARKS.md). On SQLite, one
+/// multi-statement string with bound parameters to sqlx's SQLite worker thread. On
+/// PostgreSQL, whose extended protocol binds one statement at a time, one simple-protocol
+/// query with the values inlined as literals: integers as digits, text dollar-quoted with a
+/// tag the value does not contain (so no value can end its literal), absent values as NULL.
+/// Each statement numbers its own placeholders from `$1`.
 pub(crate) struct Batch {
     sqlite: bool,
     statements: Vec<(String, Vec<Param>)>,
@@ -113,10 +115,16 @@ impl Batch {
             if !sql.is_empty() {
                 bind_all(sqlx::query(&sql), all).execute(&mut *conn).await?;
             }
-        } else {
-            for (s, params) in self.statements {
-                bind_all(sqlx::query(&s), params).execute(&mut *conn).await?;
+        } else if self.statements.len() == 1 {
+            let (s, params) = self.statements.into_iter().next().expect("one statement");
+            bind_all(sqlx::query(&s), params).execute(&mut *conn).await?;
+        } else if !self.statements.is_empty() {
+            let mut sql = String::new();
+            for (s, params) in &self.statements {
+                sql += &inline(s, params);
+                sql += ";\n";
             }
+            sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(&sql)).await?;
         }
         Ok(())
     }
@@ -137,23 +145,52 @@ fn bind_all<'q>(
     q
 }
 
-/// Shifts every `$n` placeholder in `sql` by `offset`.
-fn renumber(sql: &str, offset: usize) -> String {
+/// Replaces every `$n` placeholder in `sql` by `f(n)`.
+fn map_placeholders(sql: &str, mut f: impl FnMut(usize) -> String) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
             let mut n = 0usize;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = n * 10 + d as usize;
+                n = n.saturating_mul(10).saturating_add(d as usize);
                 chars.next();
             }
-            out += &format!("${}", n + offset);
+            out += &f(n);
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Shifts every `$n` placeholder in `sql` by `offset`.
+fn renumber(sql: &str, offset: usize) -> String {
+    map_placeholders(sql, |n| format!("${}", n + offset))
+}
+
+/// A PostgreSQL literal for `text`: dollar-quoted with a tag that `text` does not contain.
+fn dollar_quote(text: &str) -> String {
+    let mut tag = "$q$".to_owned();
+    let mut n = 0u32;
+    // The literal ends at the first occurrence of the tag after the opening one, which must be
+    // the closing one: none inside the text, none straddling the text's end.
+    while format!("{text}{tag}").find(&tag) != Some(text.len()) {
+        n += 1;
+        tag = format!("$q{n}$");
+    }
+    format!("{tag}{text}{tag}")
+}
+
+/// `sql` with its `$n` placeholders replaced by `params` as PostgreSQL literals.
+fn inline(sql: &str, params: &[Param]) -> String {
+    map_placeholders(sql, |n| match params.get(n.wrapping_sub(1)) {
+        Some(Param::Int(v)) | Some(Param::OptInt(Some(v))) => v.to_string(),
+        Some(Param::Text(v)) | Some(Param::OptText(Some(v))) => dollar_quote(v),
+        Some(Param::OptInt(None)) | Some(Param::OptText(None)) => "NULL".into(),
+        // A statement naming a parameter it was not given: fail in the database, loudly.
+        None => format!("${n}"),
+    })
 }
 
 #[cfg(test)]
@@ -164,5 +201,30 @@ mod tests {
             super::renumber("UPDATE t SET a = $1 WHERE b = $12 AND c = '$x'", 3),
             "UPDATE t SET a = $4 WHERE b = $15 AND c = '$x'"
         );
+    }
+
+    #[test]
+    fn inlined_values_cannot_leave_their_literal() {
+        use super::Param;
+        let sql = super::inline(
+            "INSERT INTO t VALUES ($1, $2, $3, $4)",
+            &[
+                Param::Int(-7),
+                Param::Text("it's $q$ a $q1$ trap$".into()),
+                Param::OptText(None),
+                Param::OptInt(Some(3)),
+            ],
+        );
+        assert_eq!(sql, "INSERT INTO t VALUES (-7, $q2$it's $q$ a $q1$ trap$$q2$, NULL, 3)");
+        // Every value, whatever it holds, sits between one opening and one closing tag.
+        for v in ["", "$", "$$", "$q", "q$", "$q$", "a$q$b$q1$c$q2$", "'; DROP TABLE t; --"] {
+            let lit = super::dollar_quote(v);
+            let tag_end = lit[1..].find('$').unwrap() + 2;
+            let tag = &lit[..tag_end];
+            assert!(lit.ends_with(tag) && lit.len() >= 2 * tag.len());
+            let inner = &lit[tag.len()..lit.len() - tag.len()];
+            assert_eq!(inner, v);
+            assert_eq!(lit[tag.len()..].find(tag), Some(v.len()), "{v:?} → {lit}");
+        }
     }
 }
