@@ -172,6 +172,7 @@ async fn rules_follow_changes_on_every_node(w: World) {
 /// act, the events a proxy would end sessions on.
 async fn workflow_through_use_cases(w: World) {
     let node = app(&w.store);
+    let generation = w.store.policy_generation().await.unwrap();
     let mut events = node.events.subscribe();
     let (me, approver) = (caller(&w.requester), caller(&w.approver));
     let batch = requests::create(&node, &me, ask(&w.account_id)).await.unwrap();
@@ -192,6 +193,8 @@ async fn workflow_through_use_cases(w: World) {
     let revoked = requests::act(&node, &approver, &id, Action::Revoke, Some("done")).await.unwrap();
     assert_eq!(revoked.request.state, RequestState::Revoked);
     assert_eq!(events.recv().await.unwrap().to, RequestState::Revoked);
+    // The workflow's own writes (requests, approvals, row locks) never invalidate the rules.
+    assert_eq!(w.store.policy_generation().await.unwrap(), generation);
     // Someone unrelated sees nothing: not found, not forbidden.
     let stranger = w
         .store

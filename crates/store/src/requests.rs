@@ -235,9 +235,9 @@ fn is_sqlite(conn: &AnyConnection) -> bool {
 /// see no concurrent change; SQLite has a single writer, so nothing to do there.
 async fn lock_request(conn: &mut AnyConnection, id: &str) -> Result<()> {
     if !is_sqlite(conn) {
-        sqlx::query("UPDATE access_requests SET updated_at = updated_at WHERE id = $1")
+        sqlx::query("SELECT id FROM access_requests WHERE id = $1 FOR UPDATE")
             .bind(id)
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
     }
     Ok(())
@@ -249,12 +249,11 @@ async fn lock_account(conn: &mut AnyConnection, account_id: &str) -> Result<()> 
     if is_sqlite(conn) {
         return Ok(());
     }
-    let n = sqlx::query("UPDATE accounts SET updated_at = updated_at WHERE id = $1")
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
         .bind(account_id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    if n == 0 {
+        .fetch_optional(&mut *conn)
+        .await?;
+    if found.is_none() {
         return Err(StoreError::NotFound("account"));
     }
     Ok(())

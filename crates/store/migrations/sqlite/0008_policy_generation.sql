@@ -1,6 +1,7 @@
 -- The policy generation: a counter every change to what policy resolution reads bumps in the
 -- same transaction (entitlements and their members, policies and their scope, group
--- memberships, accounts, users' time zones). Every node keeps the rules in memory and rebuilds
+-- memberships, accounts and their asset, users' time zones). Only the columns resolution reads:
+-- the workflow's own writes (requests, row locks) never invalidate the rules. Every node keeps the rules in memory and rebuilds
 -- them when the stored generation differs from the one it built, so a change made through any
 -- node, or straight in the database, is seen by all.
 CREATE TABLE policy_generation (
@@ -30,7 +31,7 @@ CREATE TRIGGER asset_group_members_insert_generation AFTER INSERT ON asset_group
 CREATE TRIGGER asset_group_members_update_generation AFTER UPDATE ON asset_group_members BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
 CREATE TRIGGER asset_group_members_delete_generation AFTER DELETE ON asset_group_members BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
 CREATE TRIGGER accounts_insert_generation AFTER INSERT ON accounts BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
-CREATE TRIGGER accounts_update_generation AFTER UPDATE ON accounts BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
+CREATE TRIGGER accounts_update_generation AFTER UPDATE OF asset_id ON accounts BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
 CREATE TRIGGER accounts_delete_generation AFTER DELETE ON accounts BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
 CREATE TRIGGER users_insert_generation AFTER INSERT ON users BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
 CREATE TRIGGER users_update_generation AFTER UPDATE OF time_zone ON users BEGIN UPDATE policy_generation SET generation = generation + 1 WHERE id = 1; END;
