@@ -24,7 +24,10 @@ pub struct Explanation {
     /// The requester's zone, in which windows were evaluated.
     pub time_zone: String,
     pub at: i64,
+    /// The policies whose scope covers the account, best-ranked first.
     pub candidates: Vec<Candidate>,
+    /// How many other policies there are (their scope does not cover the account).
+    pub out_of_scope: usize,
 }
 
 /// Which policy would govern a request by this user for this account, access type, time and
@@ -45,7 +48,11 @@ pub async fn explain(
     }
     let tz = TimeZone::get(zone).map_err(|_| AppError::invalid("user_id", "the user's time zone is not valid"))?;
     let ask = Ask { user_id, account_id, access_type, at, emergency };
-    let r = rules.explain(&ask, &tz)?;
+    // The policies that cover the account, from the scope index; the others are counted:
+    // listing thousands of "not in scope" lines helps no one (R-POL-5 asks why the others
+    // were eliminated, and for them the answer is one line).
+    let r = rules.resolve(&ask, &tz)?;
+    let out_of_scope = rules.policies.len().saturating_sub(r.verdicts.len());
     let candidates = r
         .verdicts
         .into_iter()
@@ -58,5 +65,5 @@ pub async fn explain(
             entitlement_id: v.entitlement_id,
         })
         .collect();
-    Ok(Explanation { governing_policy_id: r.governing, time_zone: zone.to_owned(), at, candidates })
+    Ok(Explanation { governing_policy_id: r.governing, time_zone: zone.to_owned(), at, candidates, out_of_scope })
 }

@@ -153,11 +153,6 @@ impl PolicySnapshot {
     pub fn resolve(&self, ask: &Ask<'_>, tz: &TimeZone) -> AppResult<Resolution> {
         Ok(self.set.resolve(&self.question(ask, tz)?))
     }
-
-    /// Every policy with its verdict (R-POL-5).
-    pub fn explain(&self, ask: &Ask<'_>, tz: &TimeZone) -> AppResult<Resolution> {
-        Ok(self.set.explain(&self.question(ask, tz)?))
-    }
 }
 
 /// The current snapshot, shared by every use case on this node.

@@ -220,6 +220,49 @@ async fn workflow_through_use_cases(w: World) {
     assert!(requests::list(&node, &me, ListScope::All, None, 10).await.is_err());
 }
 
+/// Many writers at once (grouped into shared commits on SQLite): every success is stored,
+/// every failure (an unknown account, a refused self-approval) leaves nothing but its audit
+/// event, and the audit chain stays one unbroken line.
+async fn concurrent_writers_share_commits_safely(w: World) {
+    let node = app(&w.store);
+    let me = caller(&w.requester);
+    let before = w.store.requests(None, None, 1000).await.unwrap().len();
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let (node, me) = (node.clone(), me.clone());
+            let account = if i % 3 == 0 { "no-such-account".to_owned() } else { w.account_id.clone() };
+            tokio::spawn(async move {
+                let batch = requests::create(&node, &me, ask(&account)).await.unwrap();
+                let id = batch.outcomes.into_iter().next().unwrap().result.ok().map(|v| v.request.id);
+                // The requester approving their own request: refused, audited.
+                if let Some(id) = &id {
+                    let own = Decision { approve: true, ..Default::default() };
+                    assert_eq!(requests::decide(&node, &me, id, own).await.unwrap_err().kind, ErrorKind::Forbidden);
+                }
+                id
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for t in tasks {
+        created.extend(t.await.unwrap());
+    }
+    assert_eq!(created.len(), 32);
+    let stored = w.store.requests(None, None, 1000).await.unwrap();
+    assert_eq!(stored.len(), before + 32);
+    for id in &created {
+        assert!(stored.iter().any(|r| &r.id == id), "request {id} was answered but not stored");
+    }
+    let report = w.store.verify_audit_chain().await.unwrap();
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    let refused = w
+        .store
+        .audit_events(&portcullis_store::AuditQuery { action: Some("request.approve".into()), limit: 1000, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(refused.iter().filter(|e| e.outcome == "denied").count(), 32);
+}
+
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())
 }
@@ -236,9 +279,16 @@ async fn sqlite_workflow_through_use_cases() {
     workflow_through_use_cases(world(sqlite_url(&dir)).await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_writers_share_commits_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_writers_share_commits_safely(world(sqlite_url(&dir)).await).await;
+}
+
 #[tokio::test]
 async fn postgres_use_cases() {
     let pg = portcullis_testkit::pg::PgCluster::start();
     rules_follow_changes_on_every_node(world(pg.create_database("cache")).await).await;
     workflow_through_use_cases(world(pg.create_database("flow")).await).await;
+    concurrent_writers_share_commits_safely(world(pg.create_database("concurrent")).await).await;
 }

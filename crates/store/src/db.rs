@@ -34,6 +34,8 @@ pub struct Store {
     pub(crate) write: AnyPool,
     pub(crate) backend: Backend,
     pub(crate) audit_key: Arc<[u8]>,
+    /// Group commit of write transactions (SQLite only; see `commit`).
+    pub(crate) committer: Option<crate::commit::Committer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,8 +93,11 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let store = Store { read, write, backend, audit_key: Arc::from(audit_key) };
+        let mut store = Store { read, write, backend, audit_key: Arc::from(audit_key), committer: None };
         store.migrate().await?;
+        if backend == Backend::Sqlite {
+            store.committer = Some(crate::commit::Committer::start(store.write.clone()));
+        }
         Ok(store)
     }
 

@@ -6,6 +6,7 @@
 
 mod audit;
 mod changes;
+mod commit;
 mod db;
 mod error;
 mod extras;
@@ -18,6 +19,7 @@ mod sessions;
 mod settings;
 mod sql;
 mod tokens;
+mod transitions;
 mod users;
 
 pub use audit::{AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};

@@ -1,6 +1,8 @@
 //! Entitlements and access request policies (R-POL-1, R-POL-2). A policy belongs to one
 //! entitlement; deleting the entitlement deletes its policies (foreign-key cascade).
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use portcullis_core::policy::{
     AccessType, AccountMode, ApprovalLevel, EntitlementRule, PolicyRule, PolicySettings, Scope,
@@ -285,10 +287,13 @@ impl Store {
             sqlx::query_as("SELECT entitlement_id, member_type, member_id FROM entitlement_members ORDER BY member_id")
                 .fetch_all(&self.read)
                 .await?;
+        let mut by_entitlement: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (e, t, m) in members {
+            by_entitlement.entry(e).or_default().push((t, m));
+        }
         rows.into_iter()
             .map(|r| {
-                let mine: Vec<(String, String)> =
-                    members.iter().filter(|(e, _, _)| *e == r.0).map(|(_, t, m)| (t.clone(), m.clone())).collect();
+                let mine = by_entitlement.remove(&r.0).unwrap_or_default();
                 entitlement_from(r, &mine)
             })
             .collect()
@@ -457,10 +462,19 @@ impl Store {
             q = q.bind(v.to_owned());
         }
         let rows = q.fetch_all(&self.read).await?;
-        let scope: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT policy_id, scope_type, scope_id FROM policy_scope ORDER BY scope_id")
-                .fetch_all(&self.read)
-                .await?;
+        // The scope rows of these policies only, grouped by policy: linear in what is loaded.
+        let scope_sql = format!(
+            "SELECT s.policy_id, s.scope_type, s.scope_id FROM policy_scope s \
+             WHERE s.policy_id IN (SELECT p.id FROM policies p {cond}) ORDER BY s.scope_id"
+        );
+        let mut scope_q = sqlx::query_as::<_, (String, String, String)>(&scope_sql);
+        if let Some((_, v)) = filter {
+            scope_q = scope_q.bind(v.to_owned());
+        }
+        let mut scopes: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (policy, kind, sid) in scope_q.fetch_all(&self.read).await? {
+            scopes.entry(policy).or_default().push((kind, sid));
+        }
         rows.into_iter()
             .map(|r| {
                 let (
@@ -478,7 +492,7 @@ impl Store {
                     updated_at,
                 ) = r;
                 let mut sc = Scope::default();
-                for (_, kind, sid) in scope.iter().filter(|(p, _, _)| *p == id) {
+                for (kind, sid) in scopes.get(&id).into_iter().flatten() {
                     match kind.as_str() {
                         "asset" => sc.assets.push(sid.clone()),
                         "asset_group" => sc.asset_groups.push(sid.clone()),

@@ -9,8 +9,9 @@ use portcullis_core::request::{self, Action, ApprovalOutcome, EndCause, RequestS
 use serde_json::json;
 use sqlx::AnyConnection;
 
-use crate::audit::{append, push_event, reserve, NewEvent, Outcome};
+use crate::audit::{append, push_event, reserve, NewEvent};
 use crate::sql::Batch;
+use crate::transitions::{create_request_in, decide_request_in, Decide};
 use crate::{new_id, Actor, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct AccessRequest {
 
 pub(crate) const REQUEST_COLUMNS: &str = COLUMNS;
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, batch_id, requester_id, account_id, asset_id, access_type, policy_id, state, emergency, start_at, end_at, \
      ticket, reason_code, comment, current_level, review_required, removed, created_at, updated_at";
 
@@ -176,12 +177,12 @@ pub fn state_code(s: RequestState) -> &'static str {
     }
 }
 
-fn wrong_state(state: RequestState, action: Action) -> StoreError {
+pub(crate) fn wrong_state(state: RequestState, action: Action) -> StoreError {
     let e = request::NotAllowed { state, action };
     StoreError::WrongState { code: state_code(state), message: e.to_string() }
 }
 
-async fn load(conn: &mut AnyConnection, id: &str) -> Result<AccessRequest> {
+pub(crate) async fn load(conn: &mut AnyConnection, id: &str) -> Result<AccessRequest> {
     let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM access_requests WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -190,14 +191,14 @@ async fn load(conn: &mut AnyConnection, id: &str) -> Result<AccessRequest> {
 }
 
 /// One row of a request's history.
-struct Step<'a> {
-    action: &'a str,
-    from: Option<RequestState>,
-    to: RequestState,
-    comment: Option<&'a str>,
+pub(crate) struct Step<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) from: Option<RequestState>,
+    pub(crate) to: RequestState,
+    pub(crate) comment: Option<&'a str>,
 }
 
-fn push_history(batch: &mut Batch, req: &str, now: i64, actor: &Actor, step: Step<'_>) {
+pub(crate) fn push_history(batch: &mut Batch, req: &str, now: i64, actor: &Actor, step: Step<'_>) {
     batch.push(
         "INSERT INTO request_history (request_id, n, at, actor_id, actor_name, action, from_state, to_state, comment) \
          SELECT $1, COALESCE(MAX(n), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM request_history WHERE request_id = $1",
@@ -214,7 +215,7 @@ fn push_history(batch: &mut Batch, req: &str, now: i64, actor: &Actor, step: Ste
     );
 }
 
-fn push_notify(batch: &mut Batch, now: i64, event: &str, req: &str, recipients: &[String]) {
+pub(crate) fn push_notify(batch: &mut Batch, now: i64, event: &str, req: &str, recipients: &[String]) {
     let mut r: Vec<&str> = recipients.iter().map(String::as_str).collect();
     r.sort_unstable();
     r.dedup();
@@ -233,7 +234,7 @@ fn is_sqlite(conn: &AnyConnection) -> bool {
 
 /// Takes a request's row lock (PostgreSQL), so that load, check and write of a transition
 /// see no concurrent change; SQLite has a single writer, so nothing to do there.
-async fn lock_request(conn: &mut AnyConnection, id: &str) -> Result<()> {
+pub(crate) async fn lock_request(conn: &mut AnyConnection, id: &str) -> Result<()> {
     if !is_sqlite(conn) {
         sqlx::query("SELECT id FROM access_requests WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -245,7 +246,7 @@ async fn lock_request(conn: &mut AnyConnection, id: &str) -> Result<()> {
 
 /// Takes the account's row lock (PostgreSQL) so that availability checks of concurrent
 /// requests for one account run one after the other; SQLite has a single writer anyway.
-async fn lock_account(conn: &mut AnyConnection, account_id: &str) -> Result<()> {
+pub(crate) async fn lock_account(conn: &mut AnyConnection, account_id: &str) -> Result<()> {
     if is_sqlite(conn) {
         return Ok(());
     }
@@ -260,7 +261,7 @@ async fn lock_account(conn: &mut AnyConnection, account_id: &str) -> Result<()> 
 }
 
 /// Refuses when another request holds the account in an overlapping period (R-REQ-8).
-async fn ensure_available(
+pub(crate) async fn ensure_available(
     conn: &mut AnyConnection,
     account_id: &str,
     except: &str,
@@ -302,80 +303,8 @@ fn event_for(to: RequestState) -> &'static str {
 
 impl Store {
     pub async fn create_request(&self, actor: &Actor, now: i64, new: NewRequest) -> Result<AccessRequest> {
-        let mut tx = self.write.begin().await?;
-        lock_account(&mut tx, &new.account_id).await?;
-        let state =
-            if new.approved_at_once { request::on_approved(new.start_at, now) } else { RequestState::PendingApproval };
-        if state.holds_account() && !new.simultaneous_access {
-            ensure_available(&mut tx, &new.account_id, "", new.start_at, new.end_at).await?;
-        }
-        let id = new_id();
-        let (seq, prev) = reserve(&mut tx).await?;
-        let mut batch = Batch::new(&tx);
-        batch.push(
-            &format!("INSERT INTO access_requests ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,0,$16,$16)"),
-            vec![
-                (&id).into(),
-                (&new.batch_id).into(),
-                (&new.requester_id).into(),
-                (&new.account_id).into(),
-                (&new.asset_id).into(),
-                new.access_type.as_str().into(),
-                (&new.policy_id).into(),
-                state.as_str().into(),
-                i64::from(new.emergency).into(),
-                new.start_at.into(),
-                new.end_at.into(),
-                (&new.ticket).into(),
-                (&new.reason_code).into(),
-                (&new.comment).into(),
-                i64::from(new.review_required).into(),
-                now.into(),
-            ],
-        );
-        push_history(
-            &mut batch,
-            &id,
-            now,
-            actor,
-            Step { action: "create", from: None, to: state, comment: new.comment.as_deref() },
-        );
-        if new.emergency {
-            push_notify(&mut batch, now, "emergency", &id, &new.notify);
-        } else if state == RequestState::PendingApproval {
-            push_notify(&mut batch, now, "pending_approval", &id, &new.notify);
-        }
-        let event = NewEvent::success(if new.emergency { "request.emergency" } else { "request.create" }, "request", &id).with_details(json!({
-            "account_id": new.account_id, "access_type": new.access_type.as_str(), "policy_id": new.policy_id, "state": state.as_str(),
-            "start_at": new.start_at, "end_at": new.end_at, "ticket": new.ticket, "reason_code": new.reason_code,
-        }));
-        push_event(&mut batch, &self.audit_key, actor, now, &event, seq, &prev)?;
-        batch.run(&mut tx).await.map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound("account"),
-            _ => StoreError::Db(e),
-        })?;
-        tx.commit().await?;
-        Ok(AccessRequest {
-            id,
-            batch_id: new.batch_id,
-            requester_id: new.requester_id,
-            account_id: new.account_id,
-            asset_id: new.asset_id,
-            access_type: new.access_type,
-            policy_id: new.policy_id,
-            state,
-            emergency: new.emergency,
-            start_at: new.start_at,
-            end_at: new.end_at,
-            ticket: new.ticket,
-            reason_code: new.reason_code,
-            comment: new.comment,
-            current_level: 0,
-            review_required: new.review_required,
-            removed: false,
-            created_at: now,
-            updated_at: now,
-        })
+        let (key, actor) = (self.audit_key.clone(), actor.clone());
+        self.transact(move |conn| Box::pin(async move { create_request_in(conn, &key, &actor, now, new).await })).await
     }
 
     pub async fn request(&self, id: &str) -> Result<AccessRequest> {
@@ -438,96 +367,21 @@ impl Store {
         window: Option<(i64, i64)>,
         simultaneous_access: bool,
     ) -> Result<(AccessRequest, Option<ApprovalOutcome>)> {
-        let mut tx = self.write.begin().await?;
-        // Row lock first, so concurrent approvers of one request queue here.
-        lock_request(&mut tx, id).await?;
-        let req = load(&mut tx, id).await?;
-        let action = if approve { Action::Approve } else { Action::Deny };
-        request::check(req.state, action).map_err(|_| wrong_state(req.state, action))?;
-        let level = req.current_level as usize;
-        let (already, so_far): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM request_approvals WHERE request_id = $1 AND approver_id = $2), \
-             (SELECT COUNT(*) FROM request_approvals WHERE request_id = $1 AND level = $3 AND decision = 'approve')",
-        )
-        .bind(id)
-        .bind(&actor.id)
-        .bind(req.current_level)
-        .fetch_one(&mut *tx)
-        .await?;
-        let outcome = request::approve(
-            &ctx.required_per_level,
-            level,
-            so_far as u32,
-            actor.id == req.requester_id,
-            eligible(level),
-            already > 0,
-        )
-        .map_err(|e| StoreError::Refused { code: "not_allowed_to_approve", message: e.to_string() });
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                drop(tx);
-                self.record(
-                    actor,
-                    now,
-                    NewEvent::success(if approve { "request.approve" } else { "request.deny" }, "request", id)
-                        .with_outcome(Outcome::Denied)
-                        .with_details(json!({ "reason": e.to_string() })),
-                )
-                .await?;
-                return Err(e);
-            }
+        let levels = ctx.required_per_level.len().max(1);
+        let d = Decide {
+            actor: actor.clone(),
+            now,
+            id: id.to_owned(),
+            approve,
+            ctx: ctx.clone(),
+            eligible: (0..levels).map(eligible).collect(),
+            comment: comment.map(str::to_owned),
+            window,
+            simultaneous_access,
         };
-        let (start_at, end_at) = window.unwrap_or((req.start_at, req.end_at));
-        let (to, new_level, result) = if !approve {
-            (RequestState::Denied, req.current_level, None)
-        } else {
-            match outcome {
-                ApprovalOutcome::StillPending { .. } => {
-                    (RequestState::PendingApproval, req.current_level, Some(outcome))
-                }
-                ApprovalOutcome::NextLevel { level } => (RequestState::PendingApproval, level as i64, Some(outcome)),
-                ApprovalOutcome::Approved => (request::on_approved(start_at, now), req.current_level, Some(outcome)),
-            }
-        };
-        if to.holds_account() && !simultaneous_access {
-            lock_account(&mut tx, &req.account_id).await?;
-            ensure_available(&mut tx, &req.account_id, id, start_at, end_at).await?;
-        }
-        // The row is locked (PostgreSQL) or we are the only writer (SQLite): the state loaded
-        // above is still the state, so the writes below go as one batch.
-        let (seq, prev) = reserve(&mut tx).await?;
-        let mut batch = Batch::new(&tx);
-        batch.push(
-            "INSERT INTO request_approvals (request_id, approver_id, level, decision, comment, at) VALUES ($1,$2,$3,$4,$5,$6)",
-            vec![id.into(), (&actor.id).into(), req.current_level.into(), (if approve { "approve" } else { "deny" }).into(), comment.into(), now.into()],
-        );
-        batch.push(
-            "UPDATE access_requests SET state = $1, current_level = $2, start_at = $3, end_at = $4, updated_at = $5 WHERE id = $6 AND state = 'pending_approval'",
-            vec![to.as_str().into(), new_level.into(), start_at.into(), end_at.into(), now.into(), id.into()],
-        );
-        push_history(&mut batch, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment });
-        match (approve, outcome) {
-            (false, _) => push_notify(&mut batch, now, "denied", id, std::slice::from_ref(&req.requester_id)),
-            (true, ApprovalOutcome::NextLevel { level }) => push_notify(
-                &mut batch,
-                now,
-                "pending_approval",
-                id,
-                ctx.approvers_per_level.get(level).map(Vec::as_slice).unwrap_or_default(),
-            ),
-            (true, ApprovalOutcome::Approved) => {
-                push_notify(&mut batch, now, "approved", id, std::slice::from_ref(&req.requester_id))
-            }
-            _ => {}
-        }
-        let event = NewEvent::success(if approve { "request.approve" } else { "request.deny" }, "request", id)
-            .with_details(json!({ "level": req.current_level, "state": to.as_str(), "comment": comment, "start_at": start_at, "end_at": end_at }));
-        push_event(&mut batch, &self.audit_key, actor, now, &event, seq, &prev)?;
-        batch.run(&mut tx).await?;
-        tx.commit().await?;
-        let updated = AccessRequest { state: to, current_level: new_level, start_at, end_at, updated_at: now, ..req };
-        Ok((updated, result))
+        let key = self.audit_key.clone();
+        // A refused approval is audited (in the same commit) and then reported.
+        self.transact(move |conn| Box::pin(async move { decide_request_in(conn, &key, d).await })).await?
     }
 
     /// Cancel, revoke, check in, review, remove: one compare-and-set transition. Returns the

@@ -512,8 +512,10 @@ pub struct ExplainResponse {
     /// The requester's time zone, in which the windows were evaluated.
     time_zone: String,
     at: String,
-    /// Every policy, best-ranked first, with its verdict.
+    /// Every policy whose scope covers the account, best-ranked first, with its verdict.
     candidates: Vec<CandidateDto>,
+    /// How many other policies exist whose scope does not cover the account (not listed).
+    out_of_scope_policies: usize,
 }
 
 /// Which policy would govern a request by this user for this account, access type, time and
@@ -545,5 +547,6 @@ async fn explain(
                 entitlement_id: c.entitlement_id,
             })
             .collect(),
+        out_of_scope_policies: e.out_of_scope,
     }))
 }

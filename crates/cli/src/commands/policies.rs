@@ -173,6 +173,12 @@ pub async fn policies(cmd: PolicyCmd, g: &GlobalArgs) -> Result<(), CliError> {
                     ),
                 }
                 print(g.output, &r["candidates"], &["policy_name", "entitlement_name", "outcome", "reason"]);
+                match r["out_of_scope_policies"].as_u64() {
+                    Some(0) | None => {}
+                    Some(n) => {
+                        println!("{n} other polic{} do not cover this account.", if n == 1 { "y" } else { "ies" })
+                    }
+                }
             }
             return Ok(());
         }
