@@ -131,6 +131,33 @@ pub async fn authenticate(state: &App, token: &str, source: String) -> AppResult
     Ok(Caller { user: principal.user, token_hash: hash, api_token_id: principal.api_token_id, source })
 }
 
+/// A new login session: the bearer token (shown once), when it expires, and its user.
+pub struct SignedIn {
+    pub token: Zeroizing<String>,
+    pub expires_at: i64,
+    pub user: User,
+}
+
+/// Signs in with a password (and a one-time code when enrolled) and opens a login session
+/// for any front end that works with bearer tokens (the API, the web UI). Failures are
+/// audited and counted toward the lockout by [`verify_login`].
+pub async fn sign_in(
+    state: &App,
+    source: &str,
+    username: &str,
+    password: Zeroizing<String>,
+    totp_code: Option<&str>,
+) -> AppResult<SignedIn> {
+    let now = state.now();
+    let (user, totp_step) = verify_login(state, source, username, password, totp_code).await?;
+    let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
+    let token = new_token("pcs_");
+    let expires_at = now + state.auth.session_ttl_minutes * 60_000_000;
+    state.store.record_login_success(&actor, now, &user.id, totp_step, &token_hash(&token), expires_at).await?;
+    let user = state.store.user(&user.id).await?;
+    Ok(SignedIn { token, expires_at, user })
+}
+
 /// A valid argon2id hash of a random password: unknown usernames are checked against it so
 /// that their response time matches that of known ones.
 static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password(&new_token("dummy_")));

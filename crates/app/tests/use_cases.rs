@@ -257,7 +257,11 @@ async fn concurrent_writers_share_commits_safely(w: World) {
     assert!(report.broken.is_none(), "{:?}", report.broken);
     let refused = w
         .store
-        .audit_events(&portcullis_store::AuditQuery { action: Some("request.approve".into()), limit: 1000, ..Default::default() })
+        .audit_events(&portcullis_store::AuditQuery {
+            action: Some("request.approve".into()),
+            limit: 1000,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(refused.iter().filter(|e| e.outcome == "denied").count(), 32);

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use zeroize::Zeroizing;
 
-use crate::auth::{hash_password_blocking, new_token, token_hash, AnyUser, Authed, Source};
+use crate::auth::{hash_password_blocking, token_hash, AnyUser, Authed, Source};
 use crate::dto::{ts, UserDto};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
@@ -114,15 +114,9 @@ async fn login(
     Source(source): Source,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let now = state.now();
-    let (user, totp_step) =
-        crate::auth::verify_login(&state, &source, &req.username, req.password, req.totp_code.as_deref()).await?;
-    let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.clone() };
-    let token = new_token("pcs_");
-    let expires_at = now + state.auth.session_ttl_minutes * 60_000_000;
-    state.store.record_login_success(&actor, now, &user.id, totp_step, &token_hash(&token), expires_at).await?;
-    let user = state.store.user(&user.id).await?;
-    Ok(Json(LoginResponse { token: token.to_string(), expires_at: ts(expires_at), user: UserDto::from(&user) }))
+    let s =
+        portcullis_app::auth::sign_in(&state, &source, &req.username, req.password, req.totp_code.as_deref()).await?;
+    Ok(Json(LoginResponse { token: s.token.to_string(), expires_at: ts(s.expires_at), user: UserDto::from(&s.user) }))
 }
 
 /// Ends the current login session. (API tokens are revoked through `/api/v1/me/tokens`.)
