@@ -205,6 +205,17 @@ pub fn profile_from_text(text: &str) -> Option<PasswordProfile> {
     })
 }
 
+/// The public half of the account's active SSH key, if it has one.
+async fn active_public_key(state: &App, account_id: &str) -> AppResult<Option<String>> {
+    Ok(state
+        .store
+        .secret_versions(account_id)
+        .await?
+        .into_iter()
+        .find(|v| v.kind == "ssh_key" && v.status == "active")
+        .and_then(|v| v.public_key))
+}
+
 /// Changes the credential of `kind` on the target and makes the new one current. Returns the
 /// new version.
 pub async fn change(
@@ -245,13 +256,7 @@ pub async fn change(
         let p = generate_password(&profile).map_err(|e| AppError::invalid("profile", e.to_string()))?;
         (Plaintext::new(p.as_bytes().to_vec()), None)
     } else {
-        let old_public = state
-            .store
-            .secret_versions(account_id)
-            .await?
-            .into_iter()
-            .find(|v| v.kind == "ssh_key" && v.status == "active")
-            .and_then(|v| v.public_key);
+        let old_public = active_public_key(state, account_id).await?;
         let algorithm = if old_public.as_deref().is_some_and(|k| k.starts_with("ssh-rsa")) {
             KeyAlgorithm::Rsa(3072)
         } else {
@@ -278,13 +283,7 @@ pub async fn change(
     let result = if kind == "password" {
         plan.connector.change_password(&plan.target, &plan.account.name, via, &new_secret).await
     } else {
-        let old_public = state
-            .store
-            .secret_versions(account_id)
-            .await?
-            .into_iter()
-            .find(|v| v.kind == "ssh_key" && v.status == "active")
-            .and_then(|v| v.public_key);
+        let old_public = active_public_key(state, account_id).await?;
         let new_key = NewKey { private_openssh: &new_secret, public_openssh: public.as_deref().unwrap_or_default() };
         plan.connector.replace_key(&plan.target, &plan.account.name, via, old_public.as_deref(), new_key).await
     };
@@ -470,13 +469,7 @@ pub async fn checkout(state: &App, caller: &Caller, request_id: &str, action: &s
         }
     };
     if r.state != RequestState::Available {
-        return Err(AppError::conflict(
-            portcullis_store::state_code(r.state),
-            format!(
-                "the request is {}; a credential is only available while the request is available",
-                r.state.as_str().replace('_', " ")
-            ),
-        ));
+        return Err(crate::requests::not_available(r.state, "a credential can be checked out"));
     }
     let (version, sealed) = state.store.current_secret(&r.account_id, kind).await?.ok_or_else(|| {
         AppError::conflict(

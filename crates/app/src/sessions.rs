@@ -193,13 +193,7 @@ pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult
         ));
     }
     if r.state != RequestState::Available {
-        return Err(AppError::conflict(
-            portcullis_store::state_code(r.state),
-            format!(
-                "the request is {}; a session starts only while it is available",
-                r.state.as_str().replace('_', " ")
-            ),
-        ));
+        return Err(crate::requests::not_available(r.state, "a session starts"));
     }
     let account = state.store.account(&r.account_id).await?;
     let asset = state.store.asset(&r.asset_id).await?;

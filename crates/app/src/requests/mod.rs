@@ -64,6 +64,14 @@ pub(crate) fn check_comment(c: Option<&str>) -> AppResult<()> {
     Ok(())
 }
 
+/// The refusal for using a request that is not available: names its state and what waits.
+pub(crate) fn not_available(state: RequestState, what: &str) -> AppError {
+    AppError::conflict(
+        portcullis_store::state_code(state),
+        format!("the request is {}; {what} only while it is available", state.as_str().replace('_', " ")),
+    )
+}
+
 /// Approvals still needed: the rest of the current level and every later level.
 fn pending_count(r: &AccessRequest, ctx: &ApprovalContext, approvals: &[Approval]) -> Option<u32> {
     if r.state != RequestState::PendingApproval {
