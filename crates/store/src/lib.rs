@@ -13,6 +13,7 @@ mod extras;
 mod groups;
 mod inventory;
 mod policies;
+mod queues;
 mod requests;
 mod secrets;
 mod sessions;
@@ -30,6 +31,7 @@ pub use extras::{Favorite, ReasonCode, SESSION_REQUESTS_SETTING};
 pub use groups::{Group, GroupKind};
 pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
 pub use policies::{rules, Entitlement, EntitlementSpec, Policy, PolicySpec, ResolutionFacts};
+pub use queues::{RequestNames, RequestQuery};
 pub use requests::{
     state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
 };

@@ -23,6 +23,26 @@ impl Where {
         self.sql += &format!(" AND {condition} ${}", self.values.len());
     }
 
+    /// Adds `AND {column} IN (…)` for `values`; no values matches nothing.
+    pub(crate) fn and_in(&mut self, column: &str, values: impl IntoIterator<Item = Value>) {
+        let mut marks = Vec::new();
+        for v in values {
+            self.values.push(v);
+            marks.push(format!("${}", self.values.len()));
+        }
+        if marks.is_empty() {
+            self.sql += " AND 1 = 0";
+        } else {
+            self.sql += &format!(" AND {column} IN ({})", marks.join(", "));
+        }
+    }
+
+    /// Adds `AND {template}` with its one `?` replaced by the next placeholder.
+    pub(crate) fn and_with(&mut self, template: &str, value: Value) {
+        self.values.push(value);
+        self.sql += &format!(" AND {}", template.replacen('?', &format!("${}", self.values.len()), 1));
+    }
+
     pub(crate) fn bind<'q, T>(
         self,
         mut query: QueryAs<'q, Any, T, AnyArguments<'q>>,

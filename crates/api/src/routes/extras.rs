@@ -205,7 +205,7 @@ async fn submit_favorite(
 ) -> ApiResult<Json<CreateRequestsResponse>> {
     let f = state.store.favorite(&c.user.id, &p.id).await?;
     let req: CreateRequestsRequest = serde_json::from_str(&f.body).map_err(|_| ApiError::internal())?;
-    Ok(Json(batch_dto(portcullis_app::requests::create(&state, &c, req.into()).await?)))
+    Ok(Json(batch_dto(&state, portcullis_app::requests::create(&state, &c, req.into()).await?).await?))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

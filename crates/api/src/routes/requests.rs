@@ -4,8 +4,10 @@
 
 use axum::extract::State;
 use axum::Json;
-use portcullis_app::requests::{self as uc, Decision, ListScope, NewRequests, RequestView};
+use portcullis_app::requests::{self as uc, Decision, NewRequests, Queue, QueueFilter, RequestView};
+use portcullis_app::App;
 use portcullis_core::request::{Action, RequestState};
+use portcullis_store::RequestNames;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -59,6 +61,37 @@ pub struct RequestDto {
     review_required: bool,
     created_at: String,
     updated_at: String,
+    /// The requester's user name.
+    requester_name: Option<String>,
+    /// The account's name (the request is for ACCOUNT@ASSET).
+    account_name: Option<String>,
+    asset_name: Option<String>,
+    /// The governing policy's name.
+    policy_name: Option<String>,
+    /// Live sessions of the request (in the `approved` queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_sessions: Option<Vec<String>>,
+}
+
+impl RequestDto {
+    fn named(mut self, n: RequestNames) -> RequestDto {
+        self.requester_name = n.requester;
+        self.account_name = n.account;
+        self.asset_name = n.asset;
+        self.policy_name = n.policy;
+        self
+    }
+}
+
+/// DTOs with the names of their requester, account, asset and policy.
+pub(crate) async fn named(state: &App, views: Vec<RequestView>) -> ApiResult<Vec<RequestDto>> {
+    let ids: Vec<String> = views.iter().map(|v| v.request.id.clone()).collect();
+    let names = uc::names_of(state, &ids).await?;
+    Ok(views.into_iter().zip(names).map(|(v, n)| to_dto(v).named(n)).collect())
+}
+
+async fn named_one(state: &App, view: RequestView) -> ApiResult<RequestDto> {
+    Ok(named(state, vec![view]).await?.remove(0))
 }
 
 pub(crate) fn to_dto(v: RequestView) -> RequestDto {
@@ -84,6 +117,11 @@ pub(crate) fn to_dto(v: RequestView) -> RequestDto {
         review_required: r.review_required,
         created_at: ts(r.created_at),
         updated_at: ts(r.updated_at),
+        requester_name: None,
+        account_name: None,
+        asset_name: None,
+        policy_name: None,
+        live_sessions: None,
     }
 }
 
@@ -148,21 +186,21 @@ impl From<CreateRequestsRequest> for NewRequests {
     }
 }
 
-pub(crate) fn batch_dto(b: uc::Batch) -> CreateRequestsResponse {
-    CreateRequestsResponse {
-        batch_id: b.batch_id,
-        outcomes: b
-            .outcomes
-            .into_iter()
-            .map(|o| {
-                let (request, error) = match o.result {
-                    Ok(v) => (Some(to_dto(v)), None),
-                    Err(e) => (None, Some(error_body(e))),
-                };
-                AccountOutcome { account_id: o.account_id, access_type: o.access_type, request, error }
-            })
-            .collect(),
-    }
+pub(crate) async fn batch_dto(state: &App, b: uc::Batch) -> ApiResult<CreateRequestsResponse> {
+    let created: Vec<RequestView> = b.outcomes.iter().filter_map(|o| o.result.as_ref().ok().cloned()).collect();
+    let mut dtos = named(state, created).await?.into_iter();
+    let outcomes = b
+        .outcomes
+        .into_iter()
+        .map(|o| {
+            let (request, error) = match o.result {
+                Ok(_) => (dtos.next(), None),
+                Err(e) => (None, Some(error_body(e))),
+            };
+            AccountOutcome { account_id: o.account_id, access_type: o.access_type, request, error }
+        })
+        .collect();
+    Ok(CreateRequestsResponse { batch_id: b.batch_id, outcomes })
 }
 
 /// Requests access to one or more accounts. Each account gets its own request and outcome.
@@ -174,22 +212,41 @@ async fn create_requests(
     caller: Authed<AnyUser>,
     ApiJson(req): ApiJson<CreateRequestsRequest>,
 ) -> ApiResult<Json<CreateRequestsResponse>> {
-    Ok(Json(batch_dto(uc::create(&state, &caller, req.into()).await?)))
+    Ok(Json(batch_dto(&state, uc::create(&state, &caller, req.into()).await?).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `mine` (default) or `all` (Security Policy Administrators, Auditors).
+    /// Which work queue: `mine` (default; every state, revoked and expired included),
+    /// `approvals` (waiting for your approval), `approved` (approved by you, approved or in
+    /// use, with live sessions), `reviews` (waiting for your review), `all` (Security Policy
+    /// Administrators, Auditors, Appliance Administrators).
+    queue: Option<String>,
+    /// Former name of `queue` (`mine` or `all`).
     scope: Option<String>,
     /// Only requests in this state.
     state: Option<String>,
+    /// Only requests for this account: its id, or ACCOUNT@ASSET (e.g. `root@db1`).
+    account: Option<String>,
+    /// Only requests for accounts on this asset: its id or name.
+    asset: Option<String>,
+    /// Only requests by this user: id or user name.
+    requester: Option<String>,
+    /// Only requests made at or after this time (RFC 3339).
+    created_from: Option<String>,
+    /// Only requests made before this time (RFC 3339).
+    created_before: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// How many to skip (paging).
+    #[param(minimum = 0)]
+    offset: Option<i64>,
 }
 
-/// Your requests (or all, for Security Policy Administrators and Auditors), newest first.
+/// A work queue, newest first: your requests, or those waiting for your approval or review,
+/// or those you approved; all of them for Security Policy Administrators and Auditors.
 #[utoipa::path(get, path = "/api/v1/requests", tag = "requests", operation_id = "list_requests",
     params(ListParams), responses((status = 200, description = "Requests", body = [RequestDto])))]
 async fn list_requests(
@@ -202,13 +259,34 @@ async fn list_requests(
         .as_deref()
         .map(|s| RequestState::parse(s).ok_or_else(|| ApiError::invalid("state", "not a request state")))
         .transpose()?;
-    let scope = match q.scope.as_deref().unwrap_or("mine") {
-        "mine" => ListScope::Mine,
-        "all" => ListScope::All,
-        _ => return Err(ApiError::invalid("scope", "must be mine or all")),
+    let (field, name) = match (&q.queue, &q.scope) {
+        (Some(v), _) => ("queue", v.as_str()),
+        (None, Some(v)) => ("scope", v.as_str()),
+        (None, None) => ("queue", "mine"),
     };
-    let list = uc::list(&state, &caller, scope, filter_state, q.limit.unwrap_or(100)).await?;
-    Ok(Json(list.into_iter().map(to_dto).collect()))
+    let queue = Queue::parse(name)
+        .ok_or_else(|| ApiError::invalid(field, format!("must be one of: {}", Queue::NAMES.join(", "))))?;
+    let time = |field: &str, v: &Option<String>| v.as_deref().map(|t| parse_ts(field, t)).transpose();
+    let filter = QueueFilter {
+        state: filter_state,
+        account: q.account,
+        asset: q.asset,
+        requester: q.requester,
+        created_from: time("created_from", &q.created_from)?,
+        created_before: time("created_before", &q.created_before)?,
+        limit: q.limit.unwrap_or(100),
+        offset: q.offset.unwrap_or(0),
+    };
+    let items = uc::queue(&state, &caller, queue, filter).await?;
+    Ok(Json(
+        items
+            .into_iter()
+            .map(|i| {
+                let live = (queue == Queue::Approved).then_some(i.live_sessions);
+                RequestDto { live_sessions: live, ..to_dto(i.view).named(i.names) }
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -251,7 +329,7 @@ async fn get_request(
 ) -> ApiResult<Json<RequestDetail>> {
     let d = uc::show(&state, &caller, &p.id).await?;
     Ok(Json(RequestDetail {
-        request: to_dto(d.view),
+        request: named_one(&state, d.view).await?,
         approvals: d
             .approvals
             .into_iter()
@@ -302,7 +380,7 @@ async fn decide(
         start_at: body.start_at.as_deref().map(|t| parse_ts("start_at", t)).transpose()?,
         end_at: body.end_at.as_deref().map(|t| parse_ts("end_at", t)).transpose()?,
     };
-    Ok(Json(to_dto(uc::decide(state, caller, id, d).await?)))
+    Ok(Json(named_one(state, uc::decide(state, caller, id, d).await?).await?))
 }
 
 /// Approves at the current level; the last level's approval makes the request approved (or
@@ -344,7 +422,7 @@ async fn act(
     action: Action,
     comment: Option<String>,
 ) -> ApiResult<Json<RequestDto>> {
-    Ok(Json(to_dto(uc::act(state, caller, id, action, comment.as_deref()).await?)))
+    Ok(Json(named_one(state, uc::act(state, caller, id, action, comment.as_deref()).await?).await?))
 }
 
 macro_rules! action_route {
@@ -398,7 +476,7 @@ action_route!(
 #[utoipa::path(get, path = "/api/v1/approvals", tag = "requests", operation_id = "list_approvals",
     responses((status = 200, description = "Requests you can approve now", body = [RequestDto])))]
 async fn list_approvals(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<Json<Vec<RequestDto>>> {
-    Ok(Json(uc::waiting_for_approval(&state, &caller).await?.into_iter().map(to_dto).collect()))
+    Ok(Json(named(&state, uc::waiting_for_approval(&state, &caller).await?).await?))
 }
 
 /// Submits a revoked or denied request again, with the same account and details, starting
@@ -410,7 +488,7 @@ async fn resubmit_request(
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<CreateRequestsResponse>> {
-    Ok(Json(batch_dto(uc::resubmit(&state, &caller, &p.id).await?)))
+    Ok(Json(batch_dto(&state, uc::resubmit(&state, &caller, &p.id).await?).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -444,12 +522,14 @@ async fn bulk_decision(
         _ => return Err(ApiError::invalid("decision", "must be approve or deny")),
     };
     let outcomes = uc::bulk_decide(&state, &caller, req.ids, approve, req.comment).await?;
+    let decided: Vec<RequestView> = outcomes.iter().filter_map(|o| o.result.as_ref().ok().cloned()).collect();
+    let mut dtos = named(&state, decided).await?.into_iter();
     Ok(Json(
         outcomes
             .into_iter()
             .map(|o| {
                 let (request, error) = match o.result {
-                    Ok(v) => (Some(to_dto(v)), None),
+                    Ok(_) => (dtos.next(), None),
                     Err(e) => (None, Some(error_body(e))),
                 };
                 BulkOutcome { id: o.id, request, error }

@@ -4,9 +4,11 @@
 
 mod create;
 mod decide;
+mod queues;
 
 pub use create::{create, parse_local_or_ts, resubmit, AccountChoice, AccountOutcome, Batch, NewRequests};
 pub use decide::{act, bulk_decide, decide, BulkOutcome, Decision};
+pub use queues::{names_of, queue, Queue, QueueFilter, QueueItem};
 
 use portcullis_core::policy::AccessType;
 use portcullis_core::request::RequestState;

@@ -8,8 +8,17 @@ use crate::client::{enc, Client};
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs, Output};
 
-const COLUMNS: &[&str] =
-    &["id", "account_id", "access_type", "state", "status_text", "start_at", "end_at", "emergency"];
+const COLUMNS: &[&str] = &[
+    "id",
+    "requester_name",
+    "account_name",
+    "asset_name",
+    "access_type",
+    "status_text",
+    "start_at",
+    "end_at",
+    "emergency",
+];
 
 #[derive(Debug, Subcommand)]
 pub enum RequestCmd {
@@ -36,13 +45,34 @@ pub enum RequestCmd {
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Your requests (or --all, for Security Policy Administrators and Auditors).
+    /// A work queue: your requests (default), or those waiting for your approval
+    /// (--queue approvals) or review (--queue reviews), those you approved (--queue approved,
+    /// with live sessions), or everyone's (--queue all / --all).
     List {
+        /// mine, approvals, approved, reviews or all.
+        #[arg(long, default_value = "mine")]
+        queue: String,
+        /// The same as --queue all (Security Policy Administrators, Auditors).
         #[arg(long)]
         all: bool,
-        /// Only requests in this state, e.g. available.
+        /// Only requests in this state, e.g. available, pending_review, revoked.
         #[arg(long)]
         state: Option<String>,
+        /// Only requests for this account: its id, or ACCOUNT@ASSET.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only requests for accounts on this asset: its id or name.
+        #[arg(long)]
+        asset: Option<String>,
+        /// Only requests by this user: id or user name.
+        #[arg(long)]
+        requester: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Skip this many (paging).
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
     },
     /// One request with its approvals and history.
     Show { id: String },
@@ -244,12 +274,23 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
             let r = c.post("/api/v1/requests", &body).await?;
             return print_outcomes(g, &r);
         }
-        RequestCmd::List { all, state } => {
-            let mut q = format!("?scope={}", if all { "all" } else { "mine" });
+        RequestCmd::List { queue, all, state, account, asset, requester, limit, offset } => {
+            let queue = if all { "all".to_owned() } else { queue };
+            let mut q = format!("?queue={}&limit={limit}&offset={offset}", enc(&queue));
             if let Some(s) = state {
                 q += &format!("&state={}", enc(&s));
             }
-            c.get(&format!("/api/v1/requests{q}")).await?
+            for (key, value) in [("account", account), ("asset", asset), ("requester", requester)] {
+                if let Some(v) = value {
+                    q += &format!("&{key}={}", enc(&v));
+                }
+            }
+            let mut columns = COLUMNS.to_vec();
+            if queue == "approved" {
+                columns.push("live_sessions");
+            }
+            print(g.output, &c.get(&format!("/api/v1/requests{q}")).await?, &columns);
+            return Ok(());
         }
         RequestCmd::Show { id } => {
             let r = c.get(&format!("/api/v1/requests/{}", enc(&id))).await?;

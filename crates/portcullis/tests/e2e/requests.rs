@@ -86,6 +86,15 @@ async fn request_one(server: &Server, token: &str, account: &str, extra: Value) 
     r["outcomes"][0].clone()
 }
 
+/// The ids in a work queue, as `token` sees it (`query`: `queue=…&…`).
+async fn queue(server: &Server, token: &str, query: &str) -> (u16, Value) {
+    server.call("GET", &format!("/api/v1/requests?{query}"), Some(token), None).await
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array().map(|l| l.iter().map(|r| r["id"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default()
+}
+
 async fn run(db: Db) {
     let server = Server::start(db);
     let w = world(&server).await;
@@ -124,6 +133,15 @@ async fn run(db: Db) {
     assert_eq!((s, b["code"].as_str()), (403, Some("not_allowed_to_approve")), "{b}");
     let (_, pending) = server.call("GET", "/api/v1/approvals", Some(&w.approver1.1), None).await;
     assert_eq!(pending.as_array().unwrap().len(), 1);
+    // The approver's queue names the requester, account, asset and policy.
+    let (s, q) = queue(&server, &w.approver1.1, "queue=approvals").await;
+    assert_eq!((s, ids(&q)), (200, vec![id.clone()]), "{q}");
+    let names = |r: &Value| {
+        ["requester_name", "account_name", "asset_name", "policy_name", "ticket"]
+            .map(|k| r[k].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(names(&q[0]), ["requester", "root", "db", "two levels", "CHG-1"]);
+    assert!(ids(&queue(&server, req_tok, "queue=approvals").await.1).is_empty(), "nobody approves their own");
     let (_, pending2) = server.call("GET", "/api/v1/approvals", Some(&w.approver2.1), None).await;
     assert!(pending2.as_array().unwrap().is_empty(), "level 2 is not asked before level 1 approved");
 
@@ -139,12 +157,43 @@ async fn run(db: Db) {
     assert_eq!((s, b["state"].as_str()), (200, Some("available")), "{b}");
     let (s, b) = approve(w.approver2.1.clone(), json!({})).await;
     assert_eq!((s, b["code"].as_str()), (409, Some("request_available")), "{b}");
+    // Both approvers find what they approved, in use, with its live sessions (none yet).
+    for tok in [&w.approver1.1, &w.approver2.1] {
+        let (s, q) = queue(&server, tok, "queue=approved").await;
+        assert_eq!((s, ids(&q)), (200, vec![id.clone()]), "{q}");
+        assert_eq!(q[0]["state"], "available");
+        assert_eq!(q[0]["live_sessions"], json!([]));
+    }
+    assert!(ids(&queue(&server, &w.approver1.1, "queue=approved&state=expired").await.1).is_empty());
+    assert!(ids(&queue(&server, &w.reviewer.1, "queue=approved").await.1).is_empty());
 
     // Check-in leads to review; the reviewer sees the whole history.
     let (s, b) = post(&server, &w.approver1.1, &format!("/api/v1/requests/{id}/checkin"), json!({})).await;
     assert_eq!(s, 403, "only the requester checks in: {b}");
     let (s, b) = post(&server, req_tok, &format!("/api/v1/requests/{id}/checkin"), json!({ "comment": "done" })).await;
     assert_eq!((s, b["state"].as_str()), (200, Some("pending_review")), "{b}");
+    // The reviewer's own queue holds it (filters narrow it); nobody else's review queue does.
+    let (s, q) = queue(&server, &w.reviewer.1, "queue=reviews").await;
+    assert_eq!((s, ids(&q)), (200, vec![id.clone()]), "{q}");
+    assert_eq!(q[0]["requester_name"], "requester");
+    let same_account = "queue=reviews&account=root@db&state=pending_review&requester=requester";
+    assert_eq!(ids(&queue(&server, &w.reviewer.1, same_account).await.1), vec![id.clone()]);
+    assert_eq!(
+        ids(&queue(&server, &w.reviewer.1, &format!("queue=reviews&account={}", w.accounts[0])).await.1),
+        vec![id.clone()]
+    );
+    assert!(ids(&queue(&server, &w.reviewer.1, "queue=reviews&requester=nobody").await.1).is_empty());
+    let other_account = format!("queue=reviews&account={}", w.accounts[1]);
+    assert!(ids(&queue(&server, &w.reviewer.1, &other_account).await.1).is_empty());
+    assert!(ids(&queue(&server, &w.approver1.1, "queue=reviews").await.1).is_empty());
+    assert!(ids(&queue(&server, req_tok, "queue=reviews").await.1).is_empty());
+    let (s, b) = queue(&server, &w.reviewer.1, "queue=all").await;
+    assert_eq!(s, 403, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("use the queues mine, approvals, approved or reviews"), "{b}");
+    let (s, b) = queue(&server, &w.reviewer.1, "queue=mine&limit=0").await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("limit")), "{b}");
+    let (s, b) = queue(&server, &w.reviewer.1, "queue=everything").await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("queue")), "{b}");
     let (s, detail) = server.call("GET", &format!("/api/v1/requests/{id}"), Some(&w.reviewer.1), None).await;
     assert_eq!(s, 200);
     let steps: Vec<String> = detail["history"]
@@ -174,6 +223,7 @@ async fn run(db: Db) {
         post(&server, &w.reviewer.1, &format!("/api/v1/requests/{id}/review"), json!({ "comment": "looked fine" }))
             .await;
     assert_eq!((s, b["state"].as_str()), (200, Some("reviewed")), "{b}");
+    assert!(ids(&queue(&server, &w.reviewer.1, "queue=reviews").await.1).is_empty(), "reviewed: out of the queue");
     let (s, _) = post(&server, req_tok, &format!("/api/v1/requests/{id}/remove"), json!({})).await;
     assert_eq!(s, 200);
     let (_, mine) = server.call("GET", "/api/v1/requests", Some(req_tok), None).await;
@@ -536,13 +586,14 @@ async fn cli_request_flow() {
     .await;
     let dir = server.dir.path();
     let as_user = |name: &str| dir.join(format!("{name}.json")).display().to_string();
-    let (req_cfg, appr_cfg) = (as_user("requester"), as_user("approver"));
+    let (req_cfg, appr_cfg, admin_cfg) = (as_user("requester"), as_user("approver"), as_user("admin"));
     let run = |cfg: &str, args: &[&str]| server.cli(args, &[("PORTCULLIS_CLI_CONFIG", cfg)]);
     let text = |o: &std::process::Output| {
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
     };
-    for (cfg, user) in [(&req_cfg, "requester"), (&appr_cfg, "approver1")] {
-        let pw = format!("{user} password 1234");
+    for (cfg, user) in [(&req_cfg, "requester"), (&appr_cfg, "approver1"), (&admin_cfg, "admin")] {
+        let pw =
+            if user == "admin" { crate::harness::ADMIN_PASSWORD.to_owned() } else { format!("{user} password 1234") };
         let o = server.cli(
             &["login", "--server", &server.url, "--username", user],
             &[("PORTCULLIS_CLI_CONFIG", cfg), ("PORTCULLIS_PASSWORD", &pw)],
@@ -562,8 +613,22 @@ async fn cli_request_flow() {
     let o = run(&appr_cfg, &["approvals", "-o", "json"]);
     let pending: Value = serde_json::from_slice(&o.stdout).unwrap();
     let id = pending[0]["id"].as_str().unwrap().to_owned();
+    // The approver's queue shows names, not ids.
+    let o = run(&appr_cfg, &["request", "list", "--queue", "approvals"]);
+    assert!(o.status.success() && text(&o).contains(&id) && text(&o).contains("requester"), "{}", text(&o));
+    assert!(text(&o).contains("root") && text(&o).contains("db"), "{}", text(&o));
     let o = run(&appr_cfg, &["request", "approve", &id, "--comment", "go ahead"]);
     assert!(o.status.success() && text(&o).contains("available"), "{}", text(&o));
+    // … and then what they approved, in use, filtered by ACCOUNT@ASSET and by requester name.
+    let o = run(&appr_cfg, &["request", "list", "--queue", "approved", "--requester", "requester", "-o", "json"]);
+    let approved: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(ids(&approved), vec![id.clone()], "{}", text(&o));
+    let o = run(&admin_cfg, &["request", "list", "--all", "--account", "root@db", "-o", "json"]);
+    let all: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(ids(&all), vec![id.clone()], "{}", text(&o));
+    let o = run(&admin_cfg, &["request", "list", "--all", "--asset", "db", "--account", "nosuch@db", "-o", "json"]);
+    let none: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert!(o.status.success() && ids(&none).is_empty(), "{}", text(&o));
     let o = run(&req_cfg, &["request", "checkin", &id]);
     assert!(o.status.success() && text(&o).contains("complete"), "{}", text(&o));
     let o = run(&req_cfg, &["request", "show", &id]);
