@@ -82,8 +82,16 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(t) = &tls {
         banner += &format!("TLS certificate SHA-256 fingerprint: {}\n", t.fingerprint);
     }
-    if let Some((l, _)) = &ssh {
-        banner += &format!("SSH proxy listening on {}\n", l.local_addr()?);
+    if let Some((l, keys)) = &ssh {
+        let at = l.local_addr()?;
+        banner += &format!("SSH proxy listening on {at}\n");
+        // What `ssh` shows on first connect, to compare before answering "yes".
+        for (algorithm, fingerprint, _) in portcullis_proxy::host_key_fingerprints(keys) {
+            banner += &format!("SSH host key fingerprint: {fingerprint} ({algorithm})\n");
+        }
+        if let Some((_, _, public)) = portcullis_proxy::host_key_fingerprints(keys).first() {
+            banner += &format!("known_hosts line: [{}]:{} {public}\n", at.ip(), at.port());
+        }
     }
     if store.user_count().await? == 0 {
         let secret = new_token("pcb_");

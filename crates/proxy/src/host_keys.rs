@@ -69,3 +69,15 @@ mod tests {
         assert!(matches!(load_or_create_host_keys(dir.path()), Err(HostKeyError::Permissions(_))));
     }
 }
+
+/// What a user checks on first connect: per host key, its algorithm, SHA-256 fingerprint (as
+/// `ssh` prints it) and the public key in OpenSSH form (for a `known_hosts` line).
+pub fn host_key_fingerprints(keys: &[PrivateKey]) -> Vec<(String, String, String)> {
+    keys.iter()
+        .map(|k| {
+            let public = k.public_key();
+            let openssh = public.to_openssh().unwrap_or_default();
+            (k.algorithm().as_str().to_owned(), public.fingerprint(russh::keys::HashAlg::Sha256).to_string(), openssh)
+        })
+        .collect()
+}

@@ -20,5 +20,5 @@ mod host_keys;
 mod relay;
 mod serve;
 
-pub use host_keys::{load_or_create_host_keys, HostKeyError};
+pub use host_keys::{host_key_fingerprints, load_or_create_host_keys, HostKeyError};
 pub use serve::{serve, ProxyConfig};

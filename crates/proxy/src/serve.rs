@@ -289,7 +289,8 @@ async fn supervise(
                 }
                 let quiet = now - shared.last_activity.load(Ordering::Relaxed);
                 if quiet >= i64::try_from(idle.as_micros()).unwrap_or(i64::MAX) {
-                    break format!("no activity for {} minutes", idle.as_secs() / 60);
+                    let minutes = idle.as_secs() / 60;
+                    break format!("no activity for {minutes} minute{}", if minutes == 1 { "" } else { "s" });
                 }
             }
             Some(reason) = kill.recv() => break reason,

@@ -30,6 +30,16 @@ async fn launch_tokens_plink_and_port_forwarding() {
     let o = token_ssh("echo again");
     assert_eq!(o.status.code(), Some(255), "a launch token works once: {}", text(&o));
 
+    // `serve` printed the fingerprints `ssh` shows on first connect, and a known_hosts line.
+    let banner = w.server.all_output();
+    let fp = proxy_fingerprint(&w);
+    assert!(banner.contains(&format!("SSH host key fingerprint: {fp} (ssh-ed25519)")), "{banner}");
+    assert!(banner.contains("SSH host key fingerprint: SHA256:") && banner.contains("(ssh-rsa)"), "{banner}");
+    let pub_key = std::fs::read_to_string(w.server.data_dir().join("keys/ssh_host_ed25519_key.pub")).unwrap();
+    let key_blob = pub_key.split_whitespace().nth(1).unwrap();
+    let line = format!("known_hosts line: [127.0.0.1]:{} ssh-ed25519 {key_blob}", w.server.ssh_port);
+    assert!(banner.contains(&line), "{banner}");
+
     // PuTTY's plink, with the proxy's host key pinned.
     let o = Command::new("plink")
         .args(["-ssh", "-batch", "-P", &w.server.ssh_port.to_string(), "-l", &w.login(), "-pw", ALICE_PW])
