@@ -53,6 +53,18 @@ pub fn load_or_create_host_keys(dir: &Path) -> Result<Vec<PrivateKey>, HostKeyEr
     Ok(keys)
 }
 
+/// What a user checks on first connect: per host key, its algorithm, SHA-256 fingerprint (as
+/// `ssh` prints it) and the public key in OpenSSH form (for a `known_hosts` line).
+pub fn host_key_fingerprints(keys: &[PrivateKey]) -> Vec<(String, String, String)> {
+    keys.iter()
+        .map(|k| {
+            let public = k.public_key();
+            let openssh = public.to_openssh().unwrap_or_default();
+            (k.algorithm().as_str().to_owned(), public.fingerprint(russh::keys::HashAlg::Sha256).to_string(), openssh)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,16 +80,4 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(load_or_create_host_keys(dir.path()), Err(HostKeyError::Permissions(_))));
     }
-}
-
-/// What a user checks on first connect: per host key, its algorithm, SHA-256 fingerprint (as
-/// `ssh` prints it) and the public key in OpenSSH form (for a `known_hosts` line).
-pub fn host_key_fingerprints(keys: &[PrivateKey]) -> Vec<(String, String, String)> {
-    keys.iter()
-        .map(|k| {
-            let public = k.public_key();
-            let openssh = public.to_openssh().unwrap_or_default();
-            (k.algorithm().as_str().to_owned(), public.fingerprint(russh::keys::HashAlg::Sha256).to_string(), openssh)
-        })
-        .collect()
 }

@@ -39,6 +39,7 @@ async fn launch_tokens_plink_and_port_forwarding() {
     let key_blob = pub_key.split_whitespace().nth(1).unwrap();
     let line = format!("known_hosts line: [127.0.0.1]:{} ssh-ed25519 {key_blob}", w.server.ssh_port);
     assert!(banner.contains(&line), "{banner}");
+    assert!(!banner.contains('\u{1b}'), "no terminal colour codes in a log file: {banner}");
 
     // PuTTY's plink, with the proxy's host key pinned.
     let o = Command::new("plink")
