@@ -51,21 +51,44 @@ pub struct Batch {
 }
 
 /// A start time: RFC 3339 with an offset, or a local date-time (`2026-12-01T09:00`) in the
-/// requester's time zone (R-REQ-1).
+/// requester's time zone (R-REQ-1). A local time the clocks skip (spring forward) or show twice
+/// (fall back) is refused with the reason, never moved silently.
 pub fn parse_local_or_ts(field: &str, text: &str, tz: &TimeZone) -> AppResult<i64> {
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
         return Ok(t.as_microsecond());
     }
-    text.parse::<jiff::civil::DateTime>()
-        .ok()
-        .and_then(|dt| dt.to_zoned(tz.clone()).ok())
-        .map(|z| z.timestamp().as_microsecond())
-        .ok_or_else(|| {
-            AppError::invalid(
+    let dt = text.parse::<jiff::civil::DateTime>().map_err(|_| {
+        AppError::invalid(
+            field,
+            format!("'{text}' is neither an RFC 3339 time nor a local date-time such as 2026-12-01T09:00"),
+        )
+    })?;
+    let zone = tz.iana_name().unwrap_or("your time zone");
+    let ambiguous = tz.to_ambiguous_zoned(dt);
+    match ambiguous.offset() {
+        jiff::tz::AmbiguousOffset::Gap { .. } => Err(AppError::invalid(
+            field,
+            format!("{text} does not exist in {zone} (the clocks skip it); choose another time, or give an offset"),
+        )),
+        jiff::tz::AmbiguousOffset::Fold { before, after } => {
+            let with = |o: jiff::tz::Offset| {
+                let (sign, secs) = if o.seconds() < 0 { ('-', -o.seconds()) } else { ('+', o.seconds()) };
+                format!("{}{sign}{:02}:{:02}", dt.strftime("%Y-%m-%dT%H:%M:%S"), secs / 3600, secs % 3600 / 60)
+            };
+            Err(AppError::invalid(
                 field,
-                format!("'{text}' is neither an RFC 3339 time nor a local date-time such as 2026-12-01T09:00"),
-            )
-        })
+                format!(
+                    "{text} happens twice in {zone} (the clocks go back); say which: {} or {}",
+                    with(before),
+                    with(after)
+                ),
+            ))
+        }
+        jiff::tz::AmbiguousOffset::Unambiguous { .. } => ambiguous
+            .unambiguous()
+            .map(|z| z.timestamp().as_microsecond())
+            .map_err(|_| AppError::invalid(field, format!("'{text}' is out of range"))),
+    }
 }
 
 fn validate(req: &NewRequests) -> AppResult<()> {
@@ -84,13 +107,17 @@ fn validate(req: &NewRequests) -> AppResult<()> {
     Ok(())
 }
 
-fn no_policy(access_type: AccessType, emergency: bool, why: &str) -> AppError {
+fn no_policy(access_type: AccessType, emergency: bool, start: Option<&str>, why: &str) -> AppError {
+    let when = match (emergency, start) {
+        (true, _) => "as an emergency".to_owned(),
+        (false, Some(t)) => format!("starting {t}"),
+        (false, None) => "now".to_owned(),
+    };
     AppError::refused(
         "no_governing_policy",
         format!(
-            "you may not request {} access to this account {}: {why}; ask a Security Policy Administrator, or choose another time",
+            "you may not request {} access to this account {when}: {why}; ask a Security Policy Administrator, or choose another time",
             access_type.as_str(),
-            if emergency { "as an emergency" } else { "now" }
         ),
     )
 }
@@ -109,6 +136,10 @@ pub async fn create(state: &App, caller: &Caller, req: NewRequests) -> AppResult
     }
     let tz = TimeZone::get(&caller.user.time_zone).unwrap_or(TimeZone::UTC);
     let start = req.start_at.as_deref().map(|t| parse_local_or_ts("start_at", t, &tz)).transpose()?;
+    // A minute's grace for clocks and typing; earlier than that is a mistake, not "now".
+    if start.is_some_and(|s| s < now - 60_000_000) {
+        return Err(AppError::invalid("start_at", "is in the past; leave it out to start now, or give a later time"));
+    }
     let access_types = req
         .accounts
         .iter()
@@ -153,7 +184,7 @@ pub async fn create(state: &App, caller: &Caller, req: NewRequests) -> AppResult
                         .min()
                         .map(|e| e.describe())
                         .unwrap_or("no policy covers this account for you");
-                    Err(no_policy(access_type, req.emergency, why))
+                    Err(no_policy(access_type, req.emergency, req.start_at.as_deref(), why))
                 }
             }
         })
@@ -286,4 +317,30 @@ pub async fn resubmit(state: &App, caller: &Caller, id: &str) -> AppResult<Batch
         comment: r.comment.clone(),
     };
     create(state, caller, again).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_times_the_clocks_skip_or_repeat_are_refused_with_the_reason() {
+        let paris = TimeZone::get("Europe/Paris").unwrap();
+        // 2026-03-29 02:30 does not exist in Paris; 2026-10-25 02:30 happens twice.
+        let gap = parse_local_or_ts("start_at", "2026-03-29T02:30", &paris).unwrap_err();
+        assert_eq!(gap.field.as_deref(), Some("start_at"));
+        assert!(gap.message.contains("does not exist in Europe/Paris"), "{}", gap.message);
+        let fold = parse_local_or_ts("start_at", "2026-10-25T02:30", &paris).unwrap_err();
+        assert!(fold.message.contains("happens twice"), "{}", fold.message);
+        // Both suggestions parse, and mean the two different instants.
+        let suggested: Vec<i64> =
+            fold.message.split_whitespace().filter_map(|w| parse_local_or_ts("start_at", w, &paris).ok()).collect();
+        assert_eq!(suggested.len(), 2, "{}", fold.message);
+        assert_eq!(suggested[1] - suggested[0], 3_600_000_000);
+        let ok = parse_local_or_ts("start_at", "2026-10-25T04:30", &paris).unwrap();
+        assert_eq!(ok, "2026-10-25T03:30:00Z".parse::<jiff::Timestamp>().unwrap().as_microsecond());
+        let explicit = parse_local_or_ts("start_at", "2026-10-25T02:30:00+01:00", &paris).unwrap();
+        assert_eq!(explicit, "2026-10-25T01:30:00Z".parse::<jiff::Timestamp>().unwrap().as_microsecond());
+        assert!(parse_local_or_ts("start_at", "tomorrow", &paris).is_err());
+    }
 }

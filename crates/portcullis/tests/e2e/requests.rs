@@ -335,8 +335,16 @@ async fn run(db: Db) {
     assert_eq!((s, b["field"].as_str()), (422, Some("accounts[0].access_type")));
     let out = request_one(&server, req_tok, &w.accounts[1], json!({ "duration_minutes": 100000 })).await;
     assert_eq!(out["error"]["field"], "duration_minutes", "{out}");
-    let out = request_one(&server, req_tok, &w.accounts[1], json!({ "start_at": "2001-01-01T00:00:00Z" })).await;
-    assert_eq!(out["error"]["field"], "start_at", "{out}");
+    // A start in the past says so (not "outside the policy's time restrictions").
+    let (s, b) = post(
+        &server,
+        req_tok,
+        "/api/v1/requests",
+        json!({ "accounts": [{ "account_id": w.accounts[1], "access_type": "password" }], "start_at": "2001-01-01T00:00:00Z" }),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (422, Some("start_at")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("in the past"), "{b}");
     let out = request_one(&server, &outsider, &w.accounts[1], json!({})).await;
     assert_eq!(out["error"]["code"], "no_governing_policy", "not entitled: {out}");
     let out = request_one(&server, req_tok, "ghost", json!({})).await;
