@@ -195,6 +195,12 @@ pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult
     if r.state != RequestState::Available {
         return Err(crate::requests::not_available(r.state, "a session starts"));
     }
+    if !state.store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await? {
+        return Err(AppError::refused(
+            "service_disabled",
+            "session access is switched off by an Appliance Administrator; no launch token was made",
+        ));
+    }
     let account = state.store.account(&r.account_id).await?;
     let asset = state.store.asset(&r.asset_id).await?;
     let token = crate::auth::new_token(portcullis_core::connection::LAUNCH_TOKEN_PREFIX);

@@ -189,15 +189,28 @@ pub async fn create(state: &App, caller: &Caller, req: NewRequests) -> AppResult
             }
         })
         .collect();
-    let needs = |f: fn(&Policy) -> bool| governing.iter().flatten().any(|p| f(p));
-    if needs(|p| p.settings.ticket_required) && req.ticket.is_none() {
-        return Err(AppError::invalid("ticket", "a ticket number is required by the policy of one of the accounts"));
+    // Which policies (by name) require a detail that is missing; the message names them.
+    let needing = |f: fn(&Policy) -> bool| {
+        let mut names: Vec<String> =
+            governing.iter().flatten().filter(|p| f(p)).map(|p| format!("'{}'", p.name)).collect();
+        names.dedup();
+        names
+    };
+    let missing = |what: &str, names: Vec<String>| {
+        let s = if names.len() == 1 { "y" } else { "ies" };
+        format!("{what} is required by the polic{s} {} governing this request", names.join(", "))
+    };
+    let ticket = needing(|p| p.settings.ticket_required);
+    if !ticket.is_empty() && req.ticket.is_none() {
+        return Err(AppError::invalid("ticket", missing("a ticket number", ticket)));
     }
-    if needs(|p| p.settings.reason_required) && req.reason_code.is_none() {
-        return Err(AppError::invalid("reason_code", "a reason is required by the policy of one of the accounts"));
+    let reason = needing(|p| p.settings.reason_required);
+    if !reason.is_empty() && req.reason_code.is_none() {
+        return Err(AppError::invalid("reason_code", missing("a reason code", reason)));
     }
-    if needs(|p| p.settings.comment_required) && req.comment.as_deref().is_none_or(str::is_empty) {
-        return Err(AppError::invalid("comment", "a comment is required by the policy of one of the accounts"));
+    let comment = needing(|p| p.settings.comment_required);
+    if !comment.is_empty() && req.comment.as_deref().is_none_or(str::is_empty) {
+        return Err(AppError::invalid("comment", missing("a comment", comment)));
     }
 
     let batch_id = uuid::Uuid::new_v4().to_string();

@@ -168,7 +168,9 @@ pub enum ServiceCmd {
     Show,
     /// Switch session requests on or off (Appliance Administrators).
     Set {
-        #[arg(long)]
+        /// true: SSH, RDP and Telnet session requests may be made and used; false: they are
+        /// refused (password and SSH key requests go on).
+        #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
         session_requests: bool,
     },
 }
@@ -205,8 +207,15 @@ fn print_outcomes(g: &GlobalArgs, r: &Value) -> Result<(), CliError> {
             }
         }
     }
-    if !outcomes.is_empty() && outcomes.iter().all(|o| o["request"].is_null()) {
+    let failed = outcomes.iter().filter(|o| o["request"].is_null()).count();
+    if !outcomes.is_empty() && failed == outcomes.len() {
         return Err(CliError::Failed("no request was created".into()));
+    }
+    if failed > 0 {
+        // Scripts must see that part of the request failed (exit 1); the others were made.
+        let message = format!("{failed} of {} accounts failed (see above); the others were requested", outcomes.len());
+        eprintln!("{message}");
+        return Err(CliError::Failed(message));
     }
     Ok(())
 }

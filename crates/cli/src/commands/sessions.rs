@@ -156,10 +156,17 @@ pub async fn launch(id: String, g: &GlobalArgs) -> Result<(), CliError> {
     if g.output == crate::Output::Json {
         print(g.output, &v, &[]);
     } else {
+        println!(
+            "One-time launch token: use ONE of these commands, once, before {} (run `portcullis request launch` again for another session):",
+            v["expires_at"].as_str().unwrap_or("the request ends")
+        );
         for k in ["ssh", "scp", "sftp", "plink"] {
-            println!("{k:6} {}", v[k].as_str().unwrap_or(""));
+            println!("  {k:6} {}", v[k].as_str().unwrap_or(""));
         }
-        println!("The token works once, until {}.", v["expires_at"].as_str().unwrap_or("the request ends"));
+        println!(
+            "Or sign in with your Portcullis password, as often as the request allows: ssh -p PORT '{}@HOST'",
+            v["inband_user"].as_str().unwrap_or("")
+        );
     }
     Ok(())
 }

@@ -114,6 +114,7 @@ async fn run(db: Db) {
     )
     .await;
     assert_eq!((s, b["field"].as_str()), (422, Some("ticket")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("the policy 'two levels'"), "names the policy: {b}");
 
     let out = request_one(&server, req_tok, &w.accounts[0], json!({ "ticket": "CHG-1", "comment": "patching" })).await;
     let r = out["request"].clone();
@@ -575,6 +576,18 @@ async fn request_extras() {
     )
     .await;
     assert_eq!(r["outcomes"][0]["request"]["state"], "available", "{r}");
+    // No launch token while session access is switched off.
+    let ssh_id = r["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let (s, _) =
+        server.call("PUT", "/api/v1/services", Some(&w.admin), Some(json!({ "session_requests": false }))).await;
+    assert_eq!(s, 200);
+    let (s, b) = post(&server, &req_tok, &format!("/api/v1/requests/{ssh_id}/launch"), json!({})).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("service_disabled")), "{b}");
+    let (s, _) =
+        server.call("PUT", "/api/v1/services", Some(&w.admin), Some(json!({ "session_requests": true }))).await;
+    assert_eq!(s, 200);
+    let (s, b) = post(&server, &req_tok, &format!("/api/v1/requests/{ssh_id}/launch"), json!({})).await;
+    assert_eq!(s, 200, "{b}");
 }
 
 /// The same workflow from the CLI: a requester and an approver, each with their own saved
@@ -611,6 +624,15 @@ async fn cli_request_flow() {
     let account = format!("{}:password", w.accounts[0]);
     let o = run(&req_cfg, &["request", "create", "--account", &account, "--comment", "via cli"]);
     assert!(o.status.success() && text(&o).contains("is Pending 1 approval"), "{}", text(&o));
+    // Part of a request failing is a failure for scripts, with the part that worked made.
+    let both = [&account, &format!("{}:password", w.accounts[1])].map(|a| a.to_string());
+    let o = run(&req_cfg, &["request", "create", "--account", &both[0], "--account", &both[1]]);
+    assert!(!o.status.success() && text(&o).contains("1 of 2 accounts failed"), "{}", text(&o));
+    let o = run(&req_cfg, &["request", "list", "-o", "json"]);
+    let mine: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let newest = mine[0]["id"].as_str().unwrap().to_owned();
+    let o = run(&req_cfg, &["request", "cancel", &newest]);
+    assert!(o.status.success(), "{}", text(&o));
     let o = run(&req_cfg, &["request", "create", "--account", &format!("{}:password", w.accounts[1])]);
     assert!(
         !o.status.success() && text(&o).contains("FAILED") && text(&o).contains("no_governing_policy"),
@@ -631,7 +653,8 @@ async fn cli_request_flow() {
     let o = run(&appr_cfg, &["request", "list", "--queue", "approved", "--requester", "requester", "-o", "json"]);
     let approved: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
     assert_eq!(ids(&approved), vec![id.clone()], "{}", text(&o));
-    let o = run(&admin_cfg, &["request", "list", "--all", "--account", "root@db", "-o", "json"]);
+    let o =
+        run(&admin_cfg, &["request", "list", "--all", "--account", "root@db", "--state", "available", "-o", "json"]);
     let all: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
     assert_eq!(ids(&all), vec![id.clone()], "{}", text(&o));
     let o = run(&admin_cfg, &["request", "list", "--all", "--asset", "db", "--account", "nosuch@db", "-o", "json"]);
