@@ -125,7 +125,15 @@ pub async fn redeem_launch_token(
 ) -> Option<(User, Result<SessionAccess, String>)> {
     let hash = crate::auth::token_hash(token);
     let now = state.now();
-    let (request_id, user_id) = state.store.use_launch_token(now, &hash).await.ok()??;
+    let Some((request_id, user_id)) = state.store.use_launch_token(now, &hash).await.ok().flatten() else {
+        // Reused, expired or unknown: audited, so that guessing or replaying shows up.
+        let actor = Actor { id: String::new(), name: "unknown".into(), source: source.to_owned() };
+        let event = portcullis_store::NewEvent::success("session.launch_token", "launch_token", "")
+            .with_outcome(portcullis_store::Outcome::Denied)
+            .with_details(serde_json::json!({ "reason": "unknown, expired or already used launch token" }));
+        let _ = state.store.record(&actor, now, event).await;
+        return None;
+    };
     let (Ok(user), Ok(request)) = (state.store.user(&user_id).await, state.store.request(&request_id).await) else {
         return None;
     };

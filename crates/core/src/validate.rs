@@ -15,6 +15,12 @@ impl ValidationError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ValidationError { field: field.into(), message: message.into() }
     }
+
+    /// The same error for a field nested in `parent` (`approval_levels` → `settings.approval_levels`),
+    /// so that it names the field as the client sent it.
+    pub fn within(self, parent: &str) -> Self {
+        ValidationError { field: format!("{parent}.{}", self.field), message: self.message }
+    }
 }
 
 type Result<T = ()> = std::result::Result<T, ValidationError>;

@@ -329,7 +329,7 @@ impl Store {
         validate::name("name", &spec.name)?;
         validate::description("description", &spec.description)?;
         validate_priority(spec.priority)?;
-        spec.settings.validate()?;
+        spec.settings.validate().map_err(|e| e.within("settings"))?;
         let s = &spec.scope;
         if s.assets.is_empty() && s.asset_groups.is_empty() && s.accounts.is_empty() && s.account_groups.is_empty() {
             return Err(portcullis_core::ValidationError::new(
@@ -351,11 +351,12 @@ impl Store {
         ensure_exist(&mut tx, "accounts", "scope.accounts", &s.accounts).await?;
         ensure_exist(&mut tx, "account_groups", "scope.account_groups", &s.account_groups).await?;
         for (i, l) in spec.settings.approval_levels.iter().enumerate() {
-            ensure_exist(&mut tx, "users", &format!("approval_levels[{i}].user_ids"), &l.user_ids).await?;
-            ensure_exist(&mut tx, "user_groups", &format!("approval_levels[{i}].group_ids"), &l.group_ids).await?;
+            let level = format!("settings.approval_levels[{i}]");
+            ensure_exist(&mut tx, "users", &format!("{level}.user_ids"), &l.user_ids).await?;
+            ensure_exist(&mut tx, "user_groups", &format!("{level}.group_ids"), &l.group_ids).await?;
         }
-        ensure_exist(&mut tx, "users", "reviewer_user_ids", &spec.settings.reviewer_user_ids).await?;
-        ensure_exist(&mut tx, "user_groups", "reviewer_group_ids", &spec.settings.reviewer_group_ids).await?;
+        ensure_exist(&mut tx, "users", "settings.reviewer_user_ids", &spec.settings.reviewer_user_ids).await?;
+        ensure_exist(&mut tx, "user_groups", "settings.reviewer_group_ids", &spec.settings.reviewer_group_ids).await?;
         let unique =
             |e| StoreError::unique(e, || format!("the entitlement already has a policy named '{}'", spec.name));
         let (id, action) = match id {

@@ -179,12 +179,12 @@ async fn run(db: Db) {
         (
             "/api/v1/policies",
             json!({ "entitlement_id": ent_a["id"], "name": "x", "priority": 1, "access_type": "password", "scope": { "accounts": [account_id] } }),
-            "approval_levels",
+            "settings.approval_levels",
         ),
         (
             "/api/v1/policies",
             json!({ "entitlement_id": ent_a["id"], "name": "x", "priority": 1, "access_type": "password", "scope": { "accounts": [account_id] }, "settings": { "auto_approve": true, "default_duration_minutes": 600, "max_duration_minutes": 60 } }),
-            "default_duration_minutes",
+            "settings.default_duration_minutes",
         ),
         (
             "/api/v1/policies",

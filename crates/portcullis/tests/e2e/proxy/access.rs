@@ -29,6 +29,13 @@ async fn launch_tokens_plink_and_port_forwarding() {
     assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).trim()), (Some(0), "via-token"), "{}", text(&o));
     let o = token_ssh("echo again");
     assert_eq!(o.status.code(), Some(255), "a launch token works once: {}", text(&o));
+    // … and the refused reuse is an audit event.
+    let (_, page) =
+        w.server.call("GET", "/api/v1/audit/events?action=session.launch_token&limit=100", Some(&w.admin), None).await;
+    let refused = page["events"].as_array().unwrap();
+    let denied =
+        |e: &&Value| e["outcome"] == "denied" && e["source"].as_str().is_some_and(|s| s.starts_with("127.0.0.1"));
+    assert!(refused.iter().any(|e| denied(&e)), "{page}");
 
     // `serve` printed the fingerprints `ssh` shows on first connect, and a known_hosts line.
     let banner = w.server.all_output();
