@@ -70,6 +70,9 @@ pub async fn visible_request(
 /// May the caller take this action on the request? Approve and deny are decided per level by
 /// [`may_approve_at`].
 pub fn may_act(rel: &Relation, action: Action) -> AppResult<()> {
+    if action == Action::Review && rel.requester {
+        return Err(AppError::forbidden("nobody reviews their own request; another reviewer named by the policy must"));
+    }
     let permitted = match action {
         Action::Cancel | Action::CheckIn | Action::Remove => rel.requester,
         Action::Revoke => rel.approver || rel.admin,
@@ -117,4 +120,24 @@ pub fn may_replay(rel: &Relation) -> AppResult<()> {
 /// May the caller see everyone's requests and sessions?
 pub fn sees_everything(caller: &Caller) -> bool {
     [Role::SecurityPolicyAdmin, Role::Auditor, Role::ApplianceAdmin].iter().any(|r| caller.has(*r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_act() {
+        let requester = Relation { requester: true, ..Relation::default() };
+        let reviewer = Relation { reviewer: true, ..Relation::default() };
+        let both = Relation { requester: true, reviewer: true, ..Relation::default() };
+        assert!(may_act(&requester, Action::CheckIn).is_ok());
+        assert!(may_act(&reviewer, Action::CheckIn).is_err());
+        assert!(may_act(&reviewer, Action::Review).is_ok());
+        let own = may_act(&both, Action::Review).unwrap_err();
+        assert!(own.message.contains("nobody reviews their own request"), "{}", own.message);
+        assert!(may_act(&requester, Action::Revoke).is_err());
+        assert!(may_act(&Relation { admin: true, ..Relation::default() }, Action::Revoke).is_ok());
+        assert!(may_act(&Relation { auditor: true, ..Relation::default() }, Action::Revoke).is_err());
+    }
 }
