@@ -109,14 +109,7 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
 }
 
 fn to_sealed(r: SealedRow) -> Result<Sealed> {
-    let n = |v: Vec<u8>| <[u8; 24]>::try_from(v).map_err(|_| anyhow::anyhow!("a stored nonce is damaged"));
-    Ok(Sealed {
-        ciphertext: r.ciphertext,
-        nonce: n(r.nonce)?,
-        wrapped_dek: r.wrapped_dek,
-        dek_nonce: n(r.dek_nonce)?,
-        kek_id: r.kek_id,
-    })
+    portcullis_app::credentials::unrow(r).map_err(|_| anyhow::anyhow!("a stored nonce is damaged"))
 }
 
 /// The new wrapping of a data key, as stored: only the key columns change (the secret's own
