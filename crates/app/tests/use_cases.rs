@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use portcullis_app::auth::Caller;
-use portcullis_app::requests::{self, AccountChoice, Decision, ListScope, NewRequests};
+use portcullis_app::requests::{self, AccountChoice, Decision, NewRequests, Queue, QueueFilter};
 use portcullis_app::{App, AuthSettings, ErrorKind, SystemClock};
 use portcullis_core::inventory::{AccountKind, Platform};
 use portcullis_core::policy::{AccessType, ApprovalLevel, PolicySettings, Scope};
@@ -215,9 +215,10 @@ async fn workflow_through_use_cases(w: World) {
         .unwrap();
     let hidden = requests::show(&node, &caller(&stranger), &id).await.err().unwrap();
     assert_eq!(hidden.kind, ErrorKind::NotFound);
-    let mine = requests::list(&node, &me, ListScope::Mine, None, 10).await.unwrap();
+    let page = || QueueFilter { limit: 10, ..Default::default() };
+    let mine = requests::queue(&node, &me, Queue::Mine, page()).await.unwrap();
     assert_eq!(mine.len(), 1);
-    assert!(requests::list(&node, &me, ListScope::All, None, 10).await.is_err());
+    assert!(requests::queue(&node, &me, Queue::All, page()).await.is_err());
 }
 
 /// Many writers at once (grouped into shared commits on SQLite): every success is stored,

@@ -12,7 +12,6 @@ pub use queues::{names_of, queue, Queue, QueueFilter, QueueItem};
 
 use portcullis_core::policy::AccessType;
 use portcullis_core::request::RequestState;
-use portcullis_core::role::Role;
 use portcullis_store::{AccessRequest, Approval, ApprovalContext, HistoryEntry};
 
 use crate::access::{self, Relation};
@@ -106,68 +105,11 @@ pub async fn show(state: &App, caller: &Caller, id: &str) -> AppResult<RequestDe
     Ok(RequestDetail { view: RequestView { request: r, pending_approvals }, approvals, history })
 }
 
-/// Which requests to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListScope {
-    /// The caller's own.
-    Mine,
-    /// Everyone's (Security Policy Administrators, Auditors, Appliance Administrators).
-    All,
-}
-
-/// The caller's requests (or all), newest first.
-pub async fn list(
-    state: &App,
-    caller: &Caller,
-    scope: ListScope,
-    filter_state: Option<RequestState>,
-    limit: i64,
-) -> AppResult<Vec<RequestView>> {
-    if !(1..=1000).contains(&limit) {
-        return Err(AppError::invalid("limit", "must be 1 to 1000"));
-    }
-    let requester = match scope {
-        ListScope::Mine => Some(caller.user.id.as_str()),
-        ListScope::All
-            if [Role::SecurityPolicyAdmin, Role::Auditor, Role::ApplianceAdmin].iter().any(|r| caller.has(*r)) =>
-        {
-            None
-        }
-        ListScope::All => {
-            return Err(AppError::forbidden("only Security Policy Administrators and Auditors may list all requests"))
-        }
-    };
-    let rules = state.policies.get(&state.store).await?;
-    let list = state.store.requests(requester, filter_state, limit).await?;
-    let mut out = Vec::with_capacity(list.len());
-    for r in list {
-        out.push(view_with(state, &rules, r).await?);
-    }
-    Ok(out)
-}
-
-/// Requests waiting for the caller's approval at their current level.
+/// Requests waiting for the caller's approval at their current level (the `approvals`
+/// queue, unfiltered).
 pub async fn waiting_for_approval(state: &App, caller: &Caller) -> AppResult<Vec<RequestView>> {
-    let rules = state.policies.get(&state.store).await?;
-    let pending = state.store.requests(None, Some(RequestState::PendingApproval), 1000).await?;
-    let mut out = Vec::new();
-    for r in pending {
-        if r.requester_id == caller.user.id || rules.policy(&r.policy_id).is_none() {
-            continue;
-        }
-        let ctx = rules.approval(&r.policy_id);
-        let level = r.current_level as usize;
-        if !ctx.approvers_per_level.get(level).is_some_and(|l| l.contains(&caller.user.id)) {
-            continue;
-        }
-        let approvals = state.store.request_approvals(&r.id).await?;
-        if approvals.iter().any(|a| a.approver_id == caller.user.id) {
-            continue;
-        }
-        let pending_approvals = pending_count(&r, &ctx, &approvals);
-        out.push(RequestView { request: r, pending_approvals });
-    }
-    Ok(out)
+    let all = QueueFilter { limit: 1000, ..QueueFilter::default() };
+    Ok(queue(state, caller, Queue::Approvals, all).await?.into_iter().map(|i| i.view).collect())
 }
 
 /// How many of these accounts are in use at a time (R-REQ-8): the ids in use.
