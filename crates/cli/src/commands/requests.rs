@@ -191,16 +191,19 @@ fn print_outcomes(g: &GlobalArgs, r: &Value) -> Result<(), CliError> {
         print(g.output, r, &[]);
     } else {
         for o in &outcomes {
+            // ACCOUNT@ASSET when the server named them, else the id that was given.
+            let target = match (o["request"]["account_name"].as_str(), o["request"]["asset_name"].as_str()) {
+                (Some(a), Some(s)) => format!("{a}@{s}"),
+                _ => o["account_id"].as_str().unwrap_or("?").to_owned(),
+            };
             match o["request"].as_object() {
                 Some(req) => println!(
-                    "{}: request {} is {}",
-                    o["account_id"].as_str().unwrap_or("?"),
+                    "{target}: request {} is {}",
                     req["id"].as_str().unwrap_or("?"),
                     req["status_text"].as_str().unwrap_or("?")
                 ),
                 None => println!(
-                    "{}: FAILED: {} ({})",
-                    o["account_id"].as_str().unwrap_or("?"),
+                    "{target}: FAILED: {} ({})",
                     o["error"]["message"].as_str().unwrap_or("?"),
                     o["error"]["code"].as_str().unwrap_or("?")
                 ),
@@ -295,10 +298,18 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
                 }
             }
             let mut columns = COLUMNS.to_vec();
-            if queue == "approved" {
-                columns.push("live_sessions");
+            match queue.as_str() {
+                // What an approver or reviewer decides on: the ticket and the requester's words.
+                "approvals" | "reviews" => columns.extend(["ticket", "comment"]),
+                "approved" => columns.push("live_sessions"),
+                _ => {}
             }
-            print(g.output, &c.get(&format!("/api/v1/requests{q}")).await?, &columns);
+            let list = c.get(&format!("/api/v1/requests{q}")).await?;
+            if g.output == Output::Table && list.as_array().is_some_and(Vec::is_empty) {
+                println!("Nothing in the '{queue}' queue{}.", if offset > 0 { " past this offset" } else { "" });
+                return Ok(());
+            }
+            print(g.output, &list, &columns);
             return Ok(());
         }
         RequestCmd::Show { id } => {
@@ -347,7 +358,9 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
 
 pub async fn approvals(g: &GlobalArgs) -> Result<(), CliError> {
     let r = signed_in(g)?.get("/api/v1/approvals").await?;
-    print(g.output, &r, &["id", "requester_id", "account_id", "access_type", "status_text", "start_at", "emergency"]);
+    let mut columns = COLUMNS.to_vec();
+    columns.extend(["ticket", "comment"]);
+    print(g.output, &r, &columns);
     Ok(())
 }
 

@@ -623,7 +623,11 @@ async fn cli_request_flow() {
     }
     let account = format!("{}:password", w.accounts[0]);
     let o = run(&req_cfg, &["request", "create", "--account", &account, "--comment", "via cli"]);
-    assert!(o.status.success() && text(&o).contains("is Pending 1 approval"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("root@db: request") && text(&o).contains("is Pending 1 approval"),
+        "{}",
+        text(&o)
+    );
     // Part of a request failing is a failure for scripts, with the part that worked made.
     let both = [&account, &format!("{}:password", w.accounts[1])].map(|a| a.to_string());
     let o = run(&req_cfg, &["request", "create", "--account", &both[0], "--account", &both[1]]);
@@ -647,6 +651,8 @@ async fn cli_request_flow() {
     let o = run(&appr_cfg, &["request", "list", "--queue", "approvals"]);
     assert!(o.status.success() && text(&o).contains(&id) && text(&o).contains("requester"), "{}", text(&o));
     assert!(text(&o).contains("root") && text(&o).contains("db"), "{}", text(&o));
+    let o = run(&appr_cfg, &["approvals"]);
+    assert!(text(&o).contains("requester") && text(&o).contains("via cli"), "names and the comment: {}", text(&o));
     let o = run(&appr_cfg, &["request", "approve", &id, "--comment", "go ahead"]);
     assert!(o.status.success() && text(&o).contains("available"), "{}", text(&o));
     // … and then what they approved, in use, filtered by ACCOUNT@ASSET and by requester name.
