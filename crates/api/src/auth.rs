@@ -80,7 +80,13 @@ impl<R: RoleSet> FromRequestParts<AppState> for Authed<R> {
         let caller = authenticate(parts, state).await?;
         if !R::ROLES.is_empty() && !R::ROLES.iter().any(|r| caller.has(*r)) {
             let names: Vec<&str> = R::ROLES.iter().map(|r| r.as_str()).collect();
-            return Err(ApiError::forbidden(format!("this action needs one of the roles: {}", names.join(", "))));
+            let message = format!("this action needs one of the roles: {}", names.join(", "));
+            // A refused attempt is an audit event, like a success (the SIEM sees attempts).
+            let err = portcullis_app::AppError::forbidden(message.clone());
+            let route = format!("{} {}", parts.method, parts.uri.path());
+            let details = serde_json::json!({ "route": route, "roles_needed": names });
+            portcullis_app::audit::refusal(state, &caller.actor(), "api.call", "route", &route, &err, details).await;
+            return Err(ApiError::forbidden(message));
         }
         Ok(Authed { caller, _roles: PhantomData })
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
+mod labels;
 pub mod metrics;
 mod routes;
 pub mod state;
@@ -64,6 +65,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::groups::asset_groups::routes())
         .merge(routes::groups::account_groups::routes())
         .merge(routes::inventory::routes())
+        .merge(routes::names::routes())
+        .merge(routes::options::routes())
         .merge(routes::policies::routes())
         .merge(routes::requests::routes())
         .merge(routes::extras::routes())

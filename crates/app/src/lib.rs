@@ -6,10 +6,12 @@
 //! asks. This crate knows nothing of HTTP, JSON DTOs or SSH.
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod error;
 pub mod metrics;
+pub mod names;
 pub mod outbox;
 pub mod policies;
 pub mod policy_cache;

@@ -21,9 +21,12 @@ pub struct Candidate {
 
 pub struct Explanation {
     pub governing_policy_id: Option<String>,
+    pub governing_policy_name: Option<String>,
     /// The requester's zone, in which windows were evaluated.
     pub time_zone: String,
     pub at: i64,
+    /// `at` as the requester's wall-clock time, e.g. `2026-12-01T09:00:00+01:00[Europe/Paris]`.
+    pub at_local: String,
     /// The policies whose scope covers the account, best-ranked first.
     pub candidates: Vec<Candidate>,
     /// How many other policies there are (their scope does not cover the account).
@@ -31,22 +34,27 @@ pub struct Explanation {
 }
 
 /// Which policy would govern a request by this user for this account, access type, time and
-/// emergency flag.
+/// emergency flag. The time is RFC 3339, or a local date-time in the requester's zone (as
+/// they would type it when requesting); now when absent.
 pub async fn explain(
     state: &App,
     user_id: &str,
     account_id: &str,
     access_type: AccessType,
-    at: Option<i64>,
+    at: Option<&str>,
     emergency: bool,
 ) -> AppResult<Explanation> {
-    let at = at.unwrap_or_else(|| state.now());
     let rules = state.policies.get(&state.store).await?;
     let zone = rules.zone_of(user_id).ok_or_else(|| AppError::invalid("user_id", "no such user"))?;
     if rules.asset_of(account_id).is_none() {
         return Err(AppError::invalid("account_id", "no such account"));
     }
     let tz = TimeZone::get(zone).map_err(|_| AppError::invalid("user_id", "the user's time zone is not valid"))?;
+    let at = match at {
+        Some(t) => crate::requests::parse_local_or_ts("at", t, &tz)?,
+        None => state.now(),
+    };
+    let at_local = jiff::Timestamp::from_microsecond(at).map(|t| t.to_zoned(tz.clone()).to_string()).unwrap_or_default();
     let ask = Ask { user_id, account_id, access_type, at, emergency };
     // The policies that cover the account, from the scope index; the others are counted:
     // listing thousands of "not in scope" lines helps no one (R-POL-5 asks why the others
@@ -65,5 +73,14 @@ pub async fn explain(
             entitlement_id: v.entitlement_id,
         })
         .collect();
-    Ok(Explanation { governing_policy_id: r.governing, time_zone: zone.to_owned(), at, candidates, out_of_scope })
+    let governing_policy_name = r.governing.as_deref().and_then(|id| rules.policy(id)).map(|p| p.name.clone());
+    Ok(Explanation {
+        governing_policy_id: r.governing,
+        governing_policy_name,
+        time_zone: zone.to_owned(),
+        at,
+        at_local,
+        candidates,
+        out_of_scope,
+    })
 }

@@ -149,6 +149,45 @@ impl PolicySnapshot {
         })
     }
 
+    /// Every account this user's entitlements cover, with the access types their policies
+    /// name: what the user may request at some time. Whether a policy governs at a given
+    /// time is [`Self::resolve`]'s answer.
+    pub fn requestable(&self, user_id: &str) -> HashMap<String, Vec<portcullis_core::policy::AccessType>> {
+        use std::collections::HashSet;
+        let mine = self.set.policies_for(user_id, self.groups_of_user(user_id));
+        let mut by: [HashMap<&str, HashSet<portcullis_core::policy::AccessType>>; 4] = Default::default();
+        for p in &mine {
+            let scope = [&p.scope.accounts, &p.scope.assets, &p.scope.account_groups, &p.scope.asset_groups];
+            for (map, ids) in by.iter_mut().zip(scope) {
+                for id in ids {
+                    map.entry(id.as_str()).or_default().insert(p.access_type);
+                }
+            }
+        }
+        let [by_account, by_asset, by_account_group, by_asset_group] = &by;
+        let mut out = HashMap::new();
+        if mine.is_empty() {
+            return out;
+        }
+        for (account, asset) in &self.account_assets {
+            let mut types: HashSet<portcullis_core::policy::AccessType> = HashSet::new();
+            types.extend(by_account.get(account.as_str()).into_iter().flatten());
+            types.extend(by_asset.get(asset.as_str()).into_iter().flatten());
+            for g in self.account_groups.get(account).unwrap_or(&NONE) {
+                types.extend(by_account_group.get(g.as_str()).into_iter().flatten());
+            }
+            for g in self.asset_groups.get(asset).unwrap_or(&NONE) {
+                types.extend(by_asset_group.get(g.as_str()).into_iter().flatten());
+            }
+            if !types.is_empty() {
+                let mut types: Vec<_> = types.into_iter().collect();
+                types.sort_by_key(|t| t.as_str());
+                out.insert(account.clone(), types);
+            }
+        }
+        out
+    }
+
     /// The governing policy (R-POL-3) of a request, with every candidate's verdict.
     pub fn resolve(&self, ask: &Ask<'_>, tz: &TimeZone) -> AppResult<Resolution> {
         Ok(self.set.resolve(&self.question(ask, tz)?))

@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod output;
+mod resolve;
 
 use clap::Args;
 

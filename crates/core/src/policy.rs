@@ -234,6 +234,22 @@ impl PolicySet {
         self.policies.is_empty()
     }
 
+    /// The policies of the entitlements that name this user or one of their groups: what the
+    /// user may request at some time (R-POL-1).
+    pub fn policies_for(&self, user_id: &str, group_ids: &[String]) -> Vec<&PolicyRule> {
+        self.policies
+            .iter()
+            .zip(&self.policy_entitlement)
+            .filter(|(_, e)| {
+                e.is_some_and(|e| {
+                    let (users, groups) = &self.members[e];
+                    users.contains(user_id) || group_ids.iter().any(|g| groups.contains(g))
+                })
+            })
+            .map(|(p, _)| p)
+            .collect()
+    }
+
     fn in_scope(p: &PolicyRule, t: &Target<'_>) -> bool {
         p.scope.accounts.iter().any(|a| a == t.account_id)
             || p.scope.assets.iter().any(|a| a == t.asset_id)

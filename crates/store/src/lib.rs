@@ -12,6 +12,7 @@ mod error;
 mod extras;
 mod groups;
 mod inventory;
+mod names;
 mod policies;
 mod queues;
 mod requests;
@@ -30,6 +31,7 @@ pub use error::StoreError;
 pub use extras::{Favorite, ReasonCode, SESSION_REQUESTS_SETTING};
 pub use groups::{Group, GroupKind};
 pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
+pub use names::Named;
 pub use policies::{rules, Entitlement, EntitlementSpec, Policy, PolicySpec, ResolutionFacts};
 pub use queues::{RequestNames, RequestQuery};
 pub use requests::{

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use portcullis_store::{Favorite, SESSION_REQUESTS_SETTING};
+use portcullis_store::{Favorite, Named, SESSION_REQUESTS_SETTING};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,6 +15,7 @@ use crate::dto::{ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::requests::{batch_dto, CreateRequestsRequest, CreateRequestsResponse};
+use crate::labels::Labels;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -89,21 +90,47 @@ pub struct FavoriteDto {
     /// `#RRGGBB`.
     colour: String,
     request: CreateRequestsRequest,
+    /// The saved accounts as ACCOUNT@ASSET:ACCESS_TYPE (an id where the account is gone).
+    accounts: Vec<String>,
     created_at: String,
     updated_at: String,
 }
 
-fn favorite_dto(f: Favorite) -> ApiResult<FavoriteDto> {
-    let request = serde_json::from_str(&f.body).map_err(|_| ApiError::internal())?;
-    Ok(FavoriteDto {
-        id: f.id,
-        name: f.name,
-        description: f.description,
-        colour: f.colour,
-        request,
-        created_at: ts(f.created_at),
-        updated_at: ts(f.updated_at),
-    })
+/// DTOs that name their accounts.
+async fn favorite_dtos(state: &AppState, list: Vec<Favorite>) -> ApiResult<Vec<FavoriteDto>> {
+    let parsed = list
+        .into_iter()
+        .map(|f| {
+            let request: CreateRequestsRequest = serde_json::from_str(&f.body).map_err(|_| ApiError::internal())?;
+            Ok((f, request))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let ids = parsed.iter().flat_map(|(_, r)| r.accounts.iter().map(|a| a.account_id.clone())).collect();
+    let labels = Labels::load(state, [(Named::Account, ids)]).await?;
+    Ok(parsed
+        .into_iter()
+        .map(|(f, request)| FavoriteDto {
+            accounts: request
+                .accounts
+                .iter()
+                .map(|a| {
+                    let name = labels.name(Named::Account, &a.account_id).unwrap_or_else(|| a.account_id.clone());
+                    format!("{name}:{}", a.access_type)
+                })
+                .collect(),
+            id: f.id,
+            name: f.name,
+            description: f.description,
+            colour: f.colour,
+            request,
+            created_at: ts(f.created_at),
+            updated_at: ts(f.updated_at),
+        })
+        .collect())
+}
+
+async fn favorite_dto(state: &AppState, f: Favorite) -> ApiResult<FavoriteDto> {
+    Ok(favorite_dtos(state, vec![f]).await?.remove(0))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -138,7 +165,7 @@ fn body(req: &FavoriteRequest) -> ApiResult<String> {
 #[utoipa::path(get, path = "/api/v1/favorites", tag = "requests", operation_id = "list_favorites",
     responses((status = 200, description = "Favorites", body = [FavoriteDto])))]
 async fn list_favorites(State(state): State<AppState>, c: Authed<AnyUser>) -> ApiResult<Json<Vec<FavoriteDto>>> {
-    Ok(Json(state.store.favorites(&c.user.id).await?.into_iter().map(favorite_dto).collect::<ApiResult<_>>()?))
+    Ok(Json(favorite_dtos(&state, state.store.favorites(&c.user.id).await?).await?))
 }
 
 /// Saves a request as a favorite.
@@ -154,7 +181,7 @@ async fn create_favorite(
         .store
         .put_favorite(&c.actor(), state.now(), &c.user.id, None, &req.name, &req.description, &colour, &body(&req)?)
         .await?;
-    Ok((StatusCode::CREATED, Json(favorite_dto(f)?)))
+    Ok((StatusCode::CREATED, Json(favorite_dto(&state, f).await?)))
 }
 
 /// Replaces one of your favorites.
@@ -180,7 +207,7 @@ async fn replace_favorite(
             &body(&req)?,
         )
         .await?;
-    Ok(Json(favorite_dto(f)?))
+    Ok(Json(favorite_dto(&state, f).await?))
 }
 
 /// Deletes one of your favorites.

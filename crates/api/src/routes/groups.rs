@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use portcullis_store::{Group, GroupKind};
+use portcullis_store::{Group, GroupKind, Named};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::auth::{Authed, Caller};
 use crate::dto::{ts, IdPath, MemberPath, PageParams};
 use crate::error::ApiResult;
+use crate::labels::Labels;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -21,7 +22,32 @@ pub struct GroupDto {
     description: String,
     /// Member ids (users, assets or accounts, by the kind of group).
     members: Vec<String>,
+    /// The members' names, in the same order (accounts as ACCOUNT@ASSET).
+    member_names: Vec<String>,
     created_at: String,
+}
+
+fn member_kind(kind: GroupKind) -> Named {
+    match kind {
+        GroupKind::User => Named::User,
+        GroupKind::Asset => Named::Asset,
+        GroupKind::Account => Named::Account,
+    }
+}
+
+/// DTOs with their members' names.
+async fn dtos(state: &AppState, kind: GroupKind, list: Vec<Group>) -> ApiResult<Vec<GroupDto>> {
+    let member = member_kind(kind);
+    let ids = list.iter().flat_map(|g| g.members.clone()).collect();
+    let labels = Labels::load(state, [(member, ids)]).await?;
+    Ok(list
+        .into_iter()
+        .map(|g| GroupDto { member_names: labels.names(member, &g.members), ..g.into() })
+        .collect())
+}
+
+async fn dto(state: &AppState, kind: GroupKind, g: Group) -> ApiResult<GroupDto> {
+    Ok(dtos(state, kind, vec![g]).await?.remove(0))
 }
 
 impl From<Group> for GroupDto {
@@ -31,6 +57,7 @@ impl From<Group> for GroupDto {
             name: g.name,
             description: g.description,
             members: g.members,
+            member_names: vec![],
             created_at: ts(g.created_at),
         }
     }
@@ -52,7 +79,7 @@ pub struct UpdateGroupRequest {
 }
 
 async fn list(state: &AppState, kind: GroupKind, page: &PageParams) -> ApiResult<Json<Vec<GroupDto>>> {
-    Ok(Json(state.store.groups(kind, page.page()?).await?.into_iter().map(GroupDto::from).collect()))
+    Ok(Json(dtos(state, kind, state.store.groups(kind, page.page()?).await?).await?))
 }
 
 async fn create(
@@ -62,7 +89,7 @@ async fn create(
     req: CreateGroupRequest,
 ) -> ApiResult<(StatusCode, Json<GroupDto>)> {
     let g = state.store.create_group(&caller.actor(), state.now(), kind, &req.name, &req.description).await?;
-    Ok((StatusCode::CREATED, Json(g.into())))
+    Ok((StatusCode::CREATED, Json(dto(state, kind, g).await?)))
 }
 
 async fn update(
@@ -76,7 +103,7 @@ async fn update(
         .store
         .update_group(&caller.actor(), state.now(), kind, id, req.name.as_deref(), req.description.as_deref())
         .await?;
-    Ok(Json(g.into()))
+    Ok(Json(dto(state, kind, g).await?))
 }
 
 async fn set_member(
@@ -87,7 +114,7 @@ async fn set_member(
     add: bool,
 ) -> ApiResult<Json<GroupDto>> {
     let g = state.store.set_group_member(&caller.actor(), state.now(), kind, &p.id, &p.member_id, add).await?;
-    Ok(Json(g.into()))
+    Ok(Json(dto(state, kind, g).await?))
 }
 
 macro_rules! group_routes {
@@ -126,7 +153,7 @@ macro_rules! group_routes {
             #[utoipa::path(get, path = $item, tag = $tag, operation_id = concat!("get_", $snake, ""), params(IdPath),
                 responses((status = 200, description = "The group", body = GroupDto)))]
             async fn get_group(State(state): State<AppState>, _c: Authed<$read>, ApiPath(p): ApiPath<IdPath>) -> ApiResult<Json<GroupDto>> {
-                Ok(Json(state.store.group($kind, &p.id).await?.into()))
+                Ok(Json(dto(&state, $kind, state.store.group($kind, &p.id).await?).await?))
             }
 
             #[doc = concat!("Renames or redescribes a ", $noun, ".")]

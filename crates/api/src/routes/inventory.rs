@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use portcullis_core::inventory::{AccountKind, Platform, Protocol};
 use portcullis_core::validate;
-use portcullis_store::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
+use portcullis_store::{Account, AccountPatch, Asset, AssetPatch, Named, NewAccount, NewAsset, ProtocolPort};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -16,6 +16,7 @@ use crate::auth::{AssetAdmins, Authed, InventoryReaders};
 use crate::dto::{double_option, ts, IdPath, PageParams};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::labels::Labels;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -51,8 +52,28 @@ pub struct AssetDto {
     /// The account that changes other accounts' credentials on this asset (root, or sudo
     /// without a password for `chpasswd`); none: each account changes its own.
     service_account_id: Option<String>,
+    /// The service account's name.
+    service_account_name: Option<String>,
     created_at: String,
     updated_at: String,
+}
+
+/// DTOs with the names of their service accounts.
+async fn asset_dtos(state: &AppState, list: &[Asset]) -> ApiResult<Vec<AssetDto>> {
+    let ids = list.iter().filter_map(|a| a.service_account_id.clone()).collect();
+    let labels = Labels::load(state, [(Named::Account, ids)]).await?;
+    Ok(list
+        .iter()
+        .map(|a| {
+            let name = a.service_account_id.as_deref().and_then(|id| labels.name(Named::Account, id));
+            let service_account_name = name.map(|n| n.rsplit_once('@').map_or(n.clone(), |(a, _)| a.to_owned()));
+            AssetDto { service_account_name, ..AssetDto::from(a) }
+        })
+        .collect())
+}
+
+async fn asset_dto(state: &AppState, a: &Asset) -> ApiResult<AssetDto> {
+    Ok(asset_dtos(state, std::slice::from_ref(a)).await?.remove(0))
 }
 
 impl From<&Asset> for AssetDto {
@@ -70,6 +91,7 @@ impl From<&Asset> for AssetDto {
                 .collect(),
             host_key: a.host_key.clone(),
             service_account_id: a.service_account_id.clone(),
+            service_account_name: None,
             created_at: ts(a.created_at),
             updated_at: ts(a.updated_at),
         }
@@ -105,7 +127,7 @@ async fn list_assets(
     _c: Authed<InventoryReaders>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<Vec<AssetDto>>> {
-    Ok(Json(state.store.assets(page.page()?).await?.iter().map(AssetDto::from).collect()))
+    Ok(Json(asset_dtos(&state, &state.store.assets(page.page()?).await?).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -143,7 +165,7 @@ async fn create_asset(
         host_key: req.host_key,
     };
     let asset = state.store.create_asset(&c.actor(), state.now(), new).await?;
-    Ok((StatusCode::CREATED, Json(AssetDto::from(&asset))))
+    Ok((StatusCode::CREATED, Json(asset_dto(&state, &asset).await?)))
 }
 
 /// One asset.
@@ -155,7 +177,7 @@ async fn get_asset(
     _c: Authed<InventoryReaders>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<AssetDto>> {
-    Ok(Json(AssetDto::from(&state.store.asset(&p.id).await?)))
+    Ok(Json(asset_dto(&state, &state.store.asset(&p.id).await?).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -196,7 +218,7 @@ async fn update_asset(
         service_account_id: req.service_account_id,
     };
     let asset = state.store.update_asset(&c.actor(), state.now(), &p.id, patch).await?;
-    Ok(Json(AssetDto::from(&asset)))
+    Ok(Json(asset_dto(&state, &asset).await?))
 }
 
 /// Deletes an asset with its accounts.
@@ -222,6 +244,22 @@ pub struct AccountDto {
     description: String,
     created_at: String,
     updated_at: String,
+    /// The asset's name (the account is ACCOUNT@ASSET).
+    asset_name: Option<String>,
+}
+
+/// DTOs with the names of their assets.
+async fn account_dtos(state: &AppState, list: &[Account]) -> ApiResult<Vec<AccountDto>> {
+    let ids = list.iter().map(|a| a.asset_id.clone()).collect();
+    let labels = Labels::load(state, [(Named::Asset, ids)]).await?;
+    Ok(list
+        .iter()
+        .map(|a| AccountDto { asset_name: labels.name(Named::Asset, &a.asset_id), ..AccountDto::from(a) })
+        .collect())
+}
+
+async fn account_dto(state: &AppState, a: &Account) -> ApiResult<AccountDto> {
+    Ok(account_dtos(state, std::slice::from_ref(a)).await?.remove(0))
 }
 
 impl From<&Account> for AccountDto {
@@ -234,6 +272,7 @@ impl From<&Account> for AccountDto {
             description: a.description.clone(),
             created_at: ts(a.created_at),
             updated_at: ts(a.updated_at),
+            asset_name: None,
         }
     }
 }
@@ -265,7 +304,7 @@ async fn list_accounts(
 ) -> ApiResult<Json<Vec<AccountDto>>> {
     let page = PageParams { limit: q.limit, offset: q.offset }.page()?;
     let accounts = state.store.accounts(q.asset_id.as_deref(), page).await?;
-    Ok(Json(accounts.iter().map(AccountDto::from).collect()))
+    Ok(Json(account_dtos(&state, &accounts).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -291,7 +330,7 @@ async fn create_account(
     let kind = req.kind.as_deref().map(parse_kind).transpose()?.unwrap_or(AccountKind::Local);
     let new = NewAccount { asset_id: req.asset_id, name: req.name, kind, description: req.description };
     let account = state.store.create_account(&c.actor(), state.now(), new).await?;
-    Ok((StatusCode::CREATED, Json(AccountDto::from(&account))))
+    Ok((StatusCode::CREATED, Json(account_dto(&state, &account).await?)))
 }
 
 /// One account.
@@ -303,7 +342,7 @@ async fn get_account(
     _c: Authed<InventoryReaders>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<AccountDto>> {
-    Ok(Json(AccountDto::from(&state.store.account(&p.id).await?)))
+    Ok(Json(account_dto(&state, &state.store.account(&p.id).await?).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -330,7 +369,7 @@ async fn update_account(
         description: req.description,
     };
     let account = state.store.update_account(&c.actor(), state.now(), &p.id, patch).await?;
-    Ok(Json(AccountDto::from(&account)))
+    Ok(Json(account_dto(&state, &account).await?))
 }
 
 /// Deletes an account.

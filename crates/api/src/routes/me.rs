@@ -37,6 +37,8 @@ pub struct MeDto {
     user: UserDto,
     /// Ids of the user groups the user belongs to.
     groups: Vec<String>,
+    /// Their names, in the same order.
+    group_names: Vec<String>,
 }
 
 /// The signed-in user.
@@ -44,7 +46,9 @@ pub struct MeDto {
     responses((status = 200, description = "The signed-in user", body = MeDto)))]
 async fn get_me(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<Json<MeDto>> {
     let groups = state.store.groups_of_user(&caller.user.id).await?;
-    Ok(Json(MeDto { user: UserDto::from(&caller.user), groups }))
+    let labels = crate::labels::Labels::load(&state, [(portcullis_store::Named::UserGroup, groups.clone())]).await?;
+    let group_names = labels.names(portcullis_store::Named::UserGroup, &groups);
+    Ok(Json(MeDto { user: UserDto::from(&caller.user), groups, group_names }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -73,17 +77,26 @@ async fn update_me(
         req.email.as_ref().and_then(|e| e.as_deref()),
         req.time_zone.as_deref(),
     )?;
-    if let Some(tz) = &req.time_zone {
-        if caller.user.time_zone_locked && *tz != caller.user.time_zone {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
+    // Setting a value to what it already is changes nothing and is not an update.
+    let u = &caller.user;
+    let time_zone = req.time_zone.filter(|tz| *tz != u.time_zone);
+    let display_name = req.display_name.filter(|d| *d != u.display_name);
+    let email = req.email.filter(|e| *e != u.email);
+    if let Some(tz) = &time_zone {
+        if u.time_zone_locked {
+            let err = portcullis_app::AppError::refused(
                 "time_zone_locked",
-                "a User Administrator has locked your time zone",
-            ));
+                format!("a User Administrator has locked your time zone ({}); ask them to change it", u.time_zone),
+            );
+            let details = serde_json::json!({ "time_zone": tz });
+            portcullis_app::audit::refusal(&state, &caller.actor(), "user.update", "user", &u.id, &err, details).await;
+            return Err(err.into());
         }
     }
-    let patch =
-        UserPatch { display_name: req.display_name, email: req.email, time_zone: req.time_zone, ..Default::default() };
+    if time_zone.is_none() && display_name.is_none() && email.is_none() {
+        return Ok(Json(UserDto::from(&caller.user)));
+    }
+    let patch = UserPatch { display_name, email, time_zone, ..Default::default() };
     let user = state.store.update_user(&caller.actor(), state.now(), &caller.user.id, patch).await?;
     Ok(Json(UserDto::from(&user)))
 }

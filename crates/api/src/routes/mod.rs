@@ -5,6 +5,8 @@ pub mod extras;
 pub mod groups;
 pub mod inventory;
 pub mod me;
+pub mod names;
+pub mod options;
 pub mod policies;
 pub mod profiles;
 pub mod requests;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use portcullis_core::policy::{AccessType, AccountMode, ApprovalLevel, PolicySettings, Scope};
 use portcullis_core::schedule::{format_hhmm, parse_hhmm, TimeRestrictions, Weekdays, Window};
-use portcullis_store::{Entitlement, EntitlementSpec, Policy, PolicySpec};
+use portcullis_store::{Entitlement, EntitlementSpec, Named, Policy, PolicySpec};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -17,6 +17,7 @@ use crate::auth::{Authed, PolicyAdmins, PolicyReaders};
 use crate::dto::{parse_ts, ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::labels::Labels;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -77,8 +78,31 @@ pub struct EntitlementDto {
     expires_at: Option<String>,
     user_ids: Vec<String>,
     group_ids: Vec<String>,
+    /// The user names of `user_ids`, in the same order.
+    user_names: Vec<String>,
+    /// The names of `group_ids`, in the same order.
+    group_names: Vec<String>,
     created_at: String,
     updated_at: String,
+}
+
+/// DTOs with the names of their users and groups.
+async fn entitlement_dtos(state: &AppState, list: Vec<Entitlement>) -> ApiResult<Vec<EntitlementDto>> {
+    let users = list.iter().flat_map(|e| e.user_ids.clone()).collect();
+    let groups = list.iter().flat_map(|e| e.group_ids.clone()).collect();
+    let labels = Labels::load(state, [(Named::User, users), (Named::UserGroup, groups)]).await?;
+    Ok(list
+        .into_iter()
+        .map(|e| {
+            let user_names = labels.names(Named::User, &e.user_ids);
+            let group_names = labels.names(Named::UserGroup, &e.group_ids);
+            EntitlementDto { user_names, group_names, ..e.into() }
+        })
+        .collect())
+}
+
+async fn entitlement_dto(state: &AppState, e: Entitlement) -> ApiResult<EntitlementDto> {
+    Ok(entitlement_dtos(state, vec![e]).await?.remove(0))
 }
 
 impl From<Entitlement> for EntitlementDto {
@@ -94,6 +118,8 @@ impl From<Entitlement> for EntitlementDto {
             priority: e.priority,
             user_ids: e.user_ids,
             group_ids: e.group_ids,
+            user_names: vec![],
+            group_names: vec![],
         }
     }
 }
@@ -140,7 +166,7 @@ async fn list_entitlements(
     State(state): State<AppState>,
     _c: Authed<PolicyReaders>,
 ) -> ApiResult<Json<Vec<EntitlementDto>>> {
-    Ok(Json(state.store.entitlements().await?.into_iter().map(EntitlementDto::from).collect()))
+    Ok(Json(entitlement_dtos(&state, state.store.entitlements().await?).await?))
 }
 
 /// Creates an entitlement.
@@ -153,7 +179,7 @@ async fn create_entitlement(
     ApiJson(req): ApiJson<EntitlementRequest>,
 ) -> ApiResult<(StatusCode, Json<EntitlementDto>)> {
     let e = state.store.put_entitlement(&c.actor(), state.now(), None, req.spec()?).await?;
-    Ok((StatusCode::CREATED, Json(e.into())))
+    Ok((StatusCode::CREATED, Json(entitlement_dto(&state, e).await?)))
 }
 
 /// One entitlement.
@@ -164,7 +190,7 @@ async fn get_entitlement(
     _c: Authed<PolicyReaders>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<EntitlementDto>> {
-    Ok(Json(state.store.entitlement(&p.id).await?.into()))
+    Ok(Json(entitlement_dto(&state, state.store.entitlement(&p.id).await?).await?))
 }
 
 /// Replaces an entitlement's definition.
@@ -177,7 +203,8 @@ async fn replace_entitlement(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<EntitlementRequest>,
 ) -> ApiResult<Json<EntitlementDto>> {
-    Ok(Json(state.store.put_entitlement(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?.into()))
+    let e = state.store.put_entitlement(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?;
+    Ok(Json(entitlement_dto(&state, e).await?))
 }
 
 /// Deletes an entitlement and all its policies.
@@ -339,6 +366,62 @@ pub struct PolicyDto {
     settings: SettingsDto,
     created_at: String,
     updated_at: String,
+    entitlement_name: Option<String>,
+    /// The name of every id this policy refers to (scope, approvers, reviewers, directory
+    /// accounts); accounts as ACCOUNT@ASSET.
+    names: std::collections::BTreeMap<String, String>,
+}
+
+/// DTOs with the names of everything they refer to.
+async fn policy_dtos(state: &AppState, list: Vec<Policy>) -> ApiResult<Vec<PolicyDto>> {
+    let mut wanted: Vec<(Named, Vec<String>)> = Vec::new();
+    for p in &list {
+        let s = &p.settings;
+        wanted.push((Named::Entitlement, vec![p.entitlement_id.clone()]));
+        wanted.push((Named::Asset, p.scope.assets.clone()));
+        wanted.push((Named::AssetGroup, p.scope.asset_groups.clone()));
+        wanted.push((Named::Account, p.scope.accounts.clone()));
+        wanted.push((Named::AccountGroup, p.scope.account_groups.clone()));
+        wanted.push((Named::Account, s.directory_account_ids.clone()));
+        wanted.push((Named::User, s.reviewer_user_ids.clone()));
+        wanted.push((Named::UserGroup, s.reviewer_group_ids.clone()));
+        for l in &s.approval_levels {
+            wanted.push((Named::User, l.user_ids.clone()));
+            wanted.push((Named::UserGroup, l.group_ids.clone()));
+        }
+    }
+    let labels = Labels::load(state, wanted.clone()).await?;
+    Ok(list
+        .into_iter()
+        .map(|p| {
+            let s = &p.settings;
+            let mut names = std::collections::BTreeMap::new();
+            let mut add = |kind: Named, ids: &[String]| {
+                for id in ids {
+                    if let Some(n) = labels.name(kind, id) {
+                        names.insert(id.clone(), n);
+                    }
+                }
+            };
+            add(Named::Asset, &p.scope.assets);
+            add(Named::AssetGroup, &p.scope.asset_groups);
+            add(Named::Account, &p.scope.accounts);
+            add(Named::AccountGroup, &p.scope.account_groups);
+            add(Named::Account, &s.directory_account_ids);
+            add(Named::User, &s.reviewer_user_ids);
+            add(Named::UserGroup, &s.reviewer_group_ids);
+            for l in &s.approval_levels {
+                add(Named::User, &l.user_ids);
+                add(Named::UserGroup, &l.group_ids);
+            }
+            let entitlement_name = labels.name(Named::Entitlement, &p.entitlement_id);
+            PolicyDto { entitlement_name, names, ..p.into() }
+        })
+        .collect())
+}
+
+async fn policy_dto(state: &AppState, p: Policy) -> ApiResult<PolicyDto> {
+    Ok(policy_dtos(state, vec![p]).await?.remove(0))
 }
 
 impl From<Policy> for PolicyDto {
@@ -362,6 +445,8 @@ impl From<Policy> for PolicyDto {
             description: p.description,
             priority: p.priority,
             emergency_allowed: p.emergency_allowed,
+            entitlement_name: None,
+            names: Default::default(),
         }
     }
 }
@@ -429,7 +514,7 @@ async fn list_policies(
     _c: Authed<PolicyReaders>,
     ApiQuery(q): ApiQuery<PolicyListParams>,
 ) -> ApiResult<Json<Vec<PolicyDto>>> {
-    Ok(Json(state.store.policies(q.entitlement_id.as_deref()).await?.into_iter().map(PolicyDto::from).collect()))
+    Ok(Json(policy_dtos(&state, state.store.policies(q.entitlement_id.as_deref()).await?).await?))
 }
 
 /// Creates an access request policy in an entitlement.
@@ -441,7 +526,7 @@ async fn create_policy(
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> ApiResult<(StatusCode, Json<PolicyDto>)> {
     let p = state.store.put_policy(&c.actor(), state.now(), None, req.spec()?).await?;
-    Ok((StatusCode::CREATED, Json(p.into())))
+    Ok((StatusCode::CREATED, Json(policy_dto(&state, p).await?)))
 }
 
 /// One policy.
@@ -452,7 +537,7 @@ async fn get_policy(
     _c: Authed<PolicyReaders>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<PolicyDto>> {
-    Ok(Json(state.store.policy(&p.id).await?.into()))
+    Ok(Json(policy_dto(&state, state.store.policy(&p.id).await?).await?))
 }
 
 /// Replaces a policy's definition.
@@ -464,7 +549,8 @@ async fn replace_policy(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> ApiResult<Json<PolicyDto>> {
-    Ok(Json(state.store.put_policy(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?.into()))
+    let p = state.store.put_policy(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?;
+    Ok(Json(policy_dto(&state, p).await?))
 }
 
 /// Deletes a policy.
@@ -487,7 +573,8 @@ pub struct ExplainRequest {
     account_id: String,
     /// password, ssh_key, ssh, rdp or telnet.
     access_type: String,
-    /// RFC 3339 start of the access; now when absent.
+    /// Start of the access: RFC 3339, or a local date-time in the requester's time zone such as
+    /// 2026-12-01T09:00 (a time the clocks skip or show twice is refused); now when absent.
     at: Option<String>,
     #[serde(default)]
     emergency: bool,
@@ -509,9 +596,12 @@ pub struct CandidateDto {
 #[derive(Serialize, ToSchema)]
 pub struct ExplainResponse {
     governing_policy_id: Option<String>,
+    governing_policy_name: Option<String>,
     /// The requester's time zone, in which the windows were evaluated.
     time_zone: String,
     at: String,
+    /// `at` as the requester's wall-clock time in their zone.
+    at_local: String,
     /// Every policy whose scope covers the account, best-ranked first, with its verdict.
     candidates: Vec<CandidateDto>,
     /// How many other policies exist whose scope does not cover the account (not listed).
@@ -528,13 +618,21 @@ async fn explain(
     ApiJson(req): ApiJson<ExplainRequest>,
 ) -> ApiResult<Json<ExplainResponse>> {
     let access_type = parse_access_type("access_type", &req.access_type)?;
-    let at = req.at.as_deref().map(|t| parse_ts("at", t)).transpose()?;
-    let e = portcullis_app::policies::explain(&state, &req.user_id, &req.account_id, access_type, at, req.emergency)
-        .await?;
+    let e = portcullis_app::policies::explain(
+        &state,
+        &req.user_id,
+        &req.account_id,
+        access_type,
+        req.at.as_deref(),
+        req.emergency,
+    )
+    .await?;
     Ok(Json(ExplainResponse {
         governing_policy_id: e.governing_policy_id,
+        governing_policy_name: e.governing_policy_name,
         time_zone: e.time_zone,
         at: ts(e.at),
+        at_local: e.at_local,
         candidates: e
             .candidates
             .into_iter()

@@ -128,9 +128,9 @@ pub(crate) fn to_dto(v: RequestView) -> RequestDto {
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountChoice {
-    account_id: String,
+    pub(crate) account_id: String,
     /// password, ssh_key, ssh, rdp or telnet.
-    access_type: String,
+    pub(crate) access_type: String,
 }
 
 #[derive(Clone, Serialize, Deserialize, ToSchema)]

@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::Json;
 use portcullis_app::sessions as uc;
 use portcullis_recording::{export_asciicast, export_events, verify, Reader};
-use portcullis_store::SessionRecord;
+use portcullis_store::{Named, SessionRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -23,6 +23,7 @@ use crate::auth::{AnyUser, Authed};
 use crate::dto::{ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::labels::Labels;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -56,6 +57,33 @@ pub struct SessionDto {
     /// Target to client.
     bytes_down: i64,
     has_recording: bool,
+    /// The account's name (the session is on ACCOUNT@ASSET).
+    account_name: Option<String>,
+    asset_name: Option<String>,
+}
+
+/// DTOs with the names of their accounts and assets.
+async fn named(state: &AppState, list: Vec<SessionRecord>) -> ApiResult<Vec<SessionDto>> {
+    let accounts: Vec<String> = list.iter().filter_map(|s| s.account_id.clone()).collect();
+    let assets: Vec<String> = list.iter().filter_map(|s| s.asset_id.clone()).collect();
+    let labels = Labels::load(state, [(Named::Account, accounts), (Named::Asset, assets)]).await?;
+    Ok(list
+        .into_iter()
+        .map(|s| {
+            let account_name = s.account_id.as_deref().and_then(|a| labels.name(Named::Account, a));
+            let asset_name = s.asset_id.as_deref().and_then(|a| labels.name(Named::Asset, a));
+            SessionDto {
+                // The label is ACCOUNT@ASSET; the field holds the account's own name.
+                account_name: account_name.map(|n| n.rsplit_once('@').map_or(n.clone(), |(a, _)| a.to_owned())),
+                asset_name,
+                ..SessionDto::from(s)
+            }
+        })
+        .collect())
+}
+
+async fn named_one(state: &AppState, s: SessionRecord) -> ApiResult<SessionDto> {
+    Ok(named(state, vec![s]).await?.remove(0))
 }
 
 impl From<SessionRecord> for SessionDto {
@@ -76,6 +104,8 @@ impl From<SessionRecord> for SessionDto {
             bytes_up: s.bytes_up,
             bytes_down: s.bytes_down,
             has_recording: s.recording.is_some(),
+            account_name: None,
+            asset_name: None,
         }
     }
 }
@@ -100,7 +130,7 @@ async fn list_sessions(
     ApiQuery(q): ApiQuery<SessionListQuery>,
 ) -> ApiResult<Json<Vec<SessionDto>>> {
     let list = uc::list(&state, &caller, q.live, q.request_id, q.limit.unwrap_or(100)).await?;
-    Ok(Json(list.into_iter().map(SessionDto::from).collect()))
+    Ok(Json(named(&state, list).await?))
 }
 
 /// One session.
@@ -112,7 +142,7 @@ async fn get_session(
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<SessionDto>> {
     let (s, _) = uc::visible(&state, &caller, &p.id).await?;
-    Ok(Json(s.into()))
+    Ok(Json(named_one(&state, s).await?))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -132,7 +162,8 @@ async fn terminate_session(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(body): ApiJson<TerminateRequest>,
 ) -> ApiResult<Json<SessionDto>> {
-    Ok(Json(uc::terminate(&state, &caller, &p.id, body.reason.as_deref()).await?.into()))
+    let s = uc::terminate(&state, &caller, &p.id, body.reason.as_deref()).await?;
+    Ok(Json(named_one(&state, s).await?))
 }
 
 #[derive(Serialize, ToSchema)]

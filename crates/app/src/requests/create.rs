@@ -122,8 +122,37 @@ fn no_policy(access_type: AccessType, emergency: bool, start: Option<&str>, why:
     )
 }
 
-/// Validates and creates one request per account.
+/// Validates and creates one request per account. Every refusal, of the whole request or of
+/// one account, is audited with what was asked.
 pub async fn create(state: &App, caller: &Caller, req: NewRequests) -> AppResult<Batch> {
+    let asked = |a: &AccountChoice| serde_json::json!({ "account_id": a.account_id, "access_type": a.access_type });
+    let summary = serde_json::json!({
+        "accounts": req.accounts.iter().take(50).map(asked).collect::<Vec<_>>(),
+        "emergency": req.emergency,
+        "start_at": req.start_at,
+        "ticket": req.ticket,
+    });
+    let actor = caller.actor();
+    match create_unaudited(state, caller, req).await {
+        Err(e) => {
+            crate::audit::refusal(state, &actor, "request.create", "request", "", &e, summary).await;
+            Err(e)
+        }
+        Ok(batch) => {
+            for o in &batch.outcomes {
+                if let Err(e) = &o.result {
+                    let details = serde_json::json!({
+                        "account_id": o.account_id, "access_type": o.access_type, "batch_id": batch.batch_id,
+                    });
+                    crate::audit::refusal(state, &actor, "request.create", "account", &o.account_id, e, details).await;
+                }
+            }
+            Ok(batch)
+        }
+    }
+}
+
+async fn create_unaudited(state: &App, caller: &Caller, req: NewRequests) -> AppResult<Batch> {
     let now = state.now();
     validate(&req)?;
     if let Some(code) = &req.reason_code {

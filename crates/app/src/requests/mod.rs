@@ -4,10 +4,12 @@
 
 mod create;
 mod decide;
+mod options;
 mod queues;
 
 pub use create::{create, parse_local_or_ts, resubmit, AccountChoice, AccountOutcome, Batch, NewRequests};
 pub use decide::{act, bulk_decide, decide, BulkOutcome, Decision};
+pub use options::{options, OptionFilter, Options, RequestOption, Terms};
 pub use queues::{names_of, queue, Queue, QueueFilter, QueueItem};
 
 use portcullis_core::policy::AccessType;

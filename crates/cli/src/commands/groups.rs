@@ -3,17 +3,22 @@ use serde_json::json;
 
 use super::signed_in;
 use crate::client::enc;
+use crate::resolve::{self, Kind};
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs};
 
-const COLUMNS: &[&str] = &["id", "name", "description", "members"];
+const COLUMNS: &[&str] = &["id", "name", "description", "member_names"];
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
     /// List groups.
     List,
     /// Show one group with its members.
-    Show { id: String },
+    Show {
+        /// The group's name or id.
+        #[arg(value_name = "GROUP")]
+        id: String,
+    },
     /// Create a group.
     Create {
         name: String,
@@ -22,6 +27,8 @@ pub enum GroupCmd {
     },
     /// Rename or redescribe a group.
     Update {
+        /// The group's name or id.
+        #[arg(value_name = "GROUP")]
         id: String,
         #[arg(long)]
         name: Option<String>,
@@ -29,16 +36,61 @@ pub enum GroupCmd {
         description: Option<String>,
     },
     /// Delete a group (its members stay).
-    Delete { id: String },
-    /// Add a member by id.
-    AddMember { id: String, member_id: String },
-    /// Remove a member by id.
-    RemoveMember { id: String, member_id: String },
+    Delete {
+        /// The group's name or id.
+        #[arg(value_name = "GROUP")]
+        id: String,
+    },
+    /// Add a member: a user name, an asset name or ACCOUNT@ASSET (or its id).
+    AddMember {
+        /// The group's name or id.
+        #[arg(value_name = "GROUP")]
+        id: String,
+        #[arg(value_name = "MEMBER")]
+        member_id: String,
+    },
+    /// Remove a member (by name or id).
+    RemoveMember {
+        /// The group's name or id.
+        #[arg(value_name = "GROUP")]
+        id: String,
+        #[arg(value_name = "MEMBER")]
+        member_id: String,
+    },
 }
 
-pub async fn run(cmd: GroupCmd, base: &str, noun: &str, g: &GlobalArgs) -> Result<(), CliError> {
+/// Which groups a command manages: their route, their noun and the kinds of the group and
+/// its members.
+pub struct Groups {
+    pub base: &'static str,
+    pub kind: Kind,
+    pub member: Kind,
+}
+
+pub const USER_GROUPS: Groups = Groups { base: "/api/v1/user-groups", kind: Kind::UserGroup, member: Kind::User };
+pub const ASSET_GROUPS: Groups = Groups { base: "/api/v1/asset-groups", kind: Kind::AssetGroup, member: Kind::Asset };
+pub const ACCOUNT_GROUPS: Groups =
+    Groups { base: "/api/v1/account-groups", kind: Kind::AccountGroup, member: Kind::Account };
+
+fn target(cmd: &GroupCmd) -> Option<&str> {
+    match cmd {
+        GroupCmd::Show { id }
+        | GroupCmd::Update { id, .. }
+        | GroupCmd::Delete { id }
+        | GroupCmd::AddMember { id, .. }
+        | GroupCmd::RemoveMember { id, .. } => Some(id),
+        GroupCmd::List | GroupCmd::Create { .. } => None,
+    }
+}
+
+pub async fn run(cmd: GroupCmd, groups: Groups, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
-    let item = |id: &str| format!("{base}/{}", enc(id));
+    let (base, noun) = (groups.base, groups.kind.noun());
+    let resolved = match target(&cmd) {
+        Some(t) => resolve::id(&c, groups.kind, t).await?,
+        None => String::new(),
+    };
+    let item = |_: &str| format!("{base}/{}", enc(&resolved));
     let shown = match cmd {
         GroupCmd::List => c.get(&format!("{base}?limit=1000")).await?,
         GroupCmd::Show { id } => c.get(&item(&id)).await?,
@@ -61,10 +113,12 @@ pub async fn run(cmd: GroupCmd, base: &str, noun: &str, g: &GlobalArgs) -> Resul
             return Ok(());
         }
         GroupCmd::AddMember { id, member_id } => {
-            c.put(&format!("{}/members/{}", item(&id), enc(&member_id)), None).await?
+            let member = resolve::id(&c, groups.member, &member_id).await?;
+            c.put(&format!("{}/members/{}", item(&id), enc(&member)), None).await?
         }
         GroupCmd::RemoveMember { id, member_id } => {
-            c.delete(&format!("{}/members/{}", item(&id), enc(&member_id))).await?
+            let member = resolve::id(&c, groups.member, &member_id).await?;
+            c.delete(&format!("{}/members/{}", item(&id), enc(&member))).await?
         }
     };
     print(g.output, &shown, COLUMNS);

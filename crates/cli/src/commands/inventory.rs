@@ -3,11 +3,12 @@ use serde_json::{json, Value};
 
 use super::signed_in;
 use crate::client::enc;
+use crate::resolve::{self, Kind};
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs};
 
-const ASSET_COLUMNS: &[&str] = &["id", "name", "address", "platform", "protocols", "host_key", "service_account_id"];
-const ACCOUNT_COLUMNS: &[&str] = &["id", "asset_id", "name", "kind", "description"];
+const ASSET_COLUMNS: &[&str] = &["id", "name", "address", "platform", "protocols", "host_key", "service_account_name"];
+const ACCOUNT_COLUMNS: &[&str] = &["id", "name", "asset_name", "kind", "description"];
 
 #[derive(Debug, Subcommand)]
 pub enum AssetCmd {
@@ -19,7 +20,11 @@ pub enum AssetCmd {
         offset: i64,
     },
     /// Show one asset.
-    Show { id: String },
+    Show {
+        /// The asset's name or id.
+        #[arg(value_name = "ASSET")]
+        id: String,
+    },
     /// Add an asset.
     Create {
         name: String,
@@ -40,6 +45,8 @@ pub enum AssetCmd {
     },
     /// Change an asset.
     Update {
+        /// The asset's name or id.
+        #[arg(value_name = "ASSET")]
         id: String,
         #[arg(long)]
         name: Option<String>,
@@ -55,7 +62,7 @@ pub enum AssetCmd {
         /// Unpin the host key.
         #[arg(long, conflicts_with = "host_key")]
         clear_host_key: bool,
-        /// The account (of this asset) that changes other accounts' credentials.
+        /// The account (of this asset, by name or id) that changes other accounts' credentials.
         #[arg(long)]
         service_account: Option<String>,
         /// Each account changes its own credentials again.
@@ -65,24 +72,33 @@ pub enum AssetCmd {
         description: Option<String>,
     },
     /// Delete an asset and its accounts.
-    Delete { id: String },
+    Delete {
+        /// The asset's name or id.
+        #[arg(value_name = "ASSET")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCmd {
     /// List accounts, optionally of one asset.
     List {
+        /// The asset's name or id.
         #[arg(long)]
         asset: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// Show one account.
-    Show { id: String },
+    Show {
+        /// ACCOUNT@ASSET or the account's id.
+        #[arg(value_name = "ACCOUNT")]
+        id: String,
+    },
     /// Add an account to an asset.
     Create {
         name: String,
-        /// The asset's id.
+        /// The asset's name or id.
         #[arg(long)]
         asset: String,
         /// local (default) or directory.
@@ -93,6 +109,8 @@ pub enum AccountCmd {
     },
     /// Change an account.
     Update {
+        /// ACCOUNT@ASSET or the account's id.
+        #[arg(value_name = "ACCOUNT")]
         id: String,
         #[arg(long)]
         name: Option<String>,
@@ -102,7 +120,11 @@ pub enum AccountCmd {
         description: Option<String>,
     },
     /// Delete an account.
-    Delete { id: String },
+    Delete {
+        /// ACCOUNT@ASSET or the account's id.
+        #[arg(value_name = "ACCOUNT")]
+        id: String,
+    },
 }
 
 fn protocols(list: &[String]) -> Result<Value, CliError> {
@@ -126,9 +148,20 @@ fn set_some(body: &mut Value, pairs: Vec<(&str, Option<String>)>) {
     }
 }
 
+fn asset_target(cmd: &AssetCmd) -> Option<&str> {
+    match cmd {
+        AssetCmd::Show { id } | AssetCmd::Update { id, .. } | AssetCmd::Delete { id } => Some(id),
+        AssetCmd::List { .. } | AssetCmd::Create { .. } => None,
+    }
+}
+
 pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
-    let item = |id: &str| format!("/api/v1/assets/{}", enc(id));
+    let resolved = match asset_target(&cmd) {
+        Some(t) => resolve::id(&c, Kind::Asset, t).await?,
+        None => String::new(),
+    };
+    let item = |_: &str| format!("/api/v1/assets/{}", enc(&resolved));
     let shown = match cmd {
         AssetCmd::List { limit, offset } => c.get(&format!("/api/v1/assets?limit={limit}&offset={offset}")).await?,
         AssetCmd::Show { id } => c.get(&item(&id)).await?,
@@ -153,6 +186,16 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
             clear_service_account,
             description,
         } => {
+            // The service account is an account of this asset: its name alone will do.
+            let service_account = match service_account {
+                Some(a) if !resolve::is_id(&a) && !a.contains('@') => {
+                    let asset = c.get(&item(&id)).await?;
+                    let qualified = format!("{a}@{}", asset["name"].as_str().unwrap_or_default());
+                    Some(resolve::id(&c, Kind::Account, &qualified).await?)
+                }
+                Some(a) => Some(resolve::id(&c, Kind::Account, &a).await?),
+                None => None,
+            };
             let mut body = json!({});
             set_some(
                 &mut body,
@@ -186,16 +229,32 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+fn account_target(cmd: &AccountCmd) -> Option<&str> {
+    match cmd {
+        AccountCmd::Show { id } | AccountCmd::Update { id, .. } | AccountCmd::Delete { id } => Some(id),
+        AccountCmd::List { .. } | AccountCmd::Create { .. } => None,
+    }
+}
+
 pub async fn accounts(cmd: AccountCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
-    let item = |id: &str| format!("/api/v1/accounts/{}", enc(id));
+    let resolved = match account_target(&cmd) {
+        Some(t) => resolve::id(&c, Kind::Account, t).await?,
+        None => String::new(),
+    };
+    let item = |_: &str| format!("/api/v1/accounts/{}", enc(&resolved));
     let shown = match cmd {
         AccountCmd::List { asset, limit } => {
+            let asset = match asset {
+                Some(a) => Some(resolve::id(&c, Kind::Asset, &a).await?),
+                None => None,
+            };
             let filter = asset.map(|a| format!("&asset_id={}", enc(&a))).unwrap_or_default();
             c.get(&format!("/api/v1/accounts?limit={limit}{filter}")).await?
         }
         AccountCmd::Show { id } => c.get(&item(&id)).await?,
         AccountCmd::Create { name, asset, kind, description } => {
+            let asset = resolve::id(&c, Kind::Asset, &asset).await?;
             let mut body = json!({ "name": name, "asset_id": asset, "description": description });
             set_some(&mut body, vec![("kind", kind)]);
             c.post("/api/v1/accounts", &body).await?

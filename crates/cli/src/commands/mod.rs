@@ -3,8 +3,10 @@
 mod audit;
 mod auth;
 mod credentials;
+mod favorites;
 mod groups;
 mod inventory;
+mod me;
 mod policies;
 mod requests;
 mod sessions;
@@ -27,6 +29,9 @@ pub enum Command {
     Logout,
     /// Show who you are signed in as.
     Whoami,
+    /// Your profile: show it, or set your display name, e-mail or time zone.
+    #[command(subcommand)]
+    Me(me::MeCmd),
     /// Change your password.
     Passwd,
     /// Manage users (User Administrators).
@@ -66,7 +71,7 @@ pub enum Command {
     Approvals,
     /// Saved requests you can submit again.
     #[command(subcommand)]
-    Favorite(requests::FavoriteCmd),
+    Favorite(favorites::FavoriteCmd),
     /// Reason codes for requests.
     #[command(subcommand)]
     ReasonCode(requests::ReasonCodeCmd),
@@ -96,11 +101,12 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Login(a) => auth::login(a, g).await,
         Command::Logout => auth::logout(g).await,
         Command::Whoami => auth::whoami(g).await,
+        Command::Me(c) => me::run(c, g).await,
         Command::Passwd => auth::passwd(g).await,
         Command::User(c) => users::run(c, g).await,
-        Command::Group(c) => groups::run(c, "/api/v1/user-groups", "user group", g).await,
-        Command::AssetGroup(c) => groups::run(c, "/api/v1/asset-groups", "asset group", g).await,
-        Command::AccountGroup(c) => groups::run(c, "/api/v1/account-groups", "account group", g).await,
+        Command::Group(c) => groups::run(c, groups::USER_GROUPS, g).await,
+        Command::AssetGroup(c) => groups::run(c, groups::ASSET_GROUPS, g).await,
+        Command::AccountGroup(c) => groups::run(c, groups::ACCOUNT_GROUPS, g).await,
         Command::Asset(c) => inventory::assets(c, g).await,
         Command::Account(c) => inventory::accounts(c, g).await,
         Command::Token(c) => tokens::tokens(c, g).await,
@@ -109,7 +115,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Policy(c) => policies::policies(c, g).await,
         Command::Request(c) => requests::requests(c, g).await,
         Command::Approvals => requests::approvals(g).await,
-        Command::Favorite(c) => requests::favorites(c, g).await,
+        Command::Favorite(c) => favorites::run(c, g).await,
         Command::ReasonCode(c) => requests::reason_codes(c, g).await,
         Command::Service(c) => requests::services(c, g).await,
         Command::Credential(c) => credentials::credentials(c, g).await,

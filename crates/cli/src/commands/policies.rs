@@ -5,28 +5,33 @@ use serde_json::{json, Value};
 
 use super::signed_in;
 use crate::client::{enc, Client};
+use crate::resolve::{self, Kind};
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs, Output};
 
-const ENT_COLUMNS: &[&str] = &["id", "name", "priority", "user_ids", "group_ids", "expires_at"];
-const POLICY_COLUMNS: &[&str] = &["id", "name", "entitlement_id", "priority", "access_type", "emergency_allowed"];
+const ENT_COLUMNS: &[&str] = &["id", "name", "priority", "user_names", "group_names", "windows", "expires_at"];
+const POLICY_COLUMNS: &[&str] = &["id", "name", "entitlement_name", "priority", "access_type", "emergency_allowed"];
 
 #[derive(Debug, Subcommand)]
 pub enum EntitlementCmd {
     /// List entitlements, best priority first.
     List,
     /// Show one entitlement.
-    Show { id: String },
-    /// Create an entitlement from a JSON file (see the API document) or from flags.
+    Show {
+        /// The entitlement's name or id.
+        #[arg(value_name = "ENTITLEMENT")]
+        id: String,
+    },
+    /// Create an entitlement: who may request, when.
     Create {
         name: String,
         /// 1 is the best.
         #[arg(long)]
         priority: i64,
-        /// User id or username allowed to request (repeatable).
+        /// A user allowed to request: user name or id (repeatable).
         #[arg(long = "user")]
         users: Vec<String>,
-        /// User group id allowed to request (repeatable).
+        /// A user group whose members may request: name or id (repeatable).
         #[arg(long = "group")]
         groups: Vec<String>,
         /// Time window DAYS/HH:MM-HH:MM, e.g. mon-fri/08:00-17:00 (repeatable).
@@ -35,45 +40,100 @@ pub enum EntitlementCmd {
         /// RFC 3339 expiry.
         #[arg(long)]
         expires_at: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Change an entitlement: only what you name changes.
+    Update {
+        /// The entitlement's name or id.
+        #[arg(value_name = "ENTITLEMENT")]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        priority: Option<i64>,
+        /// Add a user (user name or id; repeatable).
+        #[arg(long = "add-user")]
+        add_users: Vec<String>,
+        /// Remove a user (repeatable).
+        #[arg(long = "remove-user")]
+        remove_users: Vec<String>,
+        /// Add a user group (name or id; repeatable).
+        #[arg(long = "add-group")]
+        add_groups: Vec<String>,
+        /// Remove a user group (repeatable).
+        #[arg(long = "remove-group")]
+        remove_groups: Vec<String>,
+        /// Replace the time windows: DAYS/HH:MM-HH:MM (repeatable).
+        #[arg(long = "window")]
+        windows: Vec<String>,
+        /// Remove every time window (no time restriction).
+        #[arg(long, conflicts_with = "windows")]
+        no_windows: bool,
+        /// RFC 3339 expiry.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// The entitlement no longer expires.
+        #[arg(long, conflicts_with = "expires_at")]
+        no_expiry: bool,
     },
     /// Delete an entitlement and all its policies.
-    Delete { id: String },
+    Delete {
+        /// The entitlement's name or id.
+        #[arg(value_name = "ENTITLEMENT")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
     /// List policies, optionally of one entitlement.
     List {
+        /// The entitlement's name or id.
         #[arg(long)]
         entitlement: Option<String>,
     },
     /// Show one policy with all its settings.
-    Show { id: String },
-    /// Create a policy from a JSON file with the fields of POST /api/v1/policies.
+    Show {
+        /// The policy's name or id.
+        #[arg(value_name = "POLICY")]
+        id: String,
+    },
+    /// Create a policy from a JSON file with the fields of POST /api/v1/policies. Users,
+    /// groups, assets, accounts (ACCOUNT@ASSET) and the entitlement may be given by name.
     Create {
         #[arg(long)]
         file: PathBuf,
     },
-    /// Replace a policy from a JSON file.
+    /// Replace a policy from a JSON file (names allowed, as for create).
     Replace {
+        /// The policy's name or id.
+        #[arg(value_name = "POLICY")]
         id: String,
         #[arg(long)]
         file: PathBuf,
     },
     /// Delete a policy.
-    Delete { id: String },
+    Delete {
+        /// The policy's name or id.
+        #[arg(value_name = "POLICY")]
+        id: String,
+    },
     /// Which policy would govern a request, and why the others were eliminated.
     Explain {
-        /// The requester: user id or username.
+        /// The requester: user name or id.
         #[arg(long)]
         user: String,
-        /// The account id.
+        /// The account: ACCOUNT@ASSET or its id.
         #[arg(long)]
         account: String,
         /// password, ssh_key, ssh, rdp or telnet.
         #[arg(long)]
         access_type: String,
-        /// RFC 3339 start of the access (default: now).
+        /// Start of the access: a local time in the requester's time zone (2026-12-01T09:00)
+        /// or RFC 3339 (default: now).
         #[arg(long)]
         at: Option<String>,
         #[arg(long)]
@@ -83,15 +143,7 @@ pub enum PolicyCmd {
 
 /// Accepts a user id or a username.
 pub(crate) async fn resolve_user(c: &Client, user: &str) -> Result<String, CliError> {
-    if user.len() == 36 && user.chars().filter(|ch| *ch == '-').count() == 4 {
-        return Ok(user.to_owned());
-    }
-    let users = c.get("/api/v1/users?limit=1000").await?;
-    users
-        .as_array()
-        .and_then(|list| list.iter().find(|u| u["username"] == user))
-        .and_then(|u| u["id"].as_str().map(str::to_owned))
-        .ok_or_else(|| CliError::Usage(format!("no user named '{user}'")))
+    resolve::id(c, Kind::User, user).await
 }
 
 fn window(text: &str) -> Result<Value, CliError> {
@@ -108,23 +160,86 @@ fn read_json(path: &PathBuf) -> Result<Value, CliError> {
 
 pub async fn entitlements(cmd: EntitlementCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
+    let item = |id: &str| format!("/api/v1/entitlements/{}", enc(id));
     let shown = match cmd {
         EntitlementCmd::List => c.get("/api/v1/entitlements").await?,
-        EntitlementCmd::Show { id } => c.get(&format!("/api/v1/entitlements/{}", enc(&id))).await?,
-        EntitlementCmd::Create { name, priority, users, groups, windows, expires_at } => {
-            let mut user_ids = Vec::new();
-            for u in &users {
-                user_ids.push(resolve_user(&c, u).await?);
-            }
+        EntitlementCmd::Show { id } => c.get(&item(&resolve::id(&c, Kind::Entitlement, &id).await?)).await?,
+        EntitlementCmd::Create { name, priority, users, groups, windows, expires_at, description } => {
             let windows = windows.iter().map(|w| window(w)).collect::<Result<Vec<_>, _>>()?;
-            let mut body = json!({ "name": name, "priority": priority, "user_ids": user_ids, "group_ids": groups, "windows": windows });
+            let mut body = json!({
+                "name": name, "description": description, "priority": priority,
+                "user_ids": resolve::ids(&c, Kind::User, &users).await?,
+                "group_ids": resolve::ids(&c, Kind::UserGroup, &groups).await?,
+                "windows": windows,
+            });
             if let Some(e) = expires_at {
                 body["expires_at"] = json!(e);
             }
             c.post("/api/v1/entitlements", &body).await?
         }
+        EntitlementCmd::Update {
+            id,
+            name,
+            description,
+            priority,
+            add_users,
+            remove_users,
+            add_groups,
+            remove_groups,
+            windows,
+            no_windows,
+            expires_at,
+            no_expiry,
+        } => {
+            let id = resolve::id(&c, Kind::Entitlement, &id).await?;
+            let now = c.get(&item(&id)).await?;
+            let list = |key: &str| -> Vec<String> {
+                now[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            };
+            let mut users = list("user_ids");
+            let mut groups = list("group_ids");
+            let change = |set: &mut Vec<String>, add: Vec<String>, remove: Vec<String>| {
+                set.retain(|x| !remove.contains(x));
+                for a in add {
+                    if !set.contains(&a) {
+                        set.push(a);
+                    }
+                }
+            };
+            change(
+                &mut users,
+                resolve::ids(&c, Kind::User, &add_users).await?,
+                resolve::ids(&c, Kind::User, &remove_users).await?,
+            );
+            change(
+                &mut groups,
+                resolve::ids(&c, Kind::UserGroup, &add_groups).await?,
+                resolve::ids(&c, Kind::UserGroup, &remove_groups).await?,
+            );
+            let windows = if no_windows {
+                json!([])
+            } else if windows.is_empty() {
+                now["windows"].clone()
+            } else {
+                Value::Array(windows.iter().map(|w| window(w)).collect::<Result<Vec<_>, _>>()?)
+            };
+            let mut body = json!({
+                "name": name.map_or(now["name"].clone(), Value::from),
+                "description": description.map_or(now["description"].clone(), Value::from),
+                "priority": priority.map_or(now["priority"].clone(), Value::from),
+                "user_ids": users,
+                "group_ids": groups,
+                "windows": windows,
+            });
+            match (expires_at, no_expiry) {
+                (Some(e), _) => body["expires_at"] = json!(e),
+                (None, false) if !now["expires_at"].is_null() => body["expires_at"] = now["expires_at"].clone(),
+                _ => {}
+            }
+            c.put(&item(&id), Some(&body)).await?
+        }
         EntitlementCmd::Delete { id } => {
-            c.delete(&format!("/api/v1/entitlements/{}", enc(&id))).await?;
+            c.delete(&item(&resolve::id(&c, Kind::Entitlement, &id).await?)).await?;
             done(g.output, "Entitlement deleted with its policies.");
             return Ok(());
         }
@@ -135,24 +250,35 @@ pub async fn entitlements(cmd: EntitlementCmd, g: &GlobalArgs) -> Result<(), Cli
 
 pub async fn policies(cmd: PolicyCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
+    let item = |id: &str| format!("/api/v1/policies/{}", enc(id));
     let shown = match cmd {
         PolicyCmd::List { entitlement } => {
-            let filter = entitlement.map(|e| format!("?entitlement_id={}", enc(&e))).unwrap_or_default();
+            let filter = match entitlement {
+                Some(e) => format!("?entitlement_id={}", enc(&resolve::id(&c, Kind::Entitlement, &e).await?)),
+                None => String::new(),
+            };
             c.get(&format!("/api/v1/policies{filter}")).await?
         }
-        PolicyCmd::Show { id } => c.get(&format!("/api/v1/policies/{}", enc(&id))).await?,
-        PolicyCmd::Create { file } => c.post("/api/v1/policies", &read_json(&file)?).await?,
+        PolicyCmd::Show { id } => c.get(&item(&resolve::id(&c, Kind::Policy, &id).await?)).await?,
+        PolicyCmd::Create { file } => {
+            let mut body = read_json(&file)?;
+            resolve::policy_body(&c, &mut body).await?;
+            c.post("/api/v1/policies", &body).await?
+        }
         PolicyCmd::Replace { id, file } => {
-            c.put(&format!("/api/v1/policies/{}", enc(&id)), Some(&read_json(&file)?)).await?
+            let mut body = read_json(&file)?;
+            resolve::policy_body(&c, &mut body).await?;
+            c.put(&item(&resolve::id(&c, Kind::Policy, &id).await?), Some(&body)).await?
         }
         PolicyCmd::Delete { id } => {
-            c.delete(&format!("/api/v1/policies/{}", enc(&id))).await?;
+            c.delete(&item(&resolve::id(&c, Kind::Policy, &id).await?)).await?;
             done(g.output, "Policy deleted.");
             return Ok(());
         }
         PolicyCmd::Explain { user, account, access_type, at, emergency } => {
             let user_id = resolve_user(&c, &user).await?;
-            let mut body = json!({ "user_id": user_id, "account_id": account, "access_type": access_type, "emergency": emergency });
+            let account_id = resolve::id(&c, Kind::Account, &account).await?;
+            let mut body = json!({ "user_id": user_id, "account_id": account_id, "access_type": access_type, "emergency": emergency });
             if let Some(at) = at {
                 body["at"] = json!(at);
             }
@@ -160,17 +286,11 @@ pub async fn policies(cmd: PolicyCmd, g: &GlobalArgs) -> Result<(), CliError> {
             if g.output == Output::Json {
                 print(g.output, &r, &[]);
             } else {
-                match r["governing_policy_id"].as_str() {
-                    Some(id) => println!(
-                        "Governing policy: {id} (evaluated at {} in {})",
-                        r["at"].as_str().unwrap_or(""),
-                        r["time_zone"].as_str().unwrap_or("")
-                    ),
-                    None => println!(
-                        "No policy governs this request (evaluated at {} in {}).",
-                        r["at"].as_str().unwrap_or(""),
-                        r["time_zone"].as_str().unwrap_or("")
-                    ),
+                // The requester's wall-clock time: windows are read in their zone.
+                let when = format!("{user}'s local time {}", r["at_local"].as_str().unwrap_or(""));
+                match r["governing_policy_name"].as_str() {
+                    Some(name) => println!("Governing policy: {name} (for {account} at {when})"),
+                    None => println!("No policy governs this request (for {account} at {when})."),
                 }
                 print(g.output, &r["candidates"], &["policy_name", "entitlement_name", "outcome", "reason"]);
                 match r["out_of_scope_policies"].as_u64() {

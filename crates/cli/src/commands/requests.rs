@@ -1,10 +1,9 @@
-use std::path::PathBuf;
-
 use clap::Subcommand;
 use serde_json::{json, Value};
 
 use super::signed_in;
 use crate::client::{enc, Client};
+use crate::resolve::{self, Kind};
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs, Output};
 
@@ -22,28 +21,36 @@ const COLUMNS: &[&str] = &[
 
 #[derive(Debug, Subcommand)]
 pub enum RequestCmd {
-    /// Request access to one or more accounts.
+    /// Request access to one or more accounts (see `portcullis request options` for what you
+    /// may request and what each needs).
     Create {
-        /// ACCOUNT_ID:ACCESS_TYPE (access type: password, ssh_key, ssh, rdp, telnet); repeatable.
-        #[arg(long = "account", required = true)]
-        accounts: Vec<String>,
-        /// Emergency access (only where a policy allows it; skips approval; every approver is told).
+        #[command(flatten)]
+        spec: RequestSpec,
+    },
+    /// What you may request: accounts and access types, with what each policy needs.
+    Options {
+        /// A part of the asset's or account's name.
+        search: Option<String>,
+        /// Only this asset (name or id).
+        #[arg(long)]
+        asset: Option<String>,
+        /// Only this account: ACCOUNT@ASSET or id.
+        #[arg(long)]
+        account: Option<String>,
+        /// password, ssh_key, ssh, rdp or telnet.
+        #[arg(long)]
+        access_type: Option<String>,
+        /// For access starting then: a local time in your time zone (2026-12-01T09:00) or
+        /// RFC 3339 (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// As an emergency request.
         #[arg(long)]
         emergency: bool,
-        /// Start later, RFC 3339 (default: now).
-        #[arg(long)]
-        start_at: Option<String>,
-        /// Duration in minutes (default: the policy's).
-        #[arg(long)]
-        duration: Option<i64>,
-        #[arg(long)]
-        ticket: Option<String>,
-        /// A reason code (see `portcullis reason-code list`).
-        #[arg(long)]
-        reason: Option<String>,
-        /// At most 255 characters.
-        #[arg(long)]
-        comment: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
     },
     /// A work queue: your requests (default), or those waiting for your approval
     /// (--queue approvals) or review (--queue reviews), those you approved (--queue approved,
@@ -127,25 +134,84 @@ pub enum RequestCmd {
     Launch { id: String },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum FavoriteCmd {
-    /// Your favorites.
-    List,
-    /// Save a request (a JSON file with the body of POST /api/v1/requests) as a favorite.
-    Create {
-        name: String,
-        #[arg(long)]
-        file: PathBuf,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// #RRGGBB.
-        #[arg(long)]
-        colour: Option<String>,
-    },
-    /// Submit a favorite as a new request.
-    Submit { id: String },
-    /// Delete a favorite.
-    Delete { id: String },
+/// What a request asks for, from flags (shared by `request create` and `favorite create`).
+#[derive(Debug, clap::Args)]
+pub struct RequestSpec {
+    /// ACCOUNT@ASSET:ACCESS_TYPE, e.g. root@web-1:ssh (access type: password, ssh_key, ssh, rdp,
+    /// telnet); an account id works too. Repeatable.
+    #[arg(long = "account")]
+    pub accounts: Vec<String>,
+    /// Emergency access (only where a policy allows it; skips approval; every approver is told).
+    #[arg(long)]
+    pub emergency: bool,
+    /// Start later: a local time in your time zone (2026-12-01T09:00) or RFC 3339 (default: now).
+    #[arg(long)]
+    pub start_at: Option<String>,
+    /// Duration in minutes (default: the policy's).
+    #[arg(long)]
+    pub duration: Option<i64>,
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// A reason code (see `portcullis reason-code list`).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// At most 255 characters.
+    #[arg(long)]
+    pub comment: Option<String>,
+}
+
+impl RequestSpec {
+    /// The body of POST /api/v1/requests, with each ACCOUNT@ASSET looked up among the
+    /// caller's request options.
+    pub async fn body(&self, c: &Client) -> Result<Value, CliError> {
+        if self.accounts.is_empty() {
+            return Err(CliError::Usage(
+                "name at least one --account ACCOUNT@ASSET:ACCESS_TYPE (see `portcullis request options`)".into(),
+            ));
+        }
+        let mut accounts = Vec::new();
+        for a in &self.accounts {
+            let (account, access_type) = a.rsplit_once(':').ok_or_else(|| {
+                CliError::Usage(format!("--account {a}: expected ACCOUNT@ASSET:ACCESS_TYPE, e.g. root@web-1:ssh"))
+            })?;
+            let id = requestable_account(c, account, access_type).await?;
+            accounts.push(json!({ "account_id": id, "access_type": access_type }));
+        }
+        let mut body = with(
+            json!({ "accounts": accounts, "emergency": self.emergency }),
+            vec![
+                ("start_at", self.start_at.clone()),
+                ("ticket", self.ticket.clone()),
+                ("reason_code", self.reason.clone()),
+                ("comment", self.comment.clone()),
+            ],
+        );
+        if let Some(d) = self.duration {
+            body["duration_minutes"] = json!(d);
+        }
+        Ok(body)
+    }
+}
+
+/// The id of an account the caller may request, named ACCOUNT@ASSET (or by id).
+async fn requestable_account(c: &Client, account: &str, access_type: &str) -> Result<String, CliError> {
+    if resolve::is_id(account) {
+        return Ok(account.to_owned());
+    }
+    if !account.contains('@') {
+        return Err(CliError::Usage(format!(
+            "--account {account}:{access_type}: name the account as ACCOUNT@ASSET, e.g. root@web-1:{access_type}"
+        )));
+    }
+    let q = format!("/api/v1/request-options?account={}&limit=1", enc(account));
+    let found = c.get(&q).await?;
+    match found["items"].as_array().and_then(|i| i.first()) {
+        Some(o) => Ok(o["account_id"].as_str().unwrap_or_default().to_owned()),
+        None => Err(CliError::Usage(format!(
+            "you may not request {account}: it is not among your request options (no such account, or no \
+             entitlement of yours covers it); see `portcullis request options`"
+        ))),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +241,7 @@ pub enum ServiceCmd {
     },
 }
 
-fn with(mut body: Value, pairs: Vec<(&str, Option<String>)>) -> Value {
+pub(crate) fn with(mut body: Value, pairs: Vec<(&str, Option<String>)>) -> Value {
     for (k, v) in pairs {
         if let Some(v) = v {
             body[k] = json!(v);
@@ -185,7 +251,7 @@ fn with(mut body: Value, pairs: Vec<(&str, Option<String>)>) -> Value {
 }
 
 /// Prints each account's outcome; fails when every account failed.
-fn print_outcomes(g: &GlobalArgs, r: &Value) -> Result<(), CliError> {
+pub(crate) fn print_outcomes(g: &GlobalArgs, r: &Value) -> Result<(), CliError> {
     let outcomes = r["outcomes"].as_array().cloned().unwrap_or_default();
     if g.output == Output::Json {
         print(g.output, r, &[]);
@@ -220,6 +286,69 @@ fn print_outcomes(g: &GlobalArgs, r: &Value) -> Result<(), CliError> {
         eprintln!("{message}");
         return Err(CliError::Failed(message));
     }
+    Ok(())
+}
+
+/// The options as a table: one line per account and access type, with what its policy needs.
+fn print_options(g: &GlobalArgs, r: &Value, offset: i64) -> Result<(), CliError> {
+    if g.output == Output::Json {
+        print(g.output, r, &[]);
+        return Ok(());
+    }
+    let items = r["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!(
+            "Nothing you may request matches{}. Entitlements are granted by Security Policy Administrators.",
+            if offset > 0 { " past this offset" } else { "" }
+        );
+        return Ok(());
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let t = &o["terms"];
+            let needs: Vec<&str> = [("ticket_required", "ticket"), ("reason_required", "reason"), ("comment_required", "comment")]
+                .into_iter()
+                .filter(|(k, _)| t[*k].as_bool() == Some(true))
+                .map(|(_, w)| w)
+                .collect();
+            let approval = if t.is_null() {
+                String::new()
+            } else if t["auto_approve"].as_bool() == Some(true) {
+                "automatic".into()
+            } else {
+                format!("{} approval(s)", t["approvals_required"])
+            };
+            let duration = if t.is_null() {
+                String::new()
+            } else if t["duration_changeable"].as_bool() == Some(true) {
+                format!("{} min (up to {})", t["default_duration_minutes"], t["max_duration_minutes"])
+            } else {
+                format!("{} min", t["default_duration_minutes"])
+            };
+            let status = match o["not_now"].as_str() {
+                Some(why) => format!("not now: {why}"),
+                None if o["in_use"].as_bool() == Some(true) => "in use by another request".into(),
+                None => "can be requested".into(),
+            };
+            json!({
+                "account": format!("{}@{}:{}", o["account_name"].as_str().unwrap_or("?"), o["asset_name"].as_str().unwrap_or("?"), o["access_type"].as_str().unwrap_or("?")),
+                "policy": t["policy_name"],
+                "approval": approval,
+                "duration": duration,
+                "needs": needs.join(", "),
+                "emergency": o["emergency_allowed"],
+                "status": status,
+            })
+        })
+        .collect();
+    print(g.output, &Value::Array(rows), &["account", "policy", "approval", "duration", "needs", "emergency", "status"]);
+    let total = r["total"].as_u64().unwrap_or(0);
+    println!(
+        "{} of {total} shown (times in {}). Request with: portcullis request create --account ACCOUNT@ASSET:TYPE",
+        items.len(),
+        r["time_zone"].as_str().unwrap_or("UTC")
+    );
     Ok(())
 }
 
@@ -266,25 +395,21 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
     let item = |id: &str, action: &str| format!("/api/v1/requests/{}/{action}", enc(id));
     let shown = match cmd {
-        RequestCmd::Create { accounts, emergency, start_at, duration, ticket, reason, comment } => {
-            let accounts = accounts
-                .iter()
-                .map(|a| {
-                    let (id, t) = a
-                        .rsplit_once(':')
-                        .ok_or_else(|| CliError::Usage(format!("--account {a}: expected ACCOUNT_ID:ACCESS_TYPE")))?;
-                    Ok(json!({ "account_id": id, "access_type": t }))
-                })
-                .collect::<Result<Vec<_>, CliError>>()?;
-            let mut body = with(
-                json!({ "accounts": accounts, "emergency": emergency }),
-                vec![("start_at", start_at), ("ticket", ticket), ("reason_code", reason), ("comment", comment)],
-            );
-            if let Some(d) = duration {
-                body["duration_minutes"] = json!(d);
-            }
-            let r = c.post("/api/v1/requests", &body).await?;
+        RequestCmd::Create { spec } => {
+            let r = c.post("/api/v1/requests", &spec.body(&c).await?).await?;
             return print_outcomes(g, &r);
+        }
+        RequestCmd::Options { search, asset, account, access_type, at, emergency, limit, offset } => {
+            let mut q = format!("?limit={limit}&offset={offset}&emergency={emergency}");
+            for (key, value) in
+                [("search", search), ("asset", asset), ("account", account), ("access_type", access_type), ("at", at)]
+            {
+                if let Some(v) = value {
+                    q += &format!("&{key}={}", enc(&v));
+                }
+            }
+            let r = c.get(&format!("/api/v1/request-options{q}")).await?;
+            return print_options(g, &r, offset);
         }
         RequestCmd::List { queue, all, state, account, asset, requester, limit, offset } => {
             let queue = if all { "all".to_owned() } else { queue };
@@ -364,32 +489,6 @@ pub async fn approvals(g: &GlobalArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn favorites(cmd: FavoriteCmd, g: &GlobalArgs) -> Result<(), CliError> {
-    let c = signed_in(g)?;
-    match cmd {
-        FavoriteCmd::List => {
-            print(g.output, &c.get("/api/v1/favorites").await?, &["id", "name", "description", "colour"])
-        }
-        FavoriteCmd::Create { name, file, description, colour } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| CliError::Io(file.display().to_string(), e))?;
-            let request: Value = serde_json::from_str(&text)
-                .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", file.display())))?;
-            let body =
-                with(json!({ "name": name, "description": description, "request": request }), vec![("colour", colour)]);
-            print(g.output, &c.post("/api/v1/favorites", &body).await?, &[]);
-        }
-        FavoriteCmd::Submit { id } => {
-            let r = c.post(&format!("/api/v1/favorites/{}/submit", enc(&id)), &json!({})).await?;
-            return print_outcomes(g, &r);
-        }
-        FavoriteCmd::Delete { id } => {
-            c.delete(&format!("/api/v1/favorites/{}", enc(&id))).await?;
-            done(g.output, "Favorite deleted.");
-        }
-    }
-    Ok(())
-}
-
 pub async fn reason_codes(cmd: ReasonCodeCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
     match cmd {
@@ -400,6 +499,7 @@ pub async fn reason_codes(cmd: ReasonCodeCmd, g: &GlobalArgs) -> Result<(), CliE
             &[],
         ),
         ReasonCodeCmd::Delete { id } => {
+            let id = resolve::id(&c, Kind::ReasonCode, &id).await?;
             c.delete(&format!("/api/v1/reason-codes/{}", enc(&id))).await?;
             done(g.output, "Reason code deleted.");
         }

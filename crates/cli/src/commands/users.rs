@@ -3,6 +3,7 @@ use serde_json::{json, Value};
 
 use super::{read_secret, signed_in};
 use crate::client::enc;
+use crate::resolve::{self, Kind};
 use crate::output::{done, print};
 use crate::{CliError, GlobalArgs};
 
@@ -18,8 +19,12 @@ pub enum UserCmd {
         #[arg(long, default_value_t = 0)]
         offset: i64,
     },
-    /// Show one user.
-    Show { id: String },
+    /// Show one user (by user name or id).
+    Show {
+        /// User name or id.
+        #[arg(value_name = "USER")]
+        id: String,
+    },
     /// Create a user; the initial password comes from PORTCULLIS_NEW_PASSWORD or a prompt.
     Create {
         username: String,
@@ -40,6 +45,8 @@ pub enum UserCmd {
     },
     /// Change a user's profile, time-zone rule or disabled flag.
     Update {
+        /// User name or id.
+        #[arg(value_name = "USER")]
         id: String,
         #[arg(long)]
         display_name: Option<String>,
@@ -53,25 +60,61 @@ pub enum UserCmd {
         disabled: Option<bool>,
     },
     /// Delete a user (the audit log keeps their events).
-    Delete { id: String },
+    Delete {
+        /// User name or id.
+        #[arg(value_name = "USER")]
+        id: String,
+    },
     /// Replace a user's administrative roles (Appliance Administrators).
     Roles {
+        /// User name or id.
+        #[arg(value_name = "USER")]
         id: String,
         /// Role (repeatable); none removes all.
         #[arg(long = "role")]
         roles: Vec<String>,
     },
     /// Set a new password (from PORTCULLIS_NEW_PASSWORD or a prompt).
-    SetPassword { id: String },
+    SetPassword {
+        /// User name or id.
+        #[arg(value_name = "USER")]
+        id: String,
+    },
     /// Lift a lockout after failed sign-ins.
-    Unlock { id: String },
+    Unlock {
+        /// User name or id.
+        #[arg(value_name = "USER")]
+        id: String,
+    },
     /// Remove a user's one-time-code enrolment.
-    ResetTotp { id: String },
+    ResetTotp {
+        /// User name or id.
+        #[arg(value_name = "USER")]
+        id: String,
+    },
+}
+
+/// The user a command names, by user name or id.
+fn target(cmd: &UserCmd) -> Option<&str> {
+    match cmd {
+        UserCmd::Show { id }
+        | UserCmd::Update { id, .. }
+        | UserCmd::Delete { id }
+        | UserCmd::Roles { id, .. }
+        | UserCmd::SetPassword { id }
+        | UserCmd::Unlock { id }
+        | UserCmd::ResetTotp { id } => Some(id),
+        UserCmd::List { .. } | UserCmd::Create { .. } => None,
+    }
 }
 
 pub async fn run(cmd: UserCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
-    let item = |id: &str| format!("/api/v1/users/{}", enc(id));
+    let resolved = match target(&cmd) {
+        Some(t) => resolve::id(&c, Kind::User, t).await?,
+        None => String::new(),
+    };
+    let item = |_: &str| format!("/api/v1/users/{}", enc(&resolved));
     let shown: Value = match cmd {
         UserCmd::List { limit, offset } => {
             let v = c.get(&format!("/api/v1/users?limit={limit}&offset={offset}")).await?;
