@@ -3,7 +3,7 @@
 //! the user behind a registered public key or a one-time launch token.
 
 use portcullis_core::policy::{AccessType, PolicySettings};
-use portcullis_core::request::RequestState;
+use portcullis_core::request::{EndCause, RequestState};
 use portcullis_store::{AccessRequest, Account, Actor, Asset, ProxyLogin, User};
 
 use crate::state::App;
@@ -53,12 +53,13 @@ pub fn decide<'a>(
         return Err(format!("your {kind} access to {target} starts at {}; connect then", when(r.start_at)));
     }
     if let Some(r) = requests.first() {
-        let what = match r.state {
-            RequestState::Expired => "expired",
-            RequestState::Revoked => "was revoked",
-            RequestState::Denied => "was denied",
-            RequestState::Canceled => "was canceled",
-            RequestState::Complete | RequestState::PendingReview | RequestState::Reviewed => "was checked in",
+        // A used request waiting for review (or reviewed) ended as its cause says.
+        let what = match (r.state, r.ended_by) {
+            (RequestState::Expired, _) | (_, Some(EndCause::Expiry)) => "expired",
+            (RequestState::Revoked, _) | (_, Some(EndCause::Revocation)) => "was revoked",
+            (RequestState::Denied, _) => "was denied",
+            (RequestState::Canceled, _) => "was canceled",
+            (RequestState::Complete | RequestState::PendingReview | RequestState::Reviewed, _) => "was checked in",
             _ => "is not available",
         };
         return Err(format!("your last {kind} access request for {target} {what}; request access again"));
@@ -182,6 +183,7 @@ mod tests {
             removed: false,
             created_at: 0,
             updated_at: 0,
+            ended_by: None,
         }
     }
 

@@ -159,6 +159,61 @@ pub enum EndCause {
     Revocation,
 }
 
+impl EndCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndCause::CheckIn => "check_in",
+            EndCause::Expiry => "expiry",
+            EndCause::Revocation => "revocation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EndCause> {
+        [EndCause::CheckIn, EndCause::Expiry, EndCause::Revocation].into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The cause as a past participle: "checked in", "expired", "revoked".
+    pub fn past(self) -> &'static str {
+        match self {
+            EndCause::CheckIn => "checked in",
+            EndCause::Expiry => "expired",
+            EndCause::Revocation => "revoked",
+        }
+    }
+
+    /// The cause of an action, for the actions that end access.
+    pub fn of(action: Action) -> Option<EndCause> {
+        match action {
+            Action::CheckIn => Some(EndCause::CheckIn),
+            Action::Expire => Some(EndCause::Expiry),
+            Action::Revoke => Some(EndCause::Revocation),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `action` may be taken on a request in `state` whose access ended by `ended`. A
+/// used request that was revoked or expired under a policy requiring review waits for review,
+/// yet stays revoked or expired for its requester (R-REQ-3): a revoked one may be resubmitted,
+/// and either may be removed from their list (the review still happens).
+pub fn allowed_after(state: RequestState, ended: Option<EndCause>, action: Action) -> bool {
+    use RequestState as S;
+    allowed(state, action)
+        || match (action, ended) {
+            (Action::Resubmit, Some(EndCause::Revocation)) => matches!(state, S::PendingReview | S::Reviewed),
+            (Action::Remove, Some(EndCause::Revocation | EndCause::Expiry)) => state == S::PendingReview,
+            _ => false,
+        }
+}
+
+pub fn check_after(state: RequestState, ended: Option<EndCause>, action: Action) -> Result<(), NotAllowed> {
+    if allowed_after(state, ended, action) {
+        Ok(())
+    } else {
+        Err(NotAllowed { state, action })
+    }
+}
+
 /// The state after access ends. Review applies only to requests whose access was used, i.e.
 /// that were `available`; a request revoked or expired before its start needs no review.
 pub fn on_end(from: RequestState, cause: EndCause, review_required: bool) -> RequestState {
@@ -333,6 +388,14 @@ mod tests {
         assert_eq!(on_end(S::Available, EndCause::CheckIn, true), S::PendingReview);
         assert_eq!(on_end(S::Available, EndCause::Expiry, false), S::Expired);
         assert_eq!(on_end(S::Approved, EndCause::Revocation, true), S::Revoked, "never used: nothing to review");
+        // A used request revoked under review stays resubmittable and removable; checked in, not.
+        let revoked = Some(EndCause::Revocation);
+        assert!(allowed_after(S::PendingReview, revoked, Action::Resubmit));
+        assert!(allowed_after(S::Reviewed, revoked, Action::Resubmit));
+        assert!(allowed_after(S::PendingReview, Some(EndCause::Expiry), Action::Remove));
+        assert!(!allowed_after(S::PendingReview, Some(EndCause::Expiry), Action::Resubmit));
+        assert!(!allowed_after(S::PendingReview, Some(EndCause::CheckIn), Action::Remove));
+        assert!(!allowed_after(S::PendingReview, Some(EndCause::CheckIn), Action::Resubmit));
         assert_eq!(on_approved(10, 5), S::Approved);
         assert_eq!(on_approved(5, 5), S::Available);
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_app::{App as AppState, LiveSession};
-use portcullis_core::request::RequestState;
+use portcullis_core::request::{EndCause, RequestState};
 use portcullis_recording::{new_key, EventKind, Recorder, RecorderHandle, RecordingWriter};
 use portcullis_store::{Actor, NewSession, SealedRow, User};
 use portcullis_vault::{seal, SecretContext};
@@ -246,12 +246,14 @@ pub(crate) async fn start_session(
     Ok(sender)
 }
 
-fn reason_for(to: RequestState) -> &'static str {
-    match to {
-        RequestState::Revoked => "the request was revoked",
-        RequestState::Expired => "the request expired",
-        RequestState::Complete | RequestState::PendingReview => "the request was checked in or ended",
-        RequestState::Canceled => "the request was canceled",
+/// Why the session ends, from the request's new state and how its access ended (a request
+/// revoked under a policy requiring review waits for review, yet was revoked).
+fn reason_for(to: RequestState, ended_by: Option<EndCause>) -> &'static str {
+    match (to, ended_by) {
+        (RequestState::Revoked, _) | (_, Some(EndCause::Revocation)) => "the request was revoked",
+        (RequestState::Expired, _) | (_, Some(EndCause::Expiry)) => "the request expired",
+        (RequestState::Complete | RequestState::PendingReview, _) => "the request was checked in",
+        (RequestState::Canceled, _) => "the request was canceled",
         _ => "the request is no longer available",
     }
 }
@@ -272,11 +274,11 @@ async fn supervise(
     let reason: String = loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(t) if t.request_id == request.id && t.to != RequestState::Available => break reason_for(t.to).into(),
+                Ok(t) if t.request_id == request.id && t.to != RequestState::Available => break reason_for(t.to, t.ended_by).into(),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     match state.store.request(&request.id).await {
-                        Ok(r) if r.state != RequestState::Available => break reason_for(r.state).into(),
+                        Ok(r) if r.state != RequestState::Available => break reason_for(r.state, r.ended_by).into(),
                         _ => {}
                     }
                 }

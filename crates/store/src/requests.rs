@@ -35,13 +35,15 @@ pub struct AccessRequest {
     pub removed: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// How access ended (kept through review).
+    pub ended_by: Option<EndCause>,
 }
 
 pub(crate) const REQUEST_COLUMNS: &str = COLUMNS;
 
 pub(crate) const COLUMNS: &str =
     "id, batch_id, requester_id, account_id, asset_id, access_type, policy_id, state, emergency, start_at, end_at, \
-     ticket, reason_code, comment, current_level, review_required, removed, created_at, updated_at";
+     ticket, reason_code, comment, current_level, review_required, removed, created_at, updated_at, ended_by";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct Row {
@@ -64,6 +66,7 @@ pub(crate) struct Row {
     removed: i64,
     created_at: i64,
     updated_at: i64,
+    ended_by: Option<String>,
 }
 
 impl TryFrom<Row> for AccessRequest {
@@ -91,6 +94,7 @@ impl TryFrom<Row> for AccessRequest {
             current_level: r.current_level,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            ended_by: r.ended_by.as_deref().and_then(EndCause::parse),
         })
     }
 }
@@ -153,6 +157,8 @@ pub struct Transition {
     pub request_id: String,
     pub from: RequestState,
     pub to: RequestState,
+    /// Set when access ended: how.
+    pub ended_by: Option<EndCause>,
 }
 
 /// What an approver sees to decide: approvers per level (user ids, groups expanded).
@@ -397,7 +403,7 @@ impl Store {
         let mut tx = self.write.begin().await?;
         lock_request(&mut tx, id).await?;
         let req = load(&mut tx, id).await?;
-        request::check(req.state, action).map_err(|_| wrong_state(req.state, action))?;
+        request::check_after(req.state, req.ended_by, action).map_err(|_| wrong_state(req.state, action))?;
         if action == Action::Remove {
             sqlx::query("UPDATE access_requests SET removed = 1, updated_at = $1 WHERE id = $2")
                 .bind(now)
@@ -440,9 +446,16 @@ impl Store {
                 vec![new_id().into(), req.account_id.clone().into(), kind.into(), reason.into(), id.into(), now.into()],
             );
         }
+        let ended_by = EndCause::of(action).or(req.ended_by);
         batch.push(
-            "UPDATE access_requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
-            vec![to.as_str().into(), now.into(), id.into(), req.state.as_str().into()],
+            "UPDATE access_requests SET state = $1, updated_at = $2, ended_by = $3 WHERE id = $4 AND state = $5",
+            vec![
+                to.as_str().into(),
+                now.into(),
+                ended_by.map(|c| c.as_str().to_owned()).into(),
+                id.into(),
+                req.state.as_str().into(),
+            ],
         );
         push_history(&mut batch, id, now, actor, Step { action: action.as_str(), from: Some(req.state), to, comment });
         if !matches!(action, Action::Activate) {
@@ -464,8 +477,8 @@ impl Store {
         tx.commit().await?;
         let from = req.state;
         Ok((
-            AccessRequest { state: to, updated_at: now, ..req },
-            Some(Transition { request_id: id.to_owned(), from, to }),
+            AccessRequest { state: to, updated_at: now, ended_by, ..req },
+            Some(Transition { request_id: id.to_owned(), from, to, ended_by }),
         ))
     }
 

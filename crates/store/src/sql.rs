@@ -96,6 +96,12 @@ impl From<Option<&str>> for Param {
         Param::OptText(v.map(str::to_owned))
     }
 }
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Param {
+        Param::OptText(v)
+    }
+}
+
 impl From<&Option<String>> for Param {
     fn from(v: &Option<String>) -> Self {
         Param::OptText(v.clone())

@@ -91,6 +91,7 @@ pub(crate) async fn create_request_in(
         removed: false,
         created_at: now,
         updated_at: now,
+        ended_by: None,
     })
 }
 

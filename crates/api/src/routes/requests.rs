@@ -48,8 +48,10 @@ pub struct RequestDto {
     /// pending_approval, approved, available, complete, pending_review, reviewed, revoked,
     /// expired, denied or canceled.
     state: String,
-    /// For pending requests: e.g. "Pending 1 approval".
+    /// The state in words, e.g. "Pending 1 approval", or "pending review (revoked)".
     status_text: String,
+    /// How access ended, once it has: check_in, expiry or revocation (kept through review).
+    ended_by: Option<String>,
     emergency: bool,
     start_at: String,
     end_at: String,
@@ -107,6 +109,7 @@ pub(crate) fn to_dto(v: RequestView) -> RequestDto {
         policy_id: r.policy_id,
         state: r.state.as_str().to_owned(),
         status_text,
+        ended_by: r.ended_by.map(|c| c.as_str().to_owned()),
         emergency: r.emergency,
         start_at: ts(r.start_at),
         end_at: ts(r.end_at),

@@ -343,7 +343,7 @@ pub async fn resubmit(state: &App, caller: &Caller, id: &str) -> AppResult<Batch
     if !rel.requester {
         return Err(AppError::forbidden("only the requester may resubmit this request"));
     }
-    request::check(r.state, Action::Resubmit)
+    request::check_after(r.state, r.ended_by, Action::Resubmit)
         .map_err(|e| AppError::conflict(portcullis_store::state_code(r.state), e.to_string()))?;
     let minutes = (r.end_at - r.start_at) / 60_000_000;
     let again = NewRequests {

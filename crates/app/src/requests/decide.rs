@@ -64,6 +64,7 @@ pub async fn decide(state: &App, caller: &Caller, id: &str, d: Decision) -> AppR
             request_id: updated.id.clone(),
             from: r.state,
             to: updated.state,
+            ended_by: updated.ended_by,
         }]);
     }
     view_with(state, &rules, updated).await

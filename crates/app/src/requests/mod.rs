@@ -37,11 +37,16 @@ pub struct RequestView {
 impl RequestView {
     /// "Pending 1 approval", or the state in words.
     pub fn status_text(&self) -> String {
-        match (self.request.state, self.pending_approvals) {
-            (RequestState::PendingApproval, Some(n)) => {
+        use portcullis_core::request::EndCause;
+        match (self.request.state, self.pending_approvals, self.request.ended_by) {
+            (RequestState::PendingApproval, Some(n), _) => {
                 format!("Pending {n} approval{}", if n == 1 { "" } else { "s" })
             }
-            (s, _) => s.as_str().replace('_', " "),
+            // Used, then revoked or expired: waiting for review, but not "checked in".
+            (s @ (RequestState::PendingReview | RequestState::Reviewed), _, Some(c @ (EndCause::Revocation | EndCause::Expiry))) => {
+                format!("{} ({})", s.as_str().replace('_', " "), c.past())
+            }
+            (s, _, _) => s.as_str().replace('_', " "),
         }
     }
 }
