@@ -54,7 +54,8 @@ pub async fn explain(
         Some(t) => crate::requests::parse_local_or_ts("at", t, &tz)?,
         None => state.now(),
     };
-    let at_local = jiff::Timestamp::from_microsecond(at).map(|t| t.to_zoned(tz.clone()).to_string()).unwrap_or_default();
+    let at_local =
+        jiff::Timestamp::from_microsecond(at).map(|t| t.to_zoned(tz.clone()).to_string()).unwrap_or_default();
     let ask = Ask { user_id, account_id, access_type, at, emergency };
     // The policies that cover the account, from the scope index; the others are counted:
     // listing thousands of "not in scope" lines helps no one (R-POL-5 asks why the others

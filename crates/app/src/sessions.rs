@@ -140,6 +140,10 @@ pub struct OpenRecording {
 pub async fn recording(state: &App, caller: &Caller, id: &str) -> AppResult<OpenRecording> {
     let (s, rel) = visible(state, caller, id).await?;
     access::may_replay(&rel)?;
+    open_recording(state, s).await
+}
+
+async fn open_recording(state: &App, s: SessionRecord) -> AppResult<OpenRecording> {
     let file = s.recording.clone().ok_or_else(|| AppError::not_found("recording"))?;
     let sealed = crate::credentials::unrow(state.store.session_recording_key(&s.id).await?)?;
     let plain =
@@ -150,6 +154,45 @@ pub async fn recording(state: &App, caller: &Caller, id: &str) -> AppResult<Open
             })?;
     let bytes: [u8; 32] = plain.expose().try_into().map_err(|_| AppError::internal())?;
     Ok(OpenRecording { path: state.recordings.join(file), key: zeroize::Zeroizing::new(bytes), session: s })
+}
+
+/// Closes the sessions an earlier run left open (the server stopped without ending them).
+/// What the recording holds survives: the session keeps the byte counts read from it and ends
+/// at its last recorded activity, and its end reason says where the recording was cut.
+pub async fn close_orphans(state: &App) -> AppResult<u64> {
+    let q = SessionQuery { live: Some(true), request_id: None, user_id: None, limit: 1000 };
+    let open = state.store.sessions(&q).await?;
+    let n = open.len() as u64;
+    for s in open {
+        let (id, started) = (s.id.clone(), s.started_at);
+        let read = match open_recording(state, s).await {
+            Ok(OpenRecording { path, key, session }) => {
+                let sid = session.id.clone();
+                tokio::task::spawn_blocking(move || portcullis_recording::verify_allowing_cut(&path, &sid, &key))
+                    .await
+                    .ok()
+            }
+            Err(_) => None,
+        };
+        let (end, reason, up, down) = match read {
+            Some(Ok(r)) => {
+                let at = started + i64::try_from(r.duration_micros).unwrap_or(0);
+                let how = if r.sealed {
+                    "the recording is complete".to_owned()
+                } else {
+                    format!("the recording was cut after chunk {}", r.chunks)
+                };
+                let (up, down) = (i64::try_from(r.bytes_up).unwrap_or(0), i64::try_from(r.bytes_down).unwrap_or(0));
+                (at, format!("server stopped during the session; {how}"), up, down)
+            }
+            Some(Err(e)) => {
+                (state.now(), format!("server stopped during the session; the recording is damaged: {e}"), 0, 0)
+            }
+            None => (state.now(), "server stopped during the session; no readable recording".to_owned(), 0, 0),
+        };
+        state.store.end_session(&portcullis_store::Actor::system(), end.max(started), &id, &reason, up, down).await?;
+    }
+    Ok(n)
 }
 
 /// Audits a verification's verdict.
@@ -163,10 +206,22 @@ pub async fn audit_verify(state: &App, caller: &Caller, session_id: &str, proble
     Ok(())
 }
 
-/// Audits an export before it streams.
-pub async fn audit_export(state: &App, caller: &Caller, session_id: &str, format: &str) -> AppResult<()> {
-    let event =
-        NewEvent::success("session.recording_export", "session", session_id).with_details(json!({ "format": format }));
+/// Audits an export before it streams: `Ok(cut)` exports (`cut`: the recording ends after
+/// that many chunks without its seal), `Err(problem)` was refused as damaged.
+pub async fn audit_export(
+    state: &App,
+    caller: &Caller,
+    session_id: &str,
+    format: &str,
+    verdict: Result<Option<u64>, &str>,
+) -> AppResult<()> {
+    let mut event = NewEvent::success("session.recording_export", "session", session_id);
+    event = match verdict {
+        Ok(cut) => event.with_details(json!({ "format": format, "cut_after_chunk": cut })),
+        Err(problem) => {
+            event.with_outcome(Outcome::Failure).with_details(json!({ "format": format, "problem": problem }))
+        }
+    };
     state.store.record(&caller.actor(), state.now(), event).await?;
     Ok(())
 }

@@ -219,6 +219,12 @@ impl Client {
                 value.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| status.to_string());
             return Err(CliError::Server { status: status.as_u16(), code, message });
         }
+        if let Some(n) = resp.headers().get("x-recording-cut-after-chunk").and_then(|v| v.to_str().ok()) {
+            eprintln!(
+                "warning: this recording has no final seal: it was cut after chunk {n} (a server crash or a \
+                 truncation); what follows is authentic up to the cut. See `portcullis recording verify`."
+            );
+        }
         use std::io::IsTerminal;
         let bar = if std::io::stderr().is_terminal() {
             let b = indicatif::ProgressBar::new_spinner();

@@ -118,7 +118,7 @@ fn russh_config(cfg: &ProxyConfig) -> russh::server::Config {
 pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
     let config = Arc::new(russh_config(&cfg));
     let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
-    if let Ok(n) = state.store.close_orphan_sessions(state.now()).await {
+    if let Ok(n) = portcullis_app::sessions::close_orphans(&state).await {
         if n > 0 {
             tracing::warn!(sessions = n, "closed sessions left open by an earlier run");
         }

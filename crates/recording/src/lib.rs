@@ -31,7 +31,7 @@ mod writer;
 
 pub use asciicast::{export_asciicast, export_events};
 pub use event::{Event, EventKind};
-pub use reader::{verify, Reader, VerifyReport};
+pub use reader::{verify, verify_allowing_cut, Reader, VerifyReport};
 pub use writer::{Recorder, RecorderHandle, RecordingWriter, WriterStats};
 
 /// File magic and format version.

@@ -23,6 +23,9 @@ pub struct Reader<R: Read> {
     /// The recording's deflate stream, continued by each `FLAG_STREAM` chunk.
     stream: flate2::Decompress,
     failed: bool,
+    /// Stop cleanly where the chunks end without the final one (a crash cut the recording).
+    tolerate_cut: bool,
+    cut: bool,
 }
 
 impl Reader<BufReader<std::fs::File>> {
@@ -74,7 +77,30 @@ impl<R: Read> Reader<R> {
             pending: Vec::new().into_iter(),
             stream: flate2::Decompress::new(false),
             failed: false,
+            tolerate_cut: false,
+            cut: false,
         })
+    }
+
+    /// Reads a recording cut short (by a server crash, or by truncation) up to its last whole
+    /// chunk and stops there instead of failing; [`Self::was_cut`] tells afterwards. Every
+    /// chunk read is still authenticated and chained: an altered chunk is still an error.
+    pub fn tolerating_cut(mut self) -> Self {
+        self.tolerate_cut = true;
+        self
+    }
+
+    /// Whether the recording ended without its final chunk (only with [`Self::tolerating_cut`]).
+    pub fn was_cut(&self) -> bool {
+        self.cut
+    }
+
+    fn not_sealed(&mut self) -> Result<Option<Vec<Event>>, RecordingError> {
+        if self.tolerate_cut {
+            self.cut = true;
+            return Ok(None);
+        }
+        Err(RecordingError::NotSealed(self.index))
     }
 
     /// The next chunk's events; `Ok(None)` after the final chunk.
@@ -87,17 +113,22 @@ impl<R: Read> Reader<R> {
                 _ => Err(RecordingError::TrailingData(self.index - 1)),
             };
         }
-        let whole = read_full(&mut self.input, &mut len).map_err(|_| RecordingError::NotSealed(self.index))?;
-        if !whole {
-            return Err(RecordingError::NotSealed(self.index));
+        if self.cut {
+            return Ok(None);
+        }
+        match read_full(&mut self.input, &mut len) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return self.not_sealed(),
         }
         let len = u32::from_be_bytes(len) as usize;
         if !(17..=MAX_CHUNK).contains(&len) {
             return Err(RecordingError::Malformed(self.index));
         }
         let mut frame = vec![0u8; len];
-        if !read_full(&mut self.input, &mut frame).map_err(|_| RecordingError::NotSealed(self.index))? {
-            return Err(RecordingError::NotSealed(self.index));
+        match read_full(&mut self.input, &mut frame) {
+            Ok(true) => {}
+            // A frame written in part: the crash came while it was written.
+            Ok(false) | Err(_) => return self.not_sealed(),
         }
         self.stored_bytes += 4 + len as u64;
         let flags = frame[0];
@@ -201,21 +232,54 @@ pub struct VerifyReport {
     /// Payload bytes (output, input …) in the recording.
     pub payload_bytes: u64,
     pub stored_bytes: u64,
-    /// Length of the recording in microseconds.
+    /// Length of the recording in microseconds (to its last event).
     pub duration_micros: u64,
+    /// The final chunk is there. Without it the recording was cut after `chunks` chunks (a
+    /// crash, or truncation); what it holds up to there is authentic.
+    pub sealed: bool,
+    /// Client-to-target payload bytes (input), for a session's byte counts.
+    pub bytes_up: u64,
+    /// Target-to-client payload bytes (output).
+    pub bytes_down: u64,
 }
 
 /// Reads the whole recording and checks every chunk, the chain and the final seal.
 pub fn verify(path: &Path, id: &str, key: &RecordingKey) -> Result<VerifyReport, RecordingError> {
-    let mut reader = Reader::open(path, id, key)?;
-    let mut report = VerifyReport { chunks: 0, events: 0, payload_bytes: 0, stored_bytes: 0, duration_micros: 0 };
+    let report = verify_allowing_cut(path, id, key)?;
+    if !report.sealed {
+        return Err(RecordingError::NotSealed(report.chunks));
+    }
+    Ok(report)
+}
+
+/// Like [`verify`], but a recording that ends without its final chunk is reported as cut
+/// (`sealed: false`) rather than failed: every chunk up to the cut is checked as usual, so an
+/// alteration is still an error, distinct from a cut.
+pub fn verify_allowing_cut(path: &Path, id: &str, key: &RecordingKey) -> Result<VerifyReport, RecordingError> {
+    let mut reader = Reader::open(path, id, key)?.tolerating_cut();
+    let mut report = VerifyReport {
+        chunks: 0,
+        events: 0,
+        payload_bytes: 0,
+        stored_bytes: 0,
+        duration_micros: 0,
+        sealed: false,
+        bytes_up: 0,
+        bytes_down: 0,
+    };
     for e in reader.by_ref() {
         let e = e?;
         report.events += 1;
         report.payload_bytes += e.data.len() as u64;
+        match e.kind {
+            crate::EventKind::Input => report.bytes_up += e.data.len() as u64,
+            crate::EventKind::Output | crate::EventKind::Stderr => report.bytes_down += e.data.len() as u64,
+            _ => {}
+        }
         report.duration_micros = e.at;
     }
     report.chunks = reader.chunks();
     report.stored_bytes = reader.stored_bytes();
+    report.sealed = !reader.was_cut();
     Ok(report)
 }

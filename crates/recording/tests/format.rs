@@ -111,6 +111,33 @@ async fn tampering_is_detected_at_the_right_chunk() {
     assert!(matches!(verify(&path, "sess-3", &key), Err(RecordingError::WrongSession { .. })));
     assert!(matches!(verify(&path, "sess-2", &new_key()), Err(RecordingError::Tampered(0))));
     assert!(verify(&path, "sess-2", &key).is_ok());
+
+    // A crash cut (mid-chunk or at a boundary) reads as "cut after N chunks", not as altered;
+    // an altered chunk before the cut is still an alteration.
+    let cut = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        verify_allowing_cut(&path, "sess-2", &key)
+    };
+    let whole = cut(&good).unwrap();
+    assert!(whole.sealed);
+    let r = cut(&good[..bounds[2] + 7]).unwrap();
+    assert!(!r.sealed && r.chunks == 2 && r.events > 0 && r.events < whole.events, "{r:?}");
+    let r = cut(&good[..bounds[3]]).unwrap();
+    assert!(!r.sealed && r.chunks == 3, "{r:?}");
+    let mut bad = good[..bounds[3]].to_vec();
+    bad[bounds[1] + 10] ^= 1;
+    assert!(matches!(cut(&bad), Err(RecordingError::Tampered(1))));
+    // The reader plays a cut recording up to its last whole chunk.
+    std::fs::write(&path, &good[..bounds[2] + 7]).unwrap();
+    let mut reader = portcullis_recording::Reader::open(&path, "sess-2", &key).unwrap().tolerating_cut();
+    let played = reader.by_ref().collect::<Result<Vec<_>, _>>().unwrap();
+    assert_eq!(played.len() as u64, r_events(&good[..bounds[2] + 7], &path, &key));
+    assert!(reader.was_cut());
+}
+
+fn r_events(bytes: &[u8], path: &std::path::Path, key: &portcullis_recording::RecordingKey) -> u64 {
+    std::fs::write(path, bytes).unwrap();
+    verify_allowing_cut(path, "sess-2", key).unwrap().events
 }
 
 #[tokio::test]

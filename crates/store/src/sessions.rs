@@ -193,16 +193,6 @@ impl Store {
         Ok(())
     }
 
-    /// Sessions left open by a crash are closed at start-up with reason `server restarted`.
-    pub async fn close_orphan_sessions(&self, now: i64) -> Result<u64> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM sessions WHERE ended_at IS NULL").fetch_all(&self.read).await?;
-        for id in &ids {
-            self.end_session(&Actor::system(), now, id, "server restarted", 0, 0).await?;
-        }
-        Ok(ids.len() as u64)
-    }
-
     pub async fn session(&self, id: &str) -> Result<SessionRecord> {
         let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
             .bind(id)

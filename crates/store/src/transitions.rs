@@ -30,7 +30,7 @@ pub(crate) async fn create_request_in(
     let (seq, prev) = reserve(tx).await?;
     let mut batch = Batch::new(tx);
     batch.push(
-        &format!("INSERT INTO access_requests ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,0,$16,$16)"),
+        &format!("INSERT INTO access_requests ({COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,0,$15,0,$16,$16,NULL)"),
         vec![
             (&id).into(),
             (&new.batch_id).into(),

@@ -14,8 +14,8 @@ use crate::auth::{AnyUser, ApplianceAdmins, Authed, PolicyAdmins};
 use crate::dto::{ts, IdPath};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
-use crate::routes::requests::{batch_dto, CreateRequestsRequest, CreateRequestsResponse};
 use crate::labels::Labels;
+use crate::routes::requests::{batch_dto, CreateRequestsRequest, CreateRequestsResponse};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {

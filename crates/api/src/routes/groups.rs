@@ -40,10 +40,7 @@ async fn dtos(state: &AppState, kind: GroupKind, list: Vec<Group>) -> ApiResult<
     let member = member_kind(kind);
     let ids = list.iter().flat_map(|g| g.members.clone()).collect();
     let labels = Labels::load(state, [(member, ids)]).await?;
-    Ok(list
-        .into_iter()
-        .map(|g| GroupDto { member_names: labels.names(member, &g.members), ..g.into() })
-        .collect())
+    Ok(list.into_iter().map(|g| GroupDto { member_names: labels.names(member, &g.members), ..g.into() }).collect())
 }
 
 async fn dto(state: &AppState, kind: GroupKind, g: Group) -> ApiResult<GroupDto> {

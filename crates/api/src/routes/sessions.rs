@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use portcullis_app::sessions as uc;
-use portcullis_recording::{export_asciicast, export_events, verify, Reader};
+use portcullis_recording::{export_asciicast, export_events, verify_allowing_cut, Reader, VerifyReport};
 use portcullis_store::{Named, SessionRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -171,8 +171,12 @@ pub struct VerifyDto {
     session_id: String,
     /// Every chunk decrypted and authenticated, in order, and the final seal present.
     intact: bool,
+    /// `sealed` (intact), `cut` (authentic up to a last whole chunk, then nothing: a server
+    /// crash or a truncation) or `damaged` (altered, reordered, from another recording…).
+    status: String,
     /// What is wrong, if not intact (e.g. "chunk 3 was altered, removed, reordered…").
     problem: Option<String>,
+    /// Whole chunks read (for a cut recording: the chunks before the cut).
     chunks: u64,
     events: u64,
     payload_bytes: u64,
@@ -180,7 +184,8 @@ pub struct VerifyDto {
     duration_seconds: f64,
 }
 
-/// Verifies a recording: every byte authenticated, chunk order and completeness checked.
+/// Verifies a recording: every byte authenticated, chunk order and completeness checked. A
+/// recording cut by a crash is told apart from an altered one.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/recording/verify", tag = "sessions", operation_id = "verify_recording",
     params(IdPath), responses((status = 200, description = "The verdict", body = VerifyDto)))]
 async fn verify_recording(
@@ -190,13 +195,15 @@ async fn verify_recording(
 ) -> ApiResult<Json<VerifyDto>> {
     let uc::OpenRecording { session: s, path, key } = uc::recording(&state, &caller, &p.id).await?;
     let id = s.id.clone();
-    let result =
-        tokio::task::spawn_blocking(move || verify(&path, &id, &key)).await.map_err(|_| ApiError::internal())?;
+    let result = tokio::task::spawn_blocking(move || verify_allowing_cut(&path, &id, &key))
+        .await
+        .map_err(|_| ApiError::internal())?;
     let dto = match result {
         Ok(r) => VerifyDto {
             session_id: s.id.clone(),
-            intact: true,
-            problem: None,
+            intact: r.sealed,
+            status: if r.sealed { "sealed" } else { "cut" }.into(),
+            problem: (!r.sealed).then(|| cut_message(&s, &r)),
             chunks: r.chunks,
             events: r.events,
             payload_bytes: r.payload_bytes,
@@ -206,6 +213,7 @@ async fn verify_recording(
         Err(e) => VerifyDto {
             session_id: s.id.clone(),
             intact: false,
+            status: "damaged".into(),
             problem: Some(e.to_string()),
             chunks: 0,
             events: 0,
@@ -216,6 +224,20 @@ async fn verify_recording(
     };
     uc::audit_verify(&state, &caller, &s.id, dto.problem.as_deref()).await?;
     Ok(Json(dto))
+}
+
+/// "not sealed: cut after chunk N at T …", for a recording without its final chunk.
+fn cut_message(s: &SessionRecord, r: &VerifyReport) -> String {
+    let at = ts(s.started_at + i64::try_from(r.duration_micros).unwrap_or(0));
+    let why = if s.ended_at.is_none() {
+        "the session is still running"
+    } else {
+        "the server stopped during the session, or the file was truncated"
+    };
+    format!(
+        "the recording is not sealed: it was cut after chunk {} (its last event at {at}; {why}); the {} chunks before the cut are authentic and can be played",
+        r.chunks, r.chunks
+    )
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -263,11 +285,27 @@ async fn export_recording(
         Some(_) => return Err(ApiError::invalid("format", "must be asciicast or events")),
     };
     let uc::OpenRecording { session: s, path, key } = uc::recording(&state, &caller, &p.id).await?;
-    let reader = Reader::open(&path, &s.id, &key).map_err(|e| {
-        tracing::error!(session = %s.id, error = %e, "recording cannot be opened");
-        ApiError::conflict("recording_unreadable", e.to_string())
-    })?;
-    uc::audit_export(&state, &caller, &s.id, if events { "events" } else { "asciicast" }).await?;
+    let format = if events { "events" } else { "asciicast" };
+    // Verified whole before a byte is sent: a damaged recording is an error the client sees
+    // (and an audited failure), never a stream that stops halfway. A cut one exports up to
+    // its cut, and says so in a header.
+    let (check_path, check_key, sid) = (path.clone(), key.clone(), s.id.clone());
+    let checked = tokio::task::spawn_blocking(move || verify_allowing_cut(&check_path, &sid, &check_key))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let report = match checked {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("the recording cannot be exported: {e}; nothing was exported");
+            uc::audit_export(&state, &caller, &s.id, format, Err(&message)).await?;
+            return Err(ApiError::conflict("recording_damaged", message));
+        }
+    };
+    let cut = (!report.sealed).then(|| report.chunks);
+    let reader = Reader::open(&path, &s.id, &key)
+        .map_err(|e| ApiError::conflict("recording_damaged", e.to_string()))?
+        .tolerating_cut();
+    uc::audit_export(&state, &caller, &s.id, format, Ok(cut)).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     let started = s.started_at.div_euclid(1_000_000);
     tokio::task::spawn_blocking(move || {
@@ -279,11 +317,14 @@ async fn export_recording(
         }
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, if events { "application/x-ndjson" } else { "application/x-asciicast" })
-        .body(Body::from_stream(stream))
-        .map_err(|_| ApiError::internal())
+        .header(header::CONTENT_TYPE, if events { "application/x-ndjson" } else { "application/x-asciicast" });
+    if let Some(n) = cut {
+        // The number of whole chunks exported before the cut.
+        response = response.header("x-recording-cut-after-chunk", n.to_string());
+    }
+    response.body(Body::from_stream(stream)).map_err(|_| ApiError::internal())
 }
 
 #[derive(Serialize, ToSchema)]

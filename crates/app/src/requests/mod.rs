@@ -43,7 +43,11 @@ impl RequestView {
                 format!("Pending {n} approval{}", if n == 1 { "" } else { "s" })
             }
             // Used, then revoked or expired: waiting for review, but not "checked in".
-            (s @ (RequestState::PendingReview | RequestState::Reviewed), _, Some(c @ (EndCause::Revocation | EndCause::Expiry))) => {
+            (
+                s @ (RequestState::PendingReview | RequestState::Reviewed),
+                _,
+                Some(c @ (EndCause::Revocation | EndCause::Expiry)),
+            ) => {
                 format!("{} ({})", s.as_str().replace('_', " "), c.past())
             }
             (s, _, _) => s.as_str().replace('_', " "),

@@ -3,8 +3,8 @@ use serde_json::{json, Value};
 
 use super::signed_in;
 use crate::client::enc;
-use crate::resolve::{self, Kind};
 use crate::output::{done, print};
+use crate::resolve::{self, Kind};
 use crate::{CliError, GlobalArgs};
 
 const ASSET_COLUMNS: &[&str] = &["id", "name", "address", "platform", "protocols", "host_key", "service_account_name"];

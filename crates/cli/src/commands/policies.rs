@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use super::signed_in;
 use crate::client::{enc, Client};
-use crate::resolve::{self, Kind};
 use crate::output::{done, print};
+use crate::resolve::{self, Kind};
 use crate::{CliError, GlobalArgs, Output};
 
 const ENT_COLUMNS: &[&str] = &["id", "name", "priority", "user_names", "group_names", "windows", "expires_at"];

@@ -3,8 +3,8 @@ use serde_json::{json, Value};
 
 use super::signed_in;
 use crate::client::{enc, Client};
-use crate::resolve::{self, Kind};
 use crate::output::{done, print};
+use crate::resolve::{self, Kind};
 use crate::{CliError, GlobalArgs, Output};
 
 const COLUMNS: &[&str] = &[
@@ -342,7 +342,11 @@ fn print_options(g: &GlobalArgs, r: &Value, offset: i64) -> Result<(), CliError>
             })
         })
         .collect();
-    print(g.output, &Value::Array(rows), &["account", "policy", "approval", "duration", "needs", "emergency", "status"]);
+    print(
+        g.output,
+        &Value::Array(rows),
+        &["account", "policy", "approval", "duration", "needs", "emergency", "status"],
+    );
     let total = r["total"].as_u64().unwrap_or(0);
     println!(
         "{} of {total} shown (times in {}). Request with: portcullis request create --account ACCOUNT@ASSET:TYPE",

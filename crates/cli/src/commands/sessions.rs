@@ -97,7 +97,7 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
                 &v,
                 &[
                     "session_id",
-                    "intact",
+                    "status",
                     "problem",
                     "chunks",
                     "events",
@@ -107,10 +107,13 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
                 ],
             );
             if v["intact"] != Value::Bool(true) {
-                return Err(CliError::Failed(format!(
-                    "the recording is not intact: {}",
-                    v["problem"].as_str().unwrap_or("unknown problem")
-                )));
+                let problem = v["problem"].as_str().unwrap_or("unknown problem");
+                let message = match v["status"].as_str() {
+                    Some("cut") => format!("CUT (not altered): {problem}"),
+                    _ => format!("DAMAGED: {problem}"),
+                };
+                eprintln!("{message}");
+                return Err(CliError::Failed(message));
             }
         }
         RecordingCmd::Export { id, format, file } => {
