@@ -24,4 +24,4 @@ pub mod state;
 pub use error::{AppError, AppResult, ErrorKind};
 pub use metrics::Metrics;
 pub use sessions::{LiveSession, LiveSessions};
-pub use state::{App, AuthSettings, ChangeSettings, Clock, SystemClock};
+pub use state::{App, AuthSettings, ChangeSettings, Clock, HostKeyInfo, SystemClock};

@@ -81,6 +81,19 @@ pub struct App {
     pub recordings: Arc<std::path::PathBuf>,
     /// The SSH proxy's address as users reach it (host:port), for ready-to-paste commands.
     pub ssh_host: Arc<String>,
+    /// The SSH proxy's host keys, so users can check what their client shows on first connect.
+    pub ssh_host_keys: Arc<Vec<HostKeyInfo>>,
+}
+
+/// One public host key of the SSH proxy.
+#[derive(Debug, Clone)]
+pub struct HostKeyInfo {
+    /// e.g. ssh-ed25519.
+    pub algorithm: String,
+    /// `SHA256:…`, as `ssh` prints it.
+    pub fingerprint: String,
+    /// The public key in OpenSSH format.
+    pub public_key: String,
 }
 
 impl App {
@@ -98,6 +111,7 @@ impl App {
             policies: Arc::new(PolicyCache::default()),
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
+            ssh_host_keys: Arc::new(Vec::new()),
         }
     }
 
@@ -107,6 +121,10 @@ impl App {
 
     pub fn with_ssh_host(self, host: String) -> Self {
         App { ssh_host: Arc::new(host), ..self }
+    }
+
+    pub fn with_ssh_host_keys(self, keys: Vec<HostKeyInfo>) -> Self {
+        App { ssh_host_keys: Arc::new(keys), ..self }
     }
 
     pub fn with_recordings(self, dir: std::path::PathBuf) -> Self {

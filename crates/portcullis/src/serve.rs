@@ -116,7 +116,19 @@ pub async fn run(config: Config) -> Result<()> {
     let state = App::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
         .with_change_settings(config.change_settings())
         .with_recordings(data_dir.join("recordings"))
-        .with_ssh_host(ssh.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default());
+        .with_ssh_host(ssh.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default())
+        .with_ssh_host_keys(
+            ssh.as_ref()
+                .map(|(_, keys)| portcullis_proxy::host_key_fingerprints(keys))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(algorithm, fingerprint, public_key)| portcullis_app::HostKeyInfo {
+                    algorithm,
+                    fingerprint,
+                    public_key,
+                })
+                .collect(),
+        );
     let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
     let proxy = ssh.map(|(listener, host_keys)| {
         let cfg = portcullis_proxy::ProxyConfig {

@@ -274,21 +274,28 @@ pub(crate) async fn ensure_available(
     start: i64,
     end: i64,
 ) -> Result<()> {
-    let clash: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM access_requests WHERE account_id = $1 AND id <> $2 AND state IN ('approved', 'available') \
-         AND start_at < $4 AND end_at > $3 LIMIT 1",
+    // The latest end of the requests that overlap: when the account is free again.
+    let clash: Option<i64> = sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MAX(end_at) FROM access_requests WHERE account_id = $1 AND id <> $2 AND state IN ('approved', 'available') \
+         AND start_at < $4 AND end_at > $3",
     )
     .bind(account_id)
     .bind(except)
     .bind(start)
     .bind(end)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     match clash {
-        Some(other) => Err(StoreError::WrongState {
-            code: "account_in_use",
-            message: format!("the account is in use by another request ({other}) in an overlapping period, and the policy does not allow simultaneous access"),
-        }),
+        Some(until) => {
+            let until = jiff::Timestamp::from_microsecond(until).map(|t| t.to_string()).unwrap_or_default();
+            Err(StoreError::WrongState {
+                code: "account_in_use",
+                message: format!(
+                    "the account is held by another request until {until} and its policy does not allow \
+                     simultaneous access; ask for a start at or after {until}, or a shorter period that ends before it begins"
+                ),
+            })
+        }
         None => Ok(()),
     }
 }

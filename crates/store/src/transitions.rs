@@ -164,9 +164,22 @@ pub(crate) async fn decide_request_in(
             ApprovalOutcome::Approved => (request::on_approved(start_at, now), req.current_level, Some(outcome)),
         }
     };
+    // Other pending requests for an exclusive account that this approval now blocks: their
+    // requesters are told at once rather than waiting for an approval that cannot come.
+    let mut blocked: Vec<(String, String)> = Vec::new();
     if to.holds_account() && !simultaneous_access {
         lock_account(tx, &req.account_id).await?;
         ensure_available(tx, &req.account_id, id, start_at, end_at).await?;
+        blocked = sqlx::query_as(
+            "SELECT id, requester_id FROM access_requests WHERE account_id = $1 AND id <> $2 \
+             AND state = 'pending_approval' AND start_at < $4 AND end_at > $3",
+        )
+        .bind(&req.account_id)
+        .bind(id)
+        .bind(start_at)
+        .bind(end_at)
+        .fetch_all(&mut *tx)
+        .await?;
     }
     // The row is locked (PostgreSQL) or we are the only writer (SQLite): the state loaded
     // above is still the state, so the writes below go as one batch.
@@ -194,6 +207,9 @@ pub(crate) async fn decide_request_in(
             push_notify(&mut batch, now, "approved", id, std::slice::from_ref(&req.requester_id))
         }
         _ => {}
+    }
+    for (other, requester) in &blocked {
+        push_notify(&mut batch, now, "account_taken", other, std::slice::from_ref(requester));
     }
     let event = NewEvent::success(if approve { "request.approve" } else { "request.deny" }, "request", id)
         .with_details(json!({ "level": req.current_level, "state": to.as_str(), "comment": comment, "start_at": start_at, "end_at": end_at }));

@@ -9,10 +9,52 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::{AnyUser, Authed};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(metrics)).routes(routes!(ssh_proxy))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HostKeyDto {
+    /// e.g. ssh-ed25519.
+    algorithm: String,
+    /// `SHA256:…`, as `ssh` shows it on first connect.
+    fingerprint: String,
+    /// The line to add to `~/.ssh/known_hosts` to trust the proxy without asking.
+    known_hosts: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SshProxyDto {
+    /// host:port users connect to; empty when the SSH proxy is off.
+    address: String,
+    host_keys: Vec<HostKeyDto>,
+}
+
+/// The SSH proxy's address and host keys: compare the fingerprint with what `ssh` shows on
+/// first connect, or add the known_hosts line.
+#[utoipa::path(get, path = "/api/v1/ssh-proxy", tag = "system", operation_id = "ssh_proxy",
+    responses((status = 200, description = "The SSH proxy", body = SshProxyDto)))]
+async fn ssh_proxy(State(state): State<AppState>, _c: Authed<AnyUser>) -> Json<SshProxyDto> {
+    let address = state.ssh_host.as_str().to_owned();
+    // known_hosts names a non-standard port as [host]:port.
+    let host = match address.rsplit_once(':') {
+        Some((h, "22")) => h.to_owned(),
+        Some((h, p)) => format!("[{h}]:{p}"),
+        None => address.clone(),
+    };
+    let host_keys = state
+        .ssh_host_keys
+        .iter()
+        .map(|k| HostKeyDto {
+            algorithm: k.algorithm.clone(),
+            fingerprint: k.fingerprint.clone(),
+            known_hosts: format!("{host} {}", k.public_key),
+        })
+        .collect();
+    Json(SshProxyDto { address: if state.ssh_host_keys.is_empty() { String::new() } else { address }, host_keys })
 }
 
 #[derive(Serialize, ToSchema)]

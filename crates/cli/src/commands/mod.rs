@@ -81,6 +81,8 @@ pub enum Command {
     /// Vaulted credentials of accounts (Asset Administrators).
     #[command(subcommand)]
     Credential(credentials::CredentialCmd),
+    /// The SSH proxy's address and host key fingerprints (to check on first connect).
+    SshProxy,
     /// Your SSH public keys for the SSH proxy.
     #[command(subcommand)]
     SshKey(sessions::SshKeyCmd),
@@ -121,6 +123,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Credential(c) => credentials::credentials(c, g).await,
         Command::Session(c) => sessions::sessions(c, g).await,
         Command::SshKey(c) => sessions::ssh_keys(c, g).await,
+        Command::SshProxy => sessions::ssh_proxy(g).await,
         Command::Recording(c) => sessions::recordings(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
     }

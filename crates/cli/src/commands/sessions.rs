@@ -207,3 +207,25 @@ pub async fn ssh_keys(cmd: SshKeyCmd, g: &GlobalArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// The SSH proxy's address and host keys, to check on first connect.
+pub async fn ssh_proxy(g: &GlobalArgs) -> Result<(), CliError> {
+    let v = signed_in(g)?.get("/api/v1/ssh-proxy").await?;
+    if g.output == crate::Output::Json {
+        print(g.output, &v, &[]);
+        return Ok(());
+    }
+    match v["address"].as_str() {
+        Some(a) if !a.is_empty() => println!("SSH proxy: {a}"),
+        _ => {
+            println!("The SSH proxy is not running on this server.");
+            return Ok(());
+        }
+    }
+    print(g.output, &v["host_keys"], &["algorithm", "fingerprint"]);
+    println!("Compare with the fingerprint ssh shows on first connect, or add to ~/.ssh/known_hosts:");
+    for k in v["host_keys"].as_array().into_iter().flatten() {
+        println!("{}", k["known_hosts"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}

@@ -9,6 +9,7 @@ mod crash;
 mod harness;
 mod leaks;
 mod matrix;
+mod people;
 mod policies;
 mod proxy;
 mod requests;
