@@ -12,6 +12,7 @@ use crate::harness::{Db, Server};
 
 mod access;
 mod lifecycle;
+mod people;
 mod sessions;
 
 const TARGET_PW: &str = "Plant-Target-Pw-5150x";

@@ -1,0 +1,136 @@
+//! A requester who knows only names goes from "what may I request" to a proxied shell; the
+//! end of access keeps its cause through review; a crash cuts a recording without losing it.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{live_sessions, proxy_fingerprint, world, Interactive, World, ALICE_PW};
+
+fn cli(w: &World, cfg: &str, args: &[&str]) -> (bool, Option<i32>, String) {
+    let o = w.server.cli(args, &[("PORTCULLIS_CLI_CONFIG", cfg)]);
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.success(), o.status.code(), text)
+}
+
+fn login(w: &World, user: &str, password: &str) -> String {
+    let cfg = w.server.dir.path().join(format!("{user}-cli.json")).display().to_string();
+    let o = w.server.cli(
+        &["login", "--server", &w.server.url, "--username", user],
+        &[("PORTCULLIS_CLI_CONFIG", &cfg), ("PORTCULLIS_PASSWORD", password)],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cfg
+}
+
+async fn session_of(w: &World, request: &str) -> Value {
+    let mut list = Value::Null;
+    for _ in 0..100 {
+        list = w.server.call("GET", &format!("/api/v1/sessions?request_id={request}"), Some(&w.admin), None).await.1;
+        if list[0]["live"] == false {
+            return list[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the session did not end: {list}");
+}
+
+#[tokio::test]
+async fn names_only_to_a_shell_and_revocation_keeps_its_cause_through_review() {
+    let w = world(json!({})).await;
+    let admin = login(&w, "admin", crate::harness::ADMIN_PASSWORD);
+    // The policy now asks for review (by the administrator), set by names.
+    let (_, policy) = w.server.call("GET", "/api/v1/policies", Some(&w.admin), None).await;
+    let mut p = policy[0].clone();
+    for k in ["id", "created_at", "updated_at", "entitlement_name", "names"] {
+        p.as_object_mut().unwrap().remove(k);
+    }
+    p["settings"]["review_required"] = json!(true);
+    p["settings"]["reviewer_user_ids"] = json!(["admin"]);
+    let file = w.server.dir.path().join("policy.json");
+    std::fs::write(&file, p.to_string()).unwrap();
+    let (ok, _, out) = cli(&w, &admin, &["policy", "replace", "ssh", "--file", &file.display().to_string()]);
+    assert!(ok, "{out}");
+
+    let alice = login(&w, "alice", ALICE_PW);
+    let target = format!("{}@db1", w.user.name);
+    let (ok, _, out) = cli(&w, &alice, &["request", "options"]);
+    assert!(ok && out.contains(&format!("{target}:ssh")) && out.contains("automatic"), "{out}");
+    let (ok, _, out) = cli(&w, &alice, &["request", "create", "--account", &format!("{target}:ssh"), "-o", "json"]);
+    assert!(ok, "{out}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let request = created["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    // The proxy's host key, as `ssh` will show it, from the CLI.
+    let (ok, _, out) = cli(&w, &alice, &["ssh-proxy"]);
+    assert!(ok && out.contains(&proxy_fingerprint(&w)) && out.contains("known_hosts"), "{out}");
+
+    let mut s = Interactive::start(&w);
+    live_sessions(&w, 1).await;
+    s.send("echo NAMES_ONLY\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, _) =
+        w.server.call("POST", &format!("/api/v1/requests/{request}/revoke"), Some(&w.admin), Some(json!({}))).await;
+    assert_eq!(code, 200);
+    let (_, out) = s.wait(Duration::from_secs(5)).expect("the revoked session ends");
+    assert!(out.contains("NAMES_ONLY") && out.contains("revoked") && !out.contains("checked in"), "{out}");
+    let session = session_of(&w, &request).await;
+    assert_eq!(session["end_reason"], "the request was revoked", "{session}");
+    assert_eq!(session["account_name"], w.user.name.as_str(), "{session}");
+    let o = w.ssh(&[&w.dest(), "true"], b"");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("was revoked") && !err.contains("checked in"), "{err}");
+    let (ok, _, out) = cli(&w, &alice, &["request", "show", &request]);
+    assert!(ok && out.contains("pending review (revoked)"), "{out}");
+}
+
+#[tokio::test]
+async fn a_crash_cuts_the_recording_without_losing_it() {
+    let mut w = world(json!({})).await;
+    let request = w.request().await;
+    let mut s = Interactive::start(&w);
+    live_sessions(&w, 1).await;
+    for i in 0..3 {
+        s.send(&format!("echo CRASH_MARK_{i}\n"));
+        // The recorder writes a chunk at least every second.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    w.server.kill9();
+    let _ = s.wait(Duration::from_secs(5));
+    w.server.restart();
+
+    let session = session_of(&w, &request).await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let reason = session["end_reason"].as_str().unwrap();
+    assert!(reason.contains("server stopped") && reason.contains("cut after chunk"), "{session}");
+    assert!(session["bytes_down"].as_i64().unwrap() > 0, "byte counts kept: {session}");
+    assert!(session["bytes_up"].as_i64().unwrap() > 0, "byte counts kept: {session}");
+    let started: jiff::Timestamp = session["started_at"].as_str().unwrap().parse().unwrap();
+    let ended: jiff::Timestamp = session["ended_at"].as_str().unwrap().parse().unwrap();
+    assert!(ended > started && ended.duration_since(started).as_secs() < 30, "ends at its last activity: {session}");
+
+    let (_, v) = w.server.call("GET", &format!("/api/v1/sessions/{id}/recording/verify"), Some(&w.admin), None).await;
+    assert_eq!((v["status"].as_str(), v["intact"].as_bool()), (Some("cut"), Some(false)), "{v}");
+    assert!(v["chunks"].as_u64().unwrap() >= 1 && v["problem"].as_str().unwrap().contains("cut after chunk"), "{v}");
+    let admin = login(&w, "admin", crate::harness::ADMIN_PASSWORD);
+    let (ok, code, out) = cli(&w, &admin, &["recording", "verify", &id]);
+    assert!(!ok && code == Some(1) && out.contains("CUT (not altered)"), "{out}");
+    let cast = w.recording(&id, "asciicast").await;
+    assert!(cast.contains("CRASH_MARK_0") && cast.contains("CRASH_MARK_1"), "played up to the cut: {cast}");
+    let (ok, _, out) = cli(&w, &admin, &["recording", "play", &id, "--speed", "1000"]);
+    assert!(ok && out.contains("CRASH_MARK_0") && out.contains("no final seal"), "{out}");
+
+    // An altered recording is not exported at all: a clear error, audited as a failure.
+    let path = w.server.data_dir().join(format!("recordings/{id}.pcrec"));
+    let mut raw = std::fs::read(&path).unwrap();
+    let n = raw.len();
+    raw[n / 2] ^= 0x40;
+    std::fs::write(&path, raw).unwrap();
+    let (ok, _, out) = cli(&w, &admin, &["recording", "export", &id]);
+    assert!(!ok && out.contains("cannot be exported") && out.contains("altered"), "{out}");
+    let (_, v) = w.server.call("GET", &format!("/api/v1/sessions/{id}/recording/verify"), Some(&w.admin), None).await;
+    assert_eq!(v["status"], "damaged", "{v}");
+    let (_, e) =
+        w.server.call("GET", "/api/v1/audit/events?action=session.recording_export", Some(&w.admin), None).await;
+    let outcomes: Vec<&str> = e["events"].as_array().unwrap().iter().filter_map(|e| e["outcome"].as_str()).collect();
+    assert!(outcomes.contains(&"failure") && outcomes.contains(&"success"), "{e}");
+}
