@@ -45,7 +45,7 @@ enum Command {
     #[command(subcommand)]
     Vault(VaultCmd),
     #[command(flatten)]
-    Client(portcullis_cli::Command),
+    Client(Box<portcullis_cli::Command>),
 }
 
 #[derive(Subcommand)]
@@ -167,7 +167,7 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Client(cmd) => {
-            let code = runtime.block_on(portcullis_cli::run(cmd, cli.global));
+            let code = runtime.block_on(portcullis_cli::run(*cmd, cli.global));
             std::process::ExitCode::from(code as u8)
         }
     }

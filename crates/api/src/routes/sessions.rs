@@ -301,7 +301,7 @@ async fn export_recording(
             return Err(ApiError::conflict("recording_damaged", message));
         }
     };
-    let cut = (!report.sealed).then(|| report.chunks);
+    let cut = (!report.sealed).then_some(report.chunks);
     let reader = Reader::open(&path, &s.id, &key)
         .map_err(|e| ApiError::conflict("recording_damaged", e.to_string()))?
         .tolerating_cut();

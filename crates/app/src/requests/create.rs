@@ -206,11 +206,12 @@ async fn create_unaudited(state: &App, caller: &Caller, req: NewRequests) -> App
             match r.governing {
                 Some(id) => rules.policy(&id).ok_or_else(AppError::internal),
                 None => {
+                    // The policy that came furthest tells why (a window, an expiry, emergency).
                     let why = r
                         .verdicts
                         .iter()
                         .filter_map(|v| v.eliminated)
-                        .min()
+                        .max()
                         .map(|e| e.describe())
                         .unwrap_or("no policy covers this account for you");
                     Err(no_policy(access_type, req.emergency, req.start_at.as_deref(), why))

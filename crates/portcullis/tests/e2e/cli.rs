@@ -94,7 +94,10 @@ async fn cli_end_to_end_over_pinned_tls() {
     assert!(token["secret"].as_str().unwrap().starts_with("pct_"));
 
     // Errors: non-zero exit with the server's message and code.
-    let o = server.cli(&["asset", "show", "no-such-id"], &[]);
+    let o = server.cli(&["asset", "show", "no-such-name"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no asset is named 'no-such-name'; give its exact name or its id"), "{}", text(&o));
+    let o = server.cli(&["asset", "show", "00000000-0000-4000-8000-000000000000"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("asset not found (not_found, HTTP 404)"), "{}", text(&o));
     let o = server.cli(&["asset", "create", "db1", "--address", "10.0.0.1", "--platform", "linux", "-o", "json"], &[]);

@@ -65,6 +65,9 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "list_ssh_keys",
         "add_ssh_key",
         "remove_ssh_key",
+        "lookup_name",
+        "request_options",
+        "ssh_proxy",
     ] {
         m.insert(op, vec![ANY]);
     }

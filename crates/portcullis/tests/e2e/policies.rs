@@ -139,13 +139,13 @@ async fn run(db: Db) {
     );
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        o.status.success() && text.contains(&format!("Governing policy: {}", weekday["id"].as_str().unwrap())),
+        o.status.success() && text.contains(&format!("Governing policy: {}", weekday["name"].as_str().unwrap())),
         "{text}"
     );
     assert!(text.contains("Sunday AM") && text.contains("outside_policy_window"), "{text}");
     let o = server
         .cli(&["policy", "explain", "--user", "nobody", "--account", &account_id, "--access-type", "password"], &[]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no user named 'nobody'"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no user is named 'nobody'"));
 
     // Bad input: 4xx naming the field, nothing changed.
     let store = server.store().await;
