@@ -3,7 +3,6 @@
 //! admits; a route without one is public and must be listed as such in the route matrix test.
 
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -16,9 +15,7 @@ use portcullis_core::role::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The client's address, put into each request's extensions by the server's accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+pub use portcullis_app::auth::ClientAddr;
 
 pub(crate) fn client_source(parts: &Parts) -> String {
     parts.extensions.get::<ClientAddr>().map(|a| a.0.ip().to_string()).unwrap_or_else(|| "unknown".into())

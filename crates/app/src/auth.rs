@@ -116,6 +116,11 @@ impl Caller {
     }
 }
 
+/// The client's address, put into each HTTP request's extensions by the server's accept loop
+/// (the API and the web UI read it for audit).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// The caller a bearer token (login session or API token) stands for, if it is valid and its
 /// user is enabled.
 pub async fn authenticate(state: &App, token: &str, source: String) -> AppResult<Caller> {

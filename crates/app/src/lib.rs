@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod error;
+pub mod me;
 pub mod metrics;
 pub mod names;
 pub mod outbox;

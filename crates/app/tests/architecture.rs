@@ -80,7 +80,7 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "portcullis-api",
-        &["portcullis-proxy", "russh", "portcullis-cli"],
+        &["portcullis-proxy", "russh", "portcullis-cli", "portcullis-web"],
         "the HTTP adapter never depends on a protocol proxy",
     ),
     (
@@ -92,6 +92,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "portcullis-cli",
         &["portcullis-store", "portcullis-app", "portcullis-api", "portcullis-vault", "sqlx"],
         "the CLI speaks only HTTP to the server",
+    ),
+    (
+        "portcullis-web",
+        &["portcullis-api", "portcullis-proxy", "portcullis-cli", "portcullis-vault", "sqlx", "russh", "utoipa"],
+        "the web UI is a front end on the application layer, beside the API, never through it",
     ),
 ];
 

@@ -139,7 +139,9 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::spawn(portcullis_proxy::serve(state.clone(), cfg, listener))
     });
     let changer = tokio::spawn(portcullis_app::scheduler::run_credential_changes(state.clone()));
-    let app = portcullis_api::router(portcullis_api::AppState::new(state));
+    // One origin: the API under /api/v1, the web UI at / (its own routes, headers and CSRF).
+    let app = portcullis_api::router(portcullis_api::AppState::new(state.clone()))
+        .merge(portcullis_web::router(state, tls.is_some()));
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
 
     let shutdown = shutdown_signal();

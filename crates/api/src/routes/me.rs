@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use portcullis_core::{totp, validate};
-use portcullis_store::{ApiToken, UserPatch};
+use portcullis_store::ApiToken;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -72,32 +72,12 @@ async fn update_me(
     caller: Authed<AnyUser>,
     ApiJson(req): ApiJson<UpdateMeRequest>,
 ) -> ApiResult<Json<UserDto>> {
-    crate::routes::users::validate_profile(
-        req.display_name.as_deref(),
-        req.email.as_ref().and_then(|e| e.as_deref()),
-        req.time_zone.as_deref(),
-    )?;
-    // Setting a value to what it already is changes nothing and is not an update.
-    let u = &caller.user;
-    let time_zone = req.time_zone.filter(|tz| *tz != u.time_zone);
-    let display_name = req.display_name.filter(|d| *d != u.display_name);
-    let email = req.email.filter(|e| *e != u.email);
-    if let Some(tz) = &time_zone {
-        if u.time_zone_locked {
-            let err = portcullis_app::AppError::refused(
-                "time_zone_locked",
-                format!("a User Administrator has locked your time zone ({}); ask them to change it", u.time_zone),
-            );
-            let details = serde_json::json!({ "time_zone": tz });
-            portcullis_app::audit::refusal(&state, &caller.actor(), "user.update", "user", &u.id, &err, details).await;
-            return Err(err.into());
-        }
-    }
-    if time_zone.is_none() && display_name.is_none() && email.is_none() {
-        return Ok(Json(UserDto::from(&caller.user)));
-    }
-    let patch = UserPatch { display_name, email, time_zone, ..Default::default() };
-    let user = state.store.update_user(&caller.actor(), state.now(), &caller.user.id, patch).await?;
+    let change = portcullis_app::me::ProfileChange {
+        display_name: req.display_name,
+        email: req.email,
+        time_zone: req.time_zone,
+    };
+    let user = portcullis_app::me::update(&state, &caller, change).await?;
     Ok(Json(UserDto::from(&user)))
 }
 

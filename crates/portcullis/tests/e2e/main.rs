@@ -15,3 +15,4 @@ mod proxy;
 mod requests;
 mod schemathesis;
 mod vault;
+mod web;

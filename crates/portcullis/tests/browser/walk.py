@@ -1,0 +1,173 @@
+"""The requester -> approver -> reviewer walk in a real browser (Debian's chromium, headless,
+driven by Playwright), against a running Portcullis. Each person signs in in their own browser
+context. Every page is scanned with axe-core (no serious or critical violation) and saved as a
+screenshot. Exits non-zero with a message on the first failure.
+
+Environment: BASE_URL, ARTIFACTS (a directory), AXE (path of axe.min.js), CHROMIUM (the
+browser), and the passwords ALICE_PW, BOB_PW, CAROL_PW.
+"""
+
+import os
+import re
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["BASE_URL"]
+ARTIFACTS = os.environ["ARTIFACTS"]
+AXE = os.environ["AXE"]
+shots = 0
+
+
+def check(page, name):
+    """Screenshot and accessibility scan of the page as it is now."""
+    global shots
+    shots += 1
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{shots:02d}-{name}.png"), full_page=True)
+    page.add_script_tag(path=AXE)
+    result = page.evaluate("async () => await axe.run(document, { resultTypes: ['violations'] })")
+    bad = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    if bad:
+        detail = "; ".join(f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes)" for v in bad)
+        raise AssertionError(f"accessibility violations on {name} ({page.url}): {detail}")
+
+
+def sign_in(browser, user, password):
+    # bypass_csp only so the scan can inject axe-core; the pages' own CSP is checked below.
+    ctx = browser.new_context(bypass_csp=True)
+    page = ctx.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{BASE}/")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    check(page, f"login-{user}")
+    page.fill("#username", user)
+    page.fill("#password", "wrong password")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_contain_text("Wrong username or password")
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/requests$"))
+    return ctx, page, errors
+
+
+def main():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                                    args=["--no-sandbox"])
+
+        # The requester finds the account by searching, fills what the policy requires.
+        _, alice, alice_errors = sign_in(browser, "alice", os.environ["ALICE_PW"])
+        check(alice, "my-requests-empty")
+        alice.click("text=New request >> nth=0")
+        alice.fill("#search", "web")
+        alice.press("#search", "Enter")
+        expect(alice.locator("main")).to_contain_text("root@web")
+        expect(alice.locator("label[for=ticket]")).to_contain_text("required by web root")
+        check(alice, "new-request")
+        # Keyboard only: tick the account, type the ticket and comment, submit with Enter.
+        alice.focus("#pick1")
+        alice.keyboard.press("Space")
+        alice.focus("#ticket")
+        alice.keyboard.type("CHG-7")
+        alice.focus("#comment")
+        alice.keyboard.type("browser walk")
+        alice.focus("#ticket")
+        alice.keyboard.press("Enter")
+        expect(alice.locator(".outcomes")).to_contain_text("root@web (password): request is Pending 1 approval")
+        check(alice, "request-outcome")
+        alice.click("text=My requests >> nth=0")
+        expect(alice.locator("main")).to_contain_text("Pending 1 approval")
+
+        # The approver decides from their inbox.
+        _, bob, bob_errors = sign_in(browser, "bob", os.environ["BOB_PW"])
+        bob.click("nav >> text=Approvals")
+        row = bob.locator("tr", has_text="root@web")
+        expect(row).to_contain_text("alice")
+        expect(row).to_contain_text("CHG-7")
+        expect(row).to_contain_text("browser walk")
+        check(bob, "approvals")
+        row.locator("a").click()
+        check(bob, "request-for-approver")
+        bob.fill("#comment", "go ahead")
+        bob.click("button:has-text('Approve')")
+        expect(bob.locator(".notice")).to_contain_text("Approved")
+        bob.click("nav >> text=Approved by me")
+        expect(bob.locator("main")).to_contain_text("root@web")
+        check(bob, "approved-by-me")
+
+        # The requester sees it available and checks in.
+        alice.reload()
+        available = alice.locator("section", has_text="Approved and available")
+        expect(available).to_contain_text("root@web")
+        check(alice, "my-requests-available")
+        available.locator("button:has-text('Check in')").click()
+        expect(alice.locator(".notice")).to_contain_text("Checked in")
+
+        # The reviewer reviews from their queue, with the whole history.
+        _, carol, carol_errors = sign_in(browser, "carol", os.environ["CAROL_PW"])
+        carol.click("nav >> text=Reviews")
+        expect(carol.locator("main")).to_contain_text("root@web")
+        check(carol, "reviews")
+        carol.locator("tr", has_text="root@web").locator("a").click()
+        history = carol.locator("table").last
+        for step in ("approve", "go ahead", "check in"):
+            expect(history).to_contain_text(step)
+        check(carol, "request-for-reviewer")
+        carol.fill("#comment", "all in order")
+        carol.click("button:has-text('Mark reviewed')")
+        expect(carol.locator(".notice")).to_contain_text("Marked reviewed")
+        carol.click("nav >> text=Reviews")
+        expect(carol.locator("main")).to_contain_text("Nothing waits for you here")
+
+        # Profile: the time zone, then every time is shown in it, named.
+        alice.click("nav >> text=alice")
+        check(alice, "profile")
+        alice.fill("#time_zone", "Asia/Tokyo")
+        alice.click("button:has-text('Save')")
+        expect(alice.locator(".notice")).to_contain_text("saved")
+        alice.click("text=My requests >> nth=0")
+        expect(alice.locator(".zone")).to_contain_text("Asia/Tokyo")
+        expect(alice.locator("main")).to_contain_text("JST")
+
+        # A page another role may not act on: the reviewer cannot approve (the use case says no).
+        resp = carol.request.get(f"{BASE}/approvals")
+        assert resp.ok, resp.status
+
+        # A forged cross-site form post (a page of another origin) changes nothing.
+        evil = browser.new_context()
+        forged = evil.new_page()
+        forged.set_content(f"""<form id=f method=post action="{BASE}/me">
+            <input name=time_zone value=UTC><input name=csrf value=guess></form>""")
+        forged.evaluate("document.getElementById('f').submit()")
+        forged.wait_for_load_state()
+        alice.reload()
+        alice.click("nav >> text=alice")
+        expect(alice.locator("#time_zone")).to_have_value("Asia/Tokyo")
+        # A form of our own origin without the right token is refused too.
+        resp = alice.request.post(f"{BASE}/me", form={"time_zone": "UTC", "csrf": "0" * 64})
+        assert "security token does not match" in resp.text(), resp.text()[:300]
+
+        # The pages' headers: strict CSP, no framing.
+        resp = alice.request.get(f"{BASE}/requests")
+        csp = resp.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp
+
+        # Sign out ends the session.
+        alice.click("button:has-text('Sign out')")
+        expect(alice).to_have_url(re.compile(r"/login"))
+        alice.goto(f"{BASE}/requests")
+        expect(alice).to_have_url(re.compile(r"/login\?next="))
+
+        for who, errs in (("alice", alice_errors), ("bob", bob_errors), ("carol", carol_errors)):
+            assert not errs, f"script errors in {who}'s pages: {errs}"
+        browser.close()
+    print(f"browser walk passed; {shots} pages checked")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # noqa: BLE001 - report any failure with its message
+        print(f"FAILED: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,100 @@
+//! The web UI in a real browser: Debian's chromium driven by Playwright (`tests/browser/`),
+//! against the real server on SQLite and PostgreSQL. The data is set up through the API; the
+//! walk itself happens in the browser alone.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::{Db, Server};
+
+async fn post(server: &Server, token: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let (s, v) = server.call("POST", path, Some(token), Some(body)).await;
+    assert!(s == 200 || s == 201, "{path}: {s} {v}");
+    v
+}
+
+fn playwright_python() -> String {
+    std::env::var("PORTCULLIS_PLAYWRIGHT_PYTHON").unwrap_or_else(|_| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
+        assert!(
+            std::path::Path::new(venv).exists(),
+            "the browser tests need Playwright: run scripts/test (it installs chromium and Playwright)"
+        );
+        venv.to_owned()
+    })
+}
+
+async fn walk(db: Db, name: &str) {
+    let server = Server::start(db);
+    let admin = server.bootstrap().await;
+    let mut ids = std::collections::HashMap::new();
+    for user in ["alice", "bob", "carol"] {
+        let u = post(
+            &server,
+            &admin,
+            "/api/v1/users",
+            json!({ "username": user, "password": format!("{user} password 1234"), "time_zone": "Europe/Paris" }),
+        )
+        .await;
+        ids.insert(user, u["id"].as_str().unwrap().to_owned());
+    }
+    let asset =
+        post(&server, &admin, "/api/v1/assets", json!({ "name": "web", "address": "10.0.0.5", "platform": "linux" }))
+            .await;
+    let account = post(&server, &admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": "root" })).await;
+    let ent = post(
+        &server,
+        &admin,
+        "/api/v1/entitlements",
+        json!({ "name": "web-ops", "priority": 1, "user_ids": [ids["alice"]] }),
+    )
+    .await;
+    post(
+        &server,
+        &admin,
+        "/api/v1/policies",
+        json!({ "entitlement_id": ent["id"], "name": "web root", "priority": 1, "access_type": "password",
+                "scope": { "accounts": [account["id"]] },
+                "settings": { "ticket_required": true, "review_required": true, "reviewer_user_ids": [ids["carol"]],
+                              "approval_levels": [{ "required": 1, "user_ids": [ids["bob"]] }],
+                              "change_password_after_checkin": false } }),
+    )
+    .await;
+
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser").join(name);
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let out = Command::new(playwright_python())
+        .arg(format!("{browser_dir}/walk.py"))
+        .env("BASE_URL", &server.url)
+        .env("ARTIFACTS", &artifacts)
+        .env("AXE", format!("{browser_dir}/vendor/axe-core/axe.min.js"))
+        .env("ALICE_PW", "alice password 1234")
+        .env("BOB_PW", "bob password 1234")
+        .env("CAROL_PW", "carol password 1234")
+        .output()
+        .expect("run the browser walk");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "browser walk failed (screenshots in {}):\n{text}", artifacts.display());
+
+    // What the browser did is what the server stored.
+    let (_, list) = server.call("GET", "/api/v1/requests?queue=all", Some(&admin), None).await;
+    let r = &list[0];
+    assert_eq!((r["state"].as_str(), r["ticket"].as_str()), (Some("reviewed"), Some("CHG-7")), "{list}");
+    let (_, me) = server.call("GET", "/api/v1/audit/events?action=user.update", Some(&admin), None).await;
+    let changes: Vec<_> = me["events"].as_array().unwrap().iter().filter(|e| e["outcome"] == "success").collect();
+    assert_eq!(changes.len(), 1, "one profile change (the forged ones did nothing): {me}");
+    assert!(!server.all_output().contains("alice password 1234"), "a password reached the server log");
+}
+
+#[tokio::test]
+async fn browser_walk_sqlite() {
+    walk(Db::Sqlite, "sqlite").await;
+}
+
+#[tokio::test]
+async fn browser_walk_postgres() {
+    walk(Db::postgres(), "postgres").await;
+}

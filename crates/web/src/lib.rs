@@ -1,0 +1,90 @@
+//! The web UI: server-rendered HTML pages over the application layer's use cases, served by
+//! the same binary and origin as the API. No page holds a rule of its own: every "may this
+//! person do X" is the use case's answer, exactly as for the API and the CLI.
+//!
+//! Sessions are the API's login sessions, carried in a cookie (HttpOnly, Secure on TLS,
+//! SameSite=Strict); every form that changes something carries a CSRF token derived from the
+//! session, and a cross-site request is refused before it reaches a use case. Pages send a
+//! strict Content-Security-Policy: scripts and styles only from this origin, no inline script,
+//! no framing.
+
+mod pages;
+mod session;
+mod view;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use portcullis_app::App;
+
+/// What every page handler holds.
+#[derive(Clone)]
+pub struct Web {
+    pub app: App,
+    templates: Arc<minijinja::Environment<'static>>,
+    /// Whether the server speaks TLS (then the session cookie is `Secure`).
+    secure: bool,
+}
+
+impl std::ops::Deref for Web {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The web UI's routes, with their state applied. `secure`: the server is on TLS.
+pub fn router(app: App, secure: bool) -> Router {
+    let web = Web { app, templates: Arc::new(view::templates()), secure };
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::auth::form).post(pages::auth::login))
+        .route("/logout", post(pages::auth::logout))
+        .route("/requests", get(pages::requests::mine).post(pages::requests::create))
+        .route("/requests/new", get(pages::requests::new_form))
+        .route("/requests/{id}", get(pages::requests::detail))
+        .route("/requests/{id}/{action}", post(pages::requests::act))
+        .route("/approvals", get(pages::work::approvals).post(pages::work::bulk))
+        .route("/approved", get(pages::work::approved))
+        .route("/reviews", get(pages::work::reviews))
+        .route("/sessions/{id}/recording.cast", get(pages::work::cast))
+        .route("/me", get(pages::me::show).post(pages::me::update))
+        .route("/static/{*path}", get(static_file))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(web)
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// The embedded static files: our stylesheet and script, and vendored front-end code (see
+/// `static/vendor/PROVENANCE.md`).
+async fn static_file(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match path.as_str() {
+        "app.css" => (include_bytes!("../static/app.css"), "text/css"),
+        "app.js" => (include_bytes!("../static/app.js"), "text/javascript"),
+        "vendor/asciinema-player/asciinema-player.min.js" => {
+            (include_bytes!("../static/vendor/asciinema-player/asciinema-player.min.js"), "text/javascript")
+        }
+        "vendor/asciinema-player/asciinema-player.css" => {
+            (include_bytes!("../static/vendor/asciinema-player/asciinema-player.css"), "text/css")
+        }
+        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}

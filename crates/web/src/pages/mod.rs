@@ -1,0 +1,29 @@
+//! One module per group of pages.
+
+pub mod auth;
+pub mod me;
+pub mod requests;
+pub mod work;
+
+use axum::response::Redirect;
+
+use crate::session::Viewer;
+
+/// The start page is the viewer's own requests.
+pub async fn home(_v: Viewer) -> Redirect {
+    Redirect::to("/requests")
+}
+
+/// A local path to return to (never another site).
+pub fn local(path: Option<&str>, default: &str) -> String {
+    match path {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        _ => default.to_owned(),
+    }
+}
+
+/// `path` with a notice for the page to show once.
+pub fn with_notice(path: &str, notice: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}done={}", crate::session::encode(notice))
+}
