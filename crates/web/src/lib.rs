@@ -39,6 +39,12 @@ impl std::ops::Deref for Web {
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The policy of pages with the recording player: the same, plus compiling WebAssembly (the
+/// player's terminal emulator); `'wasm-unsafe-eval'` allows no JavaScript `eval`.
+pub(crate) const CSP_WITH_PLAYER: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+                   img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
 /// The web UI's routes, with their state applied. `secure`: the server is on TLS.
 pub fn router(app: App, secure: bool) -> Router {
     let web = Web { app, templates: Arc::new(view::templates()), secure };
@@ -56,13 +62,16 @@ pub fn router(app: App, secure: bool) -> Router {
         .route("/sessions/{id}/recording.cast", get(pages::work::cast))
         .route("/me", get(pages::me::show).post(pages::me::update))
         .route("/static/{*path}", get(static_file))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)
 }
 
 async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));

@@ -26,6 +26,22 @@ fn playwright_python() -> String {
     })
 }
 
+/// Runs one of the browser scripts; panics with its output when it fails.
+pub fn run_browser(script: &str, name: &str, env: &[(&str, &str)]) {
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser").join(name);
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let out = Command::new(playwright_python())
+        .arg(format!("{browser_dir}/{script}"))
+        .env("ARTIFACTS", &artifacts)
+        .env("AXE", format!("{browser_dir}/vendor/axe-core/axe.min.js"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the browser script");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script} failed (screenshots in {}):\n{text}", artifacts.display());
+}
+
 async fn walk(db: Db, name: &str) {
     let server = Server::start(db);
     let admin = server.bootstrap().await;
@@ -63,21 +79,16 @@ async fn walk(db: Db, name: &str) {
     )
     .await;
 
-    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser").join(name);
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    let out = Command::new(playwright_python())
-        .arg(format!("{browser_dir}/walk.py"))
-        .env("BASE_URL", &server.url)
-        .env("ARTIFACTS", &artifacts)
-        .env("AXE", format!("{browser_dir}/vendor/axe-core/axe.min.js"))
-        .env("ALICE_PW", "alice password 1234")
-        .env("BOB_PW", "bob password 1234")
-        .env("CAROL_PW", "carol password 1234")
-        .output()
-        .expect("run the browser walk");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "browser walk failed (screenshots in {}):\n{text}", artifacts.display());
+    run_browser(
+        "walk.py",
+        name,
+        &[
+            ("BASE_URL", &server.url),
+            ("ALICE_PW", "alice password 1234"),
+            ("BOB_PW", "bob password 1234"),
+            ("CAROL_PW", "carol password 1234"),
+        ],
+    );
 
     // What the browser did is what the server stored.
     let (_, list) = server.call("GET", "/api/v1/requests?queue=all", Some(&admin), None).await;

@@ -250,7 +250,10 @@ pub async fn detail(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Q
     if !rel.requester {
         ctx["r"]["actions"] = json!([]);
     }
-    page(&web, &v, "request.html", ctx)
+    let mut response = page(&web, &v, "request.html", ctx);
+    let csp = axum::http::HeaderValue::from_static(crate::CSP_WITH_PLAYER);
+    response.headers_mut().insert(axum::http::header::CONTENT_SECURITY_POLICY, csp);
+    response
 }
 
 /// Every action on one request, from any page: the use case decides who may.

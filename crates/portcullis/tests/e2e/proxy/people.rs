@@ -134,3 +134,23 @@ async fn a_crash_cuts_the_recording_without_losing_it() {
     let outcomes: Vec<&str> = e["events"].as_array().unwrap().iter().filter_map(|e| e["outcome"].as_str()).collect();
     assert!(outcomes.contains(&"failure") && outcomes.contains(&"success"), "{e}");
 }
+
+#[tokio::test]
+async fn a_session_recording_plays_in_the_browser() {
+    let w = world(json!({})).await;
+    let request = w.request().await;
+    let o = w.ssh(&[&w.dest(), "echo PLAYBACK_$((6*7))"], b"");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PLAYBACK_42"), "{}", super::text(&o));
+    session_of(&w, &request).await;
+    crate::web::run_browser(
+        "player.py",
+        "player",
+        &[
+            ("BASE_URL", &w.server.url),
+            ("USER", "admin"),
+            ("PASSWORD", crate::harness::ADMIN_PASSWORD),
+            ("REQUEST", &request),
+            ("EXPECT", "PLAYBACK_42"),
+        ],
+    );
+}
