@@ -234,6 +234,31 @@ pub struct Launch {
     pub asset_name: String,
 }
 
+/// Ready-to-paste command lines for a launch token (each uses the token's one use).
+pub struct LaunchCommands {
+    pub ssh: String,
+    pub scp: String,
+    pub sftp: String,
+    pub plink: String,
+    /// The in-band user name, for clients that prompt for a password (the user's own).
+    pub inband_user: String,
+}
+
+impl Launch {
+    /// The commands for the SSH proxy at `ssh_host` (host:port), for `username`.
+    pub fn commands(&self, ssh_host: &str, username: &str) -> LaunchCommands {
+        let (h, port) = ssh_host.rsplit_once(':').unwrap_or((ssh_host, "2222"));
+        let t = self.token.as_str();
+        LaunchCommands {
+            ssh: format!("ssh -p {port} {t}@{h}"),
+            scp: format!("scp -P {port} FILE {t}@{h}:"),
+            sftp: format!("sftp -P {port} {t}@{h}"),
+            plink: format!("plink -ssh -P {port} {t}@{h}"),
+            inband_user: format!("{username}#{}@{}", self.account_name, self.asset_name),
+        }
+    }
+}
+
 /// Start session: a one-time launch token for an available SSH request (the requester only),
 /// valid once, until the request's end or 15 minutes.
 pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult<Launch> {

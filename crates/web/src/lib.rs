@@ -56,6 +56,8 @@ pub fn router(app: App, secure: bool) -> Router {
         .route("/requests/new", get(pages::requests::new_form))
         .route("/requests/{id}", get(pages::requests::detail))
         .route("/requests/{id}/{action}", post(pages::requests::act))
+        .route("/checkout/{id}", post(pages::access::checkout))
+        .route("/launch/{id}", post(pages::access::launch))
         .route("/approvals", get(pages::work::approvals).post(pages::work::bulk))
         .route("/approved", get(pages::work::approved))
         .route("/reviews", get(pages::work::reviews))

@@ -22,6 +22,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("request.html", include_str!("../templates/request.html")),
     ("queue.html", include_str!("../templates/queue.html")),
     ("me.html", include_str!("../templates/me.html")),
+    ("launch.html", include_str!("../templates/launch.html")),
 ];
 
 pub fn templates() -> Environment<'static> {

@@ -7,3 +7,29 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 });
+
+// Checking a credential out: "show" puts it on the page for 30 seconds, "copy" puts it on the
+// clipboard without rendering it. The server audits both.
+document.addEventListener("DOMContentLoaded", () => {
+  const out = document.getElementById("secret");
+  let timer = null;
+  for (const button of document.querySelectorAll("button.reveal")) {
+    button.addEventListener("click", async () => {
+      const body = new URLSearchParams({ csrf: button.dataset.csrf, how: button.dataset.how });
+      const response = await fetch(`/checkout/${button.dataset.request}`, { method: "POST", body });
+      const answer = await response.json();
+      if (!response.ok) {
+        out.textContent = answer.message;
+        return;
+      }
+      clearTimeout(timer);
+      if (button.dataset.how === "copy") {
+        await navigator.clipboard.writeText(answer.secret);
+        out.textContent = "Copied to the clipboard.";
+      } else {
+        out.textContent = answer.secret;
+      }
+      timer = setTimeout(() => { out.textContent = ""; }, 30000);
+    });
+  }
+});

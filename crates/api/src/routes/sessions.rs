@@ -351,16 +351,13 @@ async fn launch_session(
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<LaunchDto>> {
     let l = uc::launch(&state, &caller, &p.id).await?;
-    let host = state.ssh_host.as_str();
-    let (h, port) = host.rsplit_once(':').unwrap_or((host, "2222"));
-    let t = l.token.as_str();
-    let inband = format!("{}#{}@{}", caller.user.username, l.account_name, l.asset_name);
+    let c = l.commands(&state.ssh_host, &caller.user.username);
     Ok(Json(LaunchDto {
-        ssh: format!("ssh -p {port} {t}@{h}"),
-        scp: format!("scp -P {port} FILE {t}@{h}:"),
-        sftp: format!("sftp -P {port} {t}@{h}"),
-        plink: format!("plink -ssh -P {port} {t}@{h}"),
-        inband_user: inband,
+        ssh: c.ssh,
+        scp: c.scp,
+        sftp: c.sftp,
+        plink: c.plink,
+        inband_user: c.inband_user,
         token: l.token.to_string(),
         expires_at: ts(l.expires_at),
     }))

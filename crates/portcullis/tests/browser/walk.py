@@ -96,11 +96,26 @@ def main():
         expect(bob.locator("main")).to_contain_text("root@web")
         check(bob, "approved-by-me")
 
-        # The requester sees it available and checks in.
+        # The requester sees it available, checks the password out, and checks in.
         alice.reload()
         available = alice.locator("section", has_text="Approved and available")
         expect(available).to_contain_text("root@web")
         check(alice, "my-requests-available")
+        alice.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        alice.clock.install()
+        available.locator("a", has_text="root@web").click()
+        secret = alice.locator("#secret")
+        alice.click("button:has-text('Copy to clipboard')")
+        expect(secret).to_have_text("Copied to the clipboard.")
+        copied = alice.evaluate("navigator.clipboard.readText()")
+        assert copied == os.environ["VAULTED"], "the clipboard holds the vaulted password"
+        alice.click("button:has-text('Show password')")
+        expect(secret).to_have_text(os.environ["VAULTED"])
+        alice.clock.fast_forward(31000)
+        expect(secret).to_have_text("")
+        check(alice, "request-for-requester")
+        alice.click("nav >> text=My requests")
+        available = alice.locator("section", has_text="Approved and available")
         available.locator("button:has-text('Check in')").click()
         expect(alice.locator(".notice")).to_contain_text("Checked in")
 

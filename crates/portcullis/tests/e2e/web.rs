@@ -9,6 +9,8 @@ use serde_json::json;
 
 use crate::harness::{Db, Server};
 
+const VAULTED: &str = "Vaulted-Web-Pw-8841";
+
 async fn post(server: &Server, token: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
     let (s, v) = server.call("POST", path, Some(token), Some(body)).await;
     assert!(s == 200 || s == 201, "{path}: {s} {v}");
@@ -26,8 +28,8 @@ fn playwright_python() -> String {
     })
 }
 
-/// Runs one of the browser scripts; panics with its output when it fails.
-pub fn run_browser(script: &str, name: &str, env: &[(&str, &str)]) {
+/// Runs one of the browser scripts; panics with its output when it fails; returns its output.
+pub fn run_browser(script: &str, name: &str, env: &[(&str, &str)]) -> String {
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser").join(name);
     std::fs::create_dir_all(&artifacts).unwrap();
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
@@ -40,6 +42,7 @@ pub fn run_browser(script: &str, name: &str, env: &[(&str, &str)]) {
         .expect("run the browser script");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{script} failed (screenshots in {}):\n{text}", artifacts.display());
+    text
 }
 
 async fn walk(db: Db, name: &str) {
@@ -60,6 +63,9 @@ async fn walk(db: Db, name: &str) {
         post(&server, &admin, "/api/v1/assets", json!({ "name": "web", "address": "10.0.0.5", "platform": "linux" }))
             .await;
     let account = post(&server, &admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": "root" })).await;
+    let path = format!("/api/v1/accounts/{}/password", account["id"].as_str().unwrap());
+    let (s, v) = server.call("PUT", &path, Some(&admin), Some(json!({ "password": VAULTED }))).await;
+    assert_eq!(s, 201, "{v}");
     let ent = post(
         &server,
         &admin,
@@ -87,8 +93,14 @@ async fn walk(db: Db, name: &str) {
             ("ALICE_PW", "alice password 1234"),
             ("BOB_PW", "bob password 1234"),
             ("CAROL_PW", "carol password 1234"),
+            ("VAULTED", VAULTED),
         ],
     );
+    let (_, e) = server.call("GET", "/api/v1/audit/events?action=request.checkout", Some(&admin), None).await;
+    let how: Vec<&str> =
+        e["events"].as_array().unwrap().iter().filter_map(|e| e["details"]["action"].as_str()).collect();
+    assert!(how.contains(&"show") && how.contains(&"copy"), "both checkouts audited: {e}");
+    assert!(!server.all_output().contains(VAULTED), "the vaulted password reached the server log");
 
     // What the browser did is what the server stored.
     let (_, list) = server.call("GET", "/api/v1/requests?queue=all", Some(&admin), None).await;

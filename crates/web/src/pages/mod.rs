@@ -1,5 +1,6 @@
 //! One module per group of pages.
 
+pub mod access;
 pub mod auth;
 pub mod me;
 pub mod requests;

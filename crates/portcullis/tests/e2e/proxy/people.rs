@@ -154,3 +154,33 @@ async fn a_session_recording_plays_in_the_browser() {
         ],
     );
 }
+
+#[tokio::test]
+async fn a_session_started_from_the_browser_opens_with_its_one_time_command() {
+    let w = world(json!({})).await;
+    let request = w.request().await;
+    let out = crate::web::run_browser(
+        "launch.py",
+        "launch",
+        &[("BASE_URL", &w.server.url), ("USER", "alice"), ("PASSWORD", ALICE_PW), ("REQUEST", &request)],
+    );
+    let command = out.lines().find_map(|l| l.strip_prefix("SSH_COMMAND=")).expect("the page shows an ssh command");
+    // `ssh -p PORT TOKEN@HOST`: the token is the user name; no password is asked.
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[..2], ["ssh", "-p"], "{command}");
+    let o = std::process::Command::new("ssh")
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+        .args(["-p", words[2], words[3], "echo LAUNCHED_$((2*21))"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("LAUNCHED_42"), "{}", super::text(&o));
+    // Used once: the same command is refused afterwards.
+    let again = std::process::Command::new("ssh")
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+        .args(["-p", words[2], words[3], "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a launch token works once");
+}
