@@ -2,21 +2,17 @@
 Environment: BASE_URL, ARTIFACTS, USER, PASSWORD, REQUEST."""
 
 import os
-import sys
 
+from common import launch, run, sign_in
 from playwright.sync_api import expect, sync_playwright
 
 
 def main():
     base = os.environ["BASE_URL"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                                    args=["--no-sandbox"])
+        browser = launch(p)
         page = browser.new_context().new_page()
-        page.goto(f"{base}/login")
-        page.fill("#username", os.environ["USER"])
-        page.fill("#password", os.environ["PASSWORD"])
-        page.click("button[type=submit]")
+        sign_in(page, base, os.environ["USER"], os.environ["PASSWORD"])
         page.goto(f"{base}/requests/{os.environ['REQUEST']}")
         page.click("button:has-text('Start a session')")
         expect(page.locator("main")).to_contain_text("works once")
@@ -27,8 +23,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        print(f"FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

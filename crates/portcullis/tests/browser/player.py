@@ -3,25 +3,21 @@ CSP), as a reviewer sees it. Environment: BASE_URL, ARTIFACTS, AXE, USER, PASSWO
 EXPECT (text the terminal must show once played)."""
 
 import os
-import sys
 
+from common import launch, run, sign_in
 from playwright.sync_api import expect, sync_playwright
 
 
 def main():
     base = os.environ["BASE_URL"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                                    args=["--no-sandbox"])
+        browser = launch(p)
         # Not bypassing CSP here: the player must work under the pages' own policy.
         page = browser.new_context().new_page()
         problems = []
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-        page.goto(f"{base}/login")
-        page.fill("#username", os.environ["USER"])
-        page.fill("#password", os.environ["PASSWORD"])
-        page.click("button[type=submit]")
+        sign_in(page, base, os.environ["USER"], os.environ["PASSWORD"])
         page.goto(f"{base}/requests/{os.environ['REQUEST']}")
         player = page.locator(".player .ap-player")
         expect(player).to_be_visible(timeout=15000)
@@ -37,8 +33,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001
-        print(f"FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

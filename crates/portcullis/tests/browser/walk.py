@@ -9,8 +9,8 @@ browser), and the passwords ALICE_PW, BOB_PW, CAROL_PW.
 
 import os
 import re
-import sys
 
+from common import launch, run
 from playwright.sync_api import expect, sync_playwright
 
 BASE = os.environ["BASE_URL"]
@@ -53,8 +53,7 @@ def sign_in(browser, user, password):
 
 def main():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                                    args=["--no-sandbox"])
+        browser = launch(p)
 
         # The requester finds the account by searching, fills what the policy requires.
         _, alice, alice_errors = sign_in(browser, "alice", os.environ["ALICE_PW"])
@@ -181,8 +180,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001 - report any failure with its message
-        print(f"FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

@@ -116,32 +116,14 @@ async fn walk(db: Db) {
     let listed = admin.ok(&["policy", "list"]);
     assert!(listed.out.contains("web-ops") && listed.out.contains("web root"), "{}", listed.text);
     // Explain takes the requester's local time and answers with names and local time.
-    let r = admin.ok(&[
-        "policy",
-        "explain",
-        "--user",
-        "alice",
-        "--account",
-        "root@web",
-        "--access-type",
-        "password",
-        "--at",
-        "2030-07-01T09:00",
-    ]);
+    let explain = |at: &str| {
+        let args = ["policy", "explain", "--user", "alice", "--account", "root@web", "--access-type", "password"];
+        admin.run(&[&args[..], &["--at", at]].concat())
+    };
+    let r = explain("2030-07-01T09:00");
     assert!(r.out.contains("Governing policy: web root") && r.out.contains("2030-07-01T09:00:00+02:00"), "{}", r.text);
     // A local time the clocks skip is refused with its reason, not moved.
-    let r = admin.run(&[
-        "policy",
-        "explain",
-        "--user",
-        "alice",
-        "--account",
-        "root@web",
-        "--access-type",
-        "password",
-        "--at",
-        "2030-03-31T02:30",
-    ]);
+    let r = explain("2030-03-31T02:30");
     assert!(!r.ok && r.text.contains("does not exist in Europe/Paris"), "{}", r.text);
 
     // The requester: what may I request, then ask for it by name.
