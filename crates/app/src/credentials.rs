@@ -443,8 +443,8 @@ pub async fn checkout(state: &App, caller: &Caller, request_id: &str, action: &s
     if !matches!(action, "show" | "copy") {
         return Err(AppError::invalid("action", "must be show or copy"));
     }
-    let r = state.store.request(request_id).await?;
-    if r.requester_id != caller.user.id {
+    let (r, rel) = crate::requests::relation_to(state, caller, request_id).await?;
+    if !rel.requester {
         state
             .store
             .record(
@@ -454,6 +454,14 @@ pub async fn checkout(state: &App, caller: &Caller, request_id: &str, action: &s
             )
             .await?;
         return Err(AppError::forbidden("only the requester may check out this request's credential"));
+    }
+    // The window at this moment, not as the scheduler last saw it.
+    let now = state.now();
+    if !(r.start_at <= now && now < r.end_at) {
+        return Err(AppError::conflict(
+            "outside_window",
+            "the request's access period is not now (it has not started or has ended); nothing was checked out",
+        ));
     }
     let kind = match r.access_type {
         AccessType::Password => "password",

@@ -275,6 +275,13 @@ pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult
     if r.state != RequestState::Available {
         return Err(crate::requests::not_available(r.state, "a session starts"));
     }
+    let now = state.now();
+    if !(r.start_at <= now && now < r.end_at) {
+        return Err(AppError::conflict(
+            "outside_window",
+            "the request's access period is not now (it has not started or has ended); no launch token was made",
+        ));
+    }
     if !state.store.service_enabled(portcullis_store::SESSION_REQUESTS_SETTING).await? {
         return Err(AppError::refused(
             "service_disabled",
@@ -284,7 +291,6 @@ pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult
     let account = state.store.account(&r.account_id).await?;
     let asset = state.store.asset(&r.asset_id).await?;
     let token = crate::auth::new_token(portcullis_core::connection::LAUNCH_TOKEN_PREFIX);
-    let now = state.now();
     let expires_at = r.end_at.min(now + 15 * 60 * 1_000_000);
     state
         .store

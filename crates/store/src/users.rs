@@ -107,6 +107,16 @@ fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
+/// Revokes every API token of a user that is still valid.
+async fn revoke_tokens(tx: &mut sqlx::AnyConnection, user_id: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn create_user(&self, actor: &Actor, now: i64, new: NewUser) -> Result<User> {
         let mut tx = self.write.begin().await?;
@@ -217,6 +227,8 @@ impl Store {
         .await?;
         if user.disabled {
             sqlx::query("DELETE FROM login_sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+            // Enabling the user again does not bring old tokens back.
+            revoke_tokens(&mut tx, id, now).await?;
         }
         append(
             &mut tx,
@@ -303,6 +315,11 @@ impl Store {
             .bind(keep_session.unwrap_or(""))
             .execute(&mut *tx)
             .await?;
+        // A reset by someone else (no session of the user's own to keep) also revokes the user's
+        // API tokens: whoever held the old password or a token is out.
+        if keep_session.is_none() {
+            revoke_tokens(&mut tx, id, now).await?;
+        }
         append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("user.password", "user", id)).await?;
         tx.commit().await?;
         Ok(())

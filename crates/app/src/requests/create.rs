@@ -99,6 +99,15 @@ fn validate(req: &NewRequests) -> AppResult<()> {
         return Err(AppError::invalid("accounts", "at most 500 accounts per request"));
     }
     check_comment(req.comment.as_deref())?;
+    let mut seen = HashSet::new();
+    for (i, a) in req.accounts.iter().enumerate() {
+        if !seen.insert((a.account_id.as_str(), a.access_type.as_str())) {
+            return Err(AppError::invalid(
+                format!("accounts[{i}]"),
+                format!("names account {} with {} access a second time; name each once", a.account_id, a.access_type),
+            ));
+        }
+    }
     for (field, v) in [("ticket", &req.ticket), ("reason_code", &req.reason_code)] {
         if let Some(v) = v {
             portcullis_core::validate::name(field, v)?;

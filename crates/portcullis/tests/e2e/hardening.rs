@@ -1,0 +1,90 @@
+//! Findings of the security run (issue 13), each performed as an attack against the real
+//! binary; each test fails if the attack works again. On SQLite and PostgreSQL.
+
+use serde_json::{json, Value};
+
+use crate::harness::{Db, Server};
+
+async fn call(s: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    s.call(method, path, Some(token), body).await
+}
+
+async fn run(db: Db) {
+    let server = Server::start(db);
+    let admin = server.bootstrap().await;
+    let (bob_id, bob) = server.user_with_roles(&admin, "bob", &[]).await;
+
+    // Finding 9: a reset or a disable revokes the user's API tokens as well as their sessions.
+    let (_, t) = call(&server, "POST", "/api/v1/me/tokens", &bob, Some(json!({ "name": "script" }))).await;
+    let token = t["secret"].as_str().unwrap().to_owned();
+    assert_eq!(call(&server, "GET", "/api/v1/me", &token, None).await.0, 200);
+    let reset = json!({ "new_password": "a new password 5678" });
+    let (s, v) = call(&server, "POST", &format!("/api/v1/users/{bob_id}/password"), &admin, Some(reset)).await;
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(call(&server, "GET", "/api/v1/me", &token, None).await.0, 401, "the token outlived a reset");
+    assert_eq!(call(&server, "GET", "/api/v1/me", &bob, None).await.0, 401, "the session outlived a reset");
+    let bob = server.login("bob", "a new password 5678").await;
+    let (_, t) = call(&server, "POST", "/api/v1/me/tokens", &bob, Some(json!({ "name": "script 2" }))).await;
+    let token = t["secret"].as_str().unwrap().to_owned();
+    let user = format!("/api/v1/users/{bob_id}");
+    call(&server, "PATCH", &user, &admin, Some(json!({ "disabled": true }))).await;
+    call(&server, "PATCH", &user, &admin, Some(json!({ "disabled": false }))).await;
+    assert_eq!(call(&server, "GET", "/api/v1/me", &token, None).await.0, 401, "the token outlived disable/enable");
+    let bob = server.login("bob", "a new password 5678").await;
+
+    // Finding 18: one request naming the same account twice is refused whole.
+    let (_, asset) = call(
+        &server,
+        "POST",
+        "/api/v1/assets",
+        &admin,
+        Some(json!({ "name": "db", "address": "10.0.0.1", "platform": "linux" })),
+    )
+    .await;
+    let (_, account) =
+        call(&server, "POST", "/api/v1/accounts", &admin, Some(json!({ "asset_id": asset["id"], "name": "root" })))
+            .await;
+    let (_, me) = call(&server, "GET", "/api/v1/me", &admin, None).await;
+    let (_, ent) = call(
+        &server,
+        "POST",
+        "/api/v1/entitlements",
+        &admin,
+        Some(json!({ "name": "e", "priority": 1, "user_ids": [me["id"]] })),
+    )
+    .await;
+    let policy = json!({ "entitlement_id": ent["id"], "name": "p", "priority": 1, "access_type": "password",
+                         "scope": { "accounts": [account["id"]] }, "settings": { "auto_approve": true } });
+    assert_eq!(call(&server, "POST", "/api/v1/policies", &admin, Some(policy)).await.0, 201);
+    let one = json!({ "account_id": account["id"], "access_type": "password" });
+    let (s, v) =
+        call(&server, "POST", "/api/v1/requests", &admin, Some(json!({ "accounts": [one.clone(), one.clone()] })))
+            .await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("accounts[1]")), "{v}");
+    let (_, all) = call(&server, "GET", "/api/v1/requests?queue=all", &admin, None).await;
+    assert_eq!(all.as_array().unwrap().len(), 0, "nothing was created: {all}");
+
+    // Finding 16: another user's request answers like an unknown one (no existence oracle).
+    let (s, v) = call(&server, "POST", "/api/v1/requests", &admin, Some(json!({ "accounts": [one] }))).await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let ghost = "00000000-0000-4000-8000-000000000000";
+    for path in ["", "/checkout"] {
+        let method = if path.is_empty() { "GET" } else { "POST" };
+        let body = (!path.is_empty()).then(|| json!({ "action": "show" }));
+        let theirs = call(&server, method, &format!("/api/v1/requests/{id}{path}"), &bob, body.clone()).await;
+        let unknown = call(&server, method, &format!("/api/v1/requests/{ghost}{path}"), &bob, body).await;
+        assert_eq!(theirs, unknown, "{method} {path}: another's request must look unknown");
+        assert_eq!(theirs.0, 404);
+    }
+}
+
+#[tokio::test]
+async fn hardening_attacks_fail_sqlite() {
+    run(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn hardening_attacks_fail_postgres() {
+    run(Db::postgres()).await;
+}
