@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("queue.html", include_str!("../templates/queue.html")),
     ("me.html", include_str!("../templates/me.html")),
     ("launch.html", include_str!("../templates/launch.html")),
+    ("favorites.html", include_str!("../templates/favorites.html")),
 ];
 
 pub fn templates() -> Environment<'static> {

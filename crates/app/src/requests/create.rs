@@ -37,6 +37,53 @@ pub struct NewRequests {
     pub comment: Option<String>,
 }
 
+impl NewRequests {
+    /// The request as saved in a favorite: the JSON body of `POST /api/v1/requests` (the
+    /// start time is not kept: a favorite starts now when submitted).
+    pub fn to_json(&self) -> serde_json::Value {
+        let accounts: Vec<_> = self
+            .accounts
+            .iter()
+            .map(|a| serde_json::json!({ "account_id": a.account_id, "access_type": a.access_type }))
+            .collect();
+        let mut v = serde_json::json!({ "accounts": accounts, "emergency": self.emergency });
+        for (k, value) in [("ticket", &self.ticket), ("reason_code", &self.reason_code), ("comment", &self.comment)] {
+            if let Some(x) = value {
+                v[k] = serde_json::json!(x);
+            }
+        }
+        if let Some(d) = self.duration_minutes {
+            v["duration_minutes"] = serde_json::json!(d);
+        }
+        v
+    }
+
+    /// A saved request back (the inverse of [`Self::to_json`]); `None` if it is not one.
+    pub fn from_json(v: &serde_json::Value) -> Option<NewRequests> {
+        let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+        let accounts = v
+            .get("accounts")?
+            .as_array()?
+            .iter()
+            .map(|a| {
+                Some(AccountChoice {
+                    account_id: a.get("account_id")?.as_str()?.to_owned(),
+                    access_type: a.get("access_type")?.as_str()?.to_owned(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(NewRequests {
+            accounts,
+            emergency: v.get("emergency").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            start_at: text("start_at"),
+            duration_minutes: v.get("duration_minutes").and_then(serde_json::Value::as_i64),
+            ticket: text("ticket"),
+            reason_code: text("reason_code"),
+            comment: text("comment"),
+        })
+    }
+}
+
 /// The outcome for one account.
 pub struct AccountOutcome {
     pub account_id: String,

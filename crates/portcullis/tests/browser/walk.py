@@ -71,6 +71,8 @@ def main():
         alice.keyboard.type("CHG-7")
         alice.focus("#comment")
         alice.keyboard.type("browser walk")
+        alice.focus("#favorite")
+        alice.keyboard.type("patching")
         alice.focus("#ticket")
         alice.keyboard.press("Enter")
         expect(alice.locator(".outcomes")).to_contain_text("root@web (password): request is Pending 1 approval")
@@ -166,6 +168,14 @@ def main():
         resp = alice.request.get(f"{BASE}/requests")
         csp = resp.headers.get("content-security-policy", "")
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp
+
+        # The favorite saved with the first request: one click requests it again.
+        alice.click("nav >> text=Favorites")
+        fav = alice.locator("tr", has_text="patching")
+        expect(fav).to_contain_text("root@web (password)")
+        check(alice, "favorites")
+        fav.locator("button:has-text('Request again')").click()
+        expect(alice.locator(".outcomes")).to_contain_text("root@web (password): request is Pending 1 approval")
 
         # Sign out ends the session.
         alice.click("button:has-text('Sign out')")

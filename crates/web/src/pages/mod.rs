@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod favorites;
 pub mod me;
 pub mod requests;
 pub mod work;

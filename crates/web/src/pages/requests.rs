@@ -185,10 +185,21 @@ pub async fn create(State(web): State<Web>, form: Submitted) -> Response {
         reason_code: form.text("reason_code"),
         comment: form.text("comment"),
     };
+    let saved = req.clone();
     let batch = match uc::create(&web, &v.caller, req).await {
         Ok(b) => b,
         Err(e) => return error_page(&web, v, &e, "/requests/new"),
     };
+    if let Some(name) = form.text("favorite") {
+        if let Err(e) = super::favorites::save(&web, v, &name, &saved).await {
+            return error_page(&web, v, &e, "/favorites");
+        }
+    }
+    outcome_page(&web, v, batch).await
+}
+
+/// What became of each account of a request.
+pub async fn outcome_page(web: &Web, v: &Viewer, batch: uc::Batch) -> Response {
     let ids: Vec<String> = batch.outcomes.iter().map(|o| o.account_id.clone()).collect();
     let names = web.store.names_for(portcullis_store::Named::Account, &ids).await.unwrap_or_default();
     let outcomes: Vec<Value> = batch
@@ -203,7 +214,7 @@ pub async fn create(State(web): State<Web>, form: Submitted) -> Response {
             }
         })
         .collect();
-    page(&web, v, "outcome.html", json!({ "title": "Request sent", "outcomes": outcomes }))
+    page(web, v, "outcome.html", json!({ "title": "Request sent", "outcomes": outcomes }))
 }
 
 pub async fn detail(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Response {
