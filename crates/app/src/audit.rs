@@ -2,10 +2,12 @@
 //! who asked what and why it was refused (the error's code and message, which never hold a
 //! secret).
 
-use portcullis_store::{Actor, NewEvent, Outcome};
+use portcullis_core::role::Role;
+use portcullis_store::{Actor, AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};
 use serde_json::{json, Value};
 
-use crate::error::AppError;
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult};
 use crate::state::App;
 
 /// Records that `actor` was refused `action` on an object. `details` adds what was asked.
@@ -29,4 +31,28 @@ pub async fn refusal(
     if let Err(e) = state.store.record(actor, state.now(), event).await {
         tracing::error!(error = %e, action, "could not audit a refusal");
     }
+}
+
+/// Who may read the audit log: Auditors and Appliance Administrators.
+fn may_read(caller: &Caller) -> AppResult<()> {
+    if caller.has(Role::Auditor) || caller.has(Role::ApplianceAdmin) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("reading the audit log needs one of the roles: auditor, appliance_admin"))
+    }
+}
+
+/// A page of audit events, filtered, in sequence order.
+pub async fn events(state: &App, caller: &Caller, q: &AuditQuery) -> AppResult<Vec<AuditEvent>> {
+    may_read(caller)?;
+    if !(1..=1000).contains(&q.limit) {
+        return Err(AppError::invalid("limit", "must be 1 to 1000"));
+    }
+    Ok(state.store.audit_events(q).await?)
+}
+
+/// Checks the whole chain: every event intact and in place.
+pub async fn verify(state: &App, caller: &Caller) -> AppResult<ChainReport> {
+    may_read(caller)?;
+    Ok(state.store.verify_audit_chain().await?)
 }

@@ -24,6 +24,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("me.html", include_str!("../templates/me.html")),
     ("launch.html", include_str!("../templates/launch.html")),
     ("favorites.html", include_str!("../templates/favorites.html")),
+    ("sessions.html", include_str!("../templates/sessions.html")),
+    ("audit.html", include_str!("../templates/audit.html")),
 ];
 
 pub fn templates() -> Environment<'static> {
@@ -62,6 +64,7 @@ fn frame(v: &Viewer) -> Value {
         "zone": v.zone.iana_name().unwrap_or("UTC"),
         "csrf": v.csrf,
         "is_policy_admin": v.caller.has(Role::SecurityPolicyAdmin),
+        "is_auditor": v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin),
     })
 }
 

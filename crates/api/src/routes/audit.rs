@@ -86,7 +86,7 @@ pub struct EventPage {
     responses((status = 200, description = "A page of events", body = EventPage)))]
 async fn list_events(
     State(state): State<AppState>,
-    _c: Authed<AuditReaders>,
+    c: Authed<AuditReaders>,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<Json<EventPage>> {
     let limit = q.limit.unwrap_or(100);
@@ -113,7 +113,7 @@ async fn list_events(
         after_seq: q.after,
         limit,
     };
-    let events = state.store.audit_events(&query).await?;
+    let events = portcullis_app::audit::events(&state, &c, &query).await?;
     let next_after = if events.len() as i64 == limit { events.last().map(|e| e.seq) } else { None };
     Ok(Json(EventPage { events: events.into_iter().map(AuditEventDto::from).collect(), next_after }))
 }
@@ -134,8 +134,8 @@ pub struct ChainReportDto {
 /// Verifies the whole hash chain and reports the first broken link.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", operation_id = "verify_audit_chain",
     responses((status = 200, description = "The verification report", body = ChainReportDto)))]
-async fn verify_chain(State(state): State<AppState>, _c: Authed<AuditReaders>) -> ApiResult<Json<ChainReportDto>> {
-    let r = state.store.verify_audit_chain().await?;
+async fn verify_chain(State(state): State<AppState>, c: Authed<AuditReaders>) -> ApiResult<Json<ChainReportDto>> {
+    let r = portcullis_app::audit::verify(&state, &c).await?;
     Ok(Json(ChainReportDto {
         ok: r.broken.is_none(),
         checked: r.checked,

@@ -169,6 +169,24 @@ def main():
         csp = resp.headers.get("content-security-policy", "")
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp
 
+        # An auditor searches the log (the checkouts are there) and verifies it; others may not.
+        _, admin, admin_errors = sign_in(browser, "admin", os.environ["ADMIN_PW"])
+        admin.click("nav >> text=Audit")
+        admin.fill("#action", "request.checkout")
+        admin.press("#action", "Enter")
+        events = admin.locator("tbody tr")
+        expect(events).to_have_count(2)
+        expect(admin.locator("main")).to_contain_text('"action":"copy"')
+        check(admin, "audit")
+        admin.click("button:has-text('Verify the whole log')")
+        expect(admin.locator("#verdict")).to_contain_text("The audit log is intact")
+        admin.click("nav >> text=Live sessions")
+        expect(admin.locator("main")).to_contain_text("No live sessions")
+        check(admin, "live-sessions")
+        refused = alice.request.get(f"{BASE}/audit")
+        assert refused.status == 403 and "auditor" in refused.text(), refused.status
+        assert not admin_errors, admin_errors
+
         # The favorite saved with the first request: one click requests it again.
         alice.click("nav >> text=Favorites")
         fav = alice.locator("tr", has_text="patching")

@@ -94,6 +94,7 @@ async fn walk(db: Db, name: &str) {
             ("BOB_PW", "bob password 1234"),
             ("CAROL_PW", "carol password 1234"),
             ("VAULTED", VAULTED),
+            ("ADMIN_PW", crate::harness::ADMIN_PASSWORD),
         ],
     );
     let (_, e) = server.call("GET", "/api/v1/audit/events?action=request.checkout", Some(&admin), None).await;

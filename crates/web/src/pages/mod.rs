@@ -4,6 +4,7 @@ pub mod access;
 pub mod auth;
 pub mod favorites;
 pub mod me;
+pub mod oversight;
 pub mod requests;
 pub mod work;
 

@@ -184,3 +184,23 @@ async fn a_session_started_from_the_browser_opens_with_its_one_time_command() {
         .unwrap();
     assert!(!again.status.success(), "a launch token works once");
 }
+
+#[tokio::test]
+async fn a_live_session_is_terminated_from_the_browser() {
+    let w = world(json!({})).await;
+    w.request().await;
+    let s = Interactive::start(&w);
+    live_sessions(&w, 1).await;
+    crate::web::run_browser(
+        "terminate.py",
+        "terminate",
+        &[
+            ("BASE_URL", &w.server.url),
+            ("USER", "admin"),
+            ("PASSWORD", crate::harness::ADMIN_PASSWORD),
+            ("REASON", "maintenance window over"),
+        ],
+    );
+    let (_, out) = s.wait(Duration::from_secs(5)).expect("the terminated session ends");
+    assert!(out.contains("maintenance window over"), "the user sees the reason: {out}");
+}
