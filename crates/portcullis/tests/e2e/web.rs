@@ -31,6 +31,7 @@ fn playwright_python() -> String {
 /// Runs one of the browser scripts; panics with its output when it fails; returns its output.
 pub fn run_browser(script: &str, name: &str, env: &[(&str, &str)]) -> String {
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser").join(name);
+    let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     let out = Command::new(playwright_python())
