@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("favorites.html", include_str!("../templates/favorites.html")),
     ("sessions.html", include_str!("../templates/sessions.html")),
     ("audit.html", include_str!("../templates/audit.html")),
+    ("explain.html", include_str!("../templates/explain.html")),
 ];
 
 pub fn templates() -> Environment<'static> {
@@ -65,6 +66,7 @@ fn frame(v: &Viewer) -> Value {
         "csrf": v.csrf,
         "is_policy_admin": v.caller.has(Role::SecurityPolicyAdmin),
         "is_auditor": v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin),
+        "may_explain": v.caller.has(Role::SecurityPolicyAdmin) || v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin),
     })
 }
 

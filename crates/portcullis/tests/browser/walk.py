@@ -183,6 +183,16 @@ def main():
         admin.click("nav >> text=Live sessions")
         expect(admin.locator("main")).to_contain_text("No live sessions")
         check(admin, "live-sessions")
+        # The explain tool, by names and in the requester's local time.
+        admin.click("nav >> text=Explain")
+        admin.fill("#user", "alice")
+        admin.fill("#account", "root@web")
+        admin.select_option("#access_type", "password")
+        admin.fill("#at", "2030-07-01T09:00")
+        admin.click("button:has-text('Explain')")
+        expect(admin.locator("#governing")).to_contain_text("Governing policy: web root")
+        expect(admin.locator("#governing")).to_contain_text("2030-07-01T09:00:00+09:00[Asia/Tokyo]")
+        check(admin, "explain")
         refused = alice.request.get(f"{BASE}/audit")
         assert refused.status == 403 and "auditor" in refused.text(), refused.status
         assert not admin_errors, admin_errors

@@ -1,6 +1,7 @@
 //! One module per group of pages.
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 pub mod favorites;
 pub mod me;

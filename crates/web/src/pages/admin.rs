@@ -1,0 +1,74 @@
+//! Administration pages. The explain tool: "who would get which policy at what time, and why",
+//! by names and in the requester's local time (Security Policy Administrators, Auditors).
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use portcullis_app::names::lookup;
+use portcullis_app::AppError;
+use portcullis_core::role::Role;
+use portcullis_store::Named;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::session::Viewer;
+use crate::view::{error_page, page};
+use crate::Web;
+
+#[derive(Deserialize)]
+pub struct ExplainForm {
+    user: Option<String>,
+    account: Option<String>,
+    access_type: Option<String>,
+    at: Option<String>,
+    emergency: Option<String>,
+}
+
+/// The one id a name stands for, or an error that says what is wrong with the name.
+async fn one(web: &Web, v: &Viewer, kind: Named, field: &str, name: &str) -> Result<String, AppError> {
+    let found = lookup(web, &v.caller, kind, name).await?;
+    match found.as_slice() {
+        [(id, _)] => Ok(id.clone()),
+        [] => Err(AppError::invalid(field, format!("no {} is named '{name}'", kind.noun()))),
+        many => Err(AppError::invalid(
+            field,
+            format!("'{name}' names {} {}s; name it as ACCOUNT@ASSET", many.len(), kind.noun()),
+        )),
+    }
+}
+
+pub async fn explain(State(web): State<Web>, v: Viewer, Query(f): Query<ExplainForm>) -> Response {
+    if !(v.caller.has(Role::SecurityPolicyAdmin) || v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin)) {
+        let e = AppError::forbidden(
+            "the explain tool needs one of the roles: security_policy_admin, auditor, appliance_admin",
+        );
+        return error_page(&web, &v, &e, "/requests");
+    }
+    let mut ctx = json!({ "title": "Which policy governs?", "f": {
+        "user": f.user, "account": f.account, "access_type": f.access_type.clone().unwrap_or_else(|| "ssh".into()),
+        "at": f.at, "emergency": f.emergency.is_some() } });
+    let (Some(user), Some(account)) = (f.user.as_deref(), f.account.as_deref()) else {
+        return page(&web, &v, "explain.html", ctx);
+    };
+    let answer = async {
+        let user_id = one(&web, &v, Named::User, "user", user.trim()).await?;
+        let account_id = one(&web, &v, Named::Account, "account", account.trim()).await?;
+        let access =
+            portcullis_app::requests::parse_access_type("access_type", f.access_type.as_deref().unwrap_or("ssh"))?;
+        let at = f.at.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        portcullis_app::policies::explain(&web, &user_id, &account_id, access, at, f.emergency.is_some()).await
+    }
+    .await;
+    match answer {
+        Ok(e) => {
+            let candidates: Vec<Value> = e
+                .candidates
+                .iter()
+                .map(|c| json!({ "policy": c.policy_name, "entitlement": c.entitlement_name, "outcome": c.outcome, "reason": c.reason }))
+                .collect();
+            ctx["answer"] = json!({ "governing": e.governing_policy_name, "at_local": e.at_local, "zone": e.time_zone,
+                                   "candidates": candidates, "out_of_scope": e.out_of_scope });
+            page(&web, &v, "explain.html", ctx)
+        }
+        Err(e) => error_page(&web, &v, &e, "/explain"),
+    }
+}
