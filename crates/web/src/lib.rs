@@ -69,6 +69,7 @@ pub fn router(app: App, secure: bool) -> Router {
         .route("/sessions/{id}/terminate", post(pages::oversight::terminate))
         .route("/audit", get(pages::oversight::audit))
         .route("/explain", get(pages::admin::explain))
+        .route("/services", get(pages::admin::services).post(pages::admin::set_services))
         .route("/me", get(pages::me::show).post(pages::me::update))
         .route("/static/{*path}", get(static_file))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))

@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sessions.html", include_str!("../templates/sessions.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     ("explain.html", include_str!("../templates/explain.html")),
+    ("services.html", include_str!("../templates/services.html")),
 ];
 
 pub fn templates() -> Environment<'static> {
@@ -66,6 +67,7 @@ fn frame(v: &Viewer) -> Value {
         "csrf": v.csrf,
         "is_policy_admin": v.caller.has(Role::SecurityPolicyAdmin),
         "is_auditor": v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin),
+        "is_appliance_admin": v.caller.has(Role::ApplianceAdmin),
         "may_explain": v.caller.has(Role::SecurityPolicyAdmin) || v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin),
     })
 }

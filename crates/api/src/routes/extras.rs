@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use portcullis_store::{Favorite, Named, SESSION_REQUESTS_SETTING};
+use portcullis_store::{Favorite, Named};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -246,7 +246,7 @@ pub struct Services {
 #[utoipa::path(get, path = "/api/v1/services", tag = "requests", operation_id = "get_services",
     responses((status = 200, description = "Services", body = Services)))]
 async fn get_services(State(state): State<AppState>, _c: Authed<AnyUser>) -> ApiResult<Json<Services>> {
-    Ok(Json(Services { session_requests: state.store.service_enabled(SESSION_REQUESTS_SETTING).await? }))
+    Ok(Json(Services { session_requests: portcullis_app::services::session_requests(&state).await? }))
 }
 
 /// Switches request services on or off (Appliance Administrators).
@@ -257,6 +257,6 @@ async fn set_services(
     c: Authed<ApplianceAdmins>,
     ApiJson(req): ApiJson<Services>,
 ) -> ApiResult<Json<Services>> {
-    state.store.set_service(&c.actor(), state.now(), SESSION_REQUESTS_SETTING, req.session_requests).await?;
-    Ok(Json(req))
+    let on = portcullis_app::services::set_session_requests(&state, &c, req.session_requests).await?;
+    Ok(Json(Services { session_requests: on }))
 }

@@ -9,6 +9,8 @@ browser), and the passwords ALICE_PW, BOB_PW, CAROL_PW.
 
 import os
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from common import launch, run
 from playwright.sync_api import expect, sync_playwright
@@ -91,8 +93,12 @@ def main():
         row.locator("a").click()
         check(bob, "request-for-approver")
         bob.fill("#comment", "go ahead")
+        # The approver shortens the window, in their own local time.
+        end = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(minutes=90)).strftime("%Y-%m-%dT%H:%M")
+        bob.fill("#end_at", end)
         bob.click("button:has-text('Approve')")
         expect(bob.locator(".notice")).to_contain_text("Approved")
+        expect(bob.locator("dl.facts")).to_contain_text(end.replace("T", " "))
         bob.click("nav >> text=Approved by me")
         expect(bob.locator("main")).to_contain_text("root@web")
         check(bob, "approved-by-me")
@@ -180,6 +186,14 @@ def main():
         check(admin, "audit")
         admin.click("button:has-text('Verify the whole log')")
         expect(admin.locator("#verdict")).to_contain_text("The audit log is intact")
+        # The services switch (Appliance Administrators).
+        admin.click("nav >> text=Services")
+        expect(admin.locator("#state")).to_contain_text("are on")
+        check(admin, "services")
+        admin.click("button:has-text('Switch session requests off')")
+        expect(admin.locator(".notice")).to_contain_text("Session requests are off")
+        admin.click("button:has-text('Switch session requests on')")
+        expect(admin.locator(".notice")).to_contain_text("Session requests are on")
         admin.click("nav >> text=Live sessions")
         expect(admin.locator("main")).to_contain_text("No live sessions")
         check(admin, "live-sessions")

@@ -2,7 +2,7 @@
 //! by names and in the requester's local time (Security Policy Administrators, Auditors).
 
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use portcullis_app::names::lookup;
 use portcullis_app::AppError;
 use portcullis_core::role::Role;
@@ -10,7 +10,7 @@ use portcullis_store::Named;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::session::Viewer;
+use crate::session::{Submitted, Viewer};
 use crate::view::{error_page, page};
 use crate::Web;
 
@@ -70,5 +70,33 @@ pub async fn explain(State(web): State<Web>, v: Viewer, Query(f): Query<ExplainF
             page(&web, &v, "explain.html", ctx)
         }
         Err(e) => error_page(&web, &v, &e, "/explain"),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Notice {
+    done: Option<String>,
+}
+
+/// The services switch: session requests on or off.
+pub async fn services(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
+    match portcullis_app::services::session_requests(&web).await {
+        Ok(on) => {
+            let ctx = json!({ "title": "Request services", "on": on, "notice": n.done,
+                              "may_switch": v.caller.has(Role::ApplianceAdmin) });
+            page(&web, &v, "services.html", ctx)
+        }
+        Err(e) => error_page(&web, &v, &e, "/requests"),
+    }
+}
+
+pub async fn set_services(State(web): State<Web>, form: Submitted) -> Response {
+    let on = form.get("session_requests") == Some("on");
+    match portcullis_app::services::set_session_requests(&web, &form.viewer.caller, on).await {
+        Ok(on) => {
+            let done = if on { "Session requests are on." } else { "Session requests are off." };
+            Redirect::to(&super::with_notice("/services", done)).into_response()
+        }
+        Err(e) => error_page(&web, &form.viewer, &e, "/services"),
     }
 }

@@ -276,7 +276,10 @@ pub async fn act(State(web): State<Web>, Path((id, action)): Path<(String, Strin
         Ok(match action.as_str() {
             "approve" | "deny" => {
                 let approve = action == "approve";
-                let d = uc::Decision { approve, comment, start_at: None, end_at: None };
+                // An approver may change the window, in their own local time.
+                let at = |field: &str| form.text(field).map(|t| uc::parse_local_or_ts(field, &t, &v.zone)).transpose();
+                let (start_at, end_at) = if approve { (at("start_at")?, at("end_at")?) } else { (None, None) };
+                let d = uc::Decision { approve, comment, start_at, end_at };
                 let view = uc::decide(&web, &v.caller, &id, d).await?;
                 format!("{} — the request is {}.", if approve { "Approved" } else { "Denied" }, view.status_text())
             }
