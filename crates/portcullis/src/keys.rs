@@ -17,6 +17,19 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Narrows a file or directory that group or others may use to `mode` (0600 or 0700), with a
+/// warning: the database and recordings are as private as the keys.
+pub fn tighten(path: &Path, mode: u32) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    let now = meta.permissions().mode() & 0o777;
+    if now & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot narrow the mode of {}", path.display()))?;
+        tracing::warn!(path = %path.display(), was = format!("{now:o}"), now = format!("{mode:o}"), "narrowed the mode of a data file other users could read");
+    }
+    Ok(())
+}
+
 /// Refuses a secret file that group or others may read or write.
 pub fn check_private(path: &Path) -> Result<()> {
     let mode = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.permissions().mode();

@@ -20,10 +20,22 @@ use crate::keys::{ensure_private_dir, load_or_create_key};
 use crate::tls;
 
 pub async fn run(config: Config) -> Result<()> {
+    // Everything the server creates (database, its journal, recordings, keys) is its own only.
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let data_dir = config.data_dir();
     ensure_private_dir(&data_dir)?;
     ensure_private_dir(&data_dir.join("keys"))?;
     std::fs::create_dir_all(data_dir.join("recordings")).context("cannot create the recordings directory")?;
+    // What an earlier run (or an administrator) left looser is narrowed, with a warning.
+    for dir in [data_dir.clone(), data_dir.join("keys"), data_dir.join("recordings")] {
+        crate::keys::tighten(&dir, 0o700)?;
+    }
+    for file in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
+        crate::keys::tighten(&data_dir.join(file), 0o600)?;
+    }
     let audit_key = load_or_create_key(&data_dir.join("keys").join("audit.key"), 32)?;
     let vault = crate::keys::load_vault_ring(&config.vault, &data_dir.join("keys"))?;
 

@@ -79,6 +79,31 @@ async fn run(db: Db) {
     }
 }
 
+/// Finding 14: the database, its journal and the data directory are the server's only, and a
+/// looser mode left from before is narrowed at start-up.
+#[tokio::test]
+async fn data_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start(Db::Sqlite);
+    server.bootstrap().await;
+    let data = server.data_dir();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let check = |data: &std::path::Path| {
+        assert_eq!(mode(data), 0o700, "data directory");
+        assert_eq!(mode(&data.join("recordings")), 0o700, "recordings directory");
+        for f in ["portcullis.db", "portcullis.db-wal"] {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+    };
+    check(&data);
+    server.stop();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("portcullis.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    server.restart();
+    check(&data);
+    assert!(server.all_output().contains("narrowed the mode"), "the narrowing is logged");
+}
+
 #[tokio::test]
 async fn hardening_attacks_fail_sqlite() {
     run(Db::Sqlite).await;
