@@ -45,7 +45,21 @@ pub fn name(field: &str, value: &str) -> Result {
     if value.chars().any(char::is_control) {
         return Err(ValidationError::new(field, "must not contain control characters"));
     }
+    if let Some(c) = value.chars().find(|c| invisible(*c)) {
+        return Err(ValidationError::new(
+            field,
+            format!("must not contain invisible or text-direction characters (found U+{:04X})", u32::from(c)),
+        ));
+    }
     Ok(())
+}
+
+/// Characters that change how text reads without being seen: direction overrides and
+/// isolates (a name that displays as another), zero-width characters, the soft hyphen.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Free text such as a description: at most 1024 characters, no control characters but
@@ -56,6 +70,14 @@ pub fn description(field: &str, value: &str) -> Result {
     }
     if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(ValidationError::new(field, "must not contain control characters"));
+    }
+    // Direction overrides make text display as something else; ordinary right-to-left
+    // scripts need none of them.
+    if let Some(c) = value.chars().find(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
+        return Err(ValidationError::new(
+            field,
+            format!("must not contain text-direction override characters (found U+{:04X})", u32::from(c)),
+        ));
     }
     Ok(())
 }

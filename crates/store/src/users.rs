@@ -486,6 +486,16 @@ impl Store {
 }
 
 async fn insert_user(conn: &mut sqlx::AnyConnection, now: i64, new: &NewUser) -> Result<User> {
+    // User names differ by more than case: `Alice` next to `alice` is a trap for approvers.
+    let taken: Option<String> = sqlx::query_scalar("SELECT username FROM users WHERE LOWER(username) = LOWER($1)")
+        .bind(&new.username)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(existing) = taken {
+        return Err(StoreError::Conflict(format!(
+            "a user named '{existing}' already exists; user names must differ by more than case"
+        )));
+    }
     let id = new_id();
     sqlx::query(
         "INSERT INTO users (id, username, display_name, email, password_hash, roles, time_zone, \

@@ -32,6 +32,31 @@ async fn run(db: Db) {
     assert_eq!(call(&server, "GET", "/api/v1/me", &token, None).await.0, 401, "the token outlived disable/enable");
     let bob = server.login("bob", "a new password 5678").await;
 
+    // Finding 17: confusable names. `Bob` beside `bob`, and names that display as others.
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/users",
+        &admin,
+        Some(json!({ "username": "Bob", "password": "another password 1234" })),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("differ by more than case"), "{v}");
+    for (path, field, value) in
+        [("/api/v1/users", "display_name", "Eve\u{202E}nimda"), ("/api/v1/user-groups", "name", "ops\u{200B}")]
+    {
+        let mut body = if path.ends_with("groups") {
+            json!({})
+        } else {
+            json!({ "username": "eve", "password": "eve password 12345" })
+        };
+        body[field] = json!(value);
+        let (s, v) = call(&server, "POST", path, &admin, Some(body)).await;
+        assert_eq!((s, v["field"].as_str()), (422, Some(field)), "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("invisible or text-direction"), "{v}");
+    }
+
     // Finding 18: one request naming the same account twice is refused whole.
     let (_, asset) = call(
         &server,
