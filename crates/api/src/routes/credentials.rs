@@ -133,6 +133,10 @@ async fn set_password(
     if req.password.is_empty() || req.password.len() > 4096 {
         return Err(ApiError::invalid("password", "must be 1 to 4096 bytes"));
     }
+    if req.password.contains('\0') {
+        // Targets cut a password at NUL: the stored one would not be the one they check.
+        return Err(ApiError::invalid("password", "must not contain the NUL character"));
+    }
     let v = store_password(&state, &c, &p.id, req.password.as_bytes(), "manual").await?;
     Ok((StatusCode::CREATED, Json(v.into())))
 }

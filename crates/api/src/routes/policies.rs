@@ -41,7 +41,24 @@ pub struct WindowDto {
     end: String,
 }
 
+/// The most time windows one entitlement or policy may have.
+const MAX_WINDOWS: usize = 64;
+
+/// An expiry, which must lie ahead: an entitlement or policy that expired when it was made is
+/// a mistake (a year typed wrong), not a rule.
+fn future_expiry(text: Option<&str>, now: i64) -> ApiResult<Option<i64>> {
+    let Some(t) = text else { return Ok(None) };
+    let at = parse_ts("expires_at", t)?;
+    if at <= now {
+        return Err(ApiError::invalid("expires_at", format!("'{t}' is in the past; give a later time, or none")));
+    }
+    Ok(Some(at))
+}
+
 fn parse_windows(field: &str, list: &[WindowDto]) -> ApiResult<TimeRestrictions> {
+    if list.len() > MAX_WINDOWS {
+        return Err(ApiError::invalid(field, format!("at most {MAX_WINDOWS} time windows (found {})", list.len())));
+    }
     let windows = list
         .iter()
         .enumerate()
@@ -146,10 +163,10 @@ pub struct EntitlementRequest {
 }
 
 impl EntitlementRequest {
-    fn spec(self) -> ApiResult<EntitlementSpec> {
+    fn spec(self, now: i64) -> ApiResult<EntitlementSpec> {
         Ok(EntitlementSpec {
             windows: parse_windows("windows", &self.windows)?,
-            expires_at: self.expires_at.as_deref().map(|t| parse_ts("expires_at", t)).transpose()?,
+            expires_at: future_expiry(self.expires_at.as_deref(), now)?,
             name: self.name,
             description: self.description,
             priority: self.priority,
@@ -178,7 +195,7 @@ async fn create_entitlement(
     c: Authed<PolicyAdmins>,
     ApiJson(req): ApiJson<EntitlementRequest>,
 ) -> ApiResult<(StatusCode, Json<EntitlementDto>)> {
-    let e = state.store.put_entitlement(&c.actor(), state.now(), None, req.spec()?).await?;
+    let e = state.store.put_entitlement(&c.actor(), state.now(), None, req.spec(state.now())?).await?;
     Ok((StatusCode::CREATED, Json(entitlement_dto(&state, e).await?)))
 }
 
@@ -203,7 +220,7 @@ async fn replace_entitlement(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<EntitlementRequest>,
 ) -> ApiResult<Json<EntitlementDto>> {
-    let e = state.store.put_entitlement(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?;
+    let e = state.store.put_entitlement(&c.actor(), state.now(), Some(&p.id), req.spec(state.now())?).await?;
     Ok(Json(entitlement_dto(&state, e).await?))
 }
 
@@ -477,11 +494,11 @@ pub(crate) fn parse_access_type(field: &str, s: &str) -> ApiResult<AccessType> {
 }
 
 impl PolicyRequest {
-    fn spec(self) -> ApiResult<PolicySpec> {
+    fn spec(self, now: i64) -> ApiResult<PolicySpec> {
         Ok(PolicySpec {
             access_type: parse_access_type("access_type", &self.access_type)?,
             windows: parse_windows("windows", &self.windows)?,
-            expires_at: self.expires_at.as_deref().map(|t| parse_ts("expires_at", t)).transpose()?,
+            expires_at: future_expiry(self.expires_at.as_deref(), now)?,
             settings: self.settings.settings()?,
             scope: Scope {
                 assets: self.scope.assets,
@@ -525,7 +542,7 @@ async fn create_policy(
     c: Authed<PolicyAdmins>,
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> ApiResult<(StatusCode, Json<PolicyDto>)> {
-    let p = state.store.put_policy(&c.actor(), state.now(), None, req.spec()?).await?;
+    let p = state.store.put_policy(&c.actor(), state.now(), None, req.spec(state.now())?).await?;
     Ok((StatusCode::CREATED, Json(policy_dto(&state, p).await?)))
 }
 
@@ -549,7 +566,7 @@ async fn replace_policy(
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> ApiResult<Json<PolicyDto>> {
-    let p = state.store.put_policy(&c.actor(), state.now(), Some(&p.id), req.spec()?).await?;
+    let p = state.store.put_policy(&c.actor(), state.now(), Some(&p.id), req.spec(state.now())?).await?;
     Ok(Json(policy_dto(&state, p).await?))
 }
 

@@ -57,6 +57,16 @@ async fn run(db: Db) {
         assert!(v["message"].as_str().unwrap().contains("invisible or text-direction"), "{v}");
     }
 
+    // Finding 21 (part): an expiry in the past, 10,000 windows, a password with NUL.
+    let window = json!({ "days": ["mon"], "start": "08:00", "end": "09:00" });
+    for (body, field) in [
+        (json!({ "name": "old", "priority": 5, "expires_at": "1999-01-01T00:00:00Z" }), "expires_at"),
+        (json!({ "name": "many", "priority": 5, "windows": vec![window; 10_000] }), "windows"),
+    ] {
+        let (s, v) = call(&server, "POST", "/api/v1/entitlements", &admin, Some(body)).await;
+        assert_eq!((s, v["field"].as_str()), (422, Some(field)), "{v}");
+    }
+
     // Finding 18: one request naming the same account twice is refused whole.
     let (_, asset) = call(
         &server,
@@ -88,6 +98,11 @@ async fn run(db: Db) {
     assert_eq!((s, v["field"].as_str()), (422, Some("accounts[1]")), "{v}");
     let (_, all) = call(&server, "GET", "/api/v1/requests?queue=all", &admin, None).await;
     assert_eq!(all.as_array().unwrap().len(), 0, "nothing was created: {all}");
+
+    let path = format!("/api/v1/accounts/{}/password", account["id"].as_str().unwrap());
+    let (s, v) = call(&server, "PUT", &path, &admin, Some(json!({ "password": "abc\u{0}def" }))).await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("password")), "{v}");
+    assert!(!v["message"].as_str().unwrap().contains("abc"), "the password is not echoed: {v}");
 
     // Finding 16: another user's request answers like an unknown one (no existence oracle).
     let (s, v) = call(&server, "POST", "/api/v1/requests", &admin, Some(json!({ "accounts": [one] }))).await;
