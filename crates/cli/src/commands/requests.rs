@@ -439,6 +439,16 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
                 return Ok(());
             }
             print(g.output, &list, &columns);
+            // What the person does next, in the words of the commands that do it.
+            let next = match queue.as_str() {
+                "approvals" => "Decide: portcullis request approve|deny ID [ID …] --comment TEXT (approve may change --start-at/--end-at)",
+                "approved" => "Revoke (ends its live sessions): portcullis request revoke ID --comment TEXT; sessions: portcullis session list --request ID",
+                "reviews" => "Review: portcullis session list --request ID, portcullis recording play SESSION, then portcullis request review ID --comment TEXT",
+                _ => "",
+            };
+            if g.output == Output::Table && !next.is_empty() {
+                println!("{next}");
+            }
             return Ok(());
         }
         RequestCmd::Show { id } => {
