@@ -58,6 +58,8 @@ impl RequestView {
 /// A request with its approvals and whole history.
 pub struct RequestDetail {
     pub view: RequestView,
+    /// Who the caller is to the request (what they may do with it).
+    pub relation: Relation,
     pub approvals: Vec<Approval>,
     pub history: Vec<HistoryEntry>,
 }
@@ -109,11 +111,11 @@ pub(crate) async fn view_with(state: &App, rules: &PolicySnapshot, r: AccessRequ
 /// A request the caller may see, with their relation to it; "not found" otherwise.
 pub async fn show(state: &App, caller: &Caller, id: &str) -> AppResult<RequestDetail> {
     let rules = state.policies.get(&state.store).await?;
-    let (r, _) = access::visible_request(state, &rules, caller, id).await?;
+    let (r, relation) = access::visible_request(state, &rules, caller, id).await?;
     let approvals = state.store.request_approvals(&r.id).await?;
     let history = state.store.request_history(&r.id).await?;
     let pending_approvals = pending_count(&r, &rules.approval(&r.policy_id), &approvals);
-    Ok(RequestDetail { view: RequestView { request: r, pending_approvals }, approvals, history })
+    Ok(RequestDetail { view: RequestView { request: r, pending_approvals }, relation, approvals, history })
 }
 
 /// Requests waiting for the caller's approval at their current level (the `approvals`

@@ -222,10 +222,7 @@ pub async fn detail(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Q
         Ok(d) => d,
         Err(e) => return error_page(&web, &v, &e, "/requests"),
     };
-    let (_, rel) = match uc::relation_to(&web, &v.caller, &id).await {
-        Ok(x) => x,
-        Err(e) => return error_page(&web, &v, &e, "/requests"),
-    };
+    let rel = d.relation;
     let names = uc::names_of(&web, std::slice::from_ref(&id)).await.unwrap_or_default().pop().unwrap_or_default();
     let sessions =
         portcullis_app::sessions::list(&web, &v.caller, None, Some(id.clone()), 100).await.unwrap_or_default();
