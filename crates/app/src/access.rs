@@ -117,6 +117,17 @@ pub fn may_replay(rel: &Relation) -> AppResult<()> {
     Err(AppError::forbidden("recordings are for reviewers, Security Policy Administrators and Auditors"))
 }
 
+/// May the caller watch a live session of this request (read-only)? Those who may end it or
+/// replay its recording.
+pub fn may_watch(rel: &Relation) -> AppResult<()> {
+    if rel.approver || rel.admin || rel.reviewer || rel.auditor {
+        return Ok(());
+    }
+    Err(AppError::forbidden(
+        "watching a session is for approvers and reviewers of its request, Security Policy Administrators and Auditors",
+    ))
+}
+
 /// May the caller see everyone's requests and sessions?
 pub fn sees_everything(caller: &Caller) -> bool {
     [Role::SecurityPolicyAdmin, Role::Auditor, Role::ApplianceAdmin].iter().any(|r| caller.has(*r))

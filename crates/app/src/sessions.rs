@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use portcullis_core::policy::AccessType;
 use portcullis_core::request::RequestState;
-use portcullis_recording::RecordingKey;
+use portcullis_recording::{LiveTap, RecordingKey};
 use portcullis_store::{NewEvent, Outcome, SessionQuery, SessionRecord};
 use portcullis_vault::{open, SecretContext};
 use serde_json::json;
@@ -30,6 +30,8 @@ pub struct LiveSession {
     pub request_id: String,
     pub user_id: String,
     pub kill: tokio::sync::mpsc::UnboundedSender<String>,
+    /// What the recorder takes, for live watchers.
+    pub tap: portcullis_recording::LiveTap,
 }
 
 impl LiveSessions {
@@ -45,6 +47,10 @@ impl LiveSessions {
     pub fn terminate(&self, id: &str, reason: &str) -> bool {
         let s = self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         s.is_some_and(|s| s.kill.send(reason.to_owned()).is_ok())
+    }
+
+    fn tap(&self, id: &str) -> Option<portcullis_recording::LiveTap> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|s| s.tap.clone())
     }
 
     pub fn count(&self) -> usize {
@@ -126,6 +132,25 @@ pub async fn terminate(state: &App, caller: &Caller, id: &str, reason: Option<&s
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Ok(state.store.session(&s.id).await?)
+}
+
+/// Watches a live session as it happens (read-only): an approver of its request, a reviewer,
+/// a Security Policy Administrator or an Auditor: those who may end it or replay it. Audited
+/// as `session.watch`.
+pub async fn watch(state: &App, caller: &Caller, id: &str) -> AppResult<(SessionRecord, LiveTap)> {
+    let (s, rel) = visible(state, caller, id).await?;
+    access::may_watch(&rel)?;
+    if s.ended_at.is_some() {
+        return Err(AppError::conflict(
+            "session_ended",
+            "the session has ended; its recording can be replayed on the request's page",
+        ));
+    }
+    let tap = state.live.tap(&s.id).ok_or_else(|| {
+        AppError::conflict("session_not_live", "the session is not running on this server (it may be on another node)")
+    })?;
+    state.store.record(&caller.actor(), state.now(), NewEvent::success("session.watch", "session", &s.id)).await?;
+    Ok((s, tap))
 }
 
 /// A recording the caller may replay: its file and its opened data key.

@@ -198,7 +198,8 @@ pub(crate) async fn start_session(
     let writer =
         RecordingWriter::create(&state.recordings.join(&file), &id, &key).await.map_err(|e| storage_failed(&e))?;
     // 64 events of at most 32 KiB: a session's recording backlog stays under 2 MiB.
-    let recorder = writer.spawn(64);
+    let tap = portcullis_recording::LiveTap::new();
+    let recorder = writer.spawn_watched(64, Some(tap.clone()));
     let sender = recorder.sender().ok_or_else(|| "recording failed".to_owned())?;
     let meta = serde_json::json!({
         "session_id": id, "user": user.username, "user_id": user.id, "request_id": access.request.id,
@@ -230,7 +231,9 @@ pub(crate) async fn start_session(
         "Portcullis cannot record the session start; try again later".to_owned()
     })?;
     let (kill, kill_rx) = tokio::sync::mpsc::unbounded_channel();
-    state.live.register(&id, LiveSession { request_id: access.request.id.clone(), user_id: user.id.clone(), kill });
+    state
+        .live
+        .register(&id, LiveSession { request_id: access.request.id.clone(), user_id: user.id.clone(), kill, tap });
     shared.last_activity.store(state.now(), Ordering::Relaxed);
     let idle = Duration::from_secs(u64::try_from(access.settings.idle_timeout_minutes.max(1)).unwrap_or(10) * 60);
     let supervisor = tokio::spawn(supervise(

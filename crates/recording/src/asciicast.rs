@@ -23,7 +23,10 @@ pub fn export_asciicast<R: Read, W: Write>(
         let e = e?;
         if !header_done {
             if let Some(s) = e.size() {
-                size = s;
+                // A client without a terminal asks for 0x0, which no player can draw.
+                if s.0 > 0 && s.1 > 0 {
+                    size = s;
+                }
                 if e.kind == EventKind::Pty {
                     term = String::from_utf8_lossy(&e.data[8..]).into_owned();
                 }

@@ -26,11 +26,13 @@
 
 mod asciicast;
 mod event;
+mod live;
 mod reader;
 mod writer;
 
 pub use asciicast::{export_asciicast, export_events};
 pub use event::{Event, EventKind};
+pub use live::{LiveFrame, LiveTap, LiveView};
 pub use reader::{verify, verify_allowing_cut, Reader, VerifyReport};
 pub use writer::{Recorder, RecorderHandle, RecordingWriter, WriterStats};
 

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::event::encode;
 use crate::{
-    aad, header, nonce, Event, EventKind, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL, FLAG_STREAM,
+    aad, header, nonce, Event, EventKind, LiveTap, RecordingError, RecordingKey, FLAG_DEFLATE, FLAG_FINAL, FLAG_STREAM,
 };
 
 /// Plaintext gathered before a chunk is written.
@@ -186,12 +186,27 @@ impl RecordingWriter {
     /// Runs the recorder as a task; returns the handle sessions record through. `capacity`
     /// bounds the queue (events).
     pub fn spawn(self, capacity: usize) -> RecorderHandle {
+        self.spawn_watched(capacity, None)
+    }
+
+    /// As [`spawn`](Self::spawn), publishing every recorded event to `tap` for live watchers.
+    pub fn spawn_watched(self, capacity: usize, tap: Option<LiveTap>) -> RecorderHandle {
         let (tx, rx) = mpsc::channel(capacity);
-        let task = tokio::spawn(self.run(rx));
+        let task = tokio::spawn(async move {
+            let result = self.run(rx, tap.as_ref()).await;
+            if let (Some(tap), Err(_)) = (&tap, &result) {
+                tap.close("the session recording failed");
+            }
+            result
+        });
         RecorderHandle { tx: Some(tx), task: Some(task), started: Instant::now() }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Event>) -> Result<WriterStats, RecordingError> {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Event>,
+        tap: Option<&LiveTap>,
+    ) -> Result<WriterStats, RecordingError> {
         let mut last_flush = Instant::now();
         // Whether anything was written since the recorder last rested.
         let mut busy = false;
@@ -211,10 +226,18 @@ impl RecordingWriter {
                         last_flush = Instant::now();
                     }
                     self.push(&e);
+                    if let Some(t) = tap {
+                        t.publish(&e);
+                    }
                     // Take whatever else is queued without waiting.
                     while self.buf.len() < CHUNK_TARGET {
                         match rx.try_recv() {
-                            Ok(e) => self.push(&e),
+                            Ok(e) => {
+                                self.push(&e);
+                                if let Some(t) = tap {
+                                    t.publish(&e);
+                                }
+                            }
                             Err(_) => break,
                         }
                     }

@@ -67,6 +67,8 @@ pub fn router(app: App, secure: bool) -> Router {
         .route("/sessions/{id}/recording.cast", get(pages::work::cast))
         .route("/sessions", get(pages::oversight::live))
         .route("/sessions/{id}/terminate", post(pages::oversight::terminate))
+        .route("/sessions/{id}/watch", get(pages::oversight::watch))
+        .route("/sessions/{id}/live", get(pages::oversight::live_stream))
         .route("/audit", get(pages::oversight::audit))
         .route("/explain", get(pages::admin::explain))
         .route("/services", get(pages::admin::services).post(pages::admin::set_services))

@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("../templates/audit.html")),
     ("explain.html", include_str!("../templates/explain.html")),
     ("services.html", include_str!("../templates/services.html")),
+    ("watch.html", include_str!("../templates/watch.html")),
 ];
 
 pub fn templates() -> Environment<'static> {

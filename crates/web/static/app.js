@@ -6,6 +6,12 @@ document.addEventListener("DOMContentLoaded", () => {
       window.AsciinemaPlayer.create(el.dataset.cast, el, { fit: "width", idleTimeLimit: 2 });
     }
   }
+  // A live session: the server streams it as it happens.
+  for (const el of document.querySelectorAll(".player[data-live]")) {
+    if (window.AsciinemaPlayer) {
+      window.AsciinemaPlayer.create({ url: el.dataset.live, driver: "eventsource" }, el, { fit: "width", autoPlay: true });
+    }
+  }
 });
 
 // Checking a credential out: "show" puts it on the page for 30 seconds, "copy" puts it on the

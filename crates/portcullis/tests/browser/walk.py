@@ -12,26 +12,11 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from common import launch, run
+from common import check, checked, launch, run
 from playwright.sync_api import expect, sync_playwright
 
 BASE = os.environ["BASE_URL"]
 ARTIFACTS = os.environ["ARTIFACTS"]
-AXE = os.environ["AXE"]
-shots = 0
-
-
-def check(page, name):
-    """Screenshot and accessibility scan of the page as it is now."""
-    global shots
-    shots += 1
-    page.screenshot(path=os.path.join(ARTIFACTS, f"{shots:02d}-{name}.png"), full_page=True)
-    page.add_script_tag(path=AXE)
-    result = page.evaluate("async () => await axe.run(document, { resultTypes: ['violations'] })")
-    bad = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-    if bad:
-        detail = "; ".join(f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes)" for v in bad)
-        raise AssertionError(f"accessibility violations on {name} ({page.url}): {detail}")
 
 
 def sign_in(browser, user, password):
@@ -228,7 +213,7 @@ def main():
         for who, errs in (("alice", alice_errors), ("bob", bob_errors), ("carol", carol_errors)):
             assert not errs, f"script errors in {who}'s pages: {errs}"
         browser.close()
-    print(f"browser walk passed; {shots} pages checked")
+    print(f"browser walk passed; {checked()} pages checked")
 
 
 if __name__ == "__main__":

@@ -100,3 +100,149 @@ pub async fn audit(State(web): State<Web>, v: Viewer, Query(q): Query<AuditSearc
     });
     page(&web, &v, "audit.html", ctx)
 }
+
+/// Watching a live session: the page (the player, and the terminate form for those who may).
+pub async fn watch(State(web): State<Web>, v: Viewer, Path(id): Path<String>) -> Response {
+    let checked = async {
+        let (s, rel) = portcullis_app::sessions::visible(&web, &v.caller, &id).await?;
+        portcullis_app::access::may_watch(&rel)?;
+        Ok::<_, portcullis_app::AppError>((s, portcullis_app::access::may_terminate(&rel).is_ok()))
+    }
+    .await;
+    let (s, may_terminate) = match checked {
+        Ok(x) => x,
+        Err(e) => return error_page(&web, &v, &e, "/sessions"),
+    };
+    let target = match &s.account_id {
+        Some(a) => web.store.names_for(Named::Account, std::slice::from_ref(a)).await.unwrap_or_default().remove(a),
+        None => None,
+    }
+    .unwrap_or_default();
+    let ctx = json!({
+        "title": format!("Watching {} on {}", s.username, target),
+        "s": { "id": s.id, "user": s.username, "target": target, "client": s.client_addr,
+               "started": when(&v.zone, s.started_at), "request": s.request_id,
+               "ended": s.ended_at.map(|t| when(&v.zone, t)) },
+        "may_terminate": may_terminate,
+    });
+    let mut response = page(&web, &v, "watch.html", ctx);
+    let csp = axum::http::HeaderValue::from_static(crate::CSP_WITH_PLAYER);
+    response.headers_mut().insert(axum::http::header::CONTENT_SECURITY_POLICY, csp);
+    response
+}
+
+/// The live stream a watch page's player reads (server-sent events in the form
+/// asciinema-player's `eventsource` driver takes): first the screen as it is (`init`: the
+/// recent output), then each output and resize as the recorder takes it, then `done`.
+pub async fn live_stream(State(web): State<Web>, v: Viewer, Path(id): Path<String>) -> Response {
+    use axum::response::sse::{KeepAlive, Sse};
+    match portcullis_app::sessions::watch(&web, &v.caller, &id).await {
+        Ok((_, tap)) => Sse::new(live::frames(tap)).keep_alive(KeepAlive::default()).into_response(),
+        Err(e) => {
+            let status = match e.kind {
+                portcullis_app::ErrorKind::Forbidden => axum::http::StatusCode::FORBIDDEN,
+                portcullis_app::ErrorKind::NotFound => axum::http::StatusCode::NOT_FOUND,
+                _ => axum::http::StatusCode::CONFLICT,
+            };
+            (status, e.message).into_response()
+        }
+    }
+}
+
+mod live {
+    use std::convert::Infallible;
+
+    use axum::response::sse::Event;
+    use futures_util::Stream;
+    use portcullis_recording::{LiveFrame, LiveTap, LiveView};
+    use serde_json::json;
+    use tokio::sync::broadcast::error::RecvError;
+
+    /// Output as text; a UTF-8 character split between two frames is held until it is whole.
+    #[derive(Default)]
+    struct Text {
+        carry: Vec<u8>,
+    }
+
+    impl Text {
+        fn take(&mut self, data: &[u8]) -> String {
+            self.carry.extend_from_slice(data);
+            let keep = match std::str::from_utf8(&self.carry) {
+                Ok(_) => 0,
+                // An incomplete character at the end: keep it for the next frame.
+                Err(e) if e.error_len().is_none() => self.carry.len() - e.valid_up_to(),
+                Err(_) => 0,
+            };
+            let whole = self.carry.len() - keep;
+            let text = String::from_utf8_lossy(&self.carry[..whole]).into_owned();
+            self.carry.drain(..whole);
+            text
+        }
+    }
+
+    fn secs(at: u64) -> f64 {
+        at as f64 / 1_000_000.0
+    }
+
+    fn start(view: &LiveView) -> Event {
+        let init = String::from_utf8_lossy(&view.backlog);
+        Event::default()
+            .data(json!({ "cols": view.cols, "rows": view.rows, "time": secs(view.at), "init": init }).to_string())
+    }
+
+    enum Step {
+        Start(LiveView),
+        Frames(LiveView),
+        Done,
+    }
+
+    pub fn frames(tap: LiveTap) -> impl Stream<Item = Result<Event, Infallible>> {
+        let first = Step::Start(tap.watch());
+        futures_util::stream::unfold((first, tap, Text::default()), |(step, tap, mut text)| async move {
+            match step {
+                Step::Start(view) => {
+                    let event = start(&view);
+                    let next = if view.ended.is_some() { Step::Done } else { Step::Frames(view) };
+                    Some((Ok(event), (next, tap, text)))
+                }
+                Step::Frames(mut view) => match view.frames.recv().await {
+                    Ok(LiveFrame::Output { at, data }) => {
+                        let event = Event::default().data(json!([secs(at), "o", text.take(&data)]).to_string());
+                        Some((Ok(event), (Step::Frames(view), tap, text)))
+                    }
+                    Ok(LiveFrame::Resize { at, cols, rows }) => {
+                        let event = Event::default().data(json!([secs(at), "r", format!("{cols}x{rows}")]).to_string());
+                        Some((Ok(event), (Step::Frames(view), tap, text)))
+                    }
+                    Ok(LiveFrame::End { reason }) => {
+                        let event = Event::default().event("done").data(reason);
+                        Some((Ok(event), (Step::Done, tap, text)))
+                    }
+                    // Fell behind: draw the screen afresh.
+                    Err(RecvError::Lagged(_)) => {
+                        let view = tap.watch();
+                        Some((Ok(start(&view)), (Step::Frames(view), tap, Text::default())))
+                    }
+                    Err(RecvError::Closed) => {
+                        Some((Ok(Event::default().event("done").data("ended")), (Step::Done, tap, text)))
+                    }
+                },
+                Step::Done => None,
+            }
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::Text;
+
+        #[test]
+        fn a_character_split_between_frames_is_sent_whole() {
+            let mut t = Text::default();
+            let snow = "☃".as_bytes();
+            assert_eq!(t.take(&[b'a', snow[0]]), "a");
+            assert_eq!(t.take(&snow[1..]), "☃");
+            assert_eq!(t.take(&[0xff, b'b']), "\u{fffd}b");
+        }
+    }
+}

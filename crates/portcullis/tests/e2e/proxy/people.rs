@@ -204,3 +204,52 @@ async fn a_live_session_is_terminated_from_the_browser() {
     let (_, out) = s.wait(Duration::from_secs(5)).expect("the terminated session ends");
     assert!(out.contains("maintenance window over"), "the user sees the reason: {out}");
 }
+
+#[tokio::test]
+async fn a_live_session_is_watched_in_the_browser_as_it_happens() {
+    let w = world(json!({})).await;
+    w.request().await;
+    let mut s = Interactive::start(&w);
+    live_sessions(&w, 1).await;
+    let ready = std::env::temp_dir().join(format!("portcullis-watch-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    // Types the command only once the page is watching, so the page can only have it live.
+    let mut input = s.input.take().unwrap();
+    let typist = {
+        let ready = ready.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for _ in 0..600 {
+                if ready.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            for _ in 0..10 {
+                let _ = input.write_all(b"echo LIVE_$((6*7))_MARK\n").and_then(|_| input.flush());
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            input
+        })
+    };
+    crate::web::run_browser(
+        "watch.py",
+        "watch",
+        &[
+            ("BASE_URL", &w.server.url),
+            ("USER", "admin"),
+            ("PASSWORD", crate::harness::ADMIN_PASSWORD),
+            ("EXPECT", "LIVE_42_MARK"),
+            ("READY_FILE", ready.to_str().unwrap()),
+            ("OWNER", "alice"),
+            ("OWNER_PASSWORD", ALICE_PW),
+        ],
+    );
+    let _ = std::fs::remove_file(&ready);
+    s.input = Some(typist.join().unwrap());
+    s.send("exit\n");
+    s.wait(Duration::from_secs(10)).expect("the session ends");
+    let (_, e) = w.server.call("GET", "/api/v1/audit/events?action=session.watch", Some(&w.admin), None).await;
+    let events = e["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["actor_name"] == "admin" && e["outcome"] == "success"), "{e}");
+}

@@ -1,0 +1,188 @@
+//! Watching a session as it happens: the recorder publishes each event it records to the
+//! session's tap, and a watcher gets the recent terminal output (to draw the screen as it is)
+//! and then every event after it, with no gap and nothing twice (both are taken under one
+//! lock). The tap is fed by the recorder with the events it takes, in the recording's order: a
+//! watcher sees nothing the recording does not hold.
+//!
+//! A watcher that falls behind is told so ([`LiveFrame`] stream lags) and starts again from a
+//! fresh view; the session never waits for a watcher.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::{Event, EventKind};
+
+/// How much recent output a new watcher is given to draw the screen from.
+const BACKLOG: usize = 256 * 1024;
+/// Frames a watcher may fall behind before it must start again.
+const QUEUE: usize = 1024;
+
+/// What a watcher receives after its first view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveFrame {
+    /// Terminal output (stdout or stderr of any channel), `at` µs since the session started.
+    Output { at: u64, data: bytes::Bytes },
+    /// The terminal's size changed.
+    Resize { at: u64, cols: u32, rows: u32 },
+    /// The session ended, with the reason the recording holds.
+    End { reason: String },
+}
+
+/// The screen as a new watcher first draws it, and the frames after it.
+pub struct LiveView {
+    pub cols: u32,
+    pub rows: u32,
+    /// µs since the session started, of the last event recorded.
+    pub at: u64,
+    /// The recent output, oldest first (at most 256 KiB; cut at a line start when it was
+    /// longer, so the screen does not start inside an escape sequence more than it must).
+    pub backlog: Vec<u8>,
+    /// The session had already ended: nothing more will come.
+    pub ended: Option<String>,
+    pub frames: broadcast::Receiver<LiveFrame>,
+}
+
+struct TapState {
+    cols: u32,
+    rows: u32,
+    at: u64,
+    backlog: VecDeque<u8>,
+    ended: Option<String>,
+}
+
+/// A session's live tap. Cloning shares it.
+#[derive(Clone)]
+pub struct LiveTap {
+    state: Arc<Mutex<TapState>>,
+    tx: broadcast::Sender<LiveFrame>,
+}
+
+impl Default for LiveTap {
+    fn default() -> Self {
+        LiveTap::new()
+    }
+}
+
+impl LiveTap {
+    pub fn new() -> LiveTap {
+        let state = TapState { cols: 80, rows: 24, at: 0, backlog: VecDeque::new(), ended: None };
+        LiveTap { state: Arc::new(Mutex::new(state)), tx: broadcast::channel(QUEUE).0 }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one recorded event (the recorder calls this for each, in order).
+    pub fn publish(&self, e: &Event) {
+        let frame = match e.kind {
+            EventKind::Output | EventKind::Stderr => LiveFrame::Output { at: e.at, data: e.data.clone() },
+            // A client without a terminal asks for 0x0: the screen keeps the size it has.
+            EventKind::Pty | EventKind::Resize => match e.size() {
+                Some((cols, rows)) if cols > 0 && rows > 0 => LiveFrame::Resize { at: e.at, cols, rows },
+                _ => return,
+            },
+            EventKind::End => LiveFrame::End { reason: String::from_utf8_lossy(&e.data).into_owned() },
+            _ => return,
+        };
+        let mut s = self.lock();
+        s.at = s.at.max(e.at);
+        match &frame {
+            LiveFrame::Output { data, .. } => {
+                s.backlog.extend(data.iter());
+                if s.backlog.len() > BACKLOG {
+                    let excess = s.backlog.len() - BACKLOG;
+                    s.backlog.drain(..excess);
+                }
+            }
+            LiveFrame::Resize { cols, rows, .. } => (s.cols, s.rows) = (*cols, *rows),
+            LiveFrame::End { reason } => s.ended = Some(reason.clone()),
+        }
+        // No watcher is not an error.
+        let _ = self.tx.send(frame);
+    }
+
+    /// The recorder stopped without an `End` event (storage failed): watchers are told.
+    pub fn close(&self, reason: &str) {
+        let mut s = self.lock();
+        if s.ended.is_none() {
+            s.ended = Some(reason.to_owned());
+            let _ = self.tx.send(LiveFrame::End { reason: reason.to_owned() });
+        }
+    }
+
+    /// A new watcher's first view and its frames from then on.
+    pub fn watch(&self) -> LiveView {
+        let s = self.lock();
+        let frames = self.tx.subscribe();
+        let mut backlog: Vec<u8> = s.backlog.iter().copied().collect();
+        if backlog.len() >= BACKLOG {
+            if let Some(nl) = backlog.iter().position(|b| *b == b'\n') {
+                backlog.drain(..=nl);
+            }
+        }
+        LiveView { cols: s.cols, rows: s.rows, at: s.at, backlog, ended: s.ended.clone(), frames }
+    }
+
+    /// How many are watching.
+    pub fn watchers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watcher_sees_the_screen_so_far_then_every_event_after_it_once() {
+        let tap = LiveTap::new();
+        tap.publish(&Event::pty(1, 0, 120, 40, "xterm"));
+        tap.publish(&Event::new(2, EventKind::Output, 0, &b"before\r\n"[..]));
+        tap.publish(&Event::new(3, EventKind::Input, 0, &b"typed secret"[..]));
+        let mut view = tap.watch();
+        assert_eq!((view.cols, view.rows, view.at), (120, 40, 2));
+        assert_eq!(view.backlog, b"before\r\n");
+        tap.publish(&Event::new(4, EventKind::Stderr, 0, &b"after"[..]));
+        tap.publish(&Event::resize(5, 0, 0, 0));
+        tap.publish(&Event::resize(5, 0, 100, 30));
+        tap.publish(&Event::new(6, EventKind::End, 0, &b"the request was revoked"[..]));
+        assert_eq!(
+            view.frames.try_recv().unwrap(),
+            LiveFrame::Output { at: 4, data: bytes::Bytes::from_static(b"after") }
+        );
+        assert_eq!(view.frames.try_recv().unwrap(), LiveFrame::Resize { at: 5, cols: 100, rows: 30 });
+        assert_eq!(view.frames.try_recv().unwrap(), LiveFrame::End { reason: "the request was revoked".into() });
+        assert!(view.frames.try_recv().is_err(), "nothing twice");
+        let late = tap.watch();
+        assert_eq!(late.ended.as_deref(), Some("the request was revoked"));
+        assert_eq!(late.backlog, b"before\r\nafter");
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_and_starts_at_a_line() {
+        let tap = LiveTap::new();
+        let line = vec![b'x'; 1023].into_iter().chain([b'\n']).collect::<Vec<u8>>();
+        for i in 0..400u64 {
+            tap.publish(&Event::new(i, EventKind::Output, 0, line.clone()));
+        }
+        tap.publish(&Event::new(401, EventKind::Output, 0, &b"partial"[..]));
+        let view = tap.watch();
+        assert!(view.backlog.len() <= BACKLOG);
+        assert!(view.backlog.len() > BACKLOG - 1024 - 8);
+        assert_eq!(view.backlog[0], b'x');
+        assert!(view.backlog.ends_with(b"\npartial"));
+    }
+
+    #[test]
+    fn a_closed_tap_ends_its_watchers_once() {
+        let tap = LiveTap::new();
+        let mut view = tap.watch();
+        tap.close("recording storage failed");
+        tap.close("again");
+        assert_eq!(view.frames.try_recv().unwrap(), LiveFrame::End { reason: "recording storage failed".into() });
+        assert!(view.frames.try_recv().is_err());
+    }
+}
