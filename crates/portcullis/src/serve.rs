@@ -152,8 +152,8 @@ pub async fn run(config: Config) -> Result<()> {
     });
     let changer = tokio::spawn(portcullis_app::scheduler::run_credential_changes(state.clone()));
     // One origin: the API under /api/v1, the web UI at / (its own routes, headers and CSRF).
-    let app = portcullis_api::router(portcullis_api::AppState::new(state.clone()))
-        .merge(portcullis_web::router(state, tls.is_some()));
+    let api = portcullis_api::router(portcullis_api::AppState::new(state.clone()));
+    let app = api.clone().merge(portcullis_web::router(state, tls.is_some(), api));
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
 
     let shutdown = shutdown_signal();

@@ -9,6 +9,8 @@
 //! no framing.
 
 mod pages;
+
+use pages::admin;
 mod session;
 mod view;
 
@@ -24,6 +26,9 @@ use portcullis_app::App;
 #[derive(Clone)]
 pub struct Web {
     pub app: App,
+    /// The API's router: administration pages call its endpoints in process (see
+    /// `pages::admin::kit`).
+    api: Router,
     templates: Arc<minijinja::Environment<'static>>,
     /// Whether the server speaks TLS (then the session cookie is `Secure`).
     secure: bool,
@@ -45,9 +50,10 @@ pub(crate) const CSP_WITH_PLAYER: &str = "default-src 'none'; script-src 'self' 
                    img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// The web UI's routes, with their state applied. `secure`: the server is on TLS.
-pub fn router(app: App, secure: bool) -> Router {
-    let web = Web { app, templates: Arc::new(view::templates()), secure };
+/// The web UI's routes, with their state applied. `secure`: the server is on TLS; `api`: the
+/// API's router (the administration pages' forms are calls to its endpoints).
+pub fn router(app: App, secure: bool, api: Router) -> Router {
+    let web = Web { app, api, templates: Arc::new(view::templates()), secure };
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::auth::form).post(pages::auth::login))
@@ -73,6 +79,28 @@ pub fn router(app: App, secure: bool) -> Router {
         .route("/explain", get(pages::admin::explain))
         .route("/services", get(pages::admin::services).post(pages::admin::set_services))
         .route("/me", get(pages::me::show).post(pages::me::update))
+        .route("/admin", get(pages::admin::index))
+        .route("/admin/users", get(admin::users::list).post(admin::users::create))
+        .route("/admin/users/{id}", get(admin::users::show))
+        .route("/admin/users/{id}/{action}", post(admin::users::act))
+        .route("/admin/groups/{kind}", get(admin::groups::list).post(admin::groups::create))
+        .route("/admin/groups/{kind}/{id}", get(admin::groups::show))
+        .route("/admin/groups/{kind}/{id}/{action}", post(admin::groups::act))
+        .route("/admin/assets", get(admin::inventory::assets).post(admin::inventory::create_asset))
+        .route("/admin/assets/{id}", get(admin::inventory::asset))
+        .route("/admin/assets/{id}/{action}", post(admin::inventory::asset_act))
+        .route("/admin/accounts/{id}", get(admin::inventory::account))
+        .route("/admin/accounts/{id}/{action}", post(admin::inventory::account_act))
+        .route("/admin/profiles", get(admin::rules::profiles).post(admin::rules::put_profile))
+        .route("/admin/profiles/delete", post(admin::rules::delete_profile))
+        .route("/admin/reason-codes", get(admin::rules::reason_codes).post(admin::rules::create_reason_code))
+        .route("/admin/reason-codes/{id}/delete", post(admin::rules::delete_reason_code))
+        .route("/admin/entitlements", get(admin::rules::entitlements).post(admin::rules::create_entitlement))
+        .route("/admin/entitlements/{id}", get(admin::rules::entitlement))
+        .route("/admin/entitlements/{id}/{action}", post(admin::rules::entitlement_act))
+        .route("/admin/policies", post(admin::rules::create_policy))
+        .route("/admin/policies/{id}", get(admin::rules::policy))
+        .route("/admin/policies/{id}/{action}", post(admin::rules::policy_act))
         .route("/static/{*path}", get(static_file))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .layer(axum::middleware::map_response(security_headers))

@@ -22,6 +22,11 @@ pub struct Viewer {
     pub csrf: String,
     /// The viewer's time zone: every time on a page is shown in it, and named.
     pub zone: TimeZone,
+    /// The login session's bearer token: the administration pages call the API's own
+    /// endpoints with it, in process (see `pages::admin::api`).
+    pub(crate) token: zeroize::Zeroizing<String>,
+    /// Where the viewer connects from (for the audit trail of those calls).
+    pub(crate) client: Option<ClientAddr>,
 }
 
 pub fn client_source(parts: &Parts) -> String {
@@ -100,7 +105,8 @@ impl FromRequestParts<Web> for Viewer {
         match portcullis_app::auth::authenticate(web, &token, client_source(parts)).await {
             Ok(caller) => {
                 let zone = TimeZone::get(&caller.user.time_zone).unwrap_or(TimeZone::UTC);
-                Ok(Viewer { csrf: csrf_for(&token), caller, zone })
+                let client = parts.extensions.get::<ClientAddr>().cloned();
+                Ok(Viewer { csrf: csrf_for(&token), caller, zone, token: zeroize::Zeroizing::new(token), client })
             }
             Err(_) => Err(to_login(parts, true)),
         }

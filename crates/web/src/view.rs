@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("explain.html", include_str!("../templates/explain.html")),
     ("services.html", include_str!("../templates/services.html")),
     ("watch.html", include_str!("../templates/watch.html")),
+    ("admin.html", include_str!("../templates/admin.html")),
 ];
 
 pub fn templates() -> Environment<'static> {
@@ -69,6 +70,7 @@ fn frame(v: &Viewer) -> Value {
         "is_policy_admin": v.caller.has(Role::SecurityPolicyAdmin),
         "is_auditor": v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin),
         "is_appliance_admin": v.caller.has(Role::ApplianceAdmin),
+        "is_admin": Role::ALL.iter().any(|r| v.caller.has(*r)),
         "may_explain": v.caller.has(Role::SecurityPolicyAdmin) || v.caller.has(Role::Auditor) || v.caller.has(Role::ApplianceAdmin),
     })
 }

@@ -172,7 +172,8 @@ def main():
         admin.click("button:has-text('Verify the whole log')")
         expect(admin.locator("#verdict")).to_contain_text("The audit log is intact")
         # The services switch (Appliance Administrators).
-        admin.click("nav >> text=Services")
+        admin.click("nav >> text=Administration")
+        admin.click("main >> text=Request services")
         expect(admin.locator("#state")).to_contain_text("are on")
         check(admin, "services")
         admin.click("button:has-text('Switch session requests off')")

@@ -5,17 +5,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::json;
-
 use crate::harness::{Db, Server};
 
 const VAULTED: &str = "Vaulted-Web-Pw-8841";
-
-async fn post(server: &Server, token: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let (s, v) = server.call("POST", path, Some(token), Some(body)).await;
-    assert!(s == 200 || s == 201, "{path}: {s} {v}");
-    v
-}
 
 fn playwright_python() -> String {
     std::env::var("PORTCULLIS_PLAYWRIGHT_PYTHON").unwrap_or_else(|_| {
@@ -49,55 +41,25 @@ pub fn run_browser(script: &str, name: &str, env: &[(&str, &str)]) -> String {
 async fn walk(db: Db, name: &str) {
     let server = Server::start(db);
     let admin = server.bootstrap().await;
-    let mut ids = std::collections::HashMap::new();
-    for user in ["alice", "bob", "carol"] {
-        let u = post(
-            &server,
-            &admin,
-            "/api/v1/users",
-            json!({ "username": user, "password": format!("{user} password 1234"), "time_zone": "Europe/Paris" }),
-        )
-        .await;
-        ids.insert(user, u["id"].as_str().unwrap().to_owned());
-    }
-    let asset =
-        post(&server, &admin, "/api/v1/assets", json!({ "name": "web", "address": "10.0.0.5", "platform": "linux" }))
-            .await;
-    let account = post(&server, &admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": "root" })).await;
-    let path = format!("/api/v1/accounts/{}/password", account["id"].as_str().unwrap());
-    let (s, v) = server.call("PUT", &path, Some(&admin), Some(json!({ "password": VAULTED }))).await;
-    assert_eq!(s, 201, "{v}");
-    let ent = post(
-        &server,
-        &admin,
-        "/api/v1/entitlements",
-        json!({ "name": "web-ops", "priority": 1, "user_ids": [ids["alice"]] }),
-    )
-    .await;
-    post(
-        &server,
-        &admin,
-        "/api/v1/policies",
-        json!({ "entitlement_id": ent["id"], "name": "web root", "priority": 1, "access_type": "password",
-                "scope": { "accounts": [account["id"]] },
-                "settings": { "ticket_required": true, "review_required": true, "reviewer_user_ids": [ids["carol"]],
-                              "approval_levels": [{ "required": 1, "user_ids": [ids["bob"]] }],
-                              "change_password_after_checkin": false } }),
-    )
-    .await;
+    // Everything the walk needs is set up in the browser, by names.
+    let env = [
+        ("BASE_URL", server.url.as_str()),
+        ("ALICE_PW", "alice password 1234"),
+        ("BOB_PW", "bob password 1234"),
+        ("CAROL_PW", "carol password 1234"),
+        ("VAULTED", VAULTED),
+        ("ADMIN_PW", crate::harness::ADMIN_PASSWORD),
+    ];
+    run_browser("setup.py", &format!("{name}-setup"), &env);
+    let (_, users) = server.call("GET", "/api/v1/users", Some(&admin), None).await;
+    let names: Vec<&str> = users.as_array().unwrap().iter().filter_map(|u| u["username"].as_str()).collect();
+    assert!(names.contains(&"carol") && !names.contains(&"mallory") && !names.contains(&"dave"), "{users}");
+    let (_, policies) = server.call("GET", "/api/v1/policies", Some(&admin), None).await;
+    let p = &policies[0];
+    assert_eq!(p["settings"]["ticket_required"], true, "{p}");
+    assert_eq!(p["settings"]["approval_levels"][0]["group_ids"].as_array().map(Vec::len), Some(1), "{p}");
 
-    run_browser(
-        "walk.py",
-        name,
-        &[
-            ("BASE_URL", &server.url),
-            ("ALICE_PW", "alice password 1234"),
-            ("BOB_PW", "bob password 1234"),
-            ("CAROL_PW", "carol password 1234"),
-            ("VAULTED", VAULTED),
-            ("ADMIN_PW", crate::harness::ADMIN_PASSWORD),
-        ],
-    );
+    run_browser("walk.py", name, &env);
     let (_, e) = server.call("GET", "/api/v1/audit/events?action=request.checkout", Some(&admin), None).await;
     let how: Vec<&str> =
         e["events"].as_array().unwrap().iter().filter_map(|e| e["details"]["action"].as_str()).collect();

@@ -1,5 +1,12 @@
-//! Administration pages. The explain tool: "who would get which policy at what time, and why",
+//! Administration pages: an index of what the viewer's roles administer, users and groups,
+//! assets, accounts and credentials, rules of access, the services switch. The explain tool: "who would get which policy at what time, and why",
 //! by names and in the requester's local time (Security Policy Administrators, Auditors).
+
+pub mod groups;
+pub mod inventory;
+pub mod kit;
+pub mod rules;
+pub mod users;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -76,6 +83,46 @@ pub async fn explain(State(web): State<Web>, v: Viewer, Query(f): Query<ExplainF
 #[derive(Deserialize)]
 pub struct Notice {
     done: Option<String>,
+}
+
+/// What there is to administer, for the viewer's roles.
+pub async fn index(State(web): State<Web>, v: Viewer) -> Response {
+    let c = &v.caller;
+    let mut links = Vec::new();
+    let mut add = |href: &str, text: &str, hint: &str| links.push(json!({ "href": href, "text": text, "hint": hint }));
+    if c.has(Role::UserAdmin) || c.has(Role::ApplianceAdmin) {
+        add("/admin/users", "Users", "accounts of people, roles, passwords, locks");
+        add("/admin/groups/user", "User groups", "who is entitled, who approves and reviews");
+    }
+    if c.has(Role::AssetAdmin) {
+        add(
+            "/admin/assets",
+            "Assets, accounts and credentials",
+            "targets, their privileged accounts, vaulted credentials",
+        );
+        add("/admin/groups/asset", "Asset groups", "");
+        add("/admin/groups/account", "Account groups", "");
+        add("/admin/profiles", "Password profiles", "how passwords are generated");
+    }
+    if c.has(Role::SecurityPolicyAdmin) {
+        add(
+            "/admin/entitlements",
+            "Entitlements and policies",
+            "who may request what, when, approved and reviewed by whom",
+        );
+        add("/admin/reason-codes", "Reason codes", "");
+    }
+    if c.has(Role::SecurityPolicyAdmin) || c.has(Role::Auditor) || c.has(Role::ApplianceAdmin) {
+        add("/explain", "Which policy governs?", "who would get which policy at what time, and why");
+    }
+    add("/services", "Request services", "session requests on or off");
+    let ctx = if links.len() > 1 {
+        json!({ "title": "Administration", "links": links })
+    } else {
+        json!({ "title": "Administration", "links": links,
+                "intro": "You hold no administrative role: an Appliance Administrator grants them." })
+    };
+    page(&web, &v, "admin.html", ctx)
 }
 
 /// The services switch: session requests on or off.
