@@ -648,3 +648,31 @@ async fn the_password_is_changed_after_expiry() {
     assert_eq!(changes[0]["reason"], "expiry", "{changes}");
     assert!(!logs_in(sshd.port(), &user.name, OLD), "the password checked out before expiry still works");
 }
+
+/// The account page's Check and Change now, against a real sshd: the old password stops
+/// working, the new one is what the vault holds.
+#[tokio::test]
+async fn a_password_is_checked_and_changed_from_the_browser() {
+    let sshd = Sshd::start();
+    let user = UnixUser::create(OLD);
+    let server = Server::start(Db::Sqlite);
+    let w = world(&server, &sshd, &user, "password", false).await;
+    let acct = format!("/api/v1/accounts/{}", w.account_id);
+    let (s, v) =
+        server.call("PUT", &format!("{acct}/password"), Some(&w.admin), Some(json!({ "password": OLD }))).await;
+    assert_eq!(s, 201, "{v}");
+    crate::web::run_browser(
+        "credentials.py",
+        "credentials",
+        &[
+            ("BASE_URL", &server.url),
+            ("ADMIN_PW", crate::harness::ADMIN_PASSWORD),
+            ("ACCOUNT", &w.account_id),
+            ("SECRET", OLD),
+        ],
+    );
+    let versions = get(&server, &w.admin, &format!("{acct}/credentials")).await;
+    assert_eq!(versions[0]["version"], 2, "{versions}");
+    assert_ne!(ssh_with_password(sshd.port(), &user.name, OLD, "true").0, Some(0), "the old password still works");
+    assert!(!server.all_output().contains(OLD), "the password reached the server log");
+}
