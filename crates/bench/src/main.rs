@@ -7,6 +7,7 @@
 mod null_target;
 mod policy;
 mod proxy;
+mod web;
 mod workflow;
 
 use std::time::Duration;
@@ -38,6 +39,7 @@ enum Which {
     Policy,
     Workflow,
     Proxy,
+    Web,
 }
 
 /// One measured metric.
@@ -100,6 +102,9 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Workflow) {
         metrics.extend(rt.block_on(workflow::run(args.quick)));
+    }
+    if matches!(args.which, Which::All | Which::Web) {
+        metrics.extend(rt.block_on(web::run(args.quick)));
     }
     if matches!(args.which, Which::All | Which::Proxy) {
         metrics.extend(rt.block_on(proxy::run(args.quick, &args.only)));

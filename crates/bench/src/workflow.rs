@@ -29,10 +29,10 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_microsecond()
 }
 
-struct Fixture {
-    app: App,
-    requester: Caller,
-    approver: Caller,
+pub(crate) struct Fixture {
+    pub(crate) app: App,
+    pub(crate) requester: Caller,
+    pub(crate) approver: Caller,
     /// The bench requester's accounts (their policy needs one approval).
     accounts: Vec<String>,
     /// Accounts the filler policies cover (5 assets × 100).
@@ -95,7 +95,7 @@ async fn asset_with_accounts(store: &Store, name: &str, n: usize) -> Vec<String>
 }
 
 /// The bench's own users, accounts, entitlement and policy; filler comes from `seed`.
-async fn fixture(url: &str) -> Fixture {
+pub(crate) async fn fixture(url: &str) -> Fixture {
     let store = open(url, "normal").await;
     let admin = Actor::system();
     let requester = store.create_user(&admin, now(), new_user("requester")).await.expect("user");
@@ -235,7 +235,7 @@ fn ask(account_id: &str) -> NewRequests {
 }
 
 /// One create through the use case; returns the request id.
-async fn create(f: &Fixture, i: usize) -> String {
+pub(crate) async fn create(f: &Fixture, i: usize) -> String {
     let batch = portcullis_app::requests::create(&f.app, &f.requester, ask(&f.accounts[i % f.accounts.len()]))
         .await
         .expect("create");

@@ -365,6 +365,28 @@ impl Store {
             .collect())
     }
 
+    /// The approvals of several requests at once (a queue's page), by request id; requests
+    /// without any are absent.
+    pub async fn approvals_of(&self, ids: &[String]) -> Result<std::collections::HashMap<String, Vec<Approval>>> {
+        let mut out: std::collections::HashMap<String, Vec<Approval>> = std::collections::HashMap::new();
+        // Bounded lists keep every statement under the databases' parameter limits.
+        for part in ids.chunks(500) {
+            let mut w = crate::sql::Where::default();
+            w.and_in("request_id", part.iter().map(|i| crate::sql::Value::Text(i.clone())));
+            let sql = format!(
+                "SELECT request_id, approver_id, level, decision, comment, at FROM request_approvals WHERE 1 = 1{} \
+                 ORDER BY at, approver_id",
+                w.sql
+            );
+            let rows: Vec<(String, String, i64, String, Option<String>, i64)> =
+                w.bind(sqlx::query_as(&sql)).fetch_all(&self.read).await?;
+            for (request_id, approver_id, level, decision, comment, at) in rows {
+                out.entry(request_id).or_default().push(Approval { approver_id, level, decision, comment, at });
+            }
+        }
+        Ok(out)
+    }
+
     /// Approves (or denies, `approve = false`) at the request's current level. `eligible`
     /// says whether the approver may act at a level. An approver may narrow the access window.
     #[allow(clippy::too_many_arguments)]

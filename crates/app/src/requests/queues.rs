@@ -159,11 +159,14 @@ pub async fn queue(state: &App, caller: &Caller, queue: Queue, f: QueueFilter) -
         }
     }
     let page = state.store.request_page(&q).await?;
+    // One query for the approvals of the whole page, not one per request.
+    let pending: Vec<String> =
+        page.iter().filter(|(r, _)| r.state == RequestState::PendingApproval).map(|(r, _)| r.id.clone()).collect();
+    let mut approvals_of = state.store.approvals_of(&pending).await?;
     let mut out = Vec::with_capacity(page.len());
     for (r, names) in page {
         let ctx = rules.approval(&r.policy_id);
-        let approvals =
-            if r.state == RequestState::PendingApproval { state.store.request_approvals(&r.id).await? } else { vec![] };
+        let approvals = approvals_of.remove(&r.id).unwrap_or_default();
         if queue == Queue::Approvals {
             // Waiting for *me*: I may approve at the current level and have not decided yet.
             let level = r.current_level as usize;

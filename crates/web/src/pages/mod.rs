@@ -31,3 +31,16 @@ pub fn with_notice(path: &str, notice: &str) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     format!("{path}{sep}done={}", crate::session::encode(notice))
 }
+
+/// Rows per page of a work queue.
+pub const PER_PAGE: usize = 100;
+
+/// The page links of a queue: `page` is 1-based; `more` says an older page exists.
+pub fn paging(path: &str, page: u32, more: bool) -> serde_json::Value {
+    let link = |n: u32| if n <= 1 { path.to_owned() } else { format!("{path}?page={n}") };
+    serde_json::json!({
+        "page": page,
+        "prev": (page > 1).then(|| link(page - 1)),
+        "next": more.then(|| link(page + 1)),
+    })
+}

@@ -17,6 +17,8 @@ use crate::Web;
 #[derive(Deserialize)]
 pub struct ListQuery {
     done: Option<String>,
+    /// 1-based; newest first.
+    page: Option<u32>,
 }
 
 /// The actions a state allows the requester, as (action path, button label).
@@ -78,11 +80,16 @@ const GROUPS: [&str; 5] =
     ["Pending", "Approved and available", "Revoked, expired and denied", "Checked in and reviewed", "Canceled"];
 
 pub async fn mine(State(web): State<Web>, v: Viewer, Query(q): Query<ListQuery>) -> Response {
-    let f = QueueFilter { limit: 500, ..QueueFilter::default() };
-    let items = match uc::queue(&web, &v.caller, Queue::Mine, f).await {
+    let number = q.page.unwrap_or(1).clamp(1, 10_000);
+    let per = 2 * super::PER_PAGE;
+    let f =
+        QueueFilter { limit: per as i64 + 1, offset: (i64::from(number) - 1) * per as i64, ..QueueFilter::default() };
+    let mut items = match uc::queue(&web, &v.caller, Queue::Mine, f).await {
         Ok(i) => i,
         Err(e) => return error_page(&web, &v, &e, "/"),
     };
+    let more = items.len() > per;
+    items.truncate(per);
     let mut groups: Vec<Value> = GROUPS.iter().map(|g| json!({ "name": g, "rows": [] })).collect();
     for item in &items {
         // A used request revoked or expired under review belongs with the revoked ones.
@@ -99,7 +106,13 @@ pub async fn mine(State(web): State<Web>, v: Viewer, Query(q): Query<ListQuery>)
             rows.push(row(&v, item));
         }
     }
-    page(&web, &v, "requests.html", json!({ "title": "My requests", "groups": groups, "notice": q.done }))
+    let paging = super::paging("/requests", number, more);
+    page(
+        &web,
+        &v,
+        "requests.html",
+        json!({ "title": "My requests", "groups": groups, "notice": q.done, "paging": paging }),
+    )
 }
 
 #[derive(Deserialize)]

@@ -18,29 +18,40 @@ use crate::Web;
 #[derive(Deserialize)]
 pub struct Notice {
     done: Option<String>,
+    /// 1-based; newest first.
+    page: Option<u32>,
 }
 
-async fn queue_page(web: &Web, v: &Viewer, queue: Queue, title: &str, kind: &str, done: Option<String>) -> Response {
-    let f = QueueFilter { limit: 500, ..QueueFilter::default() };
+async fn queue_page(web: &Web, v: &Viewer, queue: Queue, title: &str, kind: &str, n: Notice) -> Response {
+    let number = n.page.unwrap_or(1).clamp(1, 10_000);
+    let per = super::PER_PAGE as i64;
+    let f = QueueFilter { limit: per + 1, offset: (i64::from(number) - 1) * per, ..QueueFilter::default() };
     match uc::queue(web, &v.caller, queue, f).await {
         Ok(items) => {
-            let rows: Vec<_> = items.iter().map(|i| row(v, i)).collect();
-            page(web, v, "queue.html", json!({ "title": title, "kind": kind, "rows": rows, "notice": done }))
+            let more = items.len() > super::PER_PAGE;
+            let rows: Vec<_> = items.iter().take(super::PER_PAGE).map(|i| row(v, i)).collect();
+            let paging = super::paging(&format!("/{kind}"), number, more);
+            page(
+                web,
+                v,
+                "queue.html",
+                json!({ "title": title, "kind": kind, "rows": rows, "notice": n.done, "paging": paging }),
+            )
         }
         Err(e) => error_page(web, v, &e, "/requests"),
     }
 }
 
 pub async fn approvals(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
-    queue_page(&web, &v, Queue::Approvals, "Waiting for your approval", "approvals", n.done).await
+    queue_page(&web, &v, Queue::Approvals, "Waiting for your approval", "approvals", n).await
 }
 
 pub async fn approved(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
-    queue_page(&web, &v, Queue::Approved, "Approved by you, in use", "approved", n.done).await
+    queue_page(&web, &v, Queue::Approved, "Approved by you, in use", "approved", n).await
 }
 
 pub async fn reviews(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
-    queue_page(&web, &v, Queue::Reviews, "Waiting for your review", "reviews", n.done).await
+    queue_page(&web, &v, Queue::Reviews, "Waiting for your review", "reviews", n).await
 }
 
 /// Approve or deny the checked requests at once, with one comment.

@@ -251,16 +251,27 @@ pub async fn account(State(web): State<Web>, v: Viewer, Path(id): Path<String>, 
         Err(e) => return error_page(&web, &v, &e, "/admin/assets"),
     };
     let base = format!("/admin/accounts/{id}");
+    // The highest active version of each kind is the current one.
+    let mut current_seen: Vec<String> = Vec::new();
     let version_rows: Vec<Vec<Value>> = versions
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .map(|c| {
+            let kind = kit::s(c, "kind").to_owned();
+            let status = match kit::s(c, "status") {
+                "active" if !current_seen.contains(&kind) => {
+                    current_seen.push(kind.clone());
+                    "current".to_owned()
+                }
+                "active" => "earlier".to_owned(),
+                other => other.to_owned(),
+            };
             vec![
-                cell(kit::s(c, "kind").replace('_', " ")),
+                cell(kind.replace('_', " ")),
                 cell(c["version"].clone()),
-                cell(kit::s(c, "status")),
+                cell(status),
                 cell(kit::s(c, "reason")),
                 cell(kit::s(c, "set_by")),
                 cell(kit::at(&v, &c["created_at"])),
