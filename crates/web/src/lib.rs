@@ -79,6 +79,7 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/explain", get(pages::admin::explain))
         .route("/services", get(pages::admin::services).post(pages::admin::set_services))
         .route("/me", get(pages::me::show).post(pages::me::update))
+        .route("/me/{action}", post(pages::me::security))
         .route("/admin", get(pages::admin::index))
         .route("/admin/users", get(admin::users::list).post(admin::users::create))
         .route("/admin/users/{id}", get(admin::users::show))

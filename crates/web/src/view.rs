@@ -30,6 +30,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("services.html", include_str!("../templates/services.html")),
     ("watch.html", include_str!("../templates/watch.html")),
     ("admin.html", include_str!("../templates/admin.html")),
+    ("totp.html", include_str!("../templates/totp.html")),
 ];
 
 pub fn templates() -> Environment<'static> {

@@ -91,3 +91,33 @@ async fn browser_walk_sqlite() {
 async fn browser_walk_postgres() {
     walk(Db::postgres(), "postgres").await;
 }
+
+#[tokio::test]
+async fn browser_profile_password_one_time_codes_and_session_end() {
+    let server = Server::start(Db::Sqlite);
+    let admin = server.bootstrap().await;
+    let (s, v) = server
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            Some(serde_json::json!({ "username": "tina", "display_name": "Tina", "password": "tina password 1234" })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    run_browser(
+        "account.py",
+        "account",
+        &[
+            ("BASE_URL", &server.url),
+            ("USER", "tina"),
+            ("PASSWORD", "tina password 1234"),
+            ("NEW_PASSWORD", "tina's new password 5678"),
+            ("ADMIN_PW", crate::harness::ADMIN_PASSWORD),
+        ],
+    );
+    let (_, u) = server.call("GET", "/api/v1/users", Some(&admin), None).await;
+    let tina = u.as_array().unwrap().iter().find(|u| u["username"] == "tina").unwrap();
+    assert_eq!(tina["totp_enabled"], true, "{tina}");
+    assert!(!server.all_output().contains("tina's new password"), "a password reached the server log");
+}

@@ -1,11 +1,15 @@
-//! The viewer's own profile: display name and time zone (unless locked).
+//! The viewer's own profile: display name and time zone (unless locked), password, and
+//! one-time codes from an authenticator app (set up, confirm, turn off). Password and codes
+//! are the API's `/me` endpoints, called in process (see `admin::kit`).
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use portcullis_app::me::{update as change_profile, ProfileChange};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::admin::kit;
 use super::with_notice;
 use crate::session::{Submitted, Viewer};
 use crate::view::{error_page, page};
@@ -25,6 +29,7 @@ pub async fn show(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
         "user": {
             "username": u.username, "display_name": u.display_name, "email": u.email,
             "time_zone": u.time_zone, "time_zone_locked": u.time_zone_locked, "roles": roles,
+            "totp_enabled": u.totp_enabled,
         },
     });
     page(&web, &v, "me.html", ctx)
@@ -39,5 +44,55 @@ pub async fn update(State(web): State<Web>, form: Submitted) -> Response {
     match change_profile(&web, &form.viewer.caller, change).await {
         Ok(_) => Redirect::to(&with_notice("/me", "Your profile was saved.")).into_response(),
         Err(e) => error_page(&web, &form.viewer, &e, "/me"),
+    }
+}
+
+/// Password and one-time codes: `password`, `totp` (start: shows the secret once),
+/// `totp-confirm` and `totp-disable` (both with a current code).
+pub async fn security(State(web): State<Web>, Path(action): Path<String>, form: Submitted) -> Response {
+    let v = &form.viewer;
+    enum Answer {
+        Notice(&'static str),
+        /// A new authenticator secret, shown once.
+        Secret(String),
+    }
+    let result: Result<Answer, portcullis_app::AppError> = async {
+        match action.as_str() {
+            "password" => {
+                let body = json!({
+                    "current_password": form.get("current_password").unwrap_or_default(),
+                    "new_password": kit::need(&form, "new_password", "the new password")?,
+                });
+                kit::call(&web, v, Method::POST, "/api/v1/me/password", Some(body)).await?;
+                Ok(Answer::Notice("Your password was changed; your other sessions ended."))
+            }
+            "totp" => {
+                let enrolment = kit::call(&web, v, Method::POST, "/api/v1/me/totp", None).await?;
+                Ok(Answer::Secret(kit::s(&enrolment, "secret").to_owned()))
+            }
+            "totp-confirm" | "totp-disable" => {
+                let body = json!({ "code": kit::need(&form, "code", "the one-time code")? });
+                let path = if action == "totp-confirm" { "/api/v1/me/totp/confirm" } else { "/api/v1/me/totp/disable" };
+                kit::call(&web, v, Method::POST, path, Some(body)).await?;
+                Ok(Answer::Notice(if action == "totp-confirm" {
+                    "One-time codes are on: sign-in now asks for one."
+                } else {
+                    "One-time codes are off."
+                }))
+            }
+            _ => Err(portcullis_app::AppError::not_found("that action")),
+        }
+    }
+    .await;
+    match result {
+        // The new secret is shown once, on this answer only (never in a URL).
+        Ok(Answer::Secret(secret)) => {
+            let grouped: Vec<String> =
+                secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            let ctx = json!({ "title": "Set up one-time codes", "secret": grouped.join(" "), "raw_secret": secret });
+            page(&web, v, "totp.html", ctx)
+        }
+        Ok(Answer::Notice(notice)) => Redirect::to(&with_notice("/me", notice)).into_response(),
+        Err(e) => error_page(&web, v, &e, "/me"),
     }
 }

@@ -1,0 +1,89 @@
+"""A user's own account in the browser: change the password, set up one-time codes with an
+authenticator (the code computed here, RFC 6238), sign in with password and code; then an
+administrator resets the password and the open page's session ends with a clear message.
+Environment: BASE_URL, ARTIFACTS, AXE, USER, PASSWORD, NEW_PASSWORD, ADMIN_PW."""
+
+import base64
+import hashlib
+import hmac
+import os
+import struct
+import time
+
+from common import check, launch, run, sign_in
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["BASE_URL"]
+
+
+def totp(secret, at):
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    digest = hmac.new(key, struct.pack(">Q", int(at // 30)), hashlib.sha1).digest()
+    o = digest[-1] & 15
+    return "%06d" % ((struct.unpack(">I", digest[o:o + 4])[0] & 0x7FFFFFFF) % 1_000_000)
+
+
+def next_step():
+    """Waits for the next 30-second step: a code is accepted once."""
+    time.sleep(30 - time.time() % 30 + 0.5)
+
+
+def main():
+    user, old, new = os.environ["USER"], os.environ["PASSWORD"], os.environ["NEW_PASSWORD"]
+    with sync_playwright() as p:
+        browser = launch(p)
+        # bypass_csp only so the scan can inject axe-core.
+        page = browser.new_context(bypass_csp=True).new_page()
+        sign_in(page, BASE, user, old)
+        page.click(f"nav >> text={user.capitalize()}")
+        check(page, "profile")
+        # A wrong current password changes nothing and says so.
+        page.fill("#current_password", "not my password")
+        page.fill("#new_password", new)
+        page.click("button:has-text('Change the password')")
+        expect(page.locator("main")).to_contain_text("current password")
+        page.goto(f"{BASE}/me")
+        page.fill("#current_password", old)
+        page.fill("#new_password", new)
+        page.click("button:has-text('Change the password')")
+        expect(page.locator(".notice")).to_contain_text("Your password was changed")
+
+        # One-time codes: the key is shown once; a code from it turns them on.
+        page.click("button:has-text('Set up an authenticator app')")
+        secret = page.locator("#totp-secret").get_attribute("data-secret")
+        check(page, "totp-setup")
+        page.fill("#code", totp(secret, time.time()))
+        page.click("button:has-text('Confirm')")
+        expect(page.locator(".notice")).to_contain_text("One-time codes are on")
+        page.click("button:has-text('Sign out')")
+
+        # Sign-in now needs the code as well.
+        page.fill("#username", user)
+        page.fill("#password", new)
+        page.click("button[type=submit]")
+        expect(page.locator(".error")).to_contain_text("one-time code")
+        next_step()
+        page.fill("#username", user)
+        page.fill("#password", new)
+        page.fill("#totp", totp(secret, time.time()))
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_contain_text("My requests")
+
+        # An administrator resets the password: the open page's session ends.
+        login = page.request.post(f"{BASE}/api/v1/auth/login",
+                                  data={"username": "admin", "password": os.environ["ADMIN_PW"]})
+        assert login.ok, login.text()
+        bearer = {"Authorization": f"Bearer {login.json()['token']}"}
+        users = page.request.get(f"{BASE}/api/v1/users", headers=bearer).json()
+        uid = next(u["id"] for u in users if u["username"] == user)
+        reset = page.request.post(f"{BASE}/api/v1/users/{uid}/password", headers=bearer,
+                                  data={"new_password": "reset by the admin 123"})
+        assert reset.ok, reset.text()
+        page.reload()
+        expect(page.locator("main")).to_contain_text("Your session has ended; sign in again")
+        browser.close()
+    print("account managed in the browser")
+
+
+if __name__ == "__main__":
+    run(main)
