@@ -74,6 +74,7 @@ def main():
         expect(admin.locator(".notice")).to_contain_text("Asset web was added")
         check(admin, "assets")
         admin.click("tbody >> text=web")
+        check(admin, "asset")
         admin.fill("#new-account-name", "root")
         admin.click("button:has-text('Add the account')")
         expect(admin.locator("h1")).to_contain_text("Account root@web")
@@ -115,6 +116,10 @@ def main():
         check(admin, "policy")
         admin.goto(f"{BASE}/admin/profiles")
         check(admin, "password-profiles")
+        admin.goto(f"{BASE}/admin/groups/account")
+        check(admin, "account-groups")
+        admin.goto(f"{BASE}/admin/entitlements")
+        check(admin, "entitlements")
         assert not errors, errors
 
         # A requester is refused the administration pages.

@@ -34,9 +34,14 @@ async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Va
 
 /// A target with a vaulted password, a user alice with an SSH policy (auto-approved).
 pub async fn world(settings: Value) -> World {
+    world_on(Db::Sqlite, settings).await
+}
+
+/// As [`world`], on the given store.
+pub async fn world_on(db: Db, settings: Value) -> World {
     let sshd = Sshd::start();
     let user = UnixUser::create(TARGET_PW);
-    let server = Server::start(Db::Sqlite);
+    let server = Server::start(db);
     let admin = server.bootstrap().await;
     let (s, alice_user) = post(
         &server,

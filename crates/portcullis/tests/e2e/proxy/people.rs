@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{live_sessions, proxy_fingerprint, world, Interactive, World, ALICE_PW};
+use super::{live_sessions, proxy_fingerprint, world, world_on, Interactive, World, ALICE_PW};
+use crate::harness::Db;
 
 fn cli(w: &World, cfg: &str, args: &[&str]) -> (bool, Option<i32>, String) {
     let o = w.server.cli(args, &[("PORTCULLIS_CLI_CONFIG", cfg)]);
@@ -207,7 +208,16 @@ async fn a_live_session_is_terminated_from_the_browser() {
 
 #[tokio::test]
 async fn a_live_session_is_watched_in_the_browser_as_it_happens() {
-    let w = world(json!({})).await;
+    watched_live(Db::Sqlite, "watch").await;
+}
+
+#[tokio::test]
+async fn a_live_session_is_watched_in_the_browser_on_postgres() {
+    watched_live(Db::postgres(), "watch-postgres").await;
+}
+
+async fn watched_live(db: Db, name: &str) {
+    let w = world_on(db, json!({})).await;
     w.request().await;
     let mut s = Interactive::start(&w);
     live_sessions(&w, 1).await;
@@ -234,7 +244,7 @@ async fn a_live_session_is_watched_in_the_browser_as_it_happens() {
     };
     crate::web::run_browser(
         "watch.py",
-        "watch",
+        name,
         &[
             ("BASE_URL", &w.server.url),
             ("USER", "admin"),
