@@ -16,6 +16,50 @@ pub struct Config {
     pub log: LogConfig,
     pub vault: VaultConfig,
     pub ssh: SshConfig,
+    pub siem: SiemConfig,
+}
+
+/// Every audit event forwarded to a SIEM as syslog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiemConfig {
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` (RFC 6587 octet counting) or `tls://HOST:PORT`
+    /// (RFC 5425); empty: off.
+    pub syslog: String,
+    /// `rfc5424` (structured data and JSON) or `cef`.
+    pub format: String,
+    /// PEM file of the CA that signed the receiver's certificate (TLS); empty: the public roots.
+    pub tls_ca: String,
+    /// The APP-NAME field.
+    pub app_name: String,
+}
+
+impl Default for SiemConfig {
+    fn default() -> Self {
+        SiemConfig {
+            syslog: String::new(),
+            format: "rfc5424".into(),
+            tls_ca: String::new(),
+            app_name: "portcullis".into(),
+        }
+    }
+}
+
+impl SiemConfig {
+    /// The forwarder's settings, if forwarding is on.
+    pub fn syslog(&self) -> Result<Option<portcullis_notify::syslog::SyslogConfig>, ConfigError> {
+        if self.syslog.is_empty() {
+            return Ok(None);
+        }
+        let target = self.syslog.parse().map_err(|m: String| key_error("siem.syslog", m))?;
+        let format = self.format.parse().map_err(|m: String| key_error("siem.format", m))?;
+        Ok(Some(portcullis_notify::syslog::SyslogConfig {
+            target,
+            format,
+            tls_ca: (!self.tls_ca.is_empty()).then(|| PathBuf::from(&self.tls_ca)),
+            app_name: self.app_name.clone(),
+        }))
+    }
 }
 
 /// The SSH session proxy.
@@ -160,7 +204,7 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Key { key: key.into(), message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault", "ssh"];
+const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault", "ssh", "siem"];
 
 impl Config {
     /// Loads the file (if any), applies environment overrides, and validates.
@@ -205,6 +249,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.siem.syslog()?;
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return Err(key_error("server.tls_cert", "set both server.tls_cert and server.tls_key, or neither"));
         }
@@ -371,6 +416,18 @@ max_connections = 4096
 # Seconds a client has to authenticate.
 auth_timeout_seconds = 60
 
+[siem]
+# Every audit event forwarded as syslog: udp://HOST:PORT, tcp://HOST:PORT (RFC 6587 octet
+# counting) or tls://HOST:PORT (RFC 5425). Empty: off. Delivery resumes from a cursor kept in
+# the database, so a restart loses nothing; each message carries the event's sequence number.
+syslog = ""
+# rfc5424 (the event as structured data and JSON) or cef (ArcSight CEF in the syslog frame).
+format = "rfc5424"
+# PEM file of the CA that signed the receiver's certificate (tls://); empty: the public roots.
+tls_ca = ""
+# The syslog APP-NAME.
+app_name = "portcullis"
+
 [log]
 # "text" for people, "json" for log collectors.
 format = "text"
@@ -384,6 +441,19 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn siem_settings_are_checked_with_the_key_named() {
+        let e = Config::load(None, env(&[("PORTCULLIS_SIEM_SYSLOG", "127.0.0.1:514")])).unwrap_err().to_string();
+        assert!(e.contains("siem.syslog") && e.contains("tcp://HOST:PORT"), "{e}");
+        let e =
+            Config::load(None, env(&[("PORTCULLIS_SIEM_SYSLOG", "tcp://h:514"), ("PORTCULLIS_SIEM_FORMAT", "leef")]))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("siem.format") && e.contains("rfc5424 or cef"), "{e}");
+        let c = Config::load(None, env(&[("PORTCULLIS_SIEM_SYSLOG", "tls://siem.example:6514")])).unwrap();
+        assert!(c.siem.syslog().unwrap().is_some());
     }
 
     #[test]

@@ -151,6 +151,16 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::spawn(portcullis_proxy::serve(state.clone(), cfg, listener))
     });
     let changer = tokio::spawn(portcullis_app::scheduler::run_credential_changes(state.clone()));
+    // Every audit event to the SIEM, from the cursor the store keeps.
+    let (stop_delivery, delivery_stop) = tokio::sync::watch::channel(false);
+    let siem = match config.siem.syslog()? {
+        Some(cfg) => {
+            tracing::info!(target = ?cfg.target, format = ?cfg.format, "forwarding every audit event to syslog");
+            let forwarder = portcullis_notify::syslog::Forwarder::new(state.clone(), cfg)?;
+            Some(tokio::spawn(forwarder.run(delivery_stop.clone())))
+        }
+        None => None,
+    };
     // One origin: the API under /api/v1, the web UI at / (its own routes, headers and CSRF).
     let api = portcullis_api::router(portcullis_api::AppState::new(state.clone()));
     let app = api.clone().merge(portcullis_web::router(state, tls.is_some(), api));
@@ -191,6 +201,11 @@ pub async fn run(config: Config) -> Result<()> {
     }
     scheduler.abort();
     changer.abort();
+    // The forwarder saves its cursor before it ends (a few seconds at most).
+    let _ = stop_delivery.send(true);
+    if let Some(f) = siem {
+        let _ = tokio::time::timeout(Duration::from_secs(5), f).await;
+    }
     if let Some(p) = proxy {
         p.abort();
     }

@@ -266,6 +266,30 @@ impl Store {
         Ok(query.fetch_all(&self.read).await?)
     }
 
+    /// How far the delivery `name` has read the audit chain (0: from the start).
+    pub async fn delivery_cursor(&self, name: &str) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM delivery_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Records that the delivery `name` has sent every event up to `seq`. Never moves back.
+    pub async fn set_delivery_cursor(&self, name: &str, seq: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO delivery_cursors (name, seq, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at \
+             WHERE delivery_cursors.seq < excluded.seq",
+        )
+        .bind(name)
+        .bind(seq)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     /// Walks the whole chain in sequence order and reports the first broken link.
     pub async fn verify_audit_chain(&self) -> Result<ChainReport> {
         // Read the head and the events in one snapshot so concurrent appends do not look like

@@ -139,6 +139,7 @@ impl Store {
             "request_approvals",
             "request_history",
             "notification_outbox",
+            "delivery_cursors",
             "reason_codes",
             "favorites",
             "secret_versions",

@@ -3,6 +3,7 @@
 
 pub mod pg;
 pub mod process;
+pub mod rsyslog;
 pub mod sshd;
 
 use std::net::TcpListener;

@@ -15,5 +15,6 @@ mod policies;
 mod proxy;
 mod requests;
 mod schemathesis;
+mod siem;
 mod vault;
 mod web;
