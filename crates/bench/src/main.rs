@@ -7,6 +7,7 @@
 mod null_target;
 mod policy;
 mod proxy;
+mod siem;
 mod web;
 mod workflow;
 
@@ -40,6 +41,7 @@ enum Which {
     Workflow,
     Proxy,
     Web,
+    Siem,
 }
 
 /// One measured metric.
@@ -105,6 +107,9 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Web) {
         metrics.extend(rt.block_on(web::run(args.quick)));
+    }
+    if matches!(args.which, Which::All | Which::Siem) {
+        metrics.extend(rt.block_on(siem::run(args.quick)));
     }
     if matches!(args.which, Which::All | Which::Proxy) {
         metrics.extend(rt.block_on(proxy::run(args.quick, &args.only)));
