@@ -11,3 +11,31 @@ use crate::state::App;
 pub async fn pending(state: &App, limit: i64) -> AppResult<Vec<OutboxItem>> {
     Ok(state.store.outbox(limit).await?)
 }
+
+/// Notifications delivery gave up on, newest first, with their recipients' names (Appliance
+/// Administrators and Auditors).
+pub async fn failed(
+    state: &App,
+    caller: &crate::auth::Caller,
+    limit: i64,
+) -> AppResult<Vec<(portcullis_store::FailedDelivery, Vec<String>)>> {
+    use portcullis_core::role::Role;
+    if !(caller.has(Role::ApplianceAdmin) || caller.has(Role::Auditor)) {
+        return Err(crate::error::AppError::forbidden(
+            "failed notifications are for Appliance Administrators and Auditors",
+        ));
+    }
+    if !(1..=1000).contains(&limit) {
+        return Err(crate::error::AppError::invalid("limit", "must be 1 to 1000"));
+    }
+    let list = state.store.failed_deliveries(limit).await?;
+    let ids: Vec<String> = list.iter().flat_map(|d| d.recipients.clone()).collect();
+    let names = state.store.names_for(portcullis_store::Named::User, &ids).await?;
+    Ok(list
+        .into_iter()
+        .map(|d| {
+            let who = d.recipients.iter().map(|r| names.get(r).cloned().unwrap_or_else(|| r.clone())).collect();
+            (d, who)
+        })
+        .collect())
+}

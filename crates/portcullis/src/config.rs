@@ -17,6 +17,64 @@ pub struct Config {
     pub vault: VaultConfig,
     pub ssh: SshConfig,
     pub siem: SiemConfig,
+    pub mail: MailSettings,
+}
+
+/// Notifications by e-mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// `smtp://HOST:PORT`, `smtp://HOST:587?tls=required` (STARTTLS) or
+    /// `smtps://USER:PASSWORD@HOST:465`; empty: no mail.
+    pub smtp: String,
+    pub from: String,
+    /// The web UI's address as people reach it (links in mails).
+    pub web_url: String,
+    pub retry_seconds: u64,
+    pub attempts: i64,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            smtp: String::new(),
+            from: "Portcullis <portcullis@localhost>".into(),
+            web_url: "https://127.0.0.1:8443".into(),
+            retry_seconds: 30,
+            attempts: 10,
+        }
+    }
+}
+
+impl MailSettings {
+    /// The mail worker's settings, if mail is on.
+    pub fn mail(&self) -> Result<Option<portcullis_notify::mail::MailConfig>, ConfigError> {
+        if self.smtp.is_empty() {
+            return Ok(None);
+        }
+        if !(self.smtp.starts_with("smtp://") || self.smtp.starts_with("smtps://")) {
+            return Err(key_error(
+                "mail.smtp",
+                "write smtp://HOST:PORT, smtp://HOST:587?tls=required or smtps://HOST:465",
+            ));
+        }
+        if !portcullis_notify::mail::valid_mailbox(&self.from) {
+            return Err(key_error(
+                "mail.from",
+                format!("'{}' is not a mailbox; write e.g. Portcullis <pam@example.com>", self.from),
+            ));
+        }
+        if !(1..=100).contains(&self.attempts) {
+            return Err(key_error("mail.attempts", "1 to 100"));
+        }
+        Ok(Some(portcullis_notify::mail::MailConfig {
+            smtp_url: self.smtp.clone(),
+            from: self.from.clone(),
+            web_url: self.web_url.clone(),
+            retry_seconds: self.retry_seconds.max(1),
+            attempts: self.attempts,
+        }))
+    }
 }
 
 /// Every audit event forwarded to a SIEM as syslog.
@@ -204,7 +262,7 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Key { key: key.into(), message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault", "ssh", "siem"];
+const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault", "ssh", "siem", "mail"];
 
 impl Config {
     /// Loads the file (if any), applies environment overrides, and validates.
@@ -250,6 +308,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         self.siem.syslog()?;
+        self.mail.mail()?;
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return Err(key_error("server.tls_cert", "set both server.tls_cert and server.tls_key, or neither"));
         }
@@ -427,6 +486,19 @@ format = "rfc5424"
 tls_ca = ""
 # The syslog APP-NAME.
 app_name = "portcullis"
+
+[mail]
+# Notifications by e-mail (approvers of a new request, the requester's outcome, reviewers,
+# failed credential changes). smtp://HOST:PORT, smtp://HOST:587?tls=required (STARTTLS) or
+# smtps://USER:PASSWORD@HOST:465. Empty: no mail.
+smtp = ""
+from = "Portcullis <portcullis@localhost>"
+# The web UI's address as people reach it: links in mails point there.
+web_url = "https://127.0.0.1:8443"
+# The first retry's delay in seconds (each next one doubles, at most an hour), and attempts
+# before a notification is given up (audited, listed by `portcullis notification failed`).
+retry_seconds = 30
+attempts = 10
 
 [log]
 # "text" for people, "json" for log collectors.

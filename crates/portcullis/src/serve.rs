@@ -161,6 +161,15 @@ pub async fn run(config: Config) -> Result<()> {
         }
         None => None,
     };
+    // Notifications by e-mail, from the outbox.
+    let mailer = match config.mail.mail()? {
+        Some(cfg) => {
+            tracing::info!(from = %cfg.from, "sending notifications by e-mail");
+            let mailer = portcullis_notify::mail::Mailer::new(state.clone(), cfg)?;
+            Some(tokio::spawn(mailer.run(delivery_stop.clone())))
+        }
+        None => None,
+    };
     // One origin: the API under /api/v1, the web UI at / (its own routes, headers and CSRF).
     let api = portcullis_api::router(portcullis_api::AppState::new(state.clone()));
     let app = api.clone().merge(portcullis_web::router(state, tls.is_some(), api));
@@ -203,8 +212,8 @@ pub async fn run(config: Config) -> Result<()> {
     changer.abort();
     // The forwarder saves its cursor before it ends (a few seconds at most).
     let _ = stop_delivery.send(true);
-    if let Some(f) = siem {
-        let _ = tokio::time::timeout(Duration::from_secs(5), f).await;
+    for task in [siem, mailer].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     if let Some(p) = proxy {
         p.abort();

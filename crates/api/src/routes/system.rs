@@ -13,7 +13,65 @@ use crate::auth::{AnyUser, Authed};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(metrics)).routes(routes!(ssh_proxy))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(ssh_proxy))
+        .routes(routes!(failed_notifications))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FailedNotificationDto {
+    id: String,
+    /// pending_approval, approved, denied, revoked, expired, review_due, credential_change_failed…
+    event: String,
+    /// The request (or account) it was about.
+    subject_id: String,
+    /// The recipients' user names.
+    recipients: Vec<String>,
+    created_at: String,
+    failed_at: String,
+    attempts: i64,
+    /// Why the last attempt failed.
+    last_error: String,
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FailedParams {
+    /// At most this many (1 to 1000, default 100).
+    limit: Option<i64>,
+}
+
+fn rfc3339(micros: i64) -> String {
+    jiff::Timestamp::from_microsecond(micros).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// Notifications delivery gave up on after its last attempt (each is also in the audit log as
+/// `notification.failed`). Appliance Administrators and Auditors.
+#[utoipa::path(get, path = "/api/v1/notifications/failed", tag = "system", operation_id = "failed_notifications",
+    params(FailedParams),
+    responses((status = 200, description = "Given up, newest first", body = [FailedNotificationDto])))]
+async fn failed_notifications(
+    State(state): State<AppState>,
+    c: Authed<AnyUser>,
+    crate::extract::ApiQuery(p): crate::extract::ApiQuery<FailedParams>,
+) -> crate::error::ApiResult<Json<Vec<FailedNotificationDto>>> {
+    let list = portcullis_app::outbox::failed(&state, &c, p.limit.unwrap_or(100)).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|(d, recipients)| FailedNotificationDto {
+                id: d.id,
+                event: d.event,
+                subject_id: d.subject_id,
+                recipients,
+                created_at: rfc3339(d.created_at),
+                failed_at: rfc3339(d.failed_at),
+                attempts: d.attempts,
+                last_error: d.last_error,
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -96,3 +96,40 @@ pub async fn run(cmd: AuditCmd, g: &GlobalArgs) -> Result<(), CliError> {
         }
     }
 }
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationCmd {
+    /// Notifications delivery gave up on after its last attempt (Appliance Administrators,
+    /// Auditors); each is also in the audit log as notification.failed.
+    Failed {
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+pub async fn notifications(cmd: NotificationCmd, g: &GlobalArgs) -> Result<(), CliError> {
+    let NotificationCmd::Failed { limit } = cmd;
+    let v = signed_in(g)?.get(&format!("/api/v1/notifications/failed?limit={limit}")).await?;
+    if g.output == Output::Json {
+        print(g.output, &v, &[]);
+        return Ok(());
+    }
+    if v.as_array().is_none_or(Vec::is_empty) {
+        println!("No notification has been given up: every one was delivered or is still being tried.");
+        return Ok(());
+    }
+    let rows: Vec<Value> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let mut n = n.clone();
+            let who: Vec<&str> = n["recipients"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            n["recipients"] = Value::String(who.join(", "));
+            n
+        })
+        .collect();
+    print(g.output, &Value::Array(rows), &["failed_at", "event", "recipients", "attempts", "last_error"]);
+    Ok(())
+}

@@ -95,6 +95,9 @@ pub enum Command {
     /// Read and verify the audit log (Auditors).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Notifications (e-mail) that could not be delivered.
+    #[command(subcommand)]
+    Notification(audit::NotificationCmd),
 }
 
 pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), CliError> {
@@ -126,6 +129,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::SshProxy => sessions::ssh_proxy(g).await,
         Command::Recording(c) => sessions::recordings(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
+        Command::Notification(c) => audit::notifications(c, g).await,
     }
 }
 

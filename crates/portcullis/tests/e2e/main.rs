@@ -9,6 +9,7 @@ mod crash;
 mod hardening;
 mod harness;
 mod leaks;
+mod mail;
 mod matrix;
 mod people;
 mod policies;

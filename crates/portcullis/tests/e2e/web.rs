@@ -9,7 +9,7 @@ use crate::harness::{Db, Server};
 
 const VAULTED: &str = "Vaulted-Web-Pw-8841";
 
-fn playwright_python() -> String {
+pub fn playwright_python() -> String {
     std::env::var("PORTCULLIS_PLAYWRIGHT_PYTHON").unwrap_or_else(|_| {
         let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
         assert!(
