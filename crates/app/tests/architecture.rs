@@ -96,7 +96,12 @@ const RULES: &[(&str, &[&str], &str)] = &[
     (
         "portcullis-web",
         &["portcullis-api", "portcullis-proxy", "portcullis-cli", "portcullis-vault", "sqlx", "russh", "utoipa"],
-        "the web UI is a front end on the application layer, beside the API, never through it",
+        "the web UI is a front end on the application layer; it never depends on the API crate (its administration pages call the API's router, which the binary hands it)",
+    ),
+    (
+        "portcullis-notify",
+        &["portcullis-api", "portcullis-proxy", "portcullis-cli", "portcullis-web", "axum", "russh", "utoipa"],
+        "delivery reads what the workflow committed and knows no front end",
     ),
 ];
 
