@@ -61,10 +61,7 @@ pub async fn list(State(web): State<Web>, v: Viewer, Path(word): Path<String>, Q
         Ok(x) => x,
         Err(e) => return error_page(&web, &v, &e, "/admin"),
     };
-    let rows: Vec<Vec<Value>> = groups
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&groups)
         .iter()
         .map(|g| {
             let members: Vec<&str> =
@@ -98,7 +95,7 @@ pub async fn create(State(web): State<Web>, Path(word): Path<String>, form: Subm
         Ok(format!("Group {} was added.", kit::s(&g, "name")))
     }
     .await;
-    kit::finish(&web, &form, result, &back, &back)
+    kit::finish(&web, &form, result, &back)
 }
 
 pub async fn show(
@@ -196,8 +193,5 @@ pub async fn act(
         }
     }
     .await;
-    match result {
-        Ok((to, notice)) => kit::finish(&web, &form, Ok(notice), &to, &base),
-        Err(e) => kit::finish(&web, &form, Err(e), &base, &base),
-    }
+    kit::finish_at(&web, &form, result, &base)
 }

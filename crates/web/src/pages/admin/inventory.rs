@@ -64,10 +64,7 @@ pub async fn assets(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) 
         Ok(l) => l,
         Err(e) => return error_page(&web, &v, &e, "/admin"),
     };
-    let rows: Vec<Vec<Value>> = list
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&list)
         .iter()
         .map(|a| {
             vec![
@@ -116,7 +113,7 @@ pub async fn create_asset(State(web): State<Web>, form: Submitted) -> Response {
         Ok(format!("Asset {} was added.", kit::s(&a, "name")))
     }
     .await;
-    kit::finish(&web, &form, result, "/admin/assets", "/admin/assets")
+    kit::finish(&web, &form, result, "/admin/assets")
 }
 
 pub async fn asset(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Query(n): Query<Notice>) -> Response {
@@ -131,10 +128,7 @@ pub async fn asset(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Qu
         Err(e) => return error_page(&web, &v, &e, "/admin/assets"),
     };
     let base = format!("/admin/assets/{id}");
-    let rows: Vec<Vec<Value>> = accounts
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&accounts)
         .iter()
         .map(|acc| {
             vec![
@@ -231,10 +225,7 @@ pub async fn asset_act(
         }
     }
     .await;
-    match result {
-        Ok((to, notice)) => kit::finish(&web, &form, Ok(notice), &to, &base),
-        Err(e) => kit::finish(&web, &form, Err(e), &base, &base),
-    }
+    kit::finish_at(&web, &form, result, &base)
 }
 
 pub async fn account(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Query(n): Query<Notice>) -> Response {
@@ -253,10 +244,7 @@ pub async fn account(State(web): State<Web>, v: Viewer, Path(id): Path<String>, 
     let base = format!("/admin/accounts/{id}");
     // The highest active version of each kind is the current one.
     let mut current_seen: Vec<String> = Vec::new();
-    let version_rows: Vec<Vec<Value>> = versions
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let version_rows: Vec<Vec<Value>> = kit::items(&versions)
         .iter()
         .map(|c| {
             let kind = kit::s(c, "kind").to_owned();
@@ -279,10 +267,7 @@ pub async fn account(State(web): State<Web>, v: Viewer, Path(id): Path<String>, 
             ]
         })
         .collect();
-    let change_rows: Vec<Vec<Value>> = changes
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let change_rows: Vec<Vec<Value>> = kit::items(&changes)
         .iter()
         .map(|c| {
             vec![
@@ -437,8 +422,5 @@ pub async fn account_act(
         Ok((base.clone(), done))
     }
     .await;
-    match result {
-        Ok((to, notice)) => kit::finish(&web, &form, Ok(notice), &to, &base),
-        Err(e) => kit::finish(&web, &form, Err(e), &base, &base),
-    }
+    kit::finish_at(&web, &form, result, &base)
 }

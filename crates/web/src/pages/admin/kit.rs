@@ -66,12 +66,23 @@ pub async fn get(web: &Web, v: &Viewer, path: &str) -> Result<Value, AppError> {
     call(web, v, Method::GET, path, None).await
 }
 
-/// The end of a form: back to `to` with `notice`, or the refusal as a page.
-pub fn finish(web: &Web, form: &Submitted, result: Result<String, AppError>, to: &str, back: &str) -> Response {
+/// The end of a form: to `to` with the notice, or the refusal as a page that leads back there.
+pub fn finish(web: &Web, form: &Submitted, result: Result<String, AppError>, to: &str) -> Response {
+    finish_at(web, form, result.map(|notice| (to.to_owned(), notice)), to)
+}
+
+/// The end of a form whose success leads elsewhere: `Ok((to, notice))`; a refusal is a page
+/// that leads back to `back`.
+pub fn finish_at(web: &Web, form: &Submitted, result: Result<(String, String), AppError>, back: &str) -> Response {
     match result {
-        Ok(notice) => Redirect::to(&super::super::with_notice(to, &notice)).into_response(),
+        Ok((to, notice)) => Redirect::to(&super::super::with_notice(&to, &notice)).into_response(),
         Err(e) => error_page(web, &form.viewer, &e, back),
     }
+}
+
+/// The items of a JSON list answer (none if it is not a list).
+pub fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// A form: where it posts, its fields, the button's text.

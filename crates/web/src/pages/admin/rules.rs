@@ -95,10 +95,7 @@ pub async fn reason_codes(State(web): State<Web>, v: Viewer, Query(n): Query<Not
         Ok(l) => l,
         Err(e) => return error_page(&web, &v, &e, "/admin"),
     };
-    let rows: Vec<Vec<Value>> = list
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&list)
         .iter()
         .map(|r| {
             let (id, name) = (kit::s(r, "id"), kit::s(r, "name"));
@@ -130,7 +127,7 @@ pub async fn create_reason_code(State(web): State<Web>, form: Submitted) -> Resp
         Ok(format!("Reason code {} was added.", kit::s(&r, "name")))
     }
     .await;
-    kit::finish(&web, &form, result, "/admin/reason-codes", "/admin/reason-codes")
+    kit::finish(&web, &form, result, "/admin/reason-codes")
 }
 
 pub async fn delete_reason_code(State(web): State<Web>, Path(id): Path<String>, form: Submitted) -> Response {
@@ -139,7 +136,7 @@ pub async fn delete_reason_code(State(web): State<Web>, Path(id): Path<String>, 
         Ok("The reason code was deleted.".to_owned())
     }
     .await;
-    kit::finish(&web, &form, result, "/admin/reason-codes", "/admin/reason-codes")
+    kit::finish(&web, &form, result, "/admin/reason-codes")
 }
 
 // ---- password profiles ---------------------------------------------------------------------
@@ -147,10 +144,7 @@ pub async fn delete_reason_code(State(web): State<Web>, Path(id): Path<String>, 
 pub async fn profiles(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
     let loaded = async {
         let list = kit::get(&web, &v, "/api/v1/password-profiles").await?;
-        let assets: Vec<String> = list
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        let assets: Vec<String> = kit::items(&list)
             .iter()
             .filter_map(|p| kit::s(p, "scope").strip_prefix("asset:").map(str::to_owned))
             .collect();
@@ -162,10 +156,7 @@ pub async fn profiles(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>
         Ok(x) => x,
         Err(e) => return error_page(&web, &v, &e, "/admin"),
     };
-    let rows: Vec<Vec<Value>> = list
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&list)
         .iter()
         .map(|p| {
             let scope = kit::s(p, "scope");
@@ -234,7 +225,7 @@ pub async fn put_profile(State(web): State<Web>, form: Submitted) -> Response {
         Ok("The profile was saved.".to_owned())
     }
     .await;
-    kit::finish(&web, &form, result, "/admin/profiles", "/admin/profiles")
+    kit::finish(&web, &form, result, "/admin/profiles")
 }
 
 pub async fn delete_profile(State(web): State<Web>, form: Submitted) -> Response {
@@ -245,7 +236,7 @@ pub async fn delete_profile(State(web): State<Web>, form: Submitted) -> Response
         Ok("The profile was deleted.".to_owned())
     }
     .await;
-    kit::finish(&web, &form, result, "/admin/profiles", "/admin/profiles")
+    kit::finish(&web, &form, result, "/admin/profiles")
 }
 
 // ---- entitlements and policies -------------------------------------------------------------
@@ -301,10 +292,7 @@ pub async fn entitlements(State(web): State<Web>, v: Viewer, Query(n): Query<Not
         Err(e) => return error_page(&web, &v, &e, "/admin"),
     };
     let pols = pols.as_array().cloned().unwrap_or_default();
-    let rows: Vec<Vec<Value>> = ents
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&ents)
         .iter()
         .map(|e| {
             let id = kit::s(e, "id");
@@ -344,10 +332,7 @@ pub async fn create_entitlement(State(web): State<Web>, form: Submitted) -> Resp
         ))
     }
     .await;
-    match result {
-        Ok((to, notice)) => kit::finish(&web, &form, Ok(notice), &to, "/admin/entitlements"),
-        Err(e) => kit::finish(&web, &form, Err(e), "/admin/entitlements", "/admin/entitlements"),
-    }
+    kit::finish_at(&web, &form, result, "/admin/entitlements")
 }
 
 pub async fn entitlement(
@@ -367,10 +352,7 @@ pub async fn entitlement(
         Err(err) => return error_page(&web, &v, &err, "/admin/entitlements"),
     };
     let base = format!("/admin/entitlements/{id}");
-    let rows: Vec<Vec<Value>> = pols
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&pols)
         .iter()
         .filter(|p| p["entitlement_id"] == id.as_str())
         .map(|p| {
@@ -424,10 +406,7 @@ pub async fn entitlement_act(
         }
     }
     .await;
-    match result {
-        Ok((to, notice)) => kit::finish(&web, &form, Ok(notice), &to, &base),
-        Err(e) => kit::finish(&web, &form, Err(e), &base, &base),
-    }
+    kit::finish_at(&web, &form, result, &base)
 }
 
 fn policy_fields(p: &Value) -> Vec<Value> {
@@ -555,7 +534,7 @@ pub async fn create_policy(State(web): State<Web>, form: Submitted) -> Response 
         Ok(format!("Policy {} was added.", kit::s(&p, "name")))
     }
     .await;
-    kit::finish(&web, &form, result, &back, &back)
+    kit::finish(&web, &form, result, &back)
 }
 
 pub async fn policy(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Query(n): Query<Notice>) -> Response {
@@ -599,8 +578,5 @@ pub async fn policy_act(
         }
     }
     .await;
-    match result {
-        Ok((to, notice)) => kit::finish(&web, &form, Ok(notice), &to, &base),
-        Err(e) => kit::finish(&web, &form, Err(e), &base, &base),
-    }
+    kit::finish_at(&web, &form, result, &base)
 }

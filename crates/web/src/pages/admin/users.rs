@@ -59,10 +59,7 @@ pub async fn list(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
         Ok(u) => u,
         Err(e) => return error_page(&web, &v, &e, "/admin"),
     };
-    let rows: Vec<Vec<Value>> = users
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<Value>> = kit::items(&users)
         .iter()
         .map(|u| {
             vec![
@@ -111,7 +108,7 @@ pub async fn create(State(web): State<Web>, form: Submitted) -> Response {
         Ok(format!("User {} was added.", kit::s(&u, "username")))
     }
     .await;
-    kit::finish(&web, &form, result, "/admin/users", "/admin/users")
+    kit::finish(&web, &form, result, "/admin/users")
 }
 
 pub async fn show(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Query(n): Query<Notice>) -> Response {
@@ -212,8 +209,5 @@ pub async fn act(State(web): State<Web>, Path((id, action)): Path<(String, Strin
         Ok((base.clone(), done.to_owned()))
     }
     .await;
-    match result {
-        Ok((to, notice)) => kit::finish(&web, &form, Ok(notice), &to, &base),
-        Err(e) => kit::finish(&web, &form, Err(e), &base, &base),
-    }
+    kit::finish_at(&web, &form, result, &base)
 }
