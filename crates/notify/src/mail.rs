@@ -1,20 +1,16 @@
-//! E-mail: the outbox worker. Claims due notifications (oldest first), writes each recipient
-//! a mail in their time zone (plain text and HTML; never a secret), sends it over SMTP, and
-//! marks the notification delivered; a failure is retried with back-off, and after the last
-//! attempt given up on, audited (`notification.failed`) and listed for administrators.
-//!
-//! At least once: a notification is marked delivered only after every recipient's mail was
-//! accepted by the SMTP server; a crash in between sends it again. The claim is a lease in the
-//! store (`next_at`), taken with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so with several nodes
-//! each notification is sent by one of them. The worker only reads what the workflow has
-//! committed: the workflow never waits for mail.
+//! E-mail: each recipient of a notification gets a mail in their time zone (plain text and
+//! HTML; never a secret), sent over SMTP. The channel is driven by the [`crate::notifier`],
+//! which claims, retries and gives up; a notification's mail channel is done once every
+//! recipient's mail was accepted by the SMTP server.
 
 use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use portcullis_app::App;
-use portcullis_store::{AccessRequest, Delivery, User};
+use portcullis_store::{AccessRequest, Delivery};
+
+use crate::notifier::Subject;
 
 /// How mail is sent.
 #[derive(Debug, Clone)]
@@ -26,10 +22,6 @@ pub struct MailConfig {
     pub from: String,
     /// The web UI's address as people reach it, for links in mails.
     pub web_url: String,
-    /// The first retry's delay; each next one doubles (at most an hour).
-    pub retry_seconds: u64,
-    /// Attempts before giving up.
-    pub attempts: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,16 +41,10 @@ pub struct Letter {
 
 pub struct Mailer {
     app: App,
-    config: MailConfig,
+    pub(crate) config: MailConfig,
     from: Mailbox,
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
-
-/// Claimed at a time.
-const BATCH: i64 = 20;
-/// How long a claim holds while a batch is sent.
-const LEASE: Duration = Duration::from_secs(120);
-const POLL: Duration = Duration::from_millis(500);
 
 impl Mailer {
     pub fn new(app: App, config: MailConfig) -> Result<Mailer, MailError> {
@@ -70,75 +56,9 @@ impl Mailer {
         Ok(Mailer { app, config, from, transport })
     }
 
-    /// Runs until `stop` turns true.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let now = self.app.now();
-            let lease = now + LEASE.as_micros() as i64;
-            let batch = match self.app.store.claim_deliveries(now, lease, BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the mail worker cannot read the outbox; retrying");
-                    Vec::new()
-                }
-            };
-            let full = batch.len() as i64 == BATCH;
-            for d in batch {
-                self.deliver(d).await;
-            }
-            if !full {
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-        }
-    }
-
-    async fn deliver(&self, d: Delivery) {
-        let store = &self.app.store;
-        let now = self.app.now();
-        match self.send_all(&d).await {
-            Ok(()) => {
-                if let Err(e) = store.delivered(&d.id, now).await {
-                    tracing::warn!(error = %e, notification = %d.id, "sent, but cannot mark it delivered (it may be sent again)");
-                }
-            }
-            Err(why) => {
-                let attempt = d.attempts + 1;
-                if attempt >= self.config.attempts {
-                    tracing::warn!(notification = %d.id, event = %d.event, error = %why, "giving up on a notification");
-                    let _ = store.delivery_failed(&d.id, now, &why).await;
-                } else {
-                    let delay =
-                        self.config.retry_seconds.saturating_mul(1u64 << (attempt - 1).clamp(0, 16) as u32).min(3600);
-                    tracing::info!(notification = %d.id, attempt, retry_in_s = delay, error = %why, "mail not sent; will retry");
-                    let _ = store.delivery_retry(&d.id, now + delay as i64 * 1_000_000, &why).await;
-                }
-            }
-        }
-    }
-
     /// Sends every recipient their mail; the first failure is the answer.
-    async fn send_all(&self, d: &Delivery) -> Result<(), String> {
+    pub(crate) async fn send_all(&self, d: &Delivery, subject: &Subject) -> Result<(), String> {
         let store = &self.app.store;
-        let request = if is_request_event(&d.event) { store.request(&d.subject_id).await.ok() } else { None };
-        let names = match &request {
-            Some(r) => portcullis_app::requests::names_of(&self.app, std::slice::from_ref(&r.id))
-                .await
-                .ok()
-                .and_then(|mut n| n.pop())
-                .unwrap_or_default(),
-            None => Default::default(),
-        };
-        let account = if d.event == "credential_change_failed" {
-            store.account(&d.subject_id).await.ok().map(|a| a.name)
-        } else {
-            None
-        };
         for user_id in &d.recipients {
             let Ok(user) = store.user(user_id).await else { continue };
             let Some(address) = user.email.clone() else { continue };
@@ -149,7 +69,14 @@ impl Mailer {
                     continue;
                 }
             };
-            let letter = compose(&d.event, request.as_ref(), &names, account.as_deref(), &user, &self.config.web_url);
+            let letter = compose(
+                &d.event,
+                subject.request.as_ref(),
+                &subject.names,
+                subject.account.as_deref(),
+                &user.time_zone,
+                &self.config.web_url,
+            );
             let html = html_of(&letter);
             let message = Message::builder()
                 .from(self.from.clone())
@@ -167,12 +94,8 @@ impl Mailer {
     }
 }
 
-fn is_request_event(event: &str) -> bool {
-    event != "credential_change_failed"
-}
-
-fn when(user: &User, micros: i64) -> String {
-    let zone = jiff::tz::TimeZone::get(&user.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+fn when(time_zone: &str, micros: i64) -> String {
+    let zone = jiff::tz::TimeZone::get(time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     jiff::Timestamp::from_microsecond(micros)
         .map(|t| t.to_zoned(zone).strftime("%Y-%m-%d %H:%M %Z").to_string())
         .unwrap_or_default()
@@ -184,7 +107,7 @@ pub fn compose(
     r: Option<&AccessRequest>,
     names: &portcullis_store::RequestNames,
     account: Option<&str>,
-    to: &User,
+    time_zone: &str,
     web_url: &str,
 ) -> Letter {
     let web = web_url.trim_end_matches('/');
@@ -201,7 +124,7 @@ pub fn compose(
     let name = |n: &Option<String>| n.clone().unwrap_or_else(|| "?".into());
     let requester = name(&names.requester);
     let target = format!("{}@{}", name(&names.account), name(&names.asset));
-    let window = format!("{} – {}", when(to, r.start_at), when(to, r.end_at));
+    let window = format!("{} – {}", when(time_zone, r.start_at), when(time_zone, r.end_at));
     let mut details = vec![
         format!("Account:   {target} ({})", r.access_type.as_str()),
         format!("Requester: {}", requester),
@@ -244,10 +167,7 @@ pub fn compose(
     };
     Letter {
         subject,
-        text: format!(
-            "{lead}\n\n{details}\n\nOpen the request: {link}\n\nTimes are in your time zone, {}.\n",
-            to.time_zone
-        ),
+        text: format!("{lead}\n\n{details}\n\nOpen the request: {link}\n\nTimes are in your time zone, {time_zone}.\n"),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Config {
     pub ssh: SshConfig,
     pub siem: SiemConfig,
     pub mail: MailSettings,
+    pub webhook: WebhookSettings,
+    pub notifications: NotificationSettings,
 }
 
 /// Notifications by e-mail.
@@ -28,52 +30,112 @@ pub struct MailSettings {
     /// `smtps://USER:PASSWORD@HOST:465`; empty: no mail.
     pub smtp: String,
     pub from: String,
-    /// The web UI's address as people reach it (links in mails).
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings { smtp: String::new(), from: "Portcullis <portcullis@localhost>".into() }
+    }
+}
+
+/// Notifications by webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Where each notification is POSTed; empty: no webhook.
+    pub url: String,
+    /// The HMAC-SHA256 key receivers check `X-Portcullis-Signature` with (16 characters or more).
+    pub secret: String,
+    /// `json` or `slack`.
+    pub format: String,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings { url: String::new(), secret: String::new(), format: "json".into() }
+    }
+}
+
+/// What every notification channel shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationSettings {
+    /// The web UI's address as people reach it (links in notifications).
     pub web_url: String,
     pub retry_seconds: u64,
     pub attempts: i64,
 }
 
-impl Default for MailSettings {
+impl Default for NotificationSettings {
     fn default() -> Self {
-        MailSettings {
-            smtp: String::new(),
-            from: "Portcullis <portcullis@localhost>".into(),
-            web_url: "https://127.0.0.1:8443".into(),
-            retry_seconds: 30,
-            attempts: 10,
-        }
+        NotificationSettings { web_url: "https://127.0.0.1:8443".into(), retry_seconds: 30, attempts: 10 }
     }
 }
 
-impl MailSettings {
-    /// The mail worker's settings, if mail is on.
-    pub fn mail(&self) -> Result<Option<portcullis_notify::mail::MailConfig>, ConfigError> {
-        if self.smtp.is_empty() {
-            return Ok(None);
+/// The notification channels that are on, checked.
+pub struct Channels {
+    pub mail: Option<portcullis_notify::mail::MailConfig>,
+    pub webhook: Option<portcullis_notify::webhook::WebhookConfig>,
+    pub notifier: portcullis_notify::notifier::NotifierConfig,
+}
+
+impl Config {
+    pub fn channels(&self) -> Result<Channels, ConfigError> {
+        let n = &self.notifications;
+        if !(1..=100).contains(&n.attempts) {
+            return Err(key_error("notifications.attempts", "1 to 100"));
         }
-        if !(self.smtp.starts_with("smtp://") || self.smtp.starts_with("smtps://")) {
-            return Err(key_error(
-                "mail.smtp",
-                "write smtp://HOST:PORT, smtp://HOST:587?tls=required or smtps://HOST:465",
-            ));
-        }
-        if !portcullis_notify::mail::valid_mailbox(&self.from) {
-            return Err(key_error(
-                "mail.from",
-                format!("'{}' is not a mailbox; write e.g. Portcullis <pam@example.com>", self.from),
-            ));
-        }
-        if !(1..=100).contains(&self.attempts) {
-            return Err(key_error("mail.attempts", "1 to 100"));
-        }
-        Ok(Some(portcullis_notify::mail::MailConfig {
-            smtp_url: self.smtp.clone(),
-            from: self.from.clone(),
-            web_url: self.web_url.clone(),
-            retry_seconds: self.retry_seconds.max(1),
-            attempts: self.attempts,
-        }))
+        let mail = if self.mail.smtp.is_empty() {
+            None
+        } else {
+            let m = &self.mail;
+            if !(m.smtp.starts_with("smtp://") || m.smtp.starts_with("smtps://")) {
+                return Err(key_error(
+                    "mail.smtp",
+                    "write smtp://HOST:PORT, smtp://HOST:587?tls=required or smtps://HOST:465",
+                ));
+            }
+            if !portcullis_notify::mail::valid_mailbox(&m.from) {
+                return Err(key_error(
+                    "mail.from",
+                    format!("'{}' is not a mailbox; write e.g. Portcullis <pam@example.com>", m.from),
+                ));
+            }
+            Some(portcullis_notify::mail::MailConfig {
+                smtp_url: m.smtp.clone(),
+                from: m.from.clone(),
+                web_url: n.web_url.clone(),
+            })
+        };
+        let webhook = if self.webhook.url.is_empty() {
+            None
+        } else {
+            let w = &self.webhook;
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                return Err(key_error("webhook.url", "write https://HOST/PATH"));
+            }
+            if w.secret.len() < 16 {
+                return Err(key_error(
+                    "webhook.secret",
+                    "set a secret of 16 characters or more: receivers check signatures with it",
+                ));
+            }
+            let format = w.format.parse().map_err(|m: String| key_error("webhook.format", m))?;
+            Some(portcullis_notify::webhook::WebhookConfig {
+                url: w.url.clone(),
+                secret: zeroize::Zeroizing::new(w.secret.clone()),
+                format,
+                web_url: n.web_url.clone(),
+            })
+        };
+        Ok(Channels {
+            mail,
+            webhook,
+            notifier: portcullis_notify::notifier::NotifierConfig {
+                retry_seconds: n.retry_seconds.max(1),
+                attempts: n.attempts,
+            },
+        })
     }
 }
 
@@ -262,7 +324,8 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Key { key: key.into(), message: message.into() }
 }
 
-const SECTIONS: &[&str] = &["server", "storage", "auth", "log", "vault", "ssh", "siem", "mail"];
+const SECTIONS: &[&str] =
+    &["server", "storage", "auth", "log", "vault", "ssh", "siem", "mail", "webhook", "notifications"];
 
 impl Config {
     /// Loads the file (if any), applies environment overrides, and validates.
@@ -308,7 +371,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
         self.siem.syslog()?;
-        self.mail.mail()?;
+        self.channels()?;
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return Err(key_error("server.tls_cert", "set both server.tls_cert and server.tls_key, or neither"));
         }
@@ -493,7 +556,17 @@ app_name = "portcullis"
 # smtps://USER:PASSWORD@HOST:465. Empty: no mail.
 smtp = ""
 from = "Portcullis <portcullis@localhost>"
-# The web UI's address as people reach it: links in mails point there.
+
+[webhook]
+# Each notification POSTed here, signed: X-Portcullis-Signature = sha256=HEX of
+# HMAC-SHA256(secret, TIMESTAMP + "." + BODY), X-Portcullis-Timestamp = TIMESTAMP. Empty: off.
+url = ""
+secret = ""
+# json (the notification as a document) or slack ({"text": ...}).
+format = "json"
+
+[notifications]
+# The web UI's address as people reach it: links in notifications point there.
 web_url = "https://127.0.0.1:8443"
 # The first retry's delay in seconds (each next one doubles, at most an hour), and attempts
 # before a notification is given up (audited, listed by `portcullis notification failed`).

@@ -161,14 +161,27 @@ pub async fn run(config: Config) -> Result<()> {
         }
         None => None,
     };
-    // Notifications by e-mail, from the outbox.
-    let mailer = match config.mail.mail()? {
-        Some(cfg) => {
-            tracing::info!(from = %cfg.from, "sending notifications by e-mail");
-            let mailer = portcullis_notify::mail::Mailer::new(state.clone(), cfg)?;
-            Some(tokio::spawn(mailer.run(delivery_stop.clone())))
-        }
-        None => None,
+    // Notifications (e-mail, webhook), from the outbox.
+    let channels = config.channels()?;
+    let mailer = if channels.mail.is_some() || channels.webhook.is_some() {
+        let mail = match channels.mail {
+            Some(cfg) => {
+                tracing::info!(from = %cfg.from, "sending notifications by e-mail");
+                Some(portcullis_notify::mail::Mailer::new(state.clone(), cfg)?)
+            }
+            None => None,
+        };
+        let hook = match channels.webhook {
+            Some(cfg) => {
+                tracing::info!(format = ?cfg.format, "sending notifications to a webhook");
+                Some(portcullis_notify::webhook::Webhook::new(state.clone(), cfg).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
+        let notifier = portcullis_notify::notifier::Notifier::new(state.clone(), mail, hook, channels.notifier);
+        Some(tokio::spawn(notifier.run(delivery_stop.clone())))
+    } else {
+        None
     };
     // One origin: the API under /api/v1, the web UI at / (its own routes, headers and CSRF).
     let api = portcullis_api::router(portcullis_api::AppState::new(state.clone()));

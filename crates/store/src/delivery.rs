@@ -18,6 +18,16 @@ pub struct Delivery {
     pub created_at: i64,
     /// Attempts before this one.
     pub attempts: i64,
+    /// Already delivered by e-mail, by webhook (an earlier attempt).
+    pub mail_done: bool,
+    pub hook_done: bool,
+}
+
+/// A delivery channel, for [`Store::channel_delivered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Mail,
+    Webhook,
 }
 
 /// A notification delivery gave up on (for administrators).
@@ -33,6 +43,8 @@ pub struct FailedDelivery {
     pub last_error: String,
 }
 
+/// id, event, subject, recipients, created_at, attempts, mail_at, hook_at.
+type ClaimRow = (String, String, String, String, i64, i64, Option<i64>, Option<i64>);
 /// id, event, subject, recipients, created_at, attempts, failed_at, last_error.
 type FailedRow = (String, String, String, String, i64, i64, i64, Option<String>);
 
@@ -48,19 +60,21 @@ impl Store {
             "UPDATE notification_outbox SET next_at = $1 WHERE id IN (\
                SELECT id FROM notification_outbox WHERE delivered_at IS NULL AND failed_at IS NULL \
                AND (next_at IS NULL OR next_at <= $2) ORDER BY created_at, id LIMIT $3{lock}) \
-             RETURNING id, event, request_id, recipients, created_at, attempts"
+             RETURNING id, event, request_id, recipients, created_at, attempts, mail_at, hook_at"
         );
-        let rows: Vec<(String, String, String, String, i64, i64)> =
+        let rows: Vec<ClaimRow> =
             sqlx::query_as(&sql).bind(lease_until).bind(now).bind(limit).fetch_all(&self.write).await?;
         let mut out: Vec<Delivery> = rows
             .into_iter()
-            .map(|(id, event, subject_id, recipients, created_at, attempts)| Delivery {
+            .map(|(id, event, subject_id, recipients, created_at, attempts, mail_at, hook_at)| Delivery {
                 id,
                 event,
                 subject_id,
                 recipients: split(&recipients),
                 created_at,
                 attempts,
+                mail_done: mail_at.is_some(),
+                hook_done: hook_at.is_some(),
             })
             .collect();
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -69,6 +83,20 @@ impl Store {
 
     pub async fn delivered(&self, id: &str, now: i64) -> Result<()> {
         sqlx::query("UPDATE notification_outbox SET delivered_at = $1, last_error = NULL WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// One channel has delivered the row (the row itself is delivered when all have).
+    pub async fn channel_delivered(&self, id: &str, channel: Channel, now: i64) -> Result<()> {
+        let column = match channel {
+            Channel::Mail => "mail_at",
+            Channel::Webhook => "hook_at",
+        };
+        sqlx::query(&format!("UPDATE notification_outbox SET {column} = $1 WHERE id = $2"))
             .bind(now)
             .bind(id)
             .execute(&self.write)

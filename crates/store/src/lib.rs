@@ -28,7 +28,7 @@ mod users;
 pub use audit::{AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};
 pub use changes::CredentialChange;
 pub use db::{Backend, Store, StoreOptions};
-pub use delivery::{Delivery, FailedDelivery};
+pub use delivery::{Channel, Delivery, FailedDelivery};
 pub use error::StoreError;
 pub use extras::{Favorite, ReasonCode, SESSION_REQUESTS_SETTING};
 pub use groups::{Group, GroupKind};

@@ -1,0 +1,139 @@
+//! The outbox worker. Claims due notifications (oldest first), delivers each on every
+//! configured channel (e-mail, webhook) that has not delivered it yet, and marks it delivered
+//! when all have; a failure is retried with back-off, and after the last attempt the
+//! notification is given up, audited (`notification.failed`) and listed for administrators.
+//!
+//! At least once: a channel is marked done only after its receiver accepted the notification;
+//! a crash in between sends it again on that channel. The claim is a lease in the store
+//! (`next_at`), taken with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so with several nodes each
+//! notification is sent by one of them. The worker only reads what the workflow has committed:
+//! the workflow never waits for delivery.
+
+use std::time::Duration;
+
+use portcullis_app::App;
+use portcullis_store::{AccessRequest, Channel, Delivery, RequestNames};
+
+use crate::mail::Mailer;
+use crate::webhook::Webhook;
+
+/// Retries and giving up.
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    /// The first retry's delay; each next one doubles (at most an hour).
+    pub retry_seconds: u64,
+    /// Attempts before giving up.
+    pub attempts: i64,
+}
+
+/// What a notification is about, loaded once for every channel.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub request: Option<AccessRequest>,
+    pub names: RequestNames,
+    /// The account's name (credential change notifications).
+    pub account: Option<String>,
+}
+
+/// Claimed at a time.
+const BATCH: i64 = 20;
+/// How long a claim holds while a batch is sent.
+const LEASE: Duration = Duration::from_secs(120);
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct Notifier {
+    app: App,
+    mail: Option<Mailer>,
+    hook: Option<Webhook>,
+    config: NotifierConfig,
+}
+
+impl Notifier {
+    pub fn new(app: App, mail: Option<Mailer>, hook: Option<Webhook>, config: NotifierConfig) -> Notifier {
+        Notifier { app, mail, hook, config }
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let now = self.app.now();
+            let lease = now + LEASE.as_micros() as i64;
+            let batch = match self.app.store.claim_deliveries(now, lease, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the notifier cannot read the outbox; retrying");
+                    Vec::new()
+                }
+            };
+            let full = batch.len() as i64 == BATCH;
+            for d in batch {
+                self.deliver(d).await;
+            }
+            if !full {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+
+    async fn subject(&self, d: &Delivery) -> Subject {
+        let store = &self.app.store;
+        if d.event == "credential_change_failed" {
+            return Subject { account: store.account(&d.subject_id).await.ok().map(|a| a.name), ..Subject::default() };
+        }
+        let request = store.request(&d.subject_id).await.ok();
+        let names = match &request {
+            Some(r) => portcullis_app::requests::names_of(&self.app, std::slice::from_ref(&r.id))
+                .await
+                .ok()
+                .and_then(|mut n| n.pop())
+                .unwrap_or_default(),
+            None => RequestNames::default(),
+        };
+        Subject { request, names, account: None }
+    }
+
+    async fn deliver(&self, d: Delivery) {
+        let store = &self.app.store;
+        let subject = self.subject(&d).await;
+        let mut errors = Vec::new();
+        if let (Some(mail), false) = (&self.mail, d.mail_done) {
+            match mail.send_all(&d, &subject).await {
+                Ok(()) => {
+                    let _ = store.channel_delivered(&d.id, Channel::Mail, self.app.now()).await;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let (Some(hook), false) = (&self.hook, d.hook_done) {
+            match hook.send(&d, &subject).await {
+                Ok(()) => {
+                    let _ = store.channel_delivered(&d.id, Channel::Webhook, self.app.now()).await;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let now = self.app.now();
+        if errors.is_empty() {
+            if let Err(e) = store.delivered(&d.id, now).await {
+                tracing::warn!(error = %e, notification = %d.id, "sent, but cannot mark it delivered (it may be sent again)");
+            }
+            return;
+        }
+        let why = errors.join("; ");
+        let attempt = d.attempts + 1;
+        if attempt >= self.config.attempts {
+            tracing::warn!(notification = %d.id, event = %d.event, error = %why, "giving up on a notification");
+            let _ = store.delivery_failed(&d.id, now, &why).await;
+        } else {
+            let delay = self.config.retry_seconds.saturating_mul(1u64 << (attempt - 1).clamp(0, 16) as u32).min(3600);
+            tracing::info!(notification = %d.id, attempt, retry_in_s = delay, error = %why, "notification not delivered; will retry");
+            let _ = store.delivery_retry(&d.id, now + delay as i64 * 1_000_000, &why).await;
+        }
+    }
+}
