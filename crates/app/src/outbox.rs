@@ -39,3 +39,19 @@ pub async fn failed(
         })
         .collect())
 }
+
+/// Queues a test notification to the caller on every configured channel (and, through its
+/// audit event, to the SIEM). Appliance Administrators.
+pub async fn send_test(state: &App, caller: &crate::auth::Caller) -> AppResult<()> {
+    use portcullis_core::role::Role;
+    if !caller.has(Role::ApplianceAdmin) {
+        return Err(crate::error::AppError::forbidden("test notifications are for Appliance Administrators"));
+    }
+    let me = caller.user.id.clone();
+    state.store.notify(state.now(), "test", &me, std::slice::from_ref(&me)).await?;
+    state
+        .store
+        .record(&caller.actor(), state.now(), portcullis_store::NewEvent::success("notification.test", "user", &me))
+        .await?;
+    Ok(())
+}

@@ -111,6 +111,15 @@ pub fn compose(
     web_url: &str,
 ) -> Letter {
     let web = web_url.trim_end_matches('/');
+    if event == "test" {
+        return Letter {
+            subject: "Portcullis: test notification".into(),
+            text: format!(
+                "This is a test notification, sent because an administrator asked for one.\n\
+                 Notifications reach you here; the web UI is at {web}/\n"
+            ),
+        };
+    }
     let Some(r) = r else {
         let what = account.unwrap_or("an account");
         return Letter {

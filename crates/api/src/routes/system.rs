@@ -18,6 +18,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
         .routes(routes!(ssh_proxy))
         .routes(routes!(failed_notifications))
+        .routes(routes!(test_notification))
+}
+
+/// Sends a test notification to the caller through every configured channel: e-mail (to the
+/// caller's address), webhook, and (its audit event `notification.test`) the SIEM. Appliance
+/// Administrators. Delivery follows; `GET /api/v1/notifications/failed` shows a failure.
+#[utoipa::path(post, path = "/api/v1/notifications/test", tag = "system", operation_id = "test_notification",
+    responses((status = 202, description = "Queued")))]
+async fn test_notification(State(state): State<AppState>, c: Authed<AnyUser>) -> crate::error::ApiResult<StatusCode> {
+    portcullis_app::outbox::send_test(&state, &c).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 #[derive(Serialize, ToSchema)]

@@ -99,6 +99,9 @@ pub async fn run(cmd: AuditCmd, g: &GlobalArgs) -> Result<(), CliError> {
 
 #[derive(Debug, Subcommand)]
 pub enum NotificationCmd {
+    /// Send yourself a test notification through every configured channel: e-mail (to the
+    /// address in your profile), webhook, and the SIEM (Appliance Administrators).
+    Test,
     /// Notifications delivery gave up on after its last attempt (Appliance Administrators,
     /// Auditors); each is also in the audit log as notification.failed.
     Failed {
@@ -109,7 +112,17 @@ pub enum NotificationCmd {
 }
 
 pub async fn notifications(cmd: NotificationCmd, g: &GlobalArgs) -> Result<(), CliError> {
-    let NotificationCmd::Failed { limit } = cmd;
+    let limit = match cmd {
+        NotificationCmd::Test => {
+            signed_in(g)?.post("/api/v1/notifications/test", &serde_json::json!({})).await?;
+            println!(
+                "A test notification is on its way to you through every configured channel. \
+                 If it does not arrive, `portcullis notification failed` will say why once delivery gives up."
+            );
+            return Ok(());
+        }
+        NotificationCmd::Failed { limit } => limit,
+    };
     let v = signed_in(g)?.get(&format!("/api/v1/notifications/failed?limit={limit}")).await?;
     if g.output == Output::Json {
         print(g.output, &v, &[]);
