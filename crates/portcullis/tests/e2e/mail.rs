@@ -202,6 +202,36 @@ async fn notifications_reach_people_by_mail_postgres() {
     mail(Db::postgres()).await;
 }
 
+/// bob (bob@example.test) approves the administrator's requests for root@web; returns the
+/// account.
+async fn admin_asks_bob_approves(server: &Server, admin: &str) -> Value {
+    let bob = post(
+        server,
+        admin,
+        "/api/v1/users",
+        json!({ "username": "bob", "password": "bob password 1234", "email": "bob@example.test" }),
+    )
+    .await;
+    let asset =
+        post(server, admin, "/api/v1/assets", json!({ "name": "web", "address": "10.0.0.5", "platform": "linux" }))
+            .await;
+    let account = post(server, admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": "root" })).await;
+    let (_, me) = server.call("GET", "/api/v1/me", Some(admin), None).await;
+    let ent =
+        post(server, admin, "/api/v1/entitlements", json!({ "name": "ops", "priority": 1, "user_ids": [me["id"]] }))
+            .await;
+    post(
+        server,
+        admin,
+        "/api/v1/policies",
+        json!({ "entitlement_id": ent["id"], "name": "web", "priority": 1,
+        "access_type": "password", "scope": { "accounts": [account["id"]] },
+        "settings": { "approval_levels": [{ "required": 1, "user_ids": [bob["id"]] }] } }),
+    )
+    .await;
+    account
+}
+
 /// With no SMTP server at all, delivery gives up after its attempts: audited, and listed for
 /// administrators by the API and the CLI with the reason.
 #[tokio::test]
@@ -217,30 +247,7 @@ async fn undeliverable_notifications_are_given_up_and_shown() {
         ],
     );
     let admin = server.bootstrap().await;
-    let bob = post(
-        &server,
-        &admin,
-        "/api/v1/users",
-        json!({ "username": "bob", "password": "bob password 1234", "email": "bob@example.test" }),
-    )
-    .await;
-    let asset =
-        post(&server, &admin, "/api/v1/assets", json!({ "name": "web", "address": "10.0.0.5", "platform": "linux" }))
-            .await;
-    let account = post(&server, &admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": "root" })).await;
-    let (_, me) = server.call("GET", "/api/v1/me", Some(&admin), None).await;
-    let ent =
-        post(&server, &admin, "/api/v1/entitlements", json!({ "name": "ops", "priority": 1, "user_ids": [me["id"]] }))
-            .await;
-    post(
-        &server,
-        &admin,
-        "/api/v1/policies",
-        json!({ "entitlement_id": ent["id"], "name": "web", "priority": 1,
-        "access_type": "password", "scope": { "accounts": [account["id"]] },
-        "settings": { "approval_levels": [{ "required": 1, "user_ids": [bob["id"]] }] } }),
-    )
-    .await;
+    let account = admin_asks_bob_approves(&server, &admin).await;
     post(
         &server,
         &admin,
@@ -354,30 +361,7 @@ async fn a_signed_webhook_is_retried_without_sending_the_mail_again() {
         ],
     );
     let admin = server.bootstrap().await;
-    let bob = post(
-        &server,
-        &admin,
-        "/api/v1/users",
-        json!({ "username": "bob", "password": "bob password 1234", "email": "bob@example.test" }),
-    )
-    .await;
-    let asset =
-        post(&server, &admin, "/api/v1/assets", json!({ "name": "web", "address": "10.0.0.5", "platform": "linux" }))
-            .await;
-    let account = post(&server, &admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": "root" })).await;
-    let (_, me) = server.call("GET", "/api/v1/me", Some(&admin), None).await;
-    let ent =
-        post(&server, &admin, "/api/v1/entitlements", json!({ "name": "ops", "priority": 1, "user_ids": [me["id"]] }))
-            .await;
-    post(
-        &server,
-        &admin,
-        "/api/v1/policies",
-        json!({ "entitlement_id": ent["id"], "name": "web", "priority": 1,
-        "access_type": "password", "scope": { "accounts": [account["id"]] },
-        "settings": { "approval_levels": [{ "required": 1, "user_ids": [bob["id"]] }] } }),
-    )
-    .await;
+    let account = admin_asks_bob_approves(&server, &admin).await;
     post(
         &server,
         &admin,
