@@ -126,7 +126,8 @@ pub fn compose(
             subject: format!("Portcullis: a credential change of {what} failed"),
             text: format!(
                 "The automatic credential change of {what} failed after its last attempt.\n\
-                 The account's page shows the error and lets you check or change the credential:\n{web}/admin/accounts/\n"
+                 The account's page (Administration, Assets, then the account) shows the error and lets you \
+                 check or change the credential:\n{web}/admin/assets\n"
             ),
         };
     };
@@ -203,4 +204,74 @@ fn html_of(letter: &Letter) -> String {
 /// Whether `s` is a mailbox mail can be sent from or to (`Name <user@host>` or `user@host`).
 pub fn valid_mailbox(s: &str) -> bool {
     s.parse::<Mailbox>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_core::policy::AccessType;
+    use portcullis_core::request::RequestState;
+    use portcullis_store::{AccessRequest, RequestNames};
+
+    use super::compose;
+
+    fn request(emergency: bool) -> AccessRequest {
+        AccessRequest {
+            id: "r1".into(),
+            batch_id: "b1".into(),
+            requester_id: "u1".into(),
+            account_id: "a1".into(),
+            asset_id: "s1".into(),
+            access_type: AccessType::Ssh,
+            policy_id: "p1".into(),
+            state: RequestState::PendingApproval,
+            emergency,
+            // 2025-12-01 08:00 UTC to 10:00 UTC.
+            start_at: 1_764_576_000_000_000,
+            end_at: 1_764_583_200_000_000,
+            ticket: Some("CHG-1".into()),
+            reason_code: Some("maintenance".into()),
+            comment: Some("patch night".into()),
+            current_level: 0,
+            review_required: false,
+            removed: false,
+            created_at: 0,
+            updated_at: 0,
+            ended_by: None,
+        }
+    }
+
+    fn names() -> RequestNames {
+        RequestNames {
+            requester: Some("alice".into()),
+            account: Some("root".into()),
+            asset: Some("web".into()),
+            policy: Some("p".into()),
+        }
+    }
+
+    #[test]
+    fn an_approver_gets_the_details_in_their_zone_and_a_link() {
+        let l =
+            compose("pending_approval", Some(&request(false)), &names(), None, "Asia/Tokyo", "https://pam.example/");
+        assert_eq!(l.subject, "Approval needed: root@web for alice");
+        assert!(l.text.contains("2025-12-01 17:00 JST – 2025-12-01 19:00 JST"), "{}", l.text);
+        assert!(l.text.contains("CHG-1") && l.text.contains("maintenance") && l.text.contains("patch night"));
+        assert!(l.text.contains("https://pam.example/requests/r1") && l.text.contains("Asia/Tokyo"), "{}", l.text);
+        let e = compose("pending_approval", Some(&request(true)), &names(), None, "UTC", "https://pam.example");
+        assert!(e.subject.starts_with("EMERGENCY ACCESS: "), "{}", e.subject);
+    }
+
+    #[test]
+    fn a_failed_change_points_to_the_assets_pages() {
+        let l = compose(
+            "credential_change_failed",
+            None,
+            &RequestNames::default(),
+            Some("root"),
+            "UTC",
+            "https://pam.example",
+        );
+        assert!(l.subject.contains("credential change of root failed"), "{}", l.subject);
+        assert!(l.text.contains("https://pam.example/admin/assets"), "{}", l.text);
+    }
 }
