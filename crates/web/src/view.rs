@@ -31,6 +31,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("watch.html", include_str!("../templates/watch.html")),
     ("admin.html", include_str!("../templates/admin.html")),
     ("totp.html", include_str!("../templates/totp.html")),
+    ("paging.html", include_str!("../templates/paging.html")),
+    ("player_head.html", include_str!("../templates/player_head.html")),
 ];
 
 pub fn templates() -> Environment<'static> {
