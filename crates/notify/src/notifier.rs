@@ -1,4 +1,5 @@
-//! The outbox worker. Claims due notifications (oldest first), delivers each on every
+//! The outbox worker. Claims due notifications (oldest first; a recipient's in order: none
+//! passes an older one of theirs that waits for a retry), delivers each on every
 //! configured channel (e-mail, webhook) that has not delivered it yet, and marks it delivered
 //! when all have; a failure is retried with back-off, and after the last attempt the
 //! notification is given up, audited (`notification.failed`) and listed for administrators.
@@ -69,8 +70,19 @@ impl Notifier {
                 }
             };
             let full = batch.len() as i64 == BATCH;
+            // A recipient whose notification failed in this batch gets nothing newer before
+            // that one: the rest of theirs go back unsent, to wait behind it.
+            let mut failed: std::collections::HashSet<String> = std::collections::HashSet::new();
             for d in batch {
-                self.deliver(d).await;
+                if d.recipients.iter().any(|r| failed.contains(r)) {
+                    failed.extend(d.recipients.iter().cloned());
+                    let _ = self.app.store.delivery_release(&d.id, self.app.now()).await;
+                    continue;
+                }
+                let recipients = d.recipients.clone();
+                if !self.deliver(d).await {
+                    failed.extend(recipients);
+                }
             }
             if !full {
                 tokio::select! {
@@ -101,7 +113,8 @@ impl Notifier {
         Subject { request, names, account: None }
     }
 
-    async fn deliver(&self, d: Delivery) {
+    /// Sends one notification on its channels; `false` if it must be tried again later.
+    async fn deliver(&self, d: Delivery) -> bool {
         let store = &self.app.store;
         let subject = self.subject(&d).await;
         let mut errors = Vec::new();
@@ -126,7 +139,7 @@ impl Notifier {
             if let Err(e) = store.delivered(&d.id, now).await {
                 tracing::warn!(error = %e, notification = %d.id, "sent, but cannot mark it delivered (it may be sent again)");
             }
-            return;
+            return true;
         }
         let why = errors.join("; ");
         let attempt = d.attempts + 1;
@@ -138,5 +151,6 @@ impl Notifier {
             tracing::info!(notification = %d.id, attempt, retry_in_s = delay, error = %why, "notification not delivered; will retry");
             let _ = store.delivery_retry(&d.id, now + delay as i64 * 1_000_000, &why).await;
         }
+        false
     }
 }

@@ -8,6 +8,11 @@
 //! carries the event's sequence number for de-duplication. Over UDP nothing can be known of
 //! delivery: the cursor follows what was sent. A restart of Portcullis resumes at the cursor.
 //! The forwarder only reads committed events: it never slows or blocks the workflow.
+//!
+//! Several nodes: each runs a forwarder, but only the one holding the cursor's lease in the
+//! store sends; it renews the lease as it goes, and gives it up when it stops. The others stand
+//! by and take over when the lease runs out (a node that died), from the cursor. A node that
+//! lost its lease (paused longer than the lease) can no longer move the cursor and stands by.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -31,6 +36,10 @@ const BATCH: i64 = 1000;
 const SETTLE: Duration = Duration::from_secs(1);
 /// How often the chain is read when the forwarder has caught up.
 const POLL: Duration = Duration::from_millis(200);
+/// How long the cursor's lease holds without renewal.
+const LEASE: Duration = Duration::from_secs(15);
+/// How often the holder renews it.
+const RENEW: Duration = Duration::from_secs(5);
 /// The largest UDP datagram sent (longer messages are cut).
 const UDP_MAX: usize = 8192;
 
@@ -134,6 +143,8 @@ impl Conn {
 
 pub struct Forwarder {
     app: App,
+    /// This forwarder's name on the cursor's lease.
+    holder: String,
     config: SyslogConfig,
     origin: Origin,
     tls: Option<tokio_rustls::TlsConnector>,
@@ -171,7 +182,8 @@ impl Forwarder {
             None
         };
         let origin = Origin::here(&config.app_name);
-        Ok(Forwarder { app, config, origin, tls })
+        let holder = format!("{}/{}/{:016x}", origin.hostname, std::process::id(), rand_u64());
+        Ok(Forwarder { app, holder, config, origin, tls })
     }
 
     async fn connect(&self) -> std::io::Result<Conn> {
@@ -201,15 +213,42 @@ impl Forwarder {
         }
     }
 
+    /// Takes or renews the cursor's lease.
+    async fn lease(&self) -> bool {
+        let now = self.app.now();
+        match self.app.store.lease_delivery_cursor(CURSOR, &self.holder, now, now + LEASE.as_micros() as i64).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "syslog forwarder cannot take its lease on the cursor; retrying");
+                false
+            }
+        }
+    }
+
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let store = &self.app.store;
         let target = format!("{:?}", self.config.target);
         let mut backoff = Duration::from_millis(250);
         let mut failing = false;
+        let mut standing_by = false;
         loop {
             if *stop.borrow() {
                 return;
+            }
+            if !self.lease().await {
+                if !standing_by {
+                    tracing::info!("another node forwards the audit events to the SIEM; this one stands by");
+                    standing_by = true;
+                }
+                if sleep_or_stop(&mut stop, RENEW).await {
+                    return;
+                }
+                continue;
+            }
+            if standing_by {
+                tracing::info!("this node now forwards the audit events to the SIEM");
+                standing_by = false;
             }
             let cursor = match store.delivery_cursor(CURSOR).await {
                 Ok(c) => c,
@@ -240,9 +279,12 @@ impl Forwarder {
             }
             backoff = Duration::from_millis(250);
             match self.session(&mut conn, cursor, &mut stop).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    let _ = store.release_delivery_cursor(CURSOR, &self.holder).await;
+                    return;
+                }
                 Err(why) => {
-                    tracing::warn!(target = %target, error = %why, "syslog connection lost; sending again from the cursor");
+                    tracing::warn!(target = %target, error = %why, "syslog forwarding interrupted; it resumes from the cursor");
                     failing = true;
                 }
             }
@@ -259,7 +301,14 @@ impl Forwarder {
         let store = &self.app.store;
         let mut next = cursor;
         let mut in_flight: VecDeque<(i64, Instant)> = VecDeque::new();
+        let mut renewed = Instant::now();
         loop {
+            if renewed.elapsed() >= RENEW {
+                if !self.lease().await {
+                    return Err("the lease on the cursor went to another node".into());
+                }
+                renewed = Instant::now();
+            }
             let q = AuditQuery { after_seq: Some(next), limit: BATCH, ..AuditQuery::default() };
             let events = store.audit_events(&q).await.map_err(|e| format!("reading the audit chain: {e}"))?;
             for e in &events {
@@ -287,10 +336,13 @@ impl Forwarder {
                 in_flight.clear();
             }
             if settled > cursor {
-                store
-                    .set_delivery_cursor(CURSOR, settled, self.app.now())
+                let held = store
+                    .set_delivery_cursor(CURSOR, &self.holder, settled, self.app.now())
                     .await
                     .map_err(|e| format!("saving the cursor: {e}"))?;
+                if !held {
+                    return Err("the lease on the cursor went to another node".into());
+                }
                 cursor = settled;
             }
             if (events.len() as i64) < BATCH && sleep_or_stop(stop, POLL).await {
@@ -302,11 +354,19 @@ impl Forwarder {
                         return Ok(());
                     }
                 }
-                let _ = store.set_delivery_cursor(CURSOR, next, self.app.now()).await;
+                let _ = store.set_delivery_cursor(CURSOR, &self.holder, next, self.app.now()).await;
                 return Ok(());
             }
         }
     }
+}
+
+/// A random number for the lease holder's name (no two processes share one).
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
 }
 
 /// Sleeps; `true` if asked to stop meanwhile.

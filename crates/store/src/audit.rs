@@ -275,19 +275,55 @@ impl Store {
         Ok(seq.unwrap_or(0))
     }
 
-    /// Records that the delivery `name` has sent every event up to `seq`. Never moves back.
-    pub async fn set_delivery_cursor(&self, name: &str, seq: i64, now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO delivery_cursors (name, seq, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at \
-             WHERE delivery_cursors.seq < excluded.seq",
+    /// Takes (or renews) the lease on delivery `name` for `holder` until `until` (µs): `false`
+    /// while another holder's lease runs. Only the holder moves the cursor.
+    pub async fn lease_delivery_cursor(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO delivery_cursors (name, seq, updated_at, holder, lease_until) VALUES ($1, 0, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until \
+             WHERE delivery_cursors.holder IS NULL OR delivery_cursors.holder = excluded.holder \
+             OR delivery_cursors.lease_until <= $2",
         )
         .bind(name)
-        .bind(seq)
         .bind(now)
+        .bind(holder)
+        .bind(until)
         .execute(&self.write)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease up (a node stopping), so another takes over at once.
+    pub async fn release_delivery_cursor(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("UPDATE delivery_cursors SET lease_until = 0 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
         Ok(())
+    }
+
+    /// Records that the delivery `name` has sent every event up to `seq`. Never moves back,
+    /// and only for the lease's `holder`: `false` if the lease is someone else's now.
+    pub async fn set_delivery_cursor(&self, name: &str, holder: &str, seq: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE delivery_cursors SET seq = $1, updated_at = $2 WHERE name = $3 AND holder = $4 AND seq <= $1",
+        )
+        .bind(seq)
+        .bind(now)
+        .bind(name)
+        .bind(holder)
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // Not moved: behind already (fine), or the lease is gone.
+        let row: Option<Option<String>> = sqlx::query_scalar("SELECT holder FROM delivery_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(matches!(row, Some(Some(h)) if h == holder))
     }
 
     /// Walks the whole chain in sequence order and reports the first broken link.

@@ -53,32 +53,73 @@ fn split(recipients: &str) -> Vec<String> {
 }
 
 impl Store {
-    /// Claims up to `limit` due rows, oldest first, until `lease_until` (µs).
+    /// Claims up to `limit` due rows, oldest first, until `lease_until` (µs), keeping each
+    /// recipient's notifications in order: a row is not claimed while an older undelivered row
+    /// for one of its recipients waits (for its retry, or in another worker's hands).
     pub async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<Delivery>> {
         let lock = if self.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE notification_outbox SET next_at = $1 WHERE id IN (\
-               SELECT id FROM notification_outbox WHERE delivered_at IS NULL AND failed_at IS NULL \
-               AND (next_at IS NULL OR next_at <= $2) ORDER BY created_at, id LIMIT $3{lock}) \
-             RETURNING id, event, request_id, recipients, created_at, attempts, mail_at, hook_at"
-        );
-        let rows: Vec<ClaimRow> =
-            sqlx::query_as(&sql).bind(lease_until).bind(now).bind(limit).fetch_all(&self.write).await?;
-        let mut out: Vec<Delivery> = rows
-            .into_iter()
-            .map(|(id, event, subject_id, recipients, created_at, attempts, mail_at, hook_at)| Delivery {
+        let mut tx = self.write.begin().await?;
+        let due: Vec<ClaimRow> = sqlx::query_as(&format!(
+            "SELECT id, event, request_id, recipients, created_at, attempts, mail_at, hook_at FROM notification_outbox \
+             WHERE delivered_at IS NULL AND failed_at IS NULL AND (next_at IS NULL OR next_at <= $1) \
+             ORDER BY created_at, id LIMIT $2{lock}"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(newest) = due.last().map(|r| r.4) else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        // Every undelivered row up to the newest due one: the due rows and those that wait.
+        let pending: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, recipients FROM notification_outbox WHERE delivered_at IS NULL AND failed_at IS NULL \
+             AND created_at <= $1 ORDER BY created_at, id LIMIT 10000",
+        )
+        .bind(newest)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut due: std::collections::HashMap<String, ClaimRow> = due.into_iter().map(|r| (r.0.clone(), r)).collect();
+        let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (id, recipients) in pending {
+            let recipients = split(&recipients);
+            let claimable = due.contains_key(&id) && !recipients.iter().any(|r| held.contains(r));
+            if !claimable {
+                held.extend(recipients);
+                continue;
+            }
+            let (id, event, subject_id, _, created_at, attempts, mail_at, hook_at) = due.remove(&id).expect("due");
+            sqlx::query("UPDATE notification_outbox SET next_at = $1 WHERE id = $2")
+                .bind(lease_until)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            out.push(Delivery {
                 id,
                 event,
                 subject_id,
-                recipients: split(&recipients),
+                recipients,
                 created_at,
                 attempts,
                 mail_done: mail_at.is_some(),
                 hook_done: hook_at.is_some(),
-            })
-            .collect();
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            });
+        }
+        tx.commit().await?;
         Ok(out)
+    }
+
+    /// Gives a claimed row back unsent (an older one for the same recipient failed meanwhile);
+    /// not counted as an attempt.
+    pub async fn delivery_release(&self, id: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE notification_outbox SET next_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     pub async fn delivered(&self, id: &str, now: i64) -> Result<()> {

@@ -240,3 +240,50 @@ async fn lockout_and_tokens() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_keep_each_recipients_order_and_the_siem_cursor_has_one_holder() {
+    on_both(|store, _raw| async move {
+        let events = |d: &[portcullis_store::Delivery]| d.iter().map(|d| d.event.clone()).collect::<Vec<_>>();
+        store.notify(1, "e1", "s1", &["alice".into()]).await.unwrap();
+        store.notify(2, "e2", "s2", &["alice".into(), "bob".into()]).await.unwrap();
+        store.notify(3, "e3", "s3", &["carol".into()]).await.unwrap();
+        // One worker takes the oldest; another, meanwhile, may not pass it for alice.
+        let first = store.claim_deliveries(10, 1000, 1).await.unwrap();
+        assert_eq!(events(&first), ["e1"]);
+        let second = store.claim_deliveries(10, 1000, 20).await.unwrap();
+        assert_eq!(events(&second), ["e3"], "alice's second notification overtook her first");
+        store.delivered(&second[0].id, 11).await.unwrap();
+        // The first fails and waits for its retry: alice's (and bob's) second still waits.
+        store.delivery_retry(&first[0].id, 500, "mail server down").await.unwrap();
+        assert!(store.claim_deliveries(20, 1000, 20).await.unwrap().is_empty());
+        // Due again: both, in order, in one claim.
+        let third = store.claim_deliveries(600, 2000, 20).await.unwrap();
+        assert_eq!(events(&third), ["e1", "e2"]);
+        // Given back unsent (the first failed again in that batch), not counted as an attempt.
+        store.delivery_retry(&third[0].id, 5000, "mail server down").await.unwrap();
+        store.delivery_release(&third[1].id, 601).await.unwrap();
+        assert!(store.claim_deliveries(700, 2000, 20).await.unwrap().is_empty());
+        store.delivery_failed(&third[0].id, 800, "gave up").await.unwrap();
+        let fourth = store.claim_deliveries(900, 2000, 20).await.unwrap();
+        assert_eq!(events(&fourth), ["e2"]);
+        assert_eq!(fourth[0].attempts, 0);
+
+        // The SIEM cursor: one holder at a time; only the holder moves it.
+        assert!(store.lease_delivery_cursor("syslog", "n1", 0, 100).await.unwrap());
+        assert!(store.lease_delivery_cursor("syslog", "n1", 40, 140).await.unwrap(), "renewal");
+        assert!(!store.lease_delivery_cursor("syslog", "n2", 50, 150).await.unwrap());
+        assert!(store.set_delivery_cursor("syslog", "n1", 7, 60).await.unwrap());
+        assert!(!store.set_delivery_cursor("syslog", "n2", 9, 60).await.unwrap());
+        assert_eq!(store.delivery_cursor("syslog").await.unwrap(), 7);
+        // n1's lease runs out: n2 takes over from the cursor, and n1 can no longer move it.
+        assert!(store.lease_delivery_cursor("syslog", "n2", 140, 240).await.unwrap());
+        assert!(!store.set_delivery_cursor("syslog", "n1", 8, 150).await.unwrap());
+        assert!(!store.lease_delivery_cursor("syslog", "n1", 150, 250).await.unwrap());
+        assert_eq!(store.delivery_cursor("syslog").await.unwrap(), 7);
+        // Given up on stopping: the other takes it at once.
+        store.release_delivery_cursor("syslog", "n2").await.unwrap();
+        assert!(store.lease_delivery_cursor("syslog", "n1", 160, 260).await.unwrap());
+    })
+    .await;
+}

@@ -68,6 +68,35 @@ impl Server {
         s
     }
 
+    /// Another node sharing this one's database (PostgreSQL) and keys, with its own ports and
+    /// data directory.
+    pub fn peer_with(&self, env: &[(&str, &str)]) -> Server {
+        use std::os::unix::fs::DirBuilderExt;
+        assert!(matches!(self.db, Db::Postgres(..)), "nodes share a PostgreSQL database");
+        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().unwrap();
+        let keys = dir.path().join("data/keys");
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&keys).unwrap();
+        for e in std::fs::read_dir(self.data_dir().join("keys")).unwrap().flatten() {
+            std::fs::copy(e.path(), keys.join(e.file_name())).unwrap();
+        }
+        let port = portcullis_testkit::free_port();
+        let mut s = Server {
+            dir,
+            port,
+            ssh_port: portcullis_testkit::free_port(),
+            tls: self.tls,
+            db: self.db.clone(),
+            child: None,
+            url: format!("{}://127.0.0.1:{port}", if self.tls { "https" } else { "http" }),
+            bootstrap_secret: None,
+            fingerprint: None,
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            run: 0,
+        };
+        s.spawn();
+        s
+    }
+
     /// The server process's id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
