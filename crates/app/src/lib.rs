@@ -6,6 +6,7 @@
 //! asks. This crate knows nothing of HTTP, JSON DTOs or SSH.
 
 pub mod access;
+pub mod approval_mail;
 pub mod audit;
 pub mod auth;
 pub mod credentials;

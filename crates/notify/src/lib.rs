@@ -4,11 +4,17 @@
 //! delivered (`notifier`) by e-mail over SMTP (`mail`) and signed webhooks (`webhook`), with
 //! retries, back-off and failures shown to administrators.
 //!
-//! Knows the store and the application layer; nothing here changes what the workflow does or
-//! how fast: delivery reads what the workflow has committed, after the fact.
+//! `inbound`: approvers' replies to approval mails (APPROVE / DISAPPROVE), taken by
+//! Portcullis's own SMTP listener and read by `reply`.
+//!
+//! Knows the store and the application layer. Delivery never slows the workflow: it reads what
+//! the workflow has committed, after the fact. A counted reply decides through the same use
+//! case as the API.
 
 pub mod format;
+pub mod inbound;
 pub mod mail;
 pub mod notifier;
+pub mod reply;
 pub mod syslog;
 pub mod webhook;

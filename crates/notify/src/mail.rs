@@ -22,6 +22,11 @@ pub struct MailConfig {
     pub from: String,
     /// The web UI's address as people reach it, for links in mails.
     pub web_url: String,
+    /// Answering approval mails by reply (the inbound listener's address); none: approvers
+    /// decide in the web UI (the mail's personal link).
+    pub reply: Option<crate::inbound::ReplyConfig>,
+    /// How long an approval mail's reply and link tokens hold, in hours.
+    pub token_hours: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,18 +74,42 @@ impl Mailer {
                     continue;
                 }
             };
-            let letter = compose(
-                &d.event,
-                subject.request.as_ref(),
-                &subject.names,
-                subject.account.as_deref(),
-                &user.time_zone,
-                &self.config.web_url,
-            );
+            // An approver's mail for a request waiting at a level carries their personal link
+            // and reply address.
+            let mut approval = None;
+            if let (Some(r), "pending_approval") = (&subject.request, d.event.as_str()) {
+                let tokens = portcullis_app::approval_mail::issue(
+                    &self.app,
+                    &r.id,
+                    r.current_level,
+                    &user.id,
+                    self.config.token_hours,
+                )
+                .await
+                .map_err(|e| format!("cannot issue the approval mail's tokens: {}", e.message))?;
+                approval = Some(Approval {
+                    link_token: tokens.link,
+                    reply_to: self.config.reply.as_ref().map(|c| crate::reply::tagged(&c.address, &tokens.reply)),
+                });
+            }
+            let facts = Facts {
+                request: subject.request.as_ref(),
+                names: &subject.names,
+                account: subject.account.as_deref(),
+                time_zone: &user.time_zone,
+                web_url: &self.config.web_url,
+                details: d.details.as_ref(),
+                approval: approval.as_ref(),
+            };
+            let letter = compose(&d.event, &facts);
             let html = html_of(&letter);
-            let message = Message::builder()
-                .from(self.from.clone())
-                .to(to)
+            let mut message = Message::builder().from(self.from.clone()).to(to);
+            if let Some(reply_to) = approval.as_ref().and_then(|a| a.reply_to.as_deref()) {
+                let mailbox: Mailbox =
+                    reply_to.parse().map_err(|_| format!("the reply address {reply_to} is not valid"))?;
+                message = message.reply_to(mailbox);
+            }
+            let message = message
                 .subject(&letter.subject)
                 .multipart(
                     MultiPart::alternative()
@@ -101,16 +130,35 @@ fn when(time_zone: &str, micros: i64) -> String {
         .unwrap_or_default()
 }
 
+/// What an approval mail offers its approver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Their personal link token for the web UI's approval page.
+    pub link_token: String,
+    /// The address their reply goes to (tagged with the reply token), if replies are on.
+    pub reply_to: Option<String>,
+}
+
+/// What a mail is composed from.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub request: Option<&'a AccessRequest>,
+    pub names: &'a portcullis_store::RequestNames,
+    /// The account's name (credential change notifications).
+    pub account: Option<&'a str>,
+    /// The recipient's.
+    pub time_zone: &'a str,
+    pub web_url: &'a str,
+    /// The notification's details (why a mailed reply was refused …).
+    pub details: Option<&'a serde_json::Value>,
+    pub approval: Option<&'a Approval>,
+}
+
 /// The mail one recipient gets for one notification. Pure: what the request holds, named.
-pub fn compose(
-    event: &str,
-    r: Option<&AccessRequest>,
-    names: &portcullis_store::RequestNames,
-    account: Option<&str>,
-    time_zone: &str,
-    web_url: &str,
-) -> Letter {
-    let web = web_url.trim_end_matches('/');
+pub fn compose(event: &str, f: &Facts<'_>) -> Letter {
+    let web = f.web_url.trim_end_matches('/');
+    let time_zone = f.time_zone;
+    let detail = |k: &str| f.details.and_then(|d| d.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
     if event == "test" {
         return Letter {
             subject: "Portcullis: test notification".into(),
@@ -120,8 +168,8 @@ pub fn compose(
             ),
         };
     }
-    let Some(r) = r else {
-        let what = account.unwrap_or("an account");
+    if event == "credential_change_failed" || (f.request.is_none() && !event.starts_with("mail_reply")) {
+        let what = f.account.unwrap_or("an account");
         return Letter {
             subject: format!("Portcullis: a credential change of {what} failed"),
             text: format!(
@@ -130,7 +178,18 @@ pub fn compose(
                  check or change the credential:\n{web}/admin/assets\n"
             ),
         };
+    }
+    let Some(r) = f.request else {
+        return Letter {
+            subject: "Not counted: your reply to Portcullis".into(),
+            text: format!(
+                "Your mail to Portcullis was not counted: {}.\n\nNothing was decided. The requests waiting for \
+                 you are under Approvals:\n{web}/approvals\n",
+                detail("reason")
+            ),
+        };
     };
+    let names = f.names;
     let name = |n: &Option<String>| n.clone().unwrap_or_else(|| "?".into());
     let requester = name(&names.requester);
     let target = format!("{}@{}", name(&names.account), name(&names.asset));
@@ -151,6 +210,28 @@ pub fn compose(
     }
     let details = details.join("\n");
     let link = format!("{web}/requests/{}", r.id);
+    if event == "mail_reply_refused" {
+        return Letter {
+            subject: format!("Not counted: your reply about {target} for {requester}"),
+            text: format!(
+                "Your reply was not counted: {}.\n\nNothing was decided by it.\n\n{details}\n\n\
+                 Open the request to decide there: {link}\n\nTimes are in your time zone, {time_zone}.\n",
+                detail("reason")
+            ),
+        };
+    }
+    if event == "mail_reply_counted" {
+        let comment = detail("comment");
+        let comment = if comment.is_empty() { String::new() } else { format!("Your comment: {comment}\n") };
+        return Letter {
+            subject: format!("Recorded: your {} of {target} for {requester}", detail("decision")),
+            text: format!(
+                "Your reply was counted as your {} of this request.\n{comment}\n{details}\n\n\
+                 Open the request: {link}\n\nTimes are in your time zone, {time_zone}.\n",
+                detail("decision")
+            ),
+        };
+    }
     let emergency = if r.emergency { "EMERGENCY ACCESS: " } else { "" };
     let (subject, lead) = match event {
         "pending_approval" => (
@@ -175,9 +256,21 @@ pub fn compose(
         ),
         other => (format!("Portcullis: {target} ({})", other.replace('_', " ")), "Your request changed.".to_owned()),
     };
+    let (top, decide) = match f.approval {
+        Some(a) => {
+            let mut decide = format!("Decide (you will be asked to sign in): {web}/approve/{}\n", a.link_token);
+            let mut top = String::new();
+            if a.reply_to.is_some() {
+                top = format!("{}\n\n", crate::reply::MARKER);
+                decide += "Or reply to this mail with APPROVE or DISAPPROVE as the first word; a comment may follow.\n";
+            }
+            (top, decide)
+        }
+        None => (String::new(), format!("Open the request: {link}\n")),
+    };
     Letter {
         subject,
-        text: format!("{lead}\n\n{details}\n\nOpen the request: {link}\n\nTimes are in your time zone, {time_zone}.\n"),
+        text: format!("{top}{lead}\n\n{details}\n\n{decide}\nTimes are in your time zone, {time_zone}.\n"),
     }
 }
 
@@ -201,6 +294,16 @@ fn html_of(letter: &Letter) -> String {
     )
 }
 
+/// The address of a mailbox (`Name <user@host>` → `user@host`).
+pub fn address_of(mailbox: &str) -> Option<String> {
+    mailbox.parse::<Mailbox>().ok().map(|m| m.email.to_string())
+}
+
+/// Whether `s` is a bare address with no `+` tag (one that can be tagged with a token).
+pub fn plain_address(s: &str) -> bool {
+    s.parse::<lettre::Address>().is_ok() && !s.contains('+') && !s.contains('<')
+}
+
 /// Whether `s` is a mailbox mail can be sent from or to (`Name <user@host>` or `user@host`).
 pub fn valid_mailbox(s: &str) -> bool {
     s.parse::<Mailbox>().is_ok()
@@ -212,7 +315,19 @@ mod tests {
     use portcullis_core::request::RequestState;
     use portcullis_store::{AccessRequest, RequestNames};
 
-    use super::compose;
+    use super::{compose, Approval, Facts};
+
+    fn facts<'a>(r: Option<&'a AccessRequest>, n: &'a RequestNames, zone: &'a str) -> Facts<'a> {
+        Facts {
+            request: r,
+            names: n,
+            account: None,
+            time_zone: zone,
+            web_url: "https://pam.example/",
+            details: None,
+            approval: None,
+        }
+    }
 
     fn request(emergency: bool) -> AccessRequest {
         AccessRequest {
@@ -251,26 +366,43 @@ mod tests {
 
     #[test]
     fn an_approver_gets_the_details_in_their_zone_and_a_link() {
-        let l =
-            compose("pending_approval", Some(&request(false)), &names(), None, "Asia/Tokyo", "https://pam.example/");
+        let (r, n) = (request(false), names());
+        let l = compose("pending_approval", &facts(Some(&r), &n, "Asia/Tokyo"));
         assert_eq!(l.subject, "Approval needed: root@web for alice");
         assert!(l.text.contains("2025-12-01 17:00 JST – 2025-12-01 19:00 JST"), "{}", l.text);
         assert!(l.text.contains("CHG-1") && l.text.contains("maintenance") && l.text.contains("patch night"));
         assert!(l.text.contains("https://pam.example/requests/r1") && l.text.contains("Asia/Tokyo"), "{}", l.text);
-        let e = compose("pending_approval", Some(&request(true)), &names(), None, "UTC", "https://pam.example");
+        let e = request(true);
+        let e = compose("pending_approval", &facts(Some(&e), &n, "UTC"));
         assert!(e.subject.starts_with("EMERGENCY ACCESS: "), "{}", e.subject);
+        // With replies on: the marker first, the personal link, how to reply.
+        let approval = Approval { link_token: "tok".into(), reply_to: Some("approvals+x@pam.example".into()) };
+        let l = compose("pending_approval", &Facts { approval: Some(&approval), ..facts(Some(&r), &n, "UTC") });
+        assert!(l.text.starts_with(crate::reply::MARKER), "{}", l.text);
+        assert!(
+            l.text.contains("https://pam.example/approve/tok") && l.text.contains("reply to this mail with APPROVE")
+        );
+    }
+
+    #[test]
+    fn a_replying_approver_is_told_what_counted_and_why_not() {
+        let (r, n) = (request(false), names());
+        let why = serde_json::json!({ "reason": "the reply did not come from the approver's address" });
+        let l = compose("mail_reply_refused", &Facts { details: Some(&why), ..facts(Some(&r), &n, "UTC") });
+        assert_eq!(l.subject, "Not counted: your reply about root@web for alice");
+        assert!(l.text.contains("not counted: the reply did not come from") && l.text.contains("/requests/r1"));
+        let l = compose("mail_reply_refused", &Facts { details: Some(&why), ..facts(None, &n, "UTC") });
+        assert!(l.text.contains("/approvals") && l.text.contains("not counted"), "{}", l.text);
+        let ok = serde_json::json!({ "decision": "approval", "comment": "go ahead" });
+        let l = compose("mail_reply_counted", &Facts { details: Some(&ok), ..facts(Some(&r), &n, "UTC") });
+        assert_eq!(l.subject, "Recorded: your approval of root@web for alice");
+        assert!(l.text.contains("Your comment: go ahead"), "{}", l.text);
     }
 
     #[test]
     fn a_failed_change_points_to_the_assets_pages() {
-        let l = compose(
-            "credential_change_failed",
-            None,
-            &RequestNames::default(),
-            Some("root"),
-            "UTC",
-            "https://pam.example",
-        );
+        let n = RequestNames::default();
+        let l = compose("credential_change_failed", &Facts { account: Some("root"), ..facts(None, &n, "UTC") });
         assert!(l.subject.contains("credential change of root failed"), "{}", l.subject);
         assert!(l.text.contains("https://pam.example/admin/assets"), "{}", l.text);
     }

@@ -76,6 +76,10 @@ impl Webhook {
     }
 
     pub(crate) async fn send(&self, d: &Delivery, subject: &Subject) -> Result<(), String> {
+        // Answers to an approver's mailed reply are for that approver's mailbox only.
+        if d.event.starts_with("mail_reply") {
+            return Ok(());
+        }
         let web = self.config.web_url.trim_end_matches('/');
         let recipients = self
             .app
@@ -86,8 +90,16 @@ impl Webhook {
                 d.recipients.iter().map(|r| names.get(r).cloned().unwrap_or_else(|| r.clone())).collect::<Vec<_>>()
             })
             .unwrap_or_default();
-        let letter =
-            compose(&d.event, subject.request.as_ref(), &subject.names, subject.account.as_deref(), "UTC", web);
+        let facts = crate::mail::Facts {
+            request: subject.request.as_ref(),
+            names: &subject.names,
+            account: subject.account.as_deref(),
+            time_zone: "UTC",
+            web_url: web,
+            details: None,
+            approval: None,
+        };
+        let letter = compose(&d.event, &facts);
         let body = match self.config.format {
             HookFormat::Slack => json!({ "text": format!("{}\n{}", letter.subject, letter.text) }),
             HookFormat::Json => {

@@ -30,11 +30,27 @@ pub struct MailSettings {
     /// `smtps://USER:PASSWORD@HOST:465`; empty: no mail.
     pub smtp: String,
     pub from: String,
+    /// Where Portcullis takes replies to approval mails (its own SMTP listener), e.g.
+    /// `0.0.0.0:2525`; empty: approvers decide in the web UI only.
+    pub reply_listen: String,
+    /// The address replies go to (mails carry it tagged with their token); empty: `from`'s.
+    pub reply_address: String,
+    /// The largest reply taken, in bytes.
+    pub reply_max_bytes: usize,
+    /// How long an approval mail can be answered (and its link used), in hours.
+    pub token_hours: i64,
 }
 
 impl Default for MailSettings {
     fn default() -> Self {
-        MailSettings { smtp: String::new(), from: "Portcullis <portcullis@localhost>".into() }
+        MailSettings {
+            smtp: String::new(),
+            from: "Portcullis <portcullis@localhost>".into(),
+            reply_listen: String::new(),
+            reply_address: String::new(),
+            reply_max_bytes: 5 * 1024 * 1024,
+            token_hours: 72,
+        }
     }
 }
 
@@ -75,6 +91,8 @@ impl Default for NotificationSettings {
 /// The notification channels that are on, checked.
 pub struct Channels {
     pub mail: Option<portcullis_notify::mail::MailConfig>,
+    /// The reply listener's address, when replies are on (its settings are in `mail`).
+    pub reply_listen: Option<std::net::SocketAddr>,
     pub webhook: Option<portcullis_notify::webhook::WebhookConfig>,
     pub notifier: portcullis_notify::notifier::NotifierConfig,
 }
@@ -101,11 +119,51 @@ impl Config {
                     format!("'{}' is not a mailbox; write e.g. Portcullis <pam@example.com>", m.from),
                 ));
             }
+            if !(1..=24 * 30).contains(&m.token_hours) {
+                return Err(key_error("mail.token_hours", "1 to 720 (hours)"));
+            }
+            let reply = if m.reply_listen.is_empty() {
+                None
+            } else {
+                let address = if m.reply_address.is_empty() {
+                    portcullis_notify::mail::address_of(&m.from).unwrap_or_default()
+                } else {
+                    m.reply_address.clone()
+                };
+                if !portcullis_notify::mail::plain_address(&address) {
+                    return Err(key_error(
+                        "mail.reply_address",
+                        format!("'{address}' is not a plain address without '+'; write e.g. approvals@pam.example.com"),
+                    ));
+                }
+                if !(1024..=100 * 1024 * 1024).contains(&m.reply_max_bytes) {
+                    return Err(key_error("mail.reply_max_bytes", "1024 to 104857600 (bytes)"));
+                }
+                Some(portcullis_notify::inbound::ReplyConfig {
+                    address,
+                    max_bytes: m.reply_max_bytes,
+                    token_hours: m.token_hours,
+                })
+            };
             Some(portcullis_notify::mail::MailConfig {
                 smtp_url: m.smtp.clone(),
                 from: m.from.clone(),
                 web_url: n.web_url.clone(),
+                reply,
+                token_hours: m.token_hours,
             })
+        };
+        let reply_listen = if self.mail.reply_listen.is_empty() {
+            None
+        } else if mail.is_none() {
+            return Err(key_error("mail.reply_listen", "replies need mail.smtp set: approval mails go out by SMTP"));
+        } else {
+            Some(
+                self.mail
+                    .reply_listen
+                    .parse()
+                    .map_err(|_| key_error("mail.reply_listen", "write HOST:PORT, e.g. 0.0.0.0:2525"))?,
+            )
         };
         let webhook = if self.webhook.url.is_empty() {
             None
@@ -130,6 +188,7 @@ impl Config {
         };
         Ok(Channels {
             mail,
+            reply_listen,
             webhook,
             notifier: portcullis_notify::notifier::NotifierConfig {
                 retry_seconds: n.retry_seconds.max(1),
@@ -556,6 +615,18 @@ app_name = "portcullis"
 # smtps://USER:PASSWORD@HOST:465. Empty: no mail.
 smtp = ""
 from = "Portcullis <portcullis@localhost>"
+# Approvers may answer an approval mail with APPROVE or DISAPPROVE: Portcullis takes the
+# replies on its own SMTP listener here (route the reply domain to it from your mail server,
+# which checks SPF/DKIM/DMARC). Empty: approvers decide in the web UI (each mail carries a
+# personal link). Example: "0.0.0.0:2525".
+reply_listen = ""
+# The address replies go to, tagged with each mail's token (approvals+TOKEN@...). Empty: the
+# address of `from`.
+reply_address = ""
+# The largest reply taken, in bytes.
+reply_max_bytes = 5242880
+# How long an approval mail can be answered (and its personal link used), in hours.
+token_hours = 72
 
 [webhook]
 # Each notification POSTed here, signed: X-Portcullis-Signature = sha256=HEX of
@@ -586,6 +657,34 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn reply_settings_are_checked_with_the_key_named() {
+        let smtp = ("PORTCULLIS_MAIL_SMTP", "smtp://127.0.0.1:25");
+        let err = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        let e = err(&[("PORTCULLIS_MAIL_REPLY_LISTEN", "127.0.0.1:2525")]);
+        assert!(e.contains("mail.reply_listen") && e.contains("mail.smtp"), "{e}");
+        let e = err(&[smtp, ("PORTCULLIS_MAIL_REPLY_LISTEN", "port 25")]);
+        assert!(e.contains("mail.reply_listen") && e.contains("HOST:PORT"), "{e}");
+        let e = err(&[
+            smtp,
+            ("PORTCULLIS_MAIL_REPLY_LISTEN", "127.0.0.1:2525"),
+            ("PORTCULLIS_MAIL_REPLY_ADDRESS", "a+b@x.test"),
+        ]);
+        assert!(e.contains("mail.reply_address") && e.contains("without '+'"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                smtp,
+                ("PORTCULLIS_MAIL_REPLY_LISTEN", "127.0.0.1:2525"),
+                ("PORTCULLIS_MAIL_FROM", "PAM <pam@x.test>"),
+            ]),
+        )
+        .unwrap()
+        .channels()
+        .unwrap();
+        assert_eq!(c.mail.unwrap().reply.unwrap().address, "pam@x.test", "the reply address defaults to from's");
     }
 
     #[test]

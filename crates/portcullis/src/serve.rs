@@ -163,6 +163,18 @@ pub async fn run(config: Config) -> Result<()> {
     };
     // Notifications (e-mail, webhook), from the outbox.
     let channels = config.channels()?;
+    // Replies to approval mails, on Portcullis's own SMTP listener.
+    let replies = match (channels.reply_listen, channels.mail.as_ref().and_then(|m| m.reply.clone())) {
+        (Some(addr), Some(cfg)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("mail.reply_listen: cannot listen on {addr}"))?;
+            tracing::info!(listen = %addr, address = %cfg.address, "taking replies to approval mails");
+            let inbound = portcullis_notify::inbound::Inbound::new(state.clone(), cfg);
+            Some(tokio::spawn(inbound.run(listener, delivery_stop.clone())))
+        }
+        _ => None,
+    };
     let mailer = if channels.mail.is_some() || channels.webhook.is_some() {
         let mail = match channels.mail {
             Some(cfg) => {
@@ -225,7 +237,7 @@ pub async fn run(config: Config) -> Result<()> {
     changer.abort();
     // The forwarder saves its cursor before it ends (a few seconds at most).
     let _ = stop_delivery.send(true);
-    for task in [siem, mailer].into_iter().flatten() {
+    for task in [siem, mailer, replies].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     if let Some(p) = proxy {

@@ -193,17 +193,31 @@ impl Store {
 
     /// Queues a notification (the outbox) about something that is not a request.
     pub async fn notify(&self, now: i64, event: &str, subject_id: &str, recipients: &[String]) -> Result<()> {
+        self.notify_with(now, event, subject_id, recipients, None).await
+    }
+
+    /// [`Store::notify`] with what the notification needs besides its subject.
+    pub async fn notify_with(
+        &self,
+        now: i64,
+        event: &str,
+        subject_id: &str,
+        recipients: &[String],
+        details: Option<&serde_json::Value>,
+    ) -> Result<()> {
         if recipients.is_empty() {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO notification_outbox (id, event, request_id, recipients, created_at) VALUES ($1,$2,$3,$4,$5)",
+            "INSERT INTO notification_outbox (id, event, request_id, recipients, created_at, details) \
+             VALUES ($1,$2,$3,$4,$5,$6)",
         )
         .bind(new_id())
         .bind(event)
         .bind(subject_id)
         .bind(recipients.join(","))
         .bind(now)
+        .bind(details.map(|d| d.to_string()))
         .execute(&self.write)
         .await?;
         Ok(())

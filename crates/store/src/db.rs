@@ -140,6 +140,7 @@ impl Store {
             "request_history",
             "notification_outbox",
             "delivery_cursors",
+            "mail_tokens",
             "reason_codes",
             "favorites",
             "secret_versions",

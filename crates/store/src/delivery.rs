@@ -21,6 +21,8 @@ pub struct Delivery {
     /// Already delivered by e-mail, by webhook (an earlier attempt).
     pub mail_done: bool,
     pub hook_done: bool,
+    /// What the notification needs besides its subject (JSON), if anything.
+    pub details: Option<serde_json::Value>,
 }
 
 /// A delivery channel, for [`Store::channel_delivered`].
@@ -43,8 +45,8 @@ pub struct FailedDelivery {
     pub last_error: String,
 }
 
-/// id, event, subject, recipients, created_at, attempts, mail_at, hook_at.
-type ClaimRow = (String, String, String, String, i64, i64, Option<i64>, Option<i64>);
+/// id, event, subject, recipients, created_at, attempts, mail_at, hook_at, details.
+type ClaimRow = (String, String, String, String, i64, i64, Option<i64>, Option<i64>, Option<String>);
 /// id, event, subject, recipients, created_at, attempts, failed_at, last_error.
 type FailedRow = (String, String, String, String, i64, i64, i64, Option<String>);
 
@@ -60,7 +62,7 @@ impl Store {
         let lock = if self.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let mut tx = self.write.begin().await?;
         let due: Vec<ClaimRow> = sqlx::query_as(&format!(
-            "SELECT id, event, request_id, recipients, created_at, attempts, mail_at, hook_at FROM notification_outbox \
+            "SELECT id, event, request_id, recipients, created_at, attempts, mail_at, hook_at, details FROM notification_outbox \
              WHERE delivered_at IS NULL AND failed_at IS NULL AND (next_at IS NULL OR next_at <= $1) \
              ORDER BY created_at, id LIMIT $2{lock}"
         ))
@@ -90,7 +92,8 @@ impl Store {
                 held.extend(recipients);
                 continue;
             }
-            let (id, event, subject_id, _, created_at, attempts, mail_at, hook_at) = due.remove(&id).expect("due");
+            let (id, event, subject_id, _, created_at, attempts, mail_at, hook_at, details) =
+                due.remove(&id).expect("due");
             sqlx::query("UPDATE notification_outbox SET next_at = $1 WHERE id = $2")
                 .bind(lease_until)
                 .bind(&id)
@@ -105,6 +108,7 @@ impl Store {
                 attempts,
                 mail_done: mail_at.is_some(),
                 hook_done: hook_at.is_some(),
+                details: details.and_then(|d| serde_json::from_str(&d).ok()),
             });
         }
         tx.commit().await?;

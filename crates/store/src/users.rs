@@ -169,6 +169,17 @@ impl Store {
         row.ok_or(StoreError::NotFound("user"))?.try_into()
     }
 
+    /// The users whose e-mail address is `email` (compared without case).
+    pub async fn users_by_email(&self, email: &str) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE LOWER(email) = LOWER($1) ORDER BY id LIMIT 10"
+        ))
+        .bind(email)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(User::try_from).collect()
+    }
+
     pub async fn users(&self, page: Page) -> Result<Vec<User>> {
         let rows: Vec<UserRow> =
             sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username LIMIT $1 OFFSET $2"))

@@ -68,6 +68,7 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/favorites/{id}/submit", post(pages::favorites::submit))
         .route("/favorites/{id}/delete", post(pages::favorites::delete))
         .route("/approvals", get(pages::work::approvals).post(pages::work::bulk))
+        .route("/approve/{token}", get(pages::work::approval_link))
         .route("/approved", get(pages::work::approved))
         .route("/reviews", get(pages::work::reviews))
         .route("/sessions/{id}/recording.cast", get(pages::work::cast))

@@ -14,6 +14,7 @@ mod matrix;
 mod people;
 mod policies;
 mod proxy;
+mod replies;
 mod requests;
 mod schemathesis;
 mod siem;

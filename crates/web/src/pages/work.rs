@@ -42,6 +42,15 @@ async fn queue_page(web: &Web, v: &Viewer, queue: Queue, title: &str, kind: &str
     }
 }
 
+/// An approval mail's personal link: for the approver it was sent to (signed in), the request's
+/// page, where they decide. Opening it decides nothing.
+pub async fn approval_link(State(web): State<Web>, v: Viewer, Path(token): Path<String>) -> Response {
+    match portcullis_app::approval_mail::open_link(&web, &v.caller, &token).await {
+        Ok(id) => Redirect::to(&format!("/requests/{id}")).into_response(),
+        Err(e) => error_page(&web, &v, &e, "/approvals"),
+    }
+}
+
 pub async fn approvals(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
     queue_page(&web, &v, Queue::Approvals, "Waiting for your approval", "approvals", n).await
 }
