@@ -36,8 +36,11 @@ pub async fn issue(state: &App, request_id: &str, level: i64, user_id: &str, hou
     let now = state.now();
     let until = now + hours * 3_600_000_000;
     let t = MailTokens { reply: new_token(), link: new_token() };
-    state.store.issue_mail_token(&token_hash(&t.reply), "reply", request_id, level, user_id, now, until).await?;
-    state.store.issue_mail_token(&token_hash(&t.link), "link", request_id, level, user_id, now, until).await?;
+    let (reply, link) = (token_hash(&t.reply), token_hash(&t.link));
+    state
+        .store
+        .issue_mail_tokens(&[("reply", &reply), ("link", &link)], request_id, level, user_id, now, until)
+        .await?;
     Ok(t)
 }
 

@@ -1,4 +1,5 @@
-//! Due work: time-based request transitions and automatic credential changes. Each runs as
+//! Due work: time-based request transitions (and the hourly purge of expired mail tokens) and
+//! automatic credential changes. Each runs as
 //! its own loop, started once per node by the binary.
 
 use std::time::Duration;
@@ -11,8 +12,16 @@ use crate::state::App;
 pub async fn run_transitions(state: App) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut passes = 0u64;
     loop {
         tick.tick().await;
+        // Hourly: approval mails' tokens that expired a day ago are of no use to anyone.
+        if passes.is_multiple_of(3600) {
+            if let Err(e) = state.store.purge_mail_tokens(state.now() - 86_400_000_000).await {
+                tracing::warn!(error = %e, "cannot purge expired mail tokens");
+            }
+        }
+        passes += 1;
         match state.store.run_due_transitions(state.now()).await {
             Ok(done) => {
                 for t in &done {

@@ -4,6 +4,7 @@
 //! Timings are repeated; the median and the spread (min–max) are reported. Nothing here
 //! asserts a time.
 
+mod delivery;
 mod null_target;
 mod policy;
 mod proxy;
@@ -42,6 +43,7 @@ enum Which {
     Proxy,
     Web,
     Siem,
+    Delivery,
 }
 
 /// One measured metric.
@@ -110,6 +112,9 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Siem) {
         metrics.extend(rt.block_on(siem::run(args.quick)));
+    }
+    if matches!(args.which, Which::All | Which::Delivery) {
+        metrics.extend(rt.block_on(delivery::run(args.quick)));
     }
     if matches!(args.which, Which::All | Which::Proxy) {
         metrics.extend(rt.block_on(proxy::run(args.quick, &args.only)));

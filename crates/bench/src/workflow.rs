@@ -244,7 +244,7 @@ pub(crate) async fn create(f: &Fixture, i: usize) -> String {
 }
 
 /// One create + approve; returns its latency.
-async fn pair(f: &Fixture, i: usize) -> Duration {
+pub(crate) async fn pair(f: &Fixture, i: usize) -> Duration {
     let started = Instant::now();
     let id = create(f, i).await;
     portcullis_app::requests::decide(&f.app, &f.approver, &id, Decision { approve: true, ..Default::default() })

@@ -118,20 +118,23 @@ impl Notifier {
         let store = &self.app.store;
         let subject = self.subject(&d).await;
         let mut errors = Vec::new();
+        let mut done = Vec::new();
         if let (Some(mail), false) = (&self.mail, d.mail_done) {
             match mail.send_all(&d, &subject).await {
-                Ok(()) => {
-                    let _ = store.channel_delivered(&d.id, Channel::Mail, self.app.now()).await;
-                }
+                Ok(()) => done.push(Channel::Mail),
                 Err(e) => errors.push(e),
             }
         }
         if let (Some(hook), false) = (&self.hook, d.hook_done) {
             match hook.send(&d, &subject).await {
-                Ok(()) => {
-                    let _ = store.channel_delivered(&d.id, Channel::Webhook, self.app.now()).await;
-                }
+                Ok(()) => done.push(Channel::Webhook),
                 Err(e) => errors.push(e),
+            }
+        }
+        // When some channel failed, the others' success is kept so a retry skips them.
+        if !errors.is_empty() {
+            for c in done {
+                let _ = store.channel_delivered(&d.id, c, self.app.now()).await;
             }
         }
         let now = self.app.now();

@@ -126,12 +126,16 @@ impl Store {
         Ok(())
     }
 
+    /// Every channel has delivered the row (those that did in this attempt are marked too).
     pub async fn delivered(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE notification_outbox SET delivered_at = $1, last_error = NULL WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "UPDATE notification_outbox SET delivered_at = $1, mail_at = COALESCE(mail_at, $1), \
+             hook_at = COALESCE(hook_at, $1), last_error = NULL WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 

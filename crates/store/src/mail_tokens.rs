@@ -20,37 +20,40 @@ pub struct MailToken {
 type TokenRow = (String, String, i64, String, i64, i64, Option<i64>);
 
 impl Store {
-    /// Keeps a new token's hash for `user_id`'s decision on `request_id` at `level`.
+    /// Keeps the hashes of new tokens (kind, hash) for `user_id`'s decision on `request_id` at
+    /// `level`, in one statement.
     #[allow(clippy::too_many_arguments)]
-    pub async fn issue_mail_token(
+    pub async fn issue_mail_tokens(
         &self,
-        token_hash: &str,
-        kind: &str,
+        tokens: &[(&str, &str)],
         request_id: &str,
         level: i64,
         user_id: &str,
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO mail_tokens (token_hash, kind, request_id, level, user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(token_hash)
-        .bind(kind)
-        .bind(request_id)
-        .bind(level)
-        .bind(user_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&self.write)
-        .await?;
-        // Tokens long expired are of no use to anyone.
-        sqlx::query("DELETE FROM mail_tokens WHERE expires_at < $1")
-            .bind(now - 30 * 86_400_000_000)
-            .execute(&self.write)
-            .await?;
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<String> =
+            (0..tokens.len()).map(|i| format!("(${}, ${}, $1, $2, $3, $4, $5)", 6 + 2 * i, 7 + 2 * i)).collect();
+        let sql = format!(
+            "INSERT INTO mail_tokens (kind, token_hash, request_id, level, user_id, created_at, expires_at) VALUES {}",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(request_id).bind(level).bind(user_id).bind(now).bind(expires_at);
+        for (kind, hash) in tokens {
+            q = q.bind(*kind).bind(*hash);
+        }
+        q.execute(&self.write).await?;
         Ok(())
+    }
+
+    /// Forgets tokens that expired before `before` (µs).
+    pub async fn purge_mail_tokens(&self, before: i64) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM mail_tokens WHERE expires_at < $1").bind(before).execute(&self.write).await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn mail_token(&self, token_hash: &str) -> Result<Option<MailToken>> {
