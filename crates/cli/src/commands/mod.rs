@@ -95,8 +95,8 @@ pub enum Command {
     /// Read and verify the audit log (Auditors).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
-    /// Notifications (e-mail) that could not be delivered.
-    #[command(subcommand)]
+    /// Notifications: a test through every channel, and those that could not be delivered.
+    #[command(subcommand, alias = "notify")]
     Notification(audit::NotificationCmd),
 }
 
