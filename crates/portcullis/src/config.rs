@@ -251,11 +251,21 @@ pub struct SshConfig {
     pub max_connections: usize,
     /// Seconds a client has to authenticate.
     pub auth_timeout_seconds: u64,
+    /// Connections waiting to sign in at once; beyond, the oldest waiting one is dropped.
+    pub max_unauthenticated: usize,
+    /// The same, from one address (its own oldest is dropped).
+    pub max_unauthenticated_per_source: usize,
 }
 
 impl Default for SshConfig {
     fn default() -> Self {
-        SshConfig { listen: "127.0.0.1:2222".into(), max_connections: 4096, auth_timeout_seconds: 60 }
+        SshConfig {
+            listen: "127.0.0.1:2222".into(),
+            max_connections: 4096,
+            auth_timeout_seconds: 60,
+            max_unauthenticated: 256,
+            max_unauthenticated_per_source: 32,
+        }
     }
 }
 
@@ -486,6 +496,12 @@ impl Config {
         if !(1..=100_000).contains(&self.ssh.max_connections) {
             return Err(key_error("ssh.max_connections", "must be 1 to 100000"));
         }
+        if !(1..=self.ssh.max_connections).contains(&self.ssh.max_unauthenticated) {
+            return Err(key_error("ssh.max_unauthenticated", "must be 1 to ssh.max_connections"));
+        }
+        if !(1..=self.ssh.max_unauthenticated).contains(&self.ssh.max_unauthenticated_per_source) {
+            return Err(key_error("ssh.max_unauthenticated_per_source", "must be 1 to ssh.max_unauthenticated"));
+        }
         if !(5..=3600).contains(&self.ssh.auth_timeout_seconds) {
             return Err(key_error("ssh.auth_timeout_seconds", "must be 5 to 3600"));
         }
@@ -594,8 +610,14 @@ change_attempts = 5
 listen = "127.0.0.1:2222"
 # Connections open at once; more are closed at accept.
 max_connections = 4096
-# Seconds a client has to authenticate.
+# Seconds a client has to authenticate (and then to start its session). The SSH
+# identification line must come within 10 seconds.
 auth_timeout_seconds = 60
+# Connections waiting to sign in at once, in total and from one address. When full, the
+# oldest waiting connection (from that address, or overall) is dropped to let the newcomer in:
+# silent or stalling connections cannot lock people out.
+max_unauthenticated = 256
+max_unauthenticated_per_source = 32
 
 [siem]
 # Every audit event forwarded as syslog: udp://HOST:PORT, tcp://HOST:PORT (RFC 6587 octet

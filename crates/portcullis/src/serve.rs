@@ -147,6 +147,10 @@ pub async fn run(config: Config) -> Result<()> {
             host_keys,
             max_connections: config.ssh.max_connections,
             auth_timeout: Duration::from_secs(config.ssh.auth_timeout_seconds),
+            pre_auth: portcullis_proxy::GateLimits {
+                total: config.ssh.max_unauthenticated,
+                per_source: config.ssh.max_unauthenticated_per_source,
+            },
         };
         tokio::spawn(portcullis_proxy::serve(state.clone(), cfg, listener))
     });

@@ -11,14 +11,17 @@
 //! Whether the user may connect now is decided by `portcullis_app::session_access`, shared by
 //! every protocol proxy. Module map: `host_keys` (the
 //! proxy's persistent host keys), `conn` (the per-connection russh handler), `relay` (the
-//! per-channel pump from the target back to the client), `serve` (accept loop, per-session
+//! per-channel pump from the target back to the client), `gate` (the bound on connections
+//! waiting to sign in, in total and per address), `serve` (accept loop, per-session
 //! supervision and finalization).
 
 mod conn;
 mod files;
+mod gate;
 mod host_keys;
 mod relay;
 mod serve;
 
+pub use gate::GateLimits;
 pub use host_keys::{host_key_fingerprints, load_or_create_host_keys, HostKeyError};
 pub use serve::{serve, ProxyConfig};

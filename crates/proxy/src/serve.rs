@@ -17,20 +17,29 @@ use russh::{ChannelId, Disconnect, Preferred};
 use tokio::net::TcpListener;
 
 use crate::conn::{Access, Conn};
+use crate::gate::{Gate, GateLimits};
 
 /// The proxy's settings.
 pub struct ProxyConfig {
     pub host_keys: Vec<PrivateKey>,
     /// Connections open at once (beyond: closed at accept).
     pub max_connections: usize,
-    /// Time a client has to authenticate.
+    /// Time a client has from connecting to signing in (identification, key exchange and
+    /// authentication); the session must then start within the same time.
     pub auth_timeout: Duration,
+    /// Connections between accept and sign-in, in total and from one address.
+    pub pre_auth: GateLimits,
 }
+
+/// Time a client has to send its SSH identification line.
+const IDENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the connection handler, the relay tasks and the supervisor share.
 pub(crate) struct Shared {
     /// Set when the session is ending: every relay task stops waiting and lets go.
     pub stop: tokio::sync::watch::Sender<bool>,
+    /// Set when the client has signed in: it leaves the pre-authentication gate.
+    pub authenticated: tokio::sync::watch::Sender<bool>,
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
     /// Microseconds (server clock) of the last byte either way.
@@ -51,6 +60,7 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             stop: tokio::sync::watch::channel(false).0,
+            authenticated: tokio::sync::watch::channel(false).0,
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
             last_activity: AtomicI64::new(0),
@@ -118,6 +128,7 @@ fn russh_config(cfg: &ProxyConfig) -> russh::server::Config {
 pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
     let config = Arc::new(russh_config(&cfg));
     let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let gate = Gate::new(cfg.pre_auth);
     if let Ok(n) = portcullis_app::sessions::close_orphans(&state).await {
         if n > 0 {
             tracing::warn!(sessions = n, "closed sessions left open by an earlier run");
@@ -137,42 +148,93 @@ pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let ticket = gate.admit(peer.ip());
         let state = state.clone();
         let config = config.clone();
         let auth_timeout = cfg.auth_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let shared = Arc::new(Shared::default());
-            let handler = Conn::new(state.clone(), peer, shared.clone());
-            match russh::server::run_stream(config, stream, handler).await {
-                Ok(running) => {
-                    let handle = running.handle();
-                    let guard = {
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(auth_timeout).await;
-                            let started = shared.live.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-                            if !started {
-                                let _ = handle
-                                    .disconnect(
-                                        Disconnect::ByApplication,
-                                        "Portcullis: authentication timed out".into(),
-                                        "en".into(),
-                                    )
-                                    .await;
-                            }
-                        })
-                    };
-                    if let Err(e) = running.await {
-                        tracing::debug!(%peer, error = %e, "ssh session ended with an error");
-                    }
-                    guard.abort();
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
-            }
+            connection(&state, config, stream, peer, shared.clone(), ticket, auth_timeout).await;
             finish(&state, &shared).await;
         });
     }
+}
+
+/// One connection: bounded in time and by the gate until the client signs in, then until the
+/// session starts, then for as long as the session lasts.
+async fn connection(
+    state: &AppState,
+    config: Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    mut ticket: crate::gate::Ticket,
+    auth_timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + auth_timeout;
+    // A second handle on the socket, held until sign-in: a client that stalls mid key exchange
+    // does not read the polite disconnect, so the socket is shut down under it.
+    let cutter = match std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned() {
+        Ok(fd) => std::net::TcpStream::from(fd),
+        Err(e) => return tracing::warn!(%peer, error = %e, "ssh: cannot hold the connection; closed"),
+    };
+    let handler = Conn::new(state.clone(), peer, shared.clone());
+    let started = tokio::select! {
+        r = tokio::time::timeout(IDENT_TIMEOUT.min(auth_timeout), russh::server::run_stream(config, stream, handler)) => r,
+        _ = ticket.evicted.wait_for(|e| *e) => {
+            tracing::debug!(%peer, "ssh: dropped before identification to make room");
+            return;
+        }
+    };
+    let running = match started {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "ssh: no identification in time; closed"),
+    };
+    let handle = running.handle();
+    tokio::pin!(running);
+    let mut authenticated = shared.authenticated.subscribe();
+    // Until sign-in: the grace time and the gate bound it.
+    let why = tokio::select! {
+        r = &mut running => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "ssh session ended with an error");
+            }
+            return;
+        }
+        _ = authenticated.wait_for(|a| *a) => None,
+        _ = tokio::time::sleep_until(deadline) => Some("Portcullis: authentication timed out"),
+        _ = ticket.evicted.wait_for(|e| *e) => Some("Portcullis: too many connections waiting to sign in; try again"),
+    };
+    drop(ticket);
+    if let Some(why) = why {
+        let _ = handle.disconnect(Disconnect::ByApplication, why.into(), "en".into()).await;
+        if tokio::time::timeout(Duration::from_secs(1), &mut running).await.is_err() {
+            let _ = cutter.shutdown(std::net::Shutdown::Both);
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+        }
+        return;
+    }
+    drop(cutter);
+    // Signed in: the session must start within the same grace time.
+    let guard = {
+        let shared = shared.clone();
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            let started = shared.live.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+            if !started {
+                let _ = handle
+                    .disconnect(Disconnect::ByApplication, "Portcullis: authentication timed out".into(), "en".into())
+                    .await;
+            }
+        })
+    };
+    if let Err(e) = running.await {
+        tracing::debug!(%peer, error = %e, "ssh session ended with an error");
+    }
+    guard.abort();
 }
 
 /// Opens the session: database row (audited), recording, registry entry, supervisor.

@@ -186,6 +186,7 @@ impl russh::server::Handler for Conn {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        self.shared.authenticated.send_replace(true);
         let access = match self.access.clone() {
             Some(Ok(a)) => a,
             Some(Err(reason)) => {

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::harness::{Db, Server};
 
 mod access;
+mod flood;
 mod lifecycle;
 mod people;
 mod sessions;
@@ -39,9 +40,14 @@ pub async fn world(settings: Value) -> World {
 
 /// As [`world`], on the given store.
 pub async fn world_on(db: Db, settings: Value) -> World {
+    world_with(db, settings, &[]).await
+}
+
+/// As [`world_on`], with the server's environment extended.
+pub async fn world_with(db: Db, settings: Value, env: &[(&str, &str)]) -> World {
     let sshd = Sshd::start();
     let user = UnixUser::create(TARGET_PW);
-    let server = Server::start(db);
+    let server = Server::start_with(db, false, env);
     let admin = server.bootstrap().await;
     let (s, alice_user) = post(
         &server,
