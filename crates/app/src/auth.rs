@@ -66,11 +66,24 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     hashed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
 }
 
+/// Password hashings and checks running at once: each holds argon2's working memory (19 MiB),
+/// so a burst of sign-ins queues here instead of allocating (memory stays bounded however many
+/// arrive), and the CPU is not oversubscribed either.
+fn password_work() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        tokio::sync::Semaphore::new(cores.clamp(2, 8))
+    })
+}
+
 pub async fn hash_password_blocking(password: Zeroizing<String>) -> Result<String, AppError> {
+    let _slot = password_work().acquire().await.map_err(|_| AppError::internal())?;
     tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|_| AppError::internal())
 }
 
 pub async fn verify_password_blocking(password: Zeroizing<String>, phc: String) -> Result<bool, AppError> {
+    let _slot = password_work().acquire().await.map_err(|_| AppError::internal())?;
     tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.map_err(|_| AppError::internal())
 }
 

@@ -91,14 +91,10 @@ impl russh::server::Handler for Conn {
         if let Ok(ConnectionString::LaunchToken(token)) = parse(user) {
             return Ok(self.launch_token(&token).await);
         }
-        // OpenSSH asks with "none" first: the target's connection can start while the
-        // client gets its password.
-        self.preconnect(user).await;
         Ok(reject())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        self.preconnect(user).await;
         Ok(self.sign_in(user, Zeroizing::new(password.to_owned()), None).await)
     }
 
@@ -108,7 +104,6 @@ impl russh::server::Handler for Conn {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // Only say yes for a key registered to the named user (nothing else is revealed).
-        self.preconnect(user).await;
         Ok(match self.key_owner(user, offer.public_key).await {
             Some((owner, fingerprint)) => {
                 self.offered_key = Some((user.to_owned(), fingerprint, owner));
@@ -162,7 +157,6 @@ impl russh::server::Handler for Conn {
             return Ok(Auth::Accept);
         }
         let Some(response) = response else {
-            self.preconnect(user).await;
             let mut prompts = vec![(std::borrow::Cow::Borrowed("Portcullis password: "), false)];
             if let Ok(ConnectionString::Inband { user: name, .. }) = parse(user) {
                 if let Ok(Some(s)) = self.state.store.login_state(&name).await {

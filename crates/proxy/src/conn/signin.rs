@@ -41,28 +41,22 @@ impl Conn {
         }
     }
 
-    /// Starts the connection to the target the client names (TCP and key exchange only: no
-    /// credential is read or sent before the sign-in and the request check succeed). Only for
-    /// an existing, enabled Portcullis user and an account in the inventory, once per
-    /// connection; bounded by the proxy's connection limit and sign-in timeout like the rest
-    /// of an unauthenticated connection.
-    pub(super) async fn preconnect(&mut self, username: &str) {
+    /// Starts the connection to the target the signed-in user names (TCP and key exchange
+    /// only: no credential is read or sent before the request check succeeds), so that it
+    /// overlaps the request check and the audit writes. Never before authentication: an
+    /// anonymous client touches no target and learns nothing of the inventory.
+    async fn preconnect(&mut self, account: &str, asset: &str) {
         if std::mem::replace(&mut self.preconnect_tried, true) {
             return;
         }
-        let Ok(ConnectionString::Inband { user, account, asset }) = parse(username) else { return };
-        let store = &self.state.store;
-        let now = self.state.now();
-        match store.login_state(&user).await {
-            Ok(Some(s)) if !s.user.disabled && s.user.locked_until.is_none_or(|t| t <= now) => {}
-            _ => return,
-        }
-        let Ok(Some((found_asset, found_account))) = store.account_by_names(&asset, &account).await else { return };
+        let Ok(Some((found_asset, found_account))) = self.state.store.account_by_names(asset, account).await else {
+            return;
+        };
         let Ok(target) = ssh_target(&found_asset) else { return };
         let t = target.clone();
         let task = tokio::spawn(async move { portcullis_connect::connect_session(&t).await });
         self.preconnect = Some(Preconnect { target, task });
-        self.named = Some((asset, account, found_asset, found_account));
+        self.named = Some((asset.to_owned(), account.to_owned(), found_asset, found_account));
     }
 
     pub(super) fn source(&self) -> String {
@@ -167,6 +161,7 @@ impl Conn {
         account_name: &str,
         asset_name: &str,
     ) -> Result<Access, String> {
+        self.preconnect(account_name, asset_name).await;
         let named = match self.named.take() {
             Some((a, b, asset, account)) if a == asset_name && b == account_name => Some((asset, account)),
             _ => None,

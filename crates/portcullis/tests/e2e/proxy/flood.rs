@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{text, world_with};
+use super::{text, world_on, world_with};
 use crate::harness::Db;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,4 +75,68 @@ async fn silent_and_stalling_connections_do_not_lock_people_out() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(m, stalling.len(), "stalling connections still open after {:?}", started.elapsed());
+}
+
+/// An unauthenticated client touches no target (issue 13, finding 7): a sign-in naming an
+/// inventory account whose asset is a listener that counts connections reaches it; 50 with a
+/// wrong password reach nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_target_is_touched_before_sign_in() {
+    let w = world_on(Db::Sqlite, json!({})).await;
+    let counter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = counter.local_addr().unwrap().port();
+    counter.set_nonblocking(true).unwrap();
+    let (s, asset) = w
+        .server
+        .call(
+            "POST",
+            "/api/v1/assets",
+            Some(&w.admin),
+            Some(json!({ "name": "decoy", "address": "127.0.0.1", "platform": "linux",
+                "protocols": [{ "protocol": "ssh", "port": port }] })),
+        )
+        .await;
+    assert_eq!(s, 201, "{asset}");
+    let (s, _) = w
+        .server
+        .call("POST", "/api/v1/accounts", Some(&w.admin), Some(json!({ "asset_id": asset["id"], "name": "root" })))
+        .await;
+    assert_eq!(s, 201);
+    let accepted = |l: &std::net::TcpListener| {
+        let mut n = 0;
+        while l.accept().is_ok() {
+            n += 1;
+        }
+        n
+    };
+    // Signed in (no request for it: refused after sign-in), the proxy does reach the target:
+    // the counter works.
+    let o = w.ssh(&["alice#root@decoy@127.0.0.1", "true"], b"");
+    assert!(!o.status.success(), "{}", text(&o));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(accepted(&counter) >= 1, "the counting listener saw nothing: the test proves nothing\n{}", text(&o));
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let mut c = std::process::Command::new("sshpass");
+            c.args(["-p", "not the password", "ssh", "-o", "StrictHostKeyChecking=no", "-o"]);
+            c.args([
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ]);
+            c.args(["-p", &w.server.ssh_port.to_string(), "alice#root@decoy@127.0.0.1", "true"]);
+            c.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for mut h in handles {
+        let status = h.wait().unwrap();
+        assert!(!status.success());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(accepted(&counter), 0, "an unauthenticated client made the proxy connect to a target");
 }
