@@ -1,5 +1,5 @@
 //! Nothing unauthenticated locks people out of the SSH proxy (issue 13, finding 2): 4,100
-//! connections that never send the SSH identification line, and 100 that send it and then
+//! (more than the proxy's connection limit) connections that never send the SSH identification line, and 100 that send it and then
 //! stall, are held open from the same address as the real user — whose `ssh` still gets in,
 //! while the silent ones are closed by the server within seconds.
 
@@ -12,14 +12,38 @@ use serde_json::json;
 use super::{text, world_on, world_with};
 use crate::harness::Db;
 
+/// The attack holds thousands of sockets: this process (and the server it starts) may open as
+/// many files as the hard limit allows, up to `want`.
+/// many files as the hard limit allows, up to `want`; returns the limit now.
+fn raise_open_files_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        lim.rlim_cur
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_stalling_connections_do_not_lock_people_out() {
+    // The attack exceeds the proxy's connection limit (4,096 by default, lower if this
+    // machine allows fewer open files).
+    let files = raise_open_files_limit(20_000);
+    let max = 4096.min(files.saturating_sub(400)).max(300);
+    let max_s = max.to_string();
     // Ten seconds to sign in (the default is a minute), so the test need not wait long.
-    let w = world_with(Db::Sqlite, json!({}), &[("PORTCULLIS_SSH_AUTH_TIMEOUT_SECONDS", "10")]).await;
+    let env = [("PORTCULLIS_SSH_AUTH_TIMEOUT_SECONDS", "10"), ("PORTCULLIS_SSH_MAX_CONNECTIONS", max_s.as_str())];
+    let w = world_with(Db::Sqlite, json!({}), &env).await;
     w.request().await;
     let port = w.server.ssh_port;
     let mut silent = Vec::new();
-    for _ in 0..4100 {
+    for _ in 0..max + 4 {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         silent.push(s);
     }
