@@ -16,28 +16,8 @@ use portcullis_store::{Actor, UserPatch};
 use portcullis_testkit::rsyslog::Rsyslog;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::workflow::{fixture, pair, Fixture};
+use crate::workflow::{eight_clients as rate, fixture, pair};
 use crate::{summarize, Metric};
-
-/// Pairs per second from 8 clients.
-async fn rate(f: &Arc<Fixture>, n: usize) -> f64 {
-    let per_task = n / 8;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..8)
-        .map(|t| {
-            let f = f.clone();
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    pair(&f, t * per_task + i).await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    (per_task * 8) as f64 / started.elapsed().as_secs_f64()
-}
 
 /// An SMTP server that takes every mail and counts it (the bench's receiver, not Portcullis).
 async fn smtp_sink() -> (u16, Arc<AtomicUsize>) {
@@ -85,6 +65,24 @@ async fn smtp_sink() -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
+/// The notifier, mailing to the sink, until `stop`.
+fn notifier(
+    f: &crate::workflow::Fixture,
+    smtp_port: u16,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let mail = MailConfig {
+        smtp_url: format!("smtp://127.0.0.1:{smtp_port}"),
+        from: "Portcullis <pam@bench.test>".into(),
+        web_url: "https://pam.bench.test".into(),
+        reply: None,
+        token_hours: 72,
+    };
+    let mailer = Mailer::new(f.app.clone(), mail).expect("mailer");
+    let config = NotifierConfig { retry_seconds: 1, attempts: 3 };
+    tokio::spawn(Notifier::new(f.app.clone(), Some(mailer), None, config).run(stop))
+}
+
 pub async fn run(quick: bool) -> Vec<Metric> {
     let n = if quick { 80 } else { 1_000 };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -111,16 +109,7 @@ pub async fn run(quick: bool) -> Vec<Metric> {
             app_name: "portcullis".into(),
         };
         let forwarder = tokio::spawn(Forwarder::new(f.app.clone(), syslog).expect("forwarder").run(stop_rx.clone()));
-        let mail = MailConfig {
-            smtp_url: format!("smtp://127.0.0.1:{smtp_port}"),
-            from: "Portcullis <pam@bench.test>".into(),
-            web_url: "https://pam.bench.test".into(),
-            reply: None,
-            token_hours: 72,
-        };
-        let mailer = Mailer::new(f.app.clone(), mail).expect("mailer");
-        let config = NotifierConfig { retry_seconds: 1, attempts: 3 };
-        let notifier = tokio::spawn(Notifier::new(f.app.clone(), Some(mailer), None, config).run(stop_rx));
+        let notifier = notifier(&f, smtp_port, stop_rx);
         on.push(rate(&f, n).await);
         let _ = stop_tx.send(true);
         let _ = forwarder.await;
@@ -129,17 +118,8 @@ pub async fn run(quick: bool) -> Vec<Metric> {
     // What is left in the outbox, delivered with the workflow idle.
     let backlog_from = mails.load(Ordering::Relaxed);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mail = MailConfig {
-        smtp_url: format!("smtp://127.0.0.1:{smtp_port}"),
-        from: "Portcullis <pam@bench.test>".into(),
-        web_url: "https://pam.bench.test".into(),
-        reply: None,
-        token_hours: 72,
-    };
-    let mailer = Mailer::new(f.app.clone(), mail).expect("mailer");
-    let config = NotifierConfig { retry_seconds: 1, attempts: 3 };
     let drain_started = Instant::now();
-    let notifier = tokio::spawn(Notifier::new(f.app.clone(), Some(mailer), None, config).run(stop_rx));
+    let notifier = notifier(&f, smtp_port, stop_rx);
     let mut last = (backlog_from, Instant::now());
     while last.1.elapsed() < std::time::Duration::from_secs(3) && drain_started.elapsed().as_secs() < 300 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -257,6 +257,26 @@ fn metric(name: String, value: f64, unit: &'static str, spread: (f64, f64), goal
     Metric { name, value, unit, spread, goal: goal.into(), note: String::new() }
 }
 
+/// Pairs per second from 8 clients making `n` pairs between them.
+pub(crate) async fn eight_clients(f: &Arc<Fixture>, n: usize) -> f64 {
+    let started = Instant::now();
+    let per_task = n / 8;
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    pair(&f, t * per_task + i).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (per_task * 8) as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Pairs from one client (with latencies) and from eight.
 async fn pairs(f: &Arc<Fixture>, label: &str, quick: bool, out: &mut Vec<Metric>) {
     let n = if quick { 40 } else { 2_000 };
@@ -273,22 +293,7 @@ async fn pairs(f: &Arc<Fixture>, label: &str, quick: bool, out: &mut Vec<Metric>
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut rates = Vec::new();
     for _ in 0..3 {
-        let started = Instant::now();
-        let per_task = n / 8;
-        let tasks: Vec<_> = (0..8)
-            .map(|t| {
-                let f = f.clone();
-                tokio::spawn(async move {
-                    for i in 0..per_task {
-                        pair(&f, t * per_task + i).await;
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("task");
-        }
-        rates.push((per_task * 8) as f64 / started.elapsed().as_secs_f64());
+        rates.push(eight_clients(f, n).await);
     }
     let (rate, spread) = summarize(rates);
     let range = (ms(latencies[0]), ms(latencies[latencies.len() - 1]));
