@@ -118,6 +118,9 @@ fn russh_config(cfg: &ProxyConfig) -> russh::server::Config {
             ]),
             cipher: Cow::Borrowed(&[cipher::CHACHA20_POLY1305, cipher::AES_256_GCM, cipher::AES_128_GCM]),
             mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+            // Compression only after sign-in (zlib@openssh.com): an anonymous client never
+            // reaches the decompressor (issue 13, finding 21).
+            compression: Cow::Borrowed(&[russh::compression::NONE, russh::compression::ZLIB_LEGACY]),
             ..Preferred::default()
         },
         ..Default::default()

@@ -151,6 +151,8 @@ async fn ssh_audit_finds_no_weak_algorithms() {
     let report = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "ssh-audit reported warnings or failures:\n{report}");
     assert!(report.contains("ssh-ed25519"), "{report}");
+    // Compression only after sign-in (issue 13, finding 21): plain "zlib" is not offered.
+    assert!(report.contains("compression: enabled (zlib@openssh.com)"), "{report}");
 }
 
 #[tokio::test]
