@@ -80,10 +80,12 @@ fn query_rejection(r: QueryRejection) -> ApiError {
     ApiError::bad_request(format!("invalid query string: {}", r.body_text()))
 }
 
-/// serde quotes offending string values in its messages (`invalid type: string "…"`); a
-/// password sent in the wrong field must not come back in an error, so quoted values are
-/// replaced. Field names (in backticks) stay.
+/// serde quotes offending string values in its messages (`invalid type: string "…"`) and puts
+/// numbers and characters in backticks (``invalid type: integer `123456` ``); a password sent
+/// in the wrong field or as a number must not come back in an error, so those values are
+/// replaced. Field names (in backticks too) stay.
 fn redact_values(message: &str) -> String {
+    let message = redact_ticked(message);
     let mut out = String::with_capacity(message.len());
     let mut in_quotes = false;
     for c in message.chars() {
@@ -103,8 +105,42 @@ fn redact_values(message: &str) -> String {
     out
 }
 
+/// Replaces what serde puts in backticks after `integer`, `floating point` or `char`.
+fn redact_ticked(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = ["integer `", "floating point `", "char `"]
+            .iter()
+            .filter_map(|m| rest.find(m).map(|i| (i, m.len())))
+            .min_by_key(|(i, _)| *i);
+        let Some((at, len)) = next else { break };
+        out.push_str(&rest[..at + len]);
+        rest = &rest[at + len..];
+        match rest.find('`') {
+            Some(end) => {
+                out.push('…');
+                rest = &rest[end..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_are_redacted_too() {
+        let m = super::redact_values("password: invalid type: integer `123456`, expected a string at line 1 column 26");
+        assert_eq!(m, "password: invalid type: integer `…`, expected a string at line 1 column 26");
+        let m = super::redact_values("unknown field `pasword`, expected one of `username`, `password`");
+        assert_eq!(m, "unknown field `pasword`, expected one of `username`, `password`");
+        let m = super::redact_values("x: invalid type: floating point `1.5`, expected u32; y: char `q`");
+        assert_eq!(m, "x: invalid type: floating point `…`, expected u32; y: char `…`");
+    }
+
     #[test]
     fn quoted_values_are_redacted_but_field_names_stay() {
         let m = super::redact_values(

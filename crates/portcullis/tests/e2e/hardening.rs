@@ -14,6 +14,13 @@ async fn run(db: Db) {
     let admin = server.bootstrap().await;
     let (bob_id, bob) = server.user_with_roles(&admin, "bob", &[]).await;
 
+    // Finding 21: a password sent as a JSON number is not echoed in the refusal.
+    let (s, v) = server
+        .call("POST", "/api/v1/auth/login", None, Some(json!({ "username": "bob", "password": 987654321 })))
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(!v.to_string().contains("987654321") && v["message"].as_str().unwrap().contains("password"), "{v}");
+
     // Finding 9: a reset or a disable revokes the user's API tokens as well as their sessions.
     let (_, t) = call(&server, "POST", "/api/v1/me/tokens", &bob, Some(json!({ "name": "script" }))).await;
     let token = t["secret"].as_str().unwrap().to_owned();
