@@ -196,3 +196,20 @@ async fn a_burst_of_failed_sign_ins_queues_instead_of_exhausting_memory() {
     assert!(statuses.iter().all(|s| matches!(s, Ok(401))), "{statuses:?}");
     assert!(peak < before + 256 * 1024, "memory grew from {before} KiB to {peak} KiB under 384 failed sign-ins");
 }
+
+/// Every response forbids framing and sniffing, and over TLS carries HSTS (issue 13, finding
+/// 15): the API's docs page, its JSON, the health check and the web UI alike.
+#[tokio::test]
+async fn every_response_forbids_framing_and_carries_hsts_over_tls() {
+    let server = Server::start_with(Db::Sqlite, true, &[]);
+    let client = server.client();
+    for path in ["/api/v1/docs", "/api/v1/openapi.json", "/healthz", "/login", "/api/v1/no-such-route"] {
+        let resp = client.get(format!("{}{path}", server.url)).send().await.unwrap();
+        let h = resp.headers();
+        let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        assert_eq!(get("x-frame-options"), "DENY", "{path}");
+        assert!(get("content-security-policy").contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(get("x-content-type-options"), "nosniff", "{path}");
+        assert!(get("strict-transport-security").starts_with("max-age="), "{path}");
+    }
+}
