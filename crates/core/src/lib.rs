@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod connection;
+pub mod gateway;
 pub mod inventory;
 pub mod policy;
 pub mod request;

@@ -287,3 +287,52 @@ async fn deliveries_keep_each_recipients_order_and_the_siem_cursor_has_one_holde
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_policies_keep_their_order_and_move_the_generation() {
+    on_both(|store, _sql| async move {
+        let a = actor();
+        // The installation starts with the SSH default, the same rules the core ships.
+        let list = store.connection_policies().await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].name, "ssh-default");
+        let seeded: portcullis_core::gateway::ConnectionPolicySpec = serde_json::from_str(&list[0].spec).unwrap();
+        assert_eq!(seeded, portcullis_core::gateway::default_spec());
+        let g0 = store.connection_policy_generation().await.unwrap();
+        let spec = r#"{"protocol":"ssh"}"#;
+        let first = store.create_connection_policy(&a, 1, "first", spec, Some(1)).await.unwrap();
+        let last = store.create_connection_policy(&a, 2, "last", spec, None).await.unwrap();
+        assert_eq!((first.position, last.position), (1, 3));
+        let g1 = store.connection_policy_generation().await.unwrap();
+        assert!(g1 > g0, "a change moves the generation");
+        let names = |l: Vec<portcullis_store::StoredConnectionPolicy>| {
+            l.into_iter().map(|p| (p.name, p.position)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(store.connection_policies().await.unwrap()),
+            vec![("first".into(), 1), ("ssh-default".into(), 2), ("last".into(), 3)]
+        );
+        // Moving "last" to the top shifts the others down, without gaps.
+        store.replace_connection_policy(&a, 3, &last.id, "top", spec, Some(1)).await.unwrap();
+        assert_eq!(
+            names(store.connection_policies().await.unwrap()),
+            vec![("top".into(), 1), ("first".into(), 2), ("ssh-default".into(), 3)]
+        );
+        let dup = store.create_connection_policy(&a, 4, "first", spec, None).await.unwrap_err();
+        assert!(matches!(dup, StoreError::Conflict(m) if m.contains("'first'")));
+        store.delete_connection_policy(&a, 5, &first.id).await.unwrap();
+        assert_eq!(
+            names(store.connection_policies().await.unwrap()),
+            vec![("top".into(), 1), ("ssh-default".into(), 2)]
+        );
+        assert!(matches!(
+            store.delete_connection_policy(&a, 6, &first.id).await,
+            Err(StoreError::NotFound("connection policy"))
+        ));
+        let events = store.audit_events(&AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+        let actions: Vec<_> =
+            events.iter().filter(|e| e.action.starts_with("connection_policy.")).map(|e| e.action.as_str()).collect();
+        assert_eq!(actions.len(), 4, "{actions:?}");
+    })
+    .await;
+}

@@ -1,0 +1,800 @@
+//! Connection policies (R-SES-2, 3, 5, 6): the first step of every proxied connection, for
+//! every protocol (SSH and Telnet now, RDP next).
+//!
+//! Policies are tried in order; the first whose protocol, client network, proxy port and
+//! target all match applies and decides everything after it: where the target leg goes
+//! (address translation), which source address it leaves from (SNAT), which algorithms it may
+//! negotiate, and which channels may open, for whom and when. No match: refused.
+//!
+//! An administrator writes a [`ConnectionPolicySpec`] (stored as given, shown back as given);
+//! [`compile`] validates it into a [`ConnectionPolicy`], naming the field of every mistake.
+//! Everything here is pure: the clock comes in as a parameter.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::Protocol;
+use crate::schedule::{local_slot, parse_hhmm, TimeRestrictions, Weekdays, Window};
+use crate::ValidationError;
+
+/// Bounds on what one policy may hold: every list is checked against these.
+pub const MAX_ITEMS: usize = 64;
+/// The largest compiled size of one regular expression.
+const REGEX_SIZE: usize = 256 * 1024;
+
+/// A connection policy as an administrator writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPolicySpec {
+    /// `ssh`, `telnet` or `rdp`.
+    pub protocol: String,
+    /// A disabled policy matches nothing.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Client networks (`10.0.0.0/8`, `192.0.2.7`, `::1`); empty: any client.
+    #[serde(default)]
+    pub clients: Vec<String>,
+    /// The proxy ports the client came to; empty: any.
+    #[serde(default)]
+    pub listen_ports: Vec<u16>,
+    /// The targets this policy covers; empty: any.
+    #[serde(default)]
+    pub targets: Vec<TargetSpec>,
+    /// Address translation: the target leg goes here instead of the asset's address.
+    #[serde(default)]
+    pub translate: Option<TranslateSpec>,
+    /// The local address the target leg leaves from (SNAT); absent: the system's choice.
+    #[serde(default)]
+    pub source_address: Option<String>,
+    /// Algorithms the target leg may negotiate; an empty list keeps the proxy's defaults.
+    #[serde(default)]
+    pub algorithms: AlgorithmsSpec,
+    /// Which channels may open. None listed: none may (the session has nothing to do).
+    #[serde(default)]
+    pub channels: Vec<ChannelRuleSpec>,
+    /// Refuse before the target is contacted when no channel could open now for this user.
+    #[serde(default)]
+    pub pre_channel_check: bool,
+    /// The zone in which the channel time windows are read (IANA name).
+    #[serde(default = "utc")]
+    pub time_zone: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+/// One target a policy covers: an asset (name, `*` wildcards allowed) or a network, each
+/// optionally on one port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TranslateSpec {
+    /// Host name or address.
+    pub address: String,
+    /// Absent: the asset's port.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AlgorithmsSpec {
+    #[serde(default)]
+    pub kex: Vec<String>,
+    #[serde(default)]
+    pub ciphers: Vec<String>,
+    #[serde(default)]
+    pub macs: Vec<String>,
+    #[serde(default)]
+    pub host_keys: Vec<String>,
+}
+
+impl AlgorithmsSpec {
+    pub fn is_default(&self) -> bool {
+        self.kex.is_empty() && self.ciphers.is_empty() && self.macs.is_empty() && self.host_keys.is_empty()
+    }
+}
+
+/// One kind of channel, allowed to a user list within a time policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRuleSpec {
+    /// `shell`, `exec`, `sftp`, `scp`, `local_forward`, `remote_forward`, `x11` or `agent`.
+    pub kind: String,
+    /// Portcullis group ids whose members may open it; empty: everyone the policy admits.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// When it may open (in the policy's time zone); empty: any time.
+    #[serde(default)]
+    pub windows: Vec<WindowSpec>,
+    /// `exec` only: regular expressions, one of which the whole command must match; empty:
+    /// any command.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// `local_forward` only: `HOST:PORT` destinations (`*` wildcards in the host, `*` as
+    /// port); empty: any destination.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// e.g. `["mon-fri"]`.
+    pub days: Vec<String>,
+    /// `HH:MM`, inclusive.
+    pub start: String,
+    /// `HH:MM`, exclusive; `24:00` for the end of the day.
+    pub end: String,
+}
+
+macro_rules! kinds {
+    ($($variant:ident => $text:literal),+ $(,)?) => {
+        /// A kind of channel a client may ask for.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ChannelKind { $($variant),+ }
+        impl ChannelKind {
+            pub const ALL: &'static [ChannelKind] = &[$(ChannelKind::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $(ChannelKind::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+kinds! {
+    Shell => "shell",
+    Exec => "exec",
+    Sftp => "sftp",
+    Scp => "scp",
+    LocalForward => "local_forward",
+    RemoteForward => "remote_forward",
+    X11 => "x11",
+    Agent => "agent",
+}
+
+impl ChannelKind {
+    pub fn names() -> String {
+        ChannelKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// A target a policy covers, compiled.
+#[derive(Debug, Clone)]
+pub enum TargetRule {
+    Asset { pattern: String, port: Option<u16> },
+    Network { net: IpNet, port: Option<u16> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    pub address: String,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelRule {
+    pub kind: ChannelKind,
+    pub groups: Vec<String>,
+    pub windows: TimeRestrictions,
+    pub commands: Vec<Regex>,
+    pub destinations: Vec<(String, Option<u16>)>,
+}
+
+/// A validated connection policy, ready to match.
+#[derive(Debug, Clone)]
+pub struct ConnectionPolicy {
+    pub id: String,
+    pub name: String,
+    pub protocol: Protocol,
+    pub enabled: bool,
+    pub clients: Vec<IpNet>,
+    pub listen_ports: Vec<u16>,
+    pub targets: Vec<TargetRule>,
+    pub translate: Option<Translation>,
+    pub source_address: Option<IpAddr>,
+    pub algorithms: AlgorithmsSpec,
+    pub channels: Vec<ChannelRule>,
+    pub pre_channel_check: bool,
+    pub time_zone: TimeZone,
+}
+
+fn bounded<T>(field: &str, list: &[T]) -> Result<(), ValidationError> {
+    if list.len() > MAX_ITEMS {
+        return Err(ValidationError::new(field, format!("at most {MAX_ITEMS} entries (found {})", list.len())));
+    }
+    Ok(())
+}
+
+/// A network: CIDR (`10.0.0.0/8`) or a single address.
+pub fn parse_network(field: &str, text: &str) -> Result<IpNet, ValidationError> {
+    let t = text.trim();
+    if let Ok(net) = t.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    t.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        ValidationError::new(field, format!("'{text}' is not a network; write e.g. 10.0.0.0/8, 192.0.2.7 or ::1"))
+    })
+}
+
+/// A host pattern: letters, digits, `.-_:*` (IPv6 addresses included), 1 to 253 characters.
+fn host_pattern(field: &str, text: &str) -> Result<String, ValidationError> {
+    let ok = !text.is_empty()
+        && text.len() <= 253
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '*'));
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            format!("'{text}' is not a host name or pattern (letters, digits, . - _ : and * only)"),
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters.
+/// Case-insensitive (host and asset names).
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    // Iterative matching with one backtrack point: linear in practice, never recursive.
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi].eq_ignore_ascii_case(&t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+fn port_nonzero(field: &str, port: Option<u16>) -> Result<(), ValidationError> {
+    if port == Some(0) {
+        return Err(ValidationError::new(field, "a port is 1 to 65535"));
+    }
+    Ok(())
+}
+
+fn destination(field: &str, text: &str) -> Result<(String, Option<u16>), ValidationError> {
+    let shape = || ValidationError::new(field, format!("'{text}' is not HOST:PORT (e.g. db1.internal:5432, *:443)"));
+    let (host, port) = text.rsplit_once(':').ok_or_else(shape)?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let port = match port {
+        "*" => None,
+        p => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(shape)?),
+    };
+    Ok((host_pattern(field, host)?, port))
+}
+
+fn windows(field: &str, list: &[WindowSpec]) -> Result<TimeRestrictions, ValidationError> {
+    bounded(field, list)?;
+    let windows = list
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let days = Weekdays::parse(&format!("{field}[{i}].days"), &w.days)?;
+            let start = parse_hhmm(&format!("{field}[{i}].start"), &w.start)?;
+            let end = parse_hhmm(&format!("{field}[{i}].end"), &w.end)?;
+            Window::new(days, start, end).map_err(|e| ValidationError::new(format!("{field}[{i}].end"), e.message))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TimeRestrictions { windows })
+}
+
+fn channel_rule(field: &str, spec: &ChannelRuleSpec) -> Result<ChannelRule, ValidationError> {
+    let kind = ChannelKind::parse(&spec.kind).ok_or_else(|| {
+        ValidationError::new(
+            format!("{field}.kind"),
+            format!("'{}' is not a channel kind ({})", spec.kind, ChannelKind::names()),
+        )
+    })?;
+    bounded(&format!("{field}.groups"), &spec.groups)?;
+    bounded(&format!("{field}.commands"), &spec.commands)?;
+    bounded(&format!("{field}.destinations"), &spec.destinations)?;
+    if !spec.commands.is_empty() && kind != ChannelKind::Exec {
+        return Err(ValidationError::new(format!("{field}.commands"), "only an exec rule has a command list"));
+    }
+    if !spec.destinations.is_empty() && kind != ChannelKind::LocalForward {
+        return Err(ValidationError::new(
+            format!("{field}.destinations"),
+            "only a local_forward rule has a destination list",
+        ));
+    }
+    let commands = spec
+        .commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            RegexBuilder::new(c).size_limit(REGEX_SIZE).build().map_err(|e| {
+                ValidationError::new(format!("{field}.commands[{i}]"), format!("not a valid regular expression: {e}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let destinations = spec
+        .destinations
+        .iter()
+        .enumerate()
+        .map(|(i, d)| destination(&format!("{field}.destinations[{i}]"), d))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, g) in spec.groups.iter().enumerate() {
+        if g.is_empty() || g.len() > 128 {
+            return Err(ValidationError::new(format!("{field}.groups[{i}]"), "not a group id"));
+        }
+    }
+    Ok(ChannelRule {
+        kind,
+        groups: spec.groups.clone(),
+        windows: windows(&format!("{field}.windows"), &spec.windows)?,
+        commands,
+        destinations,
+    })
+}
+
+/// Validates `spec` into a policy. Errors name the field as the client sent it.
+pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<ConnectionPolicy, ValidationError> {
+    let protocol = Protocol::parse(&spec.protocol).ok_or_else(|| {
+        ValidationError::new("protocol", format!("'{}' is not a protocol (ssh, telnet, rdp)", spec.protocol))
+    })?;
+    bounded("clients", &spec.clients)?;
+    bounded("listen_ports", &spec.listen_ports)?;
+    bounded("targets", &spec.targets)?;
+    bounded("channels", &spec.channels)?;
+    let clients = spec
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| parse_network(&format!("clients[{i}]"), c))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, p) in spec.listen_ports.iter().enumerate() {
+        port_nonzero(&format!("listen_ports[{i}]"), Some(*p))?;
+    }
+    let targets = spec
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let f = format!("targets[{i}]");
+            port_nonzero(&format!("{f}.port"), t.port)?;
+            match (&t.asset, &t.network) {
+                (Some(a), None) => {
+                    Ok(TargetRule::Asset { pattern: host_pattern(&format!("{f}.asset"), a)?, port: t.port })
+                }
+                (None, Some(n)) => {
+                    Ok(TargetRule::Network { net: parse_network(&format!("{f}.network"), n)?, port: t.port })
+                }
+                _ => Err(ValidationError::new(f, "name either an asset (name or pattern) or a network, not both")),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let translate = match &spec.translate {
+        Some(t) => {
+            crate::validate::address("translate.address", &t.address)?;
+            port_nonzero("translate.port", t.port)?;
+            Some(Translation { address: t.address.clone(), port: t.port })
+        }
+        None => None,
+    };
+    let source_address =
+        match &spec.source_address {
+            Some(s) => Some(s.trim().parse::<IpAddr>().map_err(|_| {
+                ValidationError::new("source_address", format!("'{s}' is not an IP address of this host"))
+            })?),
+            None => None,
+        };
+    let a = &spec.algorithms;
+    for (field, list) in [("kex", &a.kex), ("ciphers", &a.ciphers), ("macs", &a.macs), ("host_keys", &a.host_keys)] {
+        bounded(&format!("algorithms.{field}"), list)?;
+        for (i, name) in list.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "-.@_".contains(c));
+            if !ok {
+                return Err(ValidationError::new(format!("algorithms.{field}[{i}]"), "not an algorithm name"));
+            }
+        }
+    }
+    if protocol != Protocol::Ssh && !a.is_default() {
+        return Err(ValidationError::new("algorithms", "algorithms apply to SSH policies only"));
+    }
+    let channels = spec
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, c)| channel_rule(&format!("channels[{i}]"), c))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::validate::time_zone("time_zone", &spec.time_zone)?;
+    let time_zone = TimeZone::get(&spec.time_zone)
+        .map_err(|_| ValidationError::new("time_zone", format!("'{}' is not a known time zone", spec.time_zone)))?;
+    Ok(ConnectionPolicy {
+        id: id.into(),
+        name: name.into(),
+        protocol,
+        enabled: spec.enabled,
+        clients,
+        listen_ports: spec.listen_ports.clone(),
+        targets,
+        translate,
+        source_address,
+        algorithms: spec.algorithms.clone(),
+        channels,
+        pre_channel_check: spec.pre_channel_check,
+        time_zone,
+    })
+}
+
+/// What a connection policy is matched on.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub protocol: Protocol,
+    pub client: IpAddr,
+    /// The proxy port the client connected to.
+    pub listen_port: u16,
+    /// The asset's name and the address and port Portcullis reaches it at.
+    pub asset: &'a str,
+    pub target_address: &'a str,
+    pub target_port: u16,
+}
+
+/// Why a policy did not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    Disabled,
+    Protocol,
+    Client,
+    ListenPort,
+    Target,
+}
+
+impl Miss {
+    pub fn code(self) -> &'static str {
+        match self {
+            Miss::Disabled => "disabled",
+            Miss::Protocol => "protocol",
+            Miss::Client => "client",
+            Miss::ListenPort => "listen_port",
+            Miss::Target => "target",
+        }
+    }
+}
+
+/// Clients seen over IPv6 as IPv4-mapped addresses match IPv4 networks.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl ConnectionPolicy {
+    /// `None` if the policy applies to the connection, else the first thing that does not match.
+    pub fn miss(&self, f: &Facts) -> Option<Miss> {
+        if !self.enabled {
+            return Some(Miss::Disabled);
+        }
+        if self.protocol != f.protocol {
+            return Some(Miss::Protocol);
+        }
+        let client = canonical(f.client);
+        if !self.clients.is_empty() && !self.clients.iter().any(|n| n.contains(&client)) {
+            return Some(Miss::Client);
+        }
+        if !self.listen_ports.is_empty() && !self.listen_ports.contains(&f.listen_port) {
+            return Some(Miss::ListenPort);
+        }
+        if !self.targets.is_empty() && !self.targets.iter().any(|t| t.matches(f)) {
+            return Some(Miss::Target);
+        }
+        None
+    }
+
+    /// Where the target leg goes: the translation, or the asset's own address and port.
+    pub fn destination(&self, address: &str, port: u16) -> (String, u16) {
+        match &self.translate {
+            Some(t) => (t.address.clone(), t.port.unwrap_or(port)),
+            None => (address.to_owned(), port),
+        }
+    }
+
+    /// May a channel of this kind open now for a member of `groups`? `Err` says why not.
+    pub fn channel(&self, ask: &ChannelAsk) -> Result<(), String> {
+        let slot = Timestamp::from_microsecond(ask.at).map(|t| local_slot(t, &self.time_zone)).ok();
+        let mut why = format!("the connection policy '{}' does not allow {}", self.name, ask.describe());
+        for rule in self.channels.iter().filter(|r| r.kind == ask.kind) {
+            if !rule.groups.is_empty() && !rule.groups.iter().any(|g| ask.groups.contains(g)) {
+                why = format!("{} is allowed only to members of certain groups, and you are not one", ask.describe());
+                continue;
+            }
+            if !slot.is_some_and(|s| rule.windows.permits_slot(s)) {
+                why =
+                    format!("{} is not allowed at this time by the connection policy '{}'", ask.describe(), self.name);
+                continue;
+            }
+            if let Some(cmd) = ask.command {
+                if !rule.commands.is_empty() && !rule.commands.iter().any(|r| r.is_match(cmd)) {
+                    why = format!("the command is not on the allowed list of the connection policy '{}'", self.name);
+                    continue;
+                }
+            }
+            if let Some((host, port)) = ask.destination {
+                let fits = |(h, p): &(String, Option<u16>)| wildcard(h, host) && p.is_none_or(|p| p == port);
+                if !rule.destinations.is_empty() && !rule.destinations.iter().any(fits) {
+                    why = format!("forwarding to {host}:{port} is not on the allowed list of '{}'", self.name);
+                    continue;
+                }
+            }
+            return Ok(());
+        }
+        Err(why)
+    }
+
+    /// Whether any channel at all could open now for a member of `groups` (the pre-channel
+    /// check, made before the target is contacted).
+    pub fn any_channel(&self, groups: &[String], at: i64) -> bool {
+        ChannelKind::ALL.iter().any(|&kind| {
+            let ask = ChannelAsk { kind, groups, at, command: None, destination: None };
+            self.channel(&ask).is_ok()
+        })
+    }
+}
+
+impl TargetRule {
+    fn matches(&self, f: &Facts) -> bool {
+        match self {
+            TargetRule::Asset { pattern, port } => {
+                wildcard(pattern, f.asset) && port.is_none_or(|p| p == f.target_port)
+            }
+            TargetRule::Network { net, port } => {
+                f.target_address.parse::<IpAddr>().is_ok_and(|ip| net.contains(&canonical(ip)))
+                    && port.is_none_or(|p| p == f.target_port)
+            }
+        }
+    }
+}
+
+/// A channel a client asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelAsk<'a> {
+    pub kind: ChannelKind,
+    /// The user's group ids.
+    pub groups: &'a [String],
+    pub at: i64,
+    pub command: Option<&'a str>,
+    pub destination: Option<(&'a str, u16)>,
+}
+
+impl ChannelAsk<'_> {
+    fn describe(&self) -> String {
+        match self.kind {
+            ChannelKind::Shell => "an interactive shell".into(),
+            ChannelKind::Exec => "running a command".into(),
+            ChannelKind::Sftp => "SFTP".into(),
+            ChannelKind::Scp => "SCP".into(),
+            ChannelKind::LocalForward => "port forwarding".into(),
+            ChannelKind::RemoteForward => "remote port forwarding".into(),
+            ChannelKind::X11 => "X11 forwarding".into(),
+            ChannelKind::Agent => "agent forwarding".into(),
+        }
+    }
+}
+
+/// The policy that applies: the first in order that matches.
+pub fn select<'p>(policies: &'p [ConnectionPolicy], facts: &Facts) -> Option<&'p ConnectionPolicy> {
+    policies.iter().find(|p| p.miss(facts).is_none())
+}
+
+/// Each policy in order up to and including the one that applies, with why it did not.
+pub fn explain<'p>(policies: &'p [ConnectionPolicy], facts: &Facts) -> Vec<(&'p ConnectionPolicy, Option<Miss>)> {
+    let mut out = Vec::new();
+    for p in policies {
+        let miss = p.miss(facts);
+        out.push((p, miss));
+        if miss.is_none() {
+            break;
+        }
+    }
+    out
+}
+
+/// The policy a fresh installation starts with: SSH from anywhere to any asset, shell, exec,
+/// SFTP, SCP and local port forwarding (still subject to each access policy's own setting).
+/// Telnet and RDP need a policy of their own: their legs are cleartext or need settings.
+pub fn default_spec() -> ConnectionPolicySpec {
+    let rule = |kind: &str| ChannelRuleSpec {
+        kind: kind.into(),
+        groups: vec![],
+        windows: vec![],
+        commands: vec![],
+        destinations: vec![],
+    };
+    ConnectionPolicySpec {
+        protocol: "ssh".into(),
+        enabled: true,
+        clients: vec![],
+        listen_ports: vec![],
+        targets: vec![],
+        translate: None,
+        source_address: None,
+        algorithms: AlgorithmsSpec::default(),
+        channels: ["shell", "exec", "sftp", "scp", "local_forward"].into_iter().map(rule).collect(),
+        pre_channel_check: false,
+        time_zone: "UTC".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> ConnectionPolicySpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn facts(client: &str, asset: &str) -> Facts<'static> {
+        Facts {
+            protocol: Protocol::Ssh,
+            client: client.parse().unwrap(),
+            listen_port: 2222,
+            asset: Box::leak(asset.to_owned().into_boxed_str()),
+            target_address: "10.1.0.5",
+            target_port: 22,
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_explains_the_others() {
+        let a = compile("a", "office", &spec(r#"{"protocol":"ssh","clients":["192.168.0.0/16"]}"#)).unwrap();
+        let b = compile("b", "tel", &spec(r#"{"protocol":"telnet"}"#)).unwrap();
+        let c = compile("c", "db", &spec(r#"{"protocol":"ssh","targets":[{"asset":"db*"}]}"#)).unwrap();
+        let d = compile("d", "net", &spec(r#"{"protocol":"ssh","targets":[{"network":"10.1.0.0/16","port":22}]}"#))
+            .unwrap();
+        let all = [a, b, c, d];
+        assert_eq!(select(&all, &facts("192.168.1.1", "web")).unwrap().id, "a");
+        assert_eq!(select(&all, &facts("::ffff:192.168.1.1", "web")).unwrap().id, "a");
+        assert_eq!(select(&all, &facts("10.9.9.9", "DB1")).unwrap().id, "c");
+        assert_eq!(select(&all, &facts("10.9.9.9", "web")).unwrap().id, "d");
+        let why: Vec<_> =
+            explain(&all, &facts("10.9.9.9", "web")).into_iter().map(|(p, m)| (p.id.clone(), m)).collect();
+        assert_eq!(
+            why,
+            vec![
+                ("a".into(), Some(Miss::Client)),
+                ("b".into(), Some(Miss::Protocol)),
+                ("c".into(), Some(Miss::Target)),
+                ("d".into(), None)
+            ]
+        );
+        let mut f = facts("10.9.9.9", "web");
+        f.target_port = 2200;
+        assert!(select(&all, &f).is_none());
+    }
+
+    #[test]
+    fn mistakes_name_their_field() {
+        let err = |j: &str| compile("x", "x", &spec(j)).unwrap_err().field;
+        assert_eq!(err(r#"{"protocol":"smtp"}"#), "protocol");
+        assert_eq!(err(r#"{"protocol":"ssh","clients":["10.0.0.0/33"]}"#), "clients[0]");
+        assert_eq!(err(r#"{"protocol":"ssh","targets":[{}]}"#), "targets[0]");
+        assert_eq!(err(r#"{"protocol":"ssh","channels":[{"kind":"teleport"}]}"#), "channels[0].kind");
+        assert_eq!(
+            err(r#"{"protocol":"ssh","channels":[{"kind":"exec","commands":["("]}]}"#),
+            "channels[0].commands[0]"
+        );
+        assert_eq!(err(r#"{"protocol":"ssh","channels":[{"kind":"shell","commands":["x"]}]}"#), "channels[0].commands");
+        assert_eq!(
+            err(r#"{"protocol":"ssh","channels":[{"kind":"local_forward","destinations":["db"]}]}"#),
+            "channels[0].destinations[0]"
+        );
+        assert_eq!(err(r#"{"protocol":"ssh","source_address":"here"}"#), "source_address");
+        assert_eq!(err(r#"{"protocol":"ssh","time_zone":"Mars/Base"}"#), "time_zone");
+        assert_eq!(err(r#"{"protocol":"ssh","listen_ports":[0]}"#), "listen_ports[0]");
+        assert_eq!(err(r#"{"protocol":"telnet","algorithms":{"kex":["curve25519-sha256"]}}"#), "algorithms");
+        assert!(serde_json::from_str::<ConnectionPolicySpec>(r#"{"protocol":"ssh","colour":"red"}"#).is_err());
+    }
+
+    #[test]
+    fn channels_by_kind_group_time_command_and_destination() {
+        let p = compile(
+            "p",
+            "ops",
+            &spec(
+                r#"{"protocol":"ssh","channels":[
+                {"kind":"shell","groups":["g-ops"]},
+                {"kind":"exec","commands":["^uptime$","^df( -h)?$"]},
+                {"kind":"local_forward","destinations":["db*.internal:5432"]},
+                {"kind":"sftp","windows":[{"days":["mon-fri"],"start":"09:00","end":"17:00"}]}]}"#,
+            ),
+        )
+        .unwrap();
+        // 2026-11-30 is a Monday.
+        let monday_10 = Timestamp::from_second(1_796_032_800).unwrap().as_microsecond();
+        assert_eq!(Timestamp::from_microsecond(monday_10).unwrap().to_string(), "2026-11-30T10:00:00Z", "fixture time");
+        let sunday = monday_10 - 86_400_000_000;
+        let ops = vec!["g-ops".to_string()];
+        let ask = |kind, groups: &'static [String], at, command, destination| ChannelAsk {
+            kind,
+            groups,
+            at,
+            command,
+            destination,
+        };
+        let ops: &'static [String] = Box::leak(ops.into_boxed_slice());
+        assert!(p.channel(&ask(ChannelKind::Shell, ops, monday_10, None, None)).is_ok());
+        assert!(p.channel(&ask(ChannelKind::Shell, &[], monday_10, None, None)).unwrap_err().contains("groups"));
+        assert!(p.channel(&ask(ChannelKind::Exec, &[], monday_10, Some("uptime"), None)).is_ok());
+        assert!(p.channel(&ask(ChannelKind::Exec, &[], monday_10, Some("df -h"), None)).is_ok());
+        assert!(p.channel(&ask(ChannelKind::Exec, &[], monday_10, Some("rm -rf /"), None)).is_err());
+        assert!(p.channel(&ask(ChannelKind::LocalForward, &[], 0, None, Some(("db1.internal", 5432)))).is_ok());
+        assert!(p
+            .channel(&ask(ChannelKind::LocalForward, &[], 0, None, Some(("web.internal", 5432))))
+            .unwrap_err()
+            .contains("web.internal:5432"));
+        assert!(p.channel(&ask(ChannelKind::Sftp, &[], monday_10, None, None)).is_ok());
+        assert!(p.channel(&ask(ChannelKind::Sftp, &[], sunday, None, None)).unwrap_err().contains("at this time"));
+        assert!(p.channel(&ask(ChannelKind::X11, ops, monday_10, None, None)).unwrap_err().contains("X11"));
+        assert!(p.any_channel(&[], sunday));
+        let none = compile("n", "n", &spec(r#"{"protocol":"ssh"}"#)).unwrap();
+        assert!(!none.any_channel(ops, monday_10));
+    }
+
+    #[test]
+    fn translation_and_wildcards() {
+        let p =
+            compile("p", "p", &spec(r#"{"protocol":"ssh","translate":{"address":"127.0.0.1","port":2201}}"#)).unwrap();
+        assert_eq!(p.destination("db1.example", 22), ("127.0.0.1".into(), 2201));
+        assert!(wildcard("db*", "DB12"));
+        assert!(wildcard("*.internal", "a.b.internal"));
+        assert!(!wildcard("db*x", "db12"));
+        assert!(wildcard("*", ""));
+        assert!(!wildcard("", "a"));
+        assert!(wildcard("a*b*c", "axxbyyc"));
+    }
+
+    #[test]
+    fn the_default_policy_compiles_and_admits_ssh() {
+        let p = compile("d", "default", &default_spec()).unwrap();
+        assert!(p.miss(&facts("203.0.113.9", "any")).is_none());
+        assert!(p
+            .channel(&ChannelAsk { kind: ChannelKind::Sftp, groups: &[], at: 0, command: None, destination: None })
+            .is_ok());
+        assert!(p
+            .channel(&ChannelAsk { kind: ChannelKind::X11, groups: &[], at: 0, command: None, destination: None })
+            .is_err());
+    }
+}
