@@ -47,6 +47,7 @@ pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "healthz", "metri
         (name = "user-groups"), (name = "assets"), (name = "accounts"),
         (name = "asset-groups"), (name = "account-groups"),
         (name = "policies", description = "Entitlements and access request policies"),
+        (name = "connection-policies", description = "Connection policies: which proxied connections are admitted, where they go, which channels may open"),
         (name = "requests", description = "Access requests and approvals"),
         (name = "credentials", description = "Vaulted credentials, checkout, and changes on targets"),
         (name = "sessions", description = "Proxied sessions, recordings and launch tokens"),
@@ -68,6 +69,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::names::routes())
         .merge(routes::options::routes())
         .merge(routes::policies::routes())
+        .merge(routes::gateway::routes())
         .merge(routes::requests::routes())
         .merge(routes::extras::routes())
         .merge(routes::credentials::routes())

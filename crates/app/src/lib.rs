@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod error;
+pub mod gateway;
 pub mod me;
 pub mod metrics;
 pub mod names;

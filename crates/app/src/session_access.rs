@@ -14,6 +14,8 @@ pub struct SessionAccess {
     pub request: AccessRequest,
     pub account: Account,
     pub asset: Asset,
+    /// The access request policy that governs the request, and its settings.
+    pub policy_name: String,
     pub settings: PolicySettings,
 }
 
@@ -107,7 +109,7 @@ pub async fn access_for(
     asset: Asset,
 ) -> Result<SessionAccess, String> {
     let policy = state.store.policy(&request.policy_id).await.map_err(|_| UNAVAILABLE.to_owned())?;
-    Ok(SessionAccess { request, account, asset, settings: policy.settings })
+    Ok(SessionAccess { request, account, asset, policy_name: policy.name, settings: policy.settings })
 }
 
 /// The user named `username` if the public key with this fingerprint is registered to them.

@@ -77,6 +77,8 @@ pub struct App {
     pub live: Arc<LiveSessions>,
     /// Entitlements, policies and group memberships in memory, rebuilt when they change.
     pub policies: Arc<PolicyCache>,
+    /// Connection policies in memory, rebuilt when they change.
+    pub gateway: Arc<crate::gateway::GatewayCache>,
     /// Where session recordings are stored.
     pub recordings: Arc<std::path::PathBuf>,
     /// The SSH proxy's address as users reach it (host:port), for ready-to-paste commands.
@@ -109,6 +111,7 @@ impl App {
             changes: ChangeSettings::default(),
             live: Arc::new(LiveSessions::default()),
             policies: Arc::new(PolicyCache::default()),
+            gateway: Arc::default(),
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),

@@ -19,7 +19,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use portcullis_vault::Plaintext;
-pub use ssh::{connect, connect_session, session_with_password, HostKeyCheck, SshClient};
+pub use ssh::{
+    check_algorithms, connect, connect_session, connect_session_via, session_with_password, HostKeyCheck, Leg,
+    SshClient,
+};
 pub use unix::UnixSsh;
 
 /// Where a target is and which host key it must present.

@@ -66,20 +66,107 @@ async fn within<T>(
 /// Connects to `target` and checks its host key; does not authenticate. The connection is
 /// dropped after twice the target's timeout without traffic (connectors' short work).
 pub async fn connect(target: &Target) -> Result<SshClient, ConnectError> {
-    connect_with(target, Some(target.timeout.max(Duration::from_secs(5)) * 2), None).await
+    connect_with(target, Some(target.timeout.max(Duration::from_secs(5)) * 2), None, &Leg::default()).await
 }
 
 /// Like [`connect`], for a long-lived interactive session (the proxy's leg to the target): no
 /// inactivity limit of its own (the proxy enforces the policy's idle timeout), keepalives every
 /// 30 seconds to notice a dead target.
 pub async fn connect_session(target: &Target) -> Result<SshClient, ConnectError> {
-    connect_with(target, None, Some(Duration::from_secs(30))).await
+    connect_session_via(target, &Leg::default()).await
+}
+
+/// [`connect_session`] made the way a connection policy says: from a chosen source address,
+/// with only the allowed algorithms.
+pub async fn connect_session_via(target: &Target, leg: &Leg) -> Result<SshClient, ConnectError> {
+    connect_with(target, None, Some(Duration::from_secs(30)), leg).await
+}
+
+/// How a leg to a target is made: the local source address (SNAT) and the algorithms it may
+/// negotiate (empty lists: the library's defaults), by their SSH names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leg {
+    pub source: Option<std::net::IpAddr>,
+    pub kex: Vec<String>,
+    pub ciphers: Vec<String>,
+    pub macs: Vec<String>,
+    pub host_keys: Vec<String>,
+}
+
+/// Checks algorithm names against what the SSH library implements; `Err((list, name))` names
+/// the first unknown one (`list` is `kex`, `ciphers`, `macs` or `host_keys`).
+pub fn check_algorithms(leg: &Leg) -> Result<(), (&'static str, String)> {
+    let unknown = |list: &'static str, names: &[String], known: &dyn Fn(&str) -> bool| {
+        names.iter().find(|n| !known(n)).map(|n| Err((list, n.clone()))).unwrap_or(Ok(()))
+    };
+    unknown("kex", &leg.kex, &|n| russh::kex::Name::try_from(n).is_ok())?;
+    unknown("ciphers", &leg.ciphers, &|n| russh::cipher::Name::try_from(n).is_ok())?;
+    unknown("macs", &leg.macs, &|n| russh::mac::Name::try_from(n).is_ok())?;
+    unknown("host_keys", &leg.host_keys, &|n| n.parse::<russh::keys::Algorithm>().is_ok())?;
+    Ok(())
+}
+
+/// The algorithm lists a leg allows, over russh's defaults.
+fn preferred_for(leg: &Leg, mut preferred: Preferred) -> Result<Preferred, ConnectError> {
+    let bad = |what: &str, n: &str| ConnectError::Unsupported(format!("the {what} algorithm '{n}' is not supported"));
+    if !leg.kex.is_empty() {
+        let names = leg.kex.iter().map(|n| russh::kex::Name::try_from(n.as_str()).map_err(|_| bad("key exchange", n)));
+        preferred.kex = Cow::Owned(names.collect::<Result<Vec<_>, _>>()?);
+    }
+    if !leg.ciphers.is_empty() {
+        let names = leg.ciphers.iter().map(|n| russh::cipher::Name::try_from(n.as_str()).map_err(|_| bad("cipher", n)));
+        preferred.cipher = Cow::Owned(names.collect::<Result<Vec<_>, _>>()?);
+    }
+    if !leg.macs.is_empty() {
+        let names = leg.macs.iter().map(|n| russh::mac::Name::try_from(n.as_str()).map_err(|_| bad("MAC", n)));
+        preferred.mac = Cow::Owned(names.collect::<Result<Vec<_>, _>>()?);
+    }
+    if !leg.host_keys.is_empty() {
+        let allowed = leg
+            .host_keys
+            .iter()
+            .map(|n| n.parse::<russh::keys::Algorithm>().map_err(|_| bad("host key", n)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kept: Vec<_> = preferred.key.iter().filter(|a| allowed.contains(a)).cloned().collect();
+        if kept.is_empty() {
+            return Err(ConnectError::Unsupported(
+                "the pinned host key's algorithm is not among the host key algorithms the connection policy allows"
+                    .into(),
+            ));
+        }
+        preferred.key = Cow::Owned(kept);
+    }
+    Ok(preferred)
+}
+
+/// The TCP connection to the target, from `source` when given.
+async fn tcp(host: &str, port: u16, source: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(source) = source else { return tokio::net::TcpStream::connect((host, port)).await };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        match socket.connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address of the source address's family"),
+        )
+    }))
 }
 
 async fn connect_with(
     target: &Target,
     inactivity_timeout: Option<Duration>,
     keepalive_interval: Option<Duration>,
+    leg: &Leg,
 ) -> Result<SshClient, ConnectError> {
     let expected = target.host_key.as_deref().map(parse_host_key).transpose()?;
     let mut preferred = Preferred::default();
@@ -95,6 +182,7 @@ async fn connect_with(
         };
         preferred.key = Cow::Owned(algs);
     }
+    let preferred = preferred_for(leg, preferred)?;
     let config = Arc::new(client::Config {
         inactivity_timeout,
         keepalive_interval,
@@ -104,8 +192,13 @@ async fn connect_with(
     });
     let seen = Arc::new(Mutex::new(None));
     let handler = HostKeyCheck { expected: expected.clone(), seen: seen.clone() };
-    let addr = (target.host.clone(), target.port);
-    let result = tokio::time::timeout(target.timeout, client::connect(config, addr, handler)).await;
+    let source = leg.source;
+    let leg_to = async move {
+        let stream = tcp(&target.host, target.port, source).await.map_err(russh::Error::IO)?;
+        let _ = stream.set_nodelay(true);
+        client::connect_stream(config, stream, handler).await
+    };
+    let result = tokio::time::timeout(target.timeout, leg_to).await;
     let seen_key = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let handle = match result {
         Err(_) => return Err(ConnectError::Timeout(target.timeout.as_secs().max(1))),

@@ -439,6 +439,19 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
         .enumerate()
         .map(|(i, c)| channel_rule(&format!("channels[{i}]"), c))
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, c) in channels.iter().enumerate() {
+        let relayed = match protocol {
+            Protocol::Ssh => !matches!(c.kind, ChannelKind::RemoteForward | ChannelKind::X11 | ChannelKind::Agent),
+            Protocol::Telnet => c.kind == ChannelKind::Shell,
+            Protocol::Rdp => false,
+        };
+        if !relayed {
+            return Err(ValidationError::new(
+                format!("channels[{i}].kind"),
+                format!("the {protocol} proxy does not relay {} channels; they are always refused", c.kind.as_str()),
+            ));
+        }
+    }
     crate::validate::time_zone("time_zone", &spec.time_zone)?;
     let time_zone = TimeZone::get(&spec.time_zone)
         .map_err(|_| ValidationError::new("time_zone", format!("'{}' is not a known time zone", spec.time_zone)))?;
@@ -725,6 +738,8 @@ mod tests {
         assert_eq!(err(r#"{"protocol":"ssh","time_zone":"Mars/Base"}"#), "time_zone");
         assert_eq!(err(r#"{"protocol":"ssh","listen_ports":[0]}"#), "listen_ports[0]");
         assert_eq!(err(r#"{"protocol":"telnet","algorithms":{"kex":["curve25519-sha256"]}}"#), "algorithms");
+        assert_eq!(err(r#"{"protocol":"ssh","channels":[{"kind":"shell"},{"kind":"x11"}]}"#), "channels[1].kind");
+        assert_eq!(err(r#"{"protocol":"telnet","channels":[{"kind":"sftp"}]}"#), "channels[0].kind");
         assert!(serde_json::from_str::<ConnectionPolicySpec>(r#"{"protocol":"ssh","colour":"red"}"#).is_err());
     }
 

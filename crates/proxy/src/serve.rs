@@ -72,6 +72,11 @@ impl Default for Shared {
 }
 
 impl Shared {
+    /// The live session's id, once it started.
+    pub(crate) fn session_id(&self) -> Option<String> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|l| l.session_id.clone())
+    }
+
     /// Tells every relay task of the session to stop.
     pub(crate) fn stop(&self) {
         self.stop.send_replace(true);
@@ -182,7 +187,8 @@ async fn connection(
         Ok(fd) => std::net::TcpStream::from(fd),
         Err(e) => return tracing::warn!(%peer, error = %e, "ssh: cannot hold the connection; closed"),
     };
-    let handler = Conn::new(state.clone(), peer, shared.clone());
+    let listen_port = stream.local_addr().map_or(0, |a| a.port());
+    let handler = Conn::new(state.clone(), peer, listen_port, shared.clone());
     let started = tokio::select! {
         r = tokio::time::timeout(IDENT_TIMEOUT.min(auth_timeout), russh::server::run_stream(config, stream, handler)) => r,
         _ = ticket.evicted.wait_for(|e| *e) => {
@@ -241,12 +247,14 @@ async fn connection(
 }
 
 /// Opens the session: database row (audited), recording, registry entry, supervisor.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_session(
     state: &AppState,
     shared: &Arc<Shared>,
     user: &User,
     access: &Access,
     client: &str,
+    connection_policy: &str,
     handle: russh::server::Handle,
     login: Option<portcullis_store::ProxyLogin>,
 ) -> Result<Recorder, String> {
@@ -269,6 +277,7 @@ pub(crate) async fn start_session(
     let meta = serde_json::json!({
         "session_id": id, "user": user.username, "user_id": user.id, "request_id": access.request.id,
         "account": access.account.name, "asset": access.asset.name, "address": access.asset.address, "client": client,
+        "connection_policy": connection_policy, "access_policy": access.policy_name,
         "started_at": jiff::Timestamp::from_microsecond(state.now()).map(|t| t.to_string()).unwrap_or_default(),
     });
     sender.record(EventKind::Meta, 0, meta.to_string().into_bytes()).await.map_err(|e| storage_failed(&e))?;

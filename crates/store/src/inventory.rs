@@ -205,6 +205,14 @@ impl Store {
         asset_from_row(row.ok_or(StoreError::NotFound("asset"))?)
     }
 
+    pub async fn asset_by_name(&self, name: &str) -> Result<Option<Asset>> {
+        let row: Option<AssetRow> = sqlx::query_as(&format!("SELECT {ASSET_COLUMNS} FROM assets WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(asset_from_row).transpose()
+    }
+
     pub async fn assets(&self, page: Page) -> Result<Vec<Asset>> {
         let rows: Vec<AssetRow> =
             sqlx::query_as(&format!("SELECT {ASSET_COLUMNS} FROM assets ORDER BY name LIMIT $1 OFFSET $2"))

@@ -2,6 +2,7 @@ pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod extras;
+pub mod gateway;
 pub mod groups;
 pub mod inventory;
 pub mod me;

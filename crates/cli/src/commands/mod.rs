@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod credentials;
 mod favorites;
+mod gateway;
 mod groups;
 mod inventory;
 mod me;
@@ -64,6 +65,10 @@ pub enum Command {
     /// Access request policies, and which one governs a request.
     #[command(subcommand)]
     Policy(policies::PolicyCmd),
+    /// Connection policies: which proxied connections are admitted, where they go, which
+    /// channels may open; and which policy a connection would get.
+    #[command(subcommand, name = "connection-policy")]
+    ConnectionPolicy(gateway::ConnectionPolicyCmd),
     /// Access requests: create, list, approve, revoke, check in, review…
     #[command(subcommand)]
     Request(requests::RequestCmd),
@@ -118,6 +123,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Totp(c) => tokens::totp(c, g).await,
         Command::Entitlement(c) => policies::entitlements(c, g).await,
         Command::Policy(c) => policies::policies(c, g).await,
+        Command::ConnectionPolicy(c) => gateway::run(c, g).await,
         Command::Request(c) => requests::requests(c, g).await,
         Command::Approvals => requests::approvals(g).await,
         Command::Favorite(c) => favorites::run(c, g).await,

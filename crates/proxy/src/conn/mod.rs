@@ -9,8 +9,9 @@ use std::sync::Arc;
 use portcullis_app::App as AppState;
 use portcullis_connect::HostKeyCheck;
 use portcullis_core::connection::{parse, ConnectionString};
+use portcullis_core::gateway::{ChannelKind, ConnectionPolicy};
 use portcullis_recording::{Event, EventKind, Recorder};
-use portcullis_store::{Account, Actor, Asset, ProxyLogin, User};
+use portcullis_store::{Actor, ProxyLogin, User};
 use russh::client;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty, Sig};
@@ -19,6 +20,7 @@ use zeroize::Zeroizing;
 use crate::files::{FileTracker, ScpTracker, SftpTracker};
 use crate::serve::{start_session, Shared};
 
+mod channels;
 mod signin;
 mod upstream;
 
@@ -27,12 +29,21 @@ use upstream::{Preconnect, Up, UpChannel};
 /// Channels one connection may have open at once.
 const MAX_CHANNELS: usize = 32;
 
+/// Why X11, agent and remote forwarding are refused whatever the policy says.
+const UNSUPPORTED: &str = "the Portcullis SSH proxy does not relay it";
+
 /// What an authorized connection may use.
 pub(crate) use portcullis_app::session_access::SessionAccess as Access;
 
 pub(crate) struct Conn {
     state: AppState,
     peer: SocketAddr,
+    /// The proxy port the client came to (connection policies match on it).
+    listen_port: u16,
+    /// The connection policy that admitted the connection (R-SES-2), once the target is named.
+    gateway: Option<ConnectionPolicy>,
+    /// The signed-in user's group ids, for the channel rules' user lists.
+    groups: Vec<String>,
     shared: Arc<Shared>,
     user: Option<User>,
     access: Option<Result<Access, String>>,
@@ -46,9 +57,6 @@ pub(crate) struct Conn {
     want_target_secret: bool,
     /// Started once per connection at most.
     preconnect: Option<Preconnect>,
-    /// The asset and account the pre-connection looked up (asset name, account name as
-    /// typed): authorization a moment later reuses them.
-    named: Option<(String, String, Asset, Account)>,
     /// The key the client offered last and its owner (user name as typed, fingerprint, user):
     /// the signature that follows within the same sign-in needs no second lookup.
     offered_key: Option<(String, String, User)>,
@@ -201,7 +209,11 @@ impl russh::server::Handler for Conn {
         };
         let user = self.user.clone().ok_or(russh::Error::Disconnect)?;
         let login = self.pending_login.clone();
-        match start_session(&self.state, &self.shared, &user, &access, &self.source(), session.handle(), login).await {
+        let admitted_by = self.gateway.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let source = self.source();
+        let started =
+            start_session(&self.state, &self.shared, &user, &access, &source, &admitted_by, session.handle(), login);
+        match started.await {
             Ok(recorder) => {
                 // Written with the session start.
                 self.pending_login = None;
@@ -242,13 +254,22 @@ impl russh::server::Handler for Conn {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let allowed = matches!(&self.access, Some(Ok(a)) if a.settings.port_forwarding);
         let description =
             format!("direct-tcpip {host_to_connect}:{port_to_connect} from {originator_address}:{originator_port}");
-        let Some(up) = self.upstream.as_ref().filter(|_| allowed && self.channels.len() < MAX_CHANNELS) else {
-            let refused = format!("refused {description}");
-            let number = self.next_number;
-            self.record(Event::new(self.now_rec(), EventKind::ChannelOpen, number, refused)).await?;
+        let refusal = match &self.access {
+            Some(Ok(a)) if !a.settings.port_forwarding => {
+                Some(format!("the access policy '{}' does not allow port forwarding", a.policy_name))
+            }
+            _ => {
+                let port = u16::try_from(port_to_connect).unwrap_or(0);
+                let dest = Some((host_to_connect, port));
+                self.channel_verdict(ChannelKind::LocalForward, None, dest).err()
+            }
+        };
+        let Some(up) = self.upstream.as_ref().filter(|_| refusal.is_none() && self.channels.len() < MAX_CHANNELS)
+        else {
+            let why = refusal.unwrap_or_else(|| "too many channels are open".into());
+            self.channel_refused(None, ChannelKind::LocalForward, &format!("{description}: {why}")).await?;
             reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
@@ -318,6 +339,9 @@ impl russh::server::Handler for Conn {
             session.channel_failure(channel)?;
             return Ok(());
         };
+        if !self.channel_allowed(channel, session, ChannelKind::Shell, None, None).await? {
+            return Ok(());
+        }
         self.record(Event::new(self.now_rec(), EventKind::Shell, number, Vec::new())).await?;
         self.up(channel, Up::Shell).await
     }
@@ -332,11 +356,17 @@ impl russh::server::Handler for Conn {
             session.channel_failure(channel)?;
             return Ok(());
         };
+        let scp = ScpTracker::for_command(data);
+        let (kind, command) = match &scp {
+            Some(_) => (ChannelKind::Scp, None),
+            None => (ChannelKind::Exec, Some(String::from_utf8_lossy(data).into_owned())),
+        };
+        if !self.channel_allowed(channel, session, kind, command.as_deref(), None).await? {
+            return Ok(());
+        }
         self.record(Event::new(self.now_rec(), EventKind::Exec, number, data.to_vec())).await?;
-        if let Some(c) = self.channels.get(&channel) {
-            if let Some(t) = ScpTracker::for_command(data) {
-                *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Scp(t));
-            }
+        if let (Some(c), Some(t)) = (self.channels.get(&channel), scp) {
+            *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Scp(t));
         }
         self.up(channel, Up::Exec(data.to_vec())).await
     }
@@ -351,6 +381,9 @@ impl russh::server::Handler for Conn {
             session.channel_failure(channel)?;
             return Ok(());
         };
+        if !self.channel_allowed(channel, session, ChannelKind::Sftp, None, None).await? {
+            return Ok(());
+        }
         self.record(Event::new(self.now_rec(), EventKind::Subsystem, number, name.as_bytes().to_vec())).await?;
         if let Some(c) = self.channels.get(&channel) {
             *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Sftp(SftpTracker::default()));
@@ -400,20 +433,24 @@ impl russh::server::Handler for Conn {
         _x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.channel_refused(Some(channel), ChannelKind::X11, UNSUPPORTED).await?;
         session.channel_failure(channel)?;
         Ok(())
     }
 
-    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn agent_request(&mut self, channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+        self.channel_refused(Some(channel), ChannelKind::Agent, UNSUPPORTED).await?;
         Ok(false)
     }
 
     async fn tcpip_forward(
         &mut self,
-        _address: &str,
-        _port: &mut u32,
+        address: &str,
+        port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
+        let why = format!("{address}:{port}: {UNSUPPORTED}");
+        self.channel_refused(None, ChannelKind::RemoteForward, &why).await?;
         Ok(false)
     }
 }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use portcullis_app::App as AppState;
 use portcullis_core::connection::{parse, ConnectionString};
+use portcullis_core::gateway::Facts;
+use portcullis_core::inventory::Protocol;
 use portcullis_core::policy::{AccessType, AccountMode};
-use portcullis_store::{Actor, ProxyLogin, User};
+use portcullis_store::{Actor, Asset, ProxyLogin, User};
 use russh::server::Auth;
 use russh::{MethodKind, MethodSet};
 use zeroize::Zeroizing;
@@ -20,10 +22,13 @@ use super::upstream::{ssh_target, Preconnect};
 use super::*;
 
 impl Conn {
-    pub(crate) fn new(state: AppState, peer: SocketAddr, shared: Arc<Shared>) -> Conn {
+    pub(crate) fn new(state: AppState, peer: SocketAddr, listen_port: u16, shared: Arc<Shared>) -> Conn {
         Conn {
             state,
             peer,
+            listen_port,
+            gateway: None,
+            groups: Vec::new(),
             shared,
             user: None,
             access: None,
@@ -35,7 +40,6 @@ impl Conn {
             want_target_secret: false,
             preconnect: None,
             preconnect_tried: false,
-            named: None,
             offered_key: None,
             pending_login: None,
         }
@@ -43,20 +47,68 @@ impl Conn {
 
     /// Starts the connection to the target the signed-in user names (TCP and key exchange
     /// only: no credential is read or sent before the request check succeeds), so that it
-    /// overlaps the request check and the audit writes. Never before authentication: an
-    /// anonymous client touches no target and learns nothing of the inventory.
-    async fn preconnect(&mut self, account: &str, asset: &str) {
+    /// overlaps the request check and the audit writes. Never before authentication (an
+    /// anonymous client touches no target and learns nothing of the inventory), and only where
+    /// the connection policy sends the target leg.
+    fn preconnect(&mut self, asset: &Asset) {
         if std::mem::replace(&mut self.preconnect_tried, true) {
             return;
         }
-        let Ok(Some((found_asset, found_account))) = self.state.store.account_by_names(asset, account).await else {
-            return;
-        };
-        let Ok(target) = ssh_target(&found_asset) else { return };
+        let Ok((target, leg)) = self.leg_to(asset) else { return };
         let t = target.clone();
-        let task = tokio::spawn(async move { portcullis_connect::connect_session(&t).await });
+        let task = tokio::spawn(async move { portcullis_connect::connect_session_via(&t, &leg).await });
         self.preconnect = Some(Preconnect { target, task });
-        self.named = Some((asset.to_owned(), account.to_owned(), found_asset, found_account));
+    }
+
+    /// The connection policy for this client and target (R-SES-2): the first that matches, or
+    /// the message that says what to fix. With a pre-channel check, a connection on which no
+    /// channel could open now is refused before the target is contacted.
+    pub(super) async fn admit(&mut self, user: &User, asset: &Asset) -> Result<(), String> {
+        let (address, port) = portcullis_app::gateway::endpoint(asset, Protocol::Ssh)
+            .ok_or_else(|| format!("{} has no SSH service configured in Portcullis", asset.name))?;
+        let facts = Facts {
+            protocol: Protocol::Ssh,
+            client: self.peer.ip(),
+            listen_port: self.listen_port,
+            asset: &asset.name,
+            target_address: &address,
+            target_port: port,
+        };
+        let policy = portcullis_app::gateway::decide(&self.state, &facts).await?;
+        // Group memberships come from the policy snapshot; if it cannot be read, the user
+        // counts as in no group (group-restricted channels are refused: fail closed).
+        let groups = match self.state.policies.get(&self.state.store).await {
+            Ok(s) => s.groups_of_user(&user.id).to_vec(),
+            Err(_) => Vec::new(),
+        };
+        if policy.pre_channel_check && !policy.any_channel(&groups, self.state.now()) {
+            return Err(format!(
+                "the connection policy '{}' allows you no channel on {} at this time; nothing was opened",
+                policy.name, asset.name
+            ));
+        }
+        self.groups = groups;
+        self.gateway = Some(policy);
+        Ok(())
+    }
+
+    /// Where the target leg goes and how, by the connection policy.
+    pub(super) fn leg_to(
+        &self,
+        asset: &Asset,
+    ) -> Result<(portcullis_connect::Target, portcullis_connect::Leg), String> {
+        let mut target = ssh_target(asset)?;
+        let policy = self.gateway.as_ref().ok_or_else(|| "no connection policy admitted this connection".to_owned())?;
+        (target.host, target.port) = policy.destination(&target.host, target.port);
+        let a = &policy.algorithms;
+        let leg = portcullis_connect::Leg {
+            source: policy.source_address,
+            kex: a.kex.clone(),
+            ciphers: a.ciphers.clone(),
+            macs: a.macs.clone(),
+            host_keys: a.host_keys.clone(),
+        };
+        Ok((target, leg))
     }
 
     pub(super) fn source(&self) -> String {
@@ -161,11 +213,11 @@ impl Conn {
         account_name: &str,
         asset_name: &str,
     ) -> Result<Access, String> {
-        self.preconnect(account_name, asset_name).await;
-        let named = match self.named.take() {
-            Some((a, b, asset, account)) if a == asset_name && b == account_name => Some((asset, account)),
-            _ => None,
-        };
+        let named = self.state.store.account_by_names(asset_name, account_name).await.ok().flatten();
+        if let Some((asset, _)) = &named {
+            self.admit(user, asset).await?;
+            self.preconnect(asset);
+        }
         let access =
             session_access::authorize(&self.state, user, AccessType::Ssh, account_name, asset_name, named).await?;
         supported(access)
@@ -184,7 +236,12 @@ impl Conn {
         let Some((user, access)) = session_access::redeem_launch_token(&self.state, token, &self.source()).await else {
             return reject();
         };
-        let access = access.and_then(supported);
+        let mut access = access.and_then(supported);
+        if let Ok(a) = &access {
+            if let Err(why) = self.admit(&user, &a.asset).await {
+                access = Err(why);
+            }
+        }
         self.access = Some(access);
         self.user = Some(user);
         Auth::Accept

@@ -111,7 +111,7 @@ impl Conn {
     /// Logs in to the target with the vaulted credential.
     pub(super) async fn connect_upstream(&mut self, access: &Access) -> Result<portcullis_connect::SshClient, String> {
         let asset = &access.asset;
-        let target = ssh_target(asset)?;
+        let (target, leg) = self.leg_to(asset)?;
         let state = &self.state;
         let (key, password) = if access.settings.account_mode == AccountMode::UserSupplied {
             // The user's own credential for the target, typed at sign-in; nothing vaulted.
@@ -137,7 +137,7 @@ impl Conn {
             Some(mut p) if same_target(&p.target, &target) => {
                 (&mut p.task).await.unwrap_or_else(|_| Err(ConnectError::Unreachable("connection task ended".into())))
             }
-            _ => portcullis_connect::connect_session(&target).await,
+            _ => portcullis_connect::connect_session_via(&target, &leg).await,
         };
         let mut client = match connected {
             Ok(c) => c,

@@ -73,7 +73,7 @@ async fn launch_tokens_plink_and_port_forwarding() {
 }
 
 /// Connects to a local forwarded port and reads what arrives first (empty if refused).
-async fn read_banner(port: u16) -> String {
+pub(super) async fn read_banner(port: u16) -> String {
     use tokio::io::AsyncReadExt;
     for _ in 0..100 {
         if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {

@@ -12,6 +12,7 @@ use crate::harness::{Db, Server};
 
 mod access;
 mod flood;
+mod governance;
 mod lifecycle;
 mod people;
 mod sessions;
@@ -128,7 +129,7 @@ impl World {
         format!("alice#{}@db1", self.user.name)
     }
 
-    fn base(&self, program: &str, password: &str) -> Command {
+    pub fn base(&self, program: &str, password: &str) -> Command {
         let mut c = Command::new("sshpass");
         c.args(["-p", password, program]);
         c.args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]);

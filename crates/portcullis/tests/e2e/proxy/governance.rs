@@ -1,0 +1,170 @@
+//! Session governance (seed 003): connection policies decide who may connect from where, where
+//! the target leg goes (address translation, source address) and which channels may open,
+//! with real `ssh`, `sftp` and two real sshd targets.
+
+use super::*;
+
+async fn policy(w: &World, body: Value) -> Value {
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    p
+}
+
+async fn governance(db: Db) {
+    let w = world_on(db, json!({ "port_forwarding": true })).await;
+    w.request().await;
+    let second = Sshd::start();
+
+    // Only the seeded default exists: SSH from anywhere, as before.
+    let (_, list) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.admin), None).await;
+    let default_id = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list[0]["name"], "ssh-default", "{list}");
+    // Requesters do not read them.
+    let (s, _) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.alice), None).await;
+    assert_eq!(s, 403);
+
+    // An office-only policy first, the default switched off: a client from elsewhere (here:
+    // 127.0.0.1) is refused, and told what to fix.
+    policy(&w, json!({ "name": "office", "position": 1, "protocol": "ssh", "clients": ["10.0.0.0/8"], "channels": [{ "kind": "shell" }] }))
+        .await;
+    let mut off = list[0].clone();
+    off["enabled"] = json!(false);
+    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
+        off.as_object_mut().unwrap().remove(k);
+    }
+    let (s, b) =
+        w.server.call("PUT", &format!("/api/v1/connection-policies/{default_id}"), Some(&w.admin), Some(off)).await;
+    assert_eq!(s, 200, "{b}");
+    let o = w.ssh(&[&w.dest(), "echo should-not-run"], b"");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        err.contains("no connection policy admits SSH from 127.0.0.1 to db1")
+            && err.contains("connection-policy explain"),
+        "{}",
+        text(&o)
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("should-not-run"));
+
+    // The lab policy: this network, db1 only; the target leg goes to the second sshd (address
+    // translation) from 127.0.0.2 (SNAT); shell, echo/cat commands, and forwarding to the
+    // second sshd only.
+    let lab = policy(
+        &w,
+        json!({
+            "name": "lab", "position": 1, "protocol": "ssh", "clients": ["127.0.0.0/8"],
+            "targets": [{ "asset": "db*" }],
+            "translate": { "address": "127.0.0.1", "port": second.port() },
+            "source_address": "127.0.0.2",
+            "channels": [
+                { "kind": "shell" },
+                { "kind": "exec", "commands": ["^echo ", "^cat$"] },
+                { "kind": "local_forward", "destinations": [format!("127.0.0.1:{}", second.port())] }
+            ]
+        }),
+    )
+    .await;
+    assert_eq!(lab["position"], 1);
+
+    // explain says which policy a connection gets, and why not the ones before it.
+    let ask = |client: &str| json!({ "protocol": "ssh", "client": client, "asset": "db1" });
+    let (s, e) = post(&w.server, &w.admin, "/api/v1/connection-policies/explain", ask("127.0.0.1")).await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["policy_name"], "lab", "{e}");
+    assert_eq!(e["destination"], format!("127.0.0.1:{}", second.port()), "{e}");
+    assert_eq!(e["source_address"], "127.0.0.2", "{e}");
+    let (_, e) = post(&w.server, &w.admin, "/api/v1/connection-policies/explain", ask("10.1.2.3")).await;
+    assert_eq!(e["policy_name"], "office", "{e}");
+    assert_eq!(e["verdicts"][0]["outcome"], "client", "{e}");
+    assert!(e["verdicts"][0]["reason"].as_str().unwrap().contains("10.1.2.3 is not in 127.0.0.0/8"), "{e}");
+    let (_, e) = post(&w.server, &w.admin, "/api/v1/connection-policies/explain", ask("192.0.2.1")).await;
+    assert!(e["policy_name"].is_null(), "{e}");
+    assert_eq!(e["verdicts"].as_array().unwrap().len(), 3, "{e}");
+
+    // An allowed command runs on the second sshd, reached from 127.0.0.2.
+    let o = w.ssh(&[&w.dest(), "echo through-the-lab"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "through-the-lab");
+    let log = second.log();
+    let accepted = format!("Accepted password for {} from 127.0.0.2", w.user.name);
+    assert!(log.contains(&accepted), "the second sshd logged no login from 127.0.0.2:\n{log}");
+    assert!(!w.sshd.log().contains("Accepted password"), "the asset's own address was used:\n{}", w.sshd.log());
+
+    // A command off the list is refused on its own, with the reason on stderr.
+    let o = w.ssh(&[&w.dest(), "id"], b"");
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not on the allowed list"), "{}", text(&o));
+    // `cat` (exact) is on it: stdin reaches the target.
+    let o = w.ssh(&[&w.dest(), "cat"], b"piped-through");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped-through", "{}", text(&o));
+
+    // SFTP is not in the policy: refused and told so, while the shell works.
+    let o = w.sftp("ls\n");
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not allow SFTP"), "{}", text(&o));
+    let o = w.ssh(&["-tt", &w.dest()], b"echo shell-$((6*7))\nexit\n");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("shell-42"), "{}", text(&o));
+
+    // Forwarding only to the listed destination.
+    let forward = |to: u16| {
+        let local = portcullis_testkit::free_port();
+        let mut fwd = w.base("ssh", ALICE_PW);
+        fwd.args(["-N", "-p", &w.server.ssh_port.to_string()]);
+        fwd.args(["-L", &format!("127.0.0.1:{local}:127.0.0.1:{to}"), &w.dest()]);
+        (local, fwd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+    };
+    let (local, mut child) = forward(second.port());
+    let banner = super::access::read_banner(local).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(banner.starts_with("SSH-2.0-OpenSSH"), "{banner:?}");
+    let (local, mut child) = forward(w.sshd.port());
+    let banner = super::access::read_banner(local).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(banner, "", "forwarding to an unlisted destination must be refused");
+
+    // Every refusal is audited with its reason and the policy.
+    let (_, page) = w
+        .server
+        .call("GET", "/api/v1/audit/events?action=session.channel_refused&limit=100", Some(&w.admin), None)
+        .await;
+    let events = page["events"].as_array().unwrap();
+    let refused = |channel: &str, needle: &str| {
+        events.iter().any(|e| {
+            e["details"]["channel"] == channel
+                && e["details"]["connection_policy"] == "lab"
+                && e["outcome"] == "denied"
+                && e["details"]["reason"].as_str().is_some_and(|r| r.contains(needle))
+        })
+    };
+    assert!(refused("exec", "command: id"), "{page}");
+    assert!(refused("sftp", "SFTP"), "{page}");
+    assert!(refused("local_forward", &format!("127.0.0.1:{}", w.sshd.port())), "{page}");
+    let (_, page) =
+        w.server.call("GET", "/api/v1/audit/events?action=session.refused&limit=100", Some(&w.admin), None).await;
+    assert!(page.to_string().contains("no connection policy admits SSH"), "{page}");
+
+    // Bad input is refused with the field named, and changes nothing.
+    let (s, b) = post(
+        &w.server,
+        &w.admin,
+        "/api/v1/connection-policies",
+        json!({ "name": "bad", "protocol": "ssh", "algorithms": { "kex": ["diffie-hellman-group1-sha0"] } }),
+    )
+    .await;
+    assert_eq!((s, b["code"].as_str()), (422, Some("validation_failed")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("algorithms.kex"), "{b}");
+    let (_, after) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.admin), None).await;
+    assert_eq!(after.as_array().unwrap().len(), 3, "{after}");
+}
+
+#[tokio::test]
+async fn connection_and_channel_policies_on_sqlite() {
+    governance(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn connection_and_channel_policies_on_postgres() {
+    governance(Db::postgres()).await;
+}
