@@ -103,6 +103,7 @@ fn main() {
     let mut metrics = Vec::new();
     if matches!(args.which, Which::All | Which::Policy) {
         metrics.extend(policy::run(args.quick));
+        metrics.extend(policy::gateway(args.quick));
     }
     if matches!(args.which, Which::All | Which::Workflow) {
         metrics.extend(rt.block_on(workflow::run(args.quick)));

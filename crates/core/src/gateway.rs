@@ -64,6 +64,9 @@ pub struct ConnectionPolicySpec {
     /// The zone in which the channel time windows are read (IANA name).
     #[serde(default = "utc")]
     pub time_zone: String,
+    /// Content rules on typed commands, output and transferred file names (R-SES-10).
+    #[serde(default)]
+    pub content: Vec<crate::content::ContentRuleSpec>,
 }
 
 fn yes() -> bool {
@@ -226,6 +229,7 @@ pub struct ConnectionPolicy {
     pub channels: Vec<ChannelRule>,
     pub pre_channel_check: bool,
     pub time_zone: TimeZone,
+    pub content: crate::content::ContentRules,
 }
 
 fn bounded<T>(field: &str, list: &[T]) -> Result<(), ValidationError> {
@@ -469,6 +473,7 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
         channels,
         pre_channel_check: spec.pre_channel_check,
         time_zone,
+        content: crate::content::compile(&spec.content)?,
     })
 }
 
@@ -668,6 +673,7 @@ pub fn default_spec() -> ConnectionPolicySpec {
         channels: ["shell", "exec", "sftp", "scp", "local_forward"].into_iter().map(rule).collect(),
         pre_channel_check: false,
         time_zone: "UTC".into(),
+        content: vec![],
     }
 }
 

@@ -168,6 +168,34 @@ pub fn compose(event: &str, f: &Facts<'_>) -> Letter {
             ),
         };
     }
+    if event == "session_alert" {
+        let session = detail("session_id");
+        let ended = detail("action") == "terminate";
+        return Letter {
+            subject: format!(
+                "Portcullis alert: {} {} in a session of {} on {}",
+                detail("rule"),
+                if ended { "ended" } else { "matched" },
+                detail("user"),
+                detail("target")
+            ),
+            text: format!(
+                "The content rule '{}' of the connection policy '{}' matched the {} of {}'s session on {}:\n\n  {}\n\n{}\
+                 Watch the session live or replay it:\n{web}/sessions/{session}/watch\n",
+                detail("rule"),
+                detail("connection_policy"),
+                match detail("on").as_str() {
+                    "command" => "typed command",
+                    "file" => "file transfer",
+                    _ => "output",
+                },
+                detail("user"),
+                detail("target"),
+                detail("text"),
+                if ended { "The session was ended and the user told why.\n" } else { "" }
+            ),
+        };
+    }
     if event == "credential_change_failed" || (f.request.is_none() && !event.starts_with("mail_reply")) {
         let what = f.account.unwrap_or("an account");
         return Letter {
@@ -397,6 +425,17 @@ mod tests {
         let l = compose("mail_reply_counted", &Facts { details: Some(&ok), ..facts(Some(&r), &n, "UTC") });
         assert_eq!(l.subject, "Recorded: your approval of root@web for alice");
         assert!(l.text.contains("Your comment: go ahead"), "{}", l.text);
+    }
+
+    #[test]
+    fn a_content_alert_says_what_matched_and_where_to_watch() {
+        let n = RequestNames::default();
+        let d = serde_json::json!({ "session_id": "s1", "rule": "wipe", "connection_policy": "lab", "on": "command",
+            "action": "terminate", "text": "rm -rf /", "user": "alice", "target": "root@db1" });
+        let l = compose("session_alert", &Facts { details: Some(&d), ..facts(None, &n, "UTC") });
+        assert_eq!(l.subject, "Portcullis alert: wipe ended in a session of alice on root@db1");
+        assert!(l.text.contains("typed command") && l.text.contains("rm -rf /"), "{}", l.text);
+        assert!(l.text.contains("https://pam.example/sessions/s1/watch"), "{}", l.text);
     }
 
     #[test]

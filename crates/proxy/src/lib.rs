@@ -16,6 +16,7 @@
 //! supervision and finalization).
 
 mod conn;
+mod content;
 mod files;
 mod gate;
 mod host_keys;

@@ -13,7 +13,7 @@ use portcullis_recording::{Event, EventKind, Recorder};
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect};
 
-use crate::files::SharedTracker;
+use crate::content::Tracks;
 use crate::serve::Shared;
 
 enum Next {
@@ -30,7 +30,9 @@ struct Pump {
     recorder: Recorder,
     shared: Arc<Shared>,
     state: AppState,
-    files: SharedTracker,
+    tracks: Tracks,
+    /// Set when a content rule ended the session: nothing more is passed on.
+    muted: std::sync::atomic::AtomicBool,
     /// A session channel (shell, exec, subsystem), as opposed to a forwarded connection.
     session: bool,
     /// The target's EOF on a session channel, held until its exit status is forwarded:
@@ -55,10 +57,30 @@ impl Pump {
         if self.recorder.event(Event::new(self.recorder.now(), kind, self.number, data.clone())).await.is_err() {
             return Next::RecordingFailed;
         }
-        let ops =
-            self.files.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|t| t.server(&data)).unwrap_or_default();
-        for op in ops {
+        if self.muted.load(Ordering::Relaxed) {
+            return Next::Go;
+        }
+        let ops = self
+            .tracks
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(|t| t.server(&data))
+            .unwrap_or_default();
+        for op in &ops {
             let _ = self.recorder.record(EventKind::File, self.number, op.to_string().into_bytes()).await;
+        }
+        if let Some(w) = &self.tracks.watch {
+            let hit =
+                [w.shown(&self.tracks.lines, &data), w.files(&ops)].into_iter().flatten().max_by_key(|h| h.action);
+            if let Some(hit) = hit {
+                if w.act(&self.state, &self.recorder, self.number, &hit).await {
+                    // What matched is not shown; the session is ending.
+                    self.muted.store(true, Ordering::Relaxed);
+                    return Next::Go;
+                }
+            }
         }
         let sent = match ext {
             Some(ext) => self.client.extended_data_bytes(ext, data).await,
@@ -122,7 +144,7 @@ pub(crate) async fn pump(
     recorder: Recorder,
     shared: Arc<Shared>,
     state: AppState,
-    files: SharedTracker,
+    tracks: Tracks,
     session: bool,
 ) {
     let p = Pump {
@@ -133,7 +155,8 @@ pub(crate) async fn pump(
         recorder,
         shared,
         state,
-        files,
+        tracks,
+        muted: Default::default(),
         session,
         held_eof: Default::default(),
         exited: Default::default(),

@@ -90,7 +90,7 @@ pub fn export_events<R: Read, W: Write>(reader: Reader<R>, out: &mut W) -> Resul
             EventKind::ExitStatus if e.data.len() == 4 => {
                 serde_json::json!(u32::from_be_bytes([e.data[0], e.data[1], e.data[2], e.data[3]]))
             }
-            EventKind::Meta | EventKind::File => serde_json::from_slice(&e.data)
+            EventKind::Meta | EventKind::File | EventKind::Content => serde_json::from_slice(&e.data)
                 .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.data).into_owned())),
             _ => serde_json::Value::String(String::from_utf8_lossy(&e.data).into_owned()),
         };

@@ -36,6 +36,8 @@ pub enum EventKind {
     Signal = 14,
     /// A file operation (SCP/SFTP): JSON with path, size, direction.
     File = 15,
+    /// A content rule matched: JSON with rule, on, action, text.
+    Content = 16,
 }
 
 impl EventKind {
@@ -58,6 +60,7 @@ impl EventKind {
             13 => Env,
             14 => Signal,
             15 => File,
+            16 => Content,
             _ => return None,
         })
     }
@@ -81,6 +84,7 @@ impl EventKind {
             Env => "env",
             Signal => "signal",
             File => "file",
+            Content => "content",
         }
     }
 }

@@ -86,7 +86,7 @@ pub enum ConnectionPolicyCmd {
         #[arg(long, conflicts_with_all = ["clients", "assets", "networks", "allow", "translate"])]
         file: Option<PathBuf>,
         #[command(flatten)]
-        rules: Rules,
+        rules: Box<Rules>,
     },
     /// Replace a policy's rules from a JSON file, and/or rename, move, enable or disable it.
     Update {
@@ -303,7 +303,7 @@ pub async fn run(cmd: ConnectionPolicyCmd, g: &GlobalArgs) -> Result<(), CliErro
                     resolve_groups(&c, &mut body).await?;
                     body
                 }
-                None => body_from_flags(&c, &name, position, rules).await?,
+                None => body_from_flags(&c, &name, position, *rules).await?,
             };
             let p = c.post("/api/v1/connection-policies", &body).await?;
             if g.output == Output::Json {

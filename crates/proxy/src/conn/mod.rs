@@ -44,6 +44,10 @@ pub(crate) struct Conn {
     gateway: Option<ConnectionPolicy>,
     /// The signed-in user's group ids, for the channel rules' user lists.
     groups: Vec<String>,
+    /// The content rules, once the session started (none: nothing to watch).
+    watch: Option<crate::content::Watch>,
+    /// A content rule ended the session: nothing more goes to the target.
+    muted: bool,
     shared: Arc<Shared>,
     user: Option<User>,
     access: Option<Result<Access, String>>,
@@ -217,6 +221,7 @@ impl russh::server::Handler for Conn {
             Ok(recorder) => {
                 // Written with the session start.
                 self.pending_login = None;
+                self.watch = self.content_watch(&user, &access);
                 self.recorder = Some(recorder);
                 self.upstream = Some(client.into_handle());
                 self.touch();
@@ -280,19 +285,28 @@ impl russh::server::Handler for Conn {
 
     async fn data(&mut self, channel: ChannelId, data: &[u8], _session: &mut Session) -> Result<(), Self::Error> {
         let Some(number) = self.channels.get(&channel).map(|c| c.number) else { return Ok(()) };
+        if self.muted {
+            return Ok(());
+        }
         self.shared.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
         self.touch();
         // One copy of the client's bytes, shared by the recorder and the target leg.
         let bytes = bytes::Bytes::copy_from_slice(data);
         self.record(Event::new(self.now_rec(), EventKind::Input, number, bytes.clone())).await?;
-        let ops = match self.channels.get(&channel) {
-            Some(c) => {
-                c.files.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|t| t.client(data)).unwrap_or_default()
-            }
-            None => vec![],
-        };
-        for op in ops {
+        let tracks = self.channels.get(&channel).map(|c| c.tracks.clone()).unwrap_or_default();
+        let ops =
+            tracks.files.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(|t| t.client(data)).unwrap_or_default();
+        for op in &ops {
             self.record(Event::new(self.now_rec(), EventKind::File, number, op.to_string().into_bytes())).await?;
+        }
+        if let Some(w) = &tracks.watch {
+            let hit = [w.typed(&tracks.lines, data), w.files(&ops)].into_iter().flatten().max_by_key(|h| h.action);
+            if let Some(hit) = hit {
+                if self.content_hit(number, &hit).await {
+                    // The line that matched never reaches the target.
+                    return Ok(());
+                }
+            }
         }
         self.up(channel, Up::Data(bytes)).await
     }
@@ -343,6 +357,9 @@ impl russh::server::Handler for Conn {
             return Ok(());
         }
         self.record(Event::new(self.now_rec(), EventKind::Shell, number, Vec::new())).await?;
+        if let Some(c) = self.channels.get(&channel) {
+            c.tracks.lines.lock().unwrap_or_else(|p| p.into_inner()).interactive = true;
+        }
         self.up(channel, Up::Shell).await
     }
 
@@ -365,8 +382,13 @@ impl russh::server::Handler for Conn {
             return Ok(());
         }
         self.record(Event::new(self.now_rec(), EventKind::Exec, number, data.to_vec())).await?;
+        if let Some(hit) = self.watch.as_ref().and_then(|w| w.command(&String::from_utf8_lossy(data))) {
+            if self.content_hit(number, &hit).await {
+                return Ok(());
+            }
+        }
         if let (Some(c), Some(t)) = (self.channels.get(&channel), scp) {
-            *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Scp(t));
+            *c.tracks.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Scp(t));
         }
         self.up(channel, Up::Exec(data.to_vec())).await
     }
@@ -386,7 +408,7 @@ impl russh::server::Handler for Conn {
         }
         self.record(Event::new(self.now_rec(), EventKind::Subsystem, number, name.as_bytes().to_vec())).await?;
         if let Some(c) = self.channels.get(&channel) {
-            *c.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Sftp(SftpTracker::default()));
+            *c.tracks.files.lock().unwrap_or_else(|p| p.into_inner()) = Some(FileTracker::Sftp(SftpTracker::default()));
         }
         self.up(channel, Up::Subsystem(name.into())).await
     }

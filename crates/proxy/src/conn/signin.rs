@@ -29,6 +29,8 @@ impl Conn {
             listen_port,
             gateway: None,
             groups: Vec::new(),
+            watch: None,
+            muted: false,
             shared,
             user: None,
             access: None,

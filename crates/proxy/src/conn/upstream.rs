@@ -13,7 +13,7 @@ use russh::server::{ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Disconnect, Pty, Sig};
 use serde_json::json;
 
-use crate::files::SharedTracker;
+use crate::content::Tracks;
 
 use super::*;
 
@@ -21,7 +21,7 @@ pub(super) struct UpChannel {
     /// To the channel's uplink task, which forwards to the target in order.
     pub(super) tx: tokio::sync::mpsc::Sender<Up>,
     pub(super) number: u32,
-    pub(super) files: SharedTracker,
+    pub(super) tracks: Tracks,
 }
 
 /// What the client sends on a channel, forwarded to the target in the order received.
@@ -268,7 +268,7 @@ impl Conn {
         self.record(Event::new(self.now_rec(), EventKind::ChannelOpen, number, description)).await?;
         self.shared.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
         let recorder = self.recorder.clone().ok_or(russh::Error::Disconnect)?;
-        let files: SharedTracker = Default::default();
+        let tracks = Tracks { watch: self.watch.clone(), ..Tracks::default() };
         tokio::spawn(crate::relay::pump(
             up_read,
             client_write,
@@ -278,12 +278,12 @@ impl Conn {
             recorder,
             self.shared.clone(),
             self.state.clone(),
-            files.clone(),
+            tracks.clone(),
             session_channel,
         ));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(uplink(up_write, rx, self.shared.stop.subscribe()));
-        self.channels.insert(id, UpChannel { tx, number, files });
+        self.channels.insert(id, UpChannel { tx, number, tracks });
         reply.accept().await;
         Ok(())
     }

@@ -168,3 +168,89 @@ async fn connection_and_channel_policies_on_sqlite() {
 async fn connection_and_channel_policies_on_postgres() {
     governance(Db::postgres()).await;
 }
+
+/// Content rules on a live session: typed commands (with line editing), exec commands, output
+/// and file names; log, alert and terminate.
+#[tokio::test]
+async fn content_rules_log_alert_and_terminate() {
+    let w = world(json!({})).await;
+    w.request().await;
+    let (_, list) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.admin), None).await;
+    let mut p = list[0].clone();
+    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
+        p.as_object_mut().unwrap().remove(k);
+    }
+    p["content"] = json!([
+        { "on": "command", "pattern": "^whoami$", "action": "log" },
+        { "on": "output", "pattern": "TOP-SECRET-[0-9]+", "action": "alert", "name": "secret shown" },
+        { "on": "command", "pattern": "^shutdown", "action": "terminate", "name": "no shutdown" },
+        { "on": "file", "pattern": "\\.kdbx$", "action": "alert", "name": "password database" }
+    ]);
+    let path = format!("/api/v1/connection-policies/{}", list[0]["id"].as_str().unwrap());
+    let (s, b) = w.server.call("PUT", &path, Some(&w.admin), Some(p)).await;
+    assert_eq!(s, 200, "{b}");
+
+    // Logged and alerted, the session goes on.
+    let o = w.ssh(&["-tt", &w.dest()], b"whoami\necho TOP-SECRET-$((40+2))\nexit\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("TOP-SECRET-42"), "{}", text(&o));
+
+    // A typed shutdown (typo corrected with backspace) ends the session before the target sees it.
+    let o = w.ssh(&["-tt", &w.dest()], b"shutdownx\x7f -h now\necho after-$((1+1))\n");
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(all.contains("session ended: the content policy of 'ssh-default' matched (no shutdown)"), "{all}");
+    assert!(!all.contains("after-2"), "nothing after the matching line reaches the target: {all}");
+
+    // The same rule on an exec command.
+    let o = w.ssh(&[&w.dest(), "shutdown --help"], b"");
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no shutdown"), "{}", text(&o));
+
+    // A file name rule on an upload.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("team.kdbx");
+    std::fs::write(&file, b"not really a database").unwrap();
+    let o = w.scp(&[file.to_str().unwrap(), &format!("{}:/tmp/", w.scp_dest())]);
+    assert_eq!(o.status.code(), Some(0), "an alert does not stop the transfer: {}", text(&o));
+
+    // Every hit is audited, alerts marked; the terminations denied.
+    let (_, page) =
+        w.server.call("GET", "/api/v1/audit/events?action=session.content&limit=100", Some(&w.admin), None).await;
+    let events = page["events"].as_array().unwrap();
+    let hit = |rule: &str, action: &str, text: &str| {
+        events.iter().any(|e| {
+            e["details"]["rule"] == rule
+                && e["details"]["action"] == action
+                && e["details"]["text"].as_str().is_some_and(|t| t.contains(text))
+        })
+    };
+    assert!(hit("^whoami$", "log", "whoami"), "{page}");
+    assert!(hit("secret shown", "alert", "TOP-SECRET-42"), "{page}");
+    assert!(hit("no shutdown", "terminate", "shutdown -h now"), "{page}");
+    assert!(hit("no shutdown", "terminate", "shutdown --help"), "{page}");
+    assert!(hit("password database", "alert", "team.kdbx"), "{page}");
+    assert!(events.iter().filter(|e| e["details"]["action"] == "terminate").all(|e| e["outcome"] == "denied"));
+
+    // The hits are in the recordings too.
+    let (_, sessions) = w.server.call("GET", "/api/v1/sessions?limit=10", Some(&w.admin), None).await;
+    let first = sessions.as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_owned();
+    let events = w.recording(&first, "events").await;
+    assert!(events.contains("\"content\"") && events.contains("secret shown"), "{events}");
+    let ended = sessions.as_array().unwrap().iter().filter(|s| {
+        s["end_reason"].as_str().is_some_and(|r| r.contains("content policy of 'ssh-default' matched (no shutdown)"))
+    });
+    assert_eq!(ended.count(), 2, "{sessions}");
+
+    // A bad rule names its field and changes nothing.
+    let (_, now) = w.server.call("GET", &path, Some(&w.admin), None).await;
+    let mut bad = now.clone();
+    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
+        bad.as_object_mut().unwrap().remove(k);
+    }
+    bad["content"] = json!([{ "on": "screen", "pattern": "x", "action": "log" }]);
+    let (s, b) = w.server.call("PUT", &path, Some(&w.admin), Some(bad)).await;
+    assert_eq!(s, 422, "{b}");
+    assert!(b["message"].as_str().unwrap().starts_with("content[0].on"), "{b}");
+    let (_, after) = w.server.call("GET", &path, Some(&w.admin), None).await;
+    assert_eq!(after["content"], now["content"]);
+}
