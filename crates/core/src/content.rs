@@ -8,14 +8,14 @@
 //! the echoed line is used instead, with the prompt cut off.
 
 use regex::{RegexSet, RegexSetBuilder};
-use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
 
 /// One content rule as an administrator writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct ContentRuleSpec {
     /// What it watches: `command` (typed command lines and exec commands), `output` (lines the
     /// target shows) or `file` (names of files transferred by SCP or SFTP).
@@ -27,7 +27,7 @@ pub struct ContentRuleSpec {
     /// never reaches the target).
     pub action: String,
     /// Shown in alerts and to a user whose session it ends; absent: the pattern.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub name: Option<String>,
 }
 
@@ -367,61 +367,47 @@ impl EchoLine {
     }
 }
 
-/// Splits output into lines for the output rules, escape sequences and carriage returns
-/// removed; a line longer than [`MAX_LINE`] is examined in pieces.
+/// Splits output into lines for the output rules, escape sequences and control characters
+/// removed; a line longer than [`MAX_LINE`] is examined in pieces. Works on bytes (a UTF-8
+/// character split across chunks stays whole in the line buffer), one pass, no allocation per
+/// chunk.
 #[derive(Debug, Default)]
 pub struct OutputLines {
-    line: String,
+    line: Vec<u8>,
+    /// 0: text, 1: after ESC, 2: inside CSI, 3: inside OSC (ends with BEL or ESC \).
     escape: u8,
-    pending: Vec<u8>,
 }
 
 impl OutputLines {
     /// Feeds output; calls `each` with every completed line.
     pub fn feed(&mut self, bytes: &[u8], mut each: impl FnMut(&str)) {
-        let mut rest = bytes;
-        if !self.pending.is_empty() {
-            let take = rest.len().min(4 - self.pending.len());
-            self.pending.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            let pending = std::mem::take(&mut self.pending);
-            self.text(&String::from_utf8_lossy(&pending), &mut each);
-        }
-        let valid = match std::str::from_utf8(rest) {
-            Ok(s) => s.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => rest.len(),
-        };
-        self.text(&String::from_utf8_lossy(&rest[..valid]), &mut each);
-        self.pending.extend_from_slice(&rest[valid..]);
-    }
-
-    fn text(&mut self, s: &str, each: &mut impl FnMut(&str)) {
-        for c in s.chars() {
-            // 0: text, 1: after ESC, 2: inside CSI, 3: inside OSC (ends with BEL or ESC \).
-            match (self.escape, c) {
-                (0, '\u{1b}') => self.escape = 1,
-                (1, '[') => self.escape = 2,
-                (1, ']') => self.escape = 3,
+        for &b in bytes {
+            match (self.escape, b) {
+                (0, 0x1b) => self.escape = 1,
+                (1, b'[') => self.escape = 2,
+                (1, b']') => self.escape = 3,
                 (1, _) => self.escape = 0,
-                (2, c) if c.is_ascii_alphabetic() || c == '~' || c == '@' => self.escape = 0,
+                (2, b) if b.is_ascii_alphabetic() || b == b'~' || b == b'@' => self.escape = 0,
                 (2, _) => {}
-                (3, '\u{7}') => self.escape = 0,
-                (3, '\u{1b}') => self.escape = 1,
+                (3, 0x07) => self.escape = 0,
+                (3, 0x1b) => self.escape = 1,
                 (3, _) => {}
-                (_, '\n') => {
-                    each(&self.line);
-                    self.line.clear();
-                }
-                (_, c) if c.is_control() => {}
-                (_, c) => {
-                    self.line.push(c);
+                (_, b'\n') => self.emit(&mut each),
+                (_, b) if b < 0x20 || b == 0x7f => {}
+                (_, b) => {
+                    self.line.push(b);
                     if self.line.len() >= MAX_LINE {
-                        each(&self.line);
-                        self.line.clear();
+                        self.emit(&mut each);
                     }
                 }
             }
+        }
+    }
+
+    fn emit(&mut self, each: &mut impl FnMut(&str)) {
+        if !self.line.is_empty() {
+            each(&String::from_utf8_lossy(&self.line));
+            self.line.clear();
         }
     }
 }

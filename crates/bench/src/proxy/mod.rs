@@ -22,7 +22,7 @@ mod transfer;
 
 use interactive::{footprint, latency, setup, signins};
 use recorded::{recording, revocation};
-use transfer::{scp, throughput};
+use transfer::{content, scp, throughput};
 
 const TARGET_PW: &str = "Bench-Target-Pw-2024x";
 const ALICE_PW: &str = "alice bench password 1";
@@ -337,7 +337,7 @@ impl Fixture {
 
 /// The parts of the proxy group, in the order they run.
 pub const PARTS: &[&str] =
-    &["throughput", "scp", "latency", "setup", "signins", "recording", "revocation", "footprint"];
+    &["throughput", "content", "scp", "latency", "setup", "signins", "recording", "revocation", "footprint"];
 
 /// Runs the proxy group; `only`: the parts to run (empty: all).
 pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
@@ -351,6 +351,7 @@ pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
         eprintln!("proxy: {part}");
         match *part {
             "throughput" => throughput(&f, quick, &mut out).await,
+            "content" => content(&f, quick, &mut out).await,
             "scp" => scp(&f, quick, &mut out).await,
             "latency" => latency(&f, quick, &mut out).await,
             "setup" => setup(&f, quick, &mut out).await,

@@ -164,3 +164,89 @@ pub(super) fn throughput_metrics(out: &mut Vec<Metric>, what: &str, rates: &[Vec
     });
     proxy / direct
 }
+
+/// Content-policy overhead: a text download (`yes` lines, the worst case: every line is
+/// examined) through the proxy with 20 content rules (10 on output, 10 on commands) against
+/// none, alternating, same run (goal: < 10 % slower).
+pub(super) async fn content(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
+    let bytes: u64 = if quick { 4 << 20 } else { 256 << 20 };
+    let runs = if quick { 1 } else { 5 };
+    let list = super::call(f, "GET", "/api/v1/connection-policies", &f.admin, serde_json::Value::Null).await;
+    let id = list[0]["id"].as_str().expect("the default connection policy").to_owned();
+    let mut spec = list[0].clone();
+    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
+        spec.as_object_mut().map(|o| o.remove(k));
+    }
+    let output = [
+        "BEGIN (RSA|OPENSSH|EC) PRIVATE KEY",
+        "(?i)password\\s*[:=]",
+        "AKIA[0-9A-Z]{16}",
+        "\\b4[0-9]{12}(?:[0-9]{3})?\\b",
+        "(?i)segmentation fault",
+        "Permission denied",
+        "^root:[^:]*:0:0:",
+        "(?i)secret[_-]?key",
+        "xox[baprs]-[0-9a-zA-Z-]+",
+        "ghp_[0-9A-Za-z]{36}",
+    ];
+    let commands = [
+        "^rm -rf /",
+        "^shutdown",
+        "^reboot",
+        "^mkfs",
+        "^dd if=",
+        "^iptables -F",
+        "^chmod -R 777 /",
+        "^userdel",
+        "^passwd",
+        "^history -c",
+    ];
+    let rules: Vec<serde_json::Value> = output
+        .iter()
+        .map(|p| serde_json::json!({ "on": "output", "pattern": p, "action": "alert" }))
+        .chain(commands.iter().map(|p| serde_json::json!({ "on": "command", "pattern": p, "action": "terminate" })))
+        .collect();
+    let path = format!("/api/v1/connection-policies/{id}");
+    let command = format!("yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c {bytes}");
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        for (i, with) in [false, true].into_iter().enumerate() {
+            spec["content"] = if with { serde_json::json!(rules) } else { serde_json::json!([]) };
+            super::call(f, "PUT", &path, &f.admin, spec.clone()).await;
+            let t = Instant::now();
+            let mut child = f
+                .ssh(super::Route::Proxy, &[], &command)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let got = std::io::copy(&mut stdout, &mut std::io::sink()).unwrap_or(0);
+            let _ = child.wait();
+            assert_eq!(got, bytes, "the text download lost bytes");
+            rates[i].push(mib_s(bytes, t.elapsed().as_secs_f64()));
+        }
+    }
+    spec["content"] = serde_json::json!([]);
+    super::call(f, "PUT", &path, &f.admin, spec).await;
+    let (plain, ps) = summarize(rates[0].clone());
+    let (watched, ws) = summarize(rates[1].clone());
+    let label = if quick { "4 MiB" } else { "256 MiB" };
+    out.push(Metric {
+        name: format!("text download {label} through the proxy, no content rules"),
+        value: plain,
+        unit: "MiB/s",
+        spread: ps,
+        goal: String::new(),
+        note: String::new(),
+    });
+    out.push(Metric {
+        name: format!("text download {label} through the proxy, 20 content rules"),
+        value: watched,
+        unit: "MiB/s",
+        spread: ws,
+        goal: "≥ 0.9 × without".into(),
+        note: format!("overhead {:.1} %", (1.0 - watched / plain) * 100.0),
+    });
+}
