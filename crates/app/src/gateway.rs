@@ -126,6 +126,14 @@ async fn validated(state: &App, name: &str, spec: &ConnectionPolicySpec, positio
             format!("'{name}' is not an algorithm the SSH proxy implements"),
         ));
     }
+    for (i, g) in spec.four_eyes_groups.iter().enumerate() {
+        if state.store.group(GroupKind::User, g).await.is_err() {
+            return Err(AppError::invalid(
+                format!("four_eyes_groups[{i}]"),
+                format!("there is no user group with id '{g}'"),
+            ));
+        }
+    }
     for (i, rule) in spec.channels.iter().enumerate() {
         for (j, g) in rule.groups.iter().enumerate() {
             if state.store.group(GroupKind::User, g).await.is_err() {

@@ -70,7 +70,9 @@ pub async fn visible(state: &App, caller: &Caller, id: &str) -> AppResult<(Sessi
         },
         None => None,
     };
-    let rel = rel.unwrap_or(Relation { requester: own, ..Relation::of_roles(caller) });
+    let mut rel = rel.unwrap_or(Relation { requester: own, ..Relation::of_roles(caller) });
+    // Whoever permitted a four-eyes session may watch and terminate it, like an approver.
+    rel.approver |= state.waiting.is_authorizer(&s.id, &caller.user.id);
     if !(own || rel.any()) {
         return Err(AppError::not_found("session"));
     }

@@ -79,6 +79,8 @@ pub struct App {
     pub policies: Arc<PolicyCache>,
     /// Connection policies in memory, rebuilt when they change.
     pub gateway: Arc<crate::gateway::GatewayCache>,
+    /// Connections waiting for a confirmation or an authorizer (this node).
+    pub waiting: Arc<crate::waiting::WaitingRoom>,
     /// Where session recordings are stored.
     pub recordings: Arc<std::path::PathBuf>,
     /// The SSH proxy's address as users reach it (host:port), for ready-to-paste commands.
@@ -112,6 +114,7 @@ impl App {
             live: Arc::new(LiveSessions::default()),
             policies: Arc::new(PolicyCache::default()),
             gateway: Arc::default(),
+            waiting: Arc::default(),
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),

@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     /// Client channels open now (for the parting message).
     pub channels: Mutex<HashSet<ChannelId>>,
     pub live: Mutex<Option<LiveState>>,
+    /// Signed in and waiting for a person (gateway authentication, four-eyes): the sign-in
+    /// deadline does not run meanwhile.
+    pub waiting: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct LiveState {
@@ -67,6 +70,7 @@ impl Default for Shared {
             end_reason: Mutex::new(None),
             channels: Mutex::new(HashSet::new()),
             live: Mutex::new(None),
+            waiting: Default::default(),
         }
     }
 }
@@ -231,7 +235,23 @@ async fn connection(
         let shared = shared.clone();
         let handle = handle.clone();
         tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
+            let mut deadline = deadline;
+            let mut waited = false;
+            loop {
+                tokio::time::sleep_until(deadline).await;
+                if shared.waiting.load(Ordering::Relaxed) {
+                    // A person decides; the wait has its own limit.
+                    waited = true;
+                    deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    continue;
+                }
+                if std::mem::take(&mut waited) {
+                    // Decided: the session start gets the grace time again.
+                    deadline = tokio::time::Instant::now() + auth_timeout;
+                    continue;
+                }
+                break;
+            }
             let started = shared.live.lock().unwrap_or_else(|p| p.into_inner()).is_some();
             if !started {
                 let _ = handle
@@ -397,6 +417,7 @@ async fn finish(state: &AppState, shared: &Shared) {
     live.supervisor.abort();
     let _ = live.supervisor.await;
     state.live.remove(&live.session_id);
+    state.waiting.session_ended(&live.session_id);
     let reason = shared
         .end_reason
         .lock()

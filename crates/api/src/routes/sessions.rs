@@ -34,6 +34,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verify_recording))
         .routes(routes!(export_recording))
         .routes(routes!(launch_session))
+        .routes(routes!(list_waits))
+        .routes(routes!(permit_wait))
+        .routes(routes!(deny_wait))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -360,5 +363,99 @@ async fn launch_session(
         inband_user: c.inband_user,
         token: l.token.to_string(),
         expires_at: ts(l.expires_at),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WaitDto {
+    /// The waiting id (`portcullis session permit ID`).
+    id: String,
+    /// `gateway_authentication` (the user confirms) or `four_eyes` (an authorizer permits).
+    kind: String,
+    username: String,
+    /// ACCOUNT@ASSET.
+    target: String,
+    client: String,
+    connection_policy: String,
+    since: String,
+    /// When the connection stops waiting and is refused.
+    until: String,
+    /// Whether you may decide it.
+    yours_to_decide: bool,
+}
+
+/// Connections waiting for a confirmation (yours) or an authorizer (those you may authorize);
+/// Security Policy Administrators and Auditors see all.
+#[utoipa::path(get, path = "/api/v1/session-waits", tag = "sessions", operation_id = "list_session_waits",
+    responses((status = 200, description = "Waiting connections, oldest first", body = [WaitDto])))]
+async fn list_waits(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<Json<Vec<WaitDto>>> {
+    let list = portcullis_app::waiting::list(&state, &caller).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|(w, may)| WaitDto {
+                id: w.id,
+                kind: w.kind.as_str().into(),
+                username: w.username,
+                target: w.target,
+                client: w.client,
+                connection_policy: w.connection_policy,
+                since: ts(w.since),
+                until: ts(w.until),
+                yours_to_decide: may,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WaitDecision {
+    /// Shown to the user when denied; at most 200 characters.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WaitDecided {
+    id: String,
+    kind: String,
+    username: String,
+    target: String,
+    /// `permitted` or `denied`.
+    decision: String,
+}
+
+/// Lets a waiting connection go on: the user confirms their own connection (gateway
+/// authentication), or an authorizer permits someone else's session (four-eyes).
+#[utoipa::path(post, path = "/api/v1/session-waits/{id}/permit", tag = "sessions", operation_id = "permit_session_wait",
+    params(IdPath), request_body = WaitDecision, responses((status = 200, description = "Permitted", body = WaitDecided)))]
+async fn permit_wait(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(body): ApiJson<WaitDecision>,
+) -> ApiResult<Json<WaitDecided>> {
+    decided(portcullis_app::waiting::decide(&state, &caller, &p.id, true, body.reason.as_deref()).await?, "permitted")
+}
+
+/// Refuses a waiting connection; the user sees who refused it and why.
+#[utoipa::path(post, path = "/api/v1/session-waits/{id}/deny", tag = "sessions", operation_id = "deny_session_wait",
+    params(IdPath), request_body = WaitDecision, responses((status = 200, description = "Denied", body = WaitDecided)))]
+async fn deny_wait(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(body): ApiJson<WaitDecision>,
+) -> ApiResult<Json<WaitDecided>> {
+    decided(portcullis_app::waiting::decide(&state, &caller, &p.id, false, body.reason.as_deref()).await?, "denied")
+}
+
+fn decided(w: portcullis_app::waiting::Wait, decision: &str) -> ApiResult<Json<WaitDecided>> {
+    Ok(Json(WaitDecided {
+        id: w.id,
+        kind: w.kind.as_str().into(),
+        username: w.username,
+        target: w.target,
+        decision: decision.into(),
     }))
 }

@@ -33,6 +33,23 @@ pub enum SessionCmd {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Connections waiting for your confirmation or for an authorizer.
+    Waiting,
+    /// Confirm your own waiting connection (gateway authentication).
+    Confirm {
+        /// The waiting id the SSH client showed.
+        id: String,
+    },
+    /// Permit someone's waiting session (four-eyes authorizers).
+    Permit {
+        id: String,
+    },
+    /// Refuse a waiting connection; the user is told why.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +99,40 @@ pub async fn sessions(cmd: SessionCmd, g: &GlobalArgs) -> Result<(), CliError> {
         SessionCmd::Terminate { id, reason } => {
             let v = c.post(&format!("/api/v1/sessions/{}/terminate", enc(&id)), &json!({ "reason": reason })).await?;
             print(g.output, &v, COLUMNS);
+        }
+        SessionCmd::Waiting => {
+            let v = c.get("/api/v1/session-waits").await?;
+            print(
+                g.output,
+                &v,
+                &["id", "kind", "username", "target", "client", "connection_policy", "until", "yours_to_decide"],
+            );
+        }
+        SessionCmd::Confirm { id } | SessionCmd::Permit { id } => {
+            let v = c.post(&format!("/api/v1/session-waits/{}/permit", enc(&id)), &json!({})).await?;
+            let line = format!(
+                "Permitted: {}'s connection to {} goes on.",
+                v["username"].as_str().unwrap_or("?"),
+                v["target"].as_str().unwrap_or("?")
+            );
+            if g.output == crate::Output::Json {
+                print(g.output, &v, &[])
+            } else {
+                println!("{line}")
+            }
+        }
+        SessionCmd::Deny { id, reason } => {
+            let v = c.post(&format!("/api/v1/session-waits/{}/deny", enc(&id)), &json!({ "reason": reason })).await?;
+            let line = format!(
+                "Denied: {}'s connection to {} was refused.",
+                v["username"].as_str().unwrap_or("?"),
+                v["target"].as_str().unwrap_or("?")
+            );
+            if g.output == crate::Output::Json {
+                print(g.output, &v, &[])
+            } else {
+                println!("{line}")
+            }
         }
     }
     Ok(())

@@ -67,6 +67,22 @@ pub struct ConnectionPolicySpec {
     /// Content rules on typed commands, output and transferred file names (R-SES-10).
     #[cfg_attr(feature = "serde", serde(default))]
     pub content: Vec<crate::content::ContentRuleSpec>,
+    /// Gateway authentication (R-SES-8): the connection waits until the user confirms it out
+    /// of band (web UI, CLI, API), signed in there.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub gateway_authentication: bool,
+    /// Four-eyes (R-SES-9): the connection waits until a member of one of these user groups
+    /// (never the user) permits it; empty: no four-eyes.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub four_eyes_groups: Vec<String>,
+    /// How long a connection waits for a confirmation or a permit, 10 to 3,600 seconds.
+    #[cfg_attr(feature = "serde", serde(default = "wait_seconds"))]
+    pub wait_seconds: u32,
+}
+
+#[cfg(feature = "serde")]
+fn wait_seconds() -> u32 {
+    300
 }
 
 #[cfg(feature = "serde")]
@@ -237,6 +253,9 @@ pub struct ConnectionPolicy {
     pub pre_channel_check: bool,
     pub time_zone: TimeZone,
     pub content: crate::content::ContentRules,
+    pub gateway_authentication: bool,
+    pub four_eyes_groups: Vec<String>,
+    pub wait_seconds: u32,
 }
 
 fn bounded<T>(field: &str, list: &[T]) -> Result<(), ValidationError> {
@@ -463,6 +482,10 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
             ));
         }
     }
+    bounded("four_eyes_groups", &spec.four_eyes_groups)?;
+    if !(10..=3600).contains(&spec.wait_seconds) {
+        return Err(ValidationError::new("wait_seconds", "10 to 3600 seconds"));
+    }
     crate::validate::time_zone("time_zone", &spec.time_zone)?;
     let time_zone = TimeZone::get(&spec.time_zone)
         .map_err(|_| ValidationError::new("time_zone", format!("'{}' is not a known time zone", spec.time_zone)))?;
@@ -481,6 +504,9 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
         pre_channel_check: spec.pre_channel_check,
         time_zone,
         content: crate::content::compile(&spec.content)?,
+        gateway_authentication: spec.gateway_authentication,
+        four_eyes_groups: spec.four_eyes_groups.clone(),
+        wait_seconds: spec.wait_seconds,
     })
 }
 
@@ -725,6 +751,9 @@ pub fn default_spec() -> ConnectionPolicySpec {
         pre_channel_check: false,
         time_zone: "UTC".into(),
         content: vec![],
+        gateway_authentication: false,
+        four_eyes_groups: vec![],
+        wait_seconds: 300,
     }
 }
 

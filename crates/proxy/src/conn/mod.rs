@@ -23,6 +23,7 @@ use crate::serve::{start_session, Shared};
 mod channels;
 mod signin;
 mod upstream;
+mod wait;
 
 use upstream::{Preconnect, Up, UpChannel};
 
@@ -48,6 +49,12 @@ pub(crate) struct Conn {
     watch: Option<crate::content::Watch>,
     /// A content rule ended the session: nothing more goes to the target.
     muted: bool,
+    /// Waits still ahead (gateway authentication, four-eyes), the one running (id, verdict,
+    /// deadline) and its kind, and who permitted the session.
+    waits: Vec<portcullis_app::waiting::WaitKind>,
+    waiting: Option<(String, tokio::sync::watch::Receiver<Option<portcullis_app::waiting::Verdict>>, i64)>,
+    current_wait: Option<portcullis_app::waiting::WaitKind>,
+    authorizers: Vec<String>,
     shared: Arc<Shared>,
     user: Option<User>,
     access: Option<Result<Access, String>>,
@@ -83,6 +90,9 @@ impl Drop for Conn {
     /// A connection that ends between the sign-in and the session start (it cannot in russh's
     /// order of calls, but a shutdown can cut anything short) still has its sign-in audited.
     fn drop(&mut self) {
+        if let Some((id, _, _)) = self.waiting.take() {
+            self.state.waiting.leave(&id);
+        }
         if let Some(login) = self.pending_login.take() {
             let store = self.state.store.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -166,7 +176,13 @@ impl russh::server::Handler for Conn {
             let Some(secret) = response.next() else { return Ok(reject()) };
             self.target_secret = Some(Zeroizing::new(String::from_utf8_lossy(&secret).into_owned()));
             self.want_target_secret = false;
+            if self.must_wait() {
+                return Ok(self.wait_step(false).await);
+            }
             return Ok(Auth::Accept);
+        }
+        if self.must_wait() {
+            return Ok(self.wait_step(response.is_some()).await);
         }
         let Some(response) = response else {
             let mut prompts = vec![(std::borrow::Cow::Borrowed("Portcullis password: "), false)];
@@ -187,6 +203,10 @@ impl russh::server::Handler for Conn {
         if self.want_target_secret {
             // Same conversation: ask for the target's password next.
             return Ok(self.target_prompt());
+        }
+        if self.must_wait() && !matches!(auth, Auth::Reject { partial_success: false, .. }) {
+            // Same conversation: the wait's notice next.
+            return Ok(self.wait_step(false).await);
         }
         Ok(auth)
     }
@@ -222,6 +242,9 @@ impl russh::server::Handler for Conn {
                 // Written with the session start.
                 self.pending_login = None;
                 self.watch = self.content_watch(&user, &access);
+                if let Some(id) = self.shared.session_id().filter(|_| !self.authorizers.is_empty()) {
+                    self.state.waiting.authorized(&id, std::mem::take(&mut self.authorizers));
+                }
                 self.recorder = Some(recorder);
                 self.upstream = Some(client.into_handle());
                 self.touch();

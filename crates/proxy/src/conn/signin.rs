@@ -31,6 +31,10 @@ impl Conn {
             groups: Vec::new(),
             watch: None,
             muted: false,
+            waits: Vec::new(),
+            waiting: None,
+            current_wait: None,
+            authorizers: Vec::new(),
             shared,
             user: None,
             access: None,
@@ -91,6 +95,7 @@ impl Conn {
         }
         self.groups = groups;
         self.gateway = Some(policy);
+        self.plan_waits();
         Ok(())
     }
 
@@ -194,6 +199,13 @@ impl Conn {
                 partial_success: true,
             };
         }
+        if self.must_wait() {
+            // Keyboard-interactive carries the notice of what the connection waits for.
+            return Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                partial_success: true,
+            };
+        }
         Auth::Accept
     }
 
@@ -246,7 +258,7 @@ impl Conn {
         }
         self.access = Some(access);
         self.user = Some(user);
-        Auth::Accept
+        self.signed_in()
     }
 }
 

@@ -16,6 +16,7 @@ mod governance;
 mod lifecycle;
 mod people;
 mod sessions;
+mod waiting;
 
 const TARGET_PW: &str = "Plant-Target-Pw-5150x";
 const ALICE_PW: &str = "alice password 12345";
