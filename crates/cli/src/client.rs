@@ -205,7 +205,21 @@ impl Client {
     /// Streams a non-JSON answer (a recording export) into `out`, with a progress bar on a
     /// terminal; returns the bytes written. A stream cut short by the server is an error.
     pub async fn download(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, CliError> {
+        self.stream(path, out, true).await
+    }
+
+    /// Copies a long-lived stream (a live session) into `out` as it comes, flushing each
+    /// chunk; no time limit, no progress bar.
+    pub async fn follow(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, CliError> {
+        self.stream(path, out, false).await
+    }
+
+    async fn stream(&self, path: &str, out: &mut dyn std::io::Write, export: bool) -> Result<u64, CliError> {
         let mut req = self.http.get(format!("{}{path}", self.base));
+        if !export {
+            // A watch lasts as long as the session.
+            req = req.timeout(std::time::Duration::from_secs(7 * 24 * 3600));
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -226,7 +240,7 @@ impl Client {
             );
         }
         use std::io::IsTerminal;
-        let bar = if std::io::stderr().is_terminal() {
+        let bar = if export && std::io::stderr().is_terminal() {
             let b = indicatif::ProgressBar::new_spinner();
             b.set_style(
                 indicatif::ProgressStyle::with_template("{spinner} {bytes} ({bytes_per_sec}) {msg}")
@@ -241,14 +255,19 @@ impl Client {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
                     out.write_all(&chunk).map_err(|e| CliError::Io("output".into(), e))?;
+                    if !export {
+                        out.flush().map_err(|e| CliError::Io("output".into(), e))?;
+                    }
                     total += chunk.len() as u64;
                     bar.set_position(total);
                 }
                 Ok(None) => break,
                 Err(e) => {
                     bar.finish_and_clear();
+                    let what = if export { "the export" } else { "the watch" };
+                    let hint = if export { " (verify the recording)" } else { "" };
                     return Err(CliError::Failed(format!(
-                        "the export stopped after {total} bytes: {} (verify the recording)",
+                        "{what} stopped after {total} bytes: {}{hint}",
                         describe(&e)
                     )));
                 }

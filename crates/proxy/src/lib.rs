@@ -1,4 +1,4 @@
-//! The SSH session proxy (R-SES-1, 2, 6, 7, 11, 14, 15).
+//! The SSH session proxy (R-SES-1 to 11, 14, 15).
 //!
 //! A client connects with a connection string as its username (`alice#root@db1`, or a launch
 //! token), authenticates as the Portcullis user (password, or keyboard-interactive with a
@@ -8,12 +8,15 @@
 //! encrypted recording, and ends the session on revocation, expiry, check-in, idleness,
 //! termination by an administrator, or recording failure.
 //!
-//! Whether the user may connect now is decided by `portcullis_app::session_access`, shared by
-//! every protocol proxy. Module map: `host_keys` (the
-//! proxy's persistent host keys), `conn` (the per-connection russh handler), `relay` (the
-//! per-channel pump from the target back to the client), `gate` (the bound on connections
-//! waiting to sign in, in total and per address), `serve` (accept loop, per-session
-//! supervision and finalization).
+//! Whether the user may connect now is decided by `portcullis_app::session_access`, and how
+//! (connection policy: target, source address, algorithms, channels, content rules, waits for
+//! a person) by `portcullis_app::gateway`, both shared by every protocol proxy. Module map:
+//! `host_keys` (the proxy's persistent host keys), `conn` (the per-connection russh handler;
+//! `conn::channels` checks each channel against the connection policy, `conn::wait` holds a
+//! connection for gateway authentication and four-eyes), `content` (the content rules on a
+//! live session), `relay` (the per-channel pump from the target back to the client), `gate`
+//! (the bound on connections waiting to sign in, in total and per address), `serve` (accept
+//! loop, per-session supervision and finalization).
 
 mod conn;
 mod content;

@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(verify_recording))
         .routes(routes!(export_recording))
         .routes(routes!(launch_session))
+        .routes(routes!(watch_session))
         .routes(routes!(list_waits))
         .routes(routes!(permit_wait))
         .routes(routes!(deny_wait))
@@ -458,4 +459,55 @@ fn decided(w: portcullis_app::waiting::Wait, decision: &str) -> ApiResult<Json<W
         target: w.target,
         decision: decision.into(),
     }))
+}
+
+/// A live session's terminal output as it happens (read-only): the recent screen first, then
+/// every output byte, then a closing line with why the session ended. Raw terminal bytes
+/// (`portcullis session watch ID` writes them to the terminal). Watching is audited.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/live", tag = "sessions", operation_id = "watch_session",
+    params(IdPath), responses((status = 200, description = "The terminal output stream", content_type = "application/octet-stream")))]
+async fn watch_session(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Response> {
+    use portcullis_recording::LiveFrame;
+    use tokio::sync::broadcast::error::RecvError;
+    let (_, tap) = uc::watch(&state, &caller, &p.id).await?;
+    let view = tap.watch();
+    let first = bytes::Bytes::from(view.backlog.clone());
+    let ended = view.ended.clone();
+    let stream = futures_util::stream::unfold((Some(first), Some(view), ended), |(first, view, ended)| async move {
+        if let Some(b) = first {
+            return Some((Ok::<_, std::convert::Infallible>(b), (None, view, ended)));
+        }
+        if let Some(reason) = ended {
+            let line = format!("\r\n[Portcullis: session ended: {reason}]\r\n");
+            return Some((Ok(bytes::Bytes::from(line)), (None, None, None)));
+        }
+        let mut view = view?;
+        loop {
+            match view.frames.recv().await {
+                Ok(LiveFrame::Output { data, .. }) => return Some((Ok(data), (None, Some(view), None))),
+                Ok(LiveFrame::Resize { .. }) => {}
+                Ok(LiveFrame::End { reason }) => {
+                    let line = format!("\r\n[Portcullis: session ended: {reason}]\r\n");
+                    return Some((Ok(bytes::Bytes::from(line)), (None, None, None)));
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let line = format!("\r\n[Portcullis: {n} output chunks skipped: the watcher fell behind]\r\n");
+                    return Some((Ok(bytes::Bytes::from(line)), (None, Some(view), None)));
+                }
+                Err(RecvError::Closed) => {
+                    let line = "\r\n[Portcullis: session ended]\r\n".to_owned();
+                    return Some((Ok(bytes::Bytes::from(line)), (None, None, None)));
+                }
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(stream))
+        .map_err(|_| ApiError::internal())
 }

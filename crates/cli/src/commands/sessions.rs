@@ -33,6 +33,11 @@ pub enum SessionCmd {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Watch a live session's terminal as it happens, read-only (approvers, reviewers,
+    /// authorizers, Security Policy Administrators, Auditors). Ends with the session.
+    Watch {
+        id: String,
+    },
     /// Connections waiting for your confirmation or for an authorizer.
     Waiting,
     /// Confirm your own waiting connection (gateway authentication).
@@ -99,6 +104,11 @@ pub async fn sessions(cmd: SessionCmd, g: &GlobalArgs) -> Result<(), CliError> {
         SessionCmd::Terminate { id, reason } => {
             let v = c.post(&format!("/api/v1/sessions/{}/terminate", enc(&id)), &json!({ "reason": reason })).await?;
             print(g.output, &v, COLUMNS);
+        }
+        SessionCmd::Watch { id } => {
+            let mut out = std::io::stdout();
+            eprintln!("Watching session {id} (read-only); Ctrl-C stops watching, not the session.");
+            c.follow(&format!("/api/v1/sessions/{}/live", enc(&id)), &mut out).await?;
         }
         SessionCmd::Waiting => {
             let v = c.get("/api/v1/session-waits").await?;

@@ -114,8 +114,8 @@ async fn gateway_authentication_and_four_eyes() {
         text(&o)
     );
 
-    // 3. The authorizer may terminate the session they permitted.
-    let mut child = spawn_ssh(&w, "sleep 60");
+    // 3. The authorizer watches the session they permitted from the CLI, and terminates it.
+    let mut child = spawn_ssh(&w, "echo watched-line; sleep 60");
     let gateway = wait_for(&w, &w.alice, "gateway_authentication").await;
     post(&w.server, &w.alice, &format!("/api/v1/session-waits/{}/permit", gateway["id"].as_str().unwrap()), json!({}))
         .await;
@@ -132,10 +132,44 @@ async fn gateway_authentication_and_four_eyes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let sid = live["id"].as_str().expect("a live session").to_owned();
+    let watcher = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["session", "watch", &sid])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORTCULLIS_SERVER", &w.server.url)
+        .env("PORTCULLIS_TOKEN", &bob_token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The watcher has the screen (the line printed before it joined) once it is connected.
+    let mut watched = false;
+    for _ in 0..100 {
+        let (_, page) = w
+            .server
+            .call(
+                "GET",
+                &format!("/api/v1/audit/events?action=session.watch&object_id={sid}&limit=10"),
+                Some(&w.admin),
+                None,
+            )
+            .await;
+        if !page["events"].as_array().unwrap().is_empty() {
+            watched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(watched, "the watch was not audited");
     let (s, b) = post(&w.server, &bob_token, &format!("/api/v1/sessions/{sid}/terminate"), json!({})).await;
     assert_eq!(s, 200, "{b}");
     let status = child.wait().unwrap();
     assert_ne!(status.code(), Some(0));
+    let o = watcher.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(seen.contains("watched-line"), "{}", text(&o));
+    assert!(seen.contains("[Portcullis: session ended: terminated by bob]"), "{}", text(&o));
 
     // All of it audited.
     for action in ["session.waiting", "session.confirm", "session.permit", "session.deny", "session.terminate"] {
