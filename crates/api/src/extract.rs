@@ -84,7 +84,7 @@ fn query_rejection(r: QueryRejection) -> ApiError {
 /// numbers and characters in backticks (``invalid type: integer `123456` ``); a password sent
 /// in the wrong field or as a number must not come back in an error, so those values are
 /// replaced. Field names (in backticks too) stay.
-fn redact_values(message: &str) -> String {
+pub(crate) fn redact_values(message: &str) -> String {
     let message = redact_ticked(message);
     let mut out = String::with_capacity(message.len());
     let mut in_quotes = false;

@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{AnyUser, Authed};
+use crate::auth::{Authed, PolicyAdmins, PolicyReaders};
 use crate::dto::{ts, IdPath};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::labels::Labels;
 use crate::state::AppState;
@@ -68,6 +68,45 @@ async fn dtos(state: &AppState, list: Vec<uc::PolicyView>) -> ApiResult<Vec<Conn
         .collect())
 }
 
+/// The body, with any field it does not know refused by name (the document's own fields plus
+/// `name` and `position`).
+fn body(raw: serde_json::Value) -> ApiResult<ConnectionPolicyBody> {
+    if let Some(map) = raw.as_object() {
+        let known = |k: &str| k == "name" || k == "position" || portcullis_core::gateway::SPEC_FIELDS.contains(&k);
+        if let Some(k) = map.keys().find(|k| !known(k)) {
+            let expected = ["name", "position"].iter().chain(portcullis_core::gateway::SPEC_FIELDS).copied();
+            return Err(ApiError::invalid(
+                k.as_str(),
+                format!("unknown field; expected one of {}", expected.collect::<Vec<_>>().join(", ")),
+            ));
+        }
+    }
+    let mut raw = raw;
+    let (name, position) = match raw.as_object_mut() {
+        Some(map) => (map.remove("name"), map.remove("position")),
+        None => return Err(ApiError::invalid("body", "expected a JSON object")),
+    };
+    let name = match name {
+        Some(serde_json::Value::String(n)) => n,
+        Some(_) => return Err(ApiError::invalid("name", "expected a string")),
+        None => return Err(ApiError::invalid("name", "missing; name the policy")),
+    };
+    let position = match position {
+        None | Some(serde_json::Value::Null) => None,
+        Some(p) => Some(p.as_i64().ok_or_else(|| ApiError::invalid("position", "expected a whole number, 1 or more"))?),
+    };
+    let spec = serde_path_to_error::deserialize(raw).map_err(|e| {
+        // Values the client sent are not echoed (they could be anything, a secret included).
+        let message = crate::extract::redact_values(&e.inner().to_string());
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("the request body does not fit: {}: {message}", e.path()),
+        )
+    })?;
+    Ok(ConnectionPolicyBody { name, position, spec })
+}
+
 async fn dto(state: &AppState, v: uc::PolicyView) -> ApiResult<ConnectionPolicyDto> {
     Ok(dtos(state, vec![v]).await?.remove(0))
 }
@@ -86,7 +125,10 @@ pub struct ConnectionPolicyBody {
 /// Connection policies in the order they are tried.
 #[utoipa::path(get, path = "/api/v1/connection-policies", tag = "connection-policies", operation_id = "list_connection_policies",
     responses((status = 200, description = "Policies, first tried first", body = [ConnectionPolicyDto])))]
-async fn list(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<Json<Vec<ConnectionPolicyDto>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Authed<PolicyReaders>,
+) -> ApiResult<Json<Vec<ConnectionPolicyDto>>> {
     let list = uc::list(&state, &caller).await?;
     Ok(Json(dtos(&state, list).await?))
 }
@@ -96,9 +138,10 @@ async fn list(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResu
     request_body = ConnectionPolicyBody, responses((status = 201, description = "Created", body = ConnectionPolicyDto)))]
 async fn create(
     State(state): State<AppState>,
-    caller: Authed<AnyUser>,
-    ApiJson(body): ApiJson<ConnectionPolicyBody>,
+    caller: Authed<PolicyAdmins>,
+    ApiJson(raw): ApiJson<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<ConnectionPolicyDto>)> {
+    let body = body(raw)?;
     let v = uc::create(&state, &caller, &body.name, &body.spec, body.position).await?;
     Ok((StatusCode::CREATED, Json(dto(&state, v).await?)))
 }
@@ -108,7 +151,7 @@ async fn create(
     params(IdPath), responses((status = 200, description = "The policy", body = ConnectionPolicyDto)))]
 async fn get_one(
     State(state): State<AppState>,
-    caller: Authed<AnyUser>,
+    caller: Authed<PolicyReaders>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<ConnectionPolicyDto>> {
     let v = uc::get(&state, &caller, &p.id).await?;
@@ -120,10 +163,11 @@ async fn get_one(
     params(IdPath), request_body = ConnectionPolicyBody, responses((status = 200, description = "Replaced", body = ConnectionPolicyDto)))]
 async fn replace(
     State(state): State<AppState>,
-    caller: Authed<AnyUser>,
+    caller: Authed<PolicyAdmins>,
     ApiPath(p): ApiPath<IdPath>,
-    ApiJson(body): ApiJson<ConnectionPolicyBody>,
+    ApiJson(raw): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<ConnectionPolicyDto>> {
+    let body = body(raw)?;
     let v = uc::replace(&state, &caller, &p.id, &body.name, &body.spec, body.position).await?;
     Ok(Json(dto(&state, v).await?))
 }
@@ -134,7 +178,7 @@ async fn replace(
     params(IdPath), responses((status = 204, description = "Deleted")))]
 async fn delete(
     State(state): State<AppState>,
-    caller: Authed<AnyUser>,
+    caller: Authed<PolicyAdmins>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<StatusCode> {
     uc::delete(&state, &caller, &p.id).await?;
@@ -186,7 +230,7 @@ pub struct ConnectionExplainResponse {
     request_body = ConnectionExplainRequest, responses((status = 200, description = "The decision and its reasons", body = ConnectionExplainResponse)))]
 async fn explain(
     State(state): State<AppState>,
-    caller: Authed<AnyUser>,
+    caller: Authed<PolicyReaders>,
     ApiJson(req): ApiJson<ConnectionExplainRequest>,
 ) -> ApiResult<Json<ConnectionExplainResponse>> {
     let e = uc::explain(&state, &caller, &req.protocol, &req.client, req.listen_port, &req.asset).await?;

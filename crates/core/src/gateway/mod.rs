@@ -30,7 +30,8 @@ const REGEX_SIZE: usize = 256 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+// Unknown fields are refused by the API against `SPEC_FIELDS`: the API embeds this document in
+// its bodies next to a name and a position, which serde's own check cannot allow.
 pub struct ConnectionPolicySpec {
     /// `ssh`, `telnet` or `rdp`.
     pub protocol: String,
@@ -84,6 +85,25 @@ pub struct ConnectionPolicySpec {
 fn wait_seconds() -> u32 {
     300
 }
+
+/// The fields of [`ConnectionPolicySpec`] as written.
+pub const SPEC_FIELDS: &[&str] = &[
+    "protocol",
+    "enabled",
+    "clients",
+    "listen_ports",
+    "targets",
+    "translate",
+    "source_address",
+    "algorithms",
+    "channels",
+    "pre_channel_check",
+    "time_zone",
+    "content",
+    "gateway_authentication",
+    "four_eyes_groups",
+    "wait_seconds",
+];
 
 #[cfg(feature = "serde")]
 fn yes() -> bool {

@@ -71,6 +71,15 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     ] {
         m.insert(op, vec![ANY]);
     }
+    for op in ["watch_session", "list_session_waits", "permit_session_wait", "deny_session_wait"] {
+        m.insert(op, vec![ANY]);
+    }
+    for op in ["list_connection_policies", "get_connection_policy", "explain_connection_policy"] {
+        m.insert(op, vec!["security_policy_admin", "auditor", "appliance_admin"]);
+    }
+    for op in ["create_connection_policy", "replace_connection_policy", "delete_connection_policy"] {
+        m.insert(op, vec!["security_policy_admin"]);
+    }
     for op in ["create_reason_code", "delete_reason_code"] {
         m.insert(op, vec!["security_policy_admin"]);
     }

@@ -254,3 +254,31 @@ async fn content_rules_log_alert_and_terminate() {
     let (_, after) = w.server.call("GET", &path, Some(&w.admin), None).await;
     assert_eq!(after["content"], now["content"]);
 }
+
+#[tokio::test]
+async fn a_policy_body_with_an_unknown_field_is_refused_by_name() {
+    let server = crate::harness::Server::start(Db::Sqlite);
+    let admin = server.bootstrap().await;
+    let (s, b) = post(
+        &server,
+        &admin,
+        "/api/v1/connection-policies",
+        json!({ "name": "x", "protocol": "ssh", "colour": "red" }),
+    )
+    .await;
+    assert_eq!(s, 422, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("unknown field"), "{b}");
+    assert_eq!(b["field"], "colour", "{b}");
+    let (s, b) = post(
+        &server,
+        &admin,
+        "/api/v1/connection-policies",
+        json!({ "name": "x", "protocol": "ssh", "listen_ports": ["secret-value-123"] }),
+    )
+    .await;
+    assert_eq!((s, b["code"].as_str()), (422, Some("invalid_body")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("listen_ports[0]"), "{b}");
+    assert!(!b.to_string().contains("secret-value-123"), "a value sent is never echoed: {b}");
+    let (_, list) = server.call("GET", "/api/v1/connection-policies", Some(&admin), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "nothing was created: {list}");
+}
