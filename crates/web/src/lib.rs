@@ -74,6 +74,7 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/sessions/{id}/recording.cast", get(pages::work::cast))
         .route("/sessions", get(pages::oversight::live))
         .route("/sessions/{id}/terminate", post(pages::oversight::terminate))
+        .route("/sessions/waits/{id}/{verb}", post(pages::oversight::decide_wait))
         .route("/sessions/{id}/watch", get(pages::oversight::watch))
         .route("/sessions/{id}/live", get(pages::oversight::live_stream))
         .route("/audit", get(pages::oversight::audit))

@@ -108,10 +108,10 @@ impl Conn {
         let minutes = ((until - self.state.now()) / 60_000_000).max(1);
         let instructions = match self.current_wait {
             Some(WaitKind::Gateway) => format!(
-                "This connection waits for you to confirm it, for up to {minutes} minute(s): in the web UI under Sessions, or run\n  portcullis session confirm {id}"
+                "This connection waits for you to confirm it, for up to {minutes} minute(s): in the web UI under Live sessions, or run\n  portcullis session confirm {id}"
             ),
             _ => format!(
-                "This session waits for an authorizer to permit it, for up to {minutes} minute(s) (waiting id {id}). Authorizers see it under Sessions, or run\n  portcullis session permit {id}"
+                "This session waits for an authorizer to permit it, for up to {minutes} minute(s) (waiting id {id}). Authorizers see it under Live sessions in the web UI, or run\n  portcullis session permit {id}"
             ),
         };
         Auth::Partial { name: "Portcullis".into(), instructions: instructions.into(), prompts: vec![].into() }

@@ -33,7 +33,47 @@ pub async fn live(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
                     "client": s.client_addr, "started": when(&v.zone, s.started_at), "request": s.request_id })
         })
         .collect();
-    page(&web, &v, "sessions.html", json!({ "title": "Live sessions", "rows": rows, "notice": n.done }))
+    // Connections waiting for the viewer: their own to confirm, others' to authorize.
+    let waits: Vec<Value> = portcullis_app::waiting::list(&web, &v.caller)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(w, may)| {
+            let what = match w.kind {
+                portcullis_app::waiting::WaitKind::Gateway => "waits for its user to confirm it",
+                portcullis_app::waiting::WaitKind::FourEyes => "waits for an authorizer",
+            };
+            json!({ "id": w.id, "user": w.username, "target": w.target, "client": w.client, "what": what,
+                    "policy": w.connection_policy, "until": when(&v.zone, w.until), "may": may })
+        })
+        .collect();
+    page(&web, &v, "sessions.html", json!({ "title": "Live sessions", "rows": rows, "waits": waits, "notice": n.done }))
+}
+
+/// Permits (confirms) or denies a waiting connection.
+pub async fn decide_wait(
+    State(web): State<Web>,
+    Path((id, verb)): Path<(String, String)>,
+    form: Submitted,
+) -> Response {
+    let v = &form.viewer;
+    let permit = match verb.as_str() {
+        "permit" => true,
+        "deny" => false,
+        _ => return Redirect::to("/sessions").into_response(),
+    };
+    let reason = form.text("reason");
+    match portcullis_app::waiting::decide(&web, &v.caller, &id, permit, reason.as_deref()).await {
+        Ok(w) => {
+            let done = if permit {
+                format!("{}'s connection to {} goes on.", w.username, w.target)
+            } else {
+                format!("{}'s connection to {} was refused.", w.username, w.target)
+            };
+            Redirect::to(&with_notice("/sessions", &done)).into_response()
+        }
+        Err(e) => error_page(&web, v, &e, "/sessions"),
+    }
 }
 
 pub async fn terminate(State(web): State<Web>, Path(id): Path<String>, form: Submitted) -> Response {

@@ -180,3 +180,38 @@ async fn gateway_authentication_and_four_eyes() {
         assert!(!page["events"].as_array().unwrap().is_empty(), "no {action} event: {page}");
     }
 }
+
+#[tokio::test]
+async fn a_waiting_session_is_permitted_in_the_browser() {
+    let w = world(json!({})).await;
+    w.request().await;
+    let (_, bob) = post(
+        &w.server,
+        &w.admin,
+        "/api/v1/users",
+        json!({ "username": "bob", "display_name": "Bob", "password": BOB_PW }),
+    )
+    .await;
+    let (_, ops) = post(&w.server, &w.admin, "/api/v1/user-groups", json!({ "name": "ops" })).await;
+    let member = format!("/api/v1/user-groups/{}/members/{}", ops["id"].as_str().unwrap(), bob["id"].as_str().unwrap());
+    w.server.call("PUT", &member, Some(&w.admin), None).await;
+    let bob_token = w.server.login("bob", BOB_PW).await;
+    let (_, list) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.admin), None).await;
+    let mut p = list[0].clone();
+    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
+        p.as_object_mut().unwrap().remove(k);
+    }
+    p["four_eyes_groups"] = json!([ops["id"]]);
+    let path = format!("/api/v1/connection-policies/{}", list[0]["id"].as_str().unwrap());
+    let (s, b) = w.server.call("PUT", &path, Some(&w.admin), Some(p)).await;
+    assert_eq!(s, 200, "{b}");
+    let child = spawn_ssh(&w, "echo web-permitted");
+    wait_for(&w, &bob_token, "four_eyes").await;
+    crate::web::run_browser(
+        "permit.py",
+        "permit",
+        &[("BASE_URL", &w.server.url), ("USER", "bob"), ("PASSWORD", BOB_PW), ("WAITING_USER", "alice")],
+    );
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "web-permitted", "{}", text(&o));
+}
