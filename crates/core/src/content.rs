@@ -150,7 +150,9 @@ pub fn compile(specs: &[ContentRuleSpec]) -> Result<ContentRules, ValidationErro
         if patterns.is_empty() {
             continue;
         }
+        // Multi-line: `^` and `$` match at line boundaries, so many lines are tested at once.
         let set = RegexSetBuilder::new(&patterns)
+            .multi_line(true)
             .size_limit(8 << 20)
             .build()
             .map_err(|e| ValidationError::new("content", format!("the rules together are too large: {e}")))?;
@@ -177,6 +179,20 @@ impl ContentRules {
         }
     }
 
+    /// The most severe hit in any of `lines` (joined by `\n`): one pass over all of them,
+    /// and line by line only when something matched.
+    pub fn check_lines(&self, on: On, lines: &str) -> Option<Hit> {
+        let set = match on {
+            On::Command => self.command.as_ref(),
+            On::Output => self.output.as_ref(),
+            On::File => self.file.as_ref(),
+        }?;
+        if !set.set.is_match(lines) {
+            return None;
+        }
+        lines.split('\n').filter_map(|l| self.check(on, l)).max_by_key(|h| h.action)
+    }
+
     /// The most severe rule of kind `on` that matches `text`, if any.
     pub fn check(&self, on: On, text: &str) -> Option<Hit> {
         let set = match on {
@@ -185,6 +201,10 @@ impl ContentRules {
             On::File => self.file.as_ref(),
         }?;
         let text = cut(text);
+        // Most lines match nothing: the cheaper question first.
+        if !set.set.is_match(text) {
+            return None;
+        }
         let rule = set.set.matches(text).into_iter().map(|i| &set.rules[i]).max_by_key(|r| r.action)?;
         Some(Hit { rule: rule.name.clone(), action: rule.action, on, text: text.to_owned() })
     }
@@ -381,7 +401,23 @@ pub struct OutputLines {
 impl OutputLines {
     /// Feeds output; calls `each` with every completed line.
     pub fn feed(&mut self, bytes: &[u8], mut each: impl FnMut(&str)) {
-        for &b in bytes {
+        let mut rest = bytes;
+        while let Some((&b, tail)) = rest.split_first() {
+            if self.escape == 0 {
+                // The common case: a run of plain text, copied at once.
+                let run = rest.iter().position(|&b| b < 0x20 || b == 0x7f || b == 0x1b).unwrap_or(rest.len());
+                if run > 0 {
+                    let room = MAX_LINE - self.line.len();
+                    let take = run.min(room);
+                    self.line.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if self.line.len() >= MAX_LINE {
+                        self.emit(&mut each);
+                    }
+                    continue;
+                }
+            }
+            rest = tail;
             match (self.escape, b) {
                 (0, 0x1b) => self.escape = 1,
                 (1, b'[') => self.escape = 2,
@@ -467,6 +503,11 @@ mod tests {
         assert_eq!(r.check(On::Output, "-----BEGIN OPENSSH PRIVATE KEY-----").unwrap().action, Action::Alert);
         assert!(r.check(On::File, "/home/x/vault.kdbx").is_some());
         assert!(r.check(On::File, "/home/x/notes.txt").is_none());
+        let many = "ok\n-----BEGIN RSA PRIVATE KEY-----\nfine";
+        assert_eq!(r.check_lines(On::Output, many).unwrap().text, "-----BEGIN RSA PRIVATE KEY-----");
+        assert!(r.check_lines(On::Output, "ok\nfine").is_none());
+        // Anchors hold per line.
+        assert_eq!(r.check_lines(On::Command, "ls\nrm -rf /\nls").unwrap().action, Action::Terminate);
     }
 
     #[test]

@@ -67,15 +67,19 @@ impl Watch {
         if !watch_output {
             return None;
         }
-        let mut worst: Option<Hit> = None;
+        // The chunk's completed lines, tested in one pass.
+        let mut joined = String::new();
         l.output.feed(data, |line| {
-            if let Some(h) = self.rules.check(On::Output, line) {
-                if worst.as_ref().is_none_or(|w| h.action > w.action) {
-                    worst = Some(h);
-                }
+            if !joined.is_empty() {
+                joined.push('\n');
             }
+            joined.push_str(line);
         });
-        worst
+        drop(l);
+        if joined.is_empty() {
+            return None;
+        }
+        self.rules.check_lines(On::Output, &joined)
     }
 
     pub fn command(&self, command: &str) -> Option<Hit> {

@@ -118,32 +118,29 @@ pub async fn sessions(cmd: SessionCmd, g: &GlobalArgs) -> Result<(), CliError> {
                 &["id", "kind", "username", "target", "client", "connection_policy", "until", "yours_to_decide"],
             );
         }
-        SessionCmd::Confirm { id } | SessionCmd::Permit { id } => {
-            let v = c.post(&format!("/api/v1/session-waits/{}/permit", enc(&id)), &json!({})).await?;
-            let line = format!(
-                "Permitted: {}'s connection to {} goes on.",
-                v["username"].as_str().unwrap_or("?"),
-                v["target"].as_str().unwrap_or("?")
-            );
-            if g.output == crate::Output::Json {
-                print(g.output, &v, &[])
-            } else {
-                println!("{line}")
-            }
-        }
-        SessionCmd::Deny { id, reason } => {
-            let v = c.post(&format!("/api/v1/session-waits/{}/deny", enc(&id)), &json!({ "reason": reason })).await?;
-            let line = format!(
-                "Denied: {}'s connection to {} was refused.",
-                v["username"].as_str().unwrap_or("?"),
-                v["target"].as_str().unwrap_or("?")
-            );
-            if g.output == crate::Output::Json {
-                print(g.output, &v, &[])
-            } else {
-                println!("{line}")
-            }
-        }
+        SessionCmd::Confirm { id } | SessionCmd::Permit { id } => decide_wait(&c, g, &id, "permit", None).await?,
+        SessionCmd::Deny { id, reason } => decide_wait(&c, g, &id, "deny", reason).await?,
+    }
+    Ok(())
+}
+
+/// Permits or denies a waiting connection and says what happened, by name.
+async fn decide_wait(
+    c: &crate::client::Client,
+    g: &GlobalArgs,
+    id: &str,
+    verb: &str,
+    reason: Option<String>,
+) -> Result<(), CliError> {
+    let v = c.post(&format!("/api/v1/session-waits/{}/{verb}", enc(id)), &json!({ "reason": reason })).await?;
+    if g.output == crate::Output::Json {
+        print(g.output, &v, &[]);
+        return Ok(());
+    }
+    let (who, target) = (v["username"].as_str().unwrap_or("?"), v["target"].as_str().unwrap_or("?"));
+    match verb {
+        "permit" => println!("Permitted: {who}'s connection to {target} goes on."),
+        _ => println!("Denied: {who}'s connection to {target} was refused."),
     }
     Ok(())
 }

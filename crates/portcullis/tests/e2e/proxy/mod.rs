@@ -103,6 +103,19 @@ pub async fn world_with(db: Db, settings: Value, env: &[(&str, &str)]) -> World 
 }
 
 impl World {
+    /// Changes the first connection policy (`ssh-default` unless moved): `edit` gets it as
+    /// the API shows it, minus what a client does not send back.
+    pub async fn edit_default_policy(&self, edit: impl FnOnce(&mut Value)) -> (u16, Value) {
+        let (_, list) = self.server.call("GET", "/api/v1/connection-policies", Some(&self.admin), None).await;
+        let mut p = list[0].clone();
+        for k in ["id", "position", "group_names", "created_at", "updated_at"] {
+            p.as_object_mut().unwrap().remove(k);
+        }
+        edit(&mut p);
+        let path = format!("/api/v1/connection-policies/{}", list[0]["id"].as_str().unwrap());
+        self.server.call("PUT", &path, Some(&self.admin), Some(p)).await
+    }
+
     /// A session's recording exported by the API (as an administrator) in `format`.
     pub async fn recording(&self, id: &str, format: &str) -> String {
         let url = format!("{}/api/v1/sessions/{id}/recording?format={format}", self.server.url);

@@ -33,8 +33,9 @@ async fn wait_for(w: &World, token: &str, kind: &str) -> Value {
     panic!("no {kind} wait appeared");
 }
 
-#[tokio::test]
-async fn gateway_authentication_and_four_eyes() {
+/// A world where bob (group ops) authorizes, under a default policy with four-eyes by ops and,
+/// if asked, gateway authentication; returns bob's token.
+async fn four_eyes_world(gateway: bool) -> (World, String) {
     let w = world(json!({})).await;
     w.request().await;
     let (_, bob) = post(
@@ -49,17 +50,20 @@ async fn gateway_authentication_and_four_eyes() {
     let (s, _) = w.server.call("PUT", &member, Some(&w.admin), None).await;
     assert_eq!(s, 200);
     let bob_token = w.server.login("bob", BOB_PW).await;
-    let (_, list) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.admin), None).await;
-    let mut p = list[0].clone();
-    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
-        p.as_object_mut().unwrap().remove(k);
-    }
-    p["gateway_authentication"] = json!(true);
-    p["four_eyes_groups"] = json!([ops["id"]]);
-    p["wait_seconds"] = json!(60);
-    let path = format!("/api/v1/connection-policies/{}", list[0]["id"].as_str().unwrap());
-    let (s, b) = w.server.call("PUT", &path, Some(&w.admin), Some(p)).await;
+    let (s, b) = w
+        .edit_default_policy(|p| {
+            p["gateway_authentication"] = json!(gateway);
+            p["four_eyes_groups"] = json!([ops["id"]]);
+            p["wait_seconds"] = json!(60);
+        })
+        .await;
     assert_eq!(s, 200, "{b}");
+    (w, bob_token)
+}
+
+#[tokio::test]
+async fn gateway_authentication_and_four_eyes() {
+    let (w, bob_token) = four_eyes_world(true).await;
     let cli = |args: &[&str], token: &str| {
         w.server.cli(args, &[("PORTCULLIS_SERVER", w.server.url.as_str()), ("PORTCULLIS_TOKEN", token)])
     };
@@ -183,28 +187,7 @@ async fn gateway_authentication_and_four_eyes() {
 
 #[tokio::test]
 async fn a_waiting_session_is_permitted_in_the_browser() {
-    let w = world(json!({})).await;
-    w.request().await;
-    let (_, bob) = post(
-        &w.server,
-        &w.admin,
-        "/api/v1/users",
-        json!({ "username": "bob", "display_name": "Bob", "password": BOB_PW }),
-    )
-    .await;
-    let (_, ops) = post(&w.server, &w.admin, "/api/v1/user-groups", json!({ "name": "ops" })).await;
-    let member = format!("/api/v1/user-groups/{}/members/{}", ops["id"].as_str().unwrap(), bob["id"].as_str().unwrap());
-    w.server.call("PUT", &member, Some(&w.admin), None).await;
-    let bob_token = w.server.login("bob", BOB_PW).await;
-    let (_, list) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.admin), None).await;
-    let mut p = list[0].clone();
-    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
-        p.as_object_mut().unwrap().remove(k);
-    }
-    p["four_eyes_groups"] = json!([ops["id"]]);
-    let path = format!("/api/v1/connection-policies/{}", list[0]["id"].as_str().unwrap());
-    let (s, b) = w.server.call("PUT", &path, Some(&w.admin), Some(p)).await;
-    assert_eq!(s, 200, "{b}");
+    let (w, bob_token) = four_eyes_world(false).await;
     let child = spawn_ssh(&w, "echo web-permitted");
     wait_for(&w, &bob_token, "four_eyes").await;
     crate::web::run_browser(
