@@ -16,8 +16,8 @@ use portcullis_recording::{Event, EventKind, Recorder};
 use portcullis_store::{Actor, NewEvent, Outcome};
 use serde_json::json;
 
-/// What one session's content policy watches with, shared by its channels.
-#[derive(Clone)]
+/// What one session's content policy watches with, shared by its channels (behind an `Arc`:
+/// every packet's relay step takes a handle).
 pub(crate) struct Watch {
     pub rules: Arc<ContentRules>,
     pub policy: Arc<str>,
@@ -156,5 +156,5 @@ impl Watch {
 pub(crate) struct Tracks {
     pub files: crate::files::SharedTracker,
     pub lines: SharedLines,
-    pub watch: Option<Watch>,
+    pub watch: Option<Arc<Watch>>,
 }

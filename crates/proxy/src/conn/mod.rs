@@ -46,7 +46,7 @@ pub(crate) struct Conn {
     /// The signed-in user's group ids, for the channel rules' user lists.
     groups: Vec<String>,
     /// The content rules, once the session started (none: nothing to watch).
-    watch: Option<crate::content::Watch>,
+    watch: Option<std::sync::Arc<crate::content::Watch>>,
     /// A content rule ended the session: nothing more goes to the target.
     muted: bool,
     /// Waits still ahead (gateway authentication, four-eyes), the one running (id, verdict,
