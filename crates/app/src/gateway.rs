@@ -207,7 +207,7 @@ pub struct Explanation {
 fn reason(p: &ConnectionPolicy, miss: Option<Miss>, f: &Facts) -> String {
     let list = |v: Vec<String>| v.join(", ");
     match miss {
-        None => "applies: the first policy that matches".into(),
+        None => "the first enabled policy that matches this connection".into(),
         Some(Miss::Disabled) => "disabled".into(),
         Some(Miss::Protocol) => format!("for {}, not {}", p.protocol, f.protocol),
         Some(Miss::Client) => {

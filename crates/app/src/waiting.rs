@@ -121,8 +121,7 @@ pub async fn enter(state: &App, actor: &Actor, wait: Wait) -> watch::Receiver<Op
 }
 
 /// Whether `caller` may decide `wait`; `Err` says why not.
-fn may_decide(state: &App, caller: &Caller, wait: &Wait, groups: &[String]) -> AppResult<()> {
-    let _ = state;
+fn may_decide(caller: &Caller, wait: &Wait, groups: &[String]) -> AppResult<()> {
     match wait.kind {
         WaitKind::Gateway if wait.user_id == caller.user.id => Ok(()),
         WaitKind::Gateway => Err(AppError::forbidden("only the user who is connecting confirms their own connection")),
@@ -148,7 +147,7 @@ pub async fn list(state: &App, caller: &Caller) -> AppResult<Vec<(Wait, bool)>> 
         .list()
         .into_iter()
         .filter_map(|w| {
-            let may = may_decide(state, caller, &w, groups).is_ok();
+            let may = may_decide(caller, &w, groups).is_ok();
             (may || all || w.user_id == caller.user.id).then_some((w, may))
         })
         .collect())
@@ -168,7 +167,7 @@ pub async fn decide(state: &App, caller: &Caller, id: &str, permit: bool, reason
         .map(|e| e.wait.clone())
         .ok_or_else(|| AppError::not_found("waiting connection"))?;
     let rules = state.policies.get(&state.store).await?;
-    if let Err(e) = may_decide(state, caller, &wait, rules.groups_of_user(&caller.user.id)) {
+    if let Err(e) = may_decide(caller, &wait, rules.groups_of_user(&caller.user.id)) {
         let details = json!({ "wait_id": id, "kind": wait.kind.as_str(), "reason": e.message });
         let event = NewEvent::success("session.authorize", "user", &wait.user_id)
             .with_outcome(Outcome::Denied)

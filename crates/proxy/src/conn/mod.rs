@@ -397,15 +397,16 @@ impl russh::server::Handler for Conn {
             return Ok(());
         };
         let scp = ScpTracker::for_command(data);
-        let (kind, command) = match &scp {
+        let command = String::from_utf8_lossy(data).into_owned();
+        let (kind, listed) = match &scp {
             Some(_) => (ChannelKind::Scp, None),
-            None => (ChannelKind::Exec, Some(String::from_utf8_lossy(data).into_owned())),
+            None => (ChannelKind::Exec, Some(command.as_str())),
         };
-        if !self.channel_allowed(channel, session, kind, command.as_deref(), None).await? {
+        if !self.channel_allowed(channel, session, kind, listed, None).await? {
             return Ok(());
         }
         self.record(Event::new(self.now_rec(), EventKind::Exec, number, data.to_vec())).await?;
-        if let Some(hit) = self.watch.as_ref().and_then(|w| w.command(&String::from_utf8_lossy(data))) {
+        if let Some(hit) = self.watch.as_ref().and_then(|w| w.command(&command)) {
             if self.content_hit(number, &hit).await {
                 return Ok(());
             }
