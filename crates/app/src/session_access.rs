@@ -155,7 +155,8 @@ pub async fn redeem_launch_token(
         ))
     };
     let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
-    let login = ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None };
+    let login =
+        ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None, via: "ssh" };
     let _ = state.store.record_proxy_login(&login).await;
     Some((user, access))
 }

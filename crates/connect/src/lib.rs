@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use portcullis_vault::Plaintext;
 pub use ssh::{
-    check_algorithms, connect, connect_session, connect_session_via, session_with_password, HostKeyCheck, Leg,
+    check_algorithms, connect, connect_session, connect_session_via, session_with_password, tcp, HostKeyCheck, Leg,
     SshClient,
 };
 pub use unix::UnixSsh;

@@ -139,8 +139,9 @@ fn preferred_for(leg: &Leg, mut preferred: Preferred) -> Result<Preferred, Conne
     Ok(preferred)
 }
 
-/// The TCP connection to the target, from `source` when given.
-async fn tcp(host: &str, port: u16, source: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
+/// The TCP connection to a target, from `source` when given (the connection policy's source
+/// address); every proxy's target leg opens it.
+pub async fn tcp(host: &str, port: u16, source: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
     let Some(source) = source else { return tokio::net::TcpStream::connect((host, port)).await };
     let mut last = None;
     for addr in tokio::net::lookup_host((host, port)).await? {

@@ -16,6 +16,7 @@ pub struct Config {
     pub log: LogConfig,
     pub vault: VaultConfig,
     pub ssh: SshConfig,
+    pub telnet: TelnetSettings,
     pub siem: SiemConfig,
     pub mail: MailSettings,
     pub webhook: WebhookSettings,
@@ -269,6 +270,107 @@ impl Default for SshConfig {
     }
 }
 
+/// The Telnet session proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelnetSettings {
+    /// Address and port of the Telnet proxy; empty turns it off.
+    pub listen: String,
+    pub max_connections: usize,
+    pub auth_timeout_seconds: u64,
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_source: usize,
+    /// The prompt patterns of a platform's Telnet login (`[telnet.prompts.linux]` ...); a
+    /// pattern not given keeps its default.
+    pub prompts: std::collections::BTreeMap<String, PromptSettings>,
+}
+
+impl Default for TelnetSettings {
+    fn default() -> Self {
+        let ssh = SshConfig::default();
+        TelnetSettings {
+            listen: "127.0.0.1:2323".into(),
+            max_connections: ssh.max_connections,
+            auth_timeout_seconds: ssh.auth_timeout_seconds,
+            max_unauthenticated: ssh.max_unauthenticated,
+            max_unauthenticated_per_source: ssh.max_unauthenticated_per_source,
+            prompts: Default::default(),
+        }
+    }
+}
+
+/// One platform's Telnet prompt patterns (regular expressions).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSettings {
+    pub login: Option<String>,
+    pub password: Option<String>,
+    pub failure: Option<String>,
+    pub shell: Option<String>,
+}
+
+impl TelnetSettings {
+    /// The compiled prompt patterns of each configured platform.
+    pub fn prompts(
+        &self,
+    ) -> Result<std::collections::HashMap<portcullis_core::inventory::Platform, portcullis_proxy::Prompts>, ConfigError>
+    {
+        let mut out = std::collections::HashMap::new();
+        for (name, given) in &self.prompts {
+            let platform = portcullis_core::inventory::Platform::parse(name).ok_or_else(|| {
+                let all: Vec<&str> = portcullis_core::inventory::Platform::ALL.iter().map(|p| p.as_str()).collect();
+                key_error(&format!("telnet.prompts.{name}"), format!("not a platform ({})", all.join(", ")))
+            })?;
+            let d = portcullis_proxy::PromptPatterns::default();
+            let patterns = portcullis_proxy::PromptPatterns {
+                login: given.login.clone().unwrap_or(d.login),
+                password: given.password.clone().unwrap_or(d.password),
+                failure: given.failure.clone().unwrap_or(d.failure),
+                shell: given.shell.clone().unwrap_or(d.shell),
+            };
+            let compiled = portcullis_proxy::Prompts::compile(&patterns)
+                .map_err(|(field, message)| key_error(&format!("telnet.prompts.{name}.{field}"), message))?;
+            out.insert(platform, compiled);
+        }
+        Ok(out)
+    }
+}
+
+/// Checks a proxy section's listener and limits.
+fn check_proxy(
+    section: &str,
+    listen: &str,
+    max_connections: usize,
+    max_unauthenticated: usize,
+    per_source: usize,
+    auth_timeout_seconds: u64,
+    example: &str,
+) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("{section}.{k}");
+    if !listen.is_empty() && listen.parse::<SocketAddr>().is_err() {
+        return Err(key_error(
+            &key("listen"),
+            format!("'{listen}' is not an address:port such as {example} (or empty to turn the proxy off)"),
+        ));
+    }
+    if !(1..=100_000).contains(&max_connections) {
+        return Err(key_error(&key("max_connections"), "must be 1 to 100000"));
+    }
+    if !(1..=max_connections).contains(&max_unauthenticated) {
+        return Err(key_error(&key("max_unauthenticated"), format!("must be 1 to {section}.max_connections")));
+    }
+    if !(1..=max_unauthenticated).contains(&per_source) {
+        return Err(key_error(
+            &key("max_unauthenticated_per_source"),
+            format!("must be 1 to {section}.max_unauthenticated"),
+        ));
+    }
+    if !(5..=3600).contains(&auth_timeout_seconds) {
+        return Err(key_error(&key("auth_timeout_seconds"), "must be 5 to 3600"));
+    }
+    Ok(())
+}
+
 /// Where the vault's key-encryption key comes from. Never printed.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -394,7 +496,7 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 const SECTIONS: &[&str] =
-    &["server", "storage", "auth", "log", "vault", "ssh", "siem", "mail", "webhook", "notifications"];
+    &["server", "storage", "auth", "log", "vault", "ssh", "telnet", "siem", "mail", "webhook", "notifications"];
 
 impl Config {
     /// Loads the file (if any), applies environment overrides, and validates.
@@ -484,27 +586,29 @@ impl Config {
         if !(1..=100).contains(&self.vault.change_attempts) {
             return Err(key_error("vault.change_attempts", "must be 1 to 100"));
         }
-        if !self.ssh.listen.is_empty() && self.ssh.listen.parse::<SocketAddr>().is_err() {
-            return Err(key_error(
-                "ssh.listen",
-                format!(
-                    "'{}' is not an address:port such as 127.0.0.1:2222 (or empty to turn the proxy off)",
-                    self.ssh.listen
-                ),
-            ));
-        }
-        if !(1..=100_000).contains(&self.ssh.max_connections) {
-            return Err(key_error("ssh.max_connections", "must be 1 to 100000"));
-        }
-        if !(1..=self.ssh.max_connections).contains(&self.ssh.max_unauthenticated) {
-            return Err(key_error("ssh.max_unauthenticated", "must be 1 to ssh.max_connections"));
-        }
-        if !(1..=self.ssh.max_unauthenticated).contains(&self.ssh.max_unauthenticated_per_source) {
-            return Err(key_error("ssh.max_unauthenticated_per_source", "must be 1 to ssh.max_unauthenticated"));
-        }
-        if !(5..=3600).contains(&self.ssh.auth_timeout_seconds) {
-            return Err(key_error("ssh.auth_timeout_seconds", "must be 5 to 3600"));
-        }
+        let ssh = &self.ssh;
+        let (limits, per_source) = (ssh.max_unauthenticated, ssh.max_unauthenticated_per_source);
+        check_proxy(
+            "ssh",
+            &ssh.listen,
+            ssh.max_connections,
+            limits,
+            per_source,
+            ssh.auth_timeout_seconds,
+            "127.0.0.1:2222",
+        )?;
+        let t = &self.telnet;
+        let (limits, per_source) = (t.max_unauthenticated, t.max_unauthenticated_per_source);
+        check_proxy(
+            "telnet",
+            &t.listen,
+            t.max_connections,
+            limits,
+            per_source,
+            t.auth_timeout_seconds,
+            "127.0.0.1:2323",
+        )?;
+        t.prompts()?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));
         }
@@ -618,6 +722,25 @@ auth_timeout_seconds = 60
 # silent or stalling connections cannot lock people out.
 max_unauthenticated = 256
 max_unauthenticated_per_source = 32
+
+[telnet]
+# The Telnet session proxy: users connect with `telnet HOST 2323` and sign in at its prompt as
+# USER#ACCOUNT@ASSET with their Portcullis password. Telnet is cleartext on both legs: only
+# connections a connection policy admits for protocol telnet get through (none on a fresh
+# install). Empty turns it off.
+listen = "127.0.0.1:2323"
+max_connections = 4096
+auth_timeout_seconds = 60
+max_unauthenticated = 256
+max_unauthenticated_per_source = 32
+# How the proxy recognizes a target's login, password and shell prompts and a refused login,
+# per platform (linux, unix, windows, network_device, other); regular expressions, matched at
+# the end of the target's output (failure: anywhere after the password). Shown: the defaults.
+# [telnet.prompts.network_device]
+# login = '(?i)(login|user ?name)\s*:\s*$'
+# password = '(?i)pass(word|code)?\s*:\s*$'
+# failure = '(?i)(login incorrect|incorrect password|authentication fail|access denied|permission denied|bad password)'
+# shell = '[$#>%]\s*$'
 
 [siem]
 # Every audit event forwarded as syslog: udp://HOST:PORT, tcp://HOST:PORT (RFC 6587 octet

@@ -85,6 +85,13 @@ pub async fn run(config: Config) -> Result<()> {
         Some((listener, host_keys))
     };
 
+    let telnet = if config.telnet.listen.is_empty() {
+        None
+    } else {
+        let addr: std::net::SocketAddr = config.telnet.listen.parse()?;
+        Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen for Telnet on {addr}"))?)
+    };
+
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{local}");
     // Printed to standard output on purpose, not logged: the bootstrap secret must not reach
@@ -104,6 +111,12 @@ pub async fn run(config: Config) -> Result<()> {
         if let Some((_, _, public)) = portcullis_proxy::host_key_fingerprints(keys).first() {
             banner += &format!("known_hosts line: [{}]:{} {public}\n", at.ip(), at.port());
         }
+    }
+    if let Some(l) = &telnet {
+        banner += &format!(
+            "Telnet proxy listening on {} (cleartext; a connection policy must admit Telnet)\n",
+            l.local_addr()?
+        );
     }
     if store.user_count().await? == 0 {
         let secret = new_token("pcb_");
@@ -154,6 +167,21 @@ pub async fn run(config: Config) -> Result<()> {
         };
         tokio::spawn(portcullis_proxy::serve(state.clone(), cfg, listener))
     });
+    let telnet_proxy = match telnet {
+        Some(listener) => {
+            let cfg = portcullis_proxy::TelnetConfig {
+                max_connections: config.telnet.max_connections,
+                auth_timeout: Duration::from_secs(config.telnet.auth_timeout_seconds),
+                pre_auth: portcullis_proxy::GateLimits {
+                    total: config.telnet.max_unauthenticated,
+                    per_source: config.telnet.max_unauthenticated_per_source,
+                },
+                prompts: config.telnet.prompts()?,
+            };
+            Some(tokio::spawn(portcullis_proxy::serve_telnet(state.clone(), cfg, listener)))
+        }
+        None => None,
+    };
     let changer = tokio::spawn(portcullis_app::scheduler::run_credential_changes(state.clone()));
     // Every audit event to the SIEM, from the cursor the store keeps.
     let (stop_delivery, delivery_stop) = tokio::sync::watch::channel(false);
@@ -244,7 +272,7 @@ pub async fn run(config: Config) -> Result<()> {
     for task in [siem, mailer, replies].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    if let Some(p) = proxy {
+    for p in [proxy, telnet_proxy].into_iter().flatten() {
         p.abort();
     }
     store.close().await;

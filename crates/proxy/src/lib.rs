@@ -23,9 +23,12 @@ mod content;
 mod files;
 mod gate;
 mod host_keys;
+mod pipeline;
 mod relay;
 mod serve;
+mod telnet;
 
 pub use gate::GateLimits;
 pub use host_keys::{host_key_fingerprints, load_or_create_host_keys, HostKeyError};
 pub use serve::{serve, ProxyConfig};
+pub use telnet::{serve_telnet, PromptPatterns, Prompts, TelnetConfig};

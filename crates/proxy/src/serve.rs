@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_app::{App as AppState, LiveSession};
+use portcullis_core::inventory::Protocol;
 use portcullis_core::request::{EndCause, RequestState};
 use portcullis_recording::{new_key, EventKind, Recorder, RecorderHandle, RecordingWriter};
 use portcullis_store::{Actor, NewSession, SealedRow, User};
@@ -266,7 +267,9 @@ async fn connection(
     guard.abort();
 }
 
-/// Opens the session: database row (audited), recording, registry entry, supervisor.
+/// Opens the session: database row (audited), recording, registry entry, supervisor. `handle`:
+/// the SSH connection, told why the session ends; other protocols watch [`Shared::stop`] and
+/// [`Shared::end_reason`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_session(
     state: &AppState,
@@ -275,7 +278,8 @@ pub(crate) async fn start_session(
     access: &Access,
     client: &str,
     connection_policy: &str,
-    handle: russh::server::Handle,
+    protocol: Protocol,
+    handle: Option<russh::server::Handle>,
     login: Option<portcullis_store::ProxyLogin>,
 ) -> Result<Recorder, String> {
     let id = uuid::Uuid::new_v4().to_string();
@@ -295,7 +299,7 @@ pub(crate) async fn start_session(
     let recorder = writer.spawn_watched(64, Some(tap.clone()));
     let sender = recorder.sender().ok_or_else(|| "recording failed".to_owned())?;
     let meta = serde_json::json!({
-        "session_id": id, "user": user.username, "user_id": user.id, "request_id": access.request.id,
+        "session_id": id, "protocol": protocol.as_str(), "user": user.username, "user_id": user.id, "request_id": access.request.id,
         "account": access.account.name, "asset": access.asset.name, "address": access.asset.address, "client": client,
         "connection_policy": connection_policy, "access_policy": access.policy_name,
         "started_at": jiff::Timestamp::from_microsecond(state.now()).map(|t| t.to_string()).unwrap_or_default(),
@@ -308,7 +312,7 @@ pub(crate) async fn start_session(
         request_id: access.request.id.clone(),
         account_id: access.account.id.clone(),
         asset_id: access.asset.id.clone(),
-        protocol: "ssh".into(),
+        protocol: protocol.as_str().into(),
         client_addr: client.to_owned(),
         recording: file,
         recording_key: SealedRow {
@@ -362,7 +366,7 @@ async fn supervise(
     shared: Arc<Shared>,
     request: portcullis_store::AccessRequest,
     idle: Duration,
-    handle: russh::server::Handle,
+    handle: Option<russh::server::Handle>,
     mut kill: tokio::sync::mpsc::UnboundedReceiver<String>,
     recorder: Recorder,
 ) {
@@ -397,20 +401,23 @@ async fn supervise(
         }
     };
     shared.set_end_reason(&reason);
-    let message = format!("\r\nPortcullis: session ended: {reason}\r\n");
-    let channels: Vec<ChannelId> = shared.channels.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
-    for id in channels {
-        let _ = handle.extended_data(id, 1, message.clone().into_bytes()).await;
+    if let Some(handle) = handle {
+        let message = format!("\r\nPortcullis: session ended: {reason}\r\n");
+        let channels: Vec<ChannelId> =
+            shared.channels.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        for id in channels {
+            let _ = handle.extended_data(id, 1, message.clone().into_bytes()).await;
+        }
+        let why = format!("Portcullis: session ended: {reason}");
+        let _ = handle.disconnect(Disconnect::ByApplication, why, "en".into()).await;
     }
-    let _ =
-        handle.disconnect(Disconnect::ByApplication, format!("Portcullis: session ended: {reason}"), "en".into()).await;
     // Whatever waits on the client or the target lets go, so the connection ends even when
     // a peer has stopped reading.
     shared.stop();
 }
 
 /// After the connection is gone: seal the recording, close the row, leave the registry.
-async fn finish(state: &AppState, shared: &Shared) {
+pub(crate) async fn finish(state: &AppState, shared: &Shared) {
     shared.stop();
     let live = shared.live.lock().unwrap_or_else(|p| p.into_inner()).take();
     let Some(live) = live else { return };

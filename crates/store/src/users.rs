@@ -560,10 +560,12 @@ pub struct ProxyLogin {
     pub totp_step: Option<i64>,
     /// The registered key used, whose last-used time is updated.
     pub key_fingerprint: Option<String>,
+    /// The proxy signed in to (`ssh`, `telnet`).
+    pub via: &'static str,
 }
 
 /// Resets the failure count, remembers the TOTP step and the key's last use, and audits
-/// `auth.login` (via ssh).
+/// `auth.login` (via the proxy).
 pub(crate) async fn write_proxy_login(
     conn: &mut sqlx::AnyConnection,
     audit_key: &[u8],
@@ -583,7 +585,7 @@ pub(crate) async fn write_proxy_login(
         audit_key,
         &login.actor,
         login.at,
-        &NewEvent::success("auth.login", "user", &login.user_id).with_details(serde_json::json!({ "via": "ssh" })),
+        &NewEvent::success("auth.login", "user", &login.user_id).with_details(serde_json::json!({ "via": login.via })),
     )
     .await?;
     Ok(())

@@ -3,8 +3,10 @@
 
 pub mod pg;
 pub mod process;
+pub mod pty;
 pub mod rsyslog;
 pub mod sshd;
+pub mod telnetd;
 
 use std::net::TcpListener;
 

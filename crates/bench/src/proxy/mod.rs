@@ -81,6 +81,7 @@ async fn fixture() -> Fixture {
         .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("PORTCULLIS_SERVER_TLS", "false")
         .env("PORTCULLIS_SSH_LISTEN", format!("127.0.0.1:{ssh_port}"))
+        .env("PORTCULLIS_TELNET_LISTEN", "")
         .env("PORTCULLIS_STORAGE_DATA_DIR", dir.path().join("data"))
         .env("PORTCULLIS_LOG_LEVEL", "warn")
         .stdout(std::fs::File::create(&out).unwrap())

@@ -36,6 +36,8 @@ pub struct Server {
     pub url: String,
     /// The SSH proxy's port.
     pub ssh_port: u16,
+    /// The Telnet proxy's port.
+    pub telnet_port: u16,
     pub bootstrap_secret: Option<String>,
     pub fingerprint: Option<String>,
     extra_env: Vec<(String, String)>,
@@ -55,6 +57,7 @@ impl Server {
             dir,
             port,
             ssh_port,
+            telnet_port: portcullis_testkit::free_port(),
             tls,
             db,
             child: None,
@@ -84,6 +87,7 @@ impl Server {
             dir,
             port,
             ssh_port: portcullis_testkit::free_port(),
+            telnet_port: portcullis_testkit::free_port(),
             tls: self.tls,
             db: self.db.clone(),
             child: None,
@@ -163,6 +167,7 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("PORTCULLIS_SSH_LISTEN", format!("127.0.0.1:{}", self.ssh_port))
+            .env("PORTCULLIS_TELNET_LISTEN", format!("127.0.0.1:{}", self.telnet_port))
             .env("PORTCULLIS_SERVER_TLS", if self.tls { "true" } else { "false" })
             .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
             .env("PORTCULLIS_LOG_FORMAT", "json")

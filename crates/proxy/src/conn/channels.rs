@@ -85,14 +85,8 @@ impl Conn {
 impl Conn {
     /// The session's content watch, when its connection policy has content rules.
     pub(super) fn content_watch(&self, user: &User, access: &Access) -> Option<std::sync::Arc<crate::content::Watch>> {
-        let policy = self.gateway.as_ref().filter(|p| !p.content.is_empty())?;
-        Some(std::sync::Arc::new(crate::content::Watch {
-            rules: std::sync::Arc::new(policy.content.clone()),
-            policy: policy.name.as_str().into(),
-            actor: Actor { id: user.id.clone(), name: user.username.clone(), source: self.source() },
-            session_id: self.shared.session_id().unwrap_or_default().into(),
-            target: format!("{}@{}", access.account.name, access.asset.name).into(),
-        }))
+        let session_id = self.shared.session_id().unwrap_or_default();
+        crate::pipeline::content_watch(self.gateway.as_ref()?, user, access, &session_id, &self.source())
     }
 
     /// Acts on a content rule's hit; `true` when the session is being ended (nothing more is

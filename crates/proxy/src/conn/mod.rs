@@ -158,6 +158,7 @@ impl russh::server::Handler for Conn {
             user_id: owner.id.clone(),
             totp_step: None,
             key_fingerprint: Some(fingerprint),
+            via: "ssh",
         };
         self.access = Some(self.authorize(&owner, &account, &asset).await);
         self.user = Some(owner);
@@ -235,8 +236,10 @@ impl russh::server::Handler for Conn {
         let login = self.pending_login.clone();
         let admitted_by = self.gateway.as_ref().map(|p| p.name.clone()).unwrap_or_default();
         let source = self.source();
+        let handle = Some(session.handle());
+        let ssh = portcullis_core::inventory::Protocol::Ssh;
         let started =
-            start_session(&self.state, &self.shared, &user, &access, &source, &admitted_by, session.handle(), login);
+            start_session(&self.state, &self.shared, &user, &access, &source, &admitted_by, ssh, handle, login);
         match started.await {
             Ok(recorder) => {
                 // Written with the session start.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use portcullis_app::App as AppState;
 use portcullis_core::connection::{parse, ConnectionString};
-use portcullis_core::gateway::Facts;
 use portcullis_core::inventory::Protocol;
 use portcullis_core::policy::{AccessType, AccountMode};
 use portcullis_store::{Actor, Asset, ProxyLogin, User};
@@ -66,33 +65,10 @@ impl Conn {
         self.preconnect = Some(Preconnect { target, task });
     }
 
-    /// The connection policy for this client and target (R-SES-2): the first that matches, or
-    /// the message that says what to fix. With a pre-channel check, a connection on which no
-    /// channel could open now is refused before the target is contacted.
+    /// The connection policy for this client and target (see [`crate::pipeline::admit`]).
     pub(super) async fn admit(&mut self, user: &User, asset: &Asset) -> Result<(), String> {
-        let (address, port) = portcullis_app::gateway::endpoint(asset, Protocol::Ssh)
-            .ok_or_else(|| format!("{} has no SSH service configured in Portcullis", asset.name))?;
-        let facts = Facts {
-            protocol: Protocol::Ssh,
-            client: self.peer.ip(),
-            listen_port: self.listen_port,
-            asset: &asset.name,
-            target_address: &address,
-            target_port: port,
-        };
-        let policy = portcullis_app::gateway::decide(&self.state, &facts).await?;
-        // Group memberships come from the policy snapshot; if it cannot be read, the user
-        // counts as in no group (group-restricted channels are refused: fail closed).
-        let groups = match self.state.policies.get(&self.state.store).await {
-            Ok(s) => s.groups_of_user(&user.id).to_vec(),
-            Err(_) => Vec::new(),
-        };
-        if policy.pre_channel_check && !policy.any_channel(&groups, self.state.now()) {
-            return Err(format!(
-                "the connection policy '{}' allows you no channel on {} at this time; nothing was opened",
-                policy.name, asset.name
-            ));
-        }
+        let (policy, groups) =
+            crate::pipeline::admit(&self.state, self.peer.ip(), self.listen_port, Protocol::Ssh, user, asset).await?;
         self.groups = groups;
         self.gateway = Some(policy);
         self.plan_waits();
@@ -149,6 +125,7 @@ impl Conn {
                     user_id: user.id.clone(),
                     totp_step: step,
                     key_fingerprint: None,
+                    via: "ssh",
                 };
                 self.access = Some(self.authorize(&user, &account, &asset).await);
                 self.user = Some(user);

@@ -196,17 +196,8 @@ impl Conn {
 
     pub(super) async fn refuse(&mut self, session: &mut Session, reason: &str) {
         self.write_pending_login().await;
-        let _ = self
-            .state
-            .store
-            .record(
-                &self.actor(),
-                self.state.now(),
-                NewEvent::success("session.refused", "user", self.user.as_ref().map_or("", |u| u.id.as_str()))
-                    .with_outcome(Outcome::Denied)
-                    .with_details(json!({ "reason": reason, "client": self.source() })),
-            )
-            .await;
+        let user_id = self.user.as_ref().map_or("", |u| u.id.as_str());
+        crate::pipeline::audit_refusal(&self.state, &self.actor(), user_id, reason, &self.source()).await;
         let _ = session.disconnect(Disconnect::ByApplication, &format!("Portcullis: {reason}"), "en");
     }
 

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use portcullis_app::waiting::{self, Verdict, Wait, WaitKind};
+use portcullis_app::waiting::{self, Verdict, WaitKind};
 use russh::server::Auth;
 
 use super::*;
@@ -14,14 +14,7 @@ use super::*;
 impl Conn {
     /// The waits this connection must pass, from its connection policy.
     pub(super) fn plan_waits(&mut self) {
-        let Some(p) = &self.gateway else { return };
-        self.waits.clear();
-        if p.gateway_authentication {
-            self.waits.push(WaitKind::Gateway);
-        }
-        if !p.four_eyes_groups.is_empty() {
-            self.waits.push(WaitKind::FourEyes);
-        }
+        self.waits = self.gateway.as_ref().map(crate::pipeline::planned_waits).unwrap_or_default();
     }
 
     pub(super) fn must_wait(&self) -> bool {
@@ -46,11 +39,8 @@ impl Conn {
                 }
                 Some(Verdict::Denied { reason, .. }) => return self.stop_waiting(reason),
                 None => {
-                    let what = match self.current_wait {
-                        Some(WaitKind::Gateway) => "the connection was not confirmed in time",
-                        _ => "no authorizer permitted the session in time",
-                    };
-                    return self.stop_waiting(format!("{what}; connect again to ask again"));
+                    let kind = self.current_wait.unwrap_or(WaitKind::FourEyes);
+                    return self.stop_waiting(crate::pipeline::wait_timed_out(kind));
                 }
             }
         }
@@ -78,19 +68,7 @@ impl Conn {
         let (Some(Ok(access)), Some(user), Some(policy)) = (&self.access, &self.user, &self.gateway) else {
             return reject();
         };
-        let now = self.state.now();
-        let wait = Wait {
-            id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
-            kind,
-            user_id: user.id.clone(),
-            username: user.username.clone(),
-            target: format!("{}@{}", access.account.name, access.asset.name),
-            client: self.source(),
-            connection_policy: policy.name.clone(),
-            groups: policy.four_eyes_groups.clone(),
-            since: now,
-            until: now + i64::from(policy.wait_seconds) * 1_000_000,
-        };
+        let wait = crate::pipeline::new_wait(&self.state, kind, user, access, policy, &self.source());
         // Signed in: the pre-authentication bounds no longer apply while the person decides.
         self.shared.waiting.store(true, Ordering::Relaxed);
         self.shared.authenticated.send_replace(true);
@@ -106,14 +84,7 @@ impl Conn {
     fn notice(&self) -> Auth {
         let Some((id, _, until)) = &self.waiting else { return reject() };
         let minutes = ((until - self.state.now()) / 60_000_000).max(1);
-        let instructions = match self.current_wait {
-            Some(WaitKind::Gateway) => format!(
-                "This connection waits for you to confirm it, for up to {minutes} minute(s): in the web UI under Live sessions, or run\n  portcullis session confirm {id}"
-            ),
-            _ => format!(
-                "This session waits for an authorizer to permit it, for up to {minutes} minute(s) (waiting id {id}). Authorizers see it under Live sessions in the web UI, or run\n  portcullis session permit {id}"
-            ),
-        };
+        let instructions = crate::pipeline::wait_notice(self.current_wait.unwrap_or(WaitKind::FourEyes), id, minutes);
         Auth::Partial { name: "Portcullis".into(), instructions: instructions.into(), prompts: vec![].into() }
     }
 }

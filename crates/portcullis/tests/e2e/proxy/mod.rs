@@ -16,6 +16,7 @@ mod governance;
 mod lifecycle;
 mod people;
 mod sessions;
+mod telnet;
 mod waiting;
 
 const TARGET_PW: &str = "Plant-Target-Pw-5150x";

@@ -1,0 +1,236 @@
+//! The Telnet sign-in, in band: the target named at the proxy's login prompt
+//! (`USER#ACCOUNT@ASSET`), the Portcullis password (never echoed) and one-time code; then the
+//! same pipeline as every proxy: connection policy, the shell channel rule, the request check,
+//! the target password for User Supplied accounts, and the waits for a person.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use portcullis_app::session_access::{self, SessionAccess};
+use portcullis_app::waiting::{self, Verdict, WaitKind};
+use portcullis_app::App as AppState;
+use portcullis_core::connection::{parse, ConnectionString};
+use portcullis_core::gateway::{ChannelAsk, ChannelKind, ConnectionPolicy};
+use portcullis_core::inventory::Protocol;
+use portcullis_core::policy::{AccessType, AccountMode};
+use portcullis_store::{Actor, ProxyLogin, User};
+use zeroize::Zeroizing;
+
+use super::client::ClientLeg;
+
+/// Sign-in attempts on one connection.
+const ATTEMPTS: usize = 3;
+
+/// Who signed in, for which target, and what lets them.
+pub(super) struct Admitted {
+    pub user: User,
+    pub access: SessionAccess,
+    pub policy: ConnectionPolicy,
+    /// The sign-in, when not written yet (it goes with the session start).
+    pub login: Option<ProxyLogin>,
+    /// User Supplied account mode: the target password the user typed.
+    pub target_secret: Option<Zeroizing<String>>,
+    /// Who permitted the session (four-eyes).
+    pub authorizers: Vec<String>,
+}
+
+/// How the sign-in ended without a session.
+pub(super) enum Refused {
+    /// The client left or gave up, or the socket failed: nothing to tell.
+    Gone,
+    /// Refused after sign-in: the reason, told to the client and audited.
+    After { user: Box<User>, login: Option<ProxyLogin>, reason: String },
+    /// No successful sign-in: the message for the client.
+    Before(String),
+}
+
+fn io_gone(_: std::io::Error) -> Refused {
+    Refused::Gone
+}
+
+/// The login dialogue: until a user signs in (at most [`ATTEMPTS`] tries), and the target
+/// they named. Bounded in time by the caller.
+pub(super) async fn dialogue(
+    state: &AppState,
+    client: &mut ClientLeg,
+    peer: SocketAddr,
+) -> Result<(User, ProxyLogin, String, String), Refused> {
+    let source = peer.to_string();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // As a Unix login does: a failed attempt costs time.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        client.say("login: ").await.map_err(io_gone)?;
+        let Some(line) = client.read_line(true).await.map_err(io_gone)? else { return Err(Refused::Gone) };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (name, account, asset) = match parse(line) {
+            Ok(ConnectionString::Inband { user, account, asset }) => (user, account, asset),
+            Ok(ConnectionString::LaunchToken(_)) => {
+                client
+                    .say("Portcullis: launch tokens are for SSH; sign in as USER#ACCOUNT@ASSET\n")
+                    .await
+                    .map_err(io_gone)?;
+                continue;
+            }
+            Err(e) => {
+                client.say(&format!("Portcullis: {e}\n")).await.map_err(io_gone)?;
+                continue;
+            }
+        };
+        client.say("Password: ").await.map_err(io_gone)?;
+        let Some(password) = client.read_line(false).await.map_err(io_gone)? else { return Err(Refused::Gone) };
+        let password = Zeroizing::new(password);
+        let totp = matches!(state.store.login_state(&name).await, Ok(Some(s)) if s.user.totp_enabled);
+        let code = if totp {
+            client.say("One-time code: ").await.map_err(io_gone)?;
+            let Some(code) = client.read_line(true).await.map_err(io_gone)? else { return Err(Refused::Gone) };
+            Some(code.trim().to_owned())
+        } else {
+            None
+        };
+        match portcullis_app::auth::verify_login(state, &source, &name, password, code.as_deref()).await {
+            Ok((user, step)) => {
+                let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.clone() };
+                let login = ProxyLogin {
+                    actor,
+                    at: state.now(),
+                    user_id: user.id.clone(),
+                    totp_step: step,
+                    key_fingerprint: None,
+                    via: "telnet",
+                };
+                return Ok((user, login, account, asset));
+            }
+            Err(e) => {
+                tracing::info!(%peer, code = e.code, "telnet: sign-in failed");
+                client.say(&format!("Portcullis: {}\n", e.message)).await.map_err(io_gone)?;
+            }
+        }
+    }
+    Err(Refused::Before("too many failed sign-ins; connect again to try again".into()))
+}
+
+/// After sign-in: connection policy, shell channel rule, request check, target password,
+/// waits. `target`: the account and asset named.
+pub(super) async fn authorize(
+    state: &AppState,
+    client: &mut ClientLeg,
+    peer: SocketAddr,
+    listen_port: u16,
+    user: User,
+    login: ProxyLogin,
+    (account, asset): (&str, &str),
+) -> Result<Admitted, Refused> {
+    // A one-time code's step is written at once (no replay); otherwise with the session start.
+    let login = if login.totp_step.is_some() {
+        if state.store.record_proxy_login(&login).await.is_err() {
+            let reason = "Portcullis cannot record the sign-in; try again later".to_owned();
+            return Err(Refused::After { user: Box::new(user), login: None, reason });
+        }
+        None
+    } else {
+        Some(login)
+    };
+    let refuse = |user: &User, login: &Option<ProxyLogin>, reason: String| Refused::After {
+        user: Box::new(user.clone()),
+        login: login.clone(),
+        reason,
+    };
+    let named = state.store.account_by_names(asset, account).await.ok().flatten();
+    let mut admitted = None;
+    if let Some((a, _)) = &named {
+        match crate::pipeline::admit(state, peer.ip(), listen_port, Protocol::Telnet, &user, a).await {
+            Ok(p) => admitted = Some(p),
+            Err(reason) => return Err(refuse(&user, &login, reason)),
+        }
+    }
+    let access = match session_access::authorize(state, &user, AccessType::Telnet, account, asset, named).await {
+        Ok(a) => a,
+        Err(reason) => return Err(refuse(&user, &login, reason)),
+    };
+    let Some((policy, groups)) = admitted else {
+        return Err(refuse(&user, &login, "no connection policy admitted this connection".into()));
+    };
+    let ask =
+        ChannelAsk { kind: ChannelKind::Shell, groups: &groups, at: state.now(), command: None, destination: None };
+    if let Err(why) = policy.channel(&ask) {
+        return Err(refuse(&user, &login, why));
+    }
+    let target_secret = match access.settings.account_mode {
+        AccountMode::Vaulted => None,
+        AccountMode::UserSupplied => {
+            let prompt = format!("Target password for {}@{}: ", access.account.name, access.asset.name);
+            client.say(&prompt).await.map_err(io_gone)?;
+            let Some(typed) = client.read_line(false).await.map_err(io_gone)? else { return Err(Refused::Gone) };
+            Some(Zeroizing::new(typed))
+        }
+        other => {
+            let reason = format!(
+                "the policy's account mode ({}) is not supported by the Telnet proxy; ask an administrator",
+                other.as_str()
+            );
+            return Err(refuse(&user, &login, reason));
+        }
+    };
+    let mut authorizers = Vec::new();
+    for kind in crate::pipeline::planned_waits(&policy) {
+        match wait(state, client, &user, &access, &policy, &peer.to_string(), kind).await? {
+            Ok(Some(by)) => authorizers.push(by),
+            Ok(None) => {}
+            Err(reason) => return Err(refuse(&user, &login, reason)),
+        }
+    }
+    Ok(Admitted { user, access, policy, login, target_secret, authorizers })
+}
+
+/// One wait for a person: the client is told what it waits for and how long; `Ok(Some(by))`
+/// when an authorizer permitted (four-eyes), `Ok(None)` when confirmed, `Err(reason)` when
+/// denied or not decided in time.
+async fn wait(
+    state: &AppState,
+    client: &mut ClientLeg,
+    user: &User,
+    access: &SessionAccess,
+    policy: &ConnectionPolicy,
+    source: &str,
+    kind: WaitKind,
+) -> Result<Result<Option<String>, String>, Refused> {
+    let wait = crate::pipeline::new_wait(state, kind, user, access, policy, source);
+    let (id, until) = (wait.id.clone(), wait.until);
+    let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
+    let mut rx = waiting::enter(state, &actor, wait).await;
+    let minutes = ((until - state.now()) / 60_000_000).max(1);
+    let notice = crate::pipeline::wait_notice(kind, &id, minutes);
+    if client.say(&format!("\n{notice}\n")).await.is_err() {
+        state.waiting.leave(&id);
+        return Err(Refused::Gone);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_micros(u64::try_from(until - state.now()).unwrap_or(0));
+    let verdict = loop {
+        tokio::select! {
+            v = rx.wait_for(|v| v.is_some()) => break v.ok().and_then(|v| v.clone()),
+            _ = tokio::time::sleep_until(deadline) => break None,
+            r = client.read_input() => match r {
+                // Typed while waiting: nothing is passed on.
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    state.waiting.leave(&id);
+                    return Err(Refused::Gone);
+                }
+            },
+        }
+    };
+    state.waiting.leave(&id);
+    Ok(match verdict {
+        Some(Verdict::Permitted { by }) => {
+            let _ = client.say("Permitted.\n").await;
+            Ok((kind == WaitKind::FourEyes).then_some(by))
+        }
+        Some(Verdict::Denied { reason, .. }) => Err(reason),
+        None => Err(crate::pipeline::wait_timed_out(kind)),
+    })
+}
