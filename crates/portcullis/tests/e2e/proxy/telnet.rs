@@ -149,9 +149,10 @@ async fn telnet_end_to_end_postgres() {
 }
 
 /// A wrong password is refused at the proxy's prompt; a content rule ends a session on a typed
-/// command (the target never sees it); an administrator terminates a session.
+/// command (the target never sees it); gateway authentication holds a connection until the
+/// user confirms it; an administrator watches a session from the CLI and terminates it.
 #[tokio::test(flavor = "multi_thread")]
-async fn telnet_content_rules_and_termination() {
+async fn telnet_content_rules_waits_watch_and_termination() {
     let w = world_on(Db::Sqlite, json!({})).await;
     let telnetd = Telnetd::start();
     let account = telnet_account(&w, &telnetd).await;
@@ -185,8 +186,26 @@ async fn telnet_content_rules_and_termination() {
     assert!(std::path::Path::new(&marker).exists(), "the matching line never reached the target");
     let _ = std::fs::remove_file(&marker);
 
-    let t = sign_in(&w);
+    // Gateway authentication: the connection waits, told how to confirm it; alice confirms.
+    let (_, list) = w.server.call("GET", "/api/v1/connection-policies", Some(&w.admin), None).await;
+    let mut lab = list.as_array().unwrap().iter().find(|p| p["name"] == "telnet-lab").unwrap().clone();
+    let path = format!("/api/v1/connection-policies/{}", lab["id"].as_str().unwrap());
+    for k in ["id", "position", "group_names", "created_at", "updated_at"] {
+        lab.as_object_mut().unwrap().remove(k);
+    }
+    lab["gateway_authentication"] = json!(true);
+    let (s, b) = w.server.call("PUT", &path, Some(&w.admin), Some(lab)).await;
+    assert_eq!(s, 200, "{b}");
+    let mut t = sign_in(&w);
+    let screen = t.expect("portcullis session confirm ", T);
+    let wait_id = screen.split("portcullis session confirm ").nth(1).unwrap().split_whitespace().next().unwrap();
+    let (s, b) = post(&w.server, &w.alice, &format!("/api/v1/session-waits/{wait_id}/permit"), json!({})).await;
+    assert_eq!(s, 200, "{b}");
     t.expect("$ ", T);
+    t.send("echo watched-$((2+3))\r");
+    t.expect("watched-5", T);
+
+    // Watched live from the CLI, then terminated by an administrator.
     let mut id = None;
     for _ in 0..100 {
         if let Some(s) = live(&w).await.first() {
@@ -196,10 +215,31 @@ async fn telnet_content_rules_and_termination() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let id = id.expect("a live session");
+    let watcher = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["session", "watch", &id])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PORTCULLIS_SERVER", &w.server.url)
+        .env("PORTCULLIS_TOKEN", &w.admin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let audit = format!("/api/v1/audit/events?action=session.watch&object_id={id}&limit=10");
+    for _ in 0..100 {
+        let (_, page) = w.server.call("GET", &audit, Some(&w.admin), None).await;
+        if !page["events"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (s, _) =
         post(&w.server, &w.admin, &format!("/api/v1/sessions/{id}/terminate"), json!({ "reason": "maintenance" }))
             .await;
     assert_eq!(s, 200);
     let screen = t.expect("Connection closed", T);
     assert!(screen.contains("terminated by admin: maintenance"), "{screen}");
+    let o = watcher.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && seen.contains("watched-5"), "{seen}{}", String::from_utf8_lossy(&o.stderr));
 }
