@@ -126,6 +126,16 @@ async fn validated(state: &App, name: &str, spec: &ConnectionPolicySpec, positio
             format!("'{name}' is not an algorithm the SSH proxy implements"),
         ));
     }
+    if let Some(plugin) = spec.aa_plugin.as_ref().filter(|p| !state.aa_plugins.contains(p)) {
+        let configured = match state.aa_plugins.is_empty() {
+            true => "none configured".to_owned(),
+            false => format!("configured: {}", state.aa_plugins.join(", ")),
+        };
+        return Err(AppError::invalid(
+            "aa_plugin",
+            format!("no AA plugin named '{plugin}' is configured on this server ({configured}); define it under [aa_plugins.{plugin}] in the server's configuration file"),
+        ));
+    }
     for (i, g) in spec.four_eyes_groups.iter().enumerate() {
         if state.store.group(GroupKind::User, g).await.is_err() {
             return Err(AppError::invalid(

@@ -17,6 +17,9 @@ pub struct SessionAccess {
     /// The access request policy that governs the request, and its settings.
     pub policy_name: String,
     pub settings: PolicySettings,
+    /// What the connection policy's AA plugin said (answers, mapping, metadata), for the
+    /// session's recording metadata.
+    pub aa: Option<serde_json::Value>,
 }
 
 fn when(micros: i64) -> String {
@@ -109,7 +112,7 @@ pub async fn access_for(
     asset: Asset,
 ) -> Result<SessionAccess, String> {
     let policy = state.store.policy(&request.policy_id).await.map_err(|_| UNAVAILABLE.to_owned())?;
-    Ok(SessionAccess { request, account, asset, policy_name: policy.name, settings: policy.settings })
+    Ok(SessionAccess { request, account, asset, policy_name: policy.name, settings: policy.settings, aa: None })
 }
 
 /// The user named `username` if the public key with this fingerprint is registered to them.

@@ -87,6 +87,8 @@ pub struct App {
     pub ssh_host: Arc<String>,
     /// The SSH proxy's host keys, so users can check what their client shows on first connect.
     pub ssh_host_keys: Arc<Vec<HostKeyInfo>>,
+    /// The names of the AA plugins this server configures (connection policies may name them).
+    pub aa_plugins: Arc<Vec<String>>,
 }
 
 /// One public host key of the SSH proxy.
@@ -118,6 +120,7 @@ impl App {
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
+            aa_plugins: Arc::new(Vec::new()),
         }
     }
 
@@ -131,6 +134,11 @@ impl App {
 
     pub fn with_ssh_host_keys(self, keys: Vec<HostKeyInfo>) -> Self {
         App { ssh_host_keys: Arc::new(keys), ..self }
+    }
+
+    pub fn with_aa_plugins(self, mut names: Vec<String>) -> Self {
+        names.sort();
+        App { aa_plugins: Arc::new(names), ..self }
     }
 
     pub fn with_recordings(self, dir: std::path::PathBuf) -> Self {

@@ -17,6 +17,8 @@ pub struct Config {
     pub vault: VaultConfig,
     pub ssh: SshConfig,
     pub telnet: TelnetSettings,
+    /// AA plugins by name (`[aa_plugins.NAME]`), which connection policies may name.
+    pub aa_plugins: std::collections::BTreeMap<String, AaPluginSettings>,
     pub siem: SiemConfig,
     pub mail: MailSettings,
     pub webhook: WebhookSettings,
@@ -336,6 +338,50 @@ impl TelnetSettings {
     }
 }
 
+/// One AA plugin: a program (JSON on standard input and output) or an HTTPS webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AaPluginSettings {
+    /// The program and its arguments (absolute path; no shell).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// An `https://` URL answering a JSON POST (`http://` only to a loopback address).
+    #[serde(default)]
+    pub url: String,
+    /// Seconds one call may take; then the connection is refused.
+    #[serde(default = "aa_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn aa_timeout() -> u64 {
+    10
+}
+
+impl Config {
+    /// The AA plugins, checked.
+    pub fn aa_plugins(&self) -> Result<portcullis_proxy::AaPlugins, ConfigError> {
+        let mut out = portcullis_proxy::AaPlugins::new();
+        for (name, p) in &self.aa_plugins {
+            let key = |k: &str| format!("aa_plugins.{name}.{k}");
+            portcullis_core::gateway::plugin_name("aa_plugins", name)
+                .map_err(|e| key_error(&format!("aa_plugins.{name}"), e.message))?;
+            let transport = match (p.command.is_empty(), p.url.is_empty()) {
+                (false, true) => portcullis_proxy::AaTransport::Command(p.command.clone()),
+                (true, false) => portcullis_proxy::AaTransport::Webhook(p.url.clone()),
+                _ => return Err(key_error(&format!("aa_plugins.{name}"), "give either command or url")),
+            };
+            let which = if p.url.is_empty() { "command" } else { "url" };
+            portcullis_proxy::check_transport(&transport).map_err(|m| key_error(&key(which), m))?;
+            if !(1..=300).contains(&p.timeout_seconds) {
+                return Err(key_error(&key("timeout_seconds"), "must be 1 to 300"));
+            }
+            let timeout = std::time::Duration::from_secs(p.timeout_seconds);
+            out.insert(name.clone(), portcullis_proxy::AaPlugin { transport, timeout });
+        }
+        Ok(out)
+    }
+}
+
 /// Checks a proxy section's listener and limits.
 fn check_proxy(
     section: &str,
@@ -497,6 +543,7 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
 
 const SECTIONS: &[&str] =
     &["server", "storage", "auth", "log", "vault", "ssh", "telnet", "siem", "mail", "webhook", "notifications"];
+// `[aa_plugins.NAME]` tables are set in the file only (no environment overrides).
 
 impl Config {
     /// Loads the file (if any), applies environment overrides, and validates.
@@ -609,6 +656,7 @@ impl Config {
             "127.0.0.1:2323",
         )?;
         t.prompts()?;
+        self.aa_plugins()?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));
         }
@@ -741,6 +789,20 @@ max_unauthenticated_per_source = 32
 # password = '(?i)pass(word|code)?\s*:\s*$'
 # failure = '(?i)(login incorrect|incorrect password|authentication fail|access denied|permission denied|bad password)'
 # shell = '[$#>%]\s*$'
+
+# AA plugins (external authentication and authorization) that connection policies may name
+# ("aa_plugin": "NAME"). After sign-in, the proxy sends the plugin one JSON document
+# {"version": 1, "round": N, "connection": {protocol, user, user_id, client, account, asset,
+# connection_policy}, "answers": {KEY: ANSWER}} and reads one back: {"verdict": "allow" |
+# "deny" | "ask", "reason": "...", "questions": [{"key": "ticket", "prompt": "Ticket: ",
+# "echo": true}], "account": "MAPPED", "metadata": {...}}. "ask" puts the questions to the
+# user and calls again with the answers (at most 3 calls); "account" maps the connection to
+# another account of the asset where the policy's usermapping allows. A plugin that fails,
+# times out or answers nonsense refuses the connection.
+# [aa_plugins.tickets]
+# command = ["/usr/local/bin/check-ticket", "--strict"]   # JSON on stdin and stdout
+# url = "https://aa.example/check"                        # or: an HTTPS webhook
+# timeout_seconds = 10
 
 [siem]
 # Every audit event forwarded as syslog: udp://HOST:PORT, tcp://HOST:PORT (RFC 6587 octet

@@ -85,6 +85,7 @@ pub async fn run(config: Config) -> Result<()> {
         Some((listener, host_keys))
     };
 
+    let aa_plugins = Arc::new(config.aa_plugins()?);
     let telnet = if config.telnet.listen.is_empty() {
         None
     } else {
@@ -141,6 +142,7 @@ pub async fn run(config: Config) -> Result<()> {
     let state = App::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
         .with_change_settings(config.change_settings())
         .with_recordings(data_dir.join("recordings"))
+        .with_aa_plugins(aa_plugins.keys().cloned().collect())
         .with_ssh_host(ssh.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default())
         .with_ssh_host_keys(
             ssh.as_ref()
@@ -164,6 +166,7 @@ pub async fn run(config: Config) -> Result<()> {
                 total: config.ssh.max_unauthenticated,
                 per_source: config.ssh.max_unauthenticated_per_source,
             },
+            aa_plugins: aa_plugins.clone(),
         };
         tokio::spawn(portcullis_proxy::serve(state.clone(), cfg, listener))
     });
@@ -177,6 +180,7 @@ pub async fn run(config: Config) -> Result<()> {
                     per_source: config.telnet.max_unauthenticated_per_source,
                 },
                 prompts: config.telnet.prompts()?,
+                aa_plugins: aa_plugins.clone(),
             };
             Some(tokio::spawn(portcullis_proxy::serve_telnet(state.clone(), cfg, listener)))
         }

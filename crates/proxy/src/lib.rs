@@ -18,6 +18,7 @@
 //! (the bound on connections waiting to sign in, in total and per address), `serve` (accept
 //! loop, per-session supervision and finalization).
 
+mod aa;
 mod conn;
 mod content;
 mod files;
@@ -28,6 +29,7 @@ mod relay;
 mod serve;
 mod telnet;
 
+pub use aa::{check_transport, AaPlugin, AaPlugins, AaTransport};
 pub use gate::GateLimits;
 pub use host_keys::{host_key_fingerprints, load_or_create_host_keys, HostKeyError};
 pub use serve::{serve, ProxyConfig};

@@ -132,3 +132,59 @@ pub(crate) async fn audit_refusal(state: &AppState, actor: &Actor, user_id: &str
         tracing::error!(error = %e, "cannot audit a refused session");
     }
 }
+
+/// What the AA plugin is told of this connection.
+pub(crate) fn aa_facts<'a>(
+    protocol: Protocol,
+    user: &'a User,
+    client: &'a str,
+    account: &'a str,
+    asset: &'a str,
+    policy: &'a ConnectionPolicy,
+) -> crate::aa::Facts<'a> {
+    crate::aa::Facts {
+        protocol: protocol.as_str(),
+        user: &user.username,
+        user_id: &user.id,
+        client,
+        account,
+        asset,
+        connection_policy: &policy.name,
+    }
+}
+
+/// The account the session uses after the AA plugin allowed it: the one named, or the one the
+/// plugin mapped it to where the connection policy's usermapping allows that.
+pub(crate) fn mapped_account(policy: &ConnectionPolicy, named: &str, mapped: Option<String>) -> Result<String, String> {
+    match mapped {
+        None => Ok(named.to_owned()),
+        Some(a) if policy.may_map_to(&a) => Ok(a),
+        Some(a) => Err(format!(
+            "the AA plugin mapped the connection to account '{a}', which the usermapping of connection policy '{}' does not allow; ask a Security Policy Administrator",
+            policy.name
+        )),
+    }
+}
+
+/// Audits the AA plugin's verdict (`session.aa`): the plugin, the answers (hidden ones
+/// masked), the mapping, and why it refused.
+pub(crate) async fn audit_aa(
+    state: &AppState,
+    actor: &Actor,
+    user_id: &str,
+    conversation: &crate::aa::Conversation,
+    target: &str,
+    refused: Option<&str>,
+) {
+    let mut details = conversation.record();
+    details["target"] = json!(target);
+    details["client"] = json!(actor.source);
+    if let Some(why) = refused {
+        details["reason"] = json!(why);
+    }
+    let outcome = if refused.is_some() { Outcome::Denied } else { Outcome::Success };
+    let event = NewEvent::success("session.aa", "user", user_id).with_outcome(outcome).with_details(details);
+    if let Err(e) = state.store.record(actor, state.now(), event).await {
+        tracing::error!(error = %e, "cannot audit an AA plugin verdict");
+    }
+}

@@ -30,6 +30,8 @@ pub struct ProxyConfig {
     pub auth_timeout: Duration,
     /// Connections between accept and sign-in, in total and from one address.
     pub pre_auth: GateLimits,
+    /// The AA plugins connection policies may name.
+    pub aa_plugins: Arc<crate::aa::AaPlugins>,
 }
 
 /// Time a client has to send its SSH identification line.
@@ -165,10 +167,13 @@ pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
         let state = state.clone();
         let config = config.clone();
         let auth_timeout = cfg.auth_timeout;
+        let plugins = cfg.aa_plugins.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let shared = Arc::new(Shared::default());
-            connection(&state, config, stream, peer, shared.clone(), ticket, auth_timeout).await;
+            let handler =
+                Conn::new(state.clone(), peer, stream.local_addr().map_or(0, |a| a.port()), shared.clone(), plugins);
+            connection(config, stream, peer, handler, shared.clone(), ticket, auth_timeout).await;
             finish(&state, &shared).await;
         });
     }
@@ -177,10 +182,10 @@ pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
 /// One connection: bounded in time and by the gate until the client signs in, then until the
 /// session starts, then for as long as the session lasts.
 async fn connection(
-    state: &AppState,
     config: Arc<russh::server::Config>,
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    handler: Conn,
     shared: Arc<Shared>,
     mut ticket: crate::gate::Ticket,
     auth_timeout: Duration,
@@ -192,8 +197,6 @@ async fn connection(
         Ok(fd) => std::net::TcpStream::from(fd),
         Err(e) => return tracing::warn!(%peer, error = %e, "ssh: cannot hold the connection; closed"),
     };
-    let listen_port = stream.local_addr().map_or(0, |a| a.port());
-    let handler = Conn::new(state.clone(), peer, listen_port, shared.clone());
     let started = tokio::select! {
         r = tokio::time::timeout(IDENT_TIMEOUT.min(auth_timeout), russh::server::run_stream(config, stream, handler)) => r,
         _ = ticket.evicted.wait_for(|e| *e) => {
@@ -298,12 +301,15 @@ pub(crate) async fn start_session(
     let tap = portcullis_recording::LiveTap::new();
     let recorder = writer.spawn_watched(64, Some(tap.clone()));
     let sender = recorder.sender().ok_or_else(|| "recording failed".to_owned())?;
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "session_id": id, "protocol": protocol.as_str(), "user": user.username, "user_id": user.id, "request_id": access.request.id,
         "account": access.account.name, "asset": access.asset.name, "address": access.asset.address, "client": client,
         "connection_policy": connection_policy, "access_policy": access.policy_name,
         "started_at": jiff::Timestamp::from_microsecond(state.now()).map(|t| t.to_string()).unwrap_or_default(),
     });
+    if let Some(aa) = &access.aa {
+        meta["aa"] = aa.clone();
+    }
     sender.record(EventKind::Meta, 0, meta.to_string().into_bytes()).await.map_err(|e| storage_failed(&e))?;
     let new = NewSession {
         id: id.clone(),

@@ -61,6 +61,12 @@ pub struct Rules {
     /// The zone the windows are read in.
     #[arg(long, default_value = "UTC")]
     time_zone: String,
+    /// The AA plugin to consult after sign-in (a name from the server's [aa_plugins]).
+    #[arg(long)]
+    aa_plugin: Option<String>,
+    /// Usermapping: an account the AA plugin may map connections to (`*` wildcards; repeatable).
+    #[arg(long = "map-to", requires = "aa_plugin")]
+    map_to: Vec<String>,
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
@@ -222,6 +228,8 @@ async fn body_from_flags(c: &Client, name: &str, position: Option<i64>, r: Rules
         "channels": channels,
         "pre_channel_check": r.pre_channel_check,
         "time_zone": r.time_zone,
+        "aa_plugin": r.aa_plugin,
+        "usermapping": r.map_to,
     }))
 }
 

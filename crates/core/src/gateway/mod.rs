@@ -79,6 +79,14 @@ pub struct ConnectionPolicySpec {
     /// How long a connection waits for a confirmation or a permit, 10 to 3,600 seconds.
     #[cfg_attr(feature = "serde", serde(default = "wait_seconds"))]
     pub wait_seconds: u32,
+    /// The AA plugin consulted after sign-in (R-SES-4): the name of one configured on the
+    /// server (`[aa_plugins.NAME]`); absent: none.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub aa_plugin: Option<String>,
+    /// Usermapping: the accounts the AA plugin may map a connection to (names, `*` wildcards);
+    /// empty: the plugin may not map.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub usermapping: Vec<String>,
 }
 
 #[cfg(feature = "serde")]
@@ -103,6 +111,8 @@ pub const SPEC_FIELDS: &[&str] = &[
     "gateway_authentication",
     "four_eyes_groups",
     "wait_seconds",
+    "aa_plugin",
+    "usermapping",
 ];
 
 #[cfg(feature = "serde")]
@@ -276,6 +286,8 @@ pub struct ConnectionPolicy {
     pub gateway_authentication: bool,
     pub four_eyes_groups: Vec<String>,
     pub wait_seconds: u32,
+    pub aa_plugin: Option<String>,
+    pub usermapping: Vec<String>,
 }
 
 fn bounded<T>(field: &str, list: &[T]) -> Result<(), ValidationError> {
@@ -506,6 +518,19 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
     if !(10..=3600).contains(&spec.wait_seconds) {
         return Err(ValidationError::new("wait_seconds", "10 to 3600 seconds"));
     }
+    if let Some(name) = &spec.aa_plugin {
+        plugin_name("aa_plugin", name)?;
+    }
+    bounded("usermapping", &spec.usermapping)?;
+    for (i, m) in spec.usermapping.iter().enumerate() {
+        account_pattern(&format!("usermapping[{i}]"), m)?;
+    }
+    if !spec.usermapping.is_empty() && spec.aa_plugin.is_none() {
+        return Err(ValidationError::new(
+            "usermapping",
+            "usermapping applies to an AA plugin's mappings; name the aa_plugin",
+        ));
+    }
     crate::validate::time_zone("time_zone", &spec.time_zone)?;
     let time_zone = TimeZone::get(&spec.time_zone)
         .map_err(|_| ValidationError::new("time_zone", format!("'{}' is not a known time zone", spec.time_zone)))?;
@@ -527,7 +552,32 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
         gateway_authentication: spec.gateway_authentication,
         four_eyes_groups: spec.four_eyes_groups.clone(),
         wait_seconds: spec.wait_seconds,
+        aa_plugin: spec.aa_plugin.clone(),
+        usermapping: spec.usermapping.clone(),
     })
+}
+
+/// An AA plugin's name: letters, digits, `-` and `_`, 1 to 64 characters (a key of the
+/// server's `[aa_plugins]`).
+pub fn plugin_name(field: &str, name: &str) -> Result<(), ValidationError> {
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(ValidationError::new(field, format!("'{name}' is not a plugin name (letters, digits, - and _)")));
+    }
+    Ok(())
+}
+
+/// An account name or pattern: no white space or control characters, 1 to 128 characters.
+fn account_pattern(field: &str, text: &str) -> Result<(), ValidationError> {
+    let ok = !text.is_empty() && text.len() <= 128 && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            format!("'{text}' is not an account name or pattern (no spaces; * for any characters)"),
+        ));
+    }
+    Ok(())
 }
 
 /// What a connection policy is matched on.
@@ -640,6 +690,11 @@ impl ConnectionPolicy {
     }
 
     /// Where the target leg goes: the translation, or the asset's own address and port.
+    /// Whether the AA plugin may map a connection to `account` (usermapping).
+    pub fn may_map_to(&self, account: &str) -> bool {
+        self.usermapping.iter().any(|p| wildcard(p, account))
+    }
+
     pub fn destination(&self, address: &str, port: u16) -> (String, u16) {
         match &self.translate {
             Some(t) => (t.address.clone(), t.port.unwrap_or(port)),
@@ -774,6 +829,8 @@ pub fn default_spec() -> ConnectionPolicySpec {
         gateway_authentication: false,
         four_eyes_groups: vec![],
         wait_seconds: 300,
+        aa_plugin: None,
+        usermapping: vec![],
     }
 }
 

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 use crate::files::{FileTracker, ScpTracker, SftpTracker};
 use crate::serve::{start_session, Shared};
 
+mod aa;
 mod channels;
 mod signin;
 mod upstream;
@@ -75,6 +76,10 @@ pub(crate) struct Conn {
     /// A sign-in not written yet: it goes into the session-start transaction (one durable
     /// commit fewer per session), or is written on its own before any refusal.
     pending_login: Option<ProxyLogin>,
+    /// The AA plugin's conversation while its questions are asked.
+    aa: Option<aa::AaPending>,
+    /// The server's AA plugins.
+    plugins: Arc<crate::aa::AaPlugins>,
 }
 
 /// Where the proxy reaches `asset` over SSH.
@@ -160,7 +165,7 @@ impl russh::server::Handler for Conn {
             key_fingerprint: Some(fingerprint),
             via: "ssh",
         };
-        self.access = Some(self.authorize(&owner, &account, &asset).await);
+        self.access = self.authorize(&owner, &account, &asset).await;
         self.user = Some(owner);
         let auth = self.signed_in();
         Ok(self.login_succeeded(login, auth).await)
@@ -172,6 +177,9 @@ impl russh::server::Handler for Conn {
         _submethods: &str,
         response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
+        if self.aa.is_some() {
+            return Ok(self.aa_answer(response).await);
+        }
         if self.want_target_secret {
             let Some(mut response) = response else { return Ok(self.target_prompt()) };
             let Some(secret) = response.next() else { return Ok(reject()) };
@@ -201,6 +209,10 @@ impl russh::server::Handler for Conn {
         let Some(password) = answers.first().cloned() else { return Ok(reject()) };
         let code = answers.get(1).map(|c| c.trim().to_owned());
         let auth = self.sign_in(user, password, code.as_deref()).await;
+        if self.aa.is_some() {
+            // Same conversation: the AA plugin's questions next.
+            return Ok(self.aa_prompts());
+        }
         if self.want_target_secret {
             // Same conversation: ask for the target's password next.
             return Ok(self.target_prompt());

@@ -21,7 +21,13 @@ use super::upstream::{ssh_target, Preconnect};
 use super::*;
 
 impl Conn {
-    pub(crate) fn new(state: AppState, peer: SocketAddr, listen_port: u16, shared: Arc<Shared>) -> Conn {
+    pub(crate) fn new(
+        state: AppState,
+        peer: SocketAddr,
+        listen_port: u16,
+        shared: Arc<Shared>,
+        plugins: Arc<crate::aa::AaPlugins>,
+    ) -> Conn {
         Conn {
             state,
             peer,
@@ -47,6 +53,8 @@ impl Conn {
             preconnect_tried: false,
             offered_key: None,
             pending_login: None,
+            aa: None,
+            plugins,
         }
     }
 
@@ -127,7 +135,7 @@ impl Conn {
                     key_fingerprint: None,
                     via: "ssh",
                 };
-                self.access = Some(self.authorize(&user, &account, &asset).await);
+                self.access = self.authorize(&user, &account, &asset).await;
                 self.user = Some(user);
                 let auth = self.signed_in();
                 self.login_succeeded(login, auth).await
@@ -168,6 +176,13 @@ impl Conn {
     /// The Portcullis sign-in succeeded: done, unless the policy wants the target credential
     /// typed too (User Supplied), which keyboard-interactive then asks for.
     pub(super) fn signed_in(&mut self) -> Auth {
+        if self.aa.is_some() {
+            // The AA plugin's questions come through keyboard-interactive.
+            return Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                partial_success: true,
+            };
+        }
         let user_supplied = matches!(&self.access, Some(Ok(a)) if a.settings.account_mode == AccountMode::UserSupplied);
         if user_supplied && self.target_secret.is_none() {
             self.want_target_secret = true;
@@ -198,17 +213,41 @@ impl Conn {
         }
     }
 
+    /// The connection policy for the named target, the AA plugin it names, then the request
+    /// check. `None`: the AA plugin asked questions (keyboard-interactive asks them).
     pub(super) async fn authorize(
         &mut self,
         user: &User,
         account_name: &str,
         asset_name: &str,
-    ) -> Result<Access, String> {
+    ) -> Option<Result<Access, String>> {
         let named = self.state.store.account_by_names(asset_name, account_name).await.ok().flatten();
-        if let Some((asset, _)) = &named {
-            self.admit(user, asset).await?;
+        let asset = match &named {
+            Some((a, _)) => Some(a.clone()),
+            // An account the AA plugin may map: the policy still comes from the asset.
+            None => self.state.store.asset_by_name(asset_name).await.ok().flatten(),
+        };
+        if let Some(asset) = &asset {
+            if let Err(why) = self.admit(user, asset).await {
+                return Some(Err(why));
+            }
             self.preconnect(asset);
         }
+        if let Some(plugin) = self.gateway.as_ref().and_then(|p| p.aa_plugin.clone()) {
+            let conversation = crate::aa::Conversation::new(&plugin);
+            return self.aa_begin(user, conversation, account_name, asset_name, None).await;
+        }
+        Some(self.request_check(user, account_name, asset_name, named).await)
+    }
+
+    /// Whether an available request lets `user` use ACCOUNT@ASSET now.
+    pub(super) async fn request_check(
+        &mut self,
+        user: &User,
+        account_name: &str,
+        asset_name: &str,
+        named: Option<(Asset, portcullis_store::Account)>,
+    ) -> Result<Access, String> {
         let access =
             session_access::authorize(&self.state, user, AccessType::Ssh, account_name, asset_name, named).await?;
         supported(access)
@@ -233,7 +272,13 @@ impl Conn {
                 access = Err(why);
             }
         }
-        self.access = Some(access);
+        self.access = Some(access.clone());
+        if let (Ok(a), Some(plugin)) = (access, self.gateway.as_ref().and_then(|p| p.aa_plugin.clone())) {
+            // The token fixes the account: the plugin may ask and decide, not map.
+            let (account, asset) = (a.account.name.clone(), a.asset.name.clone());
+            let conversation = crate::aa::Conversation::new(&plugin);
+            self.access = self.aa_begin(&user, conversation, &account, &asset, Some(a)).await;
+        }
         self.user = Some(user);
         self.signed_in()
     }

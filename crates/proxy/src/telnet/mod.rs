@@ -52,6 +52,8 @@ pub struct TelnetConfig {
     pub pre_auth: GateLimits,
     /// The prompt patterns of each platform (others: the defaults).
     pub prompts: HashMap<Platform, Prompts>,
+    /// The AA plugins connection policies may name.
+    pub aa_plugins: Arc<crate::aa::AaPlugins>,
 }
 
 /// Serves Telnet on `listener` until the task is dropped.
@@ -114,7 +116,8 @@ async fn connection(
     drop(ticket);
     let admitted = match signed {
         Ok((user, login, account, asset)) => {
-            signin::authorize(state, &mut client, peer, listen_port, user, login, (&account, &asset)).await
+            let plugins = &cfg.aa_plugins;
+            signin::authorize(state, &mut client, (peer, listen_port), plugins, user, login, (&account, &asset)).await
         }
         Err(e) => Err(e),
     };

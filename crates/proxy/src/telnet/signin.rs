@@ -17,6 +17,7 @@ use portcullis_store::{Actor, ProxyLogin, User};
 use zeroize::Zeroizing;
 
 use super::client::ClientLeg;
+use crate::aa::{AaPlugins, Conversation, Step};
 
 /// Sign-in attempts on one connection.
 const ATTEMPTS: usize = 3;
@@ -119,8 +120,8 @@ pub(super) async fn dialogue(
 pub(super) async fn authorize(
     state: &AppState,
     client: &mut ClientLeg,
-    peer: SocketAddr,
-    listen_port: u16,
+    (peer, listen_port): (SocketAddr, u16),
+    plugins: &AaPlugins,
     user: User,
     login: ProxyLogin,
     (account, asset): (&str, &str),
@@ -141,15 +142,47 @@ pub(super) async fn authorize(
         reason,
     };
     let named = state.store.account_by_names(asset, account).await.ok().flatten();
+    let asset_row = match &named {
+        Some((a, _)) => Some(a.clone()),
+        // An account the AA plugin may map: the policy still comes from the asset.
+        None => state.store.asset_by_name(asset).await.ok().flatten(),
+    };
     let mut admitted = None;
-    if let Some((a, _)) = &named {
+    if let Some(a) = &asset_row {
         match crate::pipeline::admit(state, peer.ip(), listen_port, Protocol::Telnet, &user, a).await {
             Ok(p) => admitted = Some(p),
             Err(reason) => return Err(refuse(&user, &login, reason)),
         }
     }
-    let access = match session_access::authorize(state, &user, AccessType::Telnet, account, asset, named).await {
-        Ok(a) => a,
+    let mut account = account.to_owned();
+    let mut named = named;
+    let mut aa = None;
+    if let Some((policy, _)) = &admitted {
+        if let Some(plugin) = &policy.aa_plugin {
+            let source = peer.to_string();
+            let mut conversation = Conversation::new(plugin);
+            let outcome = converse(client, plugins, &mut conversation, &user, &source, &account, asset, policy).await?;
+            let result = outcome.and_then(|mapped| crate::pipeline::mapped_account(policy, &account, mapped));
+            let actor = Actor { id: user.id.clone(), name: user.username.clone(), source };
+            let target = format!("{account}@{asset}");
+            let refused = result.as_ref().err().map(String::as_str);
+            crate::pipeline::audit_aa(state, &actor, &user.id, &conversation, &target, refused).await;
+            match result {
+                Ok(mapped) if mapped != account => {
+                    account = mapped;
+                    named = None;
+                }
+                Ok(_) => {}
+                Err(reason) => return Err(refuse(&user, &login, reason)),
+            }
+            aa = Some(conversation.record());
+        }
+    }
+    let access = match session_access::authorize(state, &user, AccessType::Telnet, &account, asset, named).await {
+        Ok(mut a) => {
+            a.aa = aa;
+            a
+        }
         Err(reason) => return Err(refuse(&user, &login, reason)),
     };
     let Some((policy, groups)) = admitted else {
@@ -185,6 +218,38 @@ pub(super) async fn authorize(
         }
     }
     Ok(Admitted { user, access, policy, login, target_secret, authorizers })
+}
+
+/// The AA plugin's conversation: its questions asked at prompts, until it allows (with the
+/// account it mapped to, if any) or refuses (`Ok(Err(reason))`).
+#[allow(clippy::too_many_arguments)]
+async fn converse(
+    client: &mut ClientLeg,
+    plugins: &AaPlugins,
+    conversation: &mut Conversation,
+    user: &User,
+    source: &str,
+    account: &str,
+    asset: &str,
+    policy: &ConnectionPolicy,
+) -> Result<Result<Option<String>, String>, Refused> {
+    let facts = crate::pipeline::aa_facts(Protocol::Telnet, user, source, account, asset, policy);
+    let mut step = conversation.start(plugins, &facts).await;
+    loop {
+        match step {
+            Ok(Step::Allowed { account }) => return Ok(Ok(account)),
+            Err(why) => return Ok(Err(why)),
+            Ok(Step::Ask(questions)) => {
+                let mut answers = Vec::new();
+                for q in questions {
+                    client.say(&q.prompt).await.map_err(io_gone)?;
+                    let Some(a) = client.read_line(q.echo).await.map_err(io_gone)? else { return Err(Refused::Gone) };
+                    answers.push(a);
+                }
+                step = conversation.answer(plugins, &facts, answers).await;
+            }
+        }
+    }
 }
 
 /// One wait for a person: the client is told what it waits for and how long; `Ok(Some(by))`

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{Db, Server};
 
+mod aa;
 mod access;
 mod flood;
 mod governance;

@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(20);
 
 /// The world's user as a Telnet account on asset `tn1` (the real telnetd), with its vaulted
 /// password, and a policy giving alice Telnet access (auto-approved). Returns the account id.
-async fn telnet_account(w: &World, telnetd: &Telnetd) -> String {
+pub(super) async fn telnet_account(w: &World, telnetd: &Telnetd) -> String {
     let (s, asset) = post(
         &w.server,
         &w.admin,
@@ -51,7 +51,7 @@ async fn telnet_account(w: &World, telnetd: &Telnetd) -> String {
 }
 
 /// Alice requests Telnet access to the account; the request's id.
-async fn request_telnet(w: &World, account: &str) -> String {
+pub(super) async fn request_telnet(w: &World, account: &str) -> String {
     let body = json!({ "accounts": [{ "account_id": account, "access_type": "telnet" }] });
     let (s, out) = post(&w.server, &w.alice, "/api/v1/requests", body).await;
     assert!(s == 200 || s == 201, "{out}");
