@@ -393,6 +393,41 @@ esac"#,
         assert!(e.contains("asked more than 2 times"), "{e}");
     }
 
+    /// The webhook transport against a real HTTP listener: the document is POSTed, the answer
+    /// read; an error status refuses.
+    #[tokio::test]
+    async fn webhooks_are_posted_the_document() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}/aa", listener.local_addr().unwrap().port());
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for status in ["200 OK", "500 Internal Server Error"] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !String::from_utf8_lossy(&got).contains("\"answers\"") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                seen.push(String::from_utf8_lossy(&got).into_owned());
+                let body = r#"{"verdict":"allow"}"#;
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+            seen
+        });
+        let plugin = AaPlugin { transport: AaTransport::Webhook(url), timeout: Duration::from_secs(5) };
+        let plugins = HashMap::from([("hook".to_owned(), plugin)]);
+        let step = Conversation::new("hook").start(&plugins, &facts()).await.unwrap();
+        assert!(matches!(step, Step::Allowed { account: None }), "{step:?}");
+        let e = Conversation::new("hook").start(&plugins, &facts()).await.unwrap_err();
+        assert!(e.contains("answered HTTP 500"), "{e}");
+        let seen = server.await.unwrap();
+        assert!(seen[0].starts_with("POST /aa "), "{}", seen[0]);
+        assert!(seen[0].contains(r#""user":"alice""#) && seen[0].contains(r#""round":1"#), "{}", seen[0]);
+    }
+
     #[test]
     fn transports_are_checked() {
         assert!(check_transport(&AaTransport::Command(vec!["/usr/bin/x".into()])).is_ok());
