@@ -293,7 +293,7 @@ pub async fn explain(
 fn default_listen_port(state: &App, protocol: Protocol) -> u16 {
     match protocol {
         Protocol::Ssh => state.ssh_host.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(2222),
-        Protocol::Telnet => 2323,
+        Protocol::Telnet => Some(state.telnet_port).filter(|p| *p != 0).unwrap_or(2323),
         Protocol::Rdp => 3389,
     }
 }

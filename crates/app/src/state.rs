@@ -87,6 +87,8 @@ pub struct App {
     pub ssh_host: Arc<String>,
     /// The SSH proxy's host keys, so users can check what their client shows on first connect.
     pub ssh_host_keys: Arc<Vec<HostKeyInfo>>,
+    /// The Telnet proxy's port (0: off).
+    pub telnet_port: u16,
     /// The names of the AA plugins this server configures (connection policies may name them).
     pub aa_plugins: Arc<Vec<String>>,
 }
@@ -121,6 +123,7 @@ impl App {
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
             aa_plugins: Arc::new(Vec::new()),
+            telnet_port: 0,
         }
     }
 
@@ -134,6 +137,10 @@ impl App {
 
     pub fn with_ssh_host_keys(self, keys: Vec<HostKeyInfo>) -> Self {
         App { ssh_host_keys: Arc::new(keys), ..self }
+    }
+
+    pub fn with_telnet_port(self, telnet_port: u16) -> Self {
+        App { telnet_port, ..self }
     }
 
     pub fn with_aa_plugins(self, mut names: Vec<String>) -> Self {

@@ -35,26 +35,23 @@ pub struct ConnectionPolicyDto {
     position: i64,
     #[serde(flatten)]
     spec: ConnectionPolicySpec,
-    /// The names of the groups the channel rules name, by id.
+    /// The names of the groups the channel rules and four-eyes name, by id.
     group_names: std::collections::BTreeMap<String, String>,
     created_at: String,
     updated_at: String,
 }
 
 async fn dtos(state: &AppState, list: Vec<uc::PolicyView>) -> ApiResult<Vec<ConnectionPolicyDto>> {
-    let groups: Vec<String> =
-        list.iter().flat_map(|v| v.spec.channels.iter().flat_map(|c| c.groups.iter().cloned())).collect();
+    let ids = |s: &ConnectionPolicySpec| -> Vec<String> {
+        s.channels.iter().flat_map(|c| c.groups.iter()).chain(s.four_eyes_groups.iter()).cloned().collect()
+    };
+    let groups: Vec<String> = list.iter().flat_map(|v| ids(&v.spec)).collect();
     let labels = Labels::load(state, [(Named::UserGroup, groups)]).await?;
     Ok(list
         .into_iter()
         .map(|v| {
-            let group_names = v
-                .spec
-                .channels
-                .iter()
-                .flat_map(|c| c.groups.iter())
-                .filter_map(|g| labels.name(Named::UserGroup, g).map(|n| (g.clone(), n)))
-                .collect();
+            let group_names =
+                ids(&v.spec).into_iter().filter_map(|g| labels.name(Named::UserGroup, &g).map(|n| (g, n))).collect();
             ConnectionPolicyDto {
                 id: v.stored.id,
                 name: v.stored.name,

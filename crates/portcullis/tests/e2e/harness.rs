@@ -140,18 +140,34 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        self.run += 1;
-        let stdout = std::fs::File::create(self.stdout_path()).unwrap();
-        let stderr = std::fs::File::create(self.stderr_path()).unwrap();
-        let mut cmd = self.serve_command();
-        cmd.stdout(stdout).stderr(stderr);
-        self.child = Some(cmd.spawn().expect("spawn portcullis serve"));
+        for attempt in 0.. {
+            self.run += 1;
+            let stdout = std::fs::File::create(self.stdout_path()).unwrap();
+            let stderr = std::fs::File::create(self.stderr_path()).unwrap();
+            let mut cmd = self.serve_command();
+            cmd.stdout(stdout).stderr(stderr);
+            let mut child = cmd.spawn().expect("spawn portcullis serve");
+            let out_path = self.stdout_path();
+            let ready = wait_until(Duration::from_secs(60), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+                    || (std::fs::read_to_string(&out_path).is_ok_and(|s| s.contains("Ready: "))
+                        && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok())
+            }) && matches!(child.try_wait(), Ok(None));
+            self.child = Some(child);
+            if ready {
+                break;
+            }
+            // A free port picked earlier can be taken by another process meanwhile: on a first
+            // start, pick new ones and try again.
+            let taken =
+                std::fs::read_to_string(self.stderr_path()).unwrap_or_default().contains("Address already in use");
+            assert!(taken && attempt < 3 && self.run == attempt + 1, "server did not start:\n{}", self.all_output());
+            self.port = portcullis_testkit::free_port();
+            self.ssh_port = portcullis_testkit::free_port();
+            self.telnet_port = portcullis_testkit::free_port();
+            self.url = format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.port);
+        }
         let out_path = self.stdout_path();
-        let ready = wait_until(Duration::from_secs(60), || {
-            std::fs::read_to_string(&out_path).is_ok_and(|s| s.contains("Ready: "))
-                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-        });
-        assert!(ready, "server did not start:\n{}", self.all_output());
         let out = std::fs::read_to_string(&out_path).unwrap();
         self.fingerprint =
             out.lines().find_map(|l| l.strip_prefix("TLS certificate SHA-256 fingerprint: ")).map(str::to_owned);

@@ -277,3 +277,23 @@ async fn a_policy_body_with_an_unknown_field_is_refused_by_name() {
     let (_, list) = server.call("GET", "/api/v1/connection-policies", Some(&admin), None).await;
     assert_eq!(list.as_array().unwrap().len(), 1, "nothing was created: {list}");
 }
+
+/// The web UI's connection-policy pages, in a real browser.
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_policies_in_the_browser() {
+    let server = crate::harness::Server::start(Db::Sqlite);
+    let admin = server.bootstrap().await;
+    let asset = json!({ "name": "switch1", "address": "10.20.5.5", "platform": "network_device", "protocols": [{ "protocol": "telnet", "port": 23 }] });
+    let (s, b) = post(&server, &admin, "/api/v1/assets", asset).await;
+    assert_eq!(s, 201, "{b}");
+    crate::web::run_browser(
+        "connection_policies.py",
+        "connection-policies",
+        &[("BASE_URL", &server.url), ("ADMIN_PW", crate::harness::ADMIN_PASSWORD)],
+    );
+    let admin = server.login("admin", crate::harness::ADMIN_PASSWORD).await;
+    let (_, list) = server.call("GET", "/api/v1/connection-policies", Some(&admin), None).await;
+    assert_eq!(list[0]["name"], "telnet-lab", "{list}");
+    assert_eq!(list[0]["gateway_authentication"], true, "{list}");
+    assert_eq!(list[0]["channels"].as_array().unwrap().len(), 1, "the refused edit changed nothing: {list}");
+}

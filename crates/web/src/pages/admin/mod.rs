@@ -2,6 +2,7 @@
 //! assets, accounts and credentials, rules of access, the services switch. The explain tool: "who would get which policy at what time, and why",
 //! by names and in the requester's local time (Security Policy Administrators, Auditors).
 
+pub mod gateway;
 pub mod groups;
 pub mod inventory;
 pub mod kit;
@@ -111,6 +112,13 @@ pub async fn index(State(web): State<Web>, v: Viewer) -> Response {
             "who may request what, when, approved and reviewed by whom",
         );
         add("/admin/reason-codes", "Reason codes", "");
+    }
+    if c.has(Role::SecurityPolicyAdmin) || c.has(Role::Auditor) || c.has(Role::ApplianceAdmin) {
+        add(
+            "/admin/connection-policies",
+            "Connection policies",
+            "who may connect through the proxies from where, to what, with which channels, content rules and waits",
+        );
     }
     if c.has(Role::SecurityPolicyAdmin) || c.has(Role::Auditor) || c.has(Role::ApplianceAdmin) {
         add("/explain", "Which policy governs?", "who would get which policy at what time, and why");
