@@ -26,8 +26,8 @@ struct Args {
     /// Tiny sizes: checks that the harness works, not the speed.
     #[arg(long)]
     quick: bool,
-    /// Only these parts of the proxy group (comma-separated): throughput, scp, latency,
-    /// setup, signins, recording, revocation, footprint.
+    /// Only these parts of the proxy group (comma-separated): throughput, content, scp,
+    /// latency, telnet, setup, signins, recording, revocation, footprint.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where to write the JSON results.

@@ -280,7 +280,7 @@ pub(crate) async fn start_session(
     user: &User,
     access: &Access,
     client: &str,
-    connection_policy: &str,
+    policy: Option<&portcullis_core::gateway::ConnectionPolicy>,
     protocol: Protocol,
     handle: Option<russh::server::Handle>,
     login: Option<portcullis_store::ProxyLogin>,
@@ -295,8 +295,12 @@ pub(crate) async fn start_session(
     let key = new_key();
     let sealed =
         seal(&state.vault, &SecretContext { account_id: id.clone(), kind: "recording".into(), version: 1 }, &key[..]);
-    let writer =
+    let mut writer =
         RecordingWriter::create(&state.recordings.join(&file), &id, &key).await.map_err(|e| storage_failed(&e))?;
+    let streams = policy.is_none_or(|p| p.recording);
+    if !streams {
+        writer = writer.without_streams();
+    }
     // 64 events of at most 32 KiB: a session's recording backlog stays under 2 MiB.
     let tap = portcullis_recording::LiveTap::new();
     let recorder = writer.spawn_watched(64, Some(tap.clone()));
@@ -304,7 +308,8 @@ pub(crate) async fn start_session(
     let mut meta = serde_json::json!({
         "session_id": id, "protocol": protocol.as_str(), "user": user.username, "user_id": user.id, "request_id": access.request.id,
         "account": access.account.name, "asset": access.asset.name, "address": access.asset.address, "client": client,
-        "connection_policy": connection_policy, "access_policy": access.policy_name,
+        "connection_policy": policy.map(|p| p.name.as_str()), "access_policy": access.policy_name,
+        "recording": if streams { "full" } else { "metadata only (the connection policy records no terminal streams)" },
         "started_at": jiff::Timestamp::from_microsecond(state.now()).map(|t| t.to_string()).unwrap_or_default(),
     });
     if let Some(aa) = &access.aa {

@@ -51,6 +51,9 @@ pub struct RecordingWriter {
     /// keep one).
     stream: Option<flate2::Compress>,
     stats: WriterStats,
+    /// Keep the terminal streams (input, output, stderr); off: only the session's metadata
+    /// and events are stored (live watchers still see the streams).
+    streams: bool,
 }
 
 impl RecordingWriter {
@@ -74,10 +77,20 @@ impl RecordingWriter {
             skip_compression: 0,
             stream: None,
             stats: WriterStats { stored_bytes: h.len() as u64, ..WriterStats::default() },
+            streams: true,
         })
     }
 
+    /// Stores no terminal streams (input, output, stderr): a connection policy with recording
+    /// off. Metadata, channel and file events, commands and content hits are still stored.
+    pub fn without_streams(self) -> Self {
+        RecordingWriter { streams: false, ..self }
+    }
+
     pub fn push(&mut self, e: &Event) {
+        if !self.streams && matches!(e.kind, EventKind::Input | EventKind::Output | EventKind::Stderr) {
+            return;
+        }
         encode(&mut self.buf, e, self.last_at);
         self.last_at = self.last_at.max(e.at);
         self.stats.events += 1;

@@ -247,3 +247,19 @@ async fn the_recorder_rests_and_wakes_without_losing_anything() {
     }
     assert_eq!(back[6].kind, EventKind::End);
 }
+
+/// Recording off for the terminal: the streams are not stored; everything else is.
+#[tokio::test]
+async fn without_streams_keeps_only_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r");
+    let key = new_key();
+    let mut w = RecordingWriter::create(&path, "s", &key).await.unwrap().without_streams();
+    for e in sample() {
+        w.push(&e);
+    }
+    w.seal().await.unwrap();
+    let back: Vec<Event> = Reader::open(&path, "s", &key).unwrap().map(Result::unwrap).collect();
+    let kinds: Vec<EventKind> = back.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::Pty, EventKind::Shell, EventKind::Resize, EventKind::End]);
+}

@@ -18,6 +18,7 @@ use crate::Metric;
 
 mod interactive;
 mod recorded;
+mod telnet;
 mod transfer;
 
 use interactive::{footprint, latency, setup, signins};
@@ -34,6 +35,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     api: String,
     ssh_port: u16,
+    telnet_port: u16,
     http: reqwest::Client,
     admin: String,
     alice: String,
@@ -75,13 +77,14 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let port = portcullis_testkit::free_port();
     let ssh_port = portcullis_testkit::free_port();
+    let telnet_port = portcullis_testkit::free_port();
     let out = dir.path().join("stdout");
     let server = Command::new(binary())
         .arg("serve")
         .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("PORTCULLIS_SERVER_TLS", "false")
         .env("PORTCULLIS_SSH_LISTEN", format!("127.0.0.1:{ssh_port}"))
-        .env("PORTCULLIS_TELNET_LISTEN", "")
+        .env("PORTCULLIS_TELNET_LISTEN", format!("127.0.0.1:{telnet_port}"))
         .env("PORTCULLIS_STORAGE_DATA_DIR", dir.path().join("data"))
         .env("PORTCULLIS_LOG_LEVEL", "warn")
         .stdout(std::fs::File::create(&out).unwrap())
@@ -109,6 +112,7 @@ async fn fixture() -> Fixture {
         dir,
         api,
         ssh_port,
+        telnet_port,
         http,
         admin: String::new(),
         alice: String::new(),
@@ -338,7 +342,7 @@ impl Fixture {
 
 /// The parts of the proxy group, in the order they run.
 pub const PARTS: &[&str] =
-    &["throughput", "content", "scp", "latency", "setup", "signins", "recording", "revocation", "footprint"];
+    &["throughput", "content", "scp", "latency", "telnet", "setup", "signins", "recording", "revocation", "footprint"];
 
 /// Runs the proxy group; `only`: the parts to run (empty: all).
 pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
@@ -355,6 +359,7 @@ pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
             "content" => content(&f, quick, &mut out).await,
             "scp" => scp(&f, quick, &mut out).await,
             "latency" => latency(&f, quick, &mut out).await,
+            "telnet" => telnet::latency(&f, quick, &mut out).await,
             "setup" => setup(&f, quick, &mut out).await,
             "signins" => signins(&f, quick, &mut out).await,
             "recording" => recording(&f, quick, &mut out).await,

@@ -67,6 +67,10 @@ pub struct Rules {
     /// Usermapping: an account the AA plugin may map connections to (`*` wildcards; repeatable).
     #[arg(long = "map-to", requires = "aa_plugin")]
     map_to: Vec<String>,
+    /// Record no terminal streams (input, output): the recording keeps only the session's
+    /// metadata and events (channels, commands, file names, content hits).
+    #[arg(long)]
+    no_terminal_recording: bool,
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
@@ -230,6 +234,7 @@ async fn body_from_flags(c: &Client, name: &str, position: Option<i64>, r: Rules
         "time_zone": r.time_zone,
         "aa_plugin": r.aa_plugin,
         "usermapping": r.map_to,
+        "recording": !r.no_terminal_recording,
     }))
 }
 

@@ -87,6 +87,10 @@ pub struct ConnectionPolicySpec {
     /// empty: the plugin may not map.
     #[cfg_attr(feature = "serde", serde(default))]
     pub usermapping: Vec<String>,
+    /// Record the terminal streams (input, output); off: the recording keeps only the
+    /// session's metadata and events (channels, commands, file names, content hits).
+    #[cfg_attr(feature = "serde", serde(default = "yes"))]
+    pub recording: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -113,6 +117,7 @@ pub const SPEC_FIELDS: &[&str] = &[
     "wait_seconds",
     "aa_plugin",
     "usermapping",
+    "recording",
 ];
 
 #[cfg(feature = "serde")]
@@ -288,6 +293,7 @@ pub struct ConnectionPolicy {
     pub wait_seconds: u32,
     pub aa_plugin: Option<String>,
     pub usermapping: Vec<String>,
+    pub recording: bool,
 }
 
 fn bounded<T>(field: &str, list: &[T]) -> Result<(), ValidationError> {
@@ -554,6 +560,7 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
         wait_seconds: spec.wait_seconds,
         aa_plugin: spec.aa_plugin.clone(),
         usermapping: spec.usermapping.clone(),
+        recording: spec.recording,
     })
 }
 
@@ -831,6 +838,7 @@ pub fn default_spec() -> ConnectionPolicySpec {
         wait_seconds: 300,
         aa_plugin: None,
         usermapping: vec![],
+        recording: true,
     }
 }
 

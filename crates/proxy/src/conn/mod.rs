@@ -246,12 +246,20 @@ impl russh::server::Handler for Conn {
         };
         let user = self.user.clone().ok_or(russh::Error::Disconnect)?;
         let login = self.pending_login.clone();
-        let admitted_by = self.gateway.as_ref().map(|p| p.name.clone()).unwrap_or_default();
         let source = self.source();
         let handle = Some(session.handle());
         let ssh = portcullis_core::inventory::Protocol::Ssh;
-        let started =
-            start_session(&self.state, &self.shared, &user, &access, &source, &admitted_by, ssh, handle, login);
+        let started = start_session(
+            &self.state,
+            &self.shared,
+            &user,
+            &access,
+            &source,
+            self.gateway.as_ref(),
+            ssh,
+            handle,
+            login,
+        );
         match started.await {
             Ok(recorder) => {
                 // Written with the session start.

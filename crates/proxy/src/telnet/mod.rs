@@ -157,7 +157,7 @@ async fn connection(
     drop(password);
     let source = peer.to_string();
     let started =
-        start_session(state, &shared, &user, &access, &source, &policy.name, Protocol::Telnet, None, login.clone());
+        start_session(state, &shared, &user, &access, &source, Some(&policy), Protocol::Telnet, None, login.clone());
     let recorder = match started.await {
         Ok(r) => r,
         Err(reason) => return refuse(state, &client, peer, refused(reason)).await,

@@ -297,3 +297,20 @@ async fn connection_policies_in_the_browser() {
     assert_eq!(list[0]["gateway_authentication"], true, "{list}");
     assert_eq!(list[0]["channels"].as_array().unwrap().len(), 1, "the refused edit changed nothing: {list}");
 }
+
+/// A policy with terminal recording off: the session runs, its recording keeps the command and
+/// the metadata, not what crossed the terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_recording_off() {
+    let w = world(json!({})).await;
+    w.request().await;
+    let (s, b) = w.edit_default_policy(|p| p["recording"] = json!(false)).await;
+    assert_eq!(s, 200, "{b}");
+    let o = w.ssh(&[&w.dest(), "echo unrecorded-$((3*3))"], b"");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "unrecorded-9", "{}", text(&o));
+    let id = live_or_ended(&w).await;
+    let events = w.recording(&id, "events").await;
+    assert!(events.contains("echo unrecorded-$((3*3))"), "the command is kept: {events}");
+    assert!(events.contains("metadata only"), "{events}");
+    assert!(!events.contains("unrecorded-9"), "the output is not: {events}");
+}
