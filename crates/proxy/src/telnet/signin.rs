@@ -49,6 +49,18 @@ fn io_gone(_: std::io::Error) -> Refused {
     Refused::Gone
 }
 
+/// Time a signed-in user has to answer a question (an AA plugin's, the target password).
+const ANSWER_TIME: Duration = Duration::from_secs(120);
+
+/// An answer to a question after sign-in, within [`ANSWER_TIME`].
+async fn answer(client: &mut ClientLeg, echo: bool) -> Result<String, Refused> {
+    match tokio::time::timeout(ANSWER_TIME, client.read_line(echo)).await {
+        Ok(Ok(Some(a))) => Ok(a),
+        Ok(Ok(None) | Err(_)) => Err(Refused::Gone),
+        Err(_) => Err(Refused::Before("no answer in time; connect again".into())),
+    }
+}
+
 /// The login dialogue: until a user signs in (at most [`ATTEMPTS`] tries), and the target
 /// they named. Bounded in time by the caller.
 pub(super) async fn dialogue(
@@ -198,7 +210,7 @@ pub(super) async fn authorize(
         AccountMode::UserSupplied => {
             let prompt = format!("Target password for {}@{}: ", access.account.name, access.asset.name);
             client.say(&prompt).await.map_err(io_gone)?;
-            let Some(typed) = client.read_line(false).await.map_err(io_gone)? else { return Err(Refused::Gone) };
+            let typed = answer(client, false).await?;
             Some(Zeroizing::new(typed))
         }
         other => {
@@ -243,7 +255,7 @@ async fn converse(
                 let mut answers = Vec::new();
                 for q in questions {
                     client.say(&q.prompt).await.map_err(io_gone)?;
-                    let Some(a) = client.read_line(q.echo).await.map_err(io_gone)? else { return Err(Refused::Gone) };
+                    let a = answer(client, q.echo).await?;
                     answers.push(a);
                 }
                 step = conversation.answer(plugins, &facts, answers).await;
