@@ -67,19 +67,13 @@ impl Watch {
         if !watch_output {
             return None;
         }
-        // The chunk's completed lines, tested in one pass.
-        let mut joined = String::new();
-        l.output.feed(data, |line| {
-            if !joined.is_empty() {
-                joined.push('\n');
-            }
-            joined.push_str(line);
+        // The chunk's completed lines, tested in one pass (plain text without a copy).
+        let mut hit = None;
+        l.output.feed_lines(data, |text| {
+            let found = self.rules.check_lines(On::Output, &String::from_utf8_lossy(text));
+            hit = [hit.take(), found].into_iter().flatten().max_by_key(|h: &Hit| h.action);
         });
-        drop(l);
-        if joined.is_empty() {
-            return None;
-        }
-        self.rules.check_lines(On::Output, &joined)
+        hit
     }
 
     pub fn command(&self, command: &str) -> Option<Hit> {

@@ -9,7 +9,7 @@ use portcullis_testkit::pty::Pty;
 use portcullis_testkit::telnetd::Telnetd;
 use serde_json::{json, Value};
 
-use super::telnet::{request_telnet, telnet_account};
+use super::telnet::{request_telnet, telnet_account, telnet_login};
 use super::{post, world_with, World, ALICE_PW};
 use crate::harness::Db;
 
@@ -142,13 +142,7 @@ async fn an_aa_plugin_asks_for_a_ticket_and_maps_the_account() {
     let body = json!({ "name": "telnet-aa", "protocol": "telnet", "channels": [{ "kind": "shell" }], "aa_plugin": "tickets", "usermapping": [w.user.name] });
     let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
     assert_eq!(s, 201, "{p}");
-    let mut c = Command::new("telnet");
-    c.args(["127.0.0.1", &w.server.telnet_port.to_string()]);
-    let mut t = Pty::spawn(c);
-    t.expect("login: ", T);
-    t.send("alice#ops@tn1\r");
-    t.expect("Password: ", T);
-    t.send(&format!("{ALICE_PW}\r"));
+    let mut t = telnet_login(&w, "alice#ops@tn1", ALICE_PW);
     t.expect("Ticket number: ", T);
     t.send("INC-1234\r");
     t.expect("$ ", T);

@@ -62,13 +62,18 @@ pub(super) async fn request_telnet(w: &World, account: &str) -> String {
 
 /// The real `telnet` client connected to the proxy, signed in as alice for the account on tn1.
 fn sign_in(w: &World) -> Pty {
+    telnet_login(w, &format!("alice#{}@tn1", w.user.name), ALICE_PW)
+}
+
+/// The real `telnet` client at the proxy's prompt: `login`, then `password`.
+pub(super) fn telnet_login(w: &World, login: &str, password: &str) -> Pty {
     let mut c = Command::new("telnet");
     c.args(["127.0.0.1", &w.server.telnet_port.to_string()]).env("TERM", "xterm");
     let mut t = Pty::spawn(c);
     t.expect("login: ", T);
-    t.send(&format!("alice#{}@tn1\r", w.user.name));
+    t.send(&format!("{login}\r"));
     t.expect("Password: ", T);
-    t.send(&format!("{ALICE_PW}\r"));
+    t.send(&format!("{password}\r"));
     t
 }
 
@@ -164,13 +169,7 @@ async fn telnet_content_rules_waits_watch_and_termination() {
     let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
     assert_eq!(s, 201, "{p}");
 
-    let mut c = Command::new("telnet");
-    c.args(["127.0.0.1", &w.server.telnet_port.to_string()]);
-    let mut t = Pty::spawn(c);
-    t.expect("login: ", T);
-    t.send(&format!("alice#{}@tn1\r", w.user.name));
-    t.expect("Password: ", T);
-    t.send("not her password\r");
+    let t = telnet_login(&w, &format!("alice#{}@tn1", w.user.name), "not her password");
     t.expect("wrong username or password", T);
     t.expect("login: ", T);
     drop(t);
