@@ -142,38 +142,61 @@ fn russh_config(cfg: &ProxyConfig) -> russh::server::Config {
 /// Serves SSH on `listener` until the task is dropped.
 pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
     let config = Arc::new(russh_config(&cfg));
-    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
-    let gate = Gate::new(cfg.pre_auth);
     if let Ok(n) = portcullis_app::sessions::close_orphans(&state).await {
         if n > 0 {
             tracing::warn!(sessions = n, "closed sessions left open by an earlier run");
         }
     }
+    let (auth_timeout, plugins) = (cfg.auth_timeout, cfg.aa_plugins.clone());
+    let app = state.clone();
+    accept_loop(state, listener, cfg.max_connections, cfg.pre_auth, "ssh", move |stream, peer, shared, ticket| {
+        let (state, config, plugins) = (app.clone(), config.clone(), plugins.clone());
+        async move {
+            let port = stream.local_addr().map_or(0, |a| a.port());
+            let handler = Conn::new(state, peer, port, shared.clone(), plugins);
+            connection(config, stream, peer, handler, shared, ticket, auth_timeout).await;
+        }
+    })
+    .await
+}
+
+/// The accept loop of every proxy: at most `max_connections` open (beyond: closed at accept),
+/// the pre-authentication gate, and per connection a task that runs `connection` and then
+/// [`finish`] (the session's end, if one started).
+pub(crate) async fn accept_loop<F, Fut>(
+    state: AppState,
+    listener: TcpListener,
+    max_connections: usize,
+    pre_auth: GateLimits,
+    protocol: &'static str,
+    connection: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr, Arc<Shared>, crate::gate::Ticket) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let gate = Gate::new(pre_auth);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "ssh accept failed");
+                tracing::warn!(error = %e, protocol, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "ssh: too many connections; refused");
+            tracing::warn!(%peer, protocol, "too many connections; refused");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let ticket = gate.admit(peer.ip());
+        let shared = Arc::new(Shared::default());
+        let running = connection(stream, peer, shared.clone(), ticket);
         let state = state.clone();
-        let config = config.clone();
-        let auth_timeout = cfg.auth_timeout;
-        let plugins = cfg.aa_plugins.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let shared = Arc::new(Shared::default());
-            let handler =
-                Conn::new(state.clone(), peer, stream.local_addr().map_or(0, |a| a.port()), shared.clone(), plugins);
-            connection(config, stream, peer, handler, shared.clone(), ticket, auth_timeout).await;
+            running.await;
             finish(&state, &shared).await;
         });
     }
@@ -428,7 +451,7 @@ async fn supervise(
 }
 
 /// After the connection is gone: seal the recording, close the row, leave the registry.
-pub(crate) async fn finish(state: &AppState, shared: &Shared) {
+async fn finish(state: &AppState, shared: &Shared) {
     shared.stop();
     let live = shared.live.lock().unwrap_or_else(|p| p.into_inner()).take();
     let Some(live) = live else { return };

@@ -24,8 +24,8 @@ use portcullis_recording::{Event, EventKind};
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
-use crate::gate::{Gate, GateLimits};
-use crate::serve::{finish, start_session, Shared};
+use crate::gate::GateLimits;
+use crate::serve::{accept_loop, start_session, Shared};
 
 mod client;
 mod codec;
@@ -58,33 +58,14 @@ pub struct TelnetConfig {
 
 /// Serves Telnet on `listener` until the task is dropped.
 pub async fn serve_telnet(state: AppState, cfg: TelnetConfig, listener: TcpListener) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
-    let gate = Gate::new(cfg.pre_auth);
+    let (max, pre_auth) = (cfg.max_connections, cfg.pre_auth);
     let cfg = Arc::new(cfg);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "telnet accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "telnet: too many connections; refused");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let ticket = gate.admit(peer.ip());
-        let state = state.clone();
-        let cfg = cfg.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let shared = Arc::new(Shared::default());
-            connection(&state, &cfg, stream, peer, shared.clone(), ticket).await;
-            finish(&state, &shared).await;
-        });
-    }
+    let app = state.clone();
+    accept_loop(state, listener, max, pre_auth, "telnet", move |stream, peer, shared, ticket| {
+        let (state, cfg) = (app.clone(), cfg.clone());
+        async move { connection(&state, &cfg, stream, peer, shared, ticket).await }
+    })
+    .await
 }
 
 async fn connection(
