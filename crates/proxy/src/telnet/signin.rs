@@ -89,6 +89,14 @@ pub(super) async fn dialogue(
                     .map_err(io_gone)?;
                 continue;
             }
+            // Launch tokens are for SSH: the Telnet prompt names only the USER#ACCOUNT@ASSET form.
+            Err(portcullis_core::connection::ConnectionStringError::Shape) => {
+                client
+                    .say("Portcullis: name the target as USER#ACCOUNT@ASSET (e.g. alice#root@db1)\n")
+                    .await
+                    .map_err(io_gone)?;
+                continue;
+            }
             Err(e) => {
                 client.say(&format!("Portcullis: {e}\n")).await.map_err(io_gone)?;
                 continue;

@@ -169,6 +169,15 @@ async fn telnet_content_rules_waits_watch_and_termination() {
     let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
     assert_eq!(s, 201, "{p}");
 
+    // A bare user name: told the form, asked again.
+    let mut c = Command::new("telnet");
+    c.args(["127.0.0.1", &w.server.telnet_port.to_string()]);
+    let mut t = Pty::spawn(c);
+    t.expect("login: ", T);
+    t.send("alice\r");
+    let screen = t.expect("name the target as USER#ACCOUNT@ASSET (e.g. alice#root@db1)", T);
+    assert!(!screen.contains("launch token"), "{screen}");
+    drop(t);
     let t = telnet_login(&w, &format!("alice#{}@tn1", w.user.name), "not her password");
     t.expect("wrong username or password", T);
     t.expect("login: ", T);
