@@ -70,7 +70,7 @@ impl Watch {
         // The chunk's completed lines, tested in one pass (plain text without a copy).
         let mut hit = None;
         l.output.feed_lines(data, |text| {
-            let found = self.rules.check_lines(On::Output, &String::from_utf8_lossy(text));
+            let found = self.rules.check_lines(On::Output, text);
             hit = [hit.take(), found].into_iter().flatten().max_by_key(|h: &Hit| h.action);
         });
         hit
