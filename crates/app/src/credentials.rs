@@ -85,9 +85,39 @@ struct Plan {
     target: Target,
 }
 
+/// Why no credential of `asset` may be sent to it now (its identity was changed and not
+/// confirmed by another administrator), or `None`.
+pub async fn unconfirmed_identity(state: &App, asset: &Asset) -> Option<String> {
+    if !asset.identity_unconfirmed() {
+        return None;
+    }
+    let mut names = Vec::new();
+    for id in &asset.identity_changed_by {
+        names.push(match state.store.user(id).await {
+            Ok(u) => u.username,
+            Err(_) => "a deleted user".to_owned(),
+        });
+    }
+    let when = asset
+        .identity_changed_at
+        .and_then(|t| jiff::Timestamp::from_microsecond(t).ok())
+        .map(|t| format!(" on {}", t.strftime("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_default();
+    Some(format!(
+        "the address, ports or host key of {asset} were changed by {who}{when} and not confirmed yet; Portcullis \
+         sends no credential to {asset} until another Asset Administrator confirms them \
+         (portcullis asset confirm-identity {asset}, or the asset's page in the web UI)",
+        asset = asset.name,
+        who = names.join(" and "),
+    ))
+}
+
 async fn plan(state: &App, account_id: &str) -> AppResult<Plan> {
     let account = state.store.account(account_id).await?;
     let asset = state.store.asset(&account.asset_id).await?;
+    if let Some(why) = unconfirmed_identity(state, &asset).await {
+        return Err(AppError::conflict("asset_identity_unconfirmed", why));
+    }
     let connector = portcullis_connect::for_platform(asset.platform.as_str()).ok_or_else(|| {
         AppError::new(
             ErrorKind::Invalid,

@@ -111,6 +111,9 @@ pub async fn access_for(
     account: Account,
     asset: Asset,
 ) -> Result<SessionAccess, String> {
+    if let Some(why) = crate::credentials::unconfirmed_identity(state, &asset).await {
+        return Err(why);
+    }
     let policy = state.store.policy(&request.policy_id).await.map_err(|_| UNAVAILABLE.to_owned())?;
     Ok(SessionAccess { request, account, asset, policy_name: policy.name, settings: policy.settings, aa: None })
 }

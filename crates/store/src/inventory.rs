@@ -24,8 +24,26 @@ pub struct Asset {
     pub host_key: Option<String>,
     /// An account of this asset that may change other accounts' credentials (root or sudo).
     pub service_account_id: Option<String>,
+    /// Who changed the asset's identity (address, ports, host key) since another administrator
+    /// last confirmed it (user ids); empty: confirmed. While not empty, no vaulted credential
+    /// of the asset is sent to it.
+    pub identity_changed_by: Vec<String>,
+    /// When the identity was last changed (only while unconfirmed).
+    pub identity_changed_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl Asset {
+    /// Its identity was changed and not yet confirmed by another administrator.
+    pub fn identity_unconfirmed(&self) -> bool {
+        !self.identity_changed_by.is_empty()
+    }
+
+    /// What makes up its identity: where credentials are sent, and the key that proves it.
+    fn identity(&self) -> (&str, String, Option<&str>) {
+        (&self.address, encode_protocols(&self.protocols), self.host_key.as_deref())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,13 +126,41 @@ fn validate_protocols(p: &[ProtocolPort]) -> Result<(), ValidationError> {
     Ok(())
 }
 
-const ASSET_COLUMNS: &str =
-    "id, name, address, platform, description, protocols, host_key, created_at, updated_at, service_account_id";
-type AssetRow = (String, String, String, String, String, String, Option<String>, i64, i64, Option<String>);
+const ASSET_COLUMNS: &str = "id, name, address, platform, description, protocols, host_key, created_at, updated_at, \
+     service_account_id, identity_changed_by, identity_changed_at";
+type AssetRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
 
 fn asset_from_row(r: AssetRow) -> Result<Asset> {
-    let (id, name, address, platform, description, protocols, host_key, created_at, updated_at, service_account_id) = r;
+    let (
+        id,
+        name,
+        address,
+        platform,
+        description,
+        protocols,
+        host_key,
+        created_at,
+        updated_at,
+        service_account_id,
+        changed_by,
+        identity_changed_at,
+    ) = r;
     Ok(Asset {
+        identity_changed_by: changed_by.unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
+        identity_changed_at,
         platform: Platform::parse(&platform).ok_or_else(|| StoreError::Corrupt(format!("platform '{platform}'")))?,
         protocols: decode_protocols(&protocols)?,
         id,
@@ -164,6 +210,8 @@ impl Store {
             protocols: new.protocols,
             host_key,
             service_account_id: None,
+            identity_changed_by: Vec::new(),
+            identity_changed_at: None,
             created_at: now,
             updated_at: now,
         };
@@ -223,8 +271,12 @@ impl Store {
         rows.into_iter().map(asset_from_row).collect()
     }
 
+    /// Updates an asset. A change of its identity (address, ports or host key) leaves it
+    /// unconfirmed until another administrator confirms it ([`Store::confirm_asset_identity`]),
+    /// and is audited as an alert.
     pub async fn update_asset(&self, actor: &Actor, now: i64, id: &str, patch: AssetPatch) -> Result<Asset> {
         let mut asset = self.asset(id).await?;
+        let before = asset.clone();
         if let Some(v) = patch.name {
             asset.name = v;
         }
@@ -248,6 +300,13 @@ impl Store {
         }
         validate_asset(&asset)?;
         asset.updated_at = now;
+        let identity_changed = asset.identity() != before.identity();
+        if identity_changed {
+            if !asset.identity_changed_by.contains(&actor.id) {
+                asset.identity_changed_by.push(actor.id.clone());
+            }
+            asset.identity_changed_at = Some(now);
+        }
         let mut tx = self.write.begin().await?;
         if let Some(svc) = &asset.service_account_id {
             let owner: Option<String> = sqlx::query_scalar("SELECT asset_id FROM accounts WHERE id = $1")
@@ -263,7 +322,8 @@ impl Store {
         }
         let n = sqlx::query(
             "UPDATE assets SET name = $1, address = $2, platform = $3, description = $4, protocols = $5, \
-             host_key = $6, updated_at = $7, service_account_id = $9 WHERE id = $8",
+             host_key = $6, updated_at = $7, service_account_id = $9, identity_changed_by = $10, \
+             identity_changed_at = $11 WHERE id = $8",
         )
         .bind(&asset.name)
         .bind(&asset.address)
@@ -274,6 +334,8 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(&asset.service_account_id)
+        .bind((!asset.identity_changed_by.is_empty()).then(|| asset.identity_changed_by.join(" ")))
+        .bind(asset.identity_changed_at)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::unique(e, || format!("an asset named '{}' already exists", asset.name)))?
@@ -281,16 +343,81 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound("asset"));
         }
+        let mut details = serde_json::json!({ "name": asset.name, "address": asset.address });
+        if identity_changed {
+            details["identity_changed"] = serde_json::json!({
+                "address": [before.address, asset.address],
+                "protocols": [encode_protocols(&before.protocols), encode_protocols(&asset.protocols)],
+                "host_key": [before.host_key, asset.host_key],
+            });
+            details["alert"] = serde_json::json!(true);
+        }
         append(
             &mut tx,
             &self.audit_key,
             actor,
             now,
-            &NewEvent::success("asset.update", "asset", id)
-                .with_details(serde_json::json!({ "name": asset.name, "address": asset.address })),
+            &NewEvent::success("asset.update", "asset", id).with_details(details),
         )
         .await?;
         tx.commit().await?;
+        Ok(asset)
+    }
+
+    /// Confirms an asset's changed identity (address, ports, host key): by an administrator
+    /// who did not change it since the last confirmation. Audited.
+    pub async fn confirm_asset_identity(&self, actor: &Actor, now: i64, id: &str) -> Result<Asset> {
+        let mut asset = self.asset(id).await?;
+        if !asset.identity_unconfirmed() {
+            return Err(StoreError::WrongState {
+                code: "identity_confirmed",
+                message: format!("the identity of {} has no unconfirmed change", asset.name),
+            });
+        }
+        if asset.identity_changed_by.contains(&actor.id) {
+            return Err(StoreError::Refused {
+                code: "own_change",
+                message: format!(
+                    "you changed the address, ports or host key of {}; another administrator must confirm it",
+                    asset.name
+                ),
+            });
+        }
+        let mut tx = self.write.begin().await?;
+        // Only the change that was looked at: a change made meanwhile stays unconfirmed.
+        let n = sqlx::query(
+            "UPDATE assets SET identity_changed_by = NULL, identity_changed_at = NULL \
+             WHERE id = $1 AND identity_changed_by = $2 AND identity_changed_at = $3",
+        )
+        .bind(id)
+        .bind(asset.identity_changed_by.join(" "))
+        .bind(asset.identity_changed_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "the identity of {} changed again meanwhile; look at it again before confirming",
+                asset.name
+            )));
+        }
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success("asset.identity_confirm", "asset", id).with_details(serde_json::json!({
+                "name": asset.name,
+                "address": asset.address,
+                "protocols": encode_protocols(&asset.protocols),
+                "host_key": asset.host_key,
+                "changed_by": asset.identity_changed_by,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
+        asset.identity_changed_by.clear();
+        asset.identity_changed_at = None;
         Ok(asset)
     }
 

@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_assets, create_asset))
         .routes(routes!(get_asset, update_asset, delete_asset))
+        .routes(routes!(confirm_asset_identity))
         .routes(routes!(list_accounts, create_account))
         .routes(routes!(get_account, update_account, delete_account))
 }
@@ -54,6 +55,13 @@ pub struct AssetDto {
     service_account_id: Option<String>,
     /// The service account's name.
     service_account_name: Option<String>,
+    /// False while a change of the address, ports or host key waits for another Asset
+    /// Administrator to confirm it: until then no vaulted credential is sent to the asset.
+    identity_confirmed: bool,
+    /// Who changed the identity since it was last confirmed (user names).
+    identity_changed_by: Vec<String>,
+    /// When it was last changed, while unconfirmed.
+    identity_changed_at: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -61,13 +69,15 @@ pub struct AssetDto {
 /// DTOs with the names of their service accounts.
 async fn asset_dtos(state: &AppState, list: &[Asset]) -> ApiResult<Vec<AssetDto>> {
     let ids = list.iter().filter_map(|a| a.service_account_id.clone()).collect();
-    let labels = Labels::load(state, [(Named::Account, ids)]).await?;
+    let changers = list.iter().flat_map(|a| a.identity_changed_by.clone()).collect();
+    let labels = Labels::load(state, [(Named::Account, ids), (Named::User, changers)]).await?;
     Ok(list
         .iter()
         .map(|a| {
             let name = a.service_account_id.as_deref().and_then(|id| labels.name(Named::Account, id));
             let service_account_name = name.map(|n| n.rsplit_once('@').map_or(n.clone(), |(a, _)| a.to_owned()));
-            AssetDto { service_account_name, ..AssetDto::from(a) }
+            let identity_changed_by = labels.names(Named::User, &a.identity_changed_by);
+            AssetDto { service_account_name, identity_changed_by, ..AssetDto::from(a) }
         })
         .collect())
 }
@@ -92,6 +102,9 @@ impl From<&Asset> for AssetDto {
             host_key: a.host_key.clone(),
             service_account_id: a.service_account_id.clone(),
             service_account_name: None,
+            identity_confirmed: !a.identity_unconfirmed(),
+            identity_changed_by: Vec::new(),
+            identity_changed_at: a.identity_changed_at.map(ts),
             created_at: ts(a.created_at),
             updated_at: ts(a.updated_at),
         }
@@ -218,6 +231,23 @@ async fn update_asset(
         service_account_id: req.service_account_id,
     };
     let asset = state.store.update_asset(&c.actor(), state.now(), &p.id, patch).await?;
+    Ok(Json(asset_dto(&state, &asset).await?))
+}
+
+/// Confirms a changed address, ports or host key of an asset, so that its vaulted
+/// credentials may be sent to it again (credential checks and changes, sessions). Only an
+/// Asset Administrator who did not make the change since the last confirmation may.
+#[utoipa::path(post, path = "/api/v1/assets/{id}/confirm-identity", tag = "assets",
+    operation_id = "confirm_asset_identity", params(IdPath),
+    responses((status = 200, description = "Confirmed", body = AssetDto),
+        (status = 403, description = "The caller made the change (code own_change)"),
+        (status = 409, description = "Nothing to confirm (code identity_confirmed), or changed again meanwhile")))]
+async fn confirm_asset_identity(
+    State(state): State<AppState>,
+    c: Authed<AssetAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<AssetDto>> {
+    let asset = state.store.confirm_asset_identity(&c.actor(), state.now(), &p.id).await?;
     Ok(Json(asset_dto(&state, &asset).await?))
 }
 

@@ -7,7 +7,8 @@ use crate::output::{done, print};
 use crate::resolve::{self, Kind};
 use crate::{CliError, GlobalArgs};
 
-const ASSET_COLUMNS: &[&str] = &["id", "name", "address", "platform", "protocols", "host_key", "service_account_name"];
+const ASSET_COLUMNS: &[&str] =
+    &["id", "name", "address", "platform", "protocols", "host_key", "service_account_name", "identity_confirmed"];
 const ACCOUNT_COLUMNS: &[&str] = &["id", "name", "asset_name", "kind", "description"];
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +74,13 @@ pub enum AssetCmd {
     },
     /// Delete an asset and its accounts.
     Delete {
+        /// The asset's name or id.
+        #[arg(value_name = "ASSET")]
+        id: String,
+    },
+    /// Confirm another administrator's change of an asset's address, ports or host key, so
+    /// that its vaulted credentials are sent to it again (checks, changes, sessions).
+    ConfirmIdentity {
         /// The asset's name or id.
         #[arg(value_name = "ASSET")]
         id: String,
@@ -150,7 +158,10 @@ fn set_some(body: &mut Value, pairs: Vec<(&str, Option<String>)>) {
 
 fn asset_target(cmd: &AssetCmd) -> Option<&str> {
     match cmd {
-        AssetCmd::Show { id } | AssetCmd::Update { id, .. } | AssetCmd::Delete { id } => Some(id),
+        AssetCmd::Show { id }
+        | AssetCmd::Update { id, .. }
+        | AssetCmd::Delete { id }
+        | AssetCmd::ConfirmIdentity { id } => Some(id),
         AssetCmd::List { .. } | AssetCmd::Create { .. } => None,
     }
 }
@@ -217,8 +228,17 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
             if clear_host_key {
                 body["host_key"] = Value::Null;
             }
-            c.patch(&item(&id), &body).await?
+            let updated = c.patch(&item(&id), &body).await?;
+            if updated["identity_confirmed"] == false && g.output != crate::output::Output::Json {
+                eprintln!(
+                    "Note: the address, ports or host key of {name} changed; another Asset Administrator must confirm \
+                     it (portcullis asset confirm-identity {name}) before Portcullis sends {name} any credential again.",
+                    name = updated["name"].as_str().unwrap_or_default()
+                );
+            }
+            updated
         }
+        AssetCmd::ConfirmIdentity { id } => c.post(&format!("{}/confirm-identity", item(&id)), &json!({})).await?,
         AssetCmd::Delete { id } => {
             c.delete(&item(&id)).await?;
             done(g.output, "Asset deleted with its accounts.");

@@ -84,6 +84,21 @@ def main():
         assert os.environ["VAULTED"] not in admin.content(), "the vaulted password is on the page"
         check(admin, "account")
 
+        # Moving an asset to another address leaves it unconfirmed until another Asset
+        # Administrator confirms it (issue 13, finding 1); nobody confirms their own change.
+        admin.goto(f"{BASE}/admin/assets")
+        admin.fill("#new-asset-name", "scratch")
+        admin.fill("#new-asset-address", "10.0.0.7")
+        admin.click("button:has-text('Add the asset')")
+        admin.click("tbody >> text=scratch")
+        admin.fill("#asset-address", "10.0.0.8")
+        admin.click("button:has-text('Save the asset')")
+        expect(admin.locator(".notice")).to_contain_text("another Asset Administrator must confirm them")
+        expect(admin.locator("main")).to_contain_text("not confirmed: no credential is sent to this asset")
+        check(admin, "asset-unconfirmed")
+        admin.click("button:has-text('Confirm the address, ports and host key')")
+        expect(admin.locator("main")).to_contain_text("another administrator must confirm it")
+
         # A reason code.
         admin.goto(f"{BASE}/admin/reason-codes")
         admin.fill("#new-reason-name", "maintenance")

@@ -239,6 +239,7 @@ async fn password_changes(db: Db) {
         )
         .await;
     assert_eq!(s, 200, "{a}");
+    server.confirm_identity(&w.admin, &w.asset_id).await;
     let (s, c) = post(&server, &w.admin, &format!("{acct}/credentials/check"), json!({ "kind": "password" })).await;
     assert_eq!((s, c["ok"].as_bool(), c["code"].as_str()), (200, Some(false), Some("host_key_mismatch")), "{c}");
     responses.push(c.to_string());
@@ -257,6 +258,7 @@ async fn password_changes(db: Db) {
         )
         .await;
     assert_eq!(s, 200);
+    server.confirm_identity(&w.admin, &w.asset_id).await;
     let (s, c) = post(&server, &w.admin, &format!("{acct}/credentials/check"), json!({})).await;
     assert_eq!((s, c["ok"].as_bool()), (200, Some(true)), "{c}");
     const WRONG: &str = "Plant-Wrong-Stored-913";

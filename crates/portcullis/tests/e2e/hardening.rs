@@ -1,6 +1,7 @@
 //! Findings of the security run (issue 13), each performed as an attack against the real
 //! binary; each test fails if the attack works again. On SQLite and PostgreSQL.
 
+use portcullis_testkit::sshd::{Sshd, UnixUser};
 use serde_json::{json, Value};
 
 use crate::harness::{Db, Server};
@@ -111,6 +112,8 @@ async fn run(db: Db) {
     assert_eq!((s, v["field"].as_str()), (422, Some("password")), "{v}");
     assert!(!v["message"].as_str().unwrap().contains("abc"), "the password is not echoed: {v}");
 
+    asset_identity(&server, &admin).await;
+
     // Finding 16: another user's request answers like an unknown one (no existence oracle).
     let (s, v) = call(&server, "POST", "/api/v1/requests", &admin, Some(json!({ "accounts": [one] }))).await;
     assert_eq!(s, 200, "{v}");
@@ -124,6 +127,76 @@ async fn run(db: Db) {
         assert_eq!(theirs, unknown, "{method} {path}: another's request must look unknown");
         assert_eq!(theirs.0, 404);
     }
+}
+
+/// Finding 1: an Asset Administrator points an asset with a vaulted password at a host of
+/// their own (a capturing sshd) and asks for a credential check. The vault sends nothing to a
+/// changed address, port or host key until another administrator confirms it.
+async fn asset_identity(server: &Server, admin: &str) {
+    const VAULTED: &str = "Plant-Harvest-Me-7731x";
+    let user = UnixUser::create(VAULTED);
+    let real = Sshd::start();
+    let capture = Sshd::start();
+    // The harness's readiness probe connects once; a login attempt names the user.
+    let contacted = || {
+        let log = capture.log();
+        log.contains(&user.name) || log.matches("Connection from").count() > 1
+    };
+    let (_, mallory) = server.user_with_roles(admin, "mallory", &["asset_admin"]).await;
+    let ssh = |port: u16| json!([{ "protocol": "ssh", "port": port }]);
+    let body = json!({ "name": "vaulted", "address": "127.0.0.1", "platform": "linux", "protocols": ssh(real.port()) });
+    let (s, asset) = call(server, "POST", "/api/v1/assets", admin, Some(body)).await;
+    assert_eq!(s, 201, "{asset}");
+    let asset_path = format!("/api/v1/assets/{}", asset["id"].as_str().unwrap());
+    assert_eq!(asset["identity_confirmed"], true, "a new asset is trusted as created: {asset}");
+    let body = json!({ "asset_id": asset["id"], "name": user.name });
+    let (_, account) = call(server, "POST", "/api/v1/accounts", admin, Some(body)).await;
+    let acct = format!("/api/v1/accounts/{}", account["id"].as_str().unwrap());
+    let (s, v) = call(server, "PUT", &format!("{acct}/password"), admin, Some(json!({ "password": VAULTED }))).await;
+    assert_eq!(s, 201, "{v}");
+    let check = json!({ "kind": "password" });
+    let (s, v) = call(server, "POST", &format!("{acct}/credentials/check"), &mallory, Some(check.clone())).await;
+    assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "the real host accepts the vaulted password: {v}");
+
+    // The attack: the asset now points at the capturing server, its host key unpinned.
+    let (s, a) = call(
+        server,
+        "PATCH",
+        &asset_path,
+        &mallory,
+        Some(json!({ "protocols": ssh(capture.port()), "host_key": null })),
+    )
+    .await;
+    assert_eq!(
+        (s, &a["identity_confirmed"], &a["identity_changed_by"]),
+        (200, &json!(false), &json!(["mallory"])),
+        "{a}"
+    );
+    for action in ["check", "change"] {
+        let (s, v) = call(server, "POST", &format!("{acct}/credentials/{action}"), &mallory, Some(check.clone())).await;
+        assert_eq!((s, v["code"].as_str()), (409, Some("asset_identity_unconfirmed")), "{action}: {v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(message.contains("changed by mallory") && message.contains("confirm-identity vaulted"), "{message}");
+    }
+    assert!(!contacted(), "the capturing host was contacted:\n{}", capture.log());
+    let (_, events) = call(server, "GET", "/api/v1/audit/events?action=asset.update", admin, None).await;
+    let change = events["events"].as_array().unwrap().iter().find(|e| e["object_id"] == asset["id"]).unwrap().clone();
+    assert_eq!(change["details"]["alert"], true, "the change is audited as an alert: {change}");
+
+    // Nobody confirms their own change; undoing it is a change too, so a third one confirms.
+    let confirm = format!("{asset_path}/confirm-identity");
+    let (s, v) = call(server, "POST", &confirm, &mallory, None).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("own_change")), "{v}");
+    let (s, a) = call(server, "PATCH", &asset_path, admin, Some(json!({ "protocols": ssh(real.port()) }))).await;
+    assert_eq!((s, a["identity_changed_by"].as_array().map(Vec::len)), (200, Some(2)), "{a}");
+    let (s, v) = call(server, "POST", &confirm, admin, None).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("own_change")), "{v}");
+    server.confirm_identity(admin, asset["id"].as_str().unwrap()).await;
+    let (s, v) = call(server, "POST", &format!("{acct}/credentials/check"), admin, Some(check)).await;
+    assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "confirmed, the check runs again: {v}");
+    let (_, events) = call(server, "GET", "/api/v1/audit/events?action=asset.identity_confirm", admin, None).await;
+    assert_eq!(events["events"][0]["actor_name"], "asset-admin-2", "{events}");
+    assert!(!contacted(), "the capturing host was contacted:\n{}", capture.log());
 }
 
 /// Finding 14: the database, its journal and the data directory are the server's only, and a

@@ -288,6 +288,21 @@ impl Server {
         b["token"].as_str().unwrap().to_owned()
     }
 
+    /// Confirms an asset's changed address, ports or host key as a second Asset Administrator
+    /// (`asset-admin-2`, created on first use), as the vault requires before it sends the
+    /// asset's credentials again.
+    pub async fn confirm_identity(&self, admin: &str, asset_id: &str) {
+        const NAME: &str = "asset-admin-2";
+        let login = json!({ "username": NAME, "password": format!("{NAME} password 1234") });
+        let token = match self.call("POST", "/api/v1/auth/login", None, Some(login)).await {
+            (200, b) => b["token"].as_str().unwrap().to_owned(),
+            _ => self.user_with_roles(admin, NAME, &["asset_admin"]).await.1,
+        };
+        let path = format!("/api/v1/assets/{asset_id}/confirm-identity");
+        let (s, v) = self.call("POST", &path, Some(&token), None).await;
+        assert_eq!(s, 200, "confirming the asset's identity: {v}");
+    }
+
     /// Creates a user with the given roles and returns (id, session token).
     pub async fn user_with_roles(&self, admin: &str, username: &str, roles: &[&str]) -> (String, String) {
         let password = format!("{username} password 1234");

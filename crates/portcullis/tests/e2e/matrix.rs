@@ -135,6 +135,7 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     for op in [
         "create_asset",
         "update_asset",
+        "confirm_asset_identity",
         "delete_asset",
         "create_account",
         "update_account",

@@ -152,6 +152,11 @@ async fn refusals_say_why() {
         )
         .await;
     assert_eq!(s, 200);
+    // Unconfirmed, the changed identity gets no credential (issue 13, finding 1).
+    let o = w.ssh(&[&w.dest(), "true"], b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another Asset Administrator confirms"), "{}", text(&o));
+    w.server.confirm_identity(&w.admin, &w.asset_id).await;
     let o = w.ssh(&[&w.dest(), "true"], b"");
     assert_eq!(o.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&o.stderr).contains("host key"), "{}", text(&o));
@@ -181,6 +186,7 @@ async fn refusals_say_why() {
         )
         .await;
     assert_eq!(s, 200);
+    w.server.confirm_identity(&w.admin, &w.asset_id).await;
     w.user.set_password("Changed-Behind-Our-Back-1");
     let o = w.ssh(&[&w.dest(), "true"], b"");
     assert_eq!(o.status.code(), Some(255));

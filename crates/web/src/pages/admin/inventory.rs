@@ -48,15 +48,19 @@ fn ssh_port(a: &Value) -> String {
         .unwrap_or_else(|| "22".into())
 }
 
-/// The protocols field of a form: SSH on the given port.
-fn ssh_on(form: &Submitted) -> Result<Value, AppError> {
+/// The protocols field of a form: SSH on the given port, and the asset's other protocols
+/// (`current`, if it exists) as they are.
+fn ssh_on(form: &Submitted, current: Option<&Value>) -> Result<Value, AppError> {
     let port = match form.text("ssh_port") {
         Some(p) => {
             p.parse::<i64>().map_err(|_| AppError::invalid("ssh_port", "the SSH port is a number, 1 to 65535"))?
         }
         None => 22,
     };
-    Ok(json!([{ "protocol": "ssh", "port": port }]))
+    let mut list = vec![json!({ "protocol": "ssh", "port": port })];
+    let others = current.and_then(|a| a["protocols"].as_array()).into_iter().flatten();
+    list.extend(others.filter(|p| p["protocol"] != "ssh").cloned());
+    Ok(Value::Array(list))
 }
 
 pub async fn assets(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
@@ -106,7 +110,7 @@ pub async fn create_asset(State(web): State<Web>, form: Submitted) -> Response {
             "address": need(&form, "address", "the address")?,
             "platform": need(&form, "platform", "the platform")?,
             "description": form.text("description").unwrap_or_default(),
-            "protocols": ssh_on(&form)?,
+            "protocols": ssh_on(&form, None)?,
             "host_key": opt(&form, "host_key"),
         });
         let a = kit::call(&web, &form.viewer, Method::POST, "/api/v1/assets", Some(body)).await?;
@@ -166,15 +170,41 @@ pub async fn asset(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Qu
         ],
     );
     let delete = button("delete", &format!("{base}/delete"), "Delete the asset", "Delete the asset", vec![]);
+    let unconfirmed = a["identity_confirmed"] == false;
+    let identity = if unconfirmed {
+        let who: Vec<&str> =
+            a["identity_changed_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        format!(
+            "changed by {} ({}), not confirmed: no credential is sent to this asset until another Asset \
+             Administrator confirms the address, ports and host key",
+            who.join(" and "),
+            kit::s(&a, "identity_changed_at")
+        )
+    } else {
+        "confirmed".to_owned()
+    };
+    let confirm = button(
+        "confirm-identity",
+        &format!("{base}/confirm-identity"),
+        "Confirm the address, ports and host key",
+        "Confirm the address, ports and host key",
+        vec![],
+    );
     let facts = json!([
         ["Address", kit::s(&a, "address")],
         ["Platform", kit::s(&a, "platform")],
         ["Protocols", protocols(&a)],
         ["Host key", if a["host_key"].is_null() { "not pinned" } else { "pinned" }],
         ["Service account", a["service_account_name"].as_str().unwrap_or("none")],
+        ["Identity", identity],
     ]);
+    let summary = if unconfirmed {
+        json!({ "heading": "Summary", "facts": facts, "forms": [confirm] })
+    } else {
+        json!({ "heading": "Summary", "facts": facts })
+    };
     let ctx = json!({ "title": format!("Asset {}", kit::s(&a, "name")), "notice": n.done, "sections": [
-        { "heading": "Summary", "facts": facts },
+        summary,
         { "heading": "Accounts", "table": table(&["Account", "Kind", "Description"], rows, "No accounts on this asset yet."), "forms": [add] },
         { "heading": "Change the asset", "forms": [edit] },
         { "heading": "Delete", "forms": [delete] },
@@ -198,15 +228,27 @@ pub async fn asset_act(
                     "address": need(&form, "address", "the address")?,
                     "platform": need(&form, "platform", "the platform")?,
                     "description": form.text("description").unwrap_or_default(),
-                    "protocols": ssh_on(&form)?,
+                    "protocols": ssh_on(&form, Some(&kit::get(&web, v, &api).await?))?,
                 });
                 if form.get("unpin") == Some("on") {
                     body["host_key"] = Value::Null;
                 } else if let Some(k) = form.text("host_key") {
                     body["host_key"] = json!(k);
                 }
-                kit::call(&web, v, Method::PATCH, &api, Some(body)).await?;
+                let saved = kit::call(&web, v, Method::PATCH, &api, Some(body)).await?;
+                if saved["identity_confirmed"] == false {
+                    return Ok((
+                        base.clone(),
+                        "The asset was saved. Its address, ports or host key changed: another Asset Administrator \
+                         must confirm them on this page before Portcullis sends it any credential again."
+                            .into(),
+                    ));
+                }
                 Ok((base.clone(), "The asset was saved.".into()))
+            }
+            "confirm-identity" => {
+                kit::call(&web, v, Method::POST, &format!("{api}/confirm-identity"), None).await?;
+                Ok((base.clone(), "Confirmed: credentials are sent to this asset again.".into()))
             }
             "accounts" => {
                 let body = json!({
