@@ -237,6 +237,8 @@ pub async fn run(config: Config) -> Result<()> {
     let app = secure_headers(api.clone().merge(portcullis_web::router(state, tls.is_some(), api)), tls.is_some());
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
 
+    let connections = Arc::new(tokio::sync::Semaphore::new(HTTP_MAX_CONNECTIONS));
+    let gate = portcullis_proxy::Gate::new("http", HTTP_WAITING);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -252,15 +254,41 @@ pub async fn run(config: Config) -> Result<()> {
                 };
                 let app = app.clone();
                 let acceptor = acceptor.clone();
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    // At the cap: refused at once, so file descriptors never run out.
+                    tracing::warn!(%peer, "too many HTTP connections; refusing a new one");
+                    continue;
+                };
+                let ticket = gate.admit(peer.ip());
+                let mut evicted = ticket.evicted.clone();
+                let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let ticket = Waiting { ticket: std::sync::Mutex::new(Some(ticket)), asked: asked.clone() };
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let _ = stream.set_nodelay(true);
-                    match acceptor {
-                        Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), peer, app).await,
-                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                        },
-                        None => serve_connection(TokioIo::new(stream), peer, app).await,
+                    let serve = async move {
+                        match acceptor {
+                            Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), peer, app, ticket).await,
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            },
+                            None => serve_connection(TokioIo::new(stream), peer, app, ticket).await,
+                        }
+                    };
+                    // Dropped to make room, or when its time is up, while it has not sent a
+                    // whole first request (the TLS handshake and HTTP version detection have no
+                    // deadline of their own in hyper).
+                    let deadline = async {
+                        tokio::time::sleep(HEADER_TIMEOUT).await;
+                        if asked.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = serve => {}
+                        Ok(_) = evicted.wait_for(|e| *e) => tracing::debug!(%peer, "dropped: no request yet and newer connections waiting"),
+                        _ = deadline => tracing::debug!(%peer, "closed: no request within the time limit"),
                     }
                 });
             }
@@ -314,15 +342,50 @@ fn secure_headers(app: axum::Router, tls: bool) -> axum::Router {
     }
 }
 
-async fn serve_connection<I>(io: I, peer: SocketAddr, app: axum::Router)
+/// The most HTTP connections open at once; more are closed as they arrive (the limit is
+/// well below the usual 1,024 file descriptors, so the database and proxies keep theirs).
+const HTTP_MAX_CONNECTIONS: usize = 768;
+/// Connections that have not yet sent a whole first request: at most this many, and this many
+/// from one address; a newcomer drops the oldest (slowloris, silent connections). Generous
+/// per address: behind a reverse proxy or NAT, one address is many people, and a burst of
+/// hundreds of genuine requests must not drop its own first ones.
+const HTTP_WAITING: portcullis_proxy::GateLimits = portcullis_proxy::GateLimits { total: 512, per_source: 448 };
+/// A request's headers must arrive within this time; a kept-alive HTTP/1.1 connection idle
+/// for as long is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A connection's place among those that have not sent a whole first request yet.
+struct Waiting {
+    ticket: std::sync::Mutex<Option<portcullis_proxy::Ticket>>,
+    /// Set with the first request.
+    asked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Waiting {
+    /// Leaves the waiting room (its first complete request arrived).
+    fn leave(&self) {
+        self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.ticket.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+async fn serve_connection<I>(io: I, peer: SocketAddr, app: axum::Router, waiting: Waiting)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        waiting.leave();
         req.extensions_mut().insert(ClientAddr(peer));
         app.clone().oneshot(req.map(axum::body::Body::new))
     });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(io, service).await {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(HEADER_TIMEOUT);
+    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

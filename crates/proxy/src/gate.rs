@@ -45,6 +45,8 @@ impl Inner {
 }
 
 pub struct Gate {
+    /// What waits here, for the log: `ssh`, `telnet`, `http`.
+    name: &'static str,
     limits: GateLimits,
     inner: Mutex<Inner>,
 }
@@ -64,8 +66,9 @@ impl Drop for Ticket {
 }
 
 impl Gate {
-    pub fn new(limits: GateLimits) -> Arc<Gate> {
+    pub fn new(name: &'static str, limits: GateLimits) -> Arc<Gate> {
         Arc::new(Gate {
+            name,
             limits: GateLimits { total: limits.total.max(1), per_source: limits.per_source.max(1) },
             inner: Mutex::new(Inner::default()),
         })
@@ -96,7 +99,8 @@ impl Gate {
                 tracing::warn!(
                     %source,
                     waiting = inner.waiting.len(),
-                    "ssh: too many connections waiting to sign in; dropping the oldest"
+                    gate = self.name,
+                    "too many connections waiting to sign in or send a request; dropping the oldest"
                 );
             }
         }
@@ -125,7 +129,7 @@ mod tests {
 
     #[test]
     fn the_oldest_waiting_connection_makes_room() {
-        let gate = Gate::new(GateLimits { total: 3, per_source: 2 });
+        let gate = Gate::new("test", GateLimits { total: 3, per_source: 2 });
         let a1 = gate.admit(ip(1));
         let a2 = gate.admit(ip(1));
         // A third from the same address drops that address's oldest, not anyone else's.

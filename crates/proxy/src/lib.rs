@@ -30,7 +30,7 @@ mod serve;
 mod telnet;
 
 pub use aa::{check_transport, AaPlugin, AaPlugins, AaTransport};
-pub use gate::GateLimits;
+pub use gate::{Gate, GateLimits, Ticket};
 pub use host_keys::{host_key_fingerprints, load_or_create_host_keys, HostKeyError};
 pub use serve::{serve, ProxyConfig};
 pub use telnet::{serve_telnet, PromptPatterns, Prompts, TelnetConfig};

@@ -175,7 +175,7 @@ pub(crate) async fn accept_loop<F, Fut>(
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    let gate = Gate::new(pre_auth);
+    let gate = Gate::new(protocol, pre_auth);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,

@@ -286,3 +286,53 @@ async fn every_response_forbids_framing_and_carries_hsts_over_tls() {
         assert!(get("strict-transport-security").starts_with("max-age="), "{path}");
     }
 }
+
+/// Finding 4: silent connections and half-sent requests (slowloris) do not lock anyone out or
+/// run the server out of file descriptors. 1,000 from one address: the oldest waiting ones are
+/// dropped for newcomers, a real client still gets its answer while the rest are open, and a
+/// connection that sends no whole request is closed when its time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_http_connections_do_not_lock_users_out() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let server = Server::start(Db::Sqlite);
+    let admin = server.bootstrap().await;
+    let addr = format!("127.0.0.1:{}", server.port);
+    let open = |s: TcpStream, half: bool| async move {
+        let mut s = s;
+        if half {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: portcullis\r\nX-Slow: ").await.unwrap();
+        }
+        s
+    };
+    let mut attack = Vec::new();
+    for i in 0..1_000 {
+        let s = TcpStream::connect(&addr).await.expect("the server accepts connections");
+        attack.push(open(s, i % 2 == 1).await);
+    }
+    let (s, me) = server.call("GET", "/api/v1/me", Some(&admin), None).await;
+    assert_eq!((s, me["username"].as_str()), (200, Some("admin")), "a real client is answered during the attack");
+
+    async fn closed(s: &mut TcpStream, wait: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(tokio::time::timeout(wait, s.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+    let mut dropped = 0;
+    for s in &mut attack {
+        dropped += usize::from(closed(s, Duration::from_millis(50)).await);
+    }
+    assert!(dropped >= 1_000 - 448, "only {dropped} of 1,000 waiting connections from one address were dropped");
+
+    // Those left, and a newcomer that never finishes its request, are closed when their time
+    // is up (15 s for a request's headers).
+    let mut late = vec![open(TcpStream::connect(&addr).await.unwrap(), true).await];
+    late.push(TcpStream::connect(&addr).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    for s in attack.iter_mut().chain(late.iter_mut()) {
+        assert!(closed(s, Duration::from_secs(2)).await, "a connection without a whole request was kept open");
+    }
+    let (s, _) = server.call("GET", "/healthz", None, None).await;
+    assert_eq!(s, 200);
+}
