@@ -96,6 +96,7 @@ impl From<portcullis_app::AppError> for ApiError {
             K::Conflict => StatusCode::CONFLICT,
             K::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             K::Upstream => StatusCode::BAD_GATEWAY,
+            K::TooMany => StatusCode::TOO_MANY_REQUESTS,
             K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, code: e.code, message: e.message, field: e.field }

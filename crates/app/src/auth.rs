@@ -206,30 +206,50 @@ pub async fn verify_login(
         }
     };
 
+    // One address failing too often waits (before any password check, which costs memory
+    // and time).
+    if let Some(wait) = state.throttle.source_wait(source, now) {
+        state.metrics.logins_failed.inc();
+        return Err(AppError::new(
+            ErrorKind::TooMany,
+            "too_many_attempts",
+            format!("too many failed sign-ins from your address; wait {wait} seconds and try again"),
+        ));
+    }
+    let lockout = |now: i64| now + state.auth.lockout_minutes * 60_000_000;
+    let locked_message = format!(
+        "too many failed sign-ins; the account is locked for {} minutes (a User Administrator can unlock it)",
+        state.auth.lockout_minutes
+    );
+    let locked = || AppError::new(ErrorKind::Unauthenticated, "account_locked", locked_message.clone());
+
     let login_state = if username.len() <= 64 { state.store.login_state(username).await? } else { None };
     let Some(login_state) = login_state else {
+        // An unknown name answers exactly as a known one would: the same password check, the
+        // same lockout after as many failures (kept in memory), the same messages.
         verify_password_blocking(password, DUMMY_HASH.clone()).await?;
-        fail(String::new(), "unknown user").await?;
+        state.throttle.source_failed(source, now);
+        let was_locked = state.throttle.phantom_locked(username, now);
+        fail(String::new(), if was_locked { "account locked" } else { "unknown user" }).await?;
+        if was_locked || state.throttle.phantom_failed(username, now, state.auth.lockout_threshold, lockout(now)) {
+            return Err(locked());
+        }
         return Err(invalid());
     };
     let user = &login_state.user;
-    if user.locked_until.is_some_and(|t| t > now) {
-        fail(user.id.clone(), "account locked").await?;
-        return Err(AppError::new(
-            ErrorKind::Unauthenticated,
-            "account_locked",
-            "too many failed sign-ins; the account is locked for a while (a User Administrator can unlock it)",
-        ));
-    }
+    // The password is checked even for a locked account, so that the answer takes as long.
     let password_ok = verify_password_blocking(password, login_state.password_hash.clone()).await?;
+    if user.locked_until.is_some_and(|t| t > now) {
+        state.throttle.source_failed(source, now);
+        fail(user.id.clone(), "account locked").await?;
+        return Err(locked());
+    }
     if !password_ok || user.disabled {
-        let locked = fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
-        if locked {
-            return Err(AppError::new(
-                ErrorKind::Unauthenticated,
-                "account_locked",
-                "too many failed sign-ins; the account is now locked for a while",
-            ));
+        state.throttle.source_failed(source, now);
+        let now_locked =
+            fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
+        if now_locked {
+            return Err(locked());
         }
         return Err(invalid());
     }
@@ -249,6 +269,7 @@ pub async fn verify_login(
             None => false,
         };
         if !consumed {
+            state.throttle.source_failed(source, now);
             fail(user.id.clone(), "wrong one-time code").await?;
             return Err(AppError::new(
                 ErrorKind::Unauthenticated,

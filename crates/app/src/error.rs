@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Invalid,
     /// A target system could not be reached or refused.
     Upstream,
+    /// Too many attempts; try again later.
+    TooMany,
     /// A failure that is not the caller's; details are in the server log.
     Internal,
 }

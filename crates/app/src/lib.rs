@@ -24,6 +24,7 @@ pub mod services;
 pub mod session_access;
 pub mod sessions;
 pub mod state;
+pub mod throttle;
 pub mod waiting;
 
 pub use error::{AppError, AppResult, ErrorKind};

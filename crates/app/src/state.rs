@@ -91,6 +91,8 @@ pub struct App {
     pub telnet_port: u16,
     /// The names of the AA plugins this server configures (connection policies may name them).
     pub aa_plugins: Arc<Vec<String>>,
+    /// Failed sign-ins per source address, and unknown usernames' lockout (this node).
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// One public host key of the SSH proxy.
@@ -124,6 +126,7 @@ impl App {
             ssh_host_keys: Arc::new(Vec::new()),
             aa_plugins: Arc::new(Vec::new()),
             telnet_port: 0,
+            throttle: Arc::default(),
         }
     }
 

@@ -77,6 +77,11 @@ struct Rule {
 
 #[derive(Debug, Clone)]
 struct Set {
+    /// "Does any rule match?" in as few passes as possible: the rules whose patterns start
+    /// with literals of three bytes or more, as one alternation (one pass, one prefilter over
+    /// all their literals: measured three times faster than each alone), and the others each
+    /// alone (each with whatever prefilter it has).
+    any: Vec<Regex>,
     /// One regular expression per rule. Not a `RegexSet`: each pattern alone gets its own
     /// literal prefilter and skips most text, while a set runs one automaton over every byte
     /// (measured about six times slower on plain text with the benchmark's ten output rules;
@@ -88,8 +93,23 @@ struct Set {
 }
 
 impl Set {
+    fn new(regexes: Vec<Regex>, rules: Vec<Rule>) -> Set {
+        let (led, alone): (Vec<&Regex>, Vec<&Regex>) = regexes.iter().partition(|r| literal_led(r.as_str()));
+        let mut any: Vec<Regex> = alone.into_iter().cloned().collect();
+        let joined = led.iter().map(|r| format!("(?:{})", r.as_str())).collect::<Vec<_>>().join("|");
+        match led.len() {
+            0 => {}
+            1 => any.push(led[0].clone()),
+            _ => match RegexBuilder::new(&joined).multi_line(true).crlf(true).size_limit(1 << 22).build() {
+                Ok(group) => any.push(group),
+                Err(_) => any.extend(led.into_iter().cloned()),
+            },
+        }
+        Set { any, regexes, rules }
+    }
+
     fn any(&self, text: &[u8]) -> bool {
-        self.regexes.iter().any(|r| r.is_match(text))
+        self.any.iter().any(|r| r.is_match(text))
     }
 
     /// The most severe rule that matches.
@@ -179,7 +199,7 @@ pub fn compile(specs: &[ContentRuleSpec]) -> Result<ContentRules, ValidationErro
             On::Output => &mut out.output,
             On::File => &mut out.file,
         };
-        *slot = Some(Set { regexes, rules });
+        *slot = Some(Set::new(regexes, rules));
     }
     Ok(out)
 }
@@ -229,6 +249,17 @@ impl ContentRules {
         let rule = set.most_severe(text.as_bytes())?;
         Some(Hit { rule: rule.name.clone(), action: rule.action, on, text: text.to_owned() })
     }
+}
+
+/// Does every match of `pattern` start with one of a few literals of three bytes or more?
+fn literal_led(pattern: &str) -> bool {
+    use regex_syntax::hir::literal::Extractor;
+    let Ok(hir) = regex_syntax::ParserBuilder::new().multi_line(true).crlf(true).build().parse(pattern) else {
+        return false;
+    };
+    let mut prefixes = Extractor::new().extract(&hir);
+    prefixes.optimize_for_prefix_by_preference();
+    prefixes.len().is_some_and(|n| (1..=64).contains(&n)) && prefixes.min_literal_len().is_some_and(|n| n >= 3)
 }
 
 fn cut(text: &str) -> &str {
@@ -551,6 +582,29 @@ mod tests {
                 assert_eq!(lines(&[&text[..a], &text[a..b], &text[b..]]), whole, "split at {a} and {b}");
             }
         }
+    }
+
+    #[test]
+    fn literal_led_rules_are_searched_together_and_the_rest_alone() {
+        assert!(literal_led("BEGIN (RSA|OPENSSH) PRIVATE KEY"));
+        assert!(literal_led("(?i)password\\s*[:=]"));
+        assert!(literal_led("^root:[^:]*:0:0:"));
+        assert!(!literal_led("\\b4[0-9]{12}"), "a one-byte literal is no prefilter");
+        assert!(!literal_led(".*secret"));
+        let r = rules(
+            r#"[{"on":"output","pattern":"AKIA[0-9A-Z]{16}","action":"alert"},
+                {"on":"output","pattern":"(?i)segmentation fault","action":"log"},
+                {"on":"output","pattern":"\\b4[0-9]{12}\\b","action":"terminate"}]"#,
+        );
+        assert_eq!(r.output.as_ref().unwrap().any.len(), 2, "one alternation and one alone");
+        for (text, action) in [
+            ("key AKIAABCDEFGHIJKLMNOP here", Action::Alert),
+            ("Segmentation Fault (core dumped)", Action::Log),
+            ("card 4111111111111 end", Action::Terminate),
+        ] {
+            assert_eq!(r.check_lines(On::Output, format!("ok\n{text}\n").as_bytes()).unwrap().action, action, "{text}");
+        }
+        assert!(r.check_lines(On::Output, b"4111 AKIA segmentation\n").is_none());
     }
 
     fn rules(json: &str) -> ContentRules {

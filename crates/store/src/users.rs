@@ -377,14 +377,18 @@ impl Store {
         let mut tx = self.write.begin().await?;
         let mut locked = false;
         if !user_id.is_empty() {
+            // Attempts during a lock neither count nor move it (nobody keeps an account locked
+            // forever); a lock starts the count afresh for when it ends.
             let failures: Option<i64> = sqlx::query_scalar(
-                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+                "UPDATE users SET failed_logins = failed_logins + 1 \
+                 WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) RETURNING failed_logins",
             )
             .bind(user_id)
+            .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
             if failures.is_some_and(|f| f >= threshold) {
-                sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+                sqlx::query("UPDATE users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
                     .bind(lock_until)
                     .bind(user_id)
                     .execute(&mut *tx)

@@ -101,6 +101,7 @@ pub fn error_page(web: &Web, v: &Viewer, e: &AppError, back: &str) -> Response {
         ErrorKind::Invalid | ErrorKind::BadRequest => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        ErrorKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let title = match e.kind {

@@ -142,8 +142,28 @@ pub struct TotpCode {
     code: String,
 }
 
-async fn check_code(state: &AppState, caller: &Authed<AnyUser>, code: &str) -> ApiResult<i64> {
+/// Checks a one-time code of the caller's. Once codes are on (`enforced`), wrong ones are
+/// audited and count toward the account's lockout and the address's limit, as at sign-in
+/// (issue 13, finding 19): a signed-in session cannot be used to guess codes. While enrolling,
+/// the caller holds the key anyway, and a mistyped code is only an invalid input.
+async fn check_code(state: &AppState, caller: &Authed<AnyUser>, code: &str, enforced: bool) -> ApiResult<i64> {
+    let now = state.now();
+    let actor = caller.actor();
+    if let Some(wait) = state.throttle.source_wait(&actor.source, now) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed attempts from your address; wait {wait} seconds and try again"),
+        ));
+    }
     let login = state.store.login_state(&caller.user.username).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    if login.user.locked_until.is_some_and(|t| t > now) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "account_locked",
+            "too many wrong codes or passwords; the account is locked for a while (a User Administrator can unlock it)",
+        ));
+    }
     let secret = login
         .totp_secret
         .as_deref()
@@ -153,7 +173,24 @@ async fn check_code(state: &AppState, caller: &Authed<AnyUser>, code: &str) -> A
     let step = totp::verify(&secret, code, state.now().div_euclid(1_000_000), login.totp_last_step);
     match step {
         Some(step) if state.store.consume_totp_step(&caller.user.id, step).await? => Ok(step),
-        _ => Err(ApiError::invalid("code", "wrong or reused one-time code")),
+        _ if !enforced => Err(ApiError::invalid("code", "wrong or reused one-time code")),
+        _ => {
+            state.throttle.source_failed(&actor.source, now);
+            let lock_until = now + state.auth.lockout_minutes * 60_000_000;
+            let threshold = state.auth.lockout_threshold;
+            let reason = "wrong one-time code (signed in)";
+            let locked = state.store.record_login_failure(&actor, now, &caller.user.id, threshold, lock_until, reason);
+            if locked.await? {
+                return Err(ApiError::invalid(
+                    "code",
+                    format!(
+                        "wrong or reused one-time code; after too many the account is now locked for {} minutes",
+                        state.auth.lockout_minutes
+                    ),
+                ));
+            }
+            Err(ApiError::invalid("code", "wrong or reused one-time code"))
+        }
     }
 }
 
@@ -169,7 +206,7 @@ async fn confirm_totp(
     if caller.user.totp_enabled {
         return Err(ApiError::conflict("totp_already_enabled", "one-time codes are already enabled"));
     }
-    let step = check_code(&state, &caller, &req.code).await?;
+    let step = check_code(&state, &caller, &req.code, false).await?;
     state.store.set_totp_enabled(&caller.actor(), state.now(), &caller.user.id, true, Some(step)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -186,7 +223,7 @@ async fn disable_totp(
     if !caller.user.totp_enabled {
         return Err(ApiError::conflict("totp_not_enabled", "one-time codes are not enabled"));
     }
-    let step = check_code(&state, &caller, &req.code).await?;
+    let step = check_code(&state, &caller, &req.code, true).await?;
     state.store.set_totp_enabled(&caller.actor(), state.now(), &caller.user.id, false, Some(step)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

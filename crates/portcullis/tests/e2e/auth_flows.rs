@@ -27,14 +27,27 @@ async fn lockout_after_repeated_failures_and_unlock() {
         let (s, b) = login("wrong password").await;
         assert_eq!((s, b["code"].as_str()), (401, Some("invalid_credentials")));
     }
-    let (s, b) = login("wrong password").await;
-    assert_eq!((s, b["code"].as_str()), (401, Some("account_locked")), "{b}");
+    let (s, locked) = login("wrong password").await;
+    assert_eq!((s, locked["code"].as_str()), (401, Some("account_locked")), "{locked}");
     let (s, b) = login("bob password 1234").await;
     assert_eq!((s, b["code"].as_str()), (401, Some("account_locked")), "the right password is refused while locked");
-    // Unknown users get the same answer as wrong passwords.
-    let (s, b) =
-        server.call("POST", "/api/v1/auth/login", None, Some(json!({ "username": "nobody", "password": "x" }))).await;
-    assert_eq!((s, b["code"].as_str()), (401, Some("invalid_credentials")));
+    // Unknown users answer exactly as known ones, lockout included (issue 13, finding 6: no
+    // account enumeration).
+    let nobody = |pw: &'static str| {
+        server.call("POST", "/api/v1/auth/login", None, Some(json!({ "username": "nobody", "password": pw })))
+    };
+    for _ in 0..2 {
+        let (s, b) = nobody("x").await;
+        assert_eq!((s, b["code"].as_str()), (401, Some("invalid_credentials")));
+    }
+    assert_eq!(nobody("x").await, (401, locked.clone()), "an unknown name locks like a known one");
+    assert_eq!(nobody("x").await, (401, locked), "and stays locked alike");
+    // Attempts during a lock do not move it (nobody keeps an account locked forever).
+    let store = server.store().await;
+    let until = store.user(&bob).await.unwrap().locked_until;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(login("wrong password").await.0, 401);
+    assert_eq!(store.user(&bob).await.unwrap().locked_until, until, "a failed attempt moved the lock");
 
     let (s, _) = server.call("POST", &format!("/api/v1/users/{bob}/unlock"), Some(&admin), None).await;
     assert_eq!(s, 200);
@@ -43,9 +56,51 @@ async fn lockout_after_repeated_failures_and_unlock() {
 
     let (_, page) = server.call("GET", "/api/v1/audit/events?action=auth.login&limit=1000", Some(&admin), None).await;
     let failures: Vec<_> = page["events"].as_array().unwrap().iter().filter(|e| e["outcome"] == "failure").collect();
-    assert_eq!(failures.len(), 5, "every failed sign-in is audited");
+    assert_eq!(failures.len(), 9, "every failed sign-in is audited");
     assert!(failures.iter().any(|e| e["actor_name"] == "unknown" && e["details"]["reason"] == "unknown user"));
     assert!(failures.iter().any(|e| e["details"]["locked"] == true));
+
+    // One address failing 30 times within a minute waits, before any password is checked
+    // (9 failures so far).
+    for i in 9..30 {
+        let (s, b) = login("wrong password").await;
+        assert!(s == 401, "attempt {i}: {b}");
+    }
+    let (s, b) = login("bob password 1234").await;
+    assert_eq!((s, b["code"].as_str()), (429, Some("too_many_attempts")), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("wait"), "{b}");
+}
+
+/// Issue 13, finding 19: a signed-in session cannot guess one-time codes (to turn them off):
+/// wrong codes are audited and lock the account as at sign-in.
+#[tokio::test]
+async fn guessing_codes_while_signed_in_locks_and_is_audited() {
+    let server = Server::start(Db::Sqlite);
+    let admin = server.bootstrap().await;
+    let (_, token) = server.user_with_roles(&admin, "dave", &[]).await;
+    let (_, e) = server.call("POST", "/api/v1/me/totp", Some(&token), None).await;
+    let secret = e["secret"].as_str().unwrap().to_owned();
+    let confirm = json!({ "code": code(&secret, 0) });
+    assert_eq!(server.call("POST", "/api/v1/me/totp/confirm", Some(&token), Some(confirm)).await.0, 204);
+    let guess = |c: &str| server.call("POST", "/api/v1/me/totp/disable", Some(&token), Some(json!({ "code": c })));
+    for i in 0..4 {
+        let (s, b) = guess(&format!("00000{i}")).await;
+        assert_eq!((s, b["field"].as_str()), (422, Some("code")), "{b}");
+    }
+    let (s, b) = guess("000009").await;
+    assert!(s == 422 && b["message"].as_str().unwrap().contains("now locked"), "{b}");
+    let (s, b) = guess(&code(&secret, 1)).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("account_locked")), "even the right code waits: {b}");
+    let (_, me) = server.call("GET", "/api/v1/me", Some(&token), None).await;
+    assert_eq!(me["totp_enabled"], true, "one-time codes are still on");
+    let (_, page) = server.call("GET", "/api/v1/audit/events?action=auth.login&limit=100", Some(&admin), None).await;
+    let wrong = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "failure" && e["details"]["reason"] == "wrong one-time code (signed in)")
+        .count();
+    assert_eq!(wrong, 5, "every wrong code is audited: {page}");
 }
 
 #[tokio::test]

@@ -266,7 +266,9 @@ async fn a_burst_of_failed_sign_ins_queues_instead_of_exhausting_memory() {
         s = all => s,
         _ = sampler => panic!("384 sign-ins did not finish in 30 s"),
     };
-    assert!(statuses.iter().all(|s| matches!(s, Ok(401))), "{statuses:?}");
+    // Refused each: wrong credentials, or (once this address failed 30 times in a minute)
+    // told to wait.
+    assert!(statuses.iter().all(|s| matches!(s, Ok(401) | Ok(429))), "{statuses:?}");
     assert!(peak < before + 256 * 1024, "memory grew from {before} KiB to {peak} KiB under 384 failed sign-ins");
 }
 

@@ -67,6 +67,11 @@ pub(crate) struct Conn {
     target_secret: Option<Zeroizing<String>>,
     /// Signed in, but the policy wants the user to type the target's password still.
     want_target_secret: bool,
+    /// The Portcullis password, right, while the one-time code is asked for next (asked only
+    /// after the password, so the first prompt does not tell who has a second factor).
+    awaiting_code: Option<Zeroizing<String>>,
+    /// The last sign-in needs a one-time code.
+    code_wanted: bool,
     /// Started once per connection at most.
     preconnect: Option<Preconnect>,
     /// The key the client offered last and its owner (user name as typed, fingerprint, user):
@@ -194,21 +199,27 @@ impl russh::server::Handler for Conn {
             return Ok(self.wait_step(response.is_some()).await);
         }
         let Some(response) = response else {
-            let mut prompts = vec![(std::borrow::Cow::Borrowed("Portcullis password: "), false)];
-            if let Ok(ConnectionString::Inband { user: name, .. }) = parse(user) {
-                if let Ok(Some(s)) = self.state.store.login_state(&name).await {
-                    if s.user.totp_enabled {
-                        prompts.push((std::borrow::Cow::Borrowed("One-time code: "), true));
-                    }
-                }
-            }
+            self.awaiting_code = None;
+            let prompts = vec![(std::borrow::Cow::Borrowed("Portcullis password: "), false)];
             return Ok(Auth::Partial { name: "Portcullis".into(), instructions: "".into(), prompts: prompts.into() });
         };
         let answers: Vec<Zeroizing<String>> =
             response.take(2).map(|b| Zeroizing::new(String::from_utf8_lossy(&b).into_owned())).collect();
-        let Some(password) = answers.first().cloned() else { return Ok(reject()) };
-        let code = answers.get(1).map(|c| c.trim().to_owned());
-        let auth = self.sign_in(user, password, code.as_deref()).await;
+        let (password, code) = match self.awaiting_code.take() {
+            Some(password) => (password, answers.first().map(|c| c.trim().to_owned())),
+            None => {
+                let Some(password) = answers.first().cloned() else { return Ok(reject()) };
+                (password, answers.get(1).map(|c| c.trim().to_owned()))
+            }
+        };
+        self.code_wanted = false;
+        let auth = self.sign_in(user, password.clone(), code.as_deref()).await;
+        if self.code_wanted && code.is_none() {
+            // The password was right: the one-time code next, in the same conversation.
+            self.awaiting_code = Some(password);
+            let prompts = vec![(std::borrow::Cow::Borrowed("One-time code: "), true)];
+            return Ok(Auth::Partial { name: "Portcullis".into(), instructions: "".into(), prompts: prompts.into() });
+        }
         if self.aa.is_some() {
             // Same conversation: the AA plugin's questions next.
             return Ok(self.aa_prompts());

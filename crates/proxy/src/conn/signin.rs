@@ -49,6 +49,8 @@ impl Conn {
             next_number: 0,
             target_secret: None,
             want_target_secret: false,
+            awaiting_code: None,
+            code_wanted: false,
             preconnect: None,
             preconnect_tried: false,
             offered_key: None,
@@ -140,10 +142,13 @@ impl Conn {
                 let auth = self.signed_in();
                 self.login_succeeded(login, auth).await
             }
-            Err(e) if e.code == "totp_required" => Auth::Reject {
-                proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
-                partial_success: false,
-            },
+            Err(e) if e.code == "totp_required" => {
+                self.code_wanted = true;
+                Auth::Reject {
+                    proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+                    partial_success: false,
+                }
+            }
             Err(_) => reject(),
         }
     }

@@ -105,15 +105,15 @@ pub(super) async fn dialogue(
         client.say("Password: ").await.map_err(io_gone)?;
         let Some(password) = client.read_line(false).await.map_err(io_gone)? else { return Err(Refused::Gone) };
         let password = Zeroizing::new(password);
-        let totp = matches!(state.store.login_state(&name).await, Ok(Some(s)) if s.user.totp_enabled);
-        let code = if totp {
+        // The one-time code is asked for only once the password is right: the prompts before
+        // it are the same for everyone, so they do not tell who has a second factor.
+        let mut result = portcullis_app::auth::verify_login(state, &source, &name, password.clone(), None).await;
+        if matches!(&result, Err(e) if e.code == "totp_required") {
             client.say("One-time code: ").await.map_err(io_gone)?;
             let Some(code) = client.read_line(true).await.map_err(io_gone)? else { return Err(Refused::Gone) };
-            Some(code.trim().to_owned())
-        } else {
-            None
-        };
-        match portcullis_app::auth::verify_login(state, &source, &name, password, code.as_deref()).await {
+            result = portcullis_app::auth::verify_login(state, &source, &name, password, Some(code.trim())).await;
+        }
+        match result {
             Ok((user, step)) => {
                 let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.clone() };
                 let login = ProxyLogin {

@@ -217,7 +217,11 @@ async fn public_keys_and_one_time_codes() {
     let askpass = dir.path().join("askpass");
     std::fs::write(
         &askpass,
-        format!("#!/bin/sh\ncase \"$1\" in *code*) echo {};; *) echo '{ALICE_PW}';; esac\n", code(1)),
+        format!(
+            "#!/bin/sh\necho \"$1\" >> {}\ncase \"$1\" in *code*) echo {};; *) echo '{ALICE_PW}';; esac\n",
+            dir.path().join("prompts").display(),
+            code(1)
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -234,4 +238,10 @@ async fn public_keys_and_one_time_codes() {
         .output()
         .unwrap();
     assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).trim()), (Some(0), "with-code"), "{}", text(&o));
+    // The code is asked for only after the right password: the first prompt is everyone's, so
+    // it does not tell who has a second factor (issue 13, finding 19).
+    let prompts = std::fs::read_to_string(dir.path().join("prompts")).unwrap();
+    // OpenSSH puts "(user@host) " before each prompt.
+    let prompts: Vec<&str> = prompts.lines().map(|l| l.rsplit_once(") ").map_or(l, |(_, p)| p)).collect();
+    assert_eq!(prompts, ["Portcullis password: ", "One-time code: "], "{prompts:?}");
 }
