@@ -212,7 +212,13 @@ async fn lockout_and_tokens() {
         }
         assert!(store.record_login_failure(&actor(), 12, &u.id, 3, 1000, "bad password").await.unwrap());
         let s = store.login_state("bob").await.unwrap().unwrap();
-        assert_eq!((s.user.failed_logins, s.user.locked_until), (3, Some(1000)));
+        // The lock starts the count afresh; attempts during it neither count nor move it.
+        assert_eq!((s.user.failed_logins, s.user.locked_until), (0, Some(1000)));
+        for i in 0..4 {
+            assert!(!store.record_login_failure(&actor(), 13 + i, &u.id, 3, 2000 + i, "bad password").await.unwrap());
+        }
+        let s = store.login_state("bob").await.unwrap().unwrap();
+        assert_eq!((s.user.failed_logins, s.user.locked_until), (0, Some(1000)), "the lock moved");
         store.record_login_success(&actor(), 20, &u.id, Some(7), "sess-hash", 100).await.unwrap();
         let s = store.login_state("bob").await.unwrap().unwrap();
         assert_eq!((s.user.failed_logins, s.user.locked_until, s.totp_last_step), (0, None, Some(7)));
