@@ -180,6 +180,17 @@ pub async fn sign_in(
 /// that their response time matches that of known ones.
 static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password(&new_token("dummy_")));
 
+/// Records a failed sign-in or second-factor check of `user_id` (empty: an unknown name):
+/// audited, counted for the source address's limit and toward the account's lockout. True
+/// when the account is now locked.
+pub async fn record_failure(state: &App, actor: &Actor, user_id: &str, reason: &str) -> AppResult<bool> {
+    let now = state.now();
+    state.metrics.logins_failed.inc();
+    state.throttle.source_failed(&actor.source, now);
+    let lock_until = now + state.auth.lockout_minutes * 60_000_000;
+    Ok(state.store.record_login_failure(actor, now, user_id, state.auth.lockout_threshold, lock_until, reason).await?)
+}
+
 /// Checks a sign-in (password and, when enrolled, TOTP code) with lockout, for the API and the
 /// SSH proxy alike. Failures are audited and counted; returns the user and the TOTP step used.
 /// Errors: `invalid_credentials`, `account_locked`, `totp_required` (401).
@@ -199,11 +210,7 @@ pub async fn verify_login(
     let fail = |id: String, reason: &'static str| {
         let state = state.clone();
         let actor = actor(&id);
-        async move {
-            state.metrics.logins_failed.inc();
-            let lock_until = now + state.auth.lockout_minutes * 60_000_000;
-            state.store.record_login_failure(&actor, now, &id, state.auth.lockout_threshold, lock_until, reason).await
-        }
+        async move { record_failure(&state, &actor, &id, reason).await }
     };
 
     // One address failing too often waits (before any password check, which costs memory
@@ -228,7 +235,6 @@ pub async fn verify_login(
         // An unknown name answers exactly as a known one would: the same password check, the
         // same lockout after as many failures (kept in memory), the same messages.
         verify_password_blocking(password, DUMMY_HASH.clone()).await?;
-        state.throttle.source_failed(source, now);
         let was_locked = state.throttle.phantom_locked(username, now);
         fail(String::new(), if was_locked { "account locked" } else { "unknown user" }).await?;
         if was_locked || state.throttle.phantom_failed(username, now, state.auth.lockout_threshold, lockout(now)) {
@@ -240,12 +246,10 @@ pub async fn verify_login(
     // The password is checked even for a locked account, so that the answer takes as long.
     let password_ok = verify_password_blocking(password, login_state.password_hash.clone()).await?;
     if user.locked_until.is_some_and(|t| t > now) {
-        state.throttle.source_failed(source, now);
         fail(user.id.clone(), "account locked").await?;
         return Err(locked());
     }
     if !password_ok || user.disabled {
-        state.throttle.source_failed(source, now);
         let now_locked =
             fail(user.id.clone(), if user.disabled { "account disabled" } else { "wrong password" }).await?;
         if now_locked {
@@ -269,7 +273,6 @@ pub async fn verify_login(
             None => false,
         };
         if !consumed {
-            state.throttle.source_failed(source, now);
             fail(user.id.clone(), "wrong one-time code").await?;
             return Err(AppError::new(
                 ErrorKind::Unauthenticated,

@@ -98,11 +98,7 @@ pub async fn unconfirmed_identity(state: &App, asset: &Asset) -> Option<String> 
             Err(_) => "a deleted user".to_owned(),
         });
     }
-    let when = asset
-        .identity_changed_at
-        .and_then(|t| jiff::Timestamp::from_microsecond(t).ok())
-        .map(|t| format!(" on {}", t.strftime("%Y-%m-%d %H:%M UTC")))
-        .unwrap_or_default();
+    let when = asset.identity_changed_at.map(|t| format!(" on {}", crate::session_access::when(t))).unwrap_or_default();
     Some(format!(
         "the address, ports or host key of {asset} were changed by {who}{when} and not confirmed yet; Portcullis \
          sends no credential to {asset} until another Asset Administrator confirms them \

@@ -22,7 +22,7 @@ pub struct SessionAccess {
     pub aa: Option<serde_json::Value>,
 }
 
-fn when(micros: i64) -> String {
+pub(crate) fn when(micros: i64) -> String {
     jiff::Timestamp::from_microsecond(micros).map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
 }
 

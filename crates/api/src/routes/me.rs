@@ -175,12 +175,8 @@ async fn check_code(state: &AppState, caller: &Authed<AnyUser>, code: &str, enfo
         Some(step) if state.store.consume_totp_step(&caller.user.id, step).await? => Ok(step),
         _ if !enforced => Err(ApiError::invalid("code", "wrong or reused one-time code")),
         _ => {
-            state.throttle.source_failed(&actor.source, now);
-            let lock_until = now + state.auth.lockout_minutes * 60_000_000;
-            let threshold = state.auth.lockout_threshold;
             let reason = "wrong one-time code (signed in)";
-            let locked = state.store.record_login_failure(&actor, now, &caller.user.id, threshold, lock_until, reason);
-            if locked.await? {
+            if portcullis_app::auth::record_failure(state, &actor, &caller.user.id, reason).await? {
                 return Err(ApiError::invalid(
                     "code",
                     format!(
