@@ -34,7 +34,7 @@ pub use state::{App, AppState, AuthSettings, ChangeSettings, Clock, LiveSession,
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Operations anyone may call without a token.
-pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "healthz", "metrics"];
+pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "set_password_by_link", "healthz", "metrics"];
 
 #[derive(OpenApi)]
 #[openapi(
@@ -108,6 +108,7 @@ fn finish_openapi(mut doc: OpenApiDoc) -> OpenApiDoc {
         ("413", "Request body too large"),
         ("415", "Request body is not JSON"),
         ("422", "A field is invalid"),
+        ("429", "Too many failed attempts from this address; wait and try again"),
         ("500", "Internal error"),
         ("502", "The target system could not be reached or refused"),
     ];

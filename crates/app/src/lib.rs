@@ -16,6 +16,7 @@ pub mod me;
 pub mod metrics;
 pub mod names;
 pub mod outbox;
+pub mod password_reset;
 pub mod policies;
 pub mod policy_cache;
 pub mod requests;

@@ -20,6 +20,9 @@ pub async fn run_transitions(state: App) {
             if let Err(e) = state.store.purge_mail_tokens(state.now() - 86_400_000_000).await {
                 tracing::warn!(error = %e, "cannot purge expired mail tokens");
             }
+            if let Err(e) = state.store.purge_password_resets(state.now()).await {
+                tracing::warn!(error = %e, "cannot purge expired set-password links");
+            }
         }
         passes += 1;
         match state.store.run_due_transitions(state.now()).await {

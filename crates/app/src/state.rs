@@ -93,6 +93,8 @@ pub struct App {
     pub aa_plugins: Arc<Vec<String>>,
     /// Failed sign-ins per source address, and unknown usernames' lockout (this node).
     pub throttle: Arc<crate::throttle::Throttle>,
+    /// E-mail is configured: set-password links can reach users.
+    pub mail: bool,
 }
 
 /// One public host key of the SSH proxy.
@@ -127,6 +129,7 @@ impl App {
             aa_plugins: Arc::new(Vec::new()),
             telnet_port: 0,
             throttle: Arc::default(),
+            mail: false,
         }
     }
 
@@ -149,6 +152,10 @@ impl App {
     pub fn with_aa_plugins(self, mut names: Vec<String>) -> Self {
         names.sort();
         App { aa_plugins: Arc::new(names), ..self }
+    }
+
+    pub fn with_mail(self, mail: bool) -> Self {
+        App { mail, ..self }
     }
 
     pub fn with_recordings(self, dir: std::path::PathBuf) -> Self {

@@ -92,7 +92,16 @@ impl Mailer {
                     reply_to: self.config.reply.as_ref().map(|c| crate::reply::tagged(&c.address, &tokens.reply)),
                 });
             }
+            // A set-password mail carries a new link, made now: it exists only in this mail.
+            let mut reset_link = None;
+            if d.event == "password_reset" {
+                let token = portcullis_app::password_reset::issue_link(&self.app, &user.id)
+                    .await
+                    .map_err(|e| format!("cannot issue the set-password link: {}", e.message))?;
+                reset_link = Some(token);
+            }
             let facts = Facts {
+                reset_token: reset_link.as_deref().map(String::as_str),
                 request: subject.request.as_ref(),
                 names: &subject.names,
                 account: subject.account.as_deref(),
@@ -152,6 +161,8 @@ pub struct Facts<'a> {
     /// The notification's details (why a mailed reply was refused …).
     pub details: Option<&'a serde_json::Value>,
     pub approval: Option<&'a Approval>,
+    /// A set-password link's token (password resets and invitations).
+    pub reset_token: Option<&'a str>,
 }
 
 /// The mail one recipient gets for one notification. Pure: what the request holds, named.
@@ -166,6 +177,34 @@ pub fn compose(event: &str, f: &Facts<'_>) -> Letter {
                 "This is a test notification, sent because an administrator asked for one.\n\
                  Notifications reach you here; the web UI is at {web}/\n"
             ),
+        };
+    }
+    if event == "password_reset" {
+        let by = detail("by");
+        let link = format!("{web}/set-password/{}", f.reset_token.unwrap_or_default());
+        let hours = f.details.and_then(|d| d.get("link_hours")).and_then(|v| v.as_i64()).unwrap_or(24);
+        let invitation = f.details.and_then(|d| d.get("invitation")).and_then(|v| v.as_bool()).unwrap_or(false);
+        return if invitation {
+            Letter {
+                subject: "Portcullis: set your password".into(),
+                text: format!(
+                    "{by} created a Portcullis account for you (user name: {}).\n\n\
+                     Choose your password here (the link works once, for {hours} hours):\n{link}\n\n\
+                     Then sign in at {web}/\n",
+                    detail("username")
+                ),
+            }
+        } else {
+            Letter {
+                subject: "Portcullis: your password was reset".into(),
+                text: format!(
+                    "{by}, a User Administrator, reset the Portcullis password of {}. Your old password no longer \
+                     works, and your sessions and API tokens were ended.\n\n\
+                     Choose a new password here (the link works once, for {hours} hours):\n{link}\n\n\
+                     If you did not ask for this, tell your security team: an administrator's reset is audited.\n",
+                    detail("username")
+                ),
+            }
         };
     }
     if event == "session_alert" {
@@ -354,6 +393,7 @@ mod tests {
             web_url: "https://pam.example/",
             details: None,
             approval: None,
+            reset_token: None,
         }
     }
 
@@ -444,5 +484,20 @@ mod tests {
         let l = compose("credential_change_failed", &Facts { account: Some("root"), ..facts(None, &n, "UTC") });
         assert!(l.subject.contains("credential change of root failed"), "{}", l.subject);
         assert!(l.text.contains("https://pam.example/admin/assets"), "{}", l.text);
+    }
+
+    #[test]
+    fn a_reset_mail_carries_the_link_and_who_reset() {
+        let n = RequestNames::default();
+        let d = serde_json::json!({ "username": "bob", "by": "carol", "link_hours": 24, "invitation": false });
+        let f = Facts { details: Some(&d), reset_token: Some("abc"), ..facts(None, &n, "UTC") };
+        let l = compose("password_reset", &f);
+        assert!(l.subject.contains("your password was reset"), "{}", l.subject);
+        assert!(
+            l.text.contains("carol, a User Administrator") && l.text.contains("https://pam.example/set-password/abc")
+        );
+        let d = serde_json::json!({ "username": "bob", "by": "carol", "link_hours": 24, "invitation": true });
+        let l = compose("password_reset", &Facts { details: Some(&d), ..f });
+        assert!(l.subject.contains("set your password") && l.text.contains("user name: bob"), "{}", l.text);
     }
 }

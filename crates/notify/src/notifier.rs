@@ -95,7 +95,7 @@ impl Notifier {
 
     async fn subject(&self, d: &Delivery) -> Subject {
         let store = &self.app.store;
-        if d.event == "test" {
+        if d.event == "test" || d.event == "password_reset" {
             return Subject::default();
         }
         if d.event == "credential_change_failed" {

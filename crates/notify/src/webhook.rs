@@ -76,8 +76,9 @@ impl Webhook {
     }
 
     pub(crate) async fn send(&self, d: &Delivery, subject: &Subject) -> Result<(), String> {
-        // Answers to an approver's mailed reply are for that approver's mailbox only.
-        if d.event.starts_with("mail_reply") {
+        // Answers to an approver's mailed reply, and set-password links, are for one mailbox
+        // only (a reset is audited, and so reaches the SIEM).
+        if d.event.starts_with("mail_reply") || d.event == "password_reset" {
             return Ok(());
         }
         let web = self.config.web_url.trim_end_matches('/');
@@ -98,6 +99,7 @@ impl Webhook {
             web_url: web,
             details: None,
             approval: None,
+            reset_token: None,
         };
         let letter = compose(&d.event, &facts);
         let body = match self.config.format {

@@ -3,6 +3,7 @@
 
 mod config;
 mod keys;
+mod reset_link;
 mod rotate;
 mod serve;
 mod tls;
@@ -41,6 +42,15 @@ enum Command {
     Config(ConfigCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// On the server: make USER's password stop working and print a one-time set-password
+    /// link to hand them (for a server without e-mail; with e-mail, User Administrators reset
+    /// passwords and the link is mailed).
+    ResetLink {
+        /// The user name.
+        username: String,
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Vault maintenance on this server's data (run with the server stopped).
     #[command(subcommand)]
     Vault(VaultCmd),
@@ -155,6 +165,22 @@ fn main() -> std::process::ExitCode {
                 }
             };
             match runtime.block_on(rotate::run(config, std::time::Duration::from_millis(throttle_ms))) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Command::ResetLink { username, config } => {
+            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(reset_link::run(config, &username)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

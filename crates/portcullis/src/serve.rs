@@ -139,8 +139,10 @@ pub async fn run(config: Config) -> Result<()> {
     zeroize::Zeroize::zeroize(&mut banner);
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
+    let channels = config.channels()?;
     let state = App::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
         .with_change_settings(config.change_settings())
+        .with_mail(channels.mail.is_some())
         .with_recordings(data_dir.join("recordings"))
         .with_aa_plugins(aa_plugins.keys().cloned().collect())
         .with_telnet_port(telnet.as_ref().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port()))
@@ -199,7 +201,6 @@ pub async fn run(config: Config) -> Result<()> {
         None => None,
     };
     // Notifications (e-mail, webhook), from the outbox.
-    let channels = config.channels()?;
     // Replies to approval mails, on Portcullis's own SMTP listener.
     let replies = match (channels.reply_listen, channels.mail.as_ref().and_then(|m| m.reply.clone())) {
         (Some(addr), Some(cfg)) => {

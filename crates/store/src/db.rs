@@ -141,6 +141,7 @@ impl Store {
             "notification_outbox",
             "delivery_cursors",
             "mail_tokens",
+            "password_resets",
             "reason_codes",
             "favorites",
             "secret_versions",

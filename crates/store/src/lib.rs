@@ -16,6 +16,7 @@ mod groups;
 mod inventory;
 mod mail_tokens;
 mod names;
+mod password_resets;
 mod policies;
 mod queues;
 mod requests;
@@ -38,6 +39,7 @@ pub use groups::{Group, GroupKind};
 pub use inventory::{Account, AccountPatch, Asset, AssetPatch, NewAccount, NewAsset, ProtocolPort};
 pub use mail_tokens::MailToken;
 pub use names::Named;
+pub use password_resets::PasswordReset;
 pub use policies::{rules, Entitlement, EntitlementSpec, Policy, PolicySpec, ResolutionFacts};
 pub use queues::{RequestNames, RequestQuery};
 pub use requests::{

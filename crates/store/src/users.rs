@@ -11,6 +11,8 @@ pub struct User {
     pub username: String,
     pub display_name: String,
     pub email: Option<String>,
+    /// The administrator who last set the e-mail address, when it was not the user.
+    pub email_set_by: Option<String>,
     pub roles: Vec<Role>,
     pub time_zone: String,
     pub time_zone_locked: bool,
@@ -23,7 +25,7 @@ pub struct User {
     pub updated_at: i64,
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, email, roles, time_zone, time_zone_locked, \
+const USER_COLUMNS: &str = "id, username, display_name, email, email_set_by, roles, time_zone, time_zone_locked, \
     disabled, failed_logins, locked_until, totp_enabled, password_changed_at, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -32,6 +34,7 @@ struct UserRow {
     username: String,
     display_name: String,
     email: Option<String>,
+    email_set_by: Option<String>,
     roles: String,
     time_zone: String,
     time_zone_locked: i64,
@@ -53,6 +56,7 @@ impl TryFrom<UserRow> for User {
             username: r.username,
             display_name: r.display_name,
             email: r.email,
+            email_set_by: r.email_set_by,
             time_zone: r.time_zone,
             time_zone_locked: r.time_zone_locked != 0,
             disabled: r.disabled != 0,
@@ -108,7 +112,7 @@ fn flag(b: bool) -> i64 {
 }
 
 /// Revokes every API token of a user that is still valid.
-async fn revoke_tokens(tx: &mut sqlx::AnyConnection, user_id: &str, now: i64) -> Result<()> {
+pub(crate) async fn revoke_tokens(tx: &mut sqlx::AnyConnection, user_id: &str, now: i64) -> Result<()> {
     sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(user_id)
@@ -207,6 +211,9 @@ impl Store {
             user.display_name = v;
         }
         if let Some(v) = patch.email {
+            if v != user.email {
+                user.email_set_by = (actor.id != id).then(|| actor.id.clone());
+            }
             changed.insert("email".into(), v.clone().into());
             user.email = v;
         }
@@ -225,7 +232,7 @@ impl Store {
         user.updated_at = now;
         sqlx::query(
             "UPDATE users SET display_name = $1, email = $2, time_zone = $3, time_zone_locked = $4, \
-             disabled = $5, updated_at = $6 WHERE id = $7",
+             disabled = $5, updated_at = $6, email_set_by = $8 WHERE id = $7",
         )
         .bind(&user.display_name)
         .bind(&user.email)
@@ -234,6 +241,7 @@ impl Store {
         .bind(flag(user.disabled))
         .bind(now)
         .bind(id)
+        .bind(&user.email_set_by)
         .execute(&mut *tx)
         .await?;
         if user.disabled {
@@ -537,6 +545,7 @@ async fn insert_user(conn: &mut sqlx::AnyConnection, now: i64, new: &NewUser) ->
         username: new.username.clone(),
         display_name: new.display_name.clone(),
         email: new.email.clone(),
+        email_set_by: None,
         roles,
         time_zone: new.time_zone.clone(),
         time_zone_locked: new.time_zone_locked,

@@ -58,6 +58,7 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/", get(pages::home))
         .route("/login", get(pages::auth::form).post(pages::auth::login))
         .route("/logout", post(pages::auth::logout))
+        .route("/set-password/{token}", get(pages::auth::set_password_form).post(pages::auth::set_password))
         .route("/requests", get(pages::requests::mine).post(pages::requests::create))
         .route("/requests/new", get(pages::requests::new_form))
         .route("/requests/{id}", get(pages::requests::detail))

@@ -19,7 +19,11 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(bootstrap)).routes(routes!(login)).routes(routes!(logout))
+    OpenApiRouter::new()
+        .routes(routes!(bootstrap))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(set_password_by_link))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -125,4 +129,28 @@ async fn login(
 async fn logout(State(state): State<AppState>, caller: Authed<AnyUser>) -> ApiResult<StatusCode> {
     state.store.end_login_session(&caller.actor(), state.now(), &caller.token_hash).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPasswordRequest {
+    /// The token of the set-password link the user was mailed (the last part of the link).
+    #[schema(value_type = String, format = Password)]
+    token: Zeroizing<String>,
+    #[schema(value_type = String, format = Password)]
+    new_password: Zeroizing<String>,
+}
+
+/// Sets a password with the one-time link an administrator's reset or an invitation mailed
+/// to the user (valid 24 hours, once). The user then signs in with it.
+#[utoipa::path(post, path = "/api/v1/auth/set-password", tag = "auth", operation_id = "set_password_by_link",
+    request_body = SetPasswordRequest,
+    responses((status = 200, description = "Password set", body = UserDto)))]
+async fn set_password_by_link(
+    State(state): State<AppState>,
+    Source(source): Source,
+    ApiJson(req): ApiJson<SetPasswordRequest>,
+) -> ApiResult<Json<UserDto>> {
+    let user = portcullis_app::password_reset::set_password(&state, &source, &req.token, req.new_password).await?;
+    Ok(Json(UserDto::from(&user)))
 }

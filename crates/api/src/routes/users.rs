@@ -8,7 +8,7 @@ use axum::Json;
 use portcullis_core::role::Role;
 use portcullis_core::validate;
 use portcullis_store::{NewUser, User, UserPatch};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -88,9 +88,11 @@ pub struct CreateUserRequest {
     username: String,
     display_name: Option<String>,
     email: Option<String>,
-    /// The initial password.
-    #[schema(value_type = String, format = Password)]
-    password: Zeroizing<String>,
+    /// The initial password, which the administrator then knows until the user changes it.
+    /// Absent: the user is mailed an invitation, a one-time link to set their own (needs
+    /// `email` and e-mail configured on the server).
+    #[schema(value_type = Option<String>, format = Password)]
+    password: Option<Zeroizing<String>>,
     /// IANA time zone; UTC when absent.
     time_zone: Option<String>,
     #[serde(default)]
@@ -115,14 +117,30 @@ async fn create_user(
     if let Some(e) = &req.email {
         validate::email("email", e)?;
     }
-    validate::password("password", &req.password, state.auth.password_min_length)?;
+    if let Some(password) = &req.password {
+        validate::password("password", password, state.auth.password_min_length)?;
+    } else if req.email.is_none() {
+        return Err(validate::ValidationError::new(
+            "email",
+            "needed to invite the user (a set-password link is mailed there); or give an initial password",
+        )
+        .into());
+    } else if !state.mail {
+        return Err(validate::ValidationError::new(
+            "password",
+            "e-mail is not configured on this server, so no invitation can be sent; give an initial password",
+        )
+        .into());
+    }
     let time_zone = req.time_zone.clone().unwrap_or_else(|| "UTC".into());
     validate::time_zone("time_zone", &time_zone)?;
     let roles = parse_roles(&req.roles)?;
     if !roles.is_empty() && !caller.has(Role::ApplianceAdmin) {
         return Err(ApiError::forbidden("only an Appliance Administrator may grant administrative roles"));
     }
-    let password_hash = hash_password_blocking(req.password).await?;
+    let invite = req.password.is_none();
+    let password = req.password.unwrap_or_else(|| portcullis_app::auth::new_token("unusable_"));
+    let password_hash = hash_password_blocking(password).await?;
     let new = NewUser {
         username: req.username,
         display_name,
@@ -133,6 +151,9 @@ async fn create_user(
         time_zone_locked: req.time_zone_locked,
     };
     let user = state.store.create_user(&caller.actor(), state.now(), new).await?;
+    if invite {
+        portcullis_app::password_reset::reset(&state, &caller, &user, true).await?;
+    }
     Ok((StatusCode::CREATED, Json(UserDto::from(&user))))
 }
 
@@ -248,28 +269,65 @@ async fn set_roles(
     Ok(Json(UserDto::from(&user)))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
-    #[schema(value_type = String, format = Password)]
-    new_password: Zeroizing<String>,
+    /// Not accepted: administrators do not choose users' passwords (the user is mailed a link).
+    #[schema(value_type = Option<String>, format = Password)]
+    new_password: Option<Zeroizing<String>>,
 }
 
-/// Sets a new password for a user; their sessions end.
+#[derive(Serialize, ToSchema)]
+pub struct ResetPasswordResponse {
+    /// The user's address the set-password link went to, masked.
+    sent_to: String,
+    /// How long the link works.
+    link_hours: i64,
+    message: String,
+}
+
+/// Resets a user's password: the old one stops working, their sessions and API tokens end,
+/// and they are mailed a one-time set-password link that the administrator never sees.
+/// Refused when e-mail is not configured, the user has no address, or the caller set that
+/// address themself (another User Administrator must send the link).
 #[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "users", operation_id = "reset_user_password",
     params(IdPath), request_body = ResetPasswordRequest,
-    responses((status = 204, description = "Password set")))]
+    responses((status = 202, description = "Link sent", body = ResetPasswordResponse)))]
 async fn reset_password(
     State(state): State<AppState>,
     caller: Authed<UserAdmins>,
     ApiPath(p): ApiPath<IdPath>,
-    ApiJson(req): ApiJson<ResetPasswordRequest>,
-) -> ApiResult<StatusCode> {
-    validate::password("new_password", &req.new_password, state.auth.password_min_length)?;
-    managed_user(&state, &caller, &p.id).await?;
-    let hash = hash_password_blocking(req.new_password).await?;
-    state.store.set_password(&caller.actor(), state.now(), &p.id, &hash, None).await?;
-    Ok(StatusCode::NO_CONTENT)
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<ResetPasswordResponse>)> {
+    // No body, or `{}`: what the reset needs is only whose.
+    let req: ResetPasswordRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetPasswordRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the request body does not fit: send no body, or {}",
+            )
+        })?
+    };
+    if req.new_password.is_some() {
+        return Err(validate::ValidationError::new(
+            "new_password",
+            "administrators do not choose users' passwords; send no body: the user is mailed a set-password link",
+        )
+        .into());
+    }
+    let user = managed_user(&state, &caller, &p.id).await?;
+    let sent = portcullis_app::password_reset::reset(&state, &caller, &user, false).await?;
+    let message = format!(
+        "{}'s password no longer works and their sessions ended; a set-password link was sent to {} (valid {} hours)",
+        user.username, sent.sent_to, sent.link_hours
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ResetPasswordResponse { sent_to: sent.sent_to, link_hours: sent.link_hours, message }),
+    ))
 }
 
 /// Lifts a lockout after failed sign-ins.

@@ -37,6 +37,12 @@ pub struct LoginArgs {
     password_stdin: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    /// The link from the mail (https://…/set-password/TOKEN), or its last part.
+    link: String,
+}
+
 fn anonymous(g: &GlobalArgs) -> Result<(Client, String), CliError> {
     let server = g
         .server
@@ -92,6 +98,22 @@ fn report_sign_in(g: &GlobalArgs, signed: &serde_json::Value, what: &str) {
             signed["saved_to"].as_str().unwrap_or("?")
         );
     }
+}
+
+pub async fn set_password(a: SetPasswordArgs, g: &GlobalArgs) -> Result<(), CliError> {
+    let (client, _) = anonymous(g)?;
+    let token = a.link.trim().trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
+    let new = read_secret("New password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
+    if std::env::var("PORTCULLIS_NEW_PASSWORD").is_err() {
+        let again = read_secret("New password again: ", "PORTCULLIS_NEW_PASSWORD", false)?;
+        if *again != *new {
+            return Err(CliError::Usage("the two new passwords differ".into()));
+        }
+    }
+    let user = client.post("/api/v1/auth/set-password", &json!({ "token": token, "new_password": &*new })).await?;
+    let name = user["username"].as_str().unwrap_or("?");
+    done(g.output, &format!("The password of {name} is set; sign in with `portcullis login --username {name}`."));
+    Ok(())
 }
 
 pub async fn login(a: LoginArgs, g: &GlobalArgs) -> Result<(), CliError> {

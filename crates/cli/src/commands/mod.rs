@@ -28,6 +28,9 @@ pub enum Command {
     Login(auth::LoginArgs),
     /// Sign out and forget the saved session.
     Logout,
+    /// Choose your password with the set-password link you were mailed (the new password
+    /// comes from PORTCULLIS_NEW_PASSWORD or a prompt).
+    SetPassword(auth::SetPasswordArgs),
     /// Show who you are signed in as.
     Whoami,
     /// Your profile: show it, or set your display name, e-mail or time zone.
@@ -110,6 +113,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Bootstrap(a) => auth::bootstrap(a, g).await,
         Command::Login(a) => auth::login(a, g).await,
         Command::Logout => auth::logout(g).await,
+        Command::SetPassword(a) => auth::set_password(a, g).await,
         Command::Whoami => auth::whoami(g).await,
         Command::Me(c) => me::run(c, g).await,
         Command::Passwd => auth::passwd(g).await,

@@ -25,9 +25,14 @@ pub enum UserCmd {
         #[arg(value_name = "USER")]
         id: String,
     },
-    /// Create a user; the initial password comes from PORTCULLIS_NEW_PASSWORD or a prompt.
+    /// Create a user; the initial password comes from PORTCULLIS_NEW_PASSWORD or a prompt, or,
+    /// with --invite, the user is mailed a link to set their own.
     Create {
         username: String,
+        /// Mail the user a one-time link to set their own password (needs --email and e-mail
+        /// configured on the server); you never know it.
+        #[arg(long)]
+        invite: bool,
         #[arg(long)]
         display_name: Option<String>,
         #[arg(long)]
@@ -74,8 +79,10 @@ pub enum UserCmd {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
-    /// Set a new password (from PORTCULLIS_NEW_PASSWORD or a prompt).
-    SetPassword {
+    /// Reset a user's password: it stops working, their sessions and API tokens end, and they
+    /// are mailed a one-time link to choose a new one (you never see it).
+    #[command(alias = "set-password")]
+    ResetPassword {
         /// User name or id.
         #[arg(value_name = "USER")]
         id: String,
@@ -101,7 +108,7 @@ fn target(cmd: &UserCmd) -> Option<&str> {
         | UserCmd::Update { id, .. }
         | UserCmd::Delete { id }
         | UserCmd::Roles { id, .. }
-        | UserCmd::SetPassword { id }
+        | UserCmd::ResetPassword { id }
         | UserCmd::Unlock { id }
         | UserCmd::ResetTotp { id } => Some(id),
         UserCmd::List { .. } | UserCmd::Create { .. } => None,
@@ -122,9 +129,12 @@ pub async fn run(cmd: UserCmd, g: &GlobalArgs) -> Result<(), CliError> {
             return Ok(());
         }
         UserCmd::Show { id } => c.get(&item(&id)).await?,
-        UserCmd::Create { username, display_name, email, time_zone, lock_time_zone, roles } => {
-            let password = read_secret("Initial password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
-            let mut body = json!({ "username": username, "password": &*password, "time_zone_locked": lock_time_zone, "roles": roles });
+        UserCmd::Create { username, invite, display_name, email, time_zone, lock_time_zone, roles } => {
+            let mut body = json!({ "username": username, "time_zone_locked": lock_time_zone, "roles": roles });
+            if !invite {
+                let password = read_secret("Initial password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
+                body["password"] = json!(&*password);
+            }
             for (k, v) in [("display_name", display_name), ("email", email), ("time_zone", time_zone)] {
                 if let Some(v) = v {
                     body[k] = json!(v);
@@ -155,10 +165,12 @@ pub async fn run(cmd: UserCmd, g: &GlobalArgs) -> Result<(), CliError> {
         UserCmd::Roles { id, roles } => {
             c.put(&format!("{}/roles", item(&id)), Some(&json!({ "roles": roles }))).await?
         }
-        UserCmd::SetPassword { id } => {
-            let password = read_secret("New password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
-            c.post(&format!("{}/password", item(&id)), &json!({ "new_password": &*password })).await?;
-            done(g.output, "Password set; the user's sessions ended.");
+        UserCmd::ResetPassword { id } => {
+            let r = c.post(&format!("{}/password", item(&id)), &json!({})).await?;
+            match g.output {
+                crate::Output::Json => print(g.output, &r, &[]),
+                _ => done(g.output, &format!("{}.", r["message"].as_str().unwrap_or("Reset"))),
+            }
             return Ok(());
         }
         UserCmd::Unlock { id } => c.post(&format!("{}/unlock", item(&id)), &json!({})).await?,

@@ -1,7 +1,14 @@
 """A user's own account in the browser: change the password, set up one-time codes with an
 authenticator (the code computed here, RFC 6238), sign in with password and code; then an
-administrator resets the password and the open page's session ends with a clear message.
-Environment: BASE_URL, ARTIFACTS, AXE, USER, PASSWORD, NEW_PASSWORD, ADMIN_PW."""
+administrator resets the password: the open page's session ends with a clear message, and the
+user chooses a new password with the link they were mailed.
+Environment: BASE_URL, ARTIFACTS, AXE, USER, PASSWORD, NEW_PASSWORD, ADMIN_PW, MAIL_DIR (the
+SMTP receiver's .eml files), RESET_PASSWORD."""
+
+import email
+import email.policy
+import glob
+import re
 
 import base64
 import hashlib
@@ -21,6 +28,21 @@ def totp(secret, at):
     digest = hmac.new(key, struct.pack(">Q", int(at // 30)), hashlib.sha1).digest()
     o = digest[-1] & 15
     return "%06d" % ((struct.unpack(">I", digest[o:o + 4])[0] & 0x7FFFFFFF) % 1_000_000)
+
+
+def mailed_token():
+    """The token of the set-password link in the newest mail, waiting for it to arrive."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        for path in sorted(glob.glob(os.path.join(os.environ["MAIL_DIR"], "*.eml")), reverse=True):
+            with open(path, "rb") as f:
+                message = email.message_from_binary_file(f, policy=email.policy.default)
+            body = message.get_body(preferencelist=("plain",))
+            found = re.search(r"/set-password/([a-z0-9]{32})", body.get_content() if body else "")
+            if found:
+                return found.group(1)
+        time.sleep(0.5)
+    raise AssertionError("no set-password mail arrived")
 
 
 def next_step():
@@ -76,11 +98,37 @@ def main():
         bearer = {"Authorization": f"Bearer {login.json()['token']}"}
         users = page.request.get(f"{BASE}/api/v1/users", headers=bearer).json()
         uid = next(u["id"] for u in users if u["username"] == user)
-        reset = page.request.post(f"{BASE}/api/v1/users/{uid}/password", headers=bearer,
-                                  data={"new_password": "reset by the admin 123"})
-        assert reset.ok, reset.text()
+        reset = page.request.post(f"{BASE}/api/v1/users/{uid}/password", headers=bearer)
+        assert reset.status == 202, reset.text()
+        assert "/set-password/" not in reset.text(), "the administrator saw the link"
         page.reload()
         expect(page.locator("main")).to_contain_text("Your session has ended; sign in again")
+
+        # The link from the mail: a bad one first, then the real one; mistyped twice, then set.
+        token = mailed_token()
+        page.goto(f"{BASE}/set-password/{'x' * 32}")
+        expect(page.locator(".error")).to_contain_text("not valid or was already used")
+        page.goto(f"{BASE}/set-password/{token}")
+        expect(page.locator("h1")).to_contain_text(f"Set the password of {user}")
+        check(page, "set-password")
+        reset_pw = os.environ["RESET_PASSWORD"]
+        page.fill("#new_password", reset_pw)
+        page.fill("#repeat", reset_pw + "x")
+        page.click("button[type=submit]")
+        expect(page.locator(".error")).to_contain_text("The two passwords differ")
+        page.fill("#new_password", reset_pw)
+        page.fill("#repeat", reset_pw)
+        page.click("button[type=submit]")
+        expect(page.locator(".notice")).to_contain_text("Your password is set; sign in with it")
+        next_step()
+        page.fill("#username", user)
+        page.fill("#password", reset_pw)
+        page.fill("#totp", totp(secret, time.time()))
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_contain_text("My requests")
+        # The link worked once.
+        page.goto(f"{BASE}/set-password/{token}")
+        expect(page.locator(".error")).to_contain_text("not valid or was already used")
         browser.close()
     print("account managed in the browser")
 

@@ -334,6 +334,21 @@ impl Server {
         .unwrap()
     }
 
+    /// Runs a server-side command (`reset-link`, …) on this server's data and database.
+    pub fn local(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
+            .env("PORTCULLIS_NOTIFICATIONS_WEB_URL", &self.url)
+            .stdin(Stdio::null());
+        if let Db::Postgres(_, url) = &self.db {
+            cmd.env("PORTCULLIS_STORAGE_DATABASE_URL", url);
+        }
+        cmd.output().unwrap()
+    }
+
     /// Runs the CLI with its own saved-session file in the server's directory.
     pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));

@@ -50,6 +50,11 @@ impl Smtp {
         }
     }
 
+    /// Where the received mails are kept (one `.eml` file each).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Every mail received: (envelope recipients, the raw mail, decoded where quoted-printable).
     pub(crate) fn mails(&self) -> Vec<(String, String)> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())

@@ -16,6 +16,7 @@ mod policies;
 mod proxy;
 mod replies;
 mod requests;
+mod resets;
 mod schemathesis;
 mod siem;
 mod vault;

@@ -94,14 +94,25 @@ async fn browser_walk_postgres() {
 
 #[tokio::test]
 async fn browser_profile_password_one_time_codes_and_session_end() {
-    let server = Server::start(Db::Sqlite);
+    let smtp = crate::mail::Smtp::start();
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let server = Server::start_with(
+        Db::Sqlite,
+        false,
+        &[
+            ("PORTCULLIS_MAIL_SMTP", &url),
+            ("PORTCULLIS_MAIL_FROM", "Portcullis <pam@example.test>"),
+            ("PORTCULLIS_NOTIFICATIONS_RETRY_SECONDS", "1"),
+        ],
+    );
     let admin = server.bootstrap().await;
     let (s, v) = server
         .call(
             "POST",
             "/api/v1/users",
             Some(&admin),
-            Some(serde_json::json!({ "username": "tina", "display_name": "Tina", "password": "tina password 1234" })),
+            Some(serde_json::json!({ "username": "tina", "display_name": "Tina", "password": "tina password 1234",
+                "email": "tina@example.test" })),
         )
         .await;
     assert_eq!(s, 201, "{v}");
@@ -114,10 +125,13 @@ async fn browser_profile_password_one_time_codes_and_session_end() {
             ("PASSWORD", "tina password 1234"),
             ("NEW_PASSWORD", "tina's new password 5678"),
             ("ADMIN_PW", crate::harness::ADMIN_PASSWORD),
+            ("MAIL_DIR", &smtp.dir().display().to_string()),
+            ("RESET_PASSWORD", "tina chose this 9012"),
         ],
     );
     let (_, u) = server.call("GET", "/api/v1/users", Some(&admin), None).await;
     let tina = u.as_array().unwrap().iter().find(|u| u["username"] == "tina").unwrap();
     assert_eq!(tina["totp_enabled"], true, "{tina}");
-    assert!(!server.all_output().contains("tina's new password"), "a password reached the server log");
+    let log = server.all_output();
+    assert!(!log.contains("tina's new password") && !log.contains("tina chose this"), "a password reached the log");
 }

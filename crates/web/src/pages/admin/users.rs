@@ -80,7 +80,11 @@ pub async fn list(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
             text("display_name", "Display name", "", false),
             text("email", "E-mail", "", false),
             with_hint(text("time_zone", "Time zone", "UTC", false), "IANA name, e.g. Europe/Paris"),
-            with_hint(password("password", "Initial password"), "at least 12 characters; tell the user to change it"),
+            with_hint(
+                password("password", "Initial password"),
+                "leave empty to mail the user an invitation to set their own (needs the e-mail address); a password \
+                 typed here is known to you until the user changes it",
+            ),
             with_hint(
                 choices("roles", "Administrative roles", &role_choices(&[])),
                 "only an Appliance Administrator may grant roles",
@@ -101,11 +105,17 @@ pub async fn create(State(web): State<Web>, form: Submitted) -> Response {
             "display_name": opt(&form, "display_name"),
             "email": opt(&form, "email"),
             "time_zone": opt(&form, "time_zone"),
-            "password": need(&form, "password", "the initial password")?,
+            "password": opt(&form, "password"),
             "roles": form.all("roles"),
         });
         let u = kit::call(&web, &form.viewer, Method::POST, "/api/v1/users", Some(body)).await?;
-        Ok(format!("User {} was added.", kit::s(&u, "username")))
+        Ok(match form.text("password") {
+            Some(_) => format!("User {} was added.", kit::s(&u, "username")),
+            None => format!(
+                "User {} was added and mailed an invitation to set their password (the link works for 24 hours).",
+                kit::s(&u, "username")
+            ),
+        })
     }
     .await;
     kit::finish(&web, &form, result, "/admin/users")
@@ -145,8 +155,7 @@ pub async fn show(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Que
         "Set the roles",
         vec![choices("roles", "Administrative roles", &role_choices(&held))],
     );
-    let reset =
-        form("reset", &format!("{base}/password"), "Set the password", vec![password("new_password", "New password")]);
+    let reset = button("reset", &format!("{base}/password"), "Reset the password", "Reset the password", vec![]);
     let mut actions = vec![];
     if !u["locked_until"].is_null() {
         actions.push(button("unlock", &format!("{base}/unlock"), "Unlock", "Unlock the user", vec![]));
@@ -159,7 +168,9 @@ pub async fn show(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Que
         { "heading": "Summary", "facts": facts },
         { "heading": "Profile", "forms": [profile] },
         { "heading": "Roles", "text": "Only an Appliance Administrator may change roles; the last one keeps the role.", "forms": [roles] },
-        { "heading": "Password", "text": "Setting a password ends the user's sessions and API tokens.", "forms": [reset] },
+        { "heading": "Password", "text": "A reset makes the user's password stop working, ends their sessions and API \
+          tokens, and mails them a one-time link to choose a new one (you never see it). It needs their e-mail \
+          address, set by someone other than you.", "forms": [reset] },
         { "heading": "Other actions", "forms": actions },
     ], "links": [{ "href": "/admin/users", "text": "All users" }] });
     page(&web, &v, "admin.html", ctx)
@@ -188,9 +199,8 @@ pub async fn act(State(web): State<Web>, Path((id, action)): Path<(String, Strin
                 "The roles were set."
             }
             "password" => {
-                let body = json!({ "new_password": need(&form, "new_password", "the new password")? });
-                kit::call(&web, v, Method::POST, &format!("{api}/password"), Some(body)).await?;
-                "The password was set; the user's sessions ended."
+                let r = kit::call(&web, v, Method::POST, &format!("{api}/password"), Some(json!({}))).await?;
+                return Ok((base.clone(), format!("{}.", kit::s(&r, "message"))));
             }
             "unlock" => {
                 kit::call(&web, v, Method::POST, &format!("{api}/unlock"), None).await?;
