@@ -38,7 +38,12 @@ pub async fn run(config: Config, username: &str) -> Result<()> {
     store.begin_password_reset(&actor, now, &user.id, &unusable, details, false).await?;
     let token = new_token();
     store.issue_password_reset(&token_hash(&token), &user.id, now, now + LINK_HOURS * 3_600_000_000).await?;
-    let web = config.notifications.web_url.trim_end_matches('/');
+    // The web UI's address as configured for notifications, else as this server listens.
+    let web = if config.notifications.web_url == crate::config::NotificationSettings::default().web_url {
+        format!("{}://{}", if config.server.tls { "https" } else { "http" }, config.server.listen)
+    } else {
+        config.notifications.web_url.trim_end_matches('/').to_owned()
+    };
     println!(
         "{}'s password no longer works and their sessions ended. Give them this link; it works once, for {LINK_HOURS} \
          hours:\n{web}/set-password/{token}",
