@@ -279,6 +279,43 @@ async fn every_response_forbids_framing_and_carries_hsts_over_tls() {
         assert_eq!(get("x-content-type-options"), "nosniff", "{path}");
         assert!(get("strict-transport-security").starts_with("max-age="), "{path}");
     }
+
+    // Finding 21: a body over the limit sent over HTTP/2 gets a visible 413 as over HTTP/1.1.
+    let h2 = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .http2_prior_knowledge()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let big = format!("{{\"username\": \"{}\", \"password\": \"x\"}}", "a".repeat(2 * 1024 * 1024));
+    let r = h2
+        .post(format!("{}/api/v1/auth/login", server.url))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 413));
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "payload_too_large");
+
+    // Finding 21: the generated certificate is valid for about a year from today, not until
+    // 4096 (its validity's two UTCTimes, YYMMDDhhmmssZ, read from the DER).
+    let pem = std::fs::read_to_string(server.data_dir().join("tls-cert.pem")).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
+    let times: Vec<jiff::civil::Date> = der
+        .windows(15)
+        .filter(|w| w[0] == 0x17 && w[1] == 13 && w[14] == b'Z')
+        .map(|w| {
+            let n = |i: usize| ((w[i] - b'0') * 10 + (w[i + 1] - b'0')) as i8;
+            jiff::civil::date(2000 + i16::from(n(2)), n(4), n(6))
+        })
+        .collect();
+    assert_eq!(times.len(), 2, "not before and not after, both as UTCTime (before 2050)");
+    let today = jiff::Zoned::now().date();
+    let days = |a: jiff::civil::Date, b: jiff::civil::Date| (b - a).get_days();
+    assert!((0..=2).contains(&days(times[0], today)), "valid from {:?}", times[0]);
+    assert!((390..=400).contains(&days(today, times[1])), "valid until {:?}", times[1]);
 }
 
 /// Finding 4: silent connections and half-sent requests (slowloris) do not lock anyone out or
