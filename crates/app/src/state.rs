@@ -95,6 +95,8 @@ pub struct App {
     pub throttle: Arc<crate::throttle::Throttle>,
     /// E-mail is configured: set-password links can reach users.
     pub mail: bool,
+    /// The bearer token `/metrics` needs (`None`: clients on this host only).
+    pub metrics_token: Option<Arc<String>>,
 }
 
 /// One public host key of the SSH proxy.
@@ -130,6 +132,7 @@ impl App {
             telnet_port: 0,
             throttle: Arc::default(),
             mail: false,
+            metrics_token: None,
         }
     }
 
@@ -152,6 +155,10 @@ impl App {
     pub fn with_aa_plugins(self, mut names: Vec<String>) -> Self {
         names.sort();
         App { aa_plugins: Arc::new(names), ..self }
+    }
+
+    pub fn with_metrics_token(self, token: Option<String>) -> Self {
+        App { metrics_token: token.map(Arc::new), ..self }
     }
 
     pub fn with_mail(self, mail: bool) -> Self {

@@ -320,6 +320,8 @@ pub struct ServerConfig {
     pub tls: bool,
     pub tls_cert: String,
     pub tls_key: String,
+    /// The bearer token `/metrics` needs; empty: served to clients on this host only.
+    pub metrics_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -350,7 +352,13 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8443".into(), tls: true, tls_cert: String::new(), tls_key: String::new() }
+        ServerConfig {
+            listen: "127.0.0.1:8443".into(),
+            tls: true,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            metrics_token: String::new(),
+        }
     }
 }
 
@@ -451,6 +459,10 @@ impl Config {
         self.channels()?;
         if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
             return Err(key_error("server.tls_cert", "set both server.tls_cert and server.tls_key, or neither"));
+        }
+        let t = &self.server.metrics_token;
+        if !t.is_empty() && (t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control())) {
+            return Err(key_error("server.metrics_token", "at least 16 characters, without spaces; or empty"));
         }
         if self.storage.data_dir.is_empty() {
             return Err(key_error("storage.data_dir", "must not be empty"));

@@ -143,6 +143,7 @@ pub async fn run(config: Config) -> Result<()> {
     let state = App::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
         .with_change_settings(config.change_settings())
         .with_mail(channels.mail.is_some())
+        .with_metrics_token(Some(config.server.metrics_token.clone()).filter(|t| !t.is_empty()))
         .with_recordings(data_dir.join("recordings"))
         .with_aa_plugins(aa_plugins.keys().cloned().collect())
         .with_telnet_port(telnet.as_ref().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port()))

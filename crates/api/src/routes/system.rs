@@ -150,12 +150,61 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     }
 }
 
-/// Prometheus metrics (OpenMetrics text format).
+/// Prometheus metrics (OpenMetrics text format). With `server.metrics_token` set, only for
+/// `Authorization: Bearer <that token>`; without, only for clients on this host (loopback).
 #[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "metrics",
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<crate::auth::ClientAddr>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let peer = peer.map(|axum::Extension(a)| a.0.ip());
+    if let Err(why) = metrics_allowed(state.metrics_token.as_deref().map(String::as_str), peer, bearer) {
+        return crate::error::ApiError::new(StatusCode::UNAUTHORIZED, "metrics_token_required", why).into_response();
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
         .into_response()
+}
+
+/// Who may read the metrics (they name routes, sign-in failures and checkouts): with a token
+/// configured, whoever sends it; without, clients on this host only.
+fn metrics_allowed(
+    token: Option<&str>,
+    peer: Option<std::net::IpAddr>,
+    bearer: Option<&str>,
+) -> Result<(), &'static str> {
+    use subtle::ConstantTimeEq;
+    match token {
+        Some(t) => match bearer {
+            Some(b) if bool::from(b.as_bytes().ct_eq(t.as_bytes())) => Ok(()),
+            _ => Err("the metrics need the token of server.metrics_token, sent as Authorization: Bearer <token>"),
+        },
+        None if peer.is_some_and(|ip| ip.is_loopback()) => Ok(()),
+        None => Err("the metrics are served to this host only; set server.metrics_token \
+                     (PORTCULLIS_SERVER_METRICS_TOKEN) and send it as Authorization: Bearer <token>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_allowed;
+
+    #[test]
+    fn metrics_are_for_the_token_or_this_host() {
+        let here = Some("127.0.0.1".parse().unwrap());
+        let there = Some("192.0.2.7".parse().unwrap());
+        assert!(metrics_allowed(None, here, None).is_ok());
+        assert!(metrics_allowed(None, Some("::1".parse().unwrap()), None).is_ok());
+        assert!(metrics_allowed(None, there, None).is_err());
+        assert!(metrics_allowed(None, None, None).is_err());
+        let t = Some("a-long-metrics-token-123");
+        assert!(metrics_allowed(t, there, Some("a-long-metrics-token-123")).is_ok());
+        assert!(metrics_allowed(t, here, None).is_err(), "with a token, also this host needs it");
+        assert!(metrics_allowed(t, there, Some("a-long-metrics-token-124")).is_err());
+    }
 }
 
 /// The interactive API documentation page (self-contained, no external scripts).

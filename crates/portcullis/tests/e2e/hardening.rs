@@ -268,8 +268,26 @@ async fn a_burst_of_failed_sign_ins_queues_instead_of_exhausting_memory() {
 /// 15): the API's docs page, its JSON, the health check and the web UI alike.
 #[tokio::test]
 async fn every_response_forbids_framing_and_carries_hsts_over_tls() {
-    let server = Server::start_with(Db::Sqlite, true, &[]);
+    let token = "metrics-token-for-prometheus-42";
+    let server = Server::start_with(Db::Sqlite, true, &[("PORTCULLIS_SERVER_METRICS_TOKEN", token)]);
     let client = server.client();
+
+    // Finding 15: the metrics (routes, failed sign-ins, checkouts) need the configured token.
+    let metrics = format!("{}/metrics", server.url);
+    for bearer in [None, Some("metrics-token-for-prometheus-43")] {
+        let mut req = client.get(&metrics);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{bearer:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "metrics_token_required", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("server.metrics_token"), "{body}");
+    }
+    let r = client.get(&metrics).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.unwrap().contains("portcullis_"), "the metrics themselves");
     for path in ["/api/v1/docs", "/api/v1/openapi.json", "/healthz", "/login", "/api/v1/no-such-route"] {
         let resp = client.get(format!("{}{path}", server.url)).send().await.unwrap();
         let h = resp.headers();
