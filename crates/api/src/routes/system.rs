@@ -188,6 +188,11 @@ fn metrics_allowed(
     }
 }
 
+/// The interactive API documentation page (self-contained, no external scripts).
+pub async fn docs() -> Html<&'static str> {
+    Html(include_str!("../../assets/docs.html"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::metrics_allowed;
@@ -205,9 +210,4 @@ mod tests {
         assert!(metrics_allowed(t, here, None).is_err(), "with a token, also this host needs it");
         assert!(metrics_allowed(t, there, Some("a-long-metrics-token-124")).is_err());
     }
-}
-
-/// The interactive API documentation page (self-contained, no external scripts).
-pub async fn docs() -> Html<&'static str> {
-    Html(include_str!("../../assets/docs.html"))
 }
