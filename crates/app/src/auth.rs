@@ -266,7 +266,8 @@ pub async fn verify_login(
                 "this account uses a one-time code: send totp_code",
             ));
         };
-        let secret = login_state.totp_secret.as_deref().and_then(totp::decode_secret).map(Zeroizing::new);
+        let secret =
+            login_state.totp_secret.as_deref().and_then(|s| crate::totp_secret::open(&state.vault, &user.id, s));
         let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login_state.totp_last_step));
         let consumed = match step {
             Some(step) => state.store.consume_totp_step(&user.id, step).await?,

@@ -26,6 +26,7 @@ pub mod session_access;
 pub mod sessions;
 pub mod state;
 pub mod throttle;
+pub mod totp_secret;
 pub mod waiting;
 
 pub use error::{AppError, AppResult, ErrorKind};

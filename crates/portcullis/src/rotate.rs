@@ -101,6 +101,18 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
             }
         }
     }
+    // One-time-code secrets, sealed the same way (each row whole: they are small).
+    for (user_id, stored) in store.totp_secrets().await? {
+        if !portcullis_app::totp_secret::is_sealed(&stored) {
+            continue; // sealed by the server at its next start, under the new key
+        }
+        let re = portcullis_app::totp_secret::rewrap(&ring, &user_id, &stored)
+            .map_err(|e| anyhow::anyhow!("the one-time-code secret of user {user_id}: {e}"))?;
+        if let Some(re) = re {
+            store.replace_totp_secret(&user_id, &stored, &re).await?;
+            done += 1;
+        }
+    }
     store.close().await;
     std::fs::rename(&current_path, keys.join(format!("vault.kek.old.{old_id}"))).context("keeping the old key")?;
     std::fs::rename(&new_path, &current_path).context("installing the new key")?;

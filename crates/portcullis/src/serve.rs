@@ -160,6 +160,12 @@ pub async fn run(config: Config) -> Result<()> {
                 })
                 .collect(),
         );
+    // One-time-code secrets an older version kept as text are sealed now.
+    match portcullis_app::totp_secret::seal_legacy(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sealed = n, "sealed one-time-code secrets kept as text by an older version"),
+        Err(e) => anyhow::bail!("cannot seal the stored one-time-code secrets: {}", e.message),
+    }
     let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
     let proxy = ssh.map(|(listener, host_keys)| {
         let cfg = portcullis_proxy::ProxyConfig {

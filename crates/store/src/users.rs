@@ -458,6 +458,26 @@ impl Store {
     }
 
     /// Stores a TOTP secret (base32) awaiting confirmation; enrolment is not active yet.
+    /// Every stored one-time-code secret (user id, stored text), for sealing and key rotation.
+    pub async fn totp_secrets(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY id")
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    /// Replaces a user's stored one-time-code secret if it is still `old` (sealing, key
+    /// rotation); false when it changed meanwhile.
+    pub async fn replace_totp_secret(&self, user_id: &str, old: &str, new: &str) -> Result<bool> {
+        let n = sqlx::query("UPDATE users SET totp_secret = $1 WHERE id = $2 AND totp_secret = $3")
+            .bind(new)
+            .bind(user_id)
+            .bind(old)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
     pub async fn set_totp_pending(&self, actor: &Actor, now: i64, id: &str, secret: &str) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(

@@ -130,7 +130,8 @@ async fn enroll_totp(State(state): State<AppState>, caller: Authed<AnyUser>) -> 
     let mut secret = Zeroizing::new([0u8; 20]);
     rand::rngs::OsRng.fill_bytes(secret.as_mut());
     let encoded = totp::encode_secret(secret.as_ref());
-    state.store.set_totp_pending(&caller.actor(), state.now(), &caller.user.id, &encoded).await?;
+    let sealed = portcullis_app::totp_secret::seal(&state.vault, &caller.user.id, &encoded);
+    state.store.set_totp_pending(&caller.actor(), state.now(), &caller.user.id, &sealed).await?;
     let otpauth_uri = totp::otpauth_uri(&state.auth.totp_issuer, &caller.user.username, secret.as_ref());
     Ok(Json(TotpEnrolment { secret: encoded, otpauth_uri }))
 }
@@ -167,8 +168,7 @@ async fn check_code(state: &AppState, caller: &Authed<AnyUser>, code: &str, enfo
     let secret = login
         .totp_secret
         .as_deref()
-        .and_then(totp::decode_secret)
-        .map(Zeroizing::new)
+        .and_then(|s| portcullis_app::totp_secret::open(&state.vault, &caller.user.id, s))
         .ok_or_else(|| ApiError::conflict("totp_not_enrolled", "start enrolment first (POST /api/v1/me/totp)"))?;
     let step = totp::verify(&secret, code, state.now().div_euclid(1_000_000), login.totp_last_step);
     match step {

@@ -10,7 +10,7 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-fn code(secret_b32: &str, offset_steps: i64) -> String {
+pub(crate) fn code(secret_b32: &str, offset_steps: i64) -> String {
     let secret = totp::decode_secret(secret_b32).unwrap();
     format!("{:06}", totp::code_at_step(&secret, totp::step_of(now_secs()) + offset_steps))
 }

@@ -220,6 +220,27 @@ async fn key_rotation_killed_half_way_loses_nothing() {
     }
     let first_key = open_all(&server).await;
     assert_eq!(first_key.len(), 1);
+    // Two users with one-time codes (issue 13, finding 10): tess's secret sealed as enrolled,
+    // olga's put back as text the way an older version kept it.
+    let mut secrets = Vec::new();
+    for name in ["tess", "olga"] {
+        let (_, session) = server.user_with_roles(&admin, name, &[]).await;
+        let (_, e) = post(&server, &session, "/api/v1/me/totp", json!({})).await;
+        let secret = e["secret"].as_str().unwrap().to_owned();
+        let confirm = json!({ "code": crate::auth_flows::code(&secret, 0) });
+        let (s, v) = post(&server, &session, "/api/v1/me/totp/confirm", confirm).await;
+        assert_eq!(s, 204, "{v}");
+        secrets.push(secret);
+    }
+    {
+        let store = server.store().await;
+        let stored = store.totp_secrets().await.unwrap();
+        assert!(stored.iter().all(|(_, s)| s.starts_with("sealed1:") && !secrets.iter().any(|p| s.contains(p))));
+        let olga = store.login_state("olga").await.unwrap().unwrap().user.id;
+        let (_, sealed) = stored.iter().find(|(id, _)| *id == olga).unwrap();
+        assert!(store.replace_totp_secret(&olga, sealed, &secrets[1]).await.unwrap());
+        store.close().await;
+    }
     // Rotate (with the server stopped) slowly, and kill the rotation half-way.
     server.stop();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -267,6 +288,21 @@ async fn key_rotation_killed_half_way_loses_nothing() {
     assert_eq!(after.len(), 1);
     assert_ne!(after, first_key, "everything is under the new key");
     assert!(!server.data_dir().join("keys/vault.kek.new").exists());
+    // Both sign in with their codes after the rotation; olga's secret was sealed at a start.
+    server.restart();
+    for (name, secret) in ["tess", "olga"].iter().zip(&secrets) {
+        let body = json!({ "username": name, "password": format!("{name} password 1234"),
+            "totp_code": crate::auth_flows::code(secret, 1) });
+        let (s, v) = server.call("POST", "/api/v1/auth/login", None, Some(body)).await;
+        assert_eq!(s, 200, "{name}: {v}");
+    }
+    let store = server.store().await;
+    let ring = ring_from(&server.data_dir());
+    for (id, stored) in store.totp_secrets().await.unwrap() {
+        assert!(stored.starts_with(&format!("sealed1:{}:", ring.current().id())), "{id}: {stored}");
+    }
+    store.close().await;
+    server.stop();
 
     // A wrong key is refused at start, before anything is served.
     let keys = server.data_dir().join("keys");
