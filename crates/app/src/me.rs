@@ -49,3 +49,10 @@ pub async fn update(state: &App, caller: &Caller, change: ProfileChange) -> AppR
     let patch = UserPatch { display_name, email, time_zone, ..Default::default() };
     Ok(state.store.update_user(&caller.actor(), state.now(), &u.id, patch).await?)
 }
+
+/// The text a user signs to prove they hold an SSH key they register (`ssh-keygen -Y sign -n
+/// portcullis`): bound to the user, so nobody can register someone else's public key as their
+/// own without that person's signature.
+pub fn ssh_key_challenge(user: &portcullis_store::User) -> String {
+    format!("portcullis ssh-key registration\nuser: {}\nid: {}\n", user.username, user.id)
+}

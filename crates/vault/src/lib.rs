@@ -17,7 +17,10 @@ mod ssh_keys;
 pub use envelope::{open, rewrap, seal, Sealed, SecretContext};
 pub use keyring::{Kek, KeyRing};
 pub use password::{generate_password, PasswordProfile};
-pub use ssh_keys::{generate_ssh_key, import_ssh_key, parse_public_key, KeyAlgorithm, SshKeyPair};
+pub use ssh_keys::{
+    generate_ssh_key, import_ssh_key, parse_public_key, sign_possession, verify_possession, KeyAlgorithm, SshKeyPair,
+    SIGNATURE_NAMESPACE,
+};
 
 /// Plaintext secret material. Wiped when dropped; prints as `[redacted]`.
 pub struct Plaintext(zeroize::Zeroizing<Vec<u8>>);

@@ -93,9 +93,57 @@ pub fn parse_public_key(text: &str) -> Result<(String, String), VaultError> {
     Ok((line, key.fingerprint(ssh_key::HashAlg::Sha256).to_string()))
 }
 
+/// The namespace of registration signatures (`ssh-keygen -Y sign -n portcullis`).
+pub const SIGNATURE_NAMESPACE: &str = "portcullis";
+
+/// Checks that `signature` (an armored `SSH SIGNATURE`, as `ssh-keygen -Y sign` writes it) was
+/// made by the private half of `public_key` over `message` in [`SIGNATURE_NAMESPACE`]: proof
+/// that whoever registers a public key holds it.
+pub fn verify_possession(public_key: &str, message: &[u8], signature: &str) -> Result<(), VaultError> {
+    let key = ssh_key::PublicKey::from_openssh(public_key.trim())
+        .map_err(|_| VaultError::BadKey("not an OpenSSH public key".into()))?;
+    let sig = ssh_key::SshSig::from_pem(signature.trim()).map_err(|_| {
+        VaultError::BadKey("the signature is not an SSH signature (-----BEGIN SSH SIGNATURE----- …)".into())
+    })?;
+    if sig.public_key() != key.key_data() {
+        return Err(VaultError::BadKey("the signature was made with another key than this one".into()));
+    }
+    if sig.namespace() != SIGNATURE_NAMESPACE {
+        return Err(VaultError::BadKey(format!(
+            "the signature is for the namespace '{}'; sign with -n {SIGNATURE_NAMESPACE}",
+            sig.namespace()
+        )));
+    }
+    key.verify(SIGNATURE_NAMESPACE, message, &sig)
+        .map_err(|_| VaultError::BadKey("the signature does not match the challenge text; sign it exactly".into()))
+}
+
+/// Signs `message` for registration with an OpenSSH private key (what `ssh-keygen -Y sign -n
+/// portcullis` does), for clients that hold the key in memory (the benchmark harness).
+pub fn sign_possession(private_openssh: &[u8], message: &[u8]) -> Result<String, VaultError> {
+    let key = ssh_key::PrivateKey::from_openssh(private_openssh)
+        .map_err(|_| VaultError::BadKey("not an OpenSSH private key".into()))?;
+    let sig = key
+        .sign(SIGNATURE_NAMESPACE, ssh_key::HashAlg::Sha512, message)
+        .map_err(|e| VaultError::BadKey(e.to_string()))?;
+    sig.to_pem(ssh_key::LineEnding::LF).map_err(|e| VaultError::BadKey(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn possession_is_proved_by_a_signature_of_the_challenge() {
+        let k = generate_ssh_key(KeyAlgorithm::Ed25519, "me").unwrap();
+        let other = generate_ssh_key(KeyAlgorithm::Ed25519, "someone").unwrap();
+        let sig = sign_possession(k.private_openssh.expose(), b"challenge for alice").unwrap();
+        assert!(verify_possession(&k.public_openssh, b"challenge for alice", &sig).is_ok());
+        assert!(verify_possession(&k.public_openssh, b"challenge for mallory", &sig).is_err(), "another text");
+        let err = verify_possession(&other.public_openssh, b"challenge for alice", &sig).unwrap_err();
+        assert!(err.to_string().contains("another key"), "{err}");
+        assert!(verify_possession(&k.public_openssh, b"challenge for alice", "nonsense").is_err());
+    }
 
     #[test]
     fn generate_and_reimport() {

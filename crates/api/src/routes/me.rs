@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(list_ssh_keys, add_ssh_key))
+        .routes(routes!(ssh_key_challenge))
         .routes(routes!(remove_ssh_key))
 }
 
@@ -338,6 +339,27 @@ async fn list_ssh_keys(State(state): State<AppState>, caller: Authed<AnyUser>) -
     Ok(Json(state.store.user_keys(&caller.user.id).await?.into_iter().map(SshKeyDto::from).collect()))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct SshKeyChallenge {
+    /// The exact text to sign (ends with a newline).
+    challenge: String,
+    /// The signature namespace: `portcullis`.
+    namespace: String,
+    /// A command that signs it with a key file (or, given the .pub file, with ssh-agent).
+    command: String,
+}
+
+/// The text to sign with the private key of an SSH key you register, proving you hold it.
+#[utoipa::path(get, path = "/api/v1/me/ssh-keys/challenge", tag = "me", operation_id = "ssh_key_challenge",
+    responses((status = 200, description = "The challenge", body = SshKeyChallenge)))]
+async fn ssh_key_challenge(State(_state): State<AppState>, caller: Authed<AnyUser>) -> Json<SshKeyChallenge> {
+    let challenge = portcullis_app::me::ssh_key_challenge(&caller.user);
+    let ns = portcullis_vault::SIGNATURE_NAMESPACE;
+    let command =
+        format!("printf '{}' | ssh-keygen -Y sign -n {ns} -f ~/.ssh/id_ed25519", challenge.replace('\n', "\\n"));
+    Json(SshKeyChallenge { challenge, namespace: ns.into(), command })
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddSshKeyRequest {
@@ -345,9 +367,13 @@ pub struct AddSshKeyRequest {
     name: String,
     /// An OpenSSH public key line (Ed25519, ECDSA, or RSA of 2048 bits or more).
     public_key: String,
+    /// The text of `GET /api/v1/me/ssh-keys/challenge` signed with this key's private half
+    /// (`ssh-keygen -Y sign -n portcullis`): the armored `SSH SIGNATURE`.
+    signature: Option<String>,
 }
 
-/// Registers an SSH public key: the proxy then accepts it for this user.
+/// Registers an SSH public key: the proxy then accepts it for this user. Needs a signature
+/// of the caller's challenge made with the key, so nobody registers a key they do not hold.
 #[utoipa::path(post, path = "/api/v1/me/ssh-keys", tag = "me", operation_id = "add_ssh_key",
     request_body = AddSshKeyRequest, responses((status = 201, description = "Registered", body = SshKeyDto)))]
 async fn add_ssh_key(
@@ -361,6 +387,20 @@ async fn add_ssh_key(
     }
     let (line, fingerprint) = portcullis_vault::parse_public_key(&req.public_key)
         .map_err(|e| ApiError::invalid("public_key", e.to_string()))?;
+    let challenge = portcullis_app::me::ssh_key_challenge(&caller.user);
+    let Some(signature) = req.signature.as_deref().filter(|s| !s.trim().is_empty()) else {
+        return Err(ApiError::invalid(
+            "signature",
+            "prove you hold the key: sign the text of GET /api/v1/me/ssh-keys/challenge with \
+             `ssh-keygen -Y sign -n portcullis -f KEY` and send the signature (`portcullis ssh-key add` does it for you)",
+        ));
+    };
+    if signature.len() > 64 * 1024 {
+        return Err(ApiError::invalid("signature", "must be at most 64 KiB"));
+    }
+    portcullis_vault::verify_possession(&line, challenge.as_bytes(), signature).map_err(|e| {
+        ApiError::invalid("signature", e.to_string().trim_start_matches("invalid key material: ").to_owned())
+    })?;
     let key =
         state.store.add_user_key(&caller.actor(), state.now(), &caller.user.id, &req.name, &line, &fingerprint).await?;
     Ok((StatusCode::CREATED, Json(key.into())))

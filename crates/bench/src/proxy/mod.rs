@@ -188,8 +188,14 @@ async fn fixture() -> Fixture {
     )
     .await;
     let pair = portcullis_vault::generate_ssh_key(portcullis_vault::KeyAlgorithm::Ed25519, "bench").expect("key");
-    call(&f, "POST", "/api/v1/me/ssh-keys", &f.alice, json!({ "name": "bench", "public_key": pair.public_openssh }))
-        .await;
+    let challenge = call(&f, "GET", "/api/v1/me/ssh-keys/challenge", &f.alice, serde_json::Value::Null).await;
+    let signature = portcullis_vault::sign_possession(
+        pair.private_openssh.expose(),
+        challenge["challenge"].as_str().expect("a challenge").as_bytes(),
+    )
+    .expect("sign");
+    let key = json!({ "name": "bench", "public_key": pair.public_openssh, "signature": signature });
+    call(&f, "POST", "/api/v1/me/ssh-keys", &f.alice, key).await;
     f.alice_key = pair.private_openssh;
     let ent = call(
         &f,

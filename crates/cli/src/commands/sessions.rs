@@ -236,7 +236,9 @@ pub async fn launch(id: String, g: &GlobalArgs) -> Result<(), CliError> {
 pub enum SshKeyCmd {
     /// Your registered SSH public keys.
     List,
-    /// Register a public key for signing in to the SSH proxy.
+    /// Register a public key for signing in to the SSH proxy. You prove you hold it: the
+    /// server's challenge is signed with `ssh-keygen -Y sign` (the private key next to FILE,
+    /// or ssh-agent), or give a signature made elsewhere with --signature.
     Add {
         /// A label, e.g. laptop.
         #[arg(long)]
@@ -244,7 +246,13 @@ pub enum SshKeyCmd {
         /// The public key file (e.g. ~/.ssh/id_ed25519.pub).
         #[arg(long)]
         file: PathBuf,
+        /// A file with the signature of `portcullis ssh-key challenge`'s text, made with
+        /// `ssh-keygen -Y sign -n portcullis -f KEY`.
+        #[arg(long)]
+        signature: Option<PathBuf>,
     },
+    /// The text to sign to register a key, and the command that signs it.
+    Challenge,
     /// Remove a key.
     Remove { id: String },
 }
@@ -254,16 +262,64 @@ pub async fn ssh_keys(cmd: SshKeyCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let columns = &["id", "name", "fingerprint", "created_at", "last_used_at"];
     match cmd {
         SshKeyCmd::List => print(g.output, &c.get("/api/v1/me/ssh-keys").await?, columns),
-        SshKeyCmd::Add { name, file } => {
+        SshKeyCmd::Add { name, file, signature } => {
             let key = std::fs::read_to_string(&file).map_err(|e| CliError::Io(file.display().to_string(), e))?;
-            let v = c.post("/api/v1/me/ssh-keys", &json!({ "name": name, "public_key": key.trim() })).await?;
+            let signature = match signature {
+                Some(p) => std::fs::read_to_string(&p).map_err(|e| CliError::Io(p.display().to_string(), e))?,
+                None => {
+                    let challenge = c.get("/api/v1/me/ssh-keys/challenge").await?;
+                    sign_challenge(&file, challenge["challenge"].as_str().unwrap_or_default())?
+                }
+            };
+            let body = json!({ "name": name, "public_key": key.trim(), "signature": signature });
+            let v = c.post("/api/v1/me/ssh-keys", &body).await?;
             print(g.output, &v, columns);
+        }
+        SshKeyCmd::Challenge => {
+            let v = c.get("/api/v1/me/ssh-keys/challenge").await?;
+            match g.output {
+                crate::Output::Json => print(g.output, &v, &[]),
+                _ => println!(
+                    "Sign this text (exactly, with its line ends) with the key's private half:\n\n{}\n{}",
+                    v["challenge"].as_str().unwrap_or_default(),
+                    v["command"].as_str().unwrap_or_default()
+                ),
+            }
         }
         SshKeyCmd::Remove { id } => {
             c.delete(&format!("/api/v1/me/ssh-keys/{}", enc(&id))).await?;
         }
     }
     Ok(())
+}
+
+/// Signs `challenge` with `ssh-keygen -Y sign`: with the private key beside the public key
+/// file (`KEY` for `KEY.pub`), or, when there is none, with the key in ssh-agent.
+fn sign_challenge(public: &std::path::Path, challenge: &str) -> Result<String, CliError> {
+    use std::io::Write;
+    let private = public.to_string_lossy().strip_suffix(".pub").map(PathBuf::from).filter(|p| p.exists());
+    let key = private.unwrap_or_else(|| public.to_path_buf());
+    let mut child = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "portcullis", "-f"])
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::Usage(format!("cannot run ssh-keygen to sign the challenge ({e}); use --signature")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(challenge.as_bytes()).map_err(|e| CliError::Io("ssh-keygen".into(), e))?;
+    }
+    let out = child.wait_with_output().map_err(|e| CliError::Io("ssh-keygen".into(), e))?;
+    if !out.status.success() {
+        return Err(CliError::Usage(format!(
+            "ssh-keygen could not sign with {}: {}; sign `portcullis ssh-key challenge`'s text yourself and pass \
+             --signature",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The SSH proxy's address and host keys, to check on first connect.

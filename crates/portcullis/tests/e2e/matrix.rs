@@ -30,6 +30,7 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "list_tokens",
         "create_token",
         "revoke_token",
+        "ssh_key_challenge",
     ] {
         m.insert(op, vec![ANY]);
     }

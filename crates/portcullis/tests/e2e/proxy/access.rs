@@ -175,6 +175,37 @@ async fn public_keys_and_one_time_codes() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let pubfile = dir.path().join("id.pub").display().to_string();
+
+    // Squatting (issue 13, finding 20): mallory registers alice's public key first. Without a
+    // signature, with one alice made for herself, or with his own key's: refused each time.
+    let (_, mallory) = w.server.user_with_roles(&w.admin, "mallory", &[]).await;
+    let add = |signature: Option<String>| {
+        let mut body = json!({ "name": "hers", "public_key": key.public_openssh });
+        if let Some(s) = signature {
+            body["signature"] = json!(s);
+        }
+        body
+    };
+    let (_, alice_challenge) = w.server.call("GET", "/api/v1/me/ssh-keys/challenge", Some(&w.alice), None).await;
+    let (_, mallory_challenge) = w.server.call("GET", "/api/v1/me/ssh-keys/challenge", Some(&mallory), None).await;
+    assert!(alice_challenge["challenge"].as_str().unwrap().contains("user: alice"), "{alice_challenge}");
+    let sign = |private: &[u8], challenge: &serde_json::Value| {
+        portcullis_vault::sign_possession(private, challenge["challenge"].as_str().unwrap().as_bytes()).unwrap()
+    };
+    let hers_for_her = sign(key.private_openssh.expose(), &alice_challenge);
+    let his = portcullis_vault::generate_ssh_key(portcullis_vault::KeyAlgorithm::Ed25519, "mallory").unwrap();
+    let his_for_him = sign(his.private_openssh.expose(), &mallory_challenge);
+    for (signature, says) in [
+        (None, "prove you hold the key"),
+        (Some(hers_for_her), "does not match the challenge"),
+        (Some(his_for_him), "made with another key"),
+    ] {
+        let (s, v) = w.server.call("POST", "/api/v1/me/ssh-keys", Some(&mallory), Some(add(signature))).await;
+        assert_eq!((s, v["field"].as_str()), (422, Some("signature")), "{v}");
+        assert!(v["message"].as_str().unwrap().contains(says), "{says}: {v}");
+    }
+
+    // alice registers it with the CLI, which signs the challenge with ssh-keygen.
     let o =
         w.server.cli(&["ssh-key", "add", "--name", "laptop", "--file", &pubfile], &[("PORTCULLIS_CLI_CONFIG", &cfg)]);
     assert!(o.status.success(), "{}", text(&o));
