@@ -8,6 +8,7 @@
 pub mod access;
 pub mod approval_mail;
 pub mod audit;
+pub mod audit_anchor;
 pub mod auth;
 pub mod credentials;
 pub mod error;

@@ -25,6 +25,9 @@ pub async fn run_transitions(state: App) {
             }
         }
         passes += 1;
+        if let Err(e) = crate::audit_anchor::write(&state).await {
+            tracing::warn!(error = %e.message, "cannot anchor the audit log");
+        }
         match state.store.run_due_transitions(state.now()).await {
             Ok(done) => {
                 for t in &done {

@@ -95,6 +95,8 @@ pub struct App {
     pub throttle: Arc<crate::throttle::Throttle>,
     /// E-mail is configured: set-password links can reach users.
     pub mail: bool,
+    /// Where the audit chain's head is anchored outside the database (`None`: not anchored).
+    pub audit_anchor: Option<Arc<crate::audit_anchor::AnchorFile>>,
     /// The bearer token `/metrics` needs (`None`: clients on this host only).
     pub metrics_token: Option<Arc<String>>,
 }
@@ -133,6 +135,7 @@ impl App {
             throttle: Arc::default(),
             mail: false,
             metrics_token: None,
+            audit_anchor: None,
         }
     }
 
@@ -155,6 +158,10 @@ impl App {
     pub fn with_aa_plugins(self, mut names: Vec<String>) -> Self {
         names.sort();
         App { aa_plugins: Arc::new(names), ..self }
+    }
+
+    pub fn with_audit_anchor(self, path: std::path::PathBuf) -> Self {
+        App { audit_anchor: Some(Arc::new(crate::audit_anchor::AnchorFile::new(path))), ..self }
     }
 
     pub fn with_metrics_token(self, token: Option<String>) -> Self {

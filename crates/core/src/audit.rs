@@ -73,6 +73,9 @@ pub enum BreakReason {
     TailRemoved,
     /// A stored link is not a 64-character hex string.
     MalformedLink,
+    /// An anchor kept outside the database records an event the log no longer has (or has
+    /// with another link): events were removed from the end and the head rolled back.
+    AnchorMismatch,
 }
 
 impl BreakReason {
@@ -83,6 +86,10 @@ impl BreakReason {
             BreakReason::ContentModified => "the event was modified after it was written",
             BreakReason::TailRemoved => "events were removed from the end of the log",
             BreakReason::MalformedLink => "the stored link is malformed",
+            BreakReason::AnchorMismatch => {
+                "the anchor kept outside the database records this event, which the log no longer holds as it \
+                 was: events were removed from the end"
+            }
         }
     }
 }

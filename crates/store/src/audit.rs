@@ -326,6 +326,19 @@ impl Store {
         Ok(matches!(row, Some(Some(h)) if h == holder))
     }
 
+    /// The head of the chain: the last sequence number and its link.
+    pub async fn audit_head(&self) -> Result<(i64, String)> {
+        Ok(sqlx::query_as("SELECT seq, link FROM audit_head WHERE id = 1").fetch_one(&self.read).await?)
+    }
+
+    /// The stored link of event `seq`, if it exists.
+    pub async fn audit_link(&self, seq: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT link FROM audit_events WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
     /// Walks the whole chain in sequence order and reports the first broken link.
     pub async fn verify_audit_chain(&self) -> Result<ChainReport> {
         // Read the head and the events in one snapshot so concurrent appends do not look like

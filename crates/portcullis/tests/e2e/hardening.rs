@@ -385,3 +385,59 @@ async fn silent_and_slow_http_connections_do_not_lock_users_out() {
     let (s, _) = server.call("GET", "/healthz", None, None).await;
     assert_eq!(s, 200);
 }
+
+/// Finding 8: someone with write access to the database removes the last events and rolls
+/// the chain's head back to the event before them: the chain alone still verifies, but the
+/// anchor the server keeps outside the database (every second) names the cut. One event, then
+/// a hundred; SQLite and PostgreSQL.
+async fn truncated_tail(db: Db) {
+    let server = Server::start(db);
+    let admin = server.bootstrap().await;
+    let verify = || async {
+        let (s, v) = server.call("GET", "/api/v1/audit/verify", Some(&admin), None).await;
+        assert_eq!(s, 200, "{v}");
+        v
+    };
+    for cut in [1i64, 100] {
+        for i in 0..cut.max(3) {
+            let body = json!({ "name": format!("g-{cut}-{i}") });
+            assert_eq!(call(&server, "POST", "/api/v1/user-groups", &admin, Some(body)).await.0, 201);
+        }
+        // The anchor follows the head within a second or two.
+        let (_, page) = server.call("GET", "/api/v1/audit/events?limit=1000", Some(&admin), None).await;
+        let last = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).max().unwrap();
+        let anchors = server.data_dir().join("audit-anchors");
+        let anchored = portcullis_testkit::process::wait_until(std::time::Duration::from_secs(10), || {
+            std::fs::read_to_string(&anchors)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.split(' ').next().and_then(|s| s.parse::<i64>().ok()).is_some_and(|s| s >= last))
+        });
+        assert!(anchored, "no anchor for event {last}");
+        let v = verify().await;
+        assert_eq!(v["ok"], true, "{v}");
+        // The attack: delete the last `cut` events and roll the head back to the one before.
+        let keep = last - cut;
+        server.sql(&format!(
+            "DELETE FROM audit_events WHERE seq > {keep}; \
+             UPDATE audit_head SET seq = {keep}, link = (SELECT link FROM audit_events WHERE seq = {keep}) WHERE id = 1;"
+        ));
+        let v = verify().await;
+        assert_eq!(v["ok"], false, "a cut of {cut} went unnoticed: {v}");
+        assert_eq!(v["first_broken_seq"], keep + 1, "{v}");
+        assert!(v["reason"].as_str().unwrap().contains("removed from the end"), "{v}");
+        // The damage stays reported (the anchor is not moved back by the shorter log). For the
+        // next round the anchors go, as an operator would reset them after an investigation.
+        std::fs::remove_file(&anchors).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_audit_log_is_detected_sqlite() {
+    truncated_tail(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_truncated_audit_log_is_detected_postgres() {
+    truncated_tail(Db::postgres()).await;
+}

@@ -334,6 +334,19 @@ impl Server {
         .unwrap()
     }
 
+    /// Runs SQL on the server's database directly (an attacker with database access).
+    pub fn sql(&self, sql: &str) {
+        match &self.db {
+            Db::Postgres(pg, _) => {
+                pg.psql("portcullis", sql).unwrap();
+            }
+            Db::Sqlite => {
+                let ok = Command::new("sqlite3").arg(self.data_dir().join("portcullis.db")).arg(sql).status().unwrap();
+                assert!(ok.success(), "sqlite3: {sql}");
+            }
+        }
+    }
+
     /// Runs a server-side command (`reset-link`, …) on this server's data and database.
     pub fn local(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
