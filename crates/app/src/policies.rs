@@ -4,6 +4,7 @@
 use jiff::tz::TimeZone;
 use portcullis_core::policy::AccessType;
 
+use crate::auth::Caller;
 use crate::error::{AppError, AppResult};
 use crate::policy_cache::Ask;
 use crate::state::App;
@@ -84,4 +85,32 @@ pub async fn explain(
         candidates,
         out_of_scope,
     })
+}
+
+/// Confirms an entitlement (`"entitlement"`) or a policy (`"policy"`) as it is, so that those
+/// who changed it get access through it again: by a Security Policy Administrator who made
+/// none of the changes (a change that benefits its author needs a second administrator).
+pub async fn confirm(state: &App, caller: &Caller, object_type: &'static str, id: &str) -> AppResult<Vec<String>> {
+    use portcullis_core::role::Role;
+    if !caller.has(Role::SecurityPolicyAdmin) {
+        return Err(AppError::forbidden("confirming entitlements and policies is for Security Policy Administrators"));
+    }
+    let changers = if object_type == "entitlement" {
+        state.store.entitlement(id).await?.unconfirmed_by
+    } else {
+        state.store.policy(id).await?.unconfirmed_by
+    };
+    if changers.is_empty() {
+        return Err(AppError::conflict("already_confirmed", format!("this {object_type} has no unconfirmed changes")));
+    }
+    if changers.contains(&caller.user.id) {
+        return Err(AppError::refused(
+            "own_change",
+            format!(
+                "you changed this {object_type} yourself; another Security Policy Administrator must confirm it \
+                 (until then it grants nothing to those who changed it)"
+            ),
+        ));
+    }
+    Ok(state.store.confirm_rule(&caller.actor(), state.now(), object_type, id).await?)
 }

@@ -22,6 +22,7 @@ pub fn run(quick: bool) -> Vec<Metric> {
             group_ids: (0..2).map(|_| format!("g{}", rng.gen_range(0..50))).collect(),
             windows: if rng.gen_bool(0.3) { weekdays() } else { TimeRestrictions::always() },
             expires_at: None,
+            unconfirmed_by: vec![],
         })
         .collect();
     let pols: Vec<PolicyRule> = (0..n_pol)
@@ -38,6 +39,7 @@ pub fn run(quick: bool) -> Vec<Metric> {
             windows: if rng.gen_bool(0.5) { weekdays() } else { TimeRestrictions::always() },
             emergency_allowed: rng.gen_bool(0.2),
             expires_at: None,
+            unconfirmed_by: vec![],
         })
         .collect();
     let set = PolicySet::new(ents, pols);

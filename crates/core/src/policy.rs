@@ -62,6 +62,8 @@ pub struct EntitlementRule {
     pub group_ids: Vec<String>,
     pub windows: TimeRestrictions,
     pub expires_at: Option<Timestamp>,
+    /// Who changed it since another administrator confirmed it: they get nothing through it.
+    pub unconfirmed_by: Vec<String>,
 }
 
 /// Which accounts a policy covers.
@@ -84,6 +86,8 @@ pub struct PolicyRule {
     pub windows: TimeRestrictions,
     pub emergency_allowed: bool,
     pub expires_at: Option<Timestamp>,
+    /// Who changed it since another administrator confirmed it: they get nothing through it.
+    pub unconfirmed_by: Vec<String>,
 }
 
 /// The requester.
@@ -117,6 +121,7 @@ pub struct Question<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Elimination {
     NotMember,
+    ChangedByRequester,
     OutOfScope,
     WrongAccessType,
     EntitlementExpired,
@@ -132,6 +137,7 @@ impl Elimination {
     pub fn code(self) -> &'static str {
         match self {
             Elimination::NotMember => "not_member",
+            Elimination::ChangedByRequester => "changed_by_requester",
             Elimination::OutOfScope => "out_of_scope",
             Elimination::WrongAccessType => "wrong_access_type",
             Elimination::EntitlementExpired => "entitlement_expired",
@@ -147,6 +153,10 @@ impl Elimination {
     pub fn describe(self) -> &'static str {
         match self {
             Elimination::NotMember => "the requester is not a member of the entitlement",
+            Elimination::ChangedByRequester => {
+                "the requester changed the entitlement or the policy, and no other Security Policy Administrator has \
+                 confirmed it since"
+            }
             Elimination::OutOfScope => "the account is not in the policy's scope",
             Elimination::WrongAccessType => "the policy grants another access type",
             Elimination::EntitlementExpired => "the entitlement has expired",
@@ -266,6 +276,10 @@ impl PolicySet {
         let (users, groups) = &self.members[ei];
         if !(users.contains(q.requester.user_id) || q.requester.group_ids.iter().any(|g| groups.contains(g))) {
             return Some(Elimination::NotMember);
+        }
+        let me = q.requester.user_id;
+        if e.unconfirmed_by.iter().any(|u| u == me) || p.unconfirmed_by.iter().any(|u| u == me) {
+            return Some(Elimination::ChangedByRequester);
         }
         if !Self::in_scope(p, &q.target) {
             return Some(Elimination::OutOfScope);
@@ -398,6 +412,7 @@ mod tests {
             group_ids: vec![],
             windows: TimeRestrictions::always(),
             expires_at: None,
+            unconfirmed_by: vec![],
         }
     }
 
@@ -411,7 +426,33 @@ mod tests {
             windows,
             emergency_allowed: false,
             expires_at: None,
+            unconfirmed_by: vec![],
         }
+    }
+
+    #[test]
+    fn a_rule_changed_by_the_requester_grants_them_nothing_until_confirmed() {
+        let utc = TimeZone::UTC;
+        let q = |user: &'static str| Question {
+            requester: Requester { user_id: user, group_ids: &[], time_zone: &utc },
+            target: Target { account_id: "accountX", asset_id: "h", account_group_ids: &[], asset_group_ids: &[] },
+            access_type: AccessType::Password,
+            at: "2026-11-30T10:00:00Z".parse().unwrap(),
+            emergency: false,
+        };
+        let mut e = entitlement("E", 1);
+        e.user_ids.push("spa".into());
+        let p = policy("P", "E", 1, TimeRestrictions::always());
+        let set = |e: &EntitlementRule, p: &PolicyRule| PolicySet::new(vec![e.clone()], vec![p.clone()]);
+        assert!(set(&e, &p).governing(&q("spa")).is_some(), "confirmed: granted");
+        let mut changed = e.clone();
+        changed.unconfirmed_by = vec!["spa".into()];
+        let r = set(&changed, &p).resolve(&q("spa"));
+        assert_eq!((r.governing, r.verdicts[0].eliminated), (None, Some(Elimination::ChangedByRequester)));
+        assert!(set(&changed, &p).governing(&q("u")).is_some(), "others are not affected");
+        let mut p2 = p.clone();
+        p2.unconfirmed_by = vec!["spa".into()];
+        assert!(set(&e, &p2).governing(&q("spa")).is_none(), "a changed policy too");
     }
 
     /// Seed 004: Entitlement A (priority 1) with a weekday policy; Entitlement B (priority 2)

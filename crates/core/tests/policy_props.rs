@@ -32,6 +32,8 @@ fn entitlement(i: usize) -> impl Strategy<Value = EntitlementRule> {
             group_ids,
             windows,
             expires_at: exp.map(|d| Timestamp::from_second(1_767_225_600 + d * 86_400 * 3).unwrap()),
+            // Some entitlements were changed by u0 and not confirmed since.
+            unconfirmed_by: if priority == 3 { vec!["u0".into()] } else { vec![] },
         },
     )
 }
@@ -59,6 +61,7 @@ fn policy(i: usize, n_ent: usize) -> impl Strategy<Value = PolicyRule> {
                     windows,
                     emergency_allowed,
                     expires_at: None,
+                    unconfirmed_by: if priority == 2 && emergency_allowed { vec!["u1".into()] } else { vec![] },
                 }
             },
         )

@@ -239,12 +239,32 @@ impl Store {
         if member_exists.is_none() {
             return Err(StoreError::NotFound(kind.member_noun()));
         }
-        let sql = if add {
-            format!("INSERT INTO {} (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", kind.member_table())
+        let n = if add && kind == GroupKind::User {
+            // Who added the member: a user who adds themself gains nothing by it, until someone
+            // else adds them too.
+            sqlx::query(
+                "INSERT INTO user_group_members (group_id, member_id, added_by) VALUES ($1, $2, $3) \
+                 ON CONFLICT (group_id, member_id) DO UPDATE SET added_by = excluded.added_by \
+                 WHERE COALESCE(user_group_members.added_by, '') <> excluded.added_by \
+                 AND user_group_members.added_by = user_group_members.member_id",
+            )
+            .bind(id)
+            .bind(member)
+            .bind(&actor.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
         } else {
-            format!("DELETE FROM {} WHERE group_id = $1 AND member_id = $2", kind.member_table())
+            let sql = if add {
+                format!(
+                    "INSERT INTO {} (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    kind.member_table()
+                )
+            } else {
+                format!("DELETE FROM {} WHERE group_id = $1 AND member_id = $2", kind.member_table())
+            };
+            sqlx::query(&sql).bind(id).bind(member).execute(&mut *tx).await?.rows_affected()
         };
-        let n = sqlx::query(&sql).bind(id).bind(member).execute(&mut *tx).await?.rows_affected();
         if n > 0 {
             let action = if add { "group.member_add" } else { "group.member_remove" };
             append(

@@ -25,6 +25,9 @@ pub struct Entitlement {
     pub expires_at: Option<i64>,
     pub user_ids: Vec<String>,
     pub group_ids: Vec<String>,
+    /// Who changed it since another Security Policy Administrator last confirmed it; none of
+    /// them gets access through it.
+    pub unconfirmed_by: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -54,6 +57,8 @@ pub struct Policy {
     pub emergency_allowed: bool,
     pub expires_at: Option<i64>,
     pub settings: PolicySettings,
+    /// Who changed it since another Security Policy Administrator last confirmed it.
+    pub unconfirmed_by: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -250,6 +255,7 @@ impl Store {
             }
         };
         self.write_entitlement_members(&mut tx, &id, &spec).await?;
+        note_change(&mut tx, "entitlement", &id, &actor.id).await?;
         append(
             &mut tx,
             &self.audit_key,
@@ -276,7 +282,9 @@ impl Store {
         .bind(id)
         .fetch_all(&self.read)
         .await?;
-        entitlement_from(row, &members)
+        let mut e = entitlement_from(row, &members)?;
+        e.unconfirmed_by = self.changers("entitlement").await?.remove(&e.id).unwrap_or_default();
+        Ok(e)
     }
 
     pub async fn entitlements(&self) -> Result<Vec<Entitlement>> {
@@ -291,10 +299,13 @@ impl Store {
         for (e, t, m) in members {
             by_entitlement.entry(e).or_default().push((t, m));
         }
+        let mut changers = self.changers("entitlement").await?;
         rows.into_iter()
             .map(|r| {
                 let mine = by_entitlement.remove(&r.0).unwrap_or_default();
-                entitlement_from(r, &mine)
+                let mut e = entitlement_from(r, &mine)?;
+                e.unconfirmed_by = changers.remove(&e.id).unwrap_or_default();
+                Ok(e)
             })
             .collect()
     }
@@ -409,6 +420,7 @@ impl Store {
             }
         };
         sqlx::query("DELETE FROM policy_scope WHERE policy_id = $1").bind(&id).execute(&mut *tx).await?;
+        note_change(&mut tx, "policy", &id, &actor.id).await?;
         for (kind, ids) in [
             ("asset", &s.assets),
             ("asset_group", &s.asset_groups),
@@ -472,6 +484,7 @@ impl Store {
         if let Some((_, v)) = filter {
             scope_q = scope_q.bind(v.to_owned());
         }
+        let mut changers = self.changers("policy").await?;
         let mut scopes: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for (policy, kind, sid) in scope_q.fetch_all(&self.read).await? {
             scopes.entry(policy).or_default().push((kind, sid));
@@ -508,6 +521,7 @@ impl Store {
                     settings: decode_settings(&settings)?,
                     scope: sc,
                     emergency_allowed: emergency != 0,
+                    unconfirmed_by: changers.remove(&id).unwrap_or_default(),
                     id,
                     entitlement_id,
                     name,
@@ -524,6 +538,66 @@ impl Store {
     pub async fn delete_policy(&self, actor: &Actor, now: i64, id: &str) -> Result<()> {
         let what = Deletion { table: "policies", noun: "policy", action: "policy.delete", object_type: "policy" };
         self.delete_named(actor, now, what, id).await
+    }
+
+    /// Who changed each entitlement or policy (`object_type`) since its last confirmation.
+    async fn changers(&self, object_type: &str) -> Result<HashMap<String, Vec<String>>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT object_id, user_id FROM rule_changes WHERE object_type = $1 ORDER BY object_id, user_id",
+        )
+        .bind(object_type)
+        .fetch_all(&self.read)
+        .await?;
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for (id, user) in rows {
+            out.entry(id).or_default().push(user);
+        }
+        Ok(out)
+    }
+
+    /// Confirms an entitlement or policy as it is: its changers get access through it again.
+    /// Audited with whose changes were confirmed; the policy generation moves.
+    pub async fn confirm_rule(
+        &self,
+        actor: &Actor,
+        now: i64,
+        object_type: &'static str,
+        id: &str,
+    ) -> Result<Vec<String>> {
+        let table = if object_type == "entitlement" { "entitlements" } else { "policies" };
+        let mut tx = self.write.begin().await?;
+        // Touching the row moves the policy generation (its trigger), so caches reload.
+        let n = sqlx::query(&format!("UPDATE {table} SET updated_at = updated_at WHERE id = $1"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(if object_type == "entitlement" { "entitlement" } else { "policy" }));
+        }
+        let changed_by: Vec<String> = sqlx::query_scalar(
+            "SELECT user_id FROM rule_changes WHERE object_type = $1 AND object_id = $2 ORDER BY user_id",
+        )
+        .bind(object_type)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM rule_changes WHERE object_type = $1 AND object_id = $2")
+            .bind(object_type)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let action = if object_type == "entitlement" { "entitlement.confirm" } else { "policy.confirm" };
+        append(
+            &mut tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success(action, object_type, id).with_details(json!({ "changes_by": changed_by })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(changed_by)
     }
 
     /// Everything policy resolution needs, as pure-core rules.
@@ -547,7 +621,14 @@ impl Store {
             async move { sqlx::query_as::<_, (String, String)>(&sql).fetch_all(&self.read).await }
         };
         Ok(ResolutionFacts {
-            user_group_members: pairs("user_group_members").await?,
+            // A membership the member added themself grants nothing (entitlement, approver,
+            // authorizer), so no one widens their own access.
+            user_group_members: sqlx::query_as(
+                "SELECT group_id, member_id FROM user_group_members \
+                 WHERE added_by IS NULL OR added_by <> member_id",
+            )
+            .fetch_all(&self.read)
+            .await?,
             account_group_members: pairs("account_group_members").await?,
             asset_group_members: pairs("asset_group_members").await?,
             user_zones: sqlx::query_as("SELECT id, time_zone FROM users").fetch_all(&self.read).await?,
@@ -571,6 +652,22 @@ impl Store {
     }
 }
 
+/// Records that `user_id` changed an entitlement or policy (until someone else confirms it).
+async fn note_change(conn: &mut AnyConnection, object_type: &str, id: &str, user_id: &str) -> Result<()> {
+    sqlx::query("INSERT INTO rule_changes (object_type, object_id, user_id) VALUES ($1,$2,$3) ON CONFLICT DO NOTHING")
+        .bind(object_type)
+        .bind(id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The members of a user group (bound as `$1`) that count for access and approval: not those
+/// who added themselves.
+pub(crate) const GROUP_MEMBERS_GRANTING: &str =
+    "SELECT member_id FROM user_group_members WHERE group_id = $1 AND (added_by IS NULL OR added_by <> member_id)";
+
 /// The resolution rules of stored entitlements and policies.
 pub fn rules(ents: &[Entitlement], pols: &[Policy]) -> (Vec<EntitlementRule>, Vec<PolicyRule>) {
     let ts = |m: Option<i64>| m.and_then(|m| Timestamp::from_microsecond(m).ok());
@@ -583,6 +680,7 @@ pub fn rules(ents: &[Entitlement], pols: &[Policy]) -> (Vec<EntitlementRule>, Ve
             group_ids: e.group_ids.clone(),
             windows: e.windows.clone(),
             expires_at: ts(e.expires_at),
+            unconfirmed_by: e.unconfirmed_by.clone(),
         })
         .collect();
     let pols = pols
@@ -596,6 +694,7 @@ pub fn rules(ents: &[Entitlement], pols: &[Policy]) -> (Vec<EntitlementRule>, Ve
             windows: p.windows.clone(),
             emergency_allowed: p.emergency_allowed,
             expires_at: ts(p.expires_at),
+            unconfirmed_by: p.unconfirmed_by.clone(),
         })
         .collect();
     (ents, pols)
@@ -605,6 +704,7 @@ fn entitlement_from(r: EntRow, members: &[(String, String)]) -> Result<Entitleme
     let (id, name, description, priority, w, expires_at, created_at, updated_at) = r;
     Ok(Entitlement {
         windows: windows(&w)?,
+        unconfirmed_by: Vec::new(),
         user_ids: members.iter().filter(|(t, _)| t == "user").map(|(_, m)| m.clone()).collect(),
         group_ids: members.iter().filter(|(t, _)| t == "group").map(|(_, m)| m.clone()).collect(),
         id,

@@ -560,10 +560,7 @@ impl Store {
             .collect();
         for g in v["reviewer_group_ids"].as_array().into_iter().flatten().filter_map(|x| x.as_str()) {
             let members: Vec<String> =
-                sqlx::query_scalar("SELECT member_id FROM user_group_members WHERE group_id = $1")
-                    .bind(g)
-                    .fetch_all(&mut *conn)
-                    .await?;
+                sqlx::query_scalar(crate::policies::GROUP_MEMBERS_GRANTING).bind(g).fetch_all(&mut *conn).await?;
             out.extend(members);
         }
         Ok(out)
@@ -651,10 +648,7 @@ impl Store {
         let mut out: Vec<String> = user_ids.to_vec();
         for g in group_ids {
             let members: Vec<String> =
-                sqlx::query_scalar("SELECT member_id FROM user_group_members WHERE group_id = $1")
-                    .bind(g)
-                    .fetch_all(&self.read)
-                    .await?;
+                sqlx::query_scalar(crate::policies::GROUP_MEMBERS_GRANTING).bind(g).fetch_all(&self.read).await?;
             out.extend(members);
         }
         out.sort();

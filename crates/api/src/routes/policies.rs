@@ -24,6 +24,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_entitlements, create_entitlement))
         .routes(routes!(get_entitlement, replace_entitlement, delete_entitlement))
+        .routes(routes!(confirm_entitlement))
+        .routes(routes!(confirm_policy))
         .routes(routes!(list_policies, create_policy))
         .routes(routes!(get_policy, replace_policy, delete_policy))
         .routes(routes!(explain))
@@ -99,13 +101,16 @@ pub struct EntitlementDto {
     user_names: Vec<String>,
     /// The names of `group_ids`, in the same order.
     group_names: Vec<String>,
+    /// Who changed it since another Security Policy Administrator confirmed it (user names):
+    /// it grants them nothing until then.
+    unconfirmed_by: Vec<String>,
     created_at: String,
     updated_at: String,
 }
 
 /// DTOs with the names of their users and groups.
 async fn entitlement_dtos(state: &AppState, list: Vec<Entitlement>) -> ApiResult<Vec<EntitlementDto>> {
-    let users = list.iter().flat_map(|e| e.user_ids.clone()).collect();
+    let users = list.iter().flat_map(|e| e.user_ids.iter().chain(&e.unconfirmed_by).cloned()).collect();
     let groups = list.iter().flat_map(|e| e.group_ids.clone()).collect();
     let labels = Labels::load(state, [(Named::User, users), (Named::UserGroup, groups)]).await?;
     Ok(list
@@ -113,7 +118,8 @@ async fn entitlement_dtos(state: &AppState, list: Vec<Entitlement>) -> ApiResult
         .map(|e| {
             let user_names = labels.names(Named::User, &e.user_ids);
             let group_names = labels.names(Named::UserGroup, &e.group_ids);
-            EntitlementDto { user_names, group_names, ..e.into() }
+            let unconfirmed_by = labels.names(Named::User, &e.unconfirmed_by);
+            EntitlementDto { user_names, group_names, unconfirmed_by, ..e.into() }
         })
         .collect())
 }
@@ -137,6 +143,7 @@ impl From<Entitlement> for EntitlementDto {
             group_ids: e.group_ids,
             user_names: vec![],
             group_names: vec![],
+            unconfirmed_by: vec![],
         }
     }
 }
@@ -222,6 +229,31 @@ async fn replace_entitlement(
 ) -> ApiResult<Json<EntitlementDto>> {
     let e = state.store.put_entitlement(&c.actor(), state.now(), Some(&p.id), req.spec(state.now())?).await?;
     Ok(Json(entitlement_dto(&state, e).await?))
+}
+
+/// Confirms an entitlement as it is: those who changed it get access through it again. By a
+/// Security Policy Administrator who made none of the changes since the last confirmation.
+#[utoipa::path(post, path = "/api/v1/entitlements/{id}/confirm", tag = "policies", operation_id = "confirm_entitlement",
+    params(IdPath), responses((status = 200, description = "Confirmed", body = EntitlementDto)))]
+async fn confirm_entitlement(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<EntitlementDto>> {
+    portcullis_app::policies::confirm(&state, &c, "entitlement", &p.id).await?;
+    Ok(Json(entitlement_dto(&state, state.store.entitlement(&p.id).await?).await?))
+}
+
+/// Confirms a policy as it is (see `confirm_entitlement`).
+#[utoipa::path(post, path = "/api/v1/policies/{id}/confirm", tag = "policies", operation_id = "confirm_policy",
+    params(IdPath), responses((status = 200, description = "Confirmed", body = PolicyDto)))]
+async fn confirm_policy(
+    State(state): State<AppState>,
+    c: Authed<PolicyAdmins>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<PolicyDto>> {
+    portcullis_app::policies::confirm(&state, &c, "policy", &p.id).await?;
+    Ok(Json(policy_dto(&state, state.store.policy(&p.id).await?).await?))
 }
 
 /// Deletes an entitlement and all its policies.
@@ -387,6 +419,9 @@ pub struct PolicyDto {
     /// The name of every id this policy refers to (scope, approvers, reviewers, directory
     /// accounts); accounts as ACCOUNT@ASSET.
     names: std::collections::BTreeMap<String, String>,
+    /// Who changed it since another Security Policy Administrator confirmed it (user names):
+    /// it grants them nothing until then.
+    unconfirmed_by: Vec<String>,
 }
 
 /// DTOs with the names of everything they refer to.
@@ -395,6 +430,7 @@ async fn policy_dtos(state: &AppState, list: Vec<Policy>) -> ApiResult<Vec<Polic
     for p in &list {
         let s = &p.settings;
         wanted.push((Named::Entitlement, vec![p.entitlement_id.clone()]));
+        wanted.push((Named::User, p.unconfirmed_by.clone()));
         wanted.push((Named::Asset, p.scope.assets.clone()));
         wanted.push((Named::AssetGroup, p.scope.asset_groups.clone()));
         wanted.push((Named::Account, p.scope.accounts.clone()));
@@ -432,7 +468,8 @@ async fn policy_dtos(state: &AppState, list: Vec<Policy>) -> ApiResult<Vec<Polic
                 add(Named::UserGroup, &l.group_ids);
             }
             let entitlement_name = labels.name(Named::Entitlement, &p.entitlement_id);
-            PolicyDto { entitlement_name, names, ..p.into() }
+            let unconfirmed_by = labels.names(Named::User, &p.unconfirmed_by);
+            PolicyDto { entitlement_name, names, unconfirmed_by, ..p.into() }
         })
         .collect())
 }
@@ -464,6 +501,7 @@ impl From<Policy> for PolicyDto {
             emergency_allowed: p.emergency_allowed,
             entitlement_name: None,
             names: Default::default(),
+            unconfirmed_by: vec![],
         }
     }
 }

@@ -263,13 +263,16 @@ async fn create_unaudited(state: &App, caller: &Caller, req: NewRequests) -> App
                 Some(id) => rules.policy(&id).ok_or_else(AppError::internal),
                 None => {
                     // The policy that came furthest tells why (a window, an expiry, emergency).
-                    let why = r
-                        .verdicts
-                        .iter()
-                        .filter_map(|v| v.eliminated)
-                        .max()
-                        .map(|e| e.describe())
-                        .unwrap_or("no policy covers this account for you");
+                    let furthest = r.verdicts.iter().filter_map(|v| v.eliminated).max();
+                    let why = match furthest {
+                        Some(portcullis_core::policy::Elimination::ChangedByRequester) => {
+                            "you changed the entitlement or policy that would grant it, and no other Security Policy \
+                             Administrator has confirmed it since (a change that benefits its author needs a second \
+                             administrator: `portcullis entitlement confirm` or `portcullis policy confirm`)"
+                        }
+                        Some(e) => e.describe(),
+                        None => "no policy covers this account for you",
+                    };
                     Err(no_policy(access_type, req.emergency, req.start_at.as_deref(), why))
                 }
             }

@@ -9,8 +9,10 @@ use crate::output::{done, print};
 use crate::resolve::{self, Kind};
 use crate::{CliError, GlobalArgs, Output};
 
-const ENT_COLUMNS: &[&str] = &["id", "name", "priority", "user_names", "group_names", "windows", "expires_at"];
-const POLICY_COLUMNS: &[&str] = &["id", "name", "entitlement_name", "priority", "access_type", "emergency_allowed"];
+const ENT_COLUMNS: &[&str] =
+    &["id", "name", "priority", "user_names", "group_names", "windows", "expires_at", "unconfirmed_by"];
+const POLICY_COLUMNS: &[&str] =
+    &["id", "name", "entitlement_name", "priority", "access_type", "emergency_allowed", "unconfirmed_by"];
 
 #[derive(Debug, Subcommand)]
 pub enum EntitlementCmd {
@@ -85,6 +87,13 @@ pub enum EntitlementCmd {
         #[arg(value_name = "ENTITLEMENT")]
         id: String,
     },
+    /// Confirm an entitlement as it is, so that those who changed it (unconfirmed_by) get
+    /// access through it: by a Security Policy Administrator who made none of the changes.
+    Confirm {
+        /// The entitlement's name or id.
+        #[arg(value_name = "ENTITLEMENT")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +126,12 @@ pub enum PolicyCmd {
     },
     /// Delete a policy.
     Delete {
+        /// The policy's name or id.
+        #[arg(value_name = "POLICY")]
+        id: String,
+    },
+    /// Confirm a policy as it is (see `entitlement confirm`).
+    Confirm {
         /// The policy's name or id.
         #[arg(value_name = "POLICY")]
         id: String,
@@ -243,6 +258,10 @@ pub async fn entitlements(cmd: EntitlementCmd, g: &GlobalArgs) -> Result<(), Cli
             done(g.output, "Entitlement deleted with its policies.");
             return Ok(());
         }
+        EntitlementCmd::Confirm { id } => {
+            let path = format!("{}/confirm", item(&resolve::id(&c, Kind::Entitlement, &id).await?));
+            c.post(&path, &json!({})).await?
+        }
     };
     print(g.output, &shown, ENT_COLUMNS);
     Ok(())
@@ -274,6 +293,10 @@ pub async fn policies(cmd: PolicyCmd, g: &GlobalArgs) -> Result<(), CliError> {
             c.delete(&item(&resolve::id(&c, Kind::Policy, &id).await?)).await?;
             done(g.output, "Policy deleted.");
             return Ok(());
+        }
+        PolicyCmd::Confirm { id } => {
+            let path = format!("{}/confirm", item(&resolve::id(&c, Kind::Policy, &id).await?));
+            c.post(&path, &json!({})).await?
         }
         PolicyCmd::Explain { user, account, access_type, at, emergency } => {
             let user_id = resolve_user(&c, &user).await?;

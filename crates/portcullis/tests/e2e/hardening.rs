@@ -90,8 +90,25 @@ async fn run(db: Db) {
     .await;
     let policy = json!({ "entitlement_id": ent["id"], "name": "p", "priority": 1, "access_type": "password",
                          "scope": { "accounts": [account["id"]] }, "settings": { "auto_approve": true } });
-    assert_eq!(call(&server, "POST", "/api/v1/policies", &admin, Some(policy)).await.0, 201);
+    let (s, pol) = call(&server, "POST", "/api/v1/policies", &admin, Some(policy)).await;
+    assert_eq!(s, 201, "{pol}");
     let one = json!({ "account_id": account["id"], "access_type": "password" });
+    // Finding 12: the administrator entitled themself; until a second Security Policy
+    // Administrator confirms, that grants them nothing, and they cannot confirm it themself.
+    let (s, v) = call(&server, "POST", "/api/v1/requests", &admin, Some(json!({ "accounts": [one.clone()] }))).await;
+    let refused = &v["outcomes"][0]["error"];
+    assert_eq!((s, refused["code"].as_str()), (200, Some("no_governing_policy")), "{v}");
+    assert!(refused["message"].as_str().unwrap().contains("you changed the entitlement or policy"), "{v}");
+    let (s, v) =
+        call(&server, "GET", &format!("/api/v1/entitlements/{}", ent["id"].as_str().unwrap()), &admin, None).await;
+    assert_eq!((s, v["unconfirmed_by"].clone()), (200, json!(["admin"])), "{v}");
+    let confirm = format!("/api/v1/entitlements/{}/confirm", ent["id"].as_str().unwrap());
+    let (s, v) = call(&server, "POST", &confirm, &admin, None).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("own_change")), "{v}");
+    let rules = [("entitlement", ent["id"].as_str().unwrap()), ("policy", pol["id"].as_str().unwrap())];
+    server.confirm_rules(&admin, &rules).await;
+    let (s, v) = call(&server, "POST", &confirm, &admin, None).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("already_confirmed")), "{v}");
     let (s, v) =
         call(&server, "POST", "/api/v1/requests", &admin, Some(json!({ "accounts": [one.clone(), one.clone()] })))
             .await;
@@ -119,6 +136,44 @@ async fn run(db: Db) {
         assert_eq!(theirs, unknown, "{method} {path}: another's request must look unknown");
         assert_eq!(theirs.0, 404);
     }
+    self_added_membership(&server, &admin, &account).await;
+}
+
+/// Finding 12: a User Administrator adds herself to a group that is entitled: that membership
+/// grants her nothing; the same membership given by someone else does.
+async fn self_added_membership(server: &Server, admin: &str, account: &Value) {
+    let admin = admin.to_owned();
+    let (_, account) = call(
+        server,
+        "POST",
+        "/api/v1/accounts",
+        &admin,
+        Some(json!({ "asset_id": account["asset_id"], "name": "svc" })),
+    )
+    .await;
+    let one = json!({ "account_id": account["id"], "access_type": "password" });
+    let (uma_id, uma) = server.user_with_roles(&admin, "uma", &["user_admin"]).await;
+    let (_, ops) = call(server, "POST", "/api/v1/user-groups", &admin, Some(json!({ "name": "ops" }))).await;
+    let ops_id = ops["id"].as_str().unwrap().to_owned();
+    let (_, ent2) = call(
+        server,
+        "POST",
+        "/api/v1/entitlements",
+        &admin,
+        Some(json!({ "name": "ops-e", "priority": 2, "group_ids": [ops_id] })),
+    )
+    .await;
+    let policy2 = json!({ "entitlement_id": ent2["id"], "name": "p2", "priority": 1, "access_type": "password",
+                          "scope": { "accounts": [account["id"]] }, "settings": { "auto_approve": true } });
+    call(server, "POST", "/api/v1/policies", &admin, Some(policy2)).await;
+    let member = format!("/api/v1/user-groups/{ops_id}/members/{uma_id}");
+    assert_eq!(call(server, "PUT", &member, &uma, None).await.0, 200);
+    let ask = json!({ "accounts": [one.clone()] });
+    let (_, v) = call(server, "POST", "/api/v1/requests", &uma, Some(ask.clone())).await;
+    assert_eq!(v["outcomes"][0]["error"]["code"], "no_governing_policy", "a self-added membership granted access: {v}");
+    assert_eq!(call(server, "PUT", &member, &admin, None).await.0, 200);
+    let (_, v) = call(server, "POST", "/api/v1/requests", &uma, Some(ask)).await;
+    assert!(v["outcomes"][0]["request"]["id"].is_string(), "added by another, she may request: {v}");
 }
 
 /// Finding 1: an Asset Administrator points an asset with a vaulted password at a host of

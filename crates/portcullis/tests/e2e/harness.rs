@@ -303,6 +303,23 @@ impl Server {
         assert_eq!(s, 200, "confirming the asset's identity: {v}");
     }
 
+    /// Confirms entitlements and policies (`("entitlement" | "policy", id)`) as a second
+    /// Security Policy Administrator (`policy-admin-2`, created on first use), as a change by
+    /// the requester needs before it grants them anything.
+    pub async fn confirm_rules(&self, admin: &str, rules: &[(&str, &str)]) {
+        const NAME: &str = "policy-admin-2";
+        let login = json!({ "username": NAME, "password": format!("{NAME} password 1234") });
+        let token = match self.call("POST", "/api/v1/auth/login", None, Some(login)).await {
+            (200, b) => b["token"].as_str().unwrap().to_owned(),
+            _ => self.user_with_roles(admin, NAME, &["security_policy_admin"]).await.1,
+        };
+        for (kind, id) in rules {
+            let path = format!("/api/v1/{kind}s/{id}/confirm").replace("policys", "policies");
+            let (s, v) = self.call("POST", &path, Some(&token), None).await;
+            assert_eq!(s, 200, "confirming {kind} {id}: {v}");
+        }
+    }
+
     /// Creates a user with the given roles and returns (id, session token).
     pub async fn user_with_roles(&self, admin: &str, username: &str, roles: &[&str]) -> (String, String) {
         let password = format!("{username} password 1234");

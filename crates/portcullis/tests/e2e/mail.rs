@@ -226,7 +226,7 @@ pub(crate) async fn admin_asks_bob_approves(server: &Server, admin: &str) -> Val
     let ent =
         post(server, admin, "/api/v1/entitlements", json!({ "name": "ops", "priority": 1, "user_ids": [me["id"]] }))
             .await;
-    post(
+    let policy = post(
         server,
         admin,
         "/api/v1/policies",
@@ -235,6 +235,9 @@ pub(crate) async fn admin_asks_bob_approves(server: &Server, admin: &str) -> Val
         "settings": { "approval_levels": [{ "required": 1, "user_ids": [bob["id"]] }] } }),
     )
     .await;
+    // The administrator entitled themself: a second one confirms (issue 13, finding 12).
+    let rules = [("entitlement", ent["id"].as_str().unwrap()), ("policy", policy["id"].as_str().unwrap())];
+    server.confirm_rules(admin, &rules).await;
     account
 }
 

@@ -161,6 +161,8 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "create_entitlement",
         "replace_entitlement",
         "delete_entitlement",
+        "confirm_entitlement",
+        "confirm_policy",
         "create_policy",
         "replace_policy",
         "delete_policy",
