@@ -116,6 +116,13 @@ pub async fn ids_in(c: &Client, body: &mut Value, path: &[&str], kind: Kind) -> 
 /// Names to ids in a policy body: its entitlement, scope, approvers, reviewers and directory
 /// accounts, so a policy file can say `"user_ids": ["alice"]`.
 pub async fn policy_body(c: &Client, body: &mut Value) -> Result<(), CliError> {
+    // What `policy show -o json` prints but the server keeps itself: a shown policy, edited,
+    // can be given back as it is.
+    if let Some(o) = body.as_object_mut() {
+        for k in ["id", "created_at", "updated_at", "entitlement_name", "names", "unconfirmed_by"] {
+            o.remove(k);
+        }
+    }
     ids_in(c, body, &["entitlement_id"], Kind::Entitlement).await?;
     ids_in(c, body, &["scope", "assets"], Kind::Asset).await?;
     ids_in(c, body, &["scope", "asset_groups"], Kind::AssetGroup).await?;

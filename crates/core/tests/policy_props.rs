@@ -104,6 +104,7 @@ proptest! {
             let Some(e) = ents.iter().find(|e| e.id == p.entitlement_id) else { return false };
             let slot = local_slot(q.at, &tz);
             (e.user_ids.contains(&user) || e.group_ids.iter().any(|g| groups.contains(g)))
+                && !e.unconfirmed_by.contains(&user) && !p.unconfirmed_by.contains(&user)
                 && (p.scope.accounts.contains(&account) || p.scope.assets.contains(&asset)
                     || p.scope.account_groups.iter().any(|g| account_groups.contains(g))
                     || p.scope.asset_groups.iter().any(|g| asset_groups.contains(g)))

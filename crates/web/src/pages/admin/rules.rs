@@ -376,12 +376,37 @@ pub async fn entitlement(
     let add = form("new-policy", "/admin/policies", "Add the policy", policy_fields(&json!({ "entitlement_id": id })));
     let delete =
         button("delete", &format!("{base}/delete"), "Delete the entitlement", "Delete the entitlement", vec![]);
-    let ctx = json!({ "title": format!("Entitlement {}", kit::s(&e, "name")), "notice": n.done, "sections": [
-        { "heading": "Policies", "table": table(&["Policy", "Priority", "Access", "Scope", "Approval"], rows, "No policies yet: add one below."), "forms": [add] },
-        { "heading": "Change the entitlement", "forms": [edit] },
-        { "heading": "Delete", "forms": [delete] },
-    ], "links": [{ "href": "/admin/entitlements", "text": "All entitlements" }] });
+    let mut sections = vec![
+        json!({ "heading": "Policies", "table": table(&["Policy", "Priority", "Access", "Scope", "Approval"], rows, "No policies yet: add one below."), "forms": [add] }),
+    ];
+    sections.extend(confirmation(&e, &base, "entitlement"));
+    sections.push(json!({ "heading": "Change the entitlement", "forms": [edit] }));
+    sections.push(json!({ "heading": "Delete", "forms": [delete] }));
+    let ctx = json!({ "title": format!("Entitlement {}", kit::s(&e, "name")), "notice": n.done, "sections": sections,
+        "links": [{ "href": "/admin/entitlements", "text": "All entitlements" }] });
     page(&web, &v, "admin.html", ctx)
+}
+
+/// A section naming who changed an entitlement or policy since its last confirmation (it grants
+/// them nothing until another Security Policy Administrator confirms it), with the button.
+fn confirmation(item: &Value, base: &str, noun: &str) -> Vec<Value> {
+    let who: Vec<&str> = item["unconfirmed_by"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if who.is_empty() {
+        return vec![];
+    }
+    let text = format!(
+        "Changed by {} since it was last confirmed: it grants them nothing until another Security Policy \
+         Administrator confirms it as it is.",
+        who.join(", ")
+    );
+    let confirm = button(
+        "confirm",
+        &format!("{base}/confirm"),
+        &format!("Confirm the {noun}"),
+        &format!("Confirm the {noun}"),
+        vec![],
+    );
+    vec![json!({ "heading": "Unconfirmed changes", "text": text, "forms": [confirm] })]
 }
 
 pub async fn entitlement_act(
@@ -401,6 +426,10 @@ pub async fn entitlement_act(
             "delete" => {
                 kit::call(&web, &form.viewer, Method::DELETE, &api, None).await?;
                 Ok(("/admin/entitlements".into(), "The entitlement was deleted.".into()))
+            }
+            "confirm" => {
+                kit::call(&web, &form.viewer, Method::POST, &format!("{api}/confirm"), None).await?;
+                Ok((base.clone(), "The entitlement was confirmed: it grants access to all its members.".into()))
             }
             _ => Err(AppError::not_found("that action")),
         }
@@ -546,10 +575,11 @@ pub async fn policy(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Q
     let ent = format!("/admin/entitlements/{}", kit::s(&p, "entitlement_id"));
     let edit = form("policy", &format!("{base}/update"), "Save the policy", policy_fields(&p));
     let delete = button("delete", &format!("{base}/delete"), "Delete the policy", "Delete the policy", vec![]);
-    let ctx = json!({ "title": format!("Policy {}", kit::s(&p, "name")), "notice": n.done, "sections": [
-        { "heading": "The policy", "forms": [edit] },
-        { "heading": "Delete", "forms": [delete] },
-    ], "links": [{ "href": ent, "text": format!("Entitlement {}", p["entitlement_name"].as_str().unwrap_or("")) },
+    let mut sections = confirmation(&p, &base, "policy");
+    sections.push(json!({ "heading": "The policy", "forms": [edit] }));
+    sections.push(json!({ "heading": "Delete", "forms": [delete] }));
+    let ctx = json!({ "title": format!("Policy {}", kit::s(&p, "name")), "notice": n.done, "sections": sections,
+        "links": [{ "href": ent, "text": format!("Entitlement {}", p["entitlement_name"].as_str().unwrap_or("")) },
                  { "href": "/explain", "text": "Which policy governs? (the explain tool)" }] });
     page(&web, &v, "admin.html", ctx)
 }
@@ -573,6 +603,13 @@ pub async fn policy_act(
             "delete" => {
                 kit::call(&web, &form.viewer, Method::DELETE, &api, None).await?;
                 Ok((ent, "The policy was deleted.".into()))
+            }
+            "confirm" => {
+                kit::call(&web, &form.viewer, Method::POST, &format!("{api}/confirm"), None).await?;
+                Ok((
+                    base.clone(),
+                    "The policy was confirmed: it grants access to all its entitlement's members.".into(),
+                ))
             }
             _ => Err(AppError::not_found("that action")),
         }
