@@ -2,10 +2,10 @@
 //! set-password link printed for the operator to hand over. Someone who can run this can read
 //! the database and the keys anyway; no API role can.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use portcullis_app::approval_mail::{new_token, token_hash};
 use portcullis_app::password_reset::LINK_HOURS;
-use portcullis_store::{Actor, Store, StoreOptions};
+use portcullis_store::Actor;
 
 use crate::config::Config;
 use crate::keys::load_or_create_key;
@@ -13,16 +13,7 @@ use crate::keys::load_or_create_key;
 pub async fn run(config: Config, username: &str) -> Result<()> {
     let keys = config.data_dir().join("keys");
     let audit_key = load_or_create_key(&keys.join("audit.key"), 32)?;
-    let store = Store::open(
-        &StoreOptions {
-            url: config.database_url(),
-            sqlite_synchronous: config.storage.sqlite_synchronous.clone(),
-            max_connections: 2,
-        },
-        &audit_key,
-    )
-    .await
-    .context("cannot open the database")?;
+    let store = crate::rotate::open_store(&config, &audit_key).await?;
     let user = store
         .login_state(username)
         .await?

@@ -47,16 +47,7 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
     let old_id = previous[0].id().to_owned();
     let new_id = new.id().to_owned();
     let ring = KeyRing::new(new, previous);
-    let store = Store::open(
-        &StoreOptions {
-            url: config.database_url(),
-            sqlite_synchronous: config.storage.sqlite_synchronous.clone(),
-            max_connections: 2,
-        },
-        &audit_key,
-    )
-    .await
-    .context("cannot open the database")?;
+    let store = open_store(&config, &audit_key).await?;
     println!("Re-wrapping credentials from key {old_id} to key {new_id}");
     let mut done = 0u64;
     loop {
@@ -118,6 +109,16 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
     std::fs::rename(&new_path, &current_path).context("installing the new key")?;
     println!("Done: {done} credentials now under key {new_id}; the old key is kept as vault.kek.old.{old_id}.");
     Ok(())
+}
+
+/// The database, for a command run on the server beside it (two connections).
+pub async fn open_store(config: &Config, audit_key: &[u8]) -> Result<Store> {
+    let options = StoreOptions {
+        url: config.database_url(),
+        sqlite_synchronous: config.storage.sqlite_synchronous.clone(),
+        max_connections: 2,
+    };
+    Store::open(&options, audit_key).await.context("cannot open the database")
 }
 
 fn to_sealed(r: SealedRow) -> Result<Sealed> {

@@ -78,6 +78,22 @@ impl Smtp {
     }
 }
 
+/// A server whose notifications go by e-mail to a fresh SMTP receiver (retried every second).
+pub(crate) fn server_with_mail(db: Db) -> (Smtp, Server) {
+    let smtp = Smtp::start();
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let server = Server::start_with(
+        db,
+        false,
+        &[
+            ("PORTCULLIS_MAIL_SMTP", &url),
+            ("PORTCULLIS_MAIL_FROM", "Portcullis <pam@example.test>"),
+            ("PORTCULLIS_NOTIFICATIONS_RETRY_SECONDS", "1"),
+        ],
+    );
+    (smtp, server)
+}
+
 impl Drop for Smtp {
     fn drop(&mut self) {
         self.down();
@@ -91,17 +107,7 @@ pub(crate) async fn post(server: &Server, token: &str, path: &str, body: Value) 
 }
 
 async fn mail(db: Db) {
-    let mut smtp = Smtp::start();
-    let url = format!("smtp://127.0.0.1:{}", smtp.port);
-    let server = Server::start_with(
-        db,
-        false,
-        &[
-            ("PORTCULLIS_MAIL_SMTP", &url),
-            ("PORTCULLIS_MAIL_FROM", "Portcullis <pam@example.test>"),
-            ("PORTCULLIS_NOTIFICATIONS_RETRY_SECONDS", "1"),
-        ],
-    );
+    let (mut smtp, server) = server_with_mail(db);
     let admin = server.bootstrap().await;
     let alice = post(
         &server,

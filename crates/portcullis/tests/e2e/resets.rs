@@ -32,17 +32,7 @@ async fn status(server: &Server, method: &str, path: &str, token: Option<&str>, 
 }
 
 async fn run(db: Db) {
-    let smtp = Smtp::start();
-    let url = format!("smtp://127.0.0.1:{}", smtp.port);
-    let server = Server::start_with(
-        db,
-        false,
-        &[
-            ("PORTCULLIS_MAIL_SMTP", &url),
-            ("PORTCULLIS_MAIL_FROM", "Portcullis <pam@example.test>"),
-            ("PORTCULLIS_NOTIFICATIONS_RETRY_SECONDS", "1"),
-        ],
-    );
+    let (smtp, server) = crate::mail::server_with_mail(db);
     let admin = server.bootstrap().await;
     let (_, ursula) = server.user_with_roles(&admin, "ursula", &["user_admin"]).await;
     let (_, uwe) = server.user_with_roles(&admin, "uwe", &["user_admin"]).await;

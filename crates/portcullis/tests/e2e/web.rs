@@ -94,17 +94,7 @@ async fn browser_walk_postgres() {
 
 #[tokio::test]
 async fn browser_profile_password_one_time_codes_and_session_end() {
-    let smtp = crate::mail::Smtp::start();
-    let url = format!("smtp://127.0.0.1:{}", smtp.port);
-    let server = Server::start_with(
-        Db::Sqlite,
-        false,
-        &[
-            ("PORTCULLIS_MAIL_SMTP", &url),
-            ("PORTCULLIS_MAIL_FROM", "Portcullis <pam@example.test>"),
-            ("PORTCULLIS_NOTIFICATIONS_RETRY_SECONDS", "1"),
-        ],
-    );
+    let (smtp, server) = crate::mail::server_with_mail(Db::Sqlite);
     let admin = server.bootstrap().await;
     let (s, v) = server
         .call(
