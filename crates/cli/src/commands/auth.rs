@@ -101,7 +101,12 @@ fn report_sign_in(g: &GlobalArgs, signed: &serde_json::Value, what: &str) {
 }
 
 pub async fn set_password(a: SetPasswordArgs, g: &GlobalArgs) -> Result<(), CliError> {
-    let (client, _) = anonymous(g)?;
+    // The link names the server: use it when no --server was given.
+    let from_link = a.link.trim().split_once("/set-password/").map(|(origin, _)| origin.to_owned());
+    let client = match (&g.server, from_link.filter(|o| o.starts_with("http"))) {
+        (None, Some(origin)) => Client::new(&origin, None, g.fingerprint.as_deref(), g.insecure)?,
+        _ => anonymous(g)?.0,
+    };
     let token = a.link.trim().trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
     let new = read_secret("New password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
     if std::env::var("PORTCULLIS_NEW_PASSWORD").is_err() {
