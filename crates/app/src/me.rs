@@ -56,3 +56,13 @@ pub async fn update(state: &App, caller: &Caller, change: ProfileChange) -> AppR
 pub fn ssh_key_challenge(user: &portcullis_store::User) -> String {
     format!("portcullis ssh-key registration\nuser: {}\nid: {}\n", user.username, user.id)
 }
+
+/// A command that signs [`ssh_key_challenge`] with a key file (or, given the .pub file, with
+/// the key in ssh-agent), for the API and the web UI to show.
+pub fn ssh_key_sign_command(user: &portcullis_store::User) -> String {
+    format!(
+        "printf '{}' | ssh-keygen -Y sign -n {} -f ~/.ssh/id_ed25519",
+        ssh_key_challenge(user).replace('\n', "\\n"),
+        portcullis_vault::SIGNATURE_NAMESPACE
+    )
+}

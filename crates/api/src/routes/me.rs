@@ -354,10 +354,8 @@ pub struct SshKeyChallenge {
     responses((status = 200, description = "The challenge", body = SshKeyChallenge)))]
 async fn ssh_key_challenge(State(_state): State<AppState>, caller: Authed<AnyUser>) -> Json<SshKeyChallenge> {
     let challenge = portcullis_app::me::ssh_key_challenge(&caller.user);
-    let ns = portcullis_vault::SIGNATURE_NAMESPACE;
-    let command =
-        format!("printf '{}' | ssh-keygen -Y sign -n {ns} -f ~/.ssh/id_ed25519", challenge.replace('\n', "\\n"));
-    Json(SshKeyChallenge { challenge, namespace: ns.into(), command })
+    let command = portcullis_app::me::ssh_key_sign_command(&caller.user);
+    Json(SshKeyChallenge { challenge, namespace: portcullis_vault::SIGNATURE_NAMESPACE.into(), command })
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -9,6 +9,8 @@ import email
 import email.policy
 import glob
 import re
+import subprocess
+import tempfile
 
 import base64
 import hashlib
@@ -69,6 +71,28 @@ def main():
         page.fill("#new_password", new)
         page.click("button:has-text('Change the password')")
         expect(page.locator(".notice")).to_contain_text("Your password was changed")
+
+        # An SSH key for the proxy: registered with a signature of the page's text, made by the
+        # real ssh-keygen as the page says; a wrong signature first.
+        keydir = tempfile.mkdtemp()
+        key = os.path.join(keydir, "id_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", key], check=True)
+        command = page.locator("pre").inner_text().replace("~/.ssh/id_ed25519", key)
+        signature = subprocess.run(["bash", "-c", command], check=True, capture_output=True, text=True).stdout
+        page.fill("#key_name", "laptop")
+        page.fill("#public_key", open(key + ".pub").read())
+        page.fill("#signature", signature.replace("A", "B", 1) if "A" in signature else signature + "x")
+        page.click("button:has-text('Register the key')")
+        expect(page.locator("main")).to_contain_text("signature")
+        page.goto(f"{BASE}/me")
+        page.fill("#key_name", "laptop")
+        page.fill("#public_key", open(key + ".pub").read())
+        page.fill("#signature", signature)
+        page.click("button:has-text('Register the key')")
+        expect(page.locator(".notice")).to_contain_text("The key was registered")
+        expect(page.locator("table")).to_contain_text("laptop")
+        page.click("button[aria-label='Remove the key laptop']")
+        expect(page.locator(".notice")).to_contain_text("The key was removed")
 
         # One-time codes: the key is shown once; a code from it turns them on.
         page.click("button:has-text('Set up an authenticator app')")

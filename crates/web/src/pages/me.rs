@@ -1,5 +1,6 @@
-//! The viewer's own profile: display name and time zone (unless locked), password, and
-//! one-time codes from an authenticator app (set up, confirm, turn off). Password and codes
+//! The viewer's own profile: display name, e-mail and time zone (unless locked), password,
+//! one-time codes from an authenticator app (set up, confirm, turn off), and the SSH keys that
+//! sign in to the SSH proxy (registered with a signature of the challenge, removed). Password and codes
 //! are the API's `/me` endpoints, called in process (see `admin::kit`).
 
 use axum::extract::{Path, Query, State};
@@ -23,7 +24,21 @@ pub struct Notice {
 pub async fn show(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
     let u = &v.caller.user;
     let roles: Vec<&str> = u.roles.iter().map(|r| r.as_str()).collect();
+    let keys = match kit::get(&web, &v, "/api/v1/me/ssh-keys").await {
+        Ok(k) => k,
+        Err(e) => return error_page(&web, &v, &e, "/requests"),
+    };
+    let keys: Vec<serde_json::Value> = kit::items(&keys)
+        .iter()
+        .map(|k| {
+            json!({ "id": k["id"], "name": k["name"], "fingerprint": k["fingerprint"],
+                "last_used": kit::at(&v, &k["last_used_at"]), "created": kit::at(&v, &k["created_at"]) })
+        })
+        .collect();
+    let sign = portcullis_app::me::ssh_key_sign_command(u);
     let ctx = json!({
+        "keys": keys,
+        "sign_command": sign,
         "title": "Your profile",
         "notice": n.done,
         "user": {
@@ -38,7 +53,8 @@ pub async fn show(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
 pub async fn update(State(web): State<Web>, form: Submitted) -> Response {
     let change = ProfileChange {
         display_name: form.text("display_name"),
-        email: None,
+        // Set by the user: a set-password link may go there whoever sends it.
+        email: form.text("email").map(Some),
         time_zone: form.text("time_zone").filter(|_| !form.viewer.caller.user.time_zone_locked),
     };
     match change_profile(&web, &form.viewer.caller, change).await {
@@ -79,6 +95,20 @@ pub async fn security(State(web): State<Web>, Path(action): Path<String>, form: 
                 } else {
                     "One-time codes are off."
                 }))
+            }
+            "ssh-key-add" => {
+                let body = json!({
+                    "name": kit::need(&form, "name", "a name for the key")?,
+                    "public_key": kit::need(&form, "public_key", "the public key")?,
+                    "signature": kit::need(&form, "signature", "the signature of the text above")?,
+                });
+                kit::call(&web, v, Method::POST, "/api/v1/me/ssh-keys", Some(body)).await?;
+                Ok(Answer::Notice("The key was registered: the SSH proxy now accepts it for you."))
+            }
+            "ssh-key-remove" => {
+                let id = kit::need(&form, "id", "the key")?;
+                kit::call(&web, v, Method::DELETE, &format!("/api/v1/me/ssh-keys/{}", kit::seg(&id)?), None).await?;
+                Ok(Answer::Notice("The key was removed."))
             }
             _ => Err(portcullis_app::AppError::not_found("that action")),
         }
