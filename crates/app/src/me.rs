@@ -31,6 +31,7 @@ pub async fn update(state: &App, caller: &Caller, change: ProfileChange) -> AppR
     let u = &caller.user;
     let time_zone = change.time_zone.filter(|tz| *tz != u.time_zone);
     let display_name = change.display_name.filter(|d| *d != u.display_name);
+    let gives_back = change.email.as_ref().is_some_and(|e| e.is_some() && *e == u.email);
     let email = change.email.filter(|e| *e != u.email);
     if let Some(tz) = &time_zone {
         if u.time_zone_locked {
@@ -43,8 +44,12 @@ pub async fn update(state: &App, caller: &Caller, change: ProfileChange) -> AppR
             return Err(err);
         }
     }
+    // Giving back the address an administrator set confirms it as the user's own.
+    if gives_back && u.email_set_by.is_some() {
+        state.store.confirm_own_email(&caller.actor(), state.now(), &u.id).await?;
+    }
     if time_zone.is_none() && display_name.is_none() && email.is_none() {
-        return Ok(caller.user.clone());
+        return Ok(state.store.user(&u.id).await?);
     }
     let patch = UserPatch { display_name, email, time_zone, ..Default::default() };
     Ok(state.store.update_user(&caller.actor(), state.now(), &u.id, patch).await?)

@@ -33,8 +33,9 @@ pub fn mask(email: &str) -> String {
     }
 }
 
-/// Where a link for `user` may go, or why none may.
-pub fn channel<'a>(state: &App, caller: &Caller, user: &'a User) -> AppResult<&'a str> {
+/// Where a link for `user` may go, or why none may. An invitation (a new account, nothing to
+/// take over) may go to the address its creator chose.
+pub fn channel<'a>(state: &App, caller: &Caller, user: &'a User, invitation: bool) -> AppResult<&'a str> {
     let name = &user.username;
     if !state.mail {
         return Err(AppError::conflict(
@@ -55,12 +56,13 @@ pub fn channel<'a>(state: &App, caller: &Caller, user: &'a User) -> AppResult<&'
             ),
         ));
     };
-    if user.email_set_by.as_deref() == Some(caller.user.id.as_str()) {
+    if !invitation && user.email_set_by.as_deref() == Some(caller.user.id.as_str()) {
         return Err(AppError::refused(
             "own_change",
             format!(
                 "you set {name}'s e-mail address yourself, so the link could reach you instead of {name}; another \
-                 User Administrator must send it, or {name} sets the address under My account"
+                 User Administrator must send it, or {name} confirms the address under My account (saving the \
+                 profile), or the server's operator runs `portcullis reset-link {name}`"
             ),
         ));
     }
@@ -70,7 +72,7 @@ pub fn channel<'a>(state: &App, caller: &Caller, user: &'a User) -> AppResult<&'
 /// An administrator's reset of `user` (`invitation`: a new user's first password): see the
 /// module documentation. The caller's right to manage `user` is checked by the caller.
 pub async fn reset(state: &App, caller: &Caller, user: &User, invitation: bool) -> AppResult<ResetSent> {
-    let email = channel(state, caller, user)?;
+    let email = channel(state, caller, user, invitation)?;
     let sent_to = mask(email);
     let unusable = hash_password_blocking(crate::auth::new_token("unusable_")).await?;
     let details = serde_json::json!({ "username": user.username, "sent_to": sent_to, "invitation": invitation,

@@ -124,7 +124,16 @@ pub(crate) async fn revoke_tokens(tx: &mut sqlx::AnyConnection, user_id: &str, n
 impl Store {
     pub async fn create_user(&self, actor: &Actor, now: i64, new: NewUser) -> Result<User> {
         let mut tx = self.write.begin().await?;
-        let user = insert_user(&mut tx, now, &new).await?;
+        let mut user = insert_user(&mut tx, now, &new).await?;
+        if user.email.is_some() && !actor.id.is_empty() {
+            // The creator chose the address: their own set-password link may not go there.
+            sqlx::query("UPDATE users SET email_set_by = $1 WHERE id = $2")
+                .bind(&actor.id)
+                .bind(&user.id)
+                .execute(&mut *tx)
+                .await?;
+            user.email_set_by = Some(actor.id.clone());
+        }
         append(
             &mut tx,
             &self.audit_key,
@@ -259,6 +268,33 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(user)
+    }
+
+    /// The user confirms the e-mail address an administrator set for them: from now on it is
+    /// theirs, and any administrator's set-password link may go there.
+    pub async fn confirm_own_email(&self, actor: &Actor, now: i64, id: &str) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET email_set_by = NULL, updated_at = $1 WHERE id = $2 AND email_set_by IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            let details = serde_json::json!({ "email_confirmed": true });
+            append(
+                &mut tx,
+                &self.audit_key,
+                actor,
+                now,
+                &NewEvent::success("user.update", "user", id).with_details(details),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn set_roles(&self, actor: &Actor, now: i64, id: &str, roles: &[Role]) -> Result<User> {

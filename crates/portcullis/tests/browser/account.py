@@ -61,6 +61,9 @@ def main():
         sign_in(page, BASE, user, old)
         page.click(f"nav >> text={user.capitalize()}")
         check(page, "profile")
+        # Saving the profile confirms the e-mail address the administrator typed as her own.
+        page.click("button:has-text('Save')")
+        expect(page.locator(".notice")).to_contain_text("Your profile was saved")
         # A wrong current password changes nothing and says so.
         page.fill("#current_password", "not my password")
         page.fill("#new_password", new)

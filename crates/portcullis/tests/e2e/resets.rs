@@ -13,17 +13,22 @@ use serde_json::{json, Value};
 use crate::harness::{Db, Server};
 use crate::mail::Smtp;
 
-/// The token of the last set-password link mailed to `address`.
-fn mailed_token(smtp: &Smtp, address: &str) -> String {
+/// The token of the `nth` set-password link mailed to `address` (from 0, in the order they
+/// arrived), waiting for it.
+fn mailed_token(smtp: &Smtp, address: &str, nth: usize) -> String {
     let mut token = None;
     let found = wait_until(Duration::from_secs(30), || {
-        token = smtp.to(address, "Portcullis: ").iter().rev().find_map(|m| {
-            let at = m.find("/set-password/")? + "/set-password/".len();
-            Some(m[at..].chars().take_while(char::is_ascii_alphanumeric).collect::<String>())
-        });
+        token = smtp
+            .to(address, "Portcullis: ")
+            .iter()
+            .filter_map(|m| {
+                let at = m.find("/set-password/")? + "/set-password/".len();
+                Some(m[at..].chars().take_while(char::is_ascii_alphanumeric).collect::<String>())
+            })
+            .nth(nth);
         token.is_some()
     });
-    assert!(found, "no set-password link reached {address}: {:?}", smtp.mails());
+    assert!(found, "no set-password link #{nth} reached {address}: {:?}", smtp.mails());
     token.unwrap()
 }
 
@@ -59,6 +64,11 @@ async fn run(db: Db) {
     assert!(!v.to_string().contains("taken over"), "{v}");
     assert_eq!(status(&server, "GET", "/api/v1/me", Some(&bob_session), None).await.0, 200);
 
+    // The administrator who created bob chose his address: their link may not go there.
+    let (s, v) = status(&server, "POST", &reset, Some(&admin), None).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("own_change")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("confirms the address under My account"), "{v}");
+
     // A reset: the administrator learns where the link went, and nothing to sign in with.
     let (s, v) = status(&server, "POST", &reset, Some(&ursula), None).await;
     assert_eq!(s, 202, "{v}");
@@ -79,7 +89,7 @@ async fn run(db: Db) {
     assert_eq!(status(&server, "GET", "/api/v1/me", Some(&bob_session), None).await.0, 401);
     assert_eq!(status(&server, "GET", "/api/v1/me", Some(&bob_token), None).await.0, 401);
     // The link went to bob's mailbox, and to nobody else's.
-    let token = mailed_token(&smtp, "bob@example.test");
+    let token = mailed_token(&smtp, "bob@example.test", 0);
     assert_eq!(token.len(), 32, "{token}");
     let elsewhere: Vec<_> =
         smtp.mails().into_iter().filter(|(to, m)| to != "bob@example.test" && m.contains(&token)).collect();
@@ -113,7 +123,16 @@ async fn run(db: Db) {
     assert_eq!((s, v["username"].as_str()), (200, Some("bob")), "{v}");
     let (s, v) = status(&server, "POST", "/api/v1/auth/set-password", None, Some(set)).await;
     assert_eq!((s, v["code"].as_str()), (404, Some("link_invalid")), "a link works once: {v}");
-    server.login("bob", "bob's own password 5678").await;
+    let bob_session = server.login("bob", "bob's own password 5678").await;
+    // bob confirms the address (uwe set it back) as his own: any administrator may now send.
+    let (s, v) =
+        status(&server, "PATCH", "/api/v1/me", Some(&bob_session), Some(json!({ "email": "bob@example.test" }))).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = status(&server, "POST", &reset, Some(&uwe), None).await;
+    assert_eq!(s, 202, "once bob confirmed his address: {v}");
+    let token = mailed_token(&smtp, "bob@example.test", 1);
+    let set = json!({ "token": token, "new_password": "bob's own password 9999" });
+    assert_eq!(status(&server, "POST", "/api/v1/auth/set-password", None, Some(set)).await.0, 200);
     // A guessed link is refused the same way.
     let guess = json!({ "token": "a".repeat(32), "new_password": "guessed password 1234" });
     let (s, v) = status(&server, "POST", "/api/v1/auth/set-password", None, Some(guess)).await;
@@ -129,7 +148,7 @@ async fn run(db: Db) {
     )
     .await;
     assert_eq!(s, 201, "{v}");
-    let token = mailed_token(&smtp, "carla@example.test");
+    let token = mailed_token(&smtp, "carla@example.test", 0);
     assert!(smtp.to("carla@example.test", "set your password").pop().unwrap().contains("user name: carla"));
     let set = json!({ "token": token, "new_password": "carla's own 12345" });
     assert_eq!(status(&server, "POST", "/api/v1/auth/set-password", None, Some(set)).await.0, 200);
