@@ -5,7 +5,7 @@
 //! password once, before it expires.
 
 use crate::audit::{append, NewEvent};
-use crate::users::revoke_tokens;
+use crate::users::replace_password;
 use crate::{new_id, Actor, Result, Store, StoreError};
 
 /// A stored link: whose, and until when.
@@ -32,21 +32,7 @@ impl Store {
         notify: bool,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let n = sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, failed_logins = 0, \
-             locked_until = NULL WHERE id = $3",
-        )
-        .bind(unusable_hash)
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
-        sqlx::query("DELETE FROM login_sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-        revoke_tokens(&mut tx, user_id, now).await?;
+        replace_password(&mut tx, user_id, unusable_hash, now, None).await?;
         sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
         if notify {
             sqlx::query(
@@ -115,17 +101,7 @@ impl Store {
         .await?;
         let user_id = user_id.ok_or(StoreError::NotFound("set-password link"))?;
         sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(&user_id).execute(&mut *tx).await?;
-        sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, failed_logins = 0, \
-             locked_until = NULL WHERE id = $3",
-        )
-        .bind(password_hash)
-        .bind(now)
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM login_sessions WHERE user_id = $1").bind(&user_id).execute(&mut *tx).await?;
-        revoke_tokens(&mut tx, &user_id, now).await?;
+        replace_password(&mut tx, &user_id, password_hash, now, None).await?;
         append(
             &mut tx,
             &self.audit_key,

@@ -121,6 +121,40 @@ pub(crate) async fn revoke_tokens(tx: &mut sqlx::AnyConnection, user_id: &str, n
     Ok(())
 }
 
+/// Puts a new password hash in place (the lockout lifted) and ends the user's other access:
+/// every login session but `keep_session` (the user's own, when they change it themself), and,
+/// when none is kept, their API tokens too — whoever held the old password or a token is out.
+pub(crate) async fn replace_password(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    password_hash: &str,
+    now: i64,
+    keep_session: Option<&str>,
+) -> Result<()> {
+    let n = sqlx::query(
+        "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
+         failed_logins = 0, locked_until = NULL WHERE id = $3",
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    sqlx::query("DELETE FROM login_sessions WHERE user_id = $1 AND token_hash <> $2")
+        .bind(id)
+        .bind(keep_session.unwrap_or(""))
+        .execute(&mut *tx)
+        .await?;
+    if keep_session.is_none() {
+        revoke_tokens(tx, id, now).await?;
+    }
+    Ok(())
+}
+
 impl Store {
     pub async fn create_user(&self, actor: &Actor, now: i64, new: NewUser) -> Result<User> {
         let mut tx = self.write.begin().await?;
@@ -352,29 +386,7 @@ impl Store {
         keep_session: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let n = sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
-             failed_logins = 0, locked_until = NULL WHERE id = $3",
-        )
-        .bind(password_hash)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
-        sqlx::query("DELETE FROM login_sessions WHERE user_id = $1 AND token_hash <> $2")
-            .bind(id)
-            .bind(keep_session.unwrap_or(""))
-            .execute(&mut *tx)
-            .await?;
-        // A reset by someone else (no session of the user's own to keep) also revokes the user's
-        // API tokens: whoever held the old password or a token is out.
-        if keep_session.is_none() {
-            revoke_tokens(&mut tx, id, now).await?;
-        }
+        replace_password(&mut tx, id, password_hash, now, keep_session).await?;
         append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("user.password", "user", id)).await?;
         tx.commit().await?;
         Ok(())

@@ -314,7 +314,8 @@ impl Server {
             _ => self.user_with_roles(admin, NAME, &["security_policy_admin"]).await.1,
         };
         for (kind, id) in rules {
-            let path = format!("/api/v1/{kind}s/{id}/confirm").replace("policys", "policies");
+            let collection = if *kind == "policy" { "policies" } else { "entitlements" };
+            let path = format!("/api/v1/{collection}/{id}/confirm");
             let (s, v) = self.call("POST", &path, Some(&token), None).await;
             assert_eq!(s, 200, "confirming {kind} {id}: {v}");
         }
