@@ -575,13 +575,18 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound(if object_type == "entitlement" { "entitlement" } else { "policy" }));
         }
-        let changed_by: Vec<String> = sqlx::query_scalar(
-            "SELECT user_id FROM rule_changes WHERE object_type = $1 AND object_id = $2 ORDER BY user_id",
+        let name: String =
+            sqlx::query_scalar(&format!("SELECT name FROM {table} WHERE id = $1")).bind(id).fetch_one(&mut *tx).await?;
+        // Whose changes, with their user names for the audit log's readers.
+        let changes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.user_id, COALESCE(u.username, r.user_id) FROM rule_changes r LEFT JOIN users u ON u.id = r.user_id \
+             WHERE r.object_type = $1 AND r.object_id = $2 ORDER BY r.user_id",
         )
         .bind(object_type)
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
+        let (changed_by, names): (Vec<String>, Vec<String>) = changes.into_iter().unzip();
         sqlx::query("DELETE FROM rule_changes WHERE object_type = $1 AND object_id = $2")
             .bind(object_type)
             .bind(id)
@@ -593,7 +598,7 @@ impl Store {
             &self.audit_key,
             actor,
             now,
-            &NewEvent::success(action, object_type, id).with_details(json!({ "changes_by": changed_by })),
+            &NewEvent::success(action, object_type, id).with_details(json!({ "name": name, "changes_by": names })),
         )
         .await?;
         tx.commit().await?;

@@ -7,7 +7,7 @@ use axum::Json;
 use portcullis_app::requests::{self as uc, Decision, NewRequests, Queue, QueueFilter, RequestView};
 use portcullis_app::App;
 use portcullis_core::request::{Action, RequestState};
-use portcullis_store::RequestNames;
+use portcullis_store::{Named, RequestNames};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -157,6 +157,8 @@ pub struct CreateRequestsRequest {
 #[derive(Serialize, ToSchema)]
 pub struct AccountOutcome {
     account_id: String,
+    /// The account as ACCOUNT@ASSET, when it exists.
+    account_name: Option<String>,
     access_type: String,
     /// The created request, when it succeeded.
     request: Option<RequestDto>,
@@ -192,6 +194,8 @@ impl From<CreateRequestsRequest> for NewRequests {
 pub(crate) async fn batch_dto(state: &App, b: uc::Batch) -> ApiResult<CreateRequestsResponse> {
     let created: Vec<RequestView> = b.outcomes.iter().filter_map(|o| o.result.as_ref().ok().cloned()).collect();
     let mut dtos = named(state, created).await?.into_iter();
+    let ids = b.outcomes.iter().map(|o| o.account_id.clone()).collect();
+    let labels = crate::labels::Labels::load(state, [(Named::Account, ids)]).await?;
     let outcomes = b
         .outcomes
         .into_iter()
@@ -200,7 +204,8 @@ pub(crate) async fn batch_dto(state: &App, b: uc::Batch) -> ApiResult<CreateRequ
                 Ok(_) => (dtos.next(), None),
                 Err(e) => (None, Some(error_body(e))),
             };
-            AccountOutcome { account_id: o.account_id, access_type: o.access_type, request, error }
+            let account_name = labels.name(Named::Account, &o.account_id);
+            AccountOutcome { account_id: o.account_id, account_name, access_type: o.access_type, request, error }
         })
         .collect();
     Ok(CreateRequestsResponse { batch_id: b.batch_id, outcomes })

@@ -163,7 +163,7 @@ fn validate(req: &NewRequests) -> AppResult<()> {
     Ok(())
 }
 
-fn no_policy(access_type: AccessType, emergency: bool, start: Option<&str>, why: &str) -> AppError {
+fn no_policy(access_type: AccessType, emergency: bool, start: Option<&str>, why: &str, advice: &str) -> AppError {
     let when = match (emergency, start) {
         (true, _) => "as an emergency".to_owned(),
         (false, Some(t)) => format!("starting {t}"),
@@ -171,10 +171,7 @@ fn no_policy(access_type: AccessType, emergency: bool, start: Option<&str>, why:
     };
     AppError::refused(
         "no_governing_policy",
-        format!(
-            "you may not request {} access to this account {when}: {why}; ask a Security Policy Administrator, or choose another time",
-            access_type.as_str(),
-        ),
+        format!("you may not request {} access to this account {when}: {why}; {advice}", access_type.as_str(),),
     )
 }
 
@@ -264,16 +261,21 @@ async fn create_unaudited(state: &App, caller: &Caller, req: NewRequests) -> App
                 None => {
                     // The policy that came furthest tells why (a window, an expiry, emergency).
                     let furthest = r.verdicts.iter().filter_map(|v| v.eliminated).max();
-                    let why = match furthest {
-                        Some(portcullis_core::policy::Elimination::ChangedByRequester) => {
-                            "you changed the entitlement or policy that would grant it, and no other Security Policy \
-                             Administrator has confirmed it since (a change that benefits its author needs a second \
-                             administrator: `portcullis entitlement confirm` or `portcullis policy confirm`)"
-                        }
-                        Some(e) => e.describe(),
-                        None => "no policy covers this account for you",
+                    let (why, advice) = match furthest {
+                        Some(portcullis_core::policy::Elimination::ChangedByRequester) => (
+                            "you changed the entitlement or policy that would grant it, and no other Security \
+                             Policy Administrator has confirmed it since (a change that benefits its author needs a \
+                             second administrator)",
+                            "ask another Security Policy Administrator to confirm it (`portcullis entitlement \
+                             confirm NAME`, `portcullis policy confirm NAME`, or the button on its page)",
+                        ),
+                        Some(e) => (e.describe(), "ask a Security Policy Administrator, or choose another time"),
+                        None => (
+                            "no policy covers this account for you",
+                            "ask a Security Policy Administrator, or choose another time",
+                        ),
                     };
-                    Err(no_policy(access_type, req.emergency, req.start_at.as_deref(), why))
+                    Err(no_policy(access_type, req.emergency, req.start_at.as_deref(), why, advice))
                 }
             }
         })

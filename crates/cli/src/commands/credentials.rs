@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{read_secret, signed_in};
 use crate::client::enc;
 use crate::output::print;
+use crate::resolve::{self, Kind};
 use crate::{CliError, GlobalArgs, Output};
 
 const COLUMNS: &[&str] = &["kind", "version", "status", "reason", "set_by", "created_at", "public_key", "error"];
@@ -15,7 +16,8 @@ const PROFILE_COLUMNS: &[&str] = &["scope", "profile"];
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialCmd {
-    /// An account's credential versions (never the secrets).
+    /// An account's credential versions (never the secrets). Accounts are named ACCOUNT@ASSET
+    /// (or by id) in every command.
     List { account: String },
     /// Store the account's password (from PORTCULLIS_NEW_PASSWORD or a prompt).
     SetPassword { account: String },
@@ -97,14 +99,28 @@ fn spinner(message: &str) -> indicatif::ProgressBar {
 
 pub async fn credentials(cmd: CredentialCmd, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
-    let base = |a: &str| format!("/api/v1/accounts/{}", enc(a));
-    let shown = match cmd {
-        CredentialCmd::List { account } => c.get(&format!("{}/credentials", base(&account))).await?,
-        CredentialCmd::SetPassword { account } => {
-            let pw = read_secret("Password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
-            c.put(&format!("{}/password", base(&account)), Some(&json!({ "password": &*pw }))).await?
+    // The account by ACCOUNT@ASSET or id.
+    let account = match &cmd {
+        CredentialCmd::List { account }
+        | CredentialCmd::SetPassword { account }
+        | CredentialCmd::GeneratePassword { account, .. }
+        | CredentialCmd::ImportKey { account, .. }
+        | CredentialCmd::GenerateKey { account, .. }
+        | CredentialCmd::Check { account, .. }
+        | CredentialCmd::Change { account, .. }
+        | CredentialCmd::Changes { account } => resolve::id(&c, Kind::Account, account).await?,
+        CredentialCmd::Profiles | CredentialCmd::SetProfile { .. } | CredentialCmd::DeleteProfile { .. } => {
+            String::new()
         }
-        CredentialCmd::GeneratePassword { account, length, no_symbols, exclude } => {
+    };
+    let base = format!("/api/v1/accounts/{}", enc(&account));
+    let shown = match cmd {
+        CredentialCmd::List { .. } => c.get(&format!("{}/credentials", base)).await?,
+        CredentialCmd::SetPassword { .. } => {
+            let pw = read_secret("Password: ", "PORTCULLIS_NEW_PASSWORD", false)?;
+            c.put(&format!("{}/password", base), Some(&json!({ "password": &*pw }))).await?
+        }
+        CredentialCmd::GeneratePassword { length, no_symbols, exclude, .. } => {
             let mut body = json!({ "symbols": !no_symbols });
             if let Some(l) = length {
                 body["length"] = json!(l);
@@ -112,20 +128,20 @@ pub async fn credentials(cmd: CredentialCmd, g: &GlobalArgs) -> Result<(), CliEr
             if let Some(x) = exclude {
                 body["excluded"] = json!(x);
             }
-            c.post(&format!("{}/password/generate", base(&account)), &body).await?
+            c.post(&format!("{}/password/generate", base), &body).await?
         }
-        CredentialCmd::ImportKey { account, file } => {
+        CredentialCmd::ImportKey { file, .. } => {
             let key = zeroize::Zeroizing::new(
                 std::fs::read_to_string(&file).map_err(|e| CliError::Io(file.display().to_string(), e))?,
             );
-            c.put(&format!("{}/ssh-key", base(&account)), Some(&json!({ "private_key": &*key }))).await?
+            c.put(&format!("{}/ssh-key", base), Some(&json!({ "private_key": &*key }))).await?
         }
-        CredentialCmd::GenerateKey { account, algorithm } => {
-            c.post(&format!("{}/ssh-key/generate", base(&account)), &json!({ "algorithm": algorithm })).await?
+        CredentialCmd::GenerateKey { algorithm, .. } => {
+            c.post(&format!("{}/ssh-key/generate", base), &json!({ "algorithm": algorithm })).await?
         }
-        CredentialCmd::Check { account, kind } => {
+        CredentialCmd::Check { kind, .. } => {
             let bar = spinner("logging in to the target…");
-            let r = c.post(&format!("{}/credentials/check", base(&account)), &json!({ "kind": kind })).await;
+            let r = c.post(&format!("{}/credentials/check", base), &json!({ "kind": kind })).await;
             bar.finish_and_clear();
             let r = r?;
             print(g.output, &r, &["kind", "version", "ok", "code", "message"]);
@@ -137,14 +153,14 @@ pub async fn credentials(cmd: CredentialCmd, g: &GlobalArgs) -> Result<(), CliEr
             }
             return Ok(());
         }
-        CredentialCmd::Change { account, kind } => {
+        CredentialCmd::Change { kind, .. } => {
             let bar = spinner("changing the credential on the target and verifying it…");
-            let r = c.post(&format!("{}/credentials/change", base(&account)), &json!({ "kind": kind })).await;
+            let r = c.post(&format!("{}/credentials/change", base), &json!({ "kind": kind })).await;
             bar.finish_and_clear();
             r?
         }
-        CredentialCmd::Changes { account } => {
-            let r = c.get(&format!("{}/credential-changes", base(&account))).await?;
+        CredentialCmd::Changes { .. } => {
+            let r = c.get(&format!("{}/credential-changes", base)).await?;
             print(g.output, &r, CHANGE_COLUMNS);
             return Ok(());
         }

@@ -257,11 +257,8 @@ pub(crate) fn print_outcomes(g: &GlobalArgs, r: &Value) -> Result<(), CliError> 
         print(g.output, r, &[]);
     } else {
         for o in &outcomes {
-            // ACCOUNT@ASSET when the server named them, else the id that was given.
-            let target = match (o["request"]["account_name"].as_str(), o["request"]["asset_name"].as_str()) {
-                (Some(a), Some(s)) => format!("{a}@{s}"),
-                _ => o["account_id"].as_str().unwrap_or("?").to_owned(),
-            };
+            // ACCOUNT@ASSET when the server named it, else the id that was given.
+            let target = o["account_name"].as_str().or(o["account_id"].as_str()).unwrap_or("?");
             match o["request"].as_object() {
                 Some(req) => println!(
                     "{target}: request {} is {}",

@@ -492,7 +492,9 @@ async fn cli_check_change_and_profiles() {
     };
     let id = w.account_id.as_str();
     let mut outputs = String::new();
-    let o = cli(&["credential", "set-password", id], &[("PORTCULLIS_NEW_PASSWORD", OLD)]);
+    // By name, as a user types it (the other commands by id: both work).
+    let named = format!("{}@host1", user.name);
+    let o = cli(&["credential", "set-password", &named], &[("PORTCULLIS_NEW_PASSWORD", OLD)]);
     assert!(o.status.success(), "{}", text(&o));
     let o = cli(&["credential", "check", id], &[]);
     assert!(o.status.success(), "{}", text(&o));

@@ -99,6 +99,8 @@ async fn run(db: Db) {
     let refused = &v["outcomes"][0]["error"];
     assert_eq!((s, refused["code"].as_str()), (200, Some("no_governing_policy")), "{v}");
     assert!(refused["message"].as_str().unwrap().contains("you changed the entitlement or policy"), "{v}");
+    assert!(refused["message"].as_str().unwrap().contains("ask another Security Policy Administrator"), "{v}");
+    assert_eq!(v["outcomes"][0]["account_name"], "root@db", "the refused account is named: {v}");
     let (s, v) =
         call(&server, "GET", &format!("/api/v1/entitlements/{}", ent["id"].as_str().unwrap()), &admin, None).await;
     assert_eq!((s, v["unconfirmed_by"].clone()), (200, json!(["admin"])), "{v}");
