@@ -126,11 +126,13 @@ pub async fn key_owner(state: &App, username: &str, fingerprint: &str) -> Option
 }
 
 /// Redeems a one-time launch token: its user (enabled, the request's requester) and what the
-/// token gives now. The sign-in is recorded. `None`: unknown, used or expired token.
+/// token gives now. The sign-in is recorded (`via`: the proxy, `ssh` or `rdp`). `None`:
+/// unknown, used or expired token.
 pub async fn redeem_launch_token(
     state: &App,
     token: &str,
     source: &str,
+    via: &'static str,
 ) -> Option<(User, Result<SessionAccess, String>)> {
     let hash = crate::auth::token_hash(token);
     let now = state.now();
@@ -161,8 +163,7 @@ pub async fn redeem_launch_token(
         ))
     };
     let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
-    let login =
-        ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None, via: "ssh" };
+    let login = ProxyLogin { actor, at: now, user_id: user.id.clone(), totp_step: None, key_fingerprint: None, via };
     let _ = state.store.record_proxy_login(&login).await;
     Some((user, access))
 }

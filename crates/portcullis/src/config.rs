@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 mod proxies;
 use proxies::check_proxy;
-pub use proxies::{AaPluginSettings, TelnetSettings};
+pub use proxies::{AaPluginSettings, RdpSettings, TelnetSettings};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +21,7 @@ pub struct Config {
     pub vault: VaultConfig,
     pub ssh: SshConfig,
     pub telnet: TelnetSettings,
+    pub rdp: RdpSettings,
     /// AA plugins by name (`[aa_plugins.NAME]`), which connection policies may name.
     pub aa_plugins: std::collections::BTreeMap<String, AaPluginSettings>,
     pub siem: SiemConfig,
@@ -409,7 +410,7 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 const SECTIONS: &[&str] =
-    &["server", "storage", "auth", "log", "vault", "ssh", "telnet", "siem", "mail", "webhook", "notifications"];
+    &["server", "storage", "auth", "log", "vault", "ssh", "telnet", "rdp", "siem", "mail", "webhook", "notifications"];
 // `[aa_plugins.NAME]` tables are set in the file only (no environment overrides).
 
 impl Config {
@@ -527,6 +528,15 @@ impl Config {
             "127.0.0.1:2323",
         )?;
         t.prompts()?;
+        let r = &self.rdp;
+        let (limits, per_source) = (r.max_unauthenticated, r.max_unauthenticated_per_source);
+        check_proxy("rdp", &r.listen, r.max_connections, limits, per_source, r.auth_timeout_seconds, "127.0.0.1:3389")?;
+        if r.tls_cert.is_empty() != r.tls_key.is_empty() {
+            return Err(key_error("rdp.tls_cert", "set both rdp.tls_cert and rdp.tls_key, or neither"));
+        }
+        if !(5..=600).contains(&r.logon_timeout_seconds) {
+            return Err(key_error("rdp.logon_timeout_seconds", "must be 5 to 600"));
+        }
         self.aa_plugins()?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));

@@ -93,6 +93,17 @@ pub async fn run(config: Config) -> Result<()> {
         Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen for Telnet on {addr}"))?)
     };
 
+    let rdp = if config.rdp.listen.is_empty() {
+        None
+    } else {
+        let addr: std::net::SocketAddr = config.rdp.listen.parse()?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for RDP on {addr}"))?;
+        let cert = (!config.rdp.tls_cert.is_empty())
+            .then(|| (std::path::Path::new(&config.rdp.tls_cert), std::path::Path::new(&config.rdp.tls_key)));
+        let hosts = vec!["localhost".to_owned(), addr.ip().to_string()];
+        Some((listener, tls::rdp_identity(cert, &data_dir, &hosts)?))
+    };
+
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{local}");
     // Printed to standard output on purpose, not logged: the bootstrap secret must not reach
@@ -117,6 +128,13 @@ pub async fn run(config: Config) -> Result<()> {
         banner += &format!(
             "Telnet proxy listening on {} (cleartext; a connection policy must admit Telnet)\n",
             l.local_addr()?
+        );
+    }
+    if let Some((l, identity)) = &rdp {
+        banner += &format!(
+            "RDP proxy listening on {} (TLS; a connection policy must admit RDP); certificate SHA-256 fingerprint: {}\n",
+            l.local_addr()?,
+            identity.fingerprint
         );
     }
     if store.user_count().await? == 0 {
@@ -197,6 +215,20 @@ pub async fn run(config: Config) -> Result<()> {
         }
         None => None,
     };
+    let rdp_proxy = rdp.map(|(listener, identity)| {
+        let cfg = portcullis_proxy::RdpConfig {
+            max_connections: config.rdp.max_connections,
+            auth_timeout: Duration::from_secs(config.rdp.auth_timeout_seconds),
+            pre_auth: portcullis_proxy::GateLimits {
+                total: config.rdp.max_unauthenticated,
+                per_source: config.rdp.max_unauthenticated_per_source,
+            },
+            tls: identity.config,
+            logon_timeout: Duration::from_secs(config.rdp.logon_timeout_seconds),
+            aa_plugins: aa_plugins.clone(),
+        };
+        tokio::spawn(portcullis_proxy::serve_rdp(state.clone(), cfg, listener))
+    });
     let changer = tokio::spawn(portcullis_app::scheduler::run_credential_changes(state.clone()));
     // Every audit event to the SIEM, from the cursor the store keeps.
     let (stop_delivery, delivery_stop) = tokio::sync::watch::channel(false);
@@ -314,7 +346,7 @@ pub async fn run(config: Config) -> Result<()> {
     for task in [siem, mailer, replies].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    for p in [proxy, telnet_proxy].into_iter().flatten() {
+    for p in [proxy, telnet_proxy, rdp_proxy].into_iter().flatten() {
         p.abort();
     }
     store.close().await;

@@ -52,11 +52,26 @@ fn due_for_renewal(cert: &Path) -> bool {
 
 /// Loads `cert`/`key`, or generates a self-signed pair under `dir` naming `hosts`.
 pub fn load_or_generate(cert: Option<(&Path, &Path)>, dir: &Path, hosts: &[String]) -> Result<TlsIdentity> {
+    identity(cert, dir, hosts, "tls", &[b"h2", b"http/1.1"])
+}
+
+/// The RDP proxy's identity: `rdp-cert.pem`/`rdp-key.pem` when generated; no ALPN.
+pub fn rdp_identity(cert: Option<(&Path, &Path)>, dir: &Path, hosts: &[String]) -> Result<TlsIdentity> {
+    identity(cert, dir, hosts, "rdp", &[])
+}
+
+fn identity(
+    cert: Option<(&Path, &Path)>,
+    dir: &Path,
+    hosts: &[String],
+    stem: &str,
+    alpn: &[&[u8]],
+) -> Result<TlsIdentity> {
     let (cert_path, key_path): (PathBuf, PathBuf) = match cert {
         Some((c, k)) => (c.into(), k.into()),
         None => {
-            let c = dir.join("tls-cert.pem");
-            let k = dir.join("tls-key.pem");
+            let c = dir.join(format!("{stem}-cert.pem"));
+            let k = dir.join(format!("{stem}-key.pem"));
             if !c.exists() || !k.exists() || due_for_renewal(&c) {
                 let (cert, key) = self_signed(hosts, jiff::Timestamp::now())?;
                 let _ = std::fs::remove_file(&c);
@@ -82,7 +97,7 @@ pub fn load_or_generate(cert: Option<(&Path, &Path)>, dir: &Path, hosts: &[Strin
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not match")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsIdentity { config: Arc::new(config), fingerprint })
 }
 

@@ -321,4 +321,32 @@ impl Store {
         tx.commit().await?;
         Ok(n == 1)
     }
+
+    /// Pins the TLS certificate of an asset's RDP service on first use (only while none is
+    /// pinned); audited `asset.tls_fingerprint_pinned`. `true` when this call pinned it.
+    pub async fn pin_tls_fingerprint(&self, now: i64, asset_id: &str, fingerprint: &str) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let n = sqlx::query(
+            "UPDATE assets SET tls_fingerprint = $1, updated_at = $2 WHERE id = $3 AND tls_fingerprint IS NULL",
+        )
+        .bind(fingerprint)
+        .bind(now)
+        .bind(asset_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            append(
+                &mut tx,
+                &self.audit_key,
+                &Actor::system(),
+                now,
+                &NewEvent::success("asset.tls_fingerprint_pinned", "asset", asset_id)
+                    .with_details(json!({ "tls_fingerprint": fingerprint })),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
 }

@@ -22,6 +22,8 @@ pub struct Asset {
     pub description: String,
     pub protocols: Vec<ProtocolPort>,
     pub host_key: Option<String>,
+    /// The RDP service's pinned TLS certificate (`sha256:HEX`), pinned on first use.
+    pub tls_fingerprint: Option<String>,
     /// An account of this asset that may change other accounts' credentials (root or sudo).
     pub service_account_id: Option<String>,
     /// Who changed the asset's identity (address, ports, host key) since another administrator
@@ -41,8 +43,8 @@ impl Asset {
     }
 
     /// What makes up its identity: where credentials are sent, and the key that proves it.
-    fn identity(&self) -> (&str, String, Option<&str>) {
-        (&self.address, encode_protocols(&self.protocols), self.host_key.as_deref())
+    fn identity(&self) -> (&str, String, Option<&str>, Option<&str>) {
+        (&self.address, encode_protocols(&self.protocols), self.host_key.as_deref(), self.tls_fingerprint.as_deref())
     }
 }
 
@@ -64,6 +66,7 @@ pub struct AssetPatch {
     pub description: Option<String>,
     pub protocols: Option<Vec<ProtocolPort>>,
     pub host_key: Option<Option<String>>,
+    pub tls_fingerprint: Option<Option<String>>,
     pub service_account_id: Option<Option<String>>,
 }
 
@@ -127,7 +130,7 @@ fn validate_protocols(p: &[ProtocolPort]) -> Result<(), ValidationError> {
 }
 
 const ASSET_COLUMNS: &str = "id, name, address, platform, description, protocols, host_key, created_at, updated_at, \
-     service_account_id, identity_changed_by, identity_changed_at";
+     service_account_id, identity_changed_by, identity_changed_at, tls_fingerprint";
 type AssetRow = (
     String,
     String,
@@ -141,7 +144,17 @@ type AssetRow = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
 );
+
+/// A pinned certificate: `sha256:` and 64 hex digits (lower case kept).
+fn validate_fingerprint(field: &str, f: &str) -> std::result::Result<String, ValidationError> {
+    let hex = f.strip_prefix("sha256:").unwrap_or(f);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ValidationError::new(field, "must be sha256: and the 64 hex digits of the certificate's SHA-256"));
+    }
+    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+}
 
 fn asset_from_row(r: AssetRow) -> Result<Asset> {
     let (
@@ -157,6 +170,7 @@ fn asset_from_row(r: AssetRow) -> Result<Asset> {
         service_account_id,
         changed_by,
         identity_changed_at,
+        tls_fingerprint,
     ) = r;
     Ok(Asset {
         identity_changed_by: changed_by.unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
@@ -168,6 +182,7 @@ fn asset_from_row(r: AssetRow) -> Result<Asset> {
         address,
         description,
         host_key,
+        tls_fingerprint,
         service_account_id,
         created_at,
         updated_at,
@@ -209,6 +224,7 @@ impl Store {
             description: new.description,
             protocols: new.protocols,
             host_key,
+            tls_fingerprint: None,
             service_account_id: None,
             identity_changed_by: Vec::new(),
             identity_changed_at: None,
@@ -295,6 +311,9 @@ impl Store {
         if let Some(v) = patch.host_key {
             asset.host_key = v.as_deref().map(|k| validate::ssh_public_key("host_key", k)).transpose()?;
         }
+        if let Some(v) = patch.tls_fingerprint {
+            asset.tls_fingerprint = v.as_deref().map(|f| validate_fingerprint("tls_fingerprint", f)).transpose()?;
+        }
         if let Some(v) = patch.service_account_id {
             asset.service_account_id = v;
         }
@@ -323,7 +342,7 @@ impl Store {
         let n = sqlx::query(
             "UPDATE assets SET name = $1, address = $2, platform = $3, description = $4, protocols = $5, \
              host_key = $6, updated_at = $7, service_account_id = $9, identity_changed_by = $10, \
-             identity_changed_at = $11 WHERE id = $8",
+             identity_changed_at = $11, tls_fingerprint = $12 WHERE id = $8",
         )
         .bind(&asset.name)
         .bind(&asset.address)
@@ -336,6 +355,7 @@ impl Store {
         .bind(&asset.service_account_id)
         .bind((!asset.identity_changed_by.is_empty()).then(|| asset.identity_changed_by.join(" ")))
         .bind(asset.identity_changed_at)
+        .bind(&asset.tls_fingerprint)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::unique(e, || format!("an asset named '{}' already exists", asset.name)))?
@@ -349,6 +369,7 @@ impl Store {
                 "address": [before.address, asset.address],
                 "protocols": [encode_protocols(&before.protocols), encode_protocols(&asset.protocols)],
                 "host_key": [before.host_key, asset.host_key],
+                "tls_fingerprint": [before.tls_fingerprint, asset.tls_fingerprint],
             });
             details["alert"] = serde_json::json!(true);
         }

@@ -4,6 +4,7 @@
 pub mod pg;
 pub mod process;
 pub mod pty;
+pub mod rdp;
 pub mod rsyslog;
 pub mod sshd;
 pub mod telnetd;

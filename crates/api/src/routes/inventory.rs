@@ -50,6 +50,8 @@ pub struct AssetDto {
     protocols: Vec<ProtocolPortDto>,
     /// The pinned SSH host key (OpenSSH format), if set.
     host_key: Option<String>,
+    /// The pinned TLS certificate of the RDP service (`sha256:HEX`), if set.
+    tls_fingerprint: Option<String>,
     /// The account that changes other accounts' credentials on this asset (root, or sudo
     /// without a password for `chpasswd`); none: each account changes its own.
     service_account_id: Option<String>,
@@ -100,6 +102,7 @@ impl From<&Asset> for AssetDto {
                 .map(|p| ProtocolPortDto { protocol: p.protocol.to_string(), port: Some(p.port.into()) })
                 .collect(),
             host_key: a.host_key.clone(),
+            tls_fingerprint: a.tls_fingerprint.clone(),
             service_account_id: a.service_account_id.clone(),
             service_account_name: None,
             identity_confirmed: !a.identity_unconfirmed(),
@@ -205,6 +208,10 @@ pub struct UpdateAssetRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, nullable)]
     host_key: Option<Option<String>>,
+    /// `null` unpins the RDP certificate (the next connection pins the one it sees).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, nullable)]
+    tls_fingerprint: Option<Option<String>>,
     /// An account of this asset; `null` removes the service account.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, nullable)]
@@ -228,6 +235,7 @@ async fn update_asset(
         description: req.description,
         protocols: req.protocols.as_deref().map(parse_protocols).transpose()?,
         host_key: req.host_key,
+        tls_fingerprint: req.tls_fingerprint,
         service_account_id: req.service_account_id,
     };
     let asset = state.store.update_asset(&c.actor(), state.now(), &p.id, patch).await?;

@@ -85,6 +85,7 @@ async fn fixture() -> Fixture {
         .env("PORTCULLIS_SERVER_TLS", "false")
         .env("PORTCULLIS_SSH_LISTEN", format!("127.0.0.1:{ssh_port}"))
         .env("PORTCULLIS_TELNET_LISTEN", format!("127.0.0.1:{telnet_port}"))
+        .env("PORTCULLIS_RDP_LISTEN", "")
         .env("PORTCULLIS_STORAGE_DATA_DIR", dir.path().join("data"))
         .env("PORTCULLIS_LOG_LEVEL", "warn")
         .stdout(std::fs::File::create(&out).unwrap())

@@ -63,6 +63,9 @@ pub enum AssetCmd {
         /// Unpin the host key.
         #[arg(long, conflicts_with = "host_key")]
         clear_host_key: bool,
+        /// Unpin the RDP service's TLS certificate (the next RDP connection pins the one it sees).
+        #[arg(long)]
+        clear_tls_fingerprint: bool,
         /// The account (of this asset, by name or id) that changes other accounts' credentials.
         #[arg(long)]
         service_account: Option<String>,
@@ -193,6 +196,7 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
             protocols: p,
             host_key,
             clear_host_key,
+            clear_tls_fingerprint,
             service_account,
             clear_service_account,
             description,
@@ -221,6 +225,9 @@ pub async fn assets(cmd: AssetCmd, g: &GlobalArgs) -> Result<(), CliError> {
             );
             if clear_service_account {
                 body["service_account_id"] = Value::Null;
+            }
+            if clear_tls_fingerprint {
+                body["tls_fingerprint"] = Value::Null;
             }
             if !p.is_empty() {
                 body["protocols"] = protocols(&p)?;

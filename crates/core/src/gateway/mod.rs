@@ -289,9 +289,21 @@ pub fn compile(id: &str, name: &str, spec: &ConnectionPolicySpec) -> Result<Conn
         .collect::<Result<Vec<_>, _>>()?;
     for (i, c) in channels.iter().enumerate() {
         let relayed = match protocol {
-            Protocol::Ssh => !matches!(c.kind, ChannelKind::RemoteForward | ChannelKind::X11 | ChannelKind::Agent),
+            Protocol::Ssh => matches!(
+                c.kind,
+                ChannelKind::Shell
+                    | ChannelKind::Exec
+                    | ChannelKind::Sftp
+                    | ChannelKind::Scp
+                    | ChannelKind::LocalForward
+            ),
             Protocol::Telnet => c.kind == ChannelKind::Shell,
-            Protocol::Rdp => false,
+            Protocol::Rdp => {
+                matches!(
+                    c.kind,
+                    ChannelKind::Clipboard | ChannelKind::Drive | ChannelKind::Audio | ChannelKind::Dynamic
+                )
+            }
         };
         if !relayed {
             return Err(ValidationError::new(
@@ -567,6 +579,10 @@ impl ChannelAsk<'_> {
             ChannelKind::RemoteForward => "remote port forwarding".into(),
             ChannelKind::X11 => "X11 forwarding".into(),
             ChannelKind::Agent => "agent forwarding".into(),
+            ChannelKind::Clipboard => "the shared clipboard".into(),
+            ChannelKind::Drive => "drive and device redirection".into(),
+            ChannelKind::Audio => "audio output".into(),
+            ChannelKind::Dynamic => "dynamic virtual channels".into(),
         }
     }
 }

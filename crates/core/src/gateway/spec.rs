@@ -216,6 +216,10 @@ kinds! {
     RemoteForward => "remote_forward",
     X11 => "x11",
     Agent => "agent",
+    Clipboard => "clipboard",
+    Drive => "drive",
+    Audio => "audio",
+    Dynamic => "dynamic",
 }
 
 impl ChannelKind {

@@ -36,6 +36,41 @@ impl Default for TelnetSettings {
     }
 }
 
+/// The RDP session proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RdpSettings {
+    /// Address and port of the RDP proxy; empty turns it off.
+    pub listen: String,
+    pub max_connections: usize,
+    pub auth_timeout_seconds: u64,
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_source: usize,
+    /// The proxy's certificate and key (PEM) towards RDP clients; empty: a self-signed pair
+    /// generated into the data directory (`rdp-cert.pem`, `rdp-key.pem`).
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Seconds a target has, after the proxy sent the credential, to report the logon; a
+    /// target that does not (it refused the credential) ends the session.
+    pub logon_timeout_seconds: u64,
+}
+
+impl Default for RdpSettings {
+    fn default() -> Self {
+        let ssh = SshConfig::default();
+        RdpSettings {
+            listen: "127.0.0.1:3389".into(),
+            max_connections: ssh.max_connections,
+            auth_timeout_seconds: ssh.auth_timeout_seconds,
+            max_unauthenticated: ssh.max_unauthenticated,
+            max_unauthenticated_per_source: ssh.max_unauthenticated_per_source,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            logon_timeout_seconds: 30,
+        }
+    }
+}
+
 /// One platform's Telnet prompt patterns (regular expressions).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -38,6 +38,8 @@ pub struct Server {
     pub ssh_port: u16,
     /// The Telnet proxy's port.
     pub telnet_port: u16,
+    /// The RDP proxy's port.
+    pub rdp_port: u16,
     pub bootstrap_secret: Option<String>,
     pub fingerprint: Option<String>,
     extra_env: Vec<(String, String)>,
@@ -58,6 +60,7 @@ impl Server {
             port,
             ssh_port,
             telnet_port: portcullis_testkit::free_port(),
+            rdp_port: portcullis_testkit::free_port(),
             tls,
             db,
             child: None,
@@ -88,6 +91,7 @@ impl Server {
             port,
             ssh_port: portcullis_testkit::free_port(),
             telnet_port: portcullis_testkit::free_port(),
+            rdp_port: portcullis_testkit::free_port(),
             tls: self.tls,
             db: self.db.clone(),
             child: None,
@@ -165,6 +169,7 @@ impl Server {
             self.port = portcullis_testkit::free_port();
             self.ssh_port = portcullis_testkit::free_port();
             self.telnet_port = portcullis_testkit::free_port();
+            self.rdp_port = portcullis_testkit::free_port();
             self.url = format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.port);
         }
         let out_path = self.stdout_path();
@@ -184,6 +189,7 @@ impl Server {
             .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("PORTCULLIS_SSH_LISTEN", format!("127.0.0.1:{}", self.ssh_port))
             .env("PORTCULLIS_TELNET_LISTEN", format!("127.0.0.1:{}", self.telnet_port))
+            .env("PORTCULLIS_RDP_LISTEN", format!("127.0.0.1:{}", self.rdp_port))
             .env("PORTCULLIS_SERVER_TLS", if self.tls { "true" } else { "false" })
             .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
             .env("PORTCULLIS_LOG_FORMAT", "json")

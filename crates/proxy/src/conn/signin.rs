@@ -268,7 +268,8 @@ impl Conn {
     }
 
     pub(super) async fn launch_token(&mut self, token: &str) -> Auth {
-        let Some((user, access)) = session_access::redeem_launch_token(&self.state, token, &self.source()).await else {
+        let Some((user, access)) = session_access::redeem_launch_token(&self.state, token, &self.source(), "ssh").await
+        else {
             return reject();
         };
         let mut access = access.and_then(supported);

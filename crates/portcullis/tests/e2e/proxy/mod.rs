@@ -16,6 +16,7 @@ mod flood;
 mod governance;
 mod lifecycle;
 mod people;
+mod rdp;
 mod sessions;
 mod telnet;
 mod waiting;

@@ -1,0 +1,237 @@
+//! The RDP proxy with the real FreeRDP client (`xfreerdp` under Xvfb) and a real xrdp target
+//! (its session manager logging a throwaway Unix user in to an Xorg session): sign-in with
+//! USER#ACCOUNT@ASSET and the Portcullis password, the connection policy, the request check,
+//! injection of the vaulted password (the desktop appears as it does directly), channel
+//! policy, revocation, a target refusing the credential, recording and its verification.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use portcullis_testkit::rdp::{desktop, xfreerdp, Screen, Xrdp, Xvfb};
+use serde_json::{json, Value};
+
+use super::{post, world_with, World, ALICE_PW, TARGET_PW};
+use crate::harness::Db;
+
+const T: Duration = Duration::from_secs(30);
+
+/// The world's user as an RDP account on asset `ws1` (the real xrdp), with its vaulted
+/// password, and a policy giving alice RDP access (auto-approved). Returns the account id.
+async fn rdp_account(w: &World, xrdp: &Xrdp) -> String {
+    let (s, asset) = post(
+        &w.server,
+        &w.admin,
+        "/api/v1/assets",
+        json!({ "name": "ws1", "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": "rdp", "port": xrdp.port() }] }),
+    )
+    .await;
+    assert_eq!(s, 201, "{asset}");
+    let (s, account) =
+        post(&w.server, &w.admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": w.user.name })).await;
+    assert_eq!(s, 201, "{account}");
+    let id = account["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/accounts/{id}/password");
+    let (s, _) = w.server.call("PUT", &path, Some(&w.admin), Some(json!({ "password": TARGET_PW }))).await;
+    assert_eq!(s, 201);
+    let (_, users) = w.server.call("GET", "/api/v1/users", Some(&w.admin), None).await;
+    let alice = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"].clone();
+    let (_, ent) =
+        post(&w.server, &w.admin, "/api/v1/entitlements", json!({ "name": "rdp", "priority": 2, "user_ids": [alice] }))
+            .await;
+    let settings = json!({ "auto_approve": true, "change_password_after_checkin": false });
+    let (s, p) = post(
+        &w.server,
+        &w.admin,
+        "/api/v1/policies",
+        json!({ "entitlement_id": ent["id"], "name": "rdp", "priority": 1, "access_type": "rdp", "scope": { "accounts": [id] }, "settings": settings }),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    id
+}
+
+async fn request_rdp(w: &World, account: &str) -> String {
+    let body = json!({ "accounts": [{ "account_id": account, "access_type": "rdp" }] });
+    let (s, out) = post(&w.server, &w.alice, "/api/v1/requests", body).await;
+    assert!(s == 200 || s == 201, "{out}");
+    let r = &out["outcomes"][0]["request"];
+    assert_eq!(r["state"], "available", "{out}");
+    r["id"].as_str().unwrap().to_owned()
+}
+
+/// Waits for the client to exit; its exit code.
+fn exits(child: &mut Child, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The client's window once the desktop's window (xmessage) shows in it: many colors, and the
+/// same picture twice in a row.
+fn desktop_shown(x: &Xvfb, within: Duration) -> Option<Screen> {
+    let deadline = Instant::now() + within;
+    let mut last: Option<Screen> = None;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = x.screenshot();
+        if now.colors(800, 600) >= 3 {
+            if let Some(prev) = &last {
+                if prev.same_share(&now, 800, 600) > 0.999 {
+                    return Some(now);
+                }
+            }
+            last = Some(now);
+        }
+    }
+    None
+}
+
+fn kill(mut c: Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+async fn audit(w: &World) -> Vec<Value> {
+    let (_, page) = w.server.call("GET", "/api/v1/audit/events?limit=1000", Some(&w.admin), None).await;
+    page["events"].as_array().cloned().unwrap_or_default()
+}
+
+async fn live(w: &World) -> Vec<Value> {
+    let (_, v) = w.server.call("GET", "/api/v1/sessions?live=true", Some(&w.admin), None).await;
+    v.as_array().cloned().unwrap_or_default()
+}
+
+async fn rdp_end_to_end(db: Db) {
+    let w = world_with(db, json!({}), &[("PORTCULLIS_RDP_LOGON_TIMEOUT_SECONDS", "8")]).await;
+    let xrdp = Xrdp::start();
+    desktop(&w.user, "portcullis rdp desktop");
+    let account = rdp_account(&w, &xrdp).await;
+    let x = Xvfb::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |n: &str| logs.path().join(n);
+    let read = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+    let inband = format!("alice#{}@ws1", w.user.name);
+
+    // Directly, with the account's password: the desktop as the target shows it.
+    let direct = xfreerdp(&x.display, xrdp.port(), &w.user.name, TARGET_PW, &[], &log("direct"));
+    let shown =
+        desktop_shown(&x, T).unwrap_or_else(|| panic!("no desktop directly:\n{}\n{}", read("direct"), xrdp.log()));
+    kill(direct);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // No connection policy admits RDP on a fresh install: closed before any target contact.
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &log("nopolicy"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("nopolicy"));
+    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+
+    // A wrong Portcullis password: refused, nothing logged in on the target.
+    let sessions_before = xrdp.log().matches("created session").count();
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, "not alice's password", &[], &log("wrong"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("wrong"));
+    assert!(read("wrong").contains("ERRINFO_SERVER_DENIED_CONNECTION"), "{}", read("wrong"));
+    assert_eq!(xrdp.log().matches("created session").count(), sessions_before, "the target saw no login");
+
+    // No request yet: refused, and the reason audited.
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &log("norequest"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("norequest"));
+    assert!(read("norequest").contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"), "{}", read("norequest"));
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.refused"
+            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("you have no RDP access request"))),
+        "{events:?}"
+    );
+
+    // With an available request: the proxy logs in with the vaulted password; the desktop is
+    // the one seen directly.
+    let request = request_rdp(&w, &account).await;
+    let proxied = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &log("proxied"));
+    let through = desktop_shown(&x, T).unwrap_or_else(|| panic!("no desktop through the proxy:\n{}", read("proxied")));
+    let same = through.same_share(&shown, 800, 600);
+    assert!(same > 0.97, "the desktop through the proxy differs from the direct one ({same:.3} of pixels equal)");
+    let sessions = live(&w).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["protocol"], "rdp", "{sessions:?}");
+    let logged_on = || w.server.all_output().contains("rdp: the target reports the logon");
+    assert!(
+        portcullis_testkit::process::wait_until(T, logged_on),
+        "the target's logon notification was seen: {}",
+        w.server.all_output().lines().filter(|l| l.contains("rdp:")).take(80).collect::<Vec<_>>().join("\n")
+    );
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    let (_, asset) = w.server.call("GET", "/api/v1/assets?limit=100", Some(&w.admin), None).await;
+    let ws1 = asset.as_array().unwrap().iter().find(|a| a["name"] == "ws1").unwrap().clone();
+    assert!(ws1["tls_fingerprint"].as_str().is_some_and(|f| f.starts_with("sha256:")), "pinned on first use: {ws1}");
+
+    // The clipboard is refused by the connection policy (it lists no channels): audited.
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.channel_refused" && e["details"]["channel"] == "cliprdr"),
+        "{events:?}"
+    );
+
+    // Revoked: the client is disconnected within a second or so, told it was ended.
+    let mut proxied = proxied;
+    let t0 = Instant::now();
+    let (s, _) = post(&w.server, &w.admin, &format!("/api/v1/requests/{request}/revoke"), json!({})).await;
+    assert_eq!(s, 200);
+    assert!(exits(&mut proxied, Duration::from_secs(10)).is_some(), "{}", read("proxied"));
+    assert!(t0.elapsed() < Duration::from_secs(3), "ended after {:?}", t0.elapsed());
+    assert!(read("proxied").contains("ERRINFO_RPC_INITIATED_DISCONNECT"), "{}", read("proxied"));
+    for _ in 0..100 {
+        if live(&w).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, s) = w.server.call("GET", &format!("/api/v1/sessions/{id}"), Some(&w.admin), None).await;
+    assert_eq!(s["end_reason"], "the request was revoked", "{s}");
+
+    // The recording: PDUs both ways, verified; neither password in it or in the logs.
+    let events = w.recording(&id, "events").await;
+    assert!(events.lines().filter(|l| l.contains("\"output\"")).count() > 10, "{}", &events[..events.len().min(2000)]);
+    assert!(!events.contains(TARGET_PW) && !events.contains(ALICE_PW));
+    let hex_pw: String = TARGET_PW.encode_utf16().flat_map(|u| u.to_le_bytes()).map(|b| format!("{b:02x}")).collect();
+    assert!(!events.contains(&hex_pw), "the vaulted password (UTF-16) is not in the recording");
+    for name in ["direct", "proxied"] {
+        assert!(!read(name).contains(TARGET_PW) || name == "direct");
+    }
+    let out = w.server.all_output();
+    assert!(!out.contains(TARGET_PW) && !out.contains(ALICE_PW), "no password in the server's output");
+
+    // A target that refuses the vaulted password: the session ends with that reason.
+    let (s, _) = w
+        .server
+        .call(
+            "PUT",
+            &format!("/api/v1/accounts/{account}/password"),
+            Some(&w.admin),
+            Some(json!({ "password": "Wrong-Vaulted-1" })),
+        )
+        .await;
+    assert_eq!(s, 201);
+    request_rdp(&w, &account).await;
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &log("refused"));
+    assert!(exits(&mut c, Duration::from_secs(40)).is_some(), "{}", read("refused"));
+    assert!(read("refused").contains("ERRINFO_SERVER_DENIED_CONNECTION"), "{}", read("refused"));
+    let (_, all) = w.server.call("GET", "/api/v1/sessions?limit=10", Some(&w.admin), None).await;
+    let last = all.as_array().unwrap().iter().find(|s| s["id"] != id.as_str()).cloned().unwrap_or_default();
+    assert!(last["end_reason"].as_str().is_some_and(|r| r.contains("did not accept the vaulted credential")), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_sqlite() {
+    rdp_end_to_end(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_postgres() {
+    rdp_end_to_end(Db::postgres()).await;
+}
