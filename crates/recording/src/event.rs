@@ -38,6 +38,9 @@ pub enum EventKind {
     File = 15,
     /// A content rule matched: JSON with rule, on, action, text.
     Content = 16,
+    /// How the protocol's stream is to be read back (RDP: the I/O and user channels, the
+    /// bulk compression, the static channels): JSON.
+    Setup = 17,
 }
 
 impl EventKind {
@@ -61,6 +64,7 @@ impl EventKind {
             14 => Signal,
             15 => File,
             16 => Content,
+            17 => Setup,
             _ => return None,
         })
     }
@@ -85,6 +89,7 @@ impl EventKind {
             Signal => "signal",
             File => "file",
             Content => "content",
+            Setup => "setup",
         }
     }
 }

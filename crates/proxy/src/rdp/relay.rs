@@ -148,8 +148,15 @@ impl Relay {
         let _ = tokio::time::timeout(Duration::from_secs(2), client_write.shutdown()).await;
     }
 
-    /// Records each static channel (refused ones with why) and audits the refusals.
+    /// Records how to read the stream back, each static channel (refused ones with why), and
+    /// audits the refusals.
     async fn announce_channels(&self) {
+        let c = &self.channels;
+        let setup = json!({ "rdp": {
+            "io_channel": c.io, "user_channel": c.user, "compression": c.compression,
+            "channels": c.names.iter().zip(&c.ids).map(|(n, id)| json!({ "name": n, "id": id, "refused": self.refused.contains_key(id) })).collect::<Vec<_>>(),
+        }});
+        let _ = self.recorder.event(Event::new(self.recorder.now(), EventKind::Setup, 0, setup.to_string().into_bytes())).await;
         for (name, id) in self.channels.names.iter().zip(&self.channels.ids) {
             let text = match self.refused.get(id) {
                 Some((_, why)) => format!("refused {name}: {why}"),
@@ -210,6 +217,11 @@ impl Relay {
             if self.refused_pdu(&pdu) {
                 continue;
             }
+            // What the recording's player cannot draw is not asked for.
+            let pdu = match wire::is_slow_path(&pdu).then(|| wire::decodable_confirm_active(&pdu)).flatten() {
+                Some(rewritten) => Bytes::from(rewritten),
+                None => pdu,
+            };
             let input = !wire::is_slow_path(&pdu)
                 || wire::mcs_data(&pdu)
                     .and_then(|(_, ch, data)| (ch == self.channels.io).then_some(data))

@@ -116,6 +116,10 @@ pub(super) struct Channels {
     pub names: Vec<String>,
     pub ids: Vec<u16>,
     pub io: u16,
+    /// The client's MCS user channel.
+    pub user: u16,
+    /// The client's bulk compression (Client Info), when it asked for it.
+    pub compression: Option<&'static str>,
 }
 
 impl Connection<'_> {
@@ -143,12 +147,16 @@ impl Connection<'_> {
                         channels.io = io;
                         channels.ids = ids;
                     }
+                    if let Some(user) = wire::attach_user_confirm(&f) {
+                        channels.user = user;
+                    }
                     if client.write_all(&f).await.is_err() {
                         return;
                     }
                 }
             }
         };
+        channels.compression = login.compression();
         let source = self.peer.to_string();
         let signed = self.sign_in(&login, &pre, &source).await;
         let (user, proxy_login) = match signed {

@@ -218,6 +218,18 @@ impl ClientLogin {
         }
     }
 
+    /// The bulk compression the client asked for (the recording player needs it).
+    pub fn compression(&self) -> Option<&'static str> {
+        use ironrdp_pdu::rdp::client_info::CompressionType;
+        let i = &self.pdu.client_info;
+        i.flags.contains(ClientInfoFlags::COMPRESSION).then_some(match i.compression_type {
+            CompressionType::K8 => "k8",
+            CompressionType::K64 => "k64",
+            CompressionType::Rdp6 => "rdp6",
+            CompressionType::Rdp61 => "rdp61",
+        })
+    }
+
     /// The password typed (not a redirection cookie).
     pub fn password(&self) -> Option<&str> {
         let i = &self.pdu.client_info;
@@ -261,6 +273,39 @@ pub fn client_login(frame: &[u8]) -> Option<ClientLogin> {
     }
     let pdu: ClientInfoPdu = decode(data).ok()?;
     Some(ClientLogin { initiator, channel, pdu })
+}
+
+/// The client's Confirm Active PDU with what a recording player cannot replay taken out: no
+/// drawing orders (the server sends bitmaps instead), no surface commands or bitmap codecs
+/// (plain, RLE or planar bitmaps). `None`: not a Confirm Active PDU.
+pub fn decodable_confirm_active(frame: &[u8]) -> Option<Vec<u8>> {
+    use ironrdp_pdu::rdp::capability_sets::{CapabilitySet, Order, OrderFlags, OrderSupportExFlags};
+    use ironrdp_pdu::rdp::headers::{ShareControlHeader, ShareControlPdu};
+    let (initiator, channel, data) = mcs_data(frame)?;
+    if data.len() < 4 || u16::from_le_bytes([data[2], data[3]]) & 0x0F != 0x3 {
+        return None;
+    }
+    let mut header: ShareControlHeader = decode(data).ok()?;
+    let ShareControlPdu::ClientConfirmActive(confirm) = &mut header.share_control_pdu else { return None };
+    let caps = &mut confirm.pdu.capability_sets;
+    caps.retain(|c| !matches!(c, CapabilitySet::SurfaceCommands(_) | CapabilitySet::BitmapCodecs(_)));
+    for c in caps.iter_mut() {
+        if let CapabilitySet::Order(_) = c {
+            let flags = OrderFlags::NEGOTIATE_ORDER_SUPPORT | OrderFlags::ZERO_BOUNDS_DELTAS_SUPPORT;
+            *c = CapabilitySet::Order(Order::new(flags, OrderSupportExFlags::empty(), 0, 0));
+        }
+    }
+    let mut buf = WriteBuf::new();
+    ironrdp_pdu::mcs::encode_send_data_request(initiator, channel, &header, &mut buf).ok()?;
+    Some(buf.filled().to_vec())
+}
+
+/// The user channel an MCS Attach User Confirm grants.
+pub fn attach_user_confirm(frame: &[u8]) -> Option<u16> {
+    match decode::<X224<McsMessage<'_>>>(frame).ok()?.0 {
+        McsMessage::AttachUserConfirm(c) => Some(c.initiator_id),
+        _ => None,
+    }
 }
 
 /// Share data PDU types the proxy looks for.
