@@ -22,6 +22,7 @@ pub mod policies;
 pub mod policy_cache;
 pub mod requests;
 pub mod scheduler;
+pub mod screens;
 pub mod services;
 pub mod session_access;
 pub mod sessions;

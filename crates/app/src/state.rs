@@ -99,6 +99,10 @@ pub struct App {
     pub audit_anchor: Option<Arc<crate::audit_anchor::AnchorFile>>,
     /// The bearer token `/metrics` needs (`None`: clients on this host only).
     pub metrics_token: Option<Arc<String>>,
+    /// RDP recordings decoded into frames lately (for the player).
+    pub screens: Arc<crate::screens::Screens>,
+    /// The RDP proxy's address as users reach it (host:port; empty: off).
+    pub rdp_host: Arc<String>,
 }
 
 /// One public host key of the SSH proxy.
@@ -127,6 +131,8 @@ impl App {
             policies: Arc::new(PolicyCache::default()),
             gateway: Arc::default(),
             waiting: Arc::default(),
+            screens: Arc::default(),
+            rdp_host: Arc::default(),
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
@@ -145,6 +151,10 @@ impl App {
 
     pub fn with_ssh_host(self, host: String) -> Self {
         App { ssh_host: Arc::new(host), ..self }
+    }
+
+    pub fn with_rdp_host(self, host: String) -> Self {
+        App { rdp_host: Arc::new(host), ..self }
     }
 
     pub fn with_ssh_host_keys(self, keys: Vec<HostKeyInfo>) -> Self {

@@ -28,6 +28,7 @@ mod asciicast;
 mod event;
 mod live;
 mod reader;
+pub mod screen;
 mod writer;
 
 pub use asciicast::{export_asciicast, export_events};

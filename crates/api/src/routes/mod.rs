@@ -11,6 +11,7 @@ pub mod options;
 pub mod policies;
 pub mod profiles;
 pub mod requests;
+pub mod screens;
 pub mod sessions;
 pub mod system;
 pub mod users;

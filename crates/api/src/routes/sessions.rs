@@ -247,8 +247,9 @@ fn cut_message(s: &SessionRecord, r: &VerifyReport) -> String {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
-    /// asciicast (v2, the default: the terminal, for players) or events (JSON lines of every
-    /// event: input, output, exec commands, file operations, forwards, exit statuses, the end).
+    /// asciicast (v2, the default for terminal sessions: for players), events (JSON lines of
+    /// every event: input, output, exec commands, file operations, forwards, exit statuses,
+    /// the end) or frames (RDP sessions: a tar of PNG frames and an ffmpeg concat list).
     format: Option<String>,
 }
 
@@ -276,7 +277,7 @@ impl std::io::Write for BodyWriter {
 /// Exports a recording as asciicast v2 (plays with `asciinema play`), verifying it as it
 /// goes: a tampered recording ends the stream early with an error line. Audited.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/recording", tag = "sessions", operation_id = "export_recording",
-    params(IdPath, ExportQuery), responses((status = 200, description = "asciicast v2, or JSON lines of events", content((String = "application/x-asciicast"), (String = "application/x-ndjson")))))]
+    params(IdPath, ExportQuery), responses((status = 200, description = "asciicast v2, or JSON lines of events", content((String = "application/x-asciicast"), (String = "application/x-ndjson"), (String = "application/x-tar")))))]
 async fn export_recording(
     State(state): State<AppState>,
     caller: Authed<AnyUser>,
@@ -286,9 +287,16 @@ async fn export_recording(
     let events = match q.format.as_deref() {
         None | Some("asciicast") => false,
         Some("events") => true,
-        Some(_) => return Err(ApiError::invalid("format", "must be asciicast or events")),
+        Some("frames") => return crate::routes::screens::frames_archive(&state, &caller, &p.id).await,
+        Some(_) => return Err(ApiError::invalid("format", "must be asciicast, events or frames")),
     };
     let uc::OpenRecording { session: s, path, key } = uc::recording(&state, &caller, &p.id).await?;
+    if s.protocol == "rdp" && !events {
+        return Err(ApiError::invalid(
+            "format",
+            "this is an RDP session: export it as frames (PNG pictures; portcullis recording export ID --format frames) or events",
+        ));
+    }
     let format = if events { "events" } else { "asciicast" };
     // Verified whole before a byte is sent: a damaged recording is an error the client sees
     // (and an audited failure), never a stream that stops halfway. A cut one exports up to

@@ -61,15 +61,27 @@ pub enum SessionCmd {
 pub enum RecordingCmd {
     /// Check that a recording is complete and unaltered (exit 1 if not).
     Verify { id: String },
-    /// Write a recording as asciicast v2 (to a file, or standard output).
+    /// Write a recording as asciicast v2, events, or (RDP) frames (to a file, or standard output).
     Export {
         id: String,
-        /// asciicast (the terminal) or events (every event as JSON lines).
+        /// asciicast (the terminal), events (every event as JSON lines) or frames (an RDP
+        /// session's screen: a tar of PNG pictures and frames.ffconcat; make a video with
+        /// `ffmpeg -f concat -i frames.ffconcat -pix_fmt yuv420p session.webm`).
         #[arg(long, default_value = "asciicast")]
         format: String,
         /// Output file (default: standard output).
         #[arg(long, short = 'f')]
         file: Option<PathBuf>,
+    },
+    /// Save the screen of an RDP session at a moment as a PNG picture.
+    Screen {
+        id: String,
+        /// Seconds since the session started (decimals allowed).
+        #[arg(long)]
+        at: f64,
+        /// Output file.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
     },
     /// Replay a recording in this terminal, with its timing.
     Play {
@@ -187,6 +199,13 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
                     c.download(&path, &mut out).await?;
                 }
             }
+        }
+        RecordingCmd::Screen { id, at, file } => {
+            let path = format!("/api/v1/sessions/{}/screen?at={at}", enc(&id));
+            let mut out = std::fs::File::create(&file).map_err(|e| CliError::Io(file.display().to_string(), e))?;
+            c.download(&path, &mut out).await?;
+            out.flush().map_err(|e| CliError::Io(file.display().to_string(), e))?;
+            eprintln!("The screen {at} s into session {id} is in {}", file.display());
         }
         RecordingCmd::Play { id, speed, max_wait } => {
             if !(speed > 0.0 && speed <= 1000.0) {

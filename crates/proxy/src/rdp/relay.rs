@@ -156,7 +156,10 @@ impl Relay {
             "io_channel": c.io, "user_channel": c.user, "compression": c.compression,
             "channels": c.names.iter().zip(&c.ids).map(|(n, id)| json!({ "name": n, "id": id, "refused": self.refused.contains_key(id) })).collect::<Vec<_>>(),
         }});
-        let _ = self.recorder.event(Event::new(self.recorder.now(), EventKind::Setup, 0, setup.to_string().into_bytes())).await;
+        let _ = self
+            .recorder
+            .event(Event::new(self.recorder.now(), EventKind::Setup, 0, setup.to_string().into_bytes()))
+            .await;
         for (name, id) in self.channels.names.iter().zip(&self.channels.ids) {
             let text = match self.refused.get(id) {
                 Some((_, why)) => format!("refused {name}: {why}"),

@@ -194,6 +194,50 @@ async fn rdp_end_to_end(db: Db) {
     let (_, s) = w.server.call("GET", &format!("/api/v1/sessions/{id}"), Some(&w.admin), None).await;
     assert_eq!(s["end_reason"], "the request was revoked", "{s}");
 
+    // The reviewer's pictures: the frames decoded from the recorded PDUs show the desktop as it
+    // was seen directly; a still at a moment is that frame.
+    let (st, frames) = w.server.call("GET", &format!("/api/v1/sessions/{id}/frames"), Some(&w.admin), None).await;
+    assert_eq!(st, 200, "{frames}");
+    let list = frames["frames"].as_array().unwrap().clone();
+    assert!(!list.is_empty(), "{frames}");
+    let last = list.last().unwrap();
+    let get = |path: String| {
+        let (client, url, admin) = (w.server.client(), format!("{}{path}", w.server.url), w.admin.clone());
+        async move {
+            let r = client.get(url).bearer_auth(admin).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap().to_vec()
+        }
+    };
+    let frame = decode_png(&get(format!("/api/v1/sessions/{id}/frames/{}", last["index"])).await);
+    let same = frame.same_share(&shown, 800, 600);
+    assert!(same > 0.95, "the replayed screen differs from the desktop ({same:.3} of pixels equal)");
+    let at = last["at_ms"].as_u64().unwrap() as f64 / 1000.0 + 0.2;
+    let still = decode_png(&get(format!("/api/v1/sessions/{id}/screen?at={at}")).await);
+    assert!(still.same_share(&frame, 800, 600) > 0.999);
+    let (st, e) = w.server.call("GET", &format!("/api/v1/sessions/{id}/screen?at=-1"), Some(&w.admin), None).await;
+    assert_eq!((st, e["code"].as_str()), (422, Some("validation_failed")), "{e}");
+    let (st, e) = w.server.call("GET", &format!("/api/v1/sessions/{id}/recording"), Some(&w.admin), None).await;
+    assert!(st == 422 && e["message"].as_str().unwrap().contains("export it as frames"), "{e}");
+
+    // Exported with the CLI: PNG frames and an ffmpeg concat list.
+    let cfg = w.server.dir.path().join("admin.json").display().to_string();
+    let o = w.server.cli(
+        &["login", "--server", &w.server.url, "--username", "admin"],
+        &[("PORTCULLIS_CLI_CONFIG", &cfg), ("PORTCULLIS_PASSWORD", crate::harness::ADMIN_PASSWORD)],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let tar = logs.path().join("frames.tar");
+    let o = w.server.cli(
+        &["recording", "export", &id, "--format", "frames", "-f", tar.to_str().unwrap()],
+        &[("PORTCULLIS_CLI_CONFIG", &cfg)],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let listing = std::process::Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(names.contains("000000.png") && names.contains("frames.ffconcat"), "{names}");
+    assert_eq!(names.lines().filter(|n| n.ends_with(".png")).count(), list.len(), "{names}");
+
     // The recording: PDUs both ways, verified; neither password in it or in the logs.
     let events = w.recording(&id, "events").await;
     assert!(events.lines().filter(|l| l.contains("\"output\"")).count() > 10, "{}", &events[..events.len().min(2000)]);
@@ -224,6 +268,17 @@ async fn rdp_end_to_end(db: Db) {
     let (_, all) = w.server.call("GET", "/api/v1/sessions?limit=10", Some(&w.admin), None).await;
     let last = all.as_array().unwrap().iter().find(|s| s["id"] != id.as_str()).cloned().unwrap_or_default();
     assert!(last["end_reason"].as_str().is_some_and(|r| r.contains("did not accept the vaulted credential")), "{all}");
+}
+
+/// A PNG picture as a screen.
+fn decode_png(bytes: &[u8]) -> Screen {
+    let decoder = png::Decoder::new(bytes);
+    let mut reader = decoder.read_info().expect("a PNG picture");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a PNG frame");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    Screen { width: info.width as usize, height: info.height as usize, pixels: buf }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
