@@ -259,6 +259,18 @@ pub struct Launch {
     pub expires_at: i64,
     pub account_name: String,
     pub asset_name: String,
+    /// SSH or RDP: which proxy the token is for.
+    pub access_type: AccessType,
+}
+
+/// What starts an RDP session with a launch token.
+pub struct RdpLaunch {
+    /// The FreeRDP command line.
+    pub freerdp: String,
+    /// An `.rdp` file for mstsc and other clients.
+    pub rdp_file: String,
+    /// The in-band user name, for signing in with the Portcullis password.
+    pub inband_user: String,
 }
 
 /// Ready-to-paste command lines for a launch token (each uses the token's one use).
@@ -272,6 +284,19 @@ pub struct LaunchCommands {
 }
 
 impl Launch {
+    /// The FreeRDP command and `.rdp` file for the RDP proxy at `rdp_host` (host:port).
+    pub fn rdp(&self, rdp_host: &str, username: &str) -> RdpLaunch {
+        let t = self.token.as_str();
+        let host = if rdp_host.is_empty() { "HOST:3389" } else { rdp_host };
+        RdpLaunch {
+            freerdp: format!("xfreerdp /v:{host} /load-balance-info:{t} /u:{username} /p:token /sec:tls"),
+            rdp_file: format!(
+                "full address:s:{host}\r\nloadbalanceinfo:s:{t}\r\nusername:s:{username}\r\nenablecredsspsupport:i:0\r\nauthentication level:i:0\r\nprompt for credentials:i:0\r\n"
+            ),
+            inband_user: format!("{username}#{}@{}", self.account_name, self.asset_name),
+        }
+    }
+
     /// The commands for the SSH proxy at `ssh_host` (host:port), for `username`.
     pub fn commands(&self, ssh_host: &str, username: &str) -> LaunchCommands {
         let (h, port) = ssh_host.rsplit_once(':').unwrap_or((ssh_host, "2222"));
@@ -293,10 +318,14 @@ pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult
     if !rel.requester {
         return Err(AppError::forbidden("only the requester may start the request's session"));
     }
-    if r.access_type != AccessType::Ssh {
+    if !matches!(r.access_type, AccessType::Ssh | AccessType::Rdp) {
         return Err(AppError::conflict(
             "wrong_access_type",
-            format!("this is a {} request; sessions are started from SSH requests", r.access_type.as_str()),
+            format!(
+                "this is a {} request; launch tokens are for SSH and RDP requests{}",
+                r.access_type.as_str(),
+                if r.access_type == AccessType::Telnet { " (Telnet: sign in at the proxy's prompt)" } else { "" }
+            ),
         ));
     }
     if r.state != RequestState::Available {
@@ -323,5 +352,5 @@ pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult
         .store
         .create_launch_token(&caller.actor(), now, &crate::auth::token_hash(&token), &r.id, &caller.user.id, expires_at)
         .await?;
-    Ok(Launch { token, expires_at, account_name: account.name, asset_name: asset.name })
+    Ok(Launch { token, expires_at, account_name: account.name, asset_name: asset.name, access_type: r.access_type })
 }

@@ -166,6 +166,7 @@ pub async fn run(config: Config) -> Result<()> {
         .with_audit_anchor(data_dir.join("audit-anchors"))
         .with_aa_plugins(aa_plugins.keys().cloned().collect())
         .with_telnet_port(telnet.as_ref().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port()))
+        .with_rdp_host(rdp.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default())
         .with_ssh_host(ssh.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default())
         .with_ssh_host_keys(
             ssh.as_ref()

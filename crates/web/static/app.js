@@ -39,3 +39,66 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// An RDP recording: its frames (pictures decoded by the server), shown at their times, with
+// play, pause, seeking, and the screen at the current moment saved as a picture.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const el of document.querySelectorAll(".screen-player[data-frames]")) {
+    const img = el.querySelector("img.screen");
+    const play = el.querySelector("button.play");
+    const seek = el.querySelector("input.seek");
+    const time = el.querySelector(".time");
+    const still = el.querySelector("a.still-link");
+    let frames = [];
+    let now = 0;
+    let timer = null;
+    let shown = -1;
+    const clock = (ms) => {
+      const s = Math.floor(ms / 1000);
+      return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    };
+    const show = () => {
+      let i = 0;
+      while (i + 1 < frames.length && frames[i + 1].at_ms <= now) i++;
+      if (frames.length && i !== shown) {
+        img.src = `${el.dataset.frames}/${frames[i].index}.png`;
+        shown = i;
+      }
+      seek.value = String(now);
+      time.textContent = `${clock(now)} / ${clock(Number(seek.max))}`;
+      still.href = `${el.dataset.still}?at=${(now / 1000).toFixed(1)}`;
+    };
+    const stop = () => {
+      clearInterval(timer);
+      timer = null;
+      play.textContent = "Play";
+    };
+    play.addEventListener("click", () => {
+      if (timer) return stop();
+      if (now >= Number(seek.max)) now = 0;
+      play.textContent = "Pause";
+      let last = performance.now();
+      timer = setInterval(() => {
+        const t = performance.now();
+        now = Math.min(now + (t - last), Number(seek.max));
+        last = t;
+        show();
+        if (now >= Number(seek.max)) stop();
+      }, 100);
+    });
+    seek.addEventListener("input", () => {
+      now = Number(seek.value);
+      show();
+    });
+    fetch(el.dataset.frames).then(async (r) => {
+      const answer = await r.json();
+      if (!r.ok) {
+        time.textContent = answer.message;
+        return;
+      }
+      frames = answer.frames;
+      seek.max = String(frames.length ? frames[frames.length - 1].at_ms : 0);
+      show();
+    });
+  }
+});

@@ -344,17 +344,30 @@ pub struct LaunchDto {
     /// One-time token (valid once, until the request's access ends, for you only).
     token: String,
     expires_at: String,
-    /// Ready-to-paste command lines.
-    ssh: String,
-    scp: String,
-    sftp: String,
-    plink: String,
+    /// SSH or RDP: which proxy the token is for.
+    access_type: String,
+    /// Ready-to-paste command lines (SSH requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sftp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plink: Option<String>,
+    /// The FreeRDP command line (RDP requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    freerdp: Option<String>,
+    /// An `.rdp` file's text for mstsc and other clients (RDP requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rdp_file: Option<String>,
     /// The inband form, for clients that prompt for a password (your Portcullis password).
     inband_user: String,
 }
 
-/// Start session: a one-time launch token for an available SSH request, with command lines
-/// for `ssh`, `scp`, `sftp` and `plink` (the requester only).
+/// Start session: a one-time launch token for an available SSH or RDP request, with command
+/// lines for `ssh`, `scp`, `sftp` and `plink`, or for FreeRDP and an `.rdp` file (the requester
+/// only).
 #[utoipa::path(post, path = "/api/v1/requests/{id}/launch", tag = "sessions", operation_id = "launch_session",
     params(IdPath), responses((status = 200, description = "Launch token and commands", body = LaunchDto)))]
 async fn launch_session(
@@ -363,15 +376,34 @@ async fn launch_session(
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<LaunchDto>> {
     let l = uc::launch(&state, &caller, &p.id).await?;
+    let (token, expires_at, access_type) = (l.token.to_string(), ts(l.expires_at), l.access_type.as_str().to_owned());
+    if l.access_type == portcullis_core::policy::AccessType::Rdp {
+        let r = l.rdp(&state.rdp_host, &caller.user.username);
+        return Ok(Json(LaunchDto {
+            token,
+            expires_at,
+            access_type,
+            ssh: None,
+            scp: None,
+            sftp: None,
+            plink: None,
+            freerdp: Some(r.freerdp),
+            rdp_file: Some(r.rdp_file),
+            inband_user: r.inband_user,
+        }));
+    }
     let c = l.commands(&state.ssh_host, &caller.user.username);
     Ok(Json(LaunchDto {
-        ssh: c.ssh,
-        scp: c.scp,
-        sftp: c.sftp,
-        plink: c.plink,
+        token,
+        expires_at,
+        access_type,
+        ssh: Some(c.ssh),
+        scp: Some(c.scp),
+        sftp: Some(c.sftp),
+        plink: Some(c.plink),
+        freerdp: None,
+        rdp_file: None,
         inband_user: c.inband_user,
-        token: l.token.to_string(),
-        expires_at: ts(l.expires_at),
     }))
 }
 

@@ -130,8 +130,14 @@ pub enum RequestCmd {
         #[arg(long)]
         copy: bool,
     },
-    /// Start a session: a one-time launch token and ready-to-paste ssh/scp/sftp/plink commands.
-    Launch { id: String },
+    /// Start a session: a one-time launch token and ready-to-paste ssh/scp/sftp/plink commands
+    /// (SSH requests), or a FreeRDP command and an .rdp file (RDP requests).
+    Launch {
+        id: String,
+        /// RDP requests: write an .rdp file (for mstsc and other clients) here.
+        #[arg(long)]
+        rdp_file: Option<std::path::PathBuf>,
+    },
 }
 
 /// What a request asks for, from flags (shared by `request create` and `favorite create`).
@@ -481,7 +487,7 @@ pub async fn requests(cmd: RequestCmd, g: &GlobalArgs) -> Result<(), CliError> {
             return print_outcomes(g, &r);
         }
         RequestCmd::Checkout { id, copy } => return super::credentials::checkout(id, copy, g).await,
-        RequestCmd::Launch { id } => return super::sessions::launch(id, g).await,
+        RequestCmd::Launch { id, rdp_file } => return super::sessions::launch(id, rdp_file, g).await,
         RequestCmd::Remove { id } => {
             c.post(&item(&id, "remove"), &json!({})).await?;
             done(g.output, "Removed from your list.");

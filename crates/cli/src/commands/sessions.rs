@@ -230,11 +230,26 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
 }
 
 /// `portcullis request launch ID`: a launch token and the commands that use it.
-pub async fn launch(id: String, g: &GlobalArgs) -> Result<(), CliError> {
+pub async fn launch(id: String, rdp_file: Option<PathBuf>, g: &GlobalArgs) -> Result<(), CliError> {
     let c = signed_in(g)?;
     let v = c.post(&format!("/api/v1/requests/{}/launch", enc(&id)), &json!({})).await?;
     if g.output == crate::Output::Json {
         print(g.output, &v, &[]);
+    } else if v["access_type"] == "rdp" {
+        let until = v["expires_at"].as_str().unwrap_or("the request ends");
+        println!("One-time launch token: connect ONCE, before {until} (run `portcullis request launch` again for another session).");
+        println!("  FreeRDP: {}", v["freerdp"].as_str().unwrap_or(""));
+        if let Some(file) = rdp_file {
+            let text = v["rdp_file"].as_str().unwrap_or("");
+            std::fs::write(&file, text).map_err(|e| CliError::Io(file.display().to_string(), e))?;
+            println!("  Remote Desktop Connection (mstsc) and others: open {}", file.display());
+        } else {
+            println!("  Remote Desktop Connection (mstsc): add --rdp-file FILE.rdp to write a file to open");
+        }
+        println!(
+            "Or sign in with your Portcullis password, as often as the request allows: user name '{}' (FreeRDP: /sec:tls)",
+            v["inband_user"].as_str().unwrap_or("")
+        );
     } else {
         println!(
             "One-time launch token: use ONE of these commands, once, before {} (run `portcullis request launch` again for another session):",

@@ -36,6 +36,21 @@ pub async fn checkout(State(web): State<Web>, Path(id): Path<String>, form: Subm
 pub async fn launch(State(web): State<Web>, Path(id): Path<String>, form: Submitted) -> Response {
     let v = &form.viewer;
     match portcullis_app::sessions::launch(&web, &v.caller, &id).await {
+        Ok(l) if l.access_type == portcullis_core::policy::AccessType::Rdp => {
+            let r = l.rdp(&web.rdp_host, &v.caller.user.username);
+            let ctx = json!({
+                "title": "Start a session",
+                "target": format!("{}@{}", l.account_name, l.asset_name),
+                "expires": when(&v.zone, l.expires_at),
+                "commands": [r.freerdp],
+                "rdp_file": r.rdp_file,
+                "rdp_name": format!("{}-{}.rdp", l.account_name, l.asset_name),
+                "inband_user": r.inband_user,
+                "rdp": true,
+                "request": id,
+            });
+            page(&web, v, "launch.html", ctx)
+        }
         Ok(l) => {
             let c = l.commands(&web.ssh_host, &v.caller.user.username);
             let ctx = json!({

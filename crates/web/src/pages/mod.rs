@@ -7,6 +7,7 @@ pub mod favorites;
 pub mod me;
 pub mod oversight;
 pub mod requests;
+pub mod screens;
 pub mod work;
 
 use axum::response::Redirect;

@@ -250,6 +250,28 @@ async fn rdp_end_to_end(db: Db) {
     let out = w.server.all_output();
     assert!(!out.contains(TARGET_PW) && !out.contains(ALICE_PW), "no password in the server's output");
 
+    // A one-time launch token (the request's "start session"): FreeRDP sends it as its
+    // load-balancing info; the desktop appears; the token works once.
+    let request = request_rdp(&w, &account).await;
+    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
+    assert_eq!(st, 200, "{l}");
+    let token = l["token"].as_str().unwrap().to_owned();
+    assert!(l["freerdp"].as_str().unwrap().contains(&format!("/load-balance-info:{token}")), "{l}");
+    assert!(l["rdp_file"].as_str().unwrap().contains(&format!("loadbalanceinfo:s:{token}")), "{l}");
+    assert!(l.get("ssh").is_none(), "{l}");
+    let balance = format!("/load-balance-info:{token}");
+    let launched = xfreerdp(&x.display, w.server.rdp_port, "alice", "token", &[&balance], &log("launched"));
+    let seen = desktop_shown(&x, T).unwrap_or_else(|| panic!("no desktop with a launch token:\n{}", read("launched")));
+    assert!(seen.same_share(&shown, 800, 600) > 0.97);
+    assert_eq!(live(&w).await.len(), 1);
+    kill(launched);
+    let mut again = xfreerdp(&x.display, w.server.rdp_port, "alice", "token", &[&balance], &log("again"));
+    assert!(exits(&mut again, T).is_some_and(|code| code != 0), "a used token is refused: {}", read("again"));
+    let events = audit(&w).await;
+    assert!(events.iter().any(|e| e["action"] == "session.launch_token" && e["outcome"] == "denied"), "{events:?}");
+    let (st, _) = post(&w.server, &w.admin, &format!("/api/v1/requests/{request}/revoke"), json!({})).await;
+    assert_eq!(st, 200);
+
     // A target that refuses the vaulted password: the session ends with that reason.
     let (s, _) = w
         .server
