@@ -106,7 +106,7 @@ async fn live(w: &World) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
-async fn rdp_end_to_end(db: Db) {
+async fn rdp_end_to_end(db: Db, browser: bool) {
     let w = world_with(db, json!({}), &[("PORTCULLIS_RDP_LOGON_TIMEOUT_SECONDS", "8")]).await;
     let xrdp = Xrdp::start();
     desktop(&w.user, "portcullis rdp desktop");
@@ -220,6 +220,17 @@ async fn rdp_end_to_end(db: Db) {
     let (st, e) = w.server.call("GET", &format!("/api/v1/sessions/{id}/recording"), Some(&w.admin), None).await;
     assert!(st == 422 && e["message"].as_str().unwrap().contains("export it as frames"), "{e}");
 
+    // The reviewer plays it in the web UI.
+    if browser {
+        let env = [
+            ("BASE_URL", w.server.url.as_str()),
+            ("USER", "admin"),
+            ("PASSWORD", crate::harness::ADMIN_PASSWORD),
+            ("REQUEST", request.as_str()),
+        ];
+        crate::web::run_browser("rdp_player.py", "rdp-player", &env);
+    }
+
     // Exported with the CLI: PNG frames and an ffmpeg concat list.
     let cfg = w.server.dir.path().join("admin.json").display().to_string();
     let o = w.server.cli(
@@ -305,10 +316,10 @@ fn decode_png(bytes: &[u8]) -> Screen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rdp_sqlite() {
-    rdp_end_to_end(Db::Sqlite).await;
+    rdp_end_to_end(Db::Sqlite, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rdp_postgres() {
-    rdp_end_to_end(Db::postgres()).await;
+    rdp_end_to_end(Db::postgres(), false).await;
 }
