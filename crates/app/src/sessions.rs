@@ -140,6 +140,14 @@ pub async fn terminate(state: &App, caller: &Caller, id: &str, reason: Option<&s
 /// a Security Policy Administrator or an Auditor: those who may end it or replay it. Audited
 /// as `session.watch`.
 pub async fn watch(state: &App, caller: &Caller, id: &str) -> AppResult<(SessionRecord, LiveTap)> {
+    let (s, tap) = watch_unaudited(state, caller, id).await?;
+    state.store.record(&caller.actor(), state.now(), NewEvent::success("session.watch", "session", &s.id)).await?;
+    Ok((s, tap))
+}
+
+/// As [`watch`], without the audit event: for the pictures a watch page, opened (and audited)
+/// once, polls.
+pub async fn watch_unaudited(state: &App, caller: &Caller, id: &str) -> AppResult<(SessionRecord, LiveTap)> {
     let (s, rel) = visible(state, caller, id).await?;
     access::may_watch(&rel)?;
     if s.ended_at.is_some() {
@@ -151,7 +159,6 @@ pub async fn watch(state: &App, caller: &Caller, id: &str) -> AppResult<(Session
     let tap = state.live.tap(&s.id).ok_or_else(|| {
         AppError::conflict("session_not_live", "the session is not running on this server (it may be on another node)")
     })?;
-    state.store.record(&caller.actor(), state.now(), NewEvent::success("session.watch", "session", &s.id)).await?;
     Ok((s, tap))
 }
 

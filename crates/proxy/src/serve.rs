@@ -60,6 +60,7 @@ pub(crate) struct LiveState {
     session_id: String,
     recorder: RecorderHandle,
     supervisor: tokio::task::JoinHandle<()>,
+    tap: portcullis_recording::LiveTap,
 }
 
 impl Default for Shared {
@@ -82,6 +83,11 @@ impl Shared {
     /// The live session's id, once it started.
     pub(crate) fn session_id(&self) -> Option<String> {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|l| l.session_id.clone())
+    }
+
+    /// The live session's tap (what watchers see), once it started.
+    pub(crate) fn tap(&self) -> Option<portcullis_recording::LiveTap> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|l| l.tap.clone())
     }
 
     /// Tells every relay task of the session to stop.
@@ -363,9 +369,10 @@ pub(crate) async fn start_session(
         "Portcullis cannot record the session start; try again later".to_owned()
     })?;
     let (kill, kill_rx) = tokio::sync::mpsc::unbounded_channel();
-    state
-        .live
-        .register(&id, LiveSession { request_id: access.request.id.clone(), user_id: user.id.clone(), kill, tap });
+    state.live.register(
+        &id,
+        LiveSession { request_id: access.request.id.clone(), user_id: user.id.clone(), kill, tap: tap.clone() },
+    );
     shared.last_activity.store(state.now(), Ordering::Relaxed);
     let idle = Duration::from_secs(u64::try_from(access.settings.idle_timeout_minutes.max(1)).unwrap_or(10) * 60);
     let supervisor = tokio::spawn(supervise(
@@ -377,7 +384,8 @@ pub(crate) async fn start_session(
         kill_rx,
         sender.clone(),
     ));
-    *shared.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(LiveState { session_id: id, recorder, supervisor });
+    *shared.live.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(LiveState { session_id: id, recorder, supervisor, tap });
     Ok(sender)
 }
 

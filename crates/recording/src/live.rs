@@ -50,13 +50,29 @@ struct TapState {
     at: u64,
     backlog: VecDeque<u8>,
     ended: Option<String>,
+    /// An RDP session: its screen, decoded only while someone looks.
+    rdp: Option<RdpLive>,
 }
+
+/// A watched RDP session's screen. Kept: how to read the stream and the last activation (a
+/// few hundred bytes); decoded: only from the first look until [`RDP_LOOK`] after the last.
+struct RdpLive {
+    setup: Event,
+    demand: Option<Event>,
+    screen: Option<crate::screen::RdpScreen>,
+    last_look: Option<std::time::Instant>,
+}
+
+/// How long a watched RDP screen is decoded after the last look at it.
+const RDP_LOOK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A session's live tap. Cloning shares it.
 #[derive(Clone)]
 pub struct LiveTap {
     state: Arc<Mutex<TapState>>,
     tx: broadcast::Sender<LiveFrame>,
+    /// Counts the times an RDP watcher started looking: the proxy asks the target to redraw.
+    refresh: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for LiveTap {
@@ -67,8 +83,12 @@ impl Default for LiveTap {
 
 impl LiveTap {
     pub fn new() -> LiveTap {
-        let state = TapState { cols: 80, rows: 24, at: 0, backlog: VecDeque::new(), ended: None };
-        LiveTap { state: Arc::new(Mutex::new(state)), tx: broadcast::channel(QUEUE).0 }
+        let state = TapState { cols: 80, rows: 24, at: 0, backlog: VecDeque::new(), ended: None, rdp: None };
+        LiveTap {
+            state: Arc::new(Mutex::new(state)),
+            tx: broadcast::channel(QUEUE).0,
+            refresh: Arc::new(tokio::sync::watch::channel(0).0),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
@@ -77,6 +97,9 @@ impl LiveTap {
 
     /// Takes one recorded event (the recorder calls this for each, in order).
     pub fn publish(&self, e: &Event) {
+        if self.publish_rdp(e) {
+            return;
+        }
         let frame = match e.kind {
             EventKind::Output | EventKind::Stderr => LiveFrame::Output { at: e.at, data: e.data.clone() },
             // A client without a terminal asks for 0x0: the screen keeps the size it has.
@@ -102,6 +125,64 @@ impl LiveTap {
         }
         // No watcher is not an error.
         let _ = self.tx.send(frame);
+    }
+
+    /// RDP sessions: their events feed the screen while it is watched, never the terminal
+    /// backlog. `true` when the event was taken here.
+    fn publish_rdp(&self, e: &Event) -> bool {
+        let mut s = self.lock();
+        if e.kind == EventKind::Setup && e.data.windows(5).any(|w| w == b"\"rdp\"") {
+            s.rdp = Some(RdpLive { setup: e.clone(), demand: None, screen: None, last_look: None });
+            return true;
+        }
+        let Some(rdp) = s.rdp.as_mut() else { return false };
+        match e.kind {
+            EventKind::Output => {
+                if crate::screen::demand_active(&e.data).is_some() {
+                    rdp.demand = Some(e.clone());
+                }
+                if rdp.last_look.is_some_and(|t| t.elapsed() > RDP_LOOK) {
+                    // Nobody looked for a while: the screen is dropped (its memory with it).
+                    rdp.screen = None;
+                    rdp.last_look = None;
+                }
+                if let Some(screen) = rdp.screen.as_mut() {
+                    screen.feed(e);
+                }
+                s.at = s.at.max(e.at);
+                true
+            }
+            EventKind::End => {
+                drop(s);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// An RDP session's screen now (PNG), for a watcher; `None` for other sessions. The first
+    /// look starts decoding and asks the proxy for a redraw (see [`LiveTap::refreshes`]), so
+    /// the screen is whole a moment later.
+    pub fn rdp_screen(&self) -> Option<Option<Vec<u8>>> {
+        let mut s = self.lock();
+        let rdp = s.rdp.as_mut()?;
+        if rdp.screen.is_none() {
+            let mut screen = crate::screen::RdpScreen::new();
+            screen.feed(&rdp.setup);
+            if let Some(d) = &rdp.demand {
+                screen.feed(d);
+            }
+            rdp.screen = Some(screen);
+            self.refresh.send_modify(|n| *n += 1);
+        }
+        rdp.last_look = Some(std::time::Instant::now());
+        Some(rdp.screen.as_ref().and_then(|s| s.png()))
+    }
+
+    /// Changes each time an RDP watcher starts looking: the proxy then asks the target to
+    /// redraw the whole screen.
+    pub fn refreshes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.refresh.subscribe()
     }
 
     /// The recorder stopped without an `End` event (storage failed): watchers are told.

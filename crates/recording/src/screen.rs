@@ -107,8 +107,8 @@ impl RdpScreen {
     }
 }
 
-/// The share id and desktop size of a Demand Active PDU.
-fn demand_active(pdu: &[u8]) -> Option<(u32, u16, u16)> {
+/// The share id and desktop size of a Demand Active PDU (`None`: another PDU).
+pub fn demand_active(pdu: &[u8]) -> Option<(u32, u16, u16)> {
     use ironrdp_pdu::mcs::McsMessage;
     use ironrdp_pdu::x224::X224;
     let McsMessage::SendDataIndication(m) = ironrdp_core::decode::<X224<McsMessage<'_>>>(pdu).ok()?.0 else {

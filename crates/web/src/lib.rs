@@ -76,6 +76,7 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/sessions/{id}/frames", get(pages::screens::frames))
         .route("/sessions/{id}/frames/{index}", get(pages::screens::frame))
         .route("/sessions/{id}/screen.png", get(pages::screens::still))
+        .route("/sessions/{id}/live.png", get(pages::screens::live))
         .route("/sessions", get(pages::oversight::live))
         .route("/sessions/{id}/terminate", post(pages::oversight::terminate))
         .route("/sessions/waits/{id}/{verb}", post(pages::oversight::decide_wait))

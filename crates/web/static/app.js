@@ -102,3 +102,12 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// A live RDP session: its screen as a picture, fetched again every second.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const img of document.querySelectorAll("img.live-screen[data-src]")) {
+    const next = () => { img.src = `${img.dataset.src}?t=${Date.now()}`; };
+    next();
+    setInterval(next, 1000);
+  }
+});

@@ -20,7 +20,11 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_frames)).routes(routes!(get_frame)).routes(routes!(get_screen))
+    OpenApiRouter::new()
+        .routes(routes!(list_frames))
+        .routes(routes!(get_frame))
+        .routes(routes!(get_screen))
+        .routes(routes!(live_screen))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -97,6 +101,32 @@ async fn get_screen(
     }
     let png = uc::still(&state, &caller, &p.id, (q.at * 1e6) as u64).await?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// A live RDP session's screen now (PNG), for those who may watch it; audited as watching.
+/// The first look starts decoding and has the target redraw: ask again a second later for
+/// the whole screen (202 while nothing is drawn yet).
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/live-screen", tag = "sessions", operation_id = "live_screen",
+    params(IdPath), responses((status = 200, description = "The screen now", content_type = "image/png"),
+        (status = 202, description = "Not drawn yet; ask again")))]
+async fn live_screen(
+    State(state): State<AppState>,
+    caller: Authed<AnyUser>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Response> {
+    let (_, tap) = portcullis_app::sessions::watch(&state, &caller, &p.id).await?;
+    match tap.rdp_screen() {
+        Some(Some(png)) => Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response()),
+        Some(None) => Ok((
+            axum::http::StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "message": "the screen is not drawn yet; ask again in a second" })),
+        )
+            .into_response()),
+        None => Err(ApiError::conflict(
+            "not_rdp",
+            "this is not an RDP session: watch its terminal (GET /api/v1/sessions/{id}/watch)",
+        )),
+    }
 }
 
 /// The frames as a tar archive: `NNNNNN.png` and `frames.ffconcat` (their durations).

@@ -26,6 +26,11 @@ use crate::serve::Shared;
 const CLIENT_LEFT: &str = "the client disconnected";
 const TARGET_LEFT: &str = "the target closed the connection";
 
+/// Until the session is told to stop.
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 /// The connection policy's channel kind of a static virtual channel (none: always refused).
 fn kind_of(name: &str) -> Option<ChannelKind> {
     Some(match name {
@@ -83,6 +88,8 @@ struct Learned {
     activated: AtomicBool,
     share_id: AtomicU32,
     server_user: AtomicU16,
+    /// The desktop's size (width << 16 | height), from the last activation.
+    size: AtomicU32,
 }
 
 impl Relay {
@@ -209,13 +216,31 @@ impl Relay {
         learned: &Learned,
     ) {
         let mut stop = self.shared.stop.subscribe();
+        let mut refreshes = match self.shared.tap() {
+            Some(tap) => tap.refreshes(),
+            None => tokio::sync::watch::channel(0).1,
+        };
         loop {
             let pdu = tokio::select! {
                 r = reader.next(&mut from) => match r {
                     Ok(Some(p)) => p,
                     _ => return,
                 },
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stopped(&mut stop) => return,
+                Ok(()) = refreshes.changed() => {
+                    // A watcher started looking: the target redraws the screen for it (and
+                    // the client, which draws the same again).
+                    let size = learned.size.load(Ordering::Relaxed);
+                    if learned.logged_on.load(Ordering::Relaxed) && size != 0 {
+                        let share_id = learned.share_id.load(Ordering::Relaxed);
+                        let (w, h) = ((size >> 16) as u16, (size & 0xffff) as u16);
+                        let pdu = wire::refresh_rect(self.channels.user, self.channels.io, share_id, w, h);
+                        if to.write_all(&pdu).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
             };
             if self.refused_pdu(&pdu) {
                 continue;
@@ -281,6 +306,10 @@ impl Relay {
 
     /// The logon notification, the activation and the ids the parting PDUs need.
     fn learn(&self, pdu: &[u8], learned: &Learned) {
+        if let Some((share_id, width, height)) = portcullis_recording::screen::demand_active(pdu) {
+            learned.share_id.store(share_id, Ordering::Relaxed);
+            learned.size.store(u32::from(width) << 16 | u32::from(height), Ordering::Relaxed);
+        }
         let Some((initiator, channel, data)) = wire::mcs_data(pdu) else { return };
         if channel != self.channels.io {
             // xrdp sends no logon notification; its channel server, which starts inside the
@@ -296,9 +325,6 @@ impl Relay {
         // Share control header: totalLength, pduType (low nibble 1: Demand Active).
         if data.len() >= 4 && u16::from_le_bytes([data[2], data[3]]) & 0x0F == 0x1 {
             learned.activated.store(true, Ordering::Relaxed);
-            if data.len() >= 10 {
-                learned.share_id.store(u32::from_le_bytes([data[6], data[7], data[8], data[9]]), Ordering::Relaxed);
-            }
             return;
         }
         let activated = learned.activated.load(Ordering::Relaxed);

@@ -247,6 +247,9 @@ impl ClientLogin {
         info.credentials.domain = None;
         info.credentials.password = password.to_owned();
         info.flags |= ClientInfoFlags::AUTOLOGON;
+        // No bulk compression: a watcher's screen can start decoding at any PDU (compressed
+        // PDUs depend on all before them), at the cost of bandwidth (bitmaps stay compressed).
+        info.flags.remove(ClientInfoFlags::COMPRESSION);
         let mut buf = WriteBuf::new();
         let encoded =
             ironrdp_pdu::mcs::encode_send_data_request(self.initiator, self.channel, &self.pdu, &mut buf).is_ok();
@@ -357,6 +360,26 @@ pub fn error_and_disconnect(io_channel: u16, server_user: u16, share_id: u32, co
     out
 }
 
+/// A Refresh Rect PDU (MS-RDPBCGR 2.2.11.2.1) from the client's user channel: the target
+/// redraws the whole `width`×`height` screen (for a watcher who starts looking).
+pub fn refresh_rect(user: u16, io: u16, share_id: u32, width: u16, height: u16) -> Vec<u8> {
+    let mut data = Vec::new();
+    let total: u16 = 6 + 12 + 4 + 8;
+    data.extend_from_slice(&total.to_le_bytes());
+    data.extend_from_slice(&0x0017u16.to_le_bytes());
+    data.extend_from_slice(&user.to_le_bytes());
+    data.extend_from_slice(&share_id.to_le_bytes());
+    data.extend_from_slice(&[0, 0x01]);
+    data.extend_from_slice(&(total - 14).to_le_bytes());
+    data.extend_from_slice(&[0x21, 0, 0, 0]);
+    data.extend_from_slice(&[1, 0, 0, 0]);
+    for v in [0, 0, width.saturating_sub(1), height.saturating_sub(1)] {
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    let pdu = ironrdp_pdu::mcs::SendDataRequest { initiator_id: user, channel_id: io, user_data: Cow::Owned(data) };
+    encode_vec(&X224(pdu)).unwrap_or_default()
+}
+
 /// Set Error Info codes (MS-RDPBCGR 2.2.5.1.1) for the reasons the proxy ends a connection.
 pub mod errinfo {
     /// "The disconnection was initiated by an administrative tool on the server."
@@ -418,6 +441,16 @@ mod tests {
         assert_eq!((initiator, channel), (1002, 1003));
         assert_eq!(share_data_type(data, false), Some((0x2F, 0x103ea, 1002)));
         assert!(is_disconnect(&out[first..]));
+    }
+
+    #[test]
+    fn a_refresh_request_frames_and_decodes() {
+        let pdu = refresh_rect(1007, 1003, 0x103ea, 800, 600);
+        assert_eq!(frame_len(&pdu).unwrap(), Some(pdu.len()));
+        let (initiator, channel, data) = mcs_data(&pdu).unwrap();
+        assert_eq!((initiator, channel), (1007, 1003));
+        assert_eq!(share_data_type(data, false), Some((0x21, 0x103ea, 1007)));
+        assert_eq!(&data[data.len() - 4..], &[0x1f, 0x03, 0x57, 0x02], "right 799, bottom 599");
     }
 
     proptest! {

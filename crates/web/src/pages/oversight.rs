@@ -158,9 +158,15 @@ pub async fn watch(State(web): State<Web>, v: Viewer, Path(id): Path<String>) ->
         None => None,
     }
     .unwrap_or_default();
+    if s.protocol == "rdp" && s.ended_at.is_none() {
+        // The screen is polled as pictures: the watching is audited here, once.
+        if let Err(e) = portcullis_app::sessions::watch(&web, &v.caller, &id).await {
+            return error_page(&web, &v, &e, "/sessions");
+        }
+    }
     let ctx = json!({
         "title": format!("Watching {} on {}", s.username, target),
-        "s": { "id": s.id, "user": s.username, "target": target, "client": s.client_addr,
+        "s": { "id": s.id, "user": s.username, "target": target, "client": s.client_addr, "protocol": s.protocol,
                "started": when(&v.zone, s.started_at), "request": s.request_id,
                "ended": s.ended_at.map(|t| when(&v.zone, t)) },
         "may_terminate": may_terminate,

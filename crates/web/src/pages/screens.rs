@@ -60,3 +60,17 @@ pub async fn still(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Qu
         Err(e) => refused(&e),
     }
 }
+
+/// A live RDP session's screen now (PNG), polled by the watch page (opened and audited once).
+pub async fn live(State(web): State<Web>, v: Viewer, Path(id): Path<String>) -> Response {
+    match portcullis_app::sessions::watch_unaudited(&web, &v.caller, &id).await {
+        Ok((_, tap)) => match tap.rdp_screen() {
+            Some(Some(png)) => {
+                ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response()
+            }
+            Some(None) => (StatusCode::ACCEPTED, "the screen is not drawn yet").into_response(),
+            None => (StatusCode::CONFLICT, "not an RDP session").into_response(),
+        },
+        Err(e) => refused(&e),
+    }
+}

@@ -177,6 +177,34 @@ async fn rdp_end_to_end(db: Db, browser: bool) {
         "{events:?}"
     );
 
+    // Watched live (four-eyes authorizers, administrators): the first look has the target
+    // redraw, and the screen a moment later is the desktop.
+    let live_url = format!("{}/api/v1/sessions/{id}/live-screen", w.server.url);
+    let first = w.server.client().get(&live_url).bearer_auth(&w.admin).send().await.unwrap();
+    assert!(first.status() == 200 || first.status() == 202, "{}", first.status());
+    let mut watched = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = w.server.client().get(&live_url).bearer_auth(&w.admin).send().await.unwrap();
+        if r.status() == 200 {
+            let screen = decode_png(&r.bytes().await.unwrap());
+            if screen.same_share(&shown, 800, 600) > 0.95 {
+                watched = Some(screen);
+                break;
+            }
+        }
+    }
+    assert!(watched.is_some(), "the live screen shows the desktop");
+    if browser {
+        let env = [
+            ("BASE_URL", w.server.url.as_str()),
+            ("USER", "admin"),
+            ("PASSWORD", crate::harness::ADMIN_PASSWORD),
+            ("SESSION", id.as_str()),
+        ];
+        crate::web::run_browser("rdp_watch.py", "rdp-watch", &env);
+    }
+
     // Revoked: the client is disconnected within a second or so, told it was ended.
     let mut proxied = proxied;
     let t0 = Instant::now();
