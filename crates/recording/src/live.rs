@@ -258,6 +258,22 @@ mod tests {
     }
 
     #[test]
+    fn an_rdp_screen_is_decoded_only_once_looked_at_and_asks_for_a_redraw() {
+        let tap = LiveTap::new();
+        assert!(tap.rdp_screen().is_none(), "not an RDP session");
+        tap.publish(&Event::new(1, EventKind::Setup, 0, &br#"{"rdp":{"io_channel":1003}}"#[..]));
+        tap.publish(&Event::new(2, EventKind::Output, 0, &b"\x03\x00\x00\x07\x02\xf0\x80"[..]));
+        let view = tap.watch();
+        assert!(view.backlog.is_empty(), "RDP PDUs are not terminal output");
+        let refreshes = tap.refreshes();
+        assert_eq!(*refreshes.borrow(), 0);
+        assert_eq!(tap.rdp_screen(), Some(None), "nothing activated yet: no screen");
+        assert_eq!(*refreshes.borrow(), 1, "the first look asks for a redraw");
+        tap.rdp_screen();
+        assert_eq!(*refreshes.borrow(), 1, "later looks do not");
+    }
+
+    #[test]
     fn a_closed_tap_ends_its_watchers_once() {
         let tap = LiveTap::new();
         let mut view = tap.watch();

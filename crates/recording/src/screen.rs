@@ -207,3 +207,29 @@ pub fn still<R: Read>(reader: Reader<R>, at: u64) -> Result<Option<Vec<u8>>, Rec
     }
     Ok(screen.png())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_png_holds_the_picture() {
+        let rgba = [10u8, 20, 30, 255, 40, 50, 60, 255];
+        let png = encode_png(2, 1, &rgba).unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+    }
+
+    proptest! {
+        /// Whatever a recording holds, the player neither panics nor shows a screen before an
+        /// activation.
+        #[test]
+        fn any_pdus_feed_without_panic(pdus in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..20)) {
+            let mut screen = RdpScreen::new();
+            for (i, p) in pdus.into_iter().enumerate() {
+                screen.feed(&Event::new(i as u64, EventKind::Output, 0, p));
+            }
+            prop_assert!(screen.pixels().is_none());
+        }
+    }
+}
