@@ -38,8 +38,8 @@ pub struct Rules {
     /// The local address the target leg leaves from (SNAT).
     #[arg(long)]
     source_address: Option<String>,
-    /// A channel kind to allow: shell, exec, sftp, scp, local_forward, remote_forward, x11,
-    /// agent (repeatable; none: nothing may open).
+    /// A channel kind to allow: SSH shell, exec, sftp, scp, local_forward; Telnet shell; RDP
+    /// clipboard, drive, audio, dynamic (repeatable; none: nothing may open).
     #[arg(long = "allow")]
     allow: Vec<String>,
     /// Only members of this user group (name or id) may open the allowed channels (repeatable).

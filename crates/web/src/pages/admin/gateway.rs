@@ -120,8 +120,12 @@ fn ordered(rules: &Value) -> String {
 
 /// A starting document for a new policy of `protocol`.
 fn template(protocol: &str) -> String {
-    let channels =
-        if protocol == "ssh" { json!([{ "kind": "shell" }, { "kind": "sftp" }]) } else { json!([{ "kind": "shell" }]) };
+    let channels = match protocol {
+        "ssh" => json!([{ "kind": "shell" }, { "kind": "sftp" }]),
+        // RDP: the clipboard; drive, audio and dynamic channels when the policy allows them.
+        "rdp" => json!([{ "kind": "clipboard" }]),
+        _ => json!([{ "kind": "shell" }]),
+    };
     let t = json!({ "protocol": protocol, "clients": ["10.0.0.0/8"], "targets": [{ "asset": "db*" }], "channels": channels,
                     "gateway_authentication": false, "four_eyes_groups": [], "content": [] });
     ordered(&t)
