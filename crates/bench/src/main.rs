@@ -8,6 +8,7 @@ mod delivery;
 mod null_target;
 mod policy;
 mod proxy;
+mod rdp;
 mod siem;
 mod web;
 mod workflow;
@@ -44,6 +45,7 @@ enum Which {
     Web,
     Siem,
     Delivery,
+    Rdp,
 }
 
 /// One measured metric.
@@ -119,6 +121,9 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Proxy) {
         metrics.extend(rt.block_on(proxy::run(args.quick, &args.only)));
+    }
+    if matches!(args.which, Which::All | Which::Rdp) {
+        metrics.extend(rt.block_on(rdp::run(args.quick)));
     }
     println!();
     println!("{:<58} {:>14} {:<10} {:>27}  goal", "metric", "median", "unit", "spread (min–max)");

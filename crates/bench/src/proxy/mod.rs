@@ -46,7 +46,7 @@ struct Fixture {
     alice_key: portcullis_vault::Plaintext,
 }
 
-fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
