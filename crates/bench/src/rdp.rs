@@ -163,8 +163,9 @@ async fn accounts(s: &Server, port: u16, users: &[&UnixUser]) -> Vec<String> {
     }
     let users_v = s.call("GET", "/api/v1/users", &s.admin, Value::Null).await;
     let alice = users_v.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"].clone();
-    let ent =
-        s.call("POST", "/api/v1/entitlements", &s.admin, json!({ "name": "e", "priority": 1, "user_ids": [alice] })).await;
+    let ent = s
+        .call("POST", "/api/v1/entitlements", &s.admin, json!({ "name": "e", "priority": 1, "user_ids": [alice] }))
+        .await;
     let settings = json!({ "auto_approve": true, "change_password_after_checkin": false, "idle_timeout_minutes": 120, "max_duration_minutes": 480, "simultaneous_access": true });
     s.call(
         "POST",
@@ -173,7 +174,8 @@ async fn accounts(s: &Server, port: u16, users: &[&UnixUser]) -> Vec<String> {
         json!({ "entitlement_id": ent["id"], "name": "rdp", "priority": 1, "access_type": "rdp", "scope": { "accounts": ids }, "settings": settings }),
     )
     .await;
-    let cp = json!({ "name": "rdp", "protocol": "rdp", "clients": ["127.0.0.0/8"], "channels": [{ "kind": "clipboard" }] });
+    let cp =
+        json!({ "name": "rdp", "protocol": "rdp", "clients": ["127.0.0.0/8"], "channels": [{ "kind": "clipboard" }] });
     s.call("POST", "/api/v1/connection-policies", &s.admin, cp).await;
     for id in &ids {
         let body = json!({ "accounts": [{ "account_id": id, "access_type": "rdp" }] });

@@ -351,3 +351,73 @@ async fn rdp_sqlite() {
 async fn rdp_postgres() {
     rdp_end_to_end(Db::postgres(), false).await;
 }
+
+/// Four-eyes over RDP: the connection waits (the RDP client cannot be told; the wait shows to
+/// authorizers) until a member of the policy's group permits it; a denial refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_four_eyes() {
+    const BOB_PW: &str = "bob password 7654321";
+    let w = world_with(Db::Sqlite, json!({}), &[]).await;
+    let xrdp = Xrdp::start();
+    desktop(&w.user, "portcullis rdp desktop");
+    let account = rdp_account(&w, &xrdp).await;
+    let (_, bob) = post(
+        &w.server,
+        &w.admin,
+        "/api/v1/users",
+        json!({ "username": "bob", "display_name": "Bob", "password": BOB_PW }),
+    )
+    .await;
+    let (_, ops) = post(&w.server, &w.admin, "/api/v1/user-groups", json!({ "name": "ops" })).await;
+    let member = format!("/api/v1/user-groups/{}/members/{}", ops["id"].as_str().unwrap(), bob["id"].as_str().unwrap());
+    let (s, _) = w.server.call("PUT", &member, Some(&w.admin), None).await;
+    assert_eq!(s, 200);
+    let bob = w.server.login("bob", BOB_PW).await;
+    let body = json!({ "name": "rdp-4e", "protocol": "rdp", "clients": ["127.0.0.0/8"], "four_eyes_groups": [ops["id"]], "wait_seconds": 60 });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    request_rdp(&w, &account).await;
+    let x = Xvfb::start();
+    let logs = tempfile::tempdir().unwrap();
+    let read = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+    let inband = format!("alice#{}@ws1", w.user.name);
+    let waiting = || async {
+        for _ in 0..200 {
+            let (_, list) = w.server.call("GET", "/api/v1/session-waits", Some(&bob), None).await;
+            if let Some(found) = list.as_array().and_then(|l| l.iter().find(|x| x["kind"] == "four_eyes")) {
+                return found["id"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no four-eyes wait appeared");
+    };
+
+    // Denied: refused, with the authorizer's reason audited.
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &logs.path().join("denied"));
+    let id = waiting().await;
+    let (s, b) = post(
+        &w.server,
+        &bob,
+        &format!("/api/v1/session-waits/{id}/deny"),
+        json!({ "reason": "not during the freeze" }),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("denied"));
+    assert!(read("denied").contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"), "{}", read("denied"));
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.refused"
+            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("not during the freeze"))),
+        "{events:?}"
+    );
+
+    // Permitted: the desktop appears; the session names its authorizer.
+    let c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &logs.path().join("permitted"));
+    let id = waiting().await;
+    let (s, b) = post(&w.server, &bob, &format!("/api/v1/session-waits/{id}/permit"), json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(desktop_shown(&x, T).is_some(), "no desktop after the permit:\n{}", read("permitted"));
+    assert_eq!(live(&w).await.len(), 1);
+    kill(c);
+}
