@@ -299,54 +299,43 @@ impl Store {
 
     /// Pins an asset's SSH host key the first time a connector sees it (only if none is set).
     pub async fn pin_host_key(&self, now: i64, asset_id: &str, host_key: &str) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
-        let n = sqlx::query("UPDATE assets SET host_key = $1, updated_at = $2 WHERE id = $3 AND host_key IS NULL")
-            .bind(host_key)
-            .bind(now)
-            .bind(asset_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 1 {
-            append(
-                &mut tx,
-                &self.audit_key,
-                &Actor::system(),
-                now,
-                &NewEvent::success("asset.host_key_pinned", "asset", asset_id)
-                    .with_details(json!({ "host_key": host_key })),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n == 1)
+        self.pin(now, asset_id, Pin::HostKey, host_key).await
     }
 
     /// Pins the TLS certificate of an asset's RDP service on first use (only while none is
     /// pinned); audited `asset.tls_fingerprint_pinned`. `true` when this call pinned it.
     pub async fn pin_tls_fingerprint(&self, now: i64, asset_id: &str, fingerprint: &str) -> Result<bool> {
+        self.pin(now, asset_id, Pin::TlsFingerprint, fingerprint).await
+    }
+
+    /// Sets the pinned column if it is empty, and audits `asset.COLUMN_pinned` when it did.
+    async fn pin(&self, now: i64, asset_id: &str, what: Pin, value: &str) -> Result<bool> {
+        let (column, action) = match what {
+            Pin::HostKey => ("host_key", "asset.host_key_pinned"),
+            Pin::TlsFingerprint => ("tls_fingerprint", "asset.tls_fingerprint_pinned"),
+        };
         let mut tx = self.write.begin().await?;
-        let n = sqlx::query(
-            "UPDATE assets SET tls_fingerprint = $1, updated_at = $2 WHERE id = $3 AND tls_fingerprint IS NULL",
-        )
-        .bind(fingerprint)
+        let n = sqlx::query(&format!(
+            "UPDATE assets SET {column} = $1, updated_at = $2 WHERE id = $3 AND {column} IS NULL"
+        ))
+        .bind(value)
         .bind(now)
         .bind(asset_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 1 {
-            append(
-                &mut tx,
-                &self.audit_key,
-                &Actor::system(),
-                now,
-                &NewEvent::success("asset.tls_fingerprint_pinned", "asset", asset_id)
-                    .with_details(json!({ "tls_fingerprint": fingerprint })),
-            )
-            .await?;
+            let event = NewEvent::success(action, "asset", asset_id).with_details(json!({ column: value }));
+            append(&mut tx, &self.audit_key, &Actor::system(), now, &event).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
     }
+}
+
+/// What identifies an asset's service, pinned on first use.
+#[derive(Clone, Copy)]
+enum Pin {
+    HostKey,
+    TlsFingerprint,
 }

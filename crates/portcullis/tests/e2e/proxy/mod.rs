@@ -34,6 +34,31 @@ pub struct World {
     pub asset_id: String,
 }
 
+/// The world's user as an account on a new asset `asset` serving `protocol` at `port`, with
+/// its vaulted password, and a policy giving alice that access type (auto-approved). Returns
+/// the account id.
+async fn protocol_account(w: &World, asset: &str, protocol: &str, port: u16) -> String {
+    let body = json!({ "name": asset, "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": protocol, "port": port }] });
+    let (s, asset) = post(&w.server, &w.admin, "/api/v1/assets", body).await;
+    assert_eq!(s, 201, "{asset}");
+    let (s, account) =
+        post(&w.server, &w.admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": w.user.name })).await;
+    assert_eq!(s, 201, "{account}");
+    let id = account["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/accounts/{id}/password");
+    let (s, _) = w.server.call("PUT", &path, Some(&w.admin), Some(json!({ "password": TARGET_PW }))).await;
+    assert_eq!(s, 201);
+    let (_, users) = w.server.call("GET", "/api/v1/users", Some(&w.admin), None).await;
+    let alice = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"].clone();
+    let body = json!({ "name": format!("{protocol} access"), "priority": 2, "user_ids": [alice] });
+    let (_, ent) = post(&w.server, &w.admin, "/api/v1/entitlements", body).await;
+    let settings = json!({ "auto_approve": true, "change_password_after_checkin": false });
+    let body = json!({ "entitlement_id": ent["id"], "name": protocol, "priority": 1, "access_type": protocol, "scope": { "accounts": [id] }, "settings": settings });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    id
+}
+
 async fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
     server.call("POST", path, Some(token), Some(body)).await
 }

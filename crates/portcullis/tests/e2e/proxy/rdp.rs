@@ -18,36 +18,7 @@ const T: Duration = Duration::from_secs(30);
 /// The world's user as an RDP account on asset `ws1` (the real xrdp), with its vaulted
 /// password, and a policy giving alice RDP access (auto-approved). Returns the account id.
 async fn rdp_account(w: &World, xrdp: &Xrdp) -> String {
-    let (s, asset) = post(
-        &w.server,
-        &w.admin,
-        "/api/v1/assets",
-        json!({ "name": "ws1", "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": "rdp", "port": xrdp.port() }] }),
-    )
-    .await;
-    assert_eq!(s, 201, "{asset}");
-    let (s, account) =
-        post(&w.server, &w.admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": w.user.name })).await;
-    assert_eq!(s, 201, "{account}");
-    let id = account["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/v1/accounts/{id}/password");
-    let (s, _) = w.server.call("PUT", &path, Some(&w.admin), Some(json!({ "password": TARGET_PW }))).await;
-    assert_eq!(s, 201);
-    let (_, users) = w.server.call("GET", "/api/v1/users", Some(&w.admin), None).await;
-    let alice = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"].clone();
-    let (_, ent) =
-        post(&w.server, &w.admin, "/api/v1/entitlements", json!({ "name": "rdp", "priority": 2, "user_ids": [alice] }))
-            .await;
-    let settings = json!({ "auto_approve": true, "change_password_after_checkin": false });
-    let (s, p) = post(
-        &w.server,
-        &w.admin,
-        "/api/v1/policies",
-        json!({ "entitlement_id": ent["id"], "name": "rdp", "priority": 1, "access_type": "rdp", "scope": { "accounts": [id] }, "settings": settings }),
-    )
-    .await;
-    assert_eq!(s, 201, "{p}");
-    id
+    super::protocol_account(w, "ws1", "rdp", xrdp.port()).await
 }
 
 async fn request_rdp(w: &World, account: &str) -> String {

@@ -18,36 +18,7 @@ const T: Duration = Duration::from_secs(20);
 /// The world's user as a Telnet account on asset `tn1` (the real telnetd), with its vaulted
 /// password, and a policy giving alice Telnet access (auto-approved). Returns the account id.
 pub(super) async fn telnet_account(w: &World, telnetd: &Telnetd) -> String {
-    let (s, asset) = post(
-        &w.server,
-        &w.admin,
-        "/api/v1/assets",
-        json!({ "name": "tn1", "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": "telnet", "port": telnetd.port() }] }),
-    )
-    .await;
-    assert_eq!(s, 201, "{asset}");
-    let (s, account) =
-        post(&w.server, &w.admin, "/api/v1/accounts", json!({ "asset_id": asset["id"], "name": w.user.name })).await;
-    assert_eq!(s, 201, "{account}");
-    let id = account["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/v1/accounts/{id}/password");
-    let (s, _) = w.server.call("PUT", &path, Some(&w.admin), Some(json!({ "password": TARGET_PW }))).await;
-    assert_eq!(s, 201);
-    let (_, users) = w.server.call("GET", "/api/v1/users", Some(&w.admin), None).await;
-    let alice = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"].clone();
-    let (_, ent) =
-        post(&w.server, &w.admin, "/api/v1/entitlements", json!({ "name": "tn", "priority": 2, "user_ids": [alice] }))
-            .await;
-    let settings = json!({ "auto_approve": true, "change_password_after_checkin": false });
-    let (s, p) = post(
-        &w.server,
-        &w.admin,
-        "/api/v1/policies",
-        json!({ "entitlement_id": ent["id"], "name": "telnet", "priority": 1, "access_type": "telnet", "scope": { "accounts": [id] }, "settings": settings }),
-    )
-    .await;
-    assert_eq!(s, 201, "{p}");
-    id
+    super::protocol_account(w, "tn1", "telnet", telnetd.port()).await
 }
 
 /// Alice requests Telnet access to the account; the request's id.
