@@ -132,6 +132,10 @@ impl Connection<'_> {
                 f = from_client.next(&mut client) => {
                     let Ok(Some(f)) = f else { return };
                     if let Some(login) = wire::client_login(&f) {
+                        // The PDU held the Portcullis password: its bytes are wiped.
+                        if let Ok(mut buf) = f.try_into_mut() {
+                            zeroize::Zeroize::zeroize(&mut buf[..]);
+                        }
                         break login;
                     }
                     if let Some(names) = wire::requested_channels(&f) {

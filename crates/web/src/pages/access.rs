@@ -43,6 +43,7 @@ pub async fn launch(State(web): State<Web>, Path(id): Path<String>, form: Submit
                 "target": format!("{}@{}", l.account_name, l.asset_name),
                 "expires": when(&v.zone, l.expires_at),
                 "commands": [r.freerdp],
+                "rdp_href": data_url(&r.rdp_file),
                 "rdp_file": r.rdp_file,
                 "rdp_name": format!("{}-{}.rdp", l.account_name, l.asset_name),
                 "inband_user": r.inband_user,
@@ -64,5 +65,26 @@ pub async fn launch(State(web): State<Web>, Path(id): Path<String>, form: Submit
             page(&web, v, "launch.html", ctx)
         }
         Err(e) => error_page(&web, v, &e, &format!("/requests/{id}")),
+    }
+}
+
+/// The `.rdp` file as a `data:` link the browser saves (percent-encoded).
+fn data_url(text: &str) -> String {
+    let mut out = String::from("data:application/x-rdp;charset=utf-8,");
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_rdp_file_as_a_data_link() {
+        assert_eq!(super::data_url("a b:1\r\n"), "data:application/x-rdp;charset=utf-8,a%20b%3A1%0D%0A");
     }
 }

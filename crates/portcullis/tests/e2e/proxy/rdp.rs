@@ -252,8 +252,12 @@ async fn rdp_end_to_end(db: Db, browser: bool) {
     let events = w.recording(&id, "events").await;
     assert!(events.lines().filter(|l| l.contains("\"output\"")).count() > 10, "{}", &events[..events.len().min(2000)]);
     assert!(!events.contains(TARGET_PW) && !events.contains(ALICE_PW));
-    let hex_pw: String = TARGET_PW.encode_utf16().flat_map(|u| u.to_le_bytes()).map(|b| format!("{b:02x}")).collect();
-    assert!(!events.contains(&hex_pw), "the vaulted password (UTF-16) is not in the recording");
+    for pw in [TARGET_PW, ALICE_PW] {
+        // As the Client Info PDU carries it (UTF-16), in the JSON export (NUL escaped).
+        let utf16: String = pw.chars().map(|c| format!("{c}\\u0000")).collect();
+        assert!(events.contains("\\u0000"), "the export shows binary data as escapes");
+        assert!(!events.contains(&utf16), "a password (UTF-16, as the Client Info PDU carries it) is in the recording");
+    }
     for name in ["direct", "proxied"] {
         assert!(!read(name).contains(TARGET_PW) || name == "direct");
     }
