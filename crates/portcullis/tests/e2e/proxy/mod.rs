@@ -38,6 +38,11 @@ pub struct World {
 /// its vaulted password, and a policy giving alice that access type (auto-approved). Returns
 /// the account id.
 async fn protocol_account(w: &World, asset: &str, protocol: &str, port: u16) -> String {
+    protocol_account_with(w, asset, protocol, port, json!({})).await
+}
+
+/// As [`protocol_account`], with more policy settings (e.g. the account mode).
+async fn protocol_account_with(w: &World, asset: &str, protocol: &str, port: u16, more: Value) -> String {
     let body = json!({ "name": asset, "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": protocol, "port": port }] });
     let (s, asset) = post(&w.server, &w.admin, "/api/v1/assets", body).await;
     assert_eq!(s, 201, "{asset}");
@@ -52,7 +57,10 @@ async fn protocol_account(w: &World, asset: &str, protocol: &str, port: u16) -> 
     let alice = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"].clone();
     let body = json!({ "name": format!("{protocol} access"), "priority": 2, "user_ids": [alice] });
     let (_, ent) = post(&w.server, &w.admin, "/api/v1/entitlements", body).await;
-    let settings = json!({ "auto_approve": true, "change_password_after_checkin": false });
+    let mut settings = json!({ "auto_approve": true, "change_password_after_checkin": false });
+    for (k, v) in more.as_object().into_iter().flatten() {
+        settings[k] = v.clone();
+    }
     let body = json!({ "entitlement_id": ent["id"], "name": protocol, "priority": 1, "access_type": protocol, "scope": { "accounts": [id] }, "settings": settings });
     let (s, p) = post(&w.server, &w.admin, "/api/v1/policies", body).await;
     assert_eq!(s, 201, "{p}");

@@ -396,3 +396,43 @@ async fn rdp_four_eyes() {
     assert_eq!(live(&w).await.len(), 1);
     kill(c);
 }
+
+/// User Supplied account mode over RDP: with a launch token, the password the user gives the
+/// client is the one the proxy logs in with; signing in with the Portcullis password in-band
+/// is refused (the client cannot be asked for a second one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_user_supplied() {
+    let w = world_with(Db::Sqlite, json!({}), &[("PORTCULLIS_RDP_LOGON_TIMEOUT_SECONDS", "8")]).await;
+    let xrdp = Xrdp::start();
+    desktop(&w.user, "portcullis rdp desktop");
+    let more = json!({ "account_mode": "user_supplied" });
+    let account = super::protocol_account_with(&w, "ws1", "rdp", xrdp.port(), more).await;
+    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    let request = request_rdp(&w, &account).await;
+    let x = Xvfb::start();
+    let logs = tempfile::tempdir().unwrap();
+    let read = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+
+    // In-band: refused with what to do instead.
+    let inband = format!("alice#{}@ws1", w.user.name);
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &logs.path().join("inband"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("inband"));
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.refused"
+            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("start the session with a launch token"))),
+        "{events:?}"
+    );
+
+    // With a launch token and the target's password as the client's password: the desktop.
+    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
+    assert_eq!(st, 200, "{l}");
+    let balance = format!("/load-balance-info:{}", l["token"].as_str().unwrap());
+    let c = xfreerdp(&x.display, w.server.rdp_port, "alice", TARGET_PW, &[&balance], &logs.path().join("typed"));
+    assert!(desktop_shown(&x, T).is_some(), "no desktop with the typed password:\n{}", read("typed"));
+    kill(c);
+    let out = w.server.all_output();
+    assert!(!out.contains(TARGET_PW), "the typed target password is not in the server's output");
+}
