@@ -88,10 +88,18 @@ impl RdpScreen {
         }
         let (Some(stage), Some(image)) = (self.stage.as_mut(), self.image.as_mut()) else { return false };
         let action = if slow { Action::X224 } else { Action::FastPath };
-        match stage.process(image, action, pdu, None) {
-            Ok(outputs) => outputs.iter().any(|o| matches!(o, ActiveStageOutput::GraphicsUpdate(_))),
+        // The PDUs come from the target: a decoder that panics on one must not take the
+        // recorder (live view) or the server's worker with it; the screen stops there.
+        let processed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(image, action, pdu, None)));
+        match processed {
+            Ok(Ok(outputs)) => outputs.iter().any(|o| matches!(o, ActiveStageOutput::GraphicsUpdate(_))),
             // A PDU the player does not draw (or cannot): the screen stays as it was.
-            Err(_) => false,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.stage = None;
+                false
+            }
         }
     }
 
