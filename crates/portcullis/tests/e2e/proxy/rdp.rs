@@ -436,3 +436,54 @@ async fn rdp_user_supplied() {
     let out = w.server.all_output();
     assert!(!out.contains(TARGET_PW), "the typed target password is not in the server's output");
 }
+
+/// The target's certificate is pinned on first use; a different one (here: a pin an
+/// administrator changed, confirmed by a second one) refuses the connection before any
+/// credential is sent, and alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_certificate_pin() {
+    let w = world_with(Db::Sqlite, json!({}), &[]).await;
+    let xrdp = Xrdp::start();
+    desktop(&w.user, "portcullis rdp desktop");
+    let account = rdp_account(&w, &xrdp).await;
+    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    request_rdp(&w, &account).await;
+    let x = Xvfb::start();
+    let logs = tempfile::tempdir().unwrap();
+    let read = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+    let inband = format!("alice#{}@ws1", w.user.name);
+    let c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &logs.path().join("first"));
+    assert!(desktop_shown(&x, T).is_some(), "{}", read("first"));
+    kill(c);
+    let (_, assets) = w.server.call("GET", "/api/v1/assets?limit=100", Some(&w.admin), None).await;
+    let ws1 = assets.as_array().unwrap().iter().find(|a| a["name"] == "ws1").unwrap().clone();
+    let pinned = ws1["tls_fingerprint"].as_str().unwrap().to_owned();
+    let id = ws1["id"].as_str().unwrap();
+    let events = audit(&w).await;
+    assert!(events.iter().any(|e| e["action"] == "asset.tls_fingerprint_pinned"), "{events:?}");
+
+    // Not a fingerprint: refused, nothing changed.
+    let path = format!("/api/v1/assets/{id}");
+    let (s, e) = w.server.call("PATCH", &path, Some(&w.admin), Some(json!({ "tls_fingerprint": "sha256:xyz" }))).await;
+    assert_eq!(s, 422, "{e}");
+    let other = format!("sha256:{}", "ab".repeat(32));
+    let (s, e) = w.server.call("PATCH", &path, Some(&w.admin), Some(json!({ "tls_fingerprint": other }))).await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["identity_confirmed"], false, "a changed pin waits for a second administrator: {e}");
+    w.server.confirm_identity(&w.admin, id).await;
+
+    std::thread::sleep(Duration::from_secs(1));
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &logs.path().join("mismatch"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("mismatch"));
+    let events = audit(&w).await;
+    assert!(events.iter().any(|e| e["action"] == "asset.tls_fingerprint_mismatch"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["action"] == "session.refused"
+            && e["details"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("not the pinned one") && r.contains(&pinned))),
+        "{events:?}"
+    );
+}
