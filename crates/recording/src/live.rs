@@ -138,7 +138,7 @@ impl LiveTap {
         let Some(rdp) = s.rdp.as_mut() else { return false };
         match e.kind {
             EventKind::Output => {
-                if crate::screen::demand_active(&e.data).is_some() {
+                if e.data.first() == Some(&0x03) && crate::screen::demand_active(&e.data).is_some() {
                     rdp.demand = Some(e.clone());
                 }
                 if rdp.last_look.is_some_and(|t| t.elapsed() > RDP_LOOK) {

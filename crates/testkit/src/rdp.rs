@@ -142,6 +142,7 @@ impl Xrdp {
             .expect("the xrdp lock file");
         // SAFETY: flock on an open descriptor has no memory-safety preconditions.
         assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0, "lock xrdp");
+        clear_dead_displays();
         let dir = tempfile::Builder::new().prefix("portcullis-xrdp-").tempdir().expect("temp dir");
         let key = rcgen::KeyPair::generate().expect("key");
         let cert =
@@ -227,6 +228,21 @@ impl Drop for Xrdp {
     fn drop(&mut self) {
         stop(&mut self.xrdp, libc::SIGTERM, Duration::from_secs(5));
         stop(&mut self.sesman, libc::SIGTERM, Duration::from_secs(5));
+    }
+}
+
+/// Removes the lock files and sockets of X displays whose server is gone: the sessions of
+/// earlier tests' throwaway users end by SIGKILL, which leaves them, and sesman then picks
+/// ever higher displays until the session's channel server no longer starts.
+fn clear_dead_displays() {
+    for n in 10..1000 {
+        let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+        let Ok(text) = std::fs::read_to_string(&lock) else { continue };
+        let alive = text.trim().parse::<u32>().is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_file(&lock);
+            let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
+        }
     }
 }
 

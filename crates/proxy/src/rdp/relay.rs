@@ -192,11 +192,9 @@ impl Relay {
         }
     }
 
-    /// The PDU's static channel, when it is a slow-path PDU on one the policy refuses.
-    fn refused_pdu(&self, pdu: &[u8]) -> bool {
-        wire::is_slow_path(pdu)
-            && !self.refused.is_empty()
-            && wire::mcs_data(pdu).is_some_and(|(_, channel, _)| self.refused.contains_key(&channel))
+    /// A slow-path PDU's MCS channel is one the policy refuses.
+    fn refused_channel(&self, channel: Option<u16>) -> bool {
+        channel.is_some_and(|c| self.refused.contains_key(&c))
     }
 
     async fn record(&self, kind: EventKind, pdu: Bytes) -> bool {
@@ -242,19 +240,27 @@ impl Relay {
                     continue;
                 }
             };
-            if self.refused_pdu(&pdu) {
-                continue;
-            }
+            // A slow-path PDU is read once: its channel, and on the I/O channel its type.
+            let (input, confirm_active) = match wire::is_slow_path(&pdu).then(|| wire::mcs_data(&pdu)) {
+                // Fast-path from the client is input.
+                None => (true, false),
+                Some(None) => (false, false),
+                Some(Some((_, channel, data))) => {
+                    if self.refused_channel(Some(channel)) {
+                        continue;
+                    }
+                    let io = channel == self.channels.io;
+                    let kind = |nibble| data.len() >= 4 && u16::from_le_bytes([data[2], data[3]]) & 0x0F == nibble;
+                    let input =
+                        io && wire::share_data_type(data, false).is_some_and(|(t, _, _)| t == wire::PDUTYPE2_INPUT);
+                    (input, io && kind(0x3))
+                }
+            };
             // What the recording's player cannot draw is not asked for.
-            let pdu = match wire::is_slow_path(&pdu).then(|| wire::decodable_confirm_active(&pdu)).flatten() {
+            let pdu = match confirm_active.then(|| wire::decodable_confirm_active(&pdu)).flatten() {
                 Some(rewritten) => Bytes::from(rewritten),
                 None => pdu,
             };
-            let input = !wire::is_slow_path(&pdu)
-                || wire::mcs_data(&pdu)
-                    .and_then(|(_, ch, data)| (ch == self.channels.io).then_some(data))
-                    .and_then(|d| wire::share_data_type(d, false))
-                    .is_some_and(|(t, _, _)| t == wire::PDUTYPE2_INPUT);
             if input && !learned.logged_on.load(Ordering::Relaxed) {
                 // Nobody types into the target's own login screen.
                 continue;
@@ -286,10 +292,8 @@ impl Relay {
                 Ok(Some(p)) => p,
                 _ => break,
             };
-            if wire::is_slow_path(&pdu) {
-                self.learn(&pdu, &learned);
-            }
-            if self.refused_pdu(&pdu) {
+            let channel = if wire::is_slow_path(&pdu) { self.learn(&pdu, &learned) } else { None };
+            if self.refused_channel(channel) {
                 continue;
             }
             self.shared.bytes_down.fetch_add(pdu.len() as u64, Ordering::Relaxed);
@@ -304,13 +308,10 @@ impl Relay {
         self.shared.stop();
     }
 
-    /// The logon notification, the activation and the ids the parting PDUs need.
-    fn learn(&self, pdu: &[u8], learned: &Learned) {
-        if let Some((share_id, width, height)) = portcullis_recording::screen::demand_active(pdu) {
-            learned.share_id.store(share_id, Ordering::Relaxed);
-            learned.size.store(u32::from(width) << 16 | u32::from(height), Ordering::Relaxed);
-        }
-        let Some((initiator, channel, data)) = wire::mcs_data(pdu) else { return };
+    /// The logon notification, the activation and the ids the parting PDUs need, from a
+    /// slow-path PDU of the target; its MCS channel.
+    fn learn(&self, pdu: &[u8], learned: &Learned) -> Option<u16> {
+        let (initiator, channel, data) = wire::mcs_data(pdu)?;
         if channel != self.channels.io {
             // xrdp sends no logon notification; its channel server, which starts inside the
             // user's session, speaking on the clipboard, device or sound channel shows the
@@ -319,13 +320,17 @@ impl Relay {
             if !self.logon_notice_only && self.session_channel(channel) {
                 self.logged_on(learned);
             }
-            return;
+            return Some(channel);
         }
         learned.server_user.store(initiator, Ordering::Relaxed);
         // Share control header: totalLength, pduType (low nibble 1: Demand Active).
         if data.len() >= 4 && u16::from_le_bytes([data[2], data[3]]) & 0x0F == 0x1 {
             learned.activated.store(true, Ordering::Relaxed);
-            return;
+            if let Some((share_id, width, height)) = portcullis_recording::screen::demand_active(pdu) {
+                learned.share_id.store(share_id, Ordering::Relaxed);
+                learned.size.store(u32::from(width) << 16 | u32::from(height), Ordering::Relaxed);
+            }
+            return Some(channel);
         }
         let activated = learned.activated.load(Ordering::Relaxed);
         if let Some((t, share_id, _)) = wire::share_data_type(data, !activated) {
@@ -336,6 +341,7 @@ impl Relay {
                 self.logged_on(learned);
             }
         }
+        Some(channel)
     }
 
     /// A channel served from inside the user's session on xrdp.
