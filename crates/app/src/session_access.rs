@@ -168,6 +168,49 @@ pub async fn redeem_launch_token(
     Some((user, access))
 }
 
+/// Most pending RDP launch tokens a user's NLA sign-in is checked against.
+const NLA_CANDIDATES: i64 = 5;
+
+fn launch_context(token_hash: &str) -> portcullis_vault::SecretContext {
+    portcullis_vault::SecretContext { account_id: token_hash.to_owned(), kind: "launch_token".into(), version: 1 }
+}
+
+/// An RDP launch token sealed for the database (bound to its hash), for the NLA sign-in.
+pub fn seal_launch_token(state: &App, token: &str) -> String {
+    let hash = crate::auth::token_hash(token);
+    crate::totp_secret::encode(&portcullis_vault::seal(&state.vault, &launch_context(&hash), token.as_bytes()))
+}
+
+/// The Portcullis user an NLA (CredSSP) user name names: `USER#ACCOUNT@ASSET` or `USER`.
+pub fn nla_user(name: &str) -> &str {
+    match portcullis_core::connection::parse(name) {
+        Ok(portcullis_core::connection::ConnectionString::Inband { .. }) => {
+            name.split_once('#').or_else(|| name.split_once('+')).map_or(name, |(u, _)| u)
+        }
+        _ => name,
+    }
+}
+
+/// The passwords an NLA sign-in as `name` may prove: the named user's pending RDP launch
+/// tokens (enabled, unlocked users only; at most a few, newest first).
+pub async fn nla_secrets(state: &App, name: &str) -> Vec<zeroize::Zeroizing<String>> {
+    let now = state.now();
+    let Ok(Some(login)) = state.store.login_state(nla_user(name)).await else { return Vec::new() };
+    if login.user.disabled || login.user.locked_until.is_some_and(|t| t > now) {
+        return Vec::new();
+    }
+    let rows = state.store.sealed_launch_tokens(now, &login.user.id, NLA_CANDIDATES).await.unwrap_or_default();
+    rows.iter()
+        .filter_map(|(hash, sealed)| {
+            let plain =
+                portcullis_vault::open(&state.vault, &launch_context(hash), &crate::totp_secret::decode(sealed)?)
+                    .ok()?;
+            let token = zeroize::Zeroizing::new(String::from_utf8(plain.expose().to_vec()).ok()?);
+            (crate::auth::token_hash(&token) == *hash).then_some(token)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,6 +268,9 @@ pub struct Launch {
     pub asset_name: String,
     /// SSH or RDP: which proxy the token is for.
     pub access_type: AccessType,
+    /// The policy asks for the target's password (User Supplied): the RDP password carries
+    /// it, so the token is the connection's load-balancing info, not the NLA password.
+    pub user_supplied: bool,
 }
 
 /// What starts an RDP session with a launch token.
@@ -295,12 +298,25 @@ impl Launch {
     pub fn rdp(&self, rdp_host: &str, username: &str) -> RdpLaunch {
         let t = self.token.as_str();
         let host = if rdp_host.is_empty() { "HOST:3389" } else { rdp_host };
+        let inband_user = format!("{username}#{}@{}", self.account_name, self.asset_name);
+        if self.user_supplied {
+            // The RDP password is the target's: the token travels as load-balancing info (TLS).
+            return RdpLaunch {
+                freerdp: format!("xfreerdp /v:{host} /load-balance-info:{t} /u:{username} /p:TARGET-PASSWORD /sec:tls"),
+                rdp_file: format!(
+                    "full address:s:{host}\r\nloadbalanceinfo:s:{t}\r\nusername:s:{username}\r\nenablecredsspsupport:i:0\r\nauthentication level:i:0\r\nprompt for credentials:i:1\r\n"
+                ),
+                inband_user,
+            };
+        }
+        // The token is the password for NLA (CredSSP): proved, never sent in the clear; a
+        // client that asks for the password takes the token pasted.
         RdpLaunch {
-            freerdp: format!("xfreerdp /v:{host} /load-balance-info:{t} /u:{username} /p:token /sec:tls"),
+            freerdp: format!("xfreerdp /v:{host} /u:{inband_user} /p:{t}"),
             rdp_file: format!(
-                "full address:s:{host}\r\nloadbalanceinfo:s:{t}\r\nusername:s:{username}\r\nenablecredsspsupport:i:0\r\nauthentication level:i:0\r\nprompt for credentials:i:0\r\n"
+                "full address:s:{host}\r\nusername:s:{inband_user}\r\nenablecredsspsupport:i:1\r\nauthentication level:i:0\r\nprompt for credentials:i:1\r\n"
             ),
-            inband_user: format!("{username}#{}@{}", self.account_name, self.asset_name),
+            inband_user,
         }
     }
 
@@ -355,9 +371,14 @@ pub async fn launch(state: &App, caller: &Caller, request_id: &str) -> AppResult
     let asset = state.store.asset(&r.asset_id).await?;
     let token = crate::auth::new_token(portcullis_core::connection::LAUNCH_TOKEN_PREFIX);
     let expires_at = r.end_at.min(now + 15 * 60 * 1_000_000);
-    state
-        .store
-        .create_launch_token(&caller.actor(), now, &crate::auth::token_hash(&token), &r.id, &caller.user.id, expires_at)
-        .await?;
-    Ok(Launch { token, expires_at, account_name: account.name, asset_name: asset.name, access_type: r.access_type })
+    let rdp = r.access_type == AccessType::Rdp;
+    let sealed = rdp.then(|| crate::session_access::seal_launch_token(state, &token));
+    let hash = crate::auth::token_hash(&token);
+    let (actor, user_id) = (caller.actor(), &caller.user.id);
+    state.store.create_launch_token(&actor, now, &hash, sealed.as_deref(), &r.id, user_id, expires_at).await?;
+    let user_supplied = rdp
+        && state.store.policy(&r.policy_id).await?.settings.account_mode
+            == portcullis_core::policy::AccountMode::UserSupplied;
+    let (account_name, asset_name, access_type) = (account.name, asset.name, r.access_type);
+    Ok(Launch { token, expires_at, account_name, asset_name, access_type, user_supplied })
 }

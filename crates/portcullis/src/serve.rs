@@ -217,7 +217,9 @@ pub async fn run(config: Config) -> Result<()> {
         None => None,
     };
     let rdp_proxy = rdp.map(|(listener, identity)| {
+        let public_key = portcullis_proxy::rdp_public_key(&identity.leaf).unwrap_or_default();
         let cfg = portcullis_proxy::RdpConfig {
+            public_key,
             max_connections: config.rdp.max_connections,
             auth_timeout: Duration::from_secs(config.rdp.auth_timeout_seconds),
             pre_auth: portcullis_proxy::GateLimits {

@@ -15,6 +15,8 @@ pub struct TlsIdentity {
     pub config: Arc<rustls::ServerConfig>,
     /// SHA-256 of the leaf certificate, as `AB:CD:…`.
     pub fingerprint: String,
+    /// The leaf certificate (DER).
+    pub leaf: Vec<u8>,
 }
 
 pub fn fingerprint(der: &[u8]) -> String {
@@ -90,6 +92,7 @@ fn identity(
         .with_context(|| format!("{} is not a PEM certificate chain", cert_path.display()))?;
     let leaf = certs.first().with_context(|| format!("{} holds no certificate", cert_path.display()))?;
     let fingerprint = fingerprint(leaf.as_ref());
+    let leaf = leaf.as_ref().to_vec();
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("{} is not a PEM private key", key_path.display()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -98,7 +101,7 @@ fn identity(
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not match")?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(TlsIdentity { config: Arc::new(config), fingerprint })
+    Ok(TlsIdentity { config: Arc::new(config), fingerprint, leaf })
 }
 
 #[cfg(test)]

@@ -33,6 +33,6 @@ mod telnet;
 pub use aa::{check_transport, AaPlugin, AaPlugins, AaTransport};
 pub use gate::{Gate, GateLimits, Ticket};
 pub use host_keys::{host_key_fingerprints, load_or_create_host_keys, HostKeyError};
-pub use rdp::{serve_rdp, RdpConfig};
+pub use rdp::{public_key as rdp_public_key, serve_rdp, RdpConfig};
 pub use serve::{serve, ProxyConfig};
 pub use telnet::{serve_telnet, PromptPatterns, Prompts, TelnetConfig};

@@ -287,12 +287,14 @@ impl Store {
         rows.into_iter().map(AccessRequest::try_from).collect()
     }
 
-    /// Stores a launch token (by hash) for a request.
+    /// Stores a launch token (by hash; RDP tokens also sealed, for NLA) for a request.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_launch_token(
         &self,
         actor: &Actor,
         now: i64,
         token_hash: &str,
+        sealed_token: Option<&str>,
         request_id: &str,
         user_id: &str,
         expires_at: i64,
@@ -300,19 +302,33 @@ impl Store {
         let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM launch_tokens WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
         sqlx::query(
-            "INSERT INTO launch_tokens (token_hash, request_id, user_id, created_at, expires_at) VALUES ($1,$2,$3,$4,$5)",
+            "INSERT INTO launch_tokens (token_hash, request_id, user_id, created_at, expires_at, sealed_token) VALUES ($1,$2,$3,$4,$5,$6)",
         )
         .bind(token_hash)
         .bind(request_id)
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
+        .bind(sealed_token)
         .execute(&mut *tx)
         .await?;
         append(&mut tx, &self.audit_key, actor, now, &NewEvent::success("session.launch_token", "request", request_id))
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A user's unused, unexpired sealed (RDP) launch tokens, newest first, at most `limit`:
+    /// (token hash, sealed token).
+    pub async fn sealed_launch_tokens(&self, now: i64, user_id: &str, limit: i64) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT token_hash, sealed_token FROM launch_tokens WHERE user_id = $1 AND used_at IS NULL AND expires_at > $2 AND sealed_token IS NOT NULL ORDER BY created_at DESC LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
     }
 
     /// Consumes a launch token: (request id, user id) if it exists, is unused and unexpired.
@@ -326,12 +342,14 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if row.is_some() {
-            let n = sqlx::query("UPDATE launch_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-                .bind(now)
-                .bind(token_hash)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(
+                "UPDATE launch_tokens SET used_at = $1, sealed_token = NULL WHERE token_hash = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if n != 1 {
                 return Ok(None);
             }

@@ -25,11 +25,13 @@ use crate::gate::GateLimits;
 use crate::serve::{accept_loop, Shared};
 
 mod frames;
+mod nla;
 mod relay;
 mod signin;
 mod tls;
 pub mod wire;
 
+pub use nla::public_key;
 pub use tls::fingerprint;
 
 use frames::FrameReader;
@@ -45,6 +47,8 @@ pub struct RdpConfig {
     pub pre_auth: GateLimits,
     /// The proxy's TLS identity towards clients.
     pub tls: Arc<rustls::ServerConfig>,
+    /// The public key of that identity's certificate (what NLA binds to; see `public_key`).
+    pub public_key: Vec<u8>,
     /// Time a target has, after the credential, to report the logon.
     pub logon_timeout: Duration,
     /// The AA plugins connection policies may name.
@@ -52,7 +56,7 @@ pub struct RdpConfig {
 }
 
 /// Time the target has to answer the connection request and the TLS handshake.
-const TARGET_CONNECT: Duration = Duration::from_secs(15);
+pub(super) const TARGET_CONNECT: Duration = Duration::from_secs(15);
 
 /// Serves RDP on `listener` until the task is dropped.
 pub async fn serve_rdp(state: AppState, cfg: RdpConfig, listener: TcpListener) {
@@ -115,14 +119,28 @@ async fn connection(
     let Ok(request) = wire::parse_connect_request(&first) else {
         return tracing::debug!(%peer, "rdp: not an X.224 connection request; closed");
     };
-    if request.protocols & wire::PROTOCOL_SSL == 0 {
+    if request.protocols & (wire::PROTOCOL_SSL | wire::PROTOCOL_HYBRID) == 0 {
         // Standard RDP Security only: refused in the negotiation (the client says TLS is required).
         let _ = stream.write_all(&wire::connect_confirm(3, 0, wire::SSL_REQUIRED_BY_SERVER)).await;
         return tracing::info!(%peer, "rdp: a client without TLS was refused");
     }
     let named = match request.name.as_deref().map(parse) {
-        Some(Ok(ConnectionString::Inband { user, account, asset })) => Named::Inband { user, account, asset },
-        Some(Ok(ConnectionString::LaunchToken(t))) => Named::Token(t),
+        Some(Ok(ConnectionString::Inband { user, account, asset })) => Some(Named::Inband { user, account, asset }),
+        Some(Ok(ConnectionString::LaunchToken(t))) => Some(Named::Token(t)),
+        _ => None,
+    };
+    if nla::chosen(state, request.protocols, named.as_ref()).await {
+        // NLA: the target is named and the user signed in inside CredSSP, after TLS.
+        if stream.write_all(&wire::connect_confirm(2, 0, wire::PROTOCOL_HYBRID)).await.is_err() {
+            return;
+        }
+        let Some(client) = accept_tls(cfg, stream, peer).await else { return };
+        let (seen, requested, ticket) = (String::new(), request.protocols, Some(ticket));
+        let run = signin::Connection { state, cfg, peer, shared: &shared, ticket, seen, requested };
+        return nla::serve(run, client, listen_port).await;
+    }
+    let named = match named {
+        Some(n) if request.protocols & wire::PROTOCOL_SSL != 0 => n,
         _ => {
             tracing::info!(%peer, "rdp: the client named no USER#ACCOUNT@ASSET (user name) or launch token; closed");
             return;
@@ -144,17 +162,22 @@ async fn connection(
     if stream.write_all(&wire::connect_confirm(2, confirm_flags, wire::PROTOCOL_SSL)).await.is_err() {
         return;
     }
-    let client = match tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_rustls::TlsAcceptor::from(cfg.tls.clone()).accept(stream),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        _ => return tracing::debug!(%peer, "rdp: the client's TLS handshake failed"),
-    };
-    let run = signin::Connection { state, cfg, peer, shared: &shared, ticket: Some(ticket), seen };
+    let Some(client) = accept_tls(cfg, stream, peer).await else { return };
+    let requested = request.protocols;
+    let run = signin::Connection { state, cfg, peer, shared: &shared, ticket: Some(ticket), seen, requested };
     run.go(client, target, pre).await;
+}
+
+/// The client's TLS handshake (10 seconds).
+async fn accept_tls(cfg: &RdpConfig, stream: TcpStream, peer: SocketAddr) -> Option<signin::ClientTls> {
+    let accept = tokio_rustls::TlsAcceptor::from(cfg.tls.clone()).accept(stream);
+    match tokio::time::timeout(Duration::from_secs(10), accept).await {
+        Ok(Ok(s)) => Some(s),
+        _ => {
+            tracing::debug!(%peer, "rdp: the client's TLS handshake failed");
+            None
+        }
+    }
 }
 
 /// The target leg: TCP (from the policy's source address), the X.224 negotiation for TLS, the

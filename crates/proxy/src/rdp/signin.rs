@@ -31,17 +31,17 @@ pub(super) type TargetTls = tokio_rustls::client::TlsStream<TcpStream>;
 /// What is known before the password: who the client says it is, and where it goes.
 pub(super) struct Prepared {
     /// USER#ACCOUNT@ASSET as named (in-band sign-in).
-    inband: Option<String>,
+    pub inband: Option<String>,
     /// A launch token's user (signed in by the token) and what it gives.
-    token: Option<(User, SessionAccess)>,
+    pub token: Option<(User, SessionAccess)>,
     /// The user named (in-band) or the token's.
-    user: User,
+    pub user: User,
     pub account: String,
-    asset: Asset,
+    pub asset: Asset,
     pub destination: (String, u16),
     pub source_address: Option<std::net::IpAddr>,
-    policy: ConnectionPolicy,
-    groups: Vec<String>,
+    pub policy: ConnectionPolicy,
+    pub groups: Vec<String>,
 }
 
 /// Looks up what the client named; `None` (closed, nothing told) when no target may be
@@ -94,7 +94,7 @@ pub(super) async fn prepare(state: &AppState, named: Named, peer: SocketAddr, li
     Some(Prepared { inband, token, user, account, asset, destination, source_address, policy, groups })
 }
 
-async fn audit_refusal(state: &AppState, user: &User, reason: &str, source: &str) {
+pub(super) async fn audit_refusal(state: &AppState, user: &User, reason: &str, source: &str) {
     let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
     crate::pipeline::audit_refusal(state, &actor, &user.id, reason, source).await;
 }
@@ -108,6 +108,8 @@ pub(super) struct Connection<'a> {
     pub ticket: Option<crate::gate::Ticket>,
     /// The target certificate's fingerprint.
     pub seen: String,
+    /// The security protocols the client requested.
+    pub requested: u32,
 }
 
 /// What the MCS connection showed: channel names by id, the I/O channel.
@@ -124,43 +126,9 @@ pub(super) struct Channels {
 
 impl Connection<'_> {
     pub(super) async fn go(mut self, mut client: ClientTls, mut target: TargetTls, pre: Prepared) {
-        let (mut from_client, mut from_target) = (FrameReader::default(), FrameReader::default());
-        let mut channels = Channels { io: 1003, ..Default::default() };
-        // The MCS connection, relayed until the client's Client Info PDU.
-        let login = loop {
-            tokio::select! {
-                f = from_client.next(&mut client) => {
-                    let Ok(Some(f)) = f else { return };
-                    if let Some(login) = wire::client_login(&f) {
-                        // The PDU held the Portcullis password: its bytes are wiped.
-                        if let Ok(mut buf) = f.try_into_mut() {
-                            zeroize::Zeroize::zeroize(&mut buf[..]);
-                        }
-                        break login;
-                    }
-                    if let Some(names) = wire::requested_channels(&f) {
-                        channels.names = names;
-                    }
-                    if target.write_all(&f).await.is_err() {
-                        return;
-                    }
-                }
-                f = from_target.next(&mut target) => {
-                    let Ok(Some(f)) = f else { return };
-                    if let Some((io, ids)) = wire::granted_channels(&f) {
-                        channels.io = io;
-                        channels.ids = ids;
-                    }
-                    if let Some(user) = wire::attach_user_confirm(&f) {
-                        channels.user = user;
-                    }
-                    if client.write_all(&f).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        };
-        channels.compression = login.compression();
+        let mut readers = (FrameReader::default(), FrameReader::default());
+        let protocols = (self.requested, wire::PROTOCOL_SSL);
+        let Some((login, channels)) = mcs(&mut client, &mut target, &mut readers, protocols).await else { return };
         let source = self.peer.to_string();
         let signed = self.sign_in(&login, &pre, &source).await;
         let (user, proxy_login) = match signed {
@@ -173,8 +141,8 @@ impl Connection<'_> {
         drop(self.ticket.take());
         self.shared.authenticated.send_replace(true);
         let typed = login.password().map(|p| Zeroizing::new(p.to_owned()));
-        let admitted = self.authorize(&user, &pre, &source, typed).await;
-        let (access, password, authorizers) = match admitted {
+        let admitted = self.authorize(&user, &pre, &source, typed, true).await;
+        let authorized = match admitted {
             Ok(a) => a,
             Err(reason) => {
                 if let Some(l) = &proxy_login {
@@ -184,7 +152,23 @@ impl Connection<'_> {
                 return refuse_client(&mut client, &channels, errinfo::INSUFFICIENT_PRIVILEGES).await;
             }
         };
-        let mut login = login;
+        let signed = Signed { user, proxy_login, authorized };
+        self.finish(Legs { client, target, readers }, channels, login, &pre, signed).await;
+    }
+
+    /// A signed-in, authorized connection whose client sent its Client Info PDU: the session
+    /// starts, the target gets the credential, the relay runs.
+    pub(super) async fn finish(
+        &self,
+        legs: Legs,
+        channels: Channels,
+        mut login: ClientLogin,
+        pre: &Prepared,
+        signed: Signed,
+    ) {
+        let Legs { mut client, mut target, readers } = legs;
+        let Signed { user, proxy_login, authorized: (access, password, authorizers) } = signed;
+        let source = self.peer.to_string();
         let Some(info) = login.rewritten(&access.account.name, &password) else {
             return refuse_client(&mut client, &channels, errinfo::DENIED).await;
         };
@@ -229,7 +213,7 @@ impl Connection<'_> {
             logon_timeout: self.cfg.logon_timeout,
             logon_notice_only: access.asset.platform == portcullis_core::inventory::Platform::Windows,
         };
-        let rest = (from_client.into_rest(), from_target.into_rest());
+        let rest = (readers.0.into_rest(), readers.1.into_rest());
         relay.run(client, target, rest).await;
     }
 
@@ -274,13 +258,14 @@ impl Connection<'_> {
 
     /// After sign-in: the AA plugin, the request check, the credential, the certificate pin,
     /// the waits. The access, the password for the target, and who permitted the session.
-    async fn authorize(
+    pub(super) async fn authorize(
         &self,
         user: &User,
         pre: &Prepared,
         source: &str,
         typed: Option<Zeroizing<String>>,
-    ) -> Result<(SessionAccess, Zeroizing<String>, Vec<String>), String> {
+        pin_now: bool,
+    ) -> Result<Authorized, String> {
         let state = self.state;
         let mut account = pre.account.clone();
         let mut aa = None;
@@ -331,7 +316,9 @@ impl Connection<'_> {
                 ))
             }
         };
-        self.check_pin(&access.asset).await?;
+        if pin_now {
+            self.check_pin(&access.asset).await?;
+        }
         let mut authorizers = Vec::new();
         for kind in crate::pipeline::planned_waits(&pre.policy) {
             if let Some(by) = self.wait(user, &access, &pre.policy, source, kind).await? {
@@ -343,7 +330,7 @@ impl Connection<'_> {
 
     /// The target's certificate against the asset's pin: pinned now if none is; a different
     /// one refuses (and alerts).
-    async fn check_pin(&self, asset: &Asset) -> Result<(), String> {
+    pub(super) async fn check_pin(&self, asset: &Asset) -> Result<(), String> {
         let state = self.state;
         match &asset.tls_fingerprint {
             None => {
@@ -390,6 +377,74 @@ impl Connection<'_> {
             None => Err(crate::pipeline::wait_timed_out(kind)),
         }
     }
+}
+
+/// Both legs after TLS, with what their readers hold.
+pub(super) struct Legs {
+    pub client: ClientTls,
+    pub target: TargetTls,
+    pub readers: (FrameReader, FrameReader),
+}
+
+/// What authorizing a connection gives: the access, the target's password, who permitted it.
+pub(super) type Authorized = (SessionAccess, Zeroizing<String>, Vec<String>);
+
+/// A signed-in user, the sign-in record still to be written, and the authorization.
+pub(super) struct Signed {
+    pub user: User,
+    pub proxy_login: Option<ProxyLogin>,
+    pub authorized: Authorized,
+}
+
+/// The MCS connection, relayed until the client's Client Info PDU (whose bytes are wiped: it
+/// holds a password); what the MCS PDUs showed of the channels.
+/// `protocols`: what the client requested, and what the target selected (the Connect
+/// Initial and Response are made to agree with each leg's negotiation).
+pub(super) async fn mcs(
+    client: &mut ClientTls,
+    target: &mut TargetTls,
+    (from_client, from_target): &mut (FrameReader, FrameReader),
+    (requested, selected): (u32, u32),
+) -> Option<(ClientLogin, Channels)> {
+    let mut channels = Channels { io: 1003, ..Default::default() };
+    let login = loop {
+        tokio::select! {
+            f = from_client.next(client) => {
+                let f = f.ok()??;
+                if let Some(login) = wire::client_login(&f) {
+                    if let Ok(mut buf) = f.try_into_mut() {
+                        zeroize::Zeroize::zeroize(&mut buf[..]);
+                    }
+                    break login;
+                }
+                if let Some(names) = wire::requested_channels(&f) {
+                    channels.names = names;
+                    let mut f = f.to_vec();
+                    wire::set_selected_protocol(&mut f, selected);
+                    target.write_all(&f).await.ok()?;
+                    continue;
+                }
+                target.write_all(&f).await.ok()?;
+            }
+            f = from_target.next(target) => {
+                let f = f.ok()??;
+                if let Some(user) = wire::attach_user_confirm(&f) {
+                    channels.user = user;
+                }
+                if let Some((io, ids)) = wire::granted_channels(&f) {
+                    channels.io = io;
+                    channels.ids = ids;
+                    let mut f = f.to_vec();
+                    wire::set_requested_protocols(&mut f, requested);
+                    client.write_all(&f).await.ok()?;
+                    continue;
+                }
+                client.write_all(&f).await.ok()?;
+            }
+        }
+    };
+    channels.compression = login.compression();
+    Some((login, channels))
 }
 
 /// The vaulted password of the account.

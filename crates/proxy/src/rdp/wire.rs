@@ -174,6 +174,45 @@ pub fn requested_channels(frame: &[u8]) -> Option<Vec<String>> {
     )
 }
 
+/// The first GCC user data block after `key` ("Duca" in a Connect Initial, "McDn" in a
+/// Connect Response) if it is of `kind`: its offset in `frame` and its length.
+fn first_gcc_block(frame: &[u8], key: &[u8; 4], kind: u16) -> Option<(usize, usize)> {
+    let at = frame.windows(4).position(|w| w == key)? + 4;
+    // The user data's PER length: one byte, or two with the top bit set.
+    let start = at + if frame.get(at)? & 0x80 != 0 { 2 } else { 1 };
+    let header = frame.get(start..start + 4)?;
+    let (t, len) =
+        (u16::from_le_bytes([header[0], header[1]]), usize::from(u16::from_le_bytes([header[2], header[3]])));
+    (t == kind && start + len <= frame.len()).then_some((start, len))
+}
+
+/// Sets, in place, the security protocol a client's Connect Initial says the server selected
+/// (its core data), when the two legs negotiated differently (NLA with the client, TLS with
+/// the target): the target checks it against its own choice. `false`: not found.
+pub fn set_selected_protocol(frame: &mut [u8], protocol: u32) -> bool {
+    const OFFSET: usize = 212;
+    match first_gcc_block(frame, b"Duca", 0xC001) {
+        Some((start, len)) if len >= OFFSET + 4 => {
+            frame[start + OFFSET..start + OFFSET + 4].copy_from_slice(&protocol.to_le_bytes());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Sets, in place, the protocols a target's Connect Response says the client requested (its
+/// core data) to what the client did request, which the client may check.
+pub fn set_requested_protocols(frame: &mut [u8], protocols: u32) -> bool {
+    const OFFSET: usize = 8;
+    match first_gcc_block(frame, b"McDn", 0x0C01) {
+        Some((start, len)) if len >= OFFSET + 4 => {
+            frame[start + OFFSET..start + OFFSET + 4].copy_from_slice(&protocols.to_le_bytes());
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The I/O channel and the static channels' ids (in the client's order) of an MCS Connect
 /// Response.
 pub fn granted_channels(frame: &[u8]) -> Option<(u16, Vec<u16>)> {
@@ -453,7 +492,29 @@ mod tests {
         assert_eq!(&data[data.len() - 4..], &[0x1f, 0x03, 0x57, 0x02], "right 799, bottom 599");
     }
 
+    #[test]
+    fn core_data_protocols_are_set_in_place() {
+        let mut ci = b"\x03\x00\x01\x00junkDuca\x81\x00".to_vec();
+        ci.extend_from_slice(&[0x01, 0xC0, 216, 0]);
+        ci.extend_from_slice(&[0u8; 212]);
+        assert!(set_selected_protocol(&mut ci, PROTOCOL_SSL));
+        assert_eq!(&ci[ci.len() - 4..], &[1, 0, 0, 0]);
+        let mut short = ci[..ci.len() - 1].to_vec();
+        assert!(!set_selected_protocol(&mut short, PROTOCOL_SSL), "a block past the frame's end");
+        let mut cr = b"McDn\x10".to_vec();
+        cr.extend_from_slice(&[0x01, 0x0C, 12, 0, 4, 0, 8, 0, 0, 0, 0, 0]);
+        assert!(set_requested_protocols(&mut cr, 3));
+        assert_eq!(&cr[13..], &[3, 0, 0, 0]);
+        assert!(!set_requested_protocols(&mut b"no key here".to_vec(), 3));
+    }
+
     proptest! {
+        #[test]
+        fn core_data_patching_takes_any_bytes(mut bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = set_selected_protocol(&mut bytes, 1);
+            let _ = set_requested_protocols(&mut bytes, 1);
+        }
+
         #[test]
         fn parsers_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = frame_len(&bytes);

@@ -264,25 +264,47 @@ async fn rdp_end_to_end(db: Db, browser: bool) {
     let out = w.server.all_output();
     assert!(!out.contains(TARGET_PW) && !out.contains(ALICE_PW), "no password in the server's output");
 
-    // A one-time launch token (the request's "start session"): FreeRDP sends it as its
-    // load-balancing info; the desktop appears; the token works once.
+    // A one-time launch token (the request's "start session"): the NLA password (CredSSP
+    // proves it; it is never sent in the clear, nor before TLS); the desktop appears; once.
     let request = request_rdp(&w, &account).await;
     let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
     assert_eq!(st, 200, "{l}");
     let token = l["token"].as_str().unwrap().to_owned();
-    assert!(l["freerdp"].as_str().unwrap().contains(&format!("/load-balance-info:{token}")), "{l}");
-    assert!(l["rdp_file"].as_str().unwrap().contains(&format!("loadbalanceinfo:s:{token}")), "{l}");
+    assert!(l["freerdp"].as_str().unwrap().contains(&format!("/u:{inband} /p:{token}")), "{l}");
+    let file = l["rdp_file"].as_str().unwrap();
+    assert!(file.contains(&format!("username:s:{inband}")) && file.contains("enablecredsspsupport:i:1"), "{l}");
+    assert!(!file.contains(&token), "the .rdp file holds no token: {l}");
     assert!(l.get("ssh").is_none(), "{l}");
-    let balance = format!("/load-balance-info:{token}");
-    let launched = xfreerdp(&x.display, w.server.rdp_port, "alice", "token", &[&balance], &log("launched"));
+    // FreeRDP's NLA-only check (+auth-only) with the Portcullis password: a logon failure
+    // (NLA signs in with launch tokens), audited; the token stays usable.
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &["/sec:nla", "+auth-only"], &log("nla-pw"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("nla-pw"));
+    assert!(read("nla-pw").contains("LOGON_FAILURE"), "{}", read("nla-pw"));
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.launch_token"
+            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("NLA sign-in as"))),
+        "{events:?}"
+    );
+    let launched = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("launched"));
     let seen = desktop_shown(&x, T).unwrap_or_else(|| panic!("no desktop with a launch token:\n{}", read("launched")));
     assert!(seen.same_share(&shown, 800, 600) > 0.97);
     assert_eq!(live(&w).await.len(), 1);
     kill(launched);
-    let mut again = xfreerdp(&x.display, w.server.rdp_port, "alice", "token", &[&balance], &log("again"));
+    let mut again = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("again"));
+    // Used: no NLA for this user any more (TLS is offered, for the Portcullis password), which an
+    // NLA-only client refuses.
     assert!(exits(&mut again, T).is_some_and(|code| code != 0), "a used token is refused: {}", read("again"));
-    let events = audit(&w).await;
-    assert!(events.iter().any(|e| e["action"] == "session.launch_token" && e["outcome"] == "denied"), "{events:?}");
+    assert!(read("again").contains("NEGO"), "{}", read("again"));
+    // A token in the load-balancing info (TLS) still works, for clients without NLA.
+    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
+    assert_eq!(st, 200, "{l}");
+    let balance = format!("/load-balance-info:{}", l["token"].as_str().unwrap());
+    let launched = xfreerdp(&x.display, w.server.rdp_port, "alice", "token", &[&balance], &log("balanced"));
+    desktop_shown(&x, T).unwrap_or_else(|| panic!("no desktop with a routing token:\n{}", read("balanced")));
+    kill(launched);
+    let out = w.server.all_output();
+    assert!(!out.contains(&token), "no launch token in the server's output");
     let (st, _) = post(&w.server, &w.admin, &format!("/api/v1/requests/{request}/revoke"), json!({})).await;
     assert_eq!(st, 200);
 
