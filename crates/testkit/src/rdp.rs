@@ -290,3 +290,70 @@ pub fn xfreerdp(display: &str, port: u16, user: &str, password: &str, extra: &[&
         .spawn()
         .expect("start xfreerdp")
 }
+
+/// FreeRDP's shadow server sharing its own Xvfb display: an RDP target that requires NLA
+/// (CredSSP/NTLM against its SAM file of one user), on a 127.0.0.1 high port. An `xmessage`
+/// with `text` shows on its screen.
+pub struct Shadow {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    window: Child,
+    _screen: Xvfb,
+}
+
+impl Shadow {
+    pub fn start(user: &str, password: &str, text: &str) -> Shadow {
+        let bin = Path::new("/usr/bin/freerdp-shadow-cli");
+        assert!(bin.exists(), "freerdp-shadow-cli is not installed (apt-get install freerdp2-shadow-x11 winpr-utils)");
+        let screen = Xvfb::start();
+        let window = Command::new("/usr/bin/xmessage")
+            .args(["-bg", "#cc6633", "-fg", "white", "-center", text])
+            .env("DISPLAY", &screen.display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start xmessage");
+        let dir = tempfile::Builder::new().prefix("portcullis-shadow-").tempdir().expect("temp dir");
+        let hash = Command::new("/usr/bin/winpr-hash").args(["-u", user, "-p", password, "-f", "1"]).output();
+        let hash =
+            String::from_utf8_lossy(&hash.expect("winpr-hash (apt-get install winpr-utils)").stdout).into_owned();
+        let nt = hash.lines().last().unwrap_or_default().trim().to_owned();
+        assert_eq!(nt.len(), 32, "winpr-hash gave no NT hash: {hash}");
+        let sam = dir.path().join("sam");
+        std::fs::write(&sam, format!("{user}:::{nt}:::\n")).expect("write the SAM file");
+        let port = crate::free_port();
+        let log = std::fs::File::create(dir.path().join("shadow.log")).expect("log");
+        let child = Command::new(bin)
+            .arg(format!("/port:{port}"))
+            .arg("/bind-address:127.0.0.1")
+            .arg(format!("/sam-file:{}", sam.display()))
+            .args(["/sec:nla", "-may-interact"])
+            .env("DISPLAY", &screen.display)
+            .env("HOME", dir.path())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start freerdp-shadow-cli");
+        let up = wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let shadow = Shadow { child, port, dir, window, _screen: screen };
+        assert!(up, "freerdp-shadow-cli did not listen: {}", shadow.log());
+        shadow
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("shadow.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        stop(&mut self.child, libc::SIGTERM, Duration::from_secs(5));
+        stop(&mut self.window, libc::SIGTERM, Duration::from_secs(2));
+    }
+}

@@ -155,6 +155,11 @@ async fn connection(
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             tracing::warn!(%peer, target = %format!("{host}:{port}"), error = %e, "rdp: the target cannot be reached");
+            // The target's own negotiation failure (e.g. it requires NLA) goes to the client,
+            // whose user then sees why (FreeRDP: HYBRID_REQUIRED_BY_SERVER).
+            if let Some(NegotiationFailed(code)) = e.get_ref().and_then(|e| e.downcast_ref()) {
+                let _ = stream.write_all(&wire::connect_confirm(3, 0, *code)).await;
+            }
             return;
         }
         Err(_) => return tracing::warn!(%peer, target = %format!("{host}:{port}"), "rdp: the target did not answer"),
@@ -201,14 +206,30 @@ async fn connect_target(
         Confirm::Selected { protocol, .. } => {
             return Err(std::io::Error::other(format!("it selected security protocol {protocol:#x}, not TLS")))
         }
-        Confirm::Failed(code) => {
-            return Err(std::io::Error::other(format!("it refused TLS (negotiation failure code {code})")))
-        }
+        Confirm::Failed(code) => return Err(std::io::Error::other(NegotiationFailed(code))),
         Confirm::Legacy => return Err(std::io::Error::other("it offers only Standard RDP Security, not TLS")),
     };
     let (tls, seen) = tls::connect_target(tcp, host).await?;
     Ok((tls, flags, seen))
 }
+
+/// A target's X.224 negotiation failure code.
+#[derive(Debug)]
+struct NegotiationFailed(u32);
+
+impl std::fmt::Display for NegotiationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "it refused TLS (negotiation failure code {})", self.0)?;
+        if self.0 == 5 {
+            f.write_str(
+                ": it requires NLA, which the proxy uses towards a target when the client signs in with a launch token",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NegotiationFailed {}
 
 /// The Set Error Info code a client is shown for why the proxy ended or refused it.
 fn code_for(reason: &str) -> u32 {

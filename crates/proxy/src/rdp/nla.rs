@@ -312,7 +312,8 @@ pub(super) async fn serve(mut run: Connection<'_>, mut client: ClientTls, listen
         return;
     };
     let signed = Signed { user, proxy_login: None, authorized };
-    run.finish(Legs { client, target, readers }, channels, login, &pre, signed).await;
+    let legs = Legs { client, target, readers, target_nla: nla_target };
+    run.finish(legs, channels, login, &pre, signed).await;
 }
 
 /// The target leg after the authorization: TCP, the X.224 negotiation offering TLS and NLA,

@@ -79,6 +79,8 @@ pub(super) struct Relay {
     pub logon_timeout: Duration,
     /// Only a logon notification shows the logon (Windows targets), not channel traffic.
     pub logon_notice_only: bool,
+    /// The target accepted the credential already (NLA): the input flows at once.
+    pub logged_on: bool,
 }
 
 /// What the downlink learns for the parting PDUs.
@@ -100,6 +102,7 @@ impl Relay {
         let (target_read, mut target_write) = tokio::io::split(target);
         let learned = Arc::new(Learned::default());
         learned.server_user.store(1002, Ordering::Relaxed);
+        learned.logged_on.store(me.logged_on, Ordering::Relaxed);
         let (to_client_tx, mut to_client_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let down = tokio::spawn(me.clone().downlink(target_read, rest.1, to_client_tx, learned.clone()));
         let up = {

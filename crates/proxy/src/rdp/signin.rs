@@ -153,7 +153,7 @@ impl Connection<'_> {
             }
         };
         let signed = Signed { user, proxy_login, authorized };
-        self.finish(Legs { client, target, readers }, channels, login, &pre, signed).await;
+        self.finish(Legs { client, target, readers, target_nla: false }, channels, login, &pre, signed).await;
     }
 
     /// A signed-in, authorized connection whose client sent its Client Info PDU: the session
@@ -166,7 +166,7 @@ impl Connection<'_> {
         pre: &Prepared,
         signed: Signed,
     ) {
-        let Legs { mut client, mut target, readers } = legs;
+        let Legs { mut client, mut target, readers, target_nla } = legs;
         let Signed { user, proxy_login, authorized: (access, password, authorizers) } = signed;
         let source = self.peer.to_string();
         let Some(info) = login.rewritten(&access.account.name, &password) else {
@@ -212,6 +212,7 @@ impl Connection<'_> {
             session_id,
             logon_timeout: self.cfg.logon_timeout,
             logon_notice_only: access.asset.platform == portcullis_core::inventory::Platform::Windows,
+            logged_on: target_nla,
         };
         let rest = (readers.0.into_rest(), readers.1.into_rest());
         relay.run(client, target, rest).await;
@@ -384,6 +385,8 @@ pub(super) struct Legs {
     pub client: ClientTls,
     pub target: TargetTls,
     pub readers: (FrameReader, FrameReader),
+    /// The target accepted the credential over NLA already.
+    pub target_nla: bool,
 }
 
 /// What authorizing a connection gives: the access, the target's password, who permitted it.

@@ -17,6 +17,7 @@ mod governance;
 mod lifecycle;
 mod people;
 mod rdp;
+mod rdp_nla;
 mod sessions;
 mod telnet;
 mod waiting;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::{post, world_with, World, ALICE_PW, TARGET_PW};
 use crate::harness::Db;
 
-const T: Duration = Duration::from_secs(30);
+pub(super) const T: Duration = Duration::from_secs(30);
 
 /// The world's user as an RDP account on asset `ws1` (the real xrdp), with its vaulted
 /// password, and a policy giving alice RDP access (auto-approved). Returns the account id.
@@ -21,7 +21,7 @@ async fn rdp_account(w: &World, xrdp: &Xrdp) -> String {
     super::protocol_account(w, "ws1", "rdp", xrdp.port()).await
 }
 
-async fn request_rdp(w: &World, account: &str) -> String {
+pub(super) async fn request_rdp(w: &World, account: &str) -> String {
     let body = json!({ "accounts": [{ "account_id": account, "access_type": "rdp" }] });
     let (s, out) = post(&w.server, &w.alice, "/api/v1/requests", body).await;
     assert!(s == 200 || s == 201, "{out}");
@@ -31,7 +31,7 @@ async fn request_rdp(w: &World, account: &str) -> String {
 }
 
 /// Waits for the client to exit; its exit code.
-fn exits(child: &mut Child, within: Duration) -> Option<i32> {
+pub(super) fn exits(child: &mut Child, within: Duration) -> Option<i32> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -44,7 +44,7 @@ fn exits(child: &mut Child, within: Duration) -> Option<i32> {
 
 /// The client's window once the desktop's window (xmessage) shows in it: many colors, and the
 /// same picture twice in a row.
-fn desktop_shown(x: &Xvfb, within: Duration) -> Option<Screen> {
+pub(super) fn desktop_shown(x: &Xvfb, within: Duration) -> Option<Screen> {
     let deadline = Instant::now() + within;
     let mut last: Option<Screen> = None;
     while Instant::now() < deadline {
@@ -62,12 +62,12 @@ fn desktop_shown(x: &Xvfb, within: Duration) -> Option<Screen> {
     None
 }
 
-fn kill(mut c: Child) {
+pub(super) fn kill(mut c: Child) {
     let _ = c.kill();
     let _ = c.wait();
 }
 
-async fn audit(w: &World) -> Vec<Value> {
+pub(super) async fn audit(w: &World) -> Vec<Value> {
     let (_, page) = w.server.call("GET", "/api/v1/audit/events?limit=1000", Some(&w.admin), None).await;
     page["events"].as_array().cloned().unwrap_or_default()
 }

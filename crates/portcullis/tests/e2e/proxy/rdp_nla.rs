@@ -1,0 +1,79 @@
+//! NLA towards a target: FreeRDP's shadow server (which requires NLA, against its own SAM
+//! file) as the target, the real `xfreerdp` as the client. The proxy signs in to the target
+//! over CredSSP with the vaulted password after the client's own NLA sign-in (a launch token);
+//! a target refusing the vaulted password ends the connection with the reason audited; a
+//! TLS-only sign-in is told the target requires NLA.
+
+use std::time::Duration;
+
+use portcullis_testkit::rdp::{xfreerdp, Shadow, Xvfb};
+use serde_json::json;
+
+use super::rdp::{audit, desktop_shown, exits, kill, request_rdp, T};
+use super::{post, world_with, ALICE_PW, TARGET_PW};
+use crate::harness::Db;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_nla_target() {
+    let w = world_with(Db::Sqlite, json!({}), &[]).await;
+    let shadow = Shadow::start(&w.user.name, TARGET_PW, "portcullis nla desktop");
+    let account = super::protocol_account(&w, "ws2", "rdp", shadow.port()).await;
+    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    let x = Xvfb::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |n: &str| logs.path().join(n);
+    let read = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+    let inband = format!("alice#{}@ws2", w.user.name);
+
+    // Directly, with the account's password over NLA: the target's screen.
+    let direct = xfreerdp(&x.display, shadow.port(), &w.user.name, TARGET_PW, &["/sec:nla"], &log("direct"));
+    let shown =
+        desktop_shown(&x, T).unwrap_or_else(|| panic!("no desktop directly:\n{}\n{}", read("direct"), shadow.log()));
+    kill(direct);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The Portcullis password (TLS sign-in): the target's "NLA required" reaches the client.
+    let request = request_rdp(&w, &account).await;
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &log("tls"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("tls"));
+    assert!(read("tls").contains("HYBRID_REQUIRED_BY_SERVER"), "{}", read("tls"));
+
+    // A launch token (NLA on the client leg): the proxy signs in to the target over NLA with
+    // the vaulted password; the target's screen appears as it does directly.
+    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
+    assert_eq!(st, 200, "{l}");
+    let token = l["token"].as_str().unwrap().to_owned();
+    let c = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("nla"));
+    let through = desktop_shown(&x, T)
+        .unwrap_or_else(|| panic!("no desktop through the proxy:\n{}\n{}", read("nla"), shadow.log()));
+    let same = through.same_share(&shown, 800, 600);
+    assert!(same > 0.97, "the desktop through the proxy differs from the direct one ({same:.3} of pixels equal)");
+    let (_, live) = w.server.call("GET", "/api/v1/sessions?live=true", Some(&w.admin), None).await;
+    assert!(live.as_array().is_some_and(|s| s.iter().any(|s| s["protocol"] == "rdp")), "{live}");
+    kill(c);
+
+    // The target refuses the vaulted password over NLA: closed, the reason audited; the
+    // password shows nowhere.
+    let path = format!("/api/v1/accounts/{account}/password");
+    let (s, _) = w.server.call("PUT", &path, Some(&w.admin), Some(json!({ "password": "Wrong-Vaulted-1" }))).await;
+    assert_eq!(s, 201);
+    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
+    assert_eq!(st, 200, "{l}");
+    let token = l["token"].as_str().unwrap().to_owned();
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("refused"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("refused"));
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.refused"
+            && e["details"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("did not accept the vaulted credential over NLA"))),
+        "{events:?}"
+    );
+    let out = w.server.all_output();
+    for secret in [TARGET_PW, "Wrong-Vaulted-1", ALICE_PW, token.as_str()] {
+        assert!(!out.contains(secret), "a secret in the server's output");
+    }
+}
