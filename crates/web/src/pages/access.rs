@@ -48,6 +48,8 @@ pub async fn launch(State(web): State<Web>, Path(id): Path<String>, form: Submit
                 "rdp_name": format!("{}-{}.rdp", l.account_name, l.asset_name),
                 "inband_user": r.inband_user,
                 "rdp": true,
+                "token": l.token.as_str(),
+                "token_password": !l.user_supplied,
                 "request": id,
             });
             page(&web, v, "launch.html", ctx)
