@@ -1,6 +1,7 @@
-//! The RDP proxy against direct RDP to the same xrdp, in the same run: bandwidth through the
-//! proxy against direct, recording size per minute of an active desktop, export speed, memory
-//! per idle session. Real components as in the tests: xrdp (testkit), FreeRDP (`xfreerdp`)
+//! The RDP proxy against direct RDP to the same xrdp, in the same run: the latency a key press
+//! takes to show on the client's screen (through the proxy against direct), bandwidth through
+//! the proxy against direct, recording size per minute of an active desktop, export speed,
+//! memory per idle session. Real components as in the tests: xrdp (testkit), FreeRDP (`xfreerdp`)
 //! under Xvfb, the `portcullis` binary as its own process. A byte-counting relay in front of
 //! xrdp measures what crosses the target leg, for the direct and the proxied client alike.
 
@@ -194,6 +195,39 @@ fn active_desktop(user: &UnixUser) {
     let _ = Command::new("chmod").arg("755").arg(&script).status();
 }
 
+/// An X session with a terminal filling the screen: each key press draws a character.
+fn typing_desktop(user: &UnixUser) {
+    let script = user.home.join(".xsession");
+    std::fs::write(&script, "#!/bin/sh\nexec xterm -geometry 80x30+0+0 -bg black -fg white +cm\n").unwrap();
+    let _ = Command::new("chown").arg(format!("{}:", user.name)).arg(&script).status();
+    let _ = Command::new("chmod").arg("755").arg(&script).status();
+}
+
+/// Key presses into the client window (xdotool on its display) and the time until the
+/// client's screen changes, in milliseconds; presses whose echo does not come within 2 s are
+/// left out.
+fn key_latencies(x: &Xvfb, presses: usize) -> Vec<f64> {
+    let xdotool = |args: &[&str]| {
+        let _ = Command::new("/usr/bin/xdotool").args(args).env("DISPLAY", &x.display).status();
+    };
+    xdotool(&["mousemove", "400", "300"]);
+    let mut out = Vec::new();
+    for i in 0..presses {
+        std::thread::sleep(Duration::from_millis(250));
+        let before = x.screenshot();
+        let key = ((b'a' + (i % 26) as u8) as char).to_string();
+        let t0 = Instant::now();
+        xdotool(&["key", &key]);
+        while t0.elapsed() < Duration::from_secs(2) {
+            if x.screenshot().same_share(&before, 800, 600) < 1.0 {
+                out.push(t0.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+    }
+    out
+}
+
 fn kill(mut c: Child) {
     let _ = c.kill();
     let _ = c.wait();
@@ -209,16 +243,55 @@ pub async fn run(quick: bool) -> Vec<Metric> {
     let idle_n = if quick { 2 } else { 4 };
     let active = UnixUser::create(TARGET_PW);
     active_desktop(&active);
+    let typist = UnixUser::create(TARGET_PW);
+    typing_desktop(&typist);
     let idle: Vec<UnixUser> = (0..idle_n).map(|_| UnixUser::create(TARGET_PW)).collect();
     for u in &idle {
         desktop(u, "idle desktop");
     }
-    let mut all: Vec<&UnixUser> = vec![&active];
+    let mut all: Vec<&UnixUser> = vec![&active, &typist];
     all.extend(idle.iter());
     accounts(&s, port, &all).await;
     let log = |n: &str| dir.path().join(n);
     let secs = if quick { 8 } else { 30 };
     let mut out = Vec::new();
+
+    // Key press to screen update, directly and through the proxy (each through the counting
+    // relay), on a terminal.
+    let presses = if quick { 5 } else { 40 };
+    let mut medians = Vec::new();
+    for (via, port, user, pw) in [
+        ("direct", port, typist.name.clone(), TARGET_PW),
+        ("proxied", s.rdp_port, format!("alice#{}@ws1", typist.name), ALICE_PW),
+    ] {
+        eprintln!("rdp: key press latency, {via}");
+        let client = xfreerdp(&x.display, port, &user, pw, &[], &log(&format!("typing-{via}")));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let samples = tokio::task::block_in_place(|| key_latencies(&x, presses));
+        kill(client);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let n = samples.len();
+        let (median, spread) = if n == 0 { (f64::NAN, (f64::NAN, f64::NAN)) } else { crate::summarize(samples) };
+        medians.push(median);
+        out.push(Metric {
+            name: format!("RDP key press to screen update, {via}"),
+            value: median,
+            unit: "ms",
+            spread,
+            goal: "report".into(),
+            note: format!("{n} of {presses} presses echoed (xdotool into xfreerdp, an xterm on the target)"),
+        });
+    }
+    if let [direct, proxied] = medians[..] {
+        out.push(Metric {
+            name: "RDP key press latency added by the proxy".into(),
+            value: proxied - direct,
+            unit: "ms",
+            spread: (0.0, 0.0),
+            goal: "≤ 10 ms".into(),
+            note: "median proxied minus median direct".into(),
+        });
+    }
 
     // The same active desktop for the same time, directly and through the proxy.
     eprintln!("rdp: bandwidth, direct");

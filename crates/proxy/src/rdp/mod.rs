@@ -137,7 +137,7 @@ async fn connection(
         let Some(client) = accept_tls(cfg, stream, peer).await else { return };
         let (seen, requested, ticket) = (String::new(), request.protocols, Some(ticket));
         let run = signin::Connection { state, cfg, peer, shared: &shared, ticket, seen, requested };
-        return nla::serve(run, client, listen_port).await;
+        return nla::serve(run, client, listen_port, &first).await;
     }
     let named = match named {
         Some(n) if request.protocols & wire::PROTOCOL_SSL != 0 => n,

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use super::frames::FrameReader;
 use super::signin::{self, ClientTls, Connection, Legs, Signed};
-use super::wire::{self, Confirm};
+use super::wire::{self, errinfo, Confirm};
 use super::Named;
 
 /// The largest CredSSP message accepted (NTLM messages and TSCredentials are a few KiB).
@@ -230,7 +230,7 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A client that selected NLA, after TLS: NLA with a launch token, the authorization, the
 /// target leg (NLA there too when the target asks), then as any RDP connection.
-pub(super) async fn serve(mut run: Connection<'_>, mut client: ClientTls, listen_port: u16) {
+pub(super) async fn serve(mut run: Connection<'_>, mut client: ClientTls, listen_port: u16, request: &[u8]) {
     let (state, peer) = (run.state, run.peer);
     let source = peer.to_string();
     let tried = Arc::default();
@@ -248,29 +248,71 @@ pub(super) async fn serve(mut run: Connection<'_>, mut client: ClientTls, listen
     let name = name_of(&identity.username);
     let token = Zeroizing::new(identity.password.as_ref().clone());
     drop(identity);
+    let ready = match admit_and_connect(&mut run, &name, token, listen_port).await {
+        Ok(r) => r,
+        Err(code) => return refuse(&mut client, request, &rest, code).await,
+    };
+    let Ready { pre, signed, mut target, nla_target } = ready;
+    let mut readers = (FrameReader::with(bytes::BytesMut::from(&rest[..])), FrameReader::default());
+    let selected = if nla_target { wire::PROTOCOL_HYBRID } else { wire::PROTOCOL_SSL };
+    let Some((login, channels)) = signin::mcs(&mut client, &mut target, &mut readers, (run.requested, selected)).await
+    else {
+        return;
+    };
+    let legs = Legs { client, target, readers, target_nla: nla_target };
+    run.finish(legs, channels, login, &pre, signed).await;
+}
+
+/// A connection signed in over NLA, authorized, with its target leg ready.
+struct Ready {
+    pre: signin::Prepared,
+    signed: Signed,
+    target: signin::TargetTls,
+    nla_target: bool,
+}
+
+/// After the NLA sign-in as `name` with `token`: the token redeemed, the pipeline, the target
+/// leg (with NLA when the target asks). A refusal is audited here; its Set Error Info code
+/// comes back.
+async fn admit_and_connect(
+    run: &mut Connection<'_>,
+    name: &str,
+    token: Zeroizing<String>,
+    listen_port: u16,
+) -> Result<Ready, u32> {
+    let (state, peer) = (run.state, run.peer);
+    let source = peer.to_string();
     let Some(pre) = signin::prepare(state, Named::Token(token.to_string()), peer, listen_port).await else {
-        return tracing::info!(%peer, user = %name, "rdp: the NLA launch token gives no usable access; closed");
+        tracing::info!(%peer, user = %name, "rdp: the NLA launch token gives no usable access; closed");
+        return Err(errinfo::INSUFFICIENT_PRIVILEGES);
     };
     drop(token);
     let user = pre.user.clone();
-    let named = portcullis_core::connection::parse(&name);
-    let mismatch = match &named {
+    let mismatch = match portcullis_core::connection::parse(name) {
         Ok(portcullis_core::connection::ConnectionString::Inband { user: u, account, asset }) => {
-            (*u != user.username || *account != pre.account || *asset != pre.asset.name).then(|| {
+            (u != user.username || account != pre.account || asset != pre.asset.name).then(|| {
                 format!("the launch token is for {}#{}@{}, not {name}", user.username, pre.account, pre.asset.name)
             })
         }
-        _ => (portcullis_app::session_access::nla_user(&name) != user.username)
+        _ => (portcullis_app::session_access::nla_user(name) != user.username)
             .then(|| format!("the launch token is not {name}'s")),
     };
+    let refused = |reason: String, code: u32| {
+        let user = user.clone();
+        let source = source.clone();
+        async move {
+            signin::audit_refusal(state, &user, &reason, &source).await;
+            Err(code)
+        }
+    };
     if let Some(reason) = mismatch {
-        return signin::audit_refusal(state, &user, &reason, &source).await;
+        return refused(reason, errinfo::INSUFFICIENT_PRIVILEGES).await;
     }
     drop(run.ticket.take());
     run.shared.authenticated.send_replace(true);
     let authorized = match run.authorize(&user, &pre, &source, None, false).await {
         Ok(a) => a,
-        Err(reason) => return signin::audit_refusal(state, &user, &reason, &source).await,
+        Err(reason) => return refused(reason, errinfo::INSUFFICIENT_PRIVILEGES).await,
     };
     let (host, port) = pre.destination.clone();
     let (access, password) = (&authorized.0, &authorized.1);
@@ -279,16 +321,13 @@ pub(super) async fn serve(mut run: Connection<'_>, mut client: ClientTls, listen
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             let reason = format!("the target {} cannot be reached: {e}", access.asset.name);
-            return signin::audit_refusal(state, &user, &reason, &source).await;
+            return refused(reason, errinfo::DENIED).await;
         }
-        Err(_) => {
-            let reason = format!("the target {} did not answer", access.asset.name);
-            return signin::audit_refusal(state, &user, &reason, &source).await;
-        }
+        Err(_) => return refused(format!("the target {} did not answer", access.asset.name), errinfo::DENIED).await,
     };
     run.seen = seen;
     if let Err(reason) = run.check_pin(&access.asset).await {
-        return signin::audit_refusal(state, &user, &reason, &source).await;
+        return refused(reason, errinfo::DENIED).await;
     }
     if nla_target {
         let key = target.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| public_key(c));
@@ -302,18 +341,51 @@ pub(super) async fn serve(mut run: Connection<'_>, mut client: ClientTls, listen
                 access.account.name, access.asset.name
             );
             tracing::warn!(%peer, %reason, "rdp: target NLA failed");
-            return signin::audit_refusal(state, &user, &reason, &source).await;
+            return refused(reason, errinfo::DENIED).await;
         }
     }
-    let mut readers = (FrameReader::with(bytes::BytesMut::from(&rest[..])), FrameReader::default());
-    let selected = if nla_target { wire::PROTOCOL_HYBRID } else { wire::PROTOCOL_SSL };
-    let Some((login, channels)) = signin::mcs(&mut client, &mut target, &mut readers, (run.requested, selected)).await
-    else {
-        return;
-    };
     let signed = Signed { user, proxy_login: None, authorized };
-    let legs = Legs { client, target, readers, target_nla: nla_target };
-    run.finish(legs, channels, login, &pre, signed).await;
+    Ok(Ready { pre, signed, target, nla_target })
+}
+
+/// Tells a client refused after its NLA sign-in why: a Set Error Info PDU (FreeRDP prints it),
+/// which needs the MCS connection first — with no target yet, IronRDP's acceptor answers the
+/// client's MCS connection up to its Client Info PDU (whose bytes go nowhere).
+async fn refuse(client: &mut ClientTls, request: &[u8], rest: &[u8], code: u32) {
+    use ironrdp_connector::Sequence as _;
+    let run = async {
+        let size = ironrdp_acceptor::DesktopSize { width: 800, height: 600 };
+        let mut acceptor =
+            ironrdp_acceptor::Acceptor::new(ironrdp_pdu::nego::SecurityProtocol::HYBRID, size, Vec::new(), None);
+        let mut out = ironrdp_core::WriteBuf::new();
+        // The negotiation and NLA happened already: the acceptor is walked past them.
+        acceptor.step(request, None, &mut out).ok()?;
+        acceptor.step(&[], None, &mut out).ok()?;
+        acceptor.reached_security_upgrade()?;
+        acceptor.mark_security_upgrade_as_done();
+        if !acceptor.should_perform_credssp() {
+            return None;
+        }
+        acceptor.mark_credssp_as_done();
+        let mut reader = FrameReader::with(bytes::BytesMut::from(rest));
+        while acceptor.state().name() != "LicensingExchange" {
+            out.clear();
+            if acceptor.next_pdu_hint().is_some() {
+                let mut pdu = reader.next(client).await.ok()??;
+                let step = acceptor.step(&pdu, None, &mut out);
+                if let Ok(mut buf) = std::mem::take(&mut pdu).try_into_mut() {
+                    zeroize::Zeroize::zeroize(&mut buf[..]);
+                }
+                step.ok()?;
+            } else {
+                acceptor.step(&[], None, &mut out).ok()?;
+            }
+            client.write_all(out.filled()).await.ok()?;
+        }
+        client.write_all(&wire::error_and_disconnect(1003, 1002, 0, code, false)).await.ok()?;
+        client.shutdown().await.ok()
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), run).await;
 }
 
 /// The target leg after the authorization: TCP, the X.224 negotiation offering TLS and NLA,

@@ -40,8 +40,26 @@ async fn rdp_nla_target() {
     assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("tls"));
     assert!(read("tls").contains("HYBRID_REQUIRED_BY_SERVER"), "{}", read("tls"));
 
+    // A token whose request was revoked since: NLA proves it, the authorization refuses it, and
+    // the client is told (Set Error Info) before anything reaches the target.
+    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
+    assert_eq!(st, 200, "{l}");
+    let token = l["token"].as_str().unwrap().to_owned();
+    let (st, _) = post(&w.server, &w.admin, &format!("/api/v1/requests/{request}/revoke"), json!({})).await;
+    assert_eq!(st, 200);
+    let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("revoked"));
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("revoked"));
+    assert!(read("revoked").contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"), "{}", read("revoked"));
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.refused"
+            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("revoked"))),
+        "{events:?}"
+    );
+
     // A launch token (NLA on the client leg): the proxy signs in to the target over NLA with
     // the vaulted password; the target's screen appears as it does directly.
+    let request = request_rdp(&w, &account).await;
     let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
     assert_eq!(st, 200, "{l}");
     let token = l["token"].as_str().unwrap().to_owned();
@@ -64,6 +82,7 @@ async fn rdp_nla_target() {
     let token = l["token"].as_str().unwrap().to_owned();
     let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("refused"));
     assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("refused"));
+    assert!(read("refused").contains("ERRINFO_SERVER_DENIED_CONNECTION"), "{}", read("refused"));
     let events = audit(&w).await;
     assert!(
         events.iter().any(|e| e["action"] == "session.refused"
