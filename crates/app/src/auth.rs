@@ -183,6 +183,14 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| has
 /// Records a failed sign-in or second-factor check of `user_id` (empty: an unknown name):
 /// audited, counted for the source address's limit and toward the account's lockout. True
 /// when the account is now locked.
+/// A failed RDP NLA sign-in as `username` with `[rdp] nla_passwords` on (NTLM proved neither
+/// the password nor a launch token): a failed sign-in, towards the lockout like any other.
+pub async fn nla_failed(state: &App, source: &str, username: &str) {
+    let Ok(Some(login)) = state.store.login_state(username).await else { return };
+    let actor = Actor { id: login.user.id.clone(), name: username.to_owned(), source: source.to_owned() };
+    let _ = record_failure(state, &actor, &login.user.id, "wrong password (RDP NLA)").await;
+}
+
 pub async fn record_failure(state: &App, actor: &Actor, user_id: &str, reason: &str) -> AppResult<bool> {
     let now = state.now();
     state.metrics.logins_failed.inc();
@@ -243,6 +251,8 @@ pub async fn verify_login(
         return Err(invalid());
     };
     let user = &login_state.user;
+    // `[rdp] nla_passwords`: the password's NT hash, kept (sealed) once the password proves right.
+    let nt = (state.auth.rdp_nla_passwords && !user.totp_enabled).then(|| crate::session_access::nt_hash(&password));
     // The password is checked even for a locked account, so that the answer takes as long.
     let password_ok = verify_password_blocking(password, login_state.password_hash.clone()).await?;
     if user.locked_until.is_some_and(|t| t > now) {
@@ -256,6 +266,9 @@ pub async fn verify_login(
             return Err(locked());
         }
         return Err(invalid());
+    }
+    if let Some(nt) = nt {
+        crate::session_access::remember_nla_hash(state, &user.id, &nt).await;
     }
     let mut totp_step = None;
     if user.totp_enabled {

@@ -181,6 +181,36 @@ pub fn seal_launch_token(state: &App, token: &str) -> String {
     crate::totp_secret::encode(&portcullis_vault::seal(&state.vault, &launch_context(&hash), token.as_bytes()))
 }
 
+fn nla_hash_context(user_id: &str) -> portcullis_vault::SecretContext {
+    portcullis_vault::SecretContext { account_id: user_id.to_owned(), kind: "nla_hash".into(), version: 1 }
+}
+
+/// The NT hash of a password (MD4 of its UTF-16LE form): what NTLM checks against.
+pub fn nt_hash(password: &str) -> zeroize::Zeroizing<[u8; 16]> {
+    use md4::Digest as _;
+    let utf16: zeroize::Zeroizing<Vec<u8>> =
+        zeroize::Zeroizing::new(password.encode_utf16().flat_map(u16::to_le_bytes).collect());
+    let mut out = zeroize::Zeroizing::new([0u8; 16]);
+    out.copy_from_slice(&md4::Md4::digest(&utf16[..]));
+    out
+}
+
+/// Keeps the user's NT hash, sealed (`[rdp] nla_passwords`), unless it is kept already.
+pub async fn remember_nla_hash(state: &App, user_id: &str, nt: &[u8; 16]) {
+    let ctx = nla_hash_context(user_id);
+    if let Ok(Some(stored)) = state.store.nla_hash(user_id).await {
+        let kept =
+            crate::totp_secret::decode(&stored).and_then(|s| portcullis_vault::open(&state.vault, &ctx, &s).ok());
+        if kept.is_some_and(|k| k.expose() == nt) {
+            return;
+        }
+    }
+    let sealed = crate::totp_secret::encode(&portcullis_vault::seal(&state.vault, &ctx, nt));
+    if let Err(e) = state.store.set_nla_hash(user_id, Some(&sealed)).await {
+        tracing::warn!(error = %e, "the NT hash for RDP NLA could not be kept");
+    }
+}
+
 /// The Portcullis user an NLA (CredSSP) user name names: `USER#ACCOUNT@ASSET` or `USER`.
 pub fn nla_user(name: &str) -> &str {
     match portcullis_core::connection::parse(name) {
@@ -192,7 +222,8 @@ pub fn nla_user(name: &str) -> &str {
 }
 
 /// The passwords an NLA sign-in as `name` may prove: the named user's pending RDP launch
-/// tokens (enabled, unlocked users only; at most a few, newest first).
+/// tokens (enabled, unlocked users only; at most a few, newest first), and, with `[rdp]
+/// nla_passwords`, their password as its kept NT hash (sspi's `$NTLM$:` form).
 pub async fn nla_secrets(state: &App, name: &str) -> Vec<zeroize::Zeroizing<String>> {
     let now = state.now();
     let Ok(Some(login)) = state.store.login_state(nla_user(name)).await else { return Vec::new() };
@@ -200,7 +231,8 @@ pub async fn nla_secrets(state: &App, name: &str) -> Vec<zeroize::Zeroizing<Stri
         return Vec::new();
     }
     let rows = state.store.sealed_launch_tokens(now, &login.user.id, NLA_CANDIDATES).await.unwrap_or_default();
-    rows.iter()
+    let mut secrets: Vec<zeroize::Zeroizing<String>> = rows
+        .iter()
         .filter_map(|(hash, sealed)| {
             let plain =
                 portcullis_vault::open(&state.vault, &launch_context(hash), &crate::totp_secret::decode(sealed)?)
@@ -208,7 +240,16 @@ pub async fn nla_secrets(state: &App, name: &str) -> Vec<zeroize::Zeroizing<Stri
             let token = zeroize::Zeroizing::new(String::from_utf8(plain.expose().to_vec()).ok()?);
             (crate::auth::token_hash(&token) == *hash).then_some(token)
         })
-        .collect()
+        .collect();
+    if state.auth.rdp_nla_passwords && !login.user.totp_enabled {
+        let ctx = nla_hash_context(&login.user.id);
+        let stored = state.store.nla_hash(&login.user.id).await.ok().flatten();
+        let nt = stored.and_then(|s| portcullis_vault::open(&state.vault, &ctx, &crate::totp_secret::decode(&s)?).ok());
+        if let Some(nt) = nt {
+            secrets.push(zeroize::Zeroizing::new(format!("$NTLM$:{}", crate::auth::hex_lower(nt.expose()))));
+        }
+    }
+    secrets
 }
 
 #[cfg(test)]
@@ -256,5 +297,15 @@ mod tests {
             .contains("starts at"));
         assert!(decide(AccessType::Ssh, &[req(RequestState::Revoked, 0, 10)], 5, t).unwrap_err().contains("revoked"));
         assert!(decide(AccessType::Ssh, &[req(RequestState::Expired, 0, 4)], 5, t).unwrap_err().contains("expired"));
+    }
+}
+
+#[cfg(test)]
+mod nt_hash_tests {
+    #[test]
+    fn nt_hashes_are_md4_of_utf16() {
+        let hex = |p: &str| crate::auth::hex_lower(&super::nt_hash(p)[..]);
+        assert_eq!(hex("password"), "8846f7eaee8fb117ad06bdd830b7586c");
+        assert_eq!(hex("Shadow-Pass-1"), "852d396a7f27dec86e85565fe7cd31f8", "as winpr-hash computes it");
     }
 }

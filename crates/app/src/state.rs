@@ -31,6 +31,9 @@ pub struct AuthSettings {
     pub lockout_minutes: i64,
     pub password_min_length: usize,
     pub totp_issuer: String,
+    /// `[rdp] nla_passwords`: keep a sealed NT hash of each user's password at sign-in, so the
+    /// RDP proxy's NLA takes the Portcullis password (not only launch tokens).
+    pub rdp_nla_passwords: bool,
 }
 
 impl AuthSettings {
@@ -42,6 +45,7 @@ impl AuthSettings {
             lockout_minutes: 15,
             password_min_length: 12,
             totp_issuer: "Portcullis".into(),
+            rdp_nla_passwords: false,
         }
     }
 }

@@ -580,6 +580,7 @@ impl Config {
             lockout_minutes: self.auth.lockout_minutes,
             password_min_length: self.auth.password_min_length,
             totp_issuer: self.auth.totp_issuer.clone(),
+            rdp_nla_passwords: self.rdp.nla_passwords,
         }
     }
 }

@@ -82,8 +82,15 @@ enum ConfigCmd {
 }
 
 fn init_logging(config: &config::Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    // The NLA and RDP acceptance crates trace the messages they handle, delegated credentials
+    // and Client Info PDUs included: never below warnings, whatever the level.
+    for quiet in ["sspi=warn", "ironrdp_acceptor=warn", "ironrdp_connector=warn"] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     // Colour only for a person at a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);

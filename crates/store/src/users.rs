@@ -133,7 +133,7 @@ pub(crate) async fn replace_password(
 ) -> Result<()> {
     let n = sqlx::query(
         "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
-         failed_logins = 0, locked_until = NULL WHERE id = $3",
+         failed_logins = 0, locked_until = NULL, nla_hash = NULL WHERE id = $3",
     )
     .bind(password_hash)
     .bind(now)
@@ -156,6 +156,23 @@ pub(crate) async fn replace_password(
 }
 
 impl Store {
+    /// The user's sealed NT hash for RDP NLA (`[rdp] nla_passwords`), if one was kept.
+    pub async fn nla_hash(&self, user_id: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT nla_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(&self.read).await?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    /// Keeps (or, with `None`, forgets) the user's sealed NT hash for RDP NLA.
+    pub async fn set_nla_hash(&self, user_id: &str, sealed: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE users SET nla_hash = $1 WHERE id = $2")
+            .bind(sealed)
+            .bind(user_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     pub async fn create_user(&self, actor: &Actor, now: i64, new: NewUser) -> Result<User> {
         let mut tx = self.write.begin().await?;
         let mut user = insert_user(&mut tx, now, &new).await?;

@@ -53,6 +53,9 @@ pub struct RdpSettings {
     /// Seconds a target has, after the proxy sent the credential, to report the logon; a
     /// target that does not (it refused the credential) ends the session.
     pub logon_timeout_seconds: u64,
+    /// NLA with the Portcullis password too (not only launch tokens): a sealed NT hash of each
+    /// user's password is kept from their next sign-in (MD4-based, so off by default).
+    pub nla_passwords: bool,
 }
 
 impl Default for RdpSettings {
@@ -67,6 +70,7 @@ impl Default for RdpSettings {
             tls_cert: String::new(),
             tls_key: String::new(),
             logon_timeout_seconds: 30,
+            nla_passwords: false,
         }
     }
 }

@@ -240,15 +240,20 @@ pub(super) async fn serve(mut run: Connection<'_>, mut client: ClientTls, listen
             let name = tried.lock().unwrap_or_else(|p| p.into_inner()).take();
             tracing::info!(%peer, user = ?name, error = %e, "rdp: NLA sign-in failed");
             if let (Some(name), NlaError::Refused(_)) = (name, e) {
+                if state.auth.rdp_nla_passwords {
+                    // The password or a token: a failed sign-in (lockout) either way.
+                    let user = portcullis_app::session_access::nla_user(&name);
+                    portcullis_app::auth::nla_failed(state, &source, user).await;
+                }
                 audit_failed(state, &name, &source).await;
             }
             return;
         }
     };
     let name = name_of(&identity.username);
-    let token = Zeroizing::new(identity.password.as_ref().clone());
+    let secret = Zeroizing::new(identity.password.as_ref().clone());
     drop(identity);
-    let ready = match admit_and_connect(&mut run, &name, token, listen_port).await {
+    let ready = match admit_and_connect(&mut run, &name, secret, listen_port).await {
         Ok(r) => r,
         Err(code) => return refuse(&mut client, request, &rest, code).await,
     };
@@ -271,22 +276,27 @@ struct Ready {
     nla_target: bool,
 }
 
-/// After the NLA sign-in as `name` with `token`: the token redeemed, the pipeline, the target
-/// leg (with NLA when the target asks). A refusal is audited here; its Set Error Info code
-/// comes back.
+/// After the NLA sign-in as `name` with `secret` (a launch token, or with `[rdp]
+/// nla_passwords` the Portcullis password): the token redeemed or the password checked, the
+/// pipeline, the target leg (with NLA when the target asks). A refusal is audited here; its
+/// Set Error Info code comes back.
 async fn admit_and_connect(
     run: &mut Connection<'_>,
     name: &str,
-    token: Zeroizing<String>,
+    secret: Zeroizing<String>,
     listen_port: u16,
 ) -> Result<Ready, u32> {
     let (state, peer) = (run.state, run.peer);
     let source = peer.to_string();
-    let Some(pre) = signin::prepare(state, Named::Token(token.to_string()), peer, listen_port).await else {
-        tracing::info!(%peer, user = %name, "rdp: the NLA launch token gives no usable access; closed");
+    let (named, proxy_login) = if secret.starts_with(portcullis_core::connection::LAUNCH_TOKEN_PREFIX) {
+        (Named::Token(secret.to_string()), None)
+    } else {
+        signed_in_with_password(state, name, secret, &source).await?
+    };
+    let Some(pre) = signin::prepare(state, named, peer, listen_port).await else {
+        tracing::info!(%peer, user = %name, "rdp: the NLA sign-in gives no usable access; closed");
         return Err(errinfo::INSUFFICIENT_PRIVILEGES);
     };
-    drop(token);
     let user = pre.user.clone();
     let mismatch = match portcullis_core::connection::parse(name) {
         Ok(portcullis_core::connection::ConnectionString::Inband { user: u, account, asset }) => {
@@ -344,8 +354,41 @@ async fn admit_and_connect(
             return refused(reason, errinfo::DENIED).await;
         }
     }
-    let signed = Signed { user, proxy_login: None, authorized };
+    let signed = Signed { user, proxy_login, authorized };
     Ok(Ready { pre, signed, target, nla_target })
+}
+
+/// The NLA sign-in with the Portcullis password (`[rdp] nla_passwords`; NTLM proved it against
+/// the kept NT hash): checked again as every sign-in (argon2, lockout), for an in-band name.
+async fn signed_in_with_password(
+    state: &AppState,
+    name: &str,
+    password: Zeroizing<String>,
+    source: &str,
+) -> Result<(Named, Option<portcullis_store::ProxyLogin>), u32> {
+    let Ok(portcullis_core::connection::ConnectionString::Inband { user, account, asset }) =
+        portcullis_core::connection::parse(name)
+    else {
+        tracing::info!(user = %name, "rdp: an NLA password sign-in without USER#ACCOUNT@ASSET; closed");
+        return Err(errinfo::INSUFFICIENT_PRIVILEGES);
+    };
+    let (u, _) = match portcullis_app::auth::verify_login(state, source, &user, password, None).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::info!(user = %user, reason = %e.message, "rdp: NLA password sign-in refused");
+            return Err(errinfo::DENIED);
+        }
+    };
+    let actor = portcullis_store::Actor { id: u.id.clone(), name: u.username.clone(), source: source.to_owned() };
+    let login = portcullis_store::ProxyLogin {
+        actor,
+        at: state.now(),
+        user_id: u.id.clone(),
+        totp_step: None,
+        key_fingerprint: None,
+        via: "rdp",
+    };
+    Ok((Named::Inband { user, account, asset }, Some(login)))
 }
 
 /// Tells a client refused after its NLA sign-in why: a Set Error Info PDU (FreeRDP prints it),
@@ -426,7 +469,8 @@ async fn negotiated(tcp: &mut TcpStream) -> std::io::Result<u32> {
 }
 
 /// Whether the proxy answers a client's connection request with NLA: the client offers it,
-/// and it named no target the TLS sign-in could serve — a routing token (launch token) is
+/// and (with `[rdp] nla_passwords`, always but for a routing token) it named no target the
+/// TLS sign-in could serve — a routing token (launch token) is
 /// TLS; `USER#ACCOUNT@ASSET` is TLS (the Portcullis password in the Client Info PDU) unless
 /// that user has a pending RDP launch token; anything else (mstsc's cut cookie, a plain user
 /// name) is NLA.
@@ -436,6 +480,9 @@ pub(super) async fn chosen(state: &AppState, offered: u32, named: Option<&Named>
     }
     if offered & wire::PROTOCOL_SSL == 0 {
         return true;
+    }
+    if state.auth.rdp_nla_passwords {
+        return !matches!(named, Some(Named::Token(_)));
     }
     match named {
         Some(Named::Token(_)) => false,

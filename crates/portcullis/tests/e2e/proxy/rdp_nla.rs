@@ -94,5 +94,59 @@ async fn rdp_nla_target() {
     let out = w.server.all_output();
     for secret in [TARGET_PW, "Wrong-Vaulted-1", ALICE_PW, token.as_str()] {
         assert!(!out.contains(secret), "a secret in the server's output");
+        // As NTLM and CredSSP carry it: UTF-16, as hex in a debug trace.
+        let utf16: Vec<u8> = secret.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let hex: String = utf16.iter().map(|b| format!("{b:02X}")).collect();
+        assert!(!out.to_uppercase().contains(&hex), "a secret (UTF-16 hex) in the server's output");
+    }
+}
+
+/// `[rdp] nla_passwords` on: NLA takes the Portcullis password (checked by NTLM against the NT
+/// hash kept, sealed, since the user's last sign-in with it), on both legs; a wrong one is a
+/// logon failure and counts as a failed sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_nla_with_passwords() {
+    let w = world_with(Db::Sqlite, json!({}), &[("PORTCULLIS_RDP_NLA_PASSWORDS", "true")]).await;
+    let shadow = Shadow::start(&w.user.name, TARGET_PW, "portcullis nla desktop");
+    let account = super::protocol_account(&w, "ws2", "rdp", shadow.port()).await;
+    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    request_rdp(&w, &account).await;
+    let x = Xvfb::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = |n: &str| logs.path().join(n);
+    let read = |n: &str| std::fs::read_to_string(logs.path().join(n)).unwrap_or_default();
+    let inband = format!("alice#{}@ws2", w.user.name);
+
+    let mut c = xfreerdp(
+        &x.display,
+        w.server.rdp_port,
+        &inband,
+        "not alice's password",
+        &["/sec:nla", "+auth-only"],
+        &log("wrong"),
+    );
+    assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("wrong"));
+    assert!(read("wrong").contains("LOGON_FAILURE"), "{}", read("wrong"));
+    let events = audit(&w).await;
+    assert!(
+        events.iter().any(|e| e["action"] == "auth.login"
+            && e["outcome"] == "failure"
+            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("RDP NLA"))),
+        "{events:?}"
+    );
+
+    let c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &["/sec:nla"], &log("nla"));
+    if desktop_shown(&x, T).is_none() {
+        panic!("no desktop with the password over NLA:\n{}\n{}", read("nla"), shadow.log());
+    }
+    let (_, live) = w.server.call("GET", "/api/v1/sessions?live=true", Some(&w.admin), None).await;
+    assert!(live.as_array().is_some_and(|s| s.iter().any(|s| s["protocol"] == "rdp")), "{live}");
+    kill(c);
+    let out = w.server.all_output().to_uppercase();
+    for secret in [ALICE_PW, TARGET_PW] {
+        let utf16: String = secret.encode_utf16().flat_map(u16::to_le_bytes).map(|b| format!("{b:02X}")).collect();
+        assert!(!out.contains(&secret.to_uppercase()) && !out.contains(&utf16), "a password in the server's output");
     }
 }
