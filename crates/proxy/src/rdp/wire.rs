@@ -186,31 +186,29 @@ fn first_gcc_block(frame: &[u8], key: &[u8; 4], kind: u16) -> Option<(usize, usi
     (t == kind && start + len <= frame.len()).then_some((start, len))
 }
 
-/// Sets, in place, the security protocol a client's Connect Initial says the server selected
-/// (its core data), when the two legs negotiated differently (NLA with the client, TLS with
-/// the target): the target checks it against its own choice. `false`: not found.
-pub fn set_selected_protocol(frame: &mut [u8], protocol: u32) -> bool {
-    const OFFSET: usize = 212;
-    match first_gcc_block(frame, b"Duca", 0xC001) {
-        Some((start, len)) if len >= OFFSET + 4 => {
-            frame[start + OFFSET..start + OFFSET + 4].copy_from_slice(&protocol.to_le_bytes());
+/// Writes `value` at `offset` in the first GCC block after `key` if it is of `kind` and that
+/// long; `false` when it is not there.
+fn patch_core(frame: &mut [u8], key: &[u8; 4], kind: u16, offset: usize, value: u32) -> bool {
+    match first_gcc_block(frame, key, kind) {
+        Some((start, len)) if len >= offset + 4 => {
+            frame[start + offset..start + offset + 4].copy_from_slice(&value.to_le_bytes());
             true
         }
         _ => false,
     }
 }
 
+/// Sets, in place, the security protocol a client's Connect Initial says the server selected
+/// (its core data), when the two legs negotiated differently (NLA with the client, TLS with
+/// the target): the target checks it against its own choice. `false`: not found.
+pub fn set_selected_protocol(frame: &mut [u8], protocol: u32) -> bool {
+    patch_core(frame, b"Duca", 0xC001, 212, protocol)
+}
+
 /// Sets, in place, the protocols a target's Connect Response says the client requested (its
 /// core data) to what the client did request, which the client may check.
 pub fn set_requested_protocols(frame: &mut [u8], protocols: u32) -> bool {
-    const OFFSET: usize = 8;
-    match first_gcc_block(frame, b"McDn", 0x0C01) {
-        Some((start, len)) if len >= OFFSET + 4 => {
-            frame[start + OFFSET..start + OFFSET + 4].copy_from_slice(&protocols.to_le_bytes());
-            true
-        }
-        _ => false,
-    }
+    patch_core(frame, b"McDn", 0x0C01, 8, protocols)
 }
 
 /// The I/O channel and the static channels' ids (in the client's order) of an MCS Connect

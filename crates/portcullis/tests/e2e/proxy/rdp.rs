@@ -67,6 +67,24 @@ pub(super) fn kill(mut c: Child) {
     let _ = c.wait();
 }
 
+/// Asserts an audited `action` whose reason holds `text`.
+pub(super) async fn assert_reason(w: &World, action: &str, text: &str) {
+    let events = audit(w).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == action && e["details"]["reason"].as_str().is_some_and(|r| r.contains(text))),
+        "no {action} event saying '{text}': {events:?}"
+    );
+}
+
+/// A one-time launch token of alice's request.
+pub(super) async fn launch_token(w: &World, request: &str) -> String {
+    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
+    assert_eq!(st, 200, "{l}");
+    l["token"].as_str().unwrap().to_owned()
+}
+
 pub(super) async fn audit(w: &World) -> Vec<Value> {
     let (_, page) = w.server.call("GET", "/api/v1/audit/events?limit=1000", Some(&w.admin), None).await;
     page["events"].as_array().cloned().unwrap_or_default()
@@ -113,12 +131,7 @@ async fn rdp_end_to_end(db: Db, browser: bool) {
     let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &log("norequest"));
     assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("norequest"));
     assert!(read("norequest").contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"), "{}", read("norequest"));
-    let events = audit(&w).await;
-    assert!(
-        events.iter().any(|e| e["action"] == "session.refused"
-            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("you have no RDP access request"))),
-        "{events:?}"
-    );
+    assert_reason(&w, "session.refused", "you have no RDP access request").await;
 
     // With an available request: the proxy logs in with the vaulted password; the desktop is
     // the one seen directly.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use portcullis_testkit::rdp::{xfreerdp, Shadow, Xvfb};
 use serde_json::json;
 
-use super::rdp::{audit, desktop_shown, exits, kill, request_rdp, T};
+use super::rdp::{assert_reason, audit, desktop_shown, exits, kill, launch_token, request_rdp, T};
 use super::{post, world_with, ALICE_PW, TARGET_PW};
 use crate::harness::Db;
 
@@ -42,27 +42,18 @@ async fn rdp_nla_target() {
 
     // A token whose request was revoked since: NLA proves it, the authorization refuses it, and
     // the client is told (Set Error Info) before anything reaches the target.
-    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
-    assert_eq!(st, 200, "{l}");
-    let token = l["token"].as_str().unwrap().to_owned();
+    let token = launch_token(&w, &request).await;
     let (st, _) = post(&w.server, &w.admin, &format!("/api/v1/requests/{request}/revoke"), json!({})).await;
     assert_eq!(st, 200);
     let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("revoked"));
     assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("revoked"));
     assert!(read("revoked").contains("ERRINFO_SERVER_INSUFFICIENT_PRIVILEGES"), "{}", read("revoked"));
-    let events = audit(&w).await;
-    assert!(
-        events.iter().any(|e| e["action"] == "session.refused"
-            && e["details"]["reason"].as_str().is_some_and(|r| r.contains("revoked"))),
-        "{events:?}"
-    );
+    assert_reason(&w, "session.refused", "revoked").await;
 
     // A launch token (NLA on the client leg): the proxy signs in to the target over NLA with
     // the vaulted password; the target's screen appears as it does directly.
     let request = request_rdp(&w, &account).await;
-    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
-    assert_eq!(st, 200, "{l}");
-    let token = l["token"].as_str().unwrap().to_owned();
+    let token = launch_token(&w, &request).await;
     let c = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("nla"));
     let through = desktop_shown(&x, T)
         .unwrap_or_else(|| panic!("no desktop through the proxy:\n{}\n{}", read("nla"), shadow.log()));
@@ -77,20 +68,11 @@ async fn rdp_nla_target() {
     let path = format!("/api/v1/accounts/{account}/password");
     let (s, _) = w.server.call("PUT", &path, Some(&w.admin), Some(json!({ "password": "Wrong-Vaulted-1" }))).await;
     assert_eq!(s, 201);
-    let (st, l) = post(&w.server, &w.alice, &format!("/api/v1/requests/{request}/launch"), json!({})).await;
-    assert_eq!(st, 200, "{l}");
-    let token = l["token"].as_str().unwrap().to_owned();
+    let token = launch_token(&w, &request).await;
     let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, &token, &["/sec:nla"], &log("refused"));
     assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("refused"));
     assert!(read("refused").contains("ERRINFO_SERVER_DENIED_CONNECTION"), "{}", read("refused"));
-    let events = audit(&w).await;
-    assert!(
-        events.iter().any(|e| e["action"] == "session.refused"
-            && e["details"]["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("did not accept the vaulted credential over NLA"))),
-        "{events:?}"
-    );
+    assert_reason(&w, "session.refused", "did not accept the vaulted credential over NLA").await;
     let out = w.server.all_output();
     for secret in [TARGET_PW, "Wrong-Vaulted-1", ALICE_PW, token.as_str()] {
         assert!(!out.contains(secret), "a secret in the server's output");
