@@ -184,11 +184,14 @@ async fn accept(
 /// A failed NLA sign-in, audited (guessing shows up like other failed sign-ins).
 async fn audit_failed(state: &AppState, name: &str, source: &str) {
     let actor = portcullis_store::Actor { id: String::new(), name: name.to_owned(), source: source.to_owned() };
+    let what = if state.auth.rdp_nla_passwords {
+        "neither the user's password nor one of their pending RDP launch tokens"
+    } else {
+        "none of that user's pending RDP launch tokens (NLA signs in with a launch token as the password: portcullis request launch)"
+    };
     let event = portcullis_store::NewEvent::success("session.launch_token", "launch_token", "")
         .with_outcome(portcullis_store::Outcome::Denied)
-        .with_details(serde_json::json!({
-            "reason": format!("an RDP NLA sign-in as '{name}' proved none of that user's pending RDP launch tokens (NLA signs in with a launch token as the password: portcullis request launch)"),
-        }));
+        .with_details(serde_json::json!({ "reason": format!("an RDP NLA sign-in as '{name}' proved {what}") }));
     let _ = state.store.record(&actor, state.now(), event).await;
 }
 
