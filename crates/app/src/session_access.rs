@@ -221,6 +221,12 @@ pub fn nla_user(name: &str) -> &str {
     }
 }
 
+/// Whether the user `name` names has a pending RDP launch token (before TLS: no decryption).
+pub async fn has_nla_token(state: &App, name: &str) -> bool {
+    let Ok(Some(login)) = state.store.login_state(nla_user(name)).await else { return false };
+    state.store.sealed_launch_tokens(state.now(), &login.user.id, 1).await.is_ok_and(|t| !t.is_empty())
+}
+
 /// The passwords an NLA sign-in as `name` may prove: the named user's pending RDP launch
 /// tokens (enabled, unlocked users only; at most a few, newest first), and, with `[rdp]
 /// nla_passwords`, their password as its kept NT hash (sspi's `$NTLM$:` form).

@@ -489,7 +489,7 @@ pub(super) async fn chosen(state: &AppState, offered: u32, named: Option<&Named>
     }
     match named {
         Some(Named::Token(_)) => false,
-        Some(Named::Inband { user, .. }) => !portcullis_app::session_access::nla_secrets(state, user).await.is_empty(),
+        Some(Named::Inband { user, .. }) => portcullis_app::session_access::has_nla_token(state, user).await,
         None => true,
     }
 }

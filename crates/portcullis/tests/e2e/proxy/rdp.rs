@@ -67,6 +67,13 @@ pub(super) fn kill(mut c: Child) {
     let _ = c.wait();
 }
 
+/// A connection policy admitting RDP from 127.0.0.0/8 ("rdp-lab").
+pub(super) async fn admit_rdp(w: &World) {
+    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+}
+
 /// Asserts an audited `action` whose reason holds `text`.
 pub(super) async fn assert_reason(w: &World, action: &str, text: &str) {
     let events = audit(w).await;
@@ -116,9 +123,7 @@ async fn rdp_end_to_end(db: Db, browser: bool) {
     // No connection policy admits RDP on a fresh install: closed before any target contact.
     let mut c = xfreerdp(&x.display, w.server.rdp_port, &inband, ALICE_PW, &[], &log("nopolicy"));
     assert!(exits(&mut c, T).is_some_and(|code| code != 0), "{}", read("nopolicy"));
-    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
-    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
-    assert_eq!(s, 201, "{p}");
+    admit_rdp(&w).await;
 
     // A wrong Portcullis password: refused, nothing logged in on the target.
     let sessions_before = xrdp.log().matches("created session").count();
@@ -442,9 +447,7 @@ async fn rdp_user_supplied() {
     desktop(&w.user, "portcullis rdp desktop");
     let more = json!({ "account_mode": "user_supplied" });
     let account = super::protocol_account_with(&w, "ws1", "rdp", xrdp.port(), more).await;
-    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
-    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
-    assert_eq!(s, 201, "{p}");
+    admit_rdp(&w).await;
     let request = request_rdp(&w, &account).await;
     let x = Xvfb::start();
     let logs = tempfile::tempdir().unwrap();
@@ -481,9 +484,7 @@ async fn rdp_certificate_pin() {
     let xrdp = Xrdp::start();
     desktop(&w.user, "portcullis rdp desktop");
     let account = rdp_account(&w, &xrdp).await;
-    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
-    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
-    assert_eq!(s, 201, "{p}");
+    admit_rdp(&w).await;
     request_rdp(&w, &account).await;
     let x = Xvfb::start();
     let logs = tempfile::tempdir().unwrap();

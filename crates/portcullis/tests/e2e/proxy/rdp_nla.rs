@@ -9,7 +9,7 @@ use std::time::Duration;
 use portcullis_testkit::rdp::{xfreerdp, Shadow, Xvfb};
 use serde_json::json;
 
-use super::rdp::{assert_reason, audit, desktop_shown, exits, kill, launch_token, request_rdp, T};
+use super::rdp::{admit_rdp, assert_reason, audit, desktop_shown, exits, kill, launch_token, request_rdp, T};
 use super::{post, world_with, ALICE_PW, TARGET_PW};
 use crate::harness::Db;
 
@@ -18,9 +18,7 @@ async fn rdp_nla_target() {
     let w = world_with(Db::Sqlite, json!({}), &[]).await;
     let shadow = Shadow::start(&w.user.name, TARGET_PW, "portcullis nla desktop");
     let account = super::protocol_account(&w, "ws2", "rdp", shadow.port()).await;
-    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
-    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
-    assert_eq!(s, 201, "{p}");
+    admit_rdp(&w).await;
     let x = Xvfb::start();
     let logs = tempfile::tempdir().unwrap();
     let log = |n: &str| logs.path().join(n);
@@ -91,9 +89,7 @@ async fn rdp_nla_with_passwords() {
     let w = world_with(Db::Sqlite, json!({}), &[("PORTCULLIS_RDP_NLA_PASSWORDS", "true")]).await;
     let shadow = Shadow::start(&w.user.name, TARGET_PW, "portcullis nla desktop");
     let account = super::protocol_account(&w, "ws2", "rdp", shadow.port()).await;
-    let body = json!({ "name": "rdp-lab", "protocol": "rdp", "clients": ["127.0.0.0/8"] });
-    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
-    assert_eq!(s, 201, "{p}");
+    admit_rdp(&w).await;
     request_rdp(&w, &account).await;
     let x = Xvfb::start();
     let logs = tempfile::tempdir().unwrap();
