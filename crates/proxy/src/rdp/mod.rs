@@ -1,16 +1,18 @@
 //! The RDP proxy (R-SES-1, 7, 11): standard RDP clients (FreeRDP, mstsc) connect to Portcullis
-//! with TLS, naming the target as for SSH — `USER#ACCOUNT@ASSET` as the user name (which the
-//! client also sends, before TLS, as its connection cookie), or a one-time launch token as the
-//! `.rdp` file's load-balancing info — and sign in with their Portcullis password. The proxy
-//! terminates TLS on both legs and relays the PDUs between them, with three interventions:
-//! the X.224 negotiation is its own on each leg (TLS on both), the Client Info PDU the client
+//! naming the target as for SSH — `USER#ACCOUNT@ASSET` as the user name — and sign in with TLS
+//! (the Portcullis password in the Client Info PDU; the client also sends the name before TLS
+//! as its connection cookie, or a launch token as load-balancing info) or with NLA (a launch
+//! token, or the password with `[rdp] nla_passwords`, proved inside CredSSP; see `nla`). The
+//! proxy terminates TLS on both legs and relays the PDUs between them, with three
+//! interventions: the X.224 negotiation is its own on each leg, the Client Info PDU the client
 //! sends carries the Portcullis sign-in and is replaced by one carrying the vaulted credential
 //! with automatic logon, and static virtual channels the connection policy refuses carry
 //! nothing. Everything after the sign-in is recorded PDU by PDU (the Client Info PDU never).
 //!
 //! Module map: `wire` (the PDUs read or written, pure and property-tested), `frames` (whole
 //! PDUs from a stream), `tls` (both legs' TLS and the target's certificate pin), `signin`
-//! (who, which target, the pipeline up to the waits), `relay` (the running session).
+//! (who, which target, the pipeline up to the waits), `nla` (CredSSP on both legs, and telling
+//! a client refused after NLA why), `relay` (the running session).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
