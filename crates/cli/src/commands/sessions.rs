@@ -243,11 +243,11 @@ pub async fn launch(id: String, rdp_file: Option<PathBuf>, g: &GlobalArgs) -> Re
             let text = v["rdp_file"].as_str().unwrap_or("");
             std::fs::write(&file, text).map_err(|e| CliError::Io(file.display().to_string(), e))?;
             println!("  Remote Desktop Connection (mstsc) and others: open {}", file.display());
-            if !v["rdp_file"].as_str().unwrap_or("").contains("loadbalanceinfo") {
-                println!("  When it asks for the password, paste the token: {}", v["token"].as_str().unwrap_or(""));
-            }
         } else {
             println!("  Remote Desktop Connection (mstsc): add --rdp-file FILE.rdp to write a file to open");
+        }
+        if !v["rdp_file"].as_str().unwrap_or("").contains("loadbalanceinfo") {
+            println!("  Any client that asks for a password: paste the token: {}", v["token"].as_str().unwrap_or(""));
         }
         println!(
             "Or sign in with your Portcullis password, as often as the request allows: user name '{}' (FreeRDP: /sec:tls)",
