@@ -67,6 +67,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "connectors know nothing of the store or use cases",
     ),
     (
+        "portcullis-directory",
+        &["portcullis-store", "portcullis-app", "portcullis-api", "portcullis-vault", "sqlx"],
+        "the directory client knows nothing of the store, use cases or keys",
+    ),
+    (
         "portcullis-recording",
         &["portcullis-store", "portcullis-vault", "portcullis-app"],
         "the recording format knows nothing of sessions or keys",

@@ -6,6 +6,7 @@ pub mod process;
 pub mod pty;
 pub mod rdp;
 pub mod rsyslog;
+pub mod slapd;
 pub mod sshd;
 pub mod telnetd;
 
