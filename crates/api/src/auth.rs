@@ -49,6 +49,10 @@ role_set!(/// Auditors and Appliance Administrators.
     AuditReaders = [Auditor, ApplianceAdmin]);
 role_set!(/// Who may read users and groups.
     DirectoryReaders = [UserAdmin, SecurityPolicyAdmin, Auditor, ApplianceAdmin]);
+role_set!(/// Who may see the directory connections and their synchronisations.
+    DirectoryWatchers = [UserAdmin, Auditor, ApplianceAdmin]);
+role_set!(/// Who may start a directory synchronisation.
+    DirectoryAdmins = [UserAdmin, ApplianceAdmin]);
 role_set!(/// Security Policy Administrators.
     PolicyAdmins = [SecurityPolicyAdmin]);
 role_set!(/// Who may read entitlements and policies and ask which policy governs.

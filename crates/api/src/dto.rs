@@ -71,6 +71,10 @@ pub struct UserDto {
     pub password_changed_at: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The directory connection the user comes from (their password is the directory's);
+    /// absent for Portcullis users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
 }
 
 impl From<&User> for UserDto {
@@ -90,6 +94,7 @@ impl From<&User> for UserDto {
             password_changed_at: ts(u.password_changed_at),
             created_at: ts(u.created_at),
             updated_at: ts(u.updated_at),
+            directory: u.directory.clone(),
         }
     }
 }

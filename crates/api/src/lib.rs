@@ -62,6 +62,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::auth::routes())
         .merge(routes::me::routes())
         .merge(routes::users::routes())
+        .merge(routes::directories::routes())
         .merge(routes::groups::user_groups::routes())
         .merge(routes::groups::asset_groups::routes())
         .merge(routes::groups::account_groups::routes())

@@ -238,7 +238,29 @@ pub async fn verify_login(
     );
     let locked = || AppError::new(ErrorKind::Unauthenticated, "account_locked", locked_message.clone());
 
-    let login_state = if username.len() <= 64 { state.store.login_state(username).await? } else { None };
+    let mut login_state = if username.len() <= 64 { state.store.login_state(username).await? } else { None };
+    // Directory users: the directory's bind decides, and their entry is refreshed on the way.
+    let directory = login_state.as_ref().map(|l| l.user.directory.clone());
+    let directory_user = matches!(directory, Some(Some(_)));
+    if directory_user || (login_state.is_none() && !state.directories.is_empty()) {
+        if let Some(l) = login_state.as_ref().filter(|l| l.user.locked_until.is_some_and(|t| t > now)) {
+            fail(l.user.id.clone(), "account locked").await?;
+            return Err(locked());
+        }
+        let only = directory.clone().flatten();
+        match crate::directory::sign_in(state, source, only.as_deref(), username, &password).await? {
+            crate::directory::SignIn::Ok(_) => login_state = state.store.login_state(username).await?,
+            crate::directory::SignIn::Refused { user_id: Some(id), reason } => {
+                if fail(id, reason).await? {
+                    return Err(locked());
+                }
+                return Err(invalid());
+            }
+            crate::directory::SignIn::Refused { user_id: None, .. } | crate::directory::SignIn::Unknown => {
+                login_state = None;
+            }
+        }
+    }
     let Some(login_state) = login_state else {
         // An unknown name answers exactly as a known one would: the same password check, the
         // same lockout after as many failures (kept in memory), the same messages.
@@ -252,9 +274,15 @@ pub async fn verify_login(
     };
     let user = &login_state.user;
     // `[rdp] nla_passwords`: the password's NT hash, kept (sealed) once the password proves right.
-    let nt = (state.auth.rdp_nla_passwords && !user.totp_enabled).then(|| crate::session_access::nt_hash(&password));
-    // The password is checked even for a locked account, so that the answer takes as long.
-    let password_ok = verify_password_blocking(password, login_state.password_hash.clone()).await?;
+    let nt = (state.auth.rdp_nla_passwords && !user.totp_enabled && user.directory.is_none())
+        .then(|| crate::session_access::nt_hash(&password));
+    // The password is checked even for a locked account, so that the answer takes as long. A
+    // directory user's was checked by the directory's bind just now.
+    let password_ok = if user.directory.is_some() {
+        true
+    } else {
+        verify_password_blocking(password, login_state.password_hash.clone()).await?
+    };
     if user.locked_until.is_some_and(|t| t > now) {
         fail(user.id.clone(), "account locked").await?;
         return Err(locked());

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod audit_anchor;
 pub mod auth;
 pub mod credentials;
+pub mod directory;
 pub mod error;
 pub mod gateway;
 pub mod me;

@@ -10,6 +10,7 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     pub logins_failed: Counter,
     pub checkouts: Counter,
+    pub directory_errors: Counter,
 }
 
 impl Metrics {
@@ -19,7 +20,13 @@ impl Metrics {
         registry.register("logins_failed", "Failed sign-in attempts", logins_failed.clone());
         let checkouts = Counter::default();
         registry.register("credential_checkouts", "Credentials checked out", checkouts.clone());
-        Metrics { registry: Mutex::new(registry), logins_failed, checkouts }
+        let directory_errors = Counter::default();
+        registry.register(
+            "directory_errors",
+            "Directory sign-ins and synchronisations that failed for the directory's sake",
+            directory_errors.clone(),
+        );
+        Metrics { registry: Mutex::new(registry), logins_failed, checkouts, directory_errors }
     }
 
     /// Adds a front end's metric to the registry.

@@ -53,6 +53,28 @@ impl LiveSessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|s| s.tap.clone())
     }
 
+    /// Asks every live session of a user to end; how many were asked.
+    pub fn terminate_user(&self, user_id: &str, reason: &str) -> usize {
+        let sessions: Vec<LiveSession> = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|s| s.user_id == user_id)
+            .cloned()
+            .collect();
+        sessions.iter().filter(|s| s.kill.send(reason.to_owned()).is_ok()).count()
+    }
+
+    /// The users with live sessions here.
+    pub fn users(&self) -> Vec<String> {
+        let mut users: Vec<String> =
+            self.inner.lock().unwrap_or_else(|p| p.into_inner()).values().map(|s| s.user_id.clone()).collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
     pub fn count(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

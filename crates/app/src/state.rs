@@ -107,6 +107,7 @@ pub struct App {
     pub screens: Arc<crate::screens::Screens>,
     /// The RDP proxy's address as users reach it (host:port; empty: off).
     pub rdp_host: Arc<String>,
+    pub directories: Arc<Vec<crate::directory::DirectoryConn>>,
 }
 
 /// One public host key of the SSH proxy.
@@ -137,6 +138,7 @@ impl App {
             waiting: Arc::default(),
             screens: Arc::default(),
             rdp_host: Arc::default(),
+            directories: Arc::default(),
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
@@ -155,6 +157,10 @@ impl App {
 
     pub fn with_ssh_host(self, host: String) -> Self {
         App { ssh_host: Arc::new(host), ..self }
+    }
+
+    pub fn with_directories(self, directories: Vec<crate::directory::DirectoryConn>) -> Self {
+        App { directories: Arc::new(directories), ..self }
     }
 
     pub fn with_rdp_host(self, host: String) -> Self {

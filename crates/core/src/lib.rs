@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod connection;
+pub mod directory;
 pub mod content;
 pub mod gateway;
 pub mod inventory;

@@ -5,25 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// A DN in the form used for comparisons: lower case, no spaces around `,` and `=`.
-pub fn normalize(dn: &str) -> String {
-    let mut out = String::with_capacity(dn.len());
-    let mut chars = dn.trim().chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' || c == '=' {
-            while out.ends_with(' ') {
-                out.pop();
-            }
-            out.push(c);
-            while chars.peek() == Some(&' ') {
-                chars.next();
-            }
-        } else {
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
+pub use portcullis_core::directory::normalize_dn as normalize;
 
 /// The groups' members, as read: group DN → member DNs.
 #[derive(Default)]
@@ -76,11 +58,6 @@ mod tests {
         let ann: Vec<_> = m.groups_of("uid=ann,ou=p,dc=x").into_iter().collect();
         assert_eq!(ann, ["cn=all,ou=g,dc=x", "cn=loop,ou=g,dc=x", "cn=ops,ou=g,dc=x"]);
         assert!(m.groups_of("uid=carl,ou=p,dc=x").is_empty());
-    }
-
-    #[test]
-    fn normalization() {
-        assert_eq!(normalize(" CN=A B , OU = x,DC=y "), "cn=a b,ou=x,dc=y");
     }
 
     proptest::proptest! {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod directories;
 mod proxies;
 use proxies::check_proxy;
 pub use proxies::{AaPluginSettings, RdpSettings, TelnetSettings};
@@ -24,6 +25,8 @@ pub struct Config {
     pub rdp: RdpSettings,
     /// AA plugins by name (`[aa_plugins.NAME]`), which connection policies may name.
     pub aa_plugins: std::collections::BTreeMap<String, AaPluginSettings>,
+    /// Directory connections by name (`[directories.NAME]`), file only.
+    pub directories: std::collections::BTreeMap<String, directories::DirectorySettings>,
     pub siem: SiemConfig,
     pub mail: MailSettings,
     pub webhook: WebhookSettings,
@@ -538,6 +541,7 @@ impl Config {
             return Err(key_error("rdp.logon_timeout_seconds", "must be 5 to 600"));
         }
         self.aa_plugins()?;
+        self.directories()?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));
         }

@@ -158,8 +158,15 @@ pub async fn run(config: Config) -> Result<()> {
     tracing::info!(%url, backend = ?store.backend(), "server started");
 
     let channels = config.channels()?;
+    let mut directories = Vec::new();
+    for (settings, sync_interval) in config.directories()? {
+        tracing::info!(directory = %settings.name, url = %settings.url, "directory users sign in with their directory password");
+        let directory = portcullis_directory::Directory::new(settings)?;
+        directories.push(portcullis_app::directory::DirectoryConn { directory, sync_interval });
+    }
     let state = App::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
         .with_change_settings(config.change_settings())
+        .with_directories(directories)
         .with_mail(channels.mail.is_some())
         .with_metrics_token(Some(config.server.metrics_token.clone()).filter(|t| !t.is_empty()))
         .with_recordings(data_dir.join("recordings"))
@@ -233,6 +240,8 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::spawn(portcullis_proxy::serve_rdp(state.clone(), cfg, listener))
     });
     let changer = tokio::spawn(portcullis_app::scheduler::run_credential_changes(state.clone()));
+    // Directory synchronisations, and the end of disabled users' live sessions.
+    let directory_sync = tokio::spawn(portcullis_app::directory::run(state.clone()));
     // Every audit event to the SIEM, from the cursor the store keeps.
     let (stop_delivery, delivery_stop) = tokio::sync::watch::channel(false);
     let siem = match config.siem.syslog()? {
@@ -344,6 +353,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     scheduler.abort();
     changer.abort();
+    directory_sync.abort();
     // The forwarder saves its cursor before it ends (a few seconds at most).
     let _ = stop_delivery.send(true);
     for task in [siem, mailer, replies].into_iter().flatten() {

@@ -231,6 +231,21 @@ impl Store {
         if group_exists.is_none() {
             return Err(kind.not_found());
         }
+        if kind == GroupKind::User {
+            let directory: Option<String> =
+                sqlx::query_scalar::<_, Option<String>>("SELECT directory FROM user_groups WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if let Some(d) = directory {
+                return Err(StoreError::Refused {
+                    code: "directory_group",
+                    message: format!(
+                        "this group's members come from the directory {d}; change them there (the next synchronisation brings them here)"
+                    ),
+                });
+            }
+        }
         let member_exists: Option<String> =
             sqlx::query_scalar(&format!("SELECT id FROM {} WHERE id = $1", kind.member_source()))
                 .bind(member)

@@ -23,10 +23,12 @@ pub struct User {
     pub password_changed_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The directory connection the user comes from (`None`: a Portcullis user).
+    pub directory: Option<String>,
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, email, email_set_by, roles, time_zone, time_zone_locked, \
-    disabled, failed_logins, locked_until, totp_enabled, password_changed_at, created_at, updated_at";
+    disabled, failed_logins, locked_until, totp_enabled, password_changed_at, created_at, updated_at, directory";
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -45,6 +47,7 @@ struct UserRow {
     password_changed_at: i64,
     created_at: i64,
     updated_at: i64,
+    directory: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -66,6 +69,7 @@ impl TryFrom<UserRow> for User {
             password_changed_at: r.password_changed_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            directory: r.directory,
         })
     }
 }
@@ -133,7 +137,7 @@ pub(crate) async fn replace_password(
 ) -> Result<()> {
     let n = sqlx::query(
         "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
-         failed_logins = 0, locked_until = NULL, nla_hash = NULL WHERE id = $3",
+         failed_logins = 0, locked_until = NULL, nla_hash = NULL WHERE id = $3 AND directory IS NULL",
     )
     .bind(password_hash)
     .bind(now)
@@ -142,7 +146,19 @@ pub(crate) async fn replace_password(
     .await?
     .rows_affected();
     if n == 0 {
-        return Err(StoreError::NotFound("user"));
+        let directory: Option<Option<String>> = sqlx::query_scalar("SELECT directory FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(match directory {
+            Some(Some(d)) => StoreError::Refused {
+                code: "directory_user",
+                message: format!(
+                    "this user signs in with their password in the directory {d}; change it there, not in Portcullis"
+                ),
+            },
+            _ => StoreError::NotFound("user"),
+        });
     }
     sqlx::query("DELETE FROM login_sessions WHERE user_id = $1 AND token_hash <> $2")
         .bind(id)
@@ -641,6 +657,7 @@ async fn insert_user(conn: &mut sqlx::AnyConnection, now: i64, new: &NewUser) ->
         password_changed_at: now,
         created_at: now,
         updated_at: now,
+        directory: None,
     })
 }
 

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod auth;
 pub mod credentials;
+pub mod directories;
 pub mod extras;
 pub mod gateway;
 pub mod groups;

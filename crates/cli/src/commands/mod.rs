@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod credentials;
+mod directories;
 mod favorites;
 mod gateway;
 mod groups;
@@ -103,6 +104,9 @@ pub enum Command {
     /// Read and verify the audit log (Auditors).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// LDAP / Active Directory connections: their state, and a synchronisation now.
+    #[command(subcommand)]
+    Directory(directories::DirectoryCmd),
     /// Notifications: a test through every channel, and those that could not be delivered.
     #[command(subcommand, alias = "notify")]
     Notification(audit::NotificationCmd),
@@ -139,6 +143,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::SshProxy => sessions::ssh_proxy(g).await,
         Command::Recording(c) => sessions::recordings(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
+        Command::Directory(c) => directories::run(c, g).await,
         Command::Notification(c) => audit::notifications(c, g).await,
     }
 }

@@ -8,7 +8,7 @@ use crate::resolve::{self, Kind};
 use crate::{CliError, GlobalArgs};
 
 const COLUMNS: &[&str] =
-    &["id", "username", "display_name", "roles", "time_zone", "disabled", "locked_until", "totp_enabled"];
+    &["id", "username", "display_name", "roles", "time_zone", "disabled", "locked_until", "totp_enabled", "directory"];
 
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {

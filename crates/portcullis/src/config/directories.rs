@@ -1,0 +1,166 @@
+//! `[directories.NAME]`: LDAP / Active Directory connections (file only, like AA plugins: the
+//! server binds with the service password, and nobody chooses its directory through the API).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portcullis_directory::{Attributes, Kind, Settings};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::{key_error, Config, ConfigError};
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectorySettings {
+    /// `ldap` (OpenLDAP and other RFC directories) or `active_directory`.
+    pub kind: String,
+    /// `ldaps://HOST:636`, or `ldap://HOST:389` with `starttls = true`.
+    pub url: String,
+    pub starttls: bool,
+    /// Allows `ldap://` without StartTLS: passwords cross the network in clear.
+    pub allow_plain: bool,
+    /// PEM file of the CA certificates that issue the directory's certificate; empty: the
+    /// system's CA bundle.
+    pub ca_file: String,
+    /// The service account that searches the directory.
+    pub bind_dn: String,
+    pub bind_password: String,
+    /// A file holding the service account's password (instead of `bind_password`).
+    pub bind_password_file: String,
+    pub user_base: String,
+    /// Default: `(objectClass=inetOrgPerson)`; AD `(&(objectCategory=person)(objectClass=user))`.
+    pub user_filter: String,
+    pub group_base: String,
+    /// Default: groupOfNames or groupOfUniqueNames; AD `(objectClass=group)`.
+    pub group_filter: String,
+    /// Users matching it are disabled. Default: none; AD `userAccountControl` bit 2.
+    pub disabled_filter: String,
+    pub attributes: AttributeSettings,
+    /// Every network step is bounded by this.
+    pub timeout_seconds: u64,
+    /// How often the whole directory is read; 0: only at sign-in and on demand.
+    pub sync_interval_seconds: u64,
+}
+
+impl Default for DirectorySettings {
+    fn default() -> Self {
+        DirectorySettings {
+            kind: "ldap".into(),
+            url: String::new(),
+            starttls: false,
+            allow_plain: false,
+            ca_file: String::new(),
+            bind_dn: String::new(),
+            bind_password: String::new(),
+            bind_password_file: String::new(),
+            user_base: String::new(),
+            user_filter: String::new(),
+            group_base: String::new(),
+            group_filter: String::new(),
+            disabled_filter: String::new(),
+            attributes: AttributeSettings::default(),
+            timeout_seconds: 10,
+            sync_interval_seconds: 900,
+        }
+    }
+}
+
+impl std::fmt::Debug for DirectorySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectorySettings")
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attribute names; empty ones take the kind's defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributeSettings {
+    /// The Portcullis user name (`uid`; AD `sAMAccountName`).
+    pub username: String,
+    /// What a sign-in name is looked up in (`[uid]`; AD `[sAMAccountName, userPrincipalName]`).
+    pub login: Vec<String>,
+    pub display_name: String,
+    pub email: String,
+    /// An attribute holding an IANA time zone name, if the directory has one.
+    pub time_zone: String,
+    pub group_name: String,
+    pub member: String,
+}
+
+impl Config {
+    /// The configured directories, checked.
+    pub fn directories(&self) -> Result<Vec<(Settings, Duration)>, ConfigError> {
+        let mut out = Vec::new();
+        for (name, d) in &self.directories {
+            let key = |k: &str| format!("directories.{name}.{k}");
+            portcullis_core::validate::username("directories", name)
+                .map_err(|e| key_error(&format!("directories.{name}"), e.message))?;
+            let kind = match d.kind.as_str() {
+                "ldap" => Kind::Ldap,
+                "active_directory" => Kind::ActiveDirectory,
+                other => return Err(key_error(&key("kind"), format!("{other:?} is not ldap or active_directory"))),
+            };
+            let password = match (d.bind_password.is_empty(), d.bind_password_file.is_empty()) {
+                (false, true) => Zeroizing::new(d.bind_password.clone()),
+                (true, false) => {
+                    let text = std::fs::read_to_string(&d.bind_password_file)
+                        .map_err(|e| key_error(&key("bind_password_file"), format!("{}: {e}", d.bind_password_file)))?;
+                    Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned())
+                }
+                _ => return Err(key_error(&key("bind_password"), "give either bind_password or bind_password_file")),
+            };
+            if !(1..=300).contains(&d.timeout_seconds) {
+                return Err(key_error(&key("timeout_seconds"), "must be 1 to 300"));
+            }
+            if d.sync_interval_seconds != 0 && d.sync_interval_seconds < 60 {
+                return Err(key_error(&key("sync_interval_seconds"), "must be 0 (no schedule) or at least 60"));
+            }
+            let or = |v: &str, default: &str| if v.is_empty() { default.to_owned() } else { v.to_owned() };
+            let defaults = Attributes::defaults(kind);
+            let a = &d.attributes;
+            let attributes = Attributes {
+                username: or(&a.username, &defaults.username),
+                login: if a.login.is_empty() {
+                    if a.username.is_empty() { defaults.login } else { vec![a.username.clone()] }
+                } else {
+                    a.login.clone()
+                },
+                display_name: or(&a.display_name, &defaults.display_name),
+                email: or(&a.email, &defaults.email),
+                time_zone: (!a.time_zone.is_empty()).then(|| a.time_zone.clone()),
+                group_name: or(&a.group_name, &defaults.group_name),
+                member: or(&a.member, &defaults.member),
+            };
+            let settings = Settings {
+                name: name.clone(),
+                kind,
+                url: d.url.clone(),
+                starttls: d.starttls,
+                allow_plain: d.allow_plain,
+                ca_file: (!d.ca_file.is_empty()).then(|| PathBuf::from(&d.ca_file)),
+                bind_dn: d.bind_dn.clone(),
+                bind_password: password,
+                user_base: d.user_base.clone(),
+                user_filter: or(&d.user_filter, kind.default_user_filter()),
+                group_base: or(&d.group_base, &d.user_base),
+                group_filter: or(&d.group_filter, kind.default_group_filter()),
+                disabled_filter: if d.disabled_filter.is_empty() {
+                    kind.default_disabled_filter().map(str::to_owned)
+                } else {
+                    Some(d.disabled_filter.clone())
+                },
+                attributes,
+                timeout: Duration::from_secs(d.timeout_seconds),
+            };
+            settings.validate().map_err(|e| key_error(&key(e.field), e.message))?;
+            out.push((settings, Duration::from_secs(d.sync_interval_seconds)));
+        }
+        Ok(out)
+    }
+}
