@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use portcullis_directory::{Directory, DirectoryError, Login, Person};
-use portcullis_store::{Actor, DirectoryChanges, DirectoryGroup, DirectorySync, DirectoryUser, NewEvent, Outcome, User};
+use portcullis_store::{
+    Actor, DirectoryChanges, DirectoryGroup, DirectorySync, DirectoryUser, NewEvent, Outcome, User,
+};
 use serde_json::json;
 
 use crate::auth::Caller;
@@ -72,7 +74,13 @@ fn find<'a>(state: &'a App, name: &str) -> Option<&'a DirectoryConn> {
 /// each configured directory in order until one has the name. A directory that cannot be
 /// asked fails the sign-in closed (`directory_unavailable`), so a down directory never lets
 /// anyone in, and never locks anyone out for its own failure.
-pub async fn sign_in(state: &App, source: &str, only: Option<&str>, username: &str, password: &str) -> AppResult<SignIn> {
+pub async fn sign_in(
+    state: &App,
+    source: &str,
+    only: Option<&str>,
+    username: &str,
+    password: &str,
+) -> AppResult<SignIn> {
     if portcullis_core::validate::username("username", username).is_err() {
         return Ok(SignIn::Unknown);
     }
@@ -98,15 +106,20 @@ pub async fn sign_in(state: &App, source: &str, only: Option<&str>, username: &s
                 return Ok(SignIn::Refused { user_id, reason: "wrong password" });
             }
             Login::Disabled { person } => {
-                let changes = state.store.apply_directory(&actor(d.name(), source), now, d.name(), &[to_store(&person)], &[], false).await?;
+                let changes = state
+                    .store
+                    .apply_directory(&actor(d.name(), source), now, d.name(), &[to_store(&person)], &[], false)
+                    .await?;
                 end_sessions(state, &changes).await;
                 return Ok(SignIn::Refused { user_id: changes.user_id, reason: "account disabled" });
             }
             Login::Ok { person, groups } => {
                 let groups: Vec<DirectoryGroup> =
                     groups.into_iter().map(|g| DirectoryGroup { dn: g.dn, name: g.name }).collect();
-                let changes =
-                    state.store.apply_directory(&actor(d.name(), source), now, d.name(), &[to_store(&person)], &groups, false).await?;
+                let changes = state
+                    .store
+                    .apply_directory(&actor(d.name(), source), now, d.name(), &[to_store(&person)], &groups, false)
+                    .await?;
                 let Some(id) = changes.user_id else {
                     // The name is taken by a Portcullis user or another directory's user.
                     tracing::warn!(directory = d.name(), skipped = ?changes.skipped, "directory user not admitted");
@@ -182,7 +195,11 @@ pub async fn sync(state: &App, name: &str, source: &str) -> AppResult<SyncReport
     let actor = actor(name, source);
     let result = async {
         let snapshot = d.snapshot().await.map_err(|e| {
-            AppError::new(ErrorKind::Upstream, "directory_unavailable", format!("cannot read directory {name}: {e}; nothing was changed"))
+            AppError::new(
+                ErrorKind::Upstream,
+                "directory_unavailable",
+                format!("cannot read directory {name}: {e}; nothing was changed"),
+            )
         })?;
         if snapshot.users.is_empty() && state.store.directory_user_count(name).await? > 0 {
             return Err(AppError::new(
@@ -219,7 +236,10 @@ pub async fn sync(state: &App, name: &str, source: &str) -> AppResult<SyncReport
                 "disabled": report.changes.disabled.iter().map(|(_, n)| n).collect::<Vec<_>>(),
                 "skipped": report.changes.skipped.iter().take(50).collect::<Vec<_>>(),
             });
-            state.store.record(&actor, now, NewEvent::success("directory.sync", "directory", name).with_details(details)).await?;
+            state
+                .store
+                .record(&actor, now, NewEvent::success("directory.sync", "directory", name).with_details(details))
+                .await?;
             tracing::info!(directory = name, "{summary}");
         }
         Err(e) => {
@@ -239,7 +259,9 @@ pub async fn sync(state: &App, name: &str, source: &str) -> AppResult<SyncReport
 pub async fn sync_now(state: &App, caller: &Caller, name: &str) -> AppResult<SyncReport> {
     use portcullis_core::role::Role;
     if !(caller.has(Role::ApplianceAdmin) || caller.has(Role::UserAdmin)) {
-        return Err(AppError::forbidden("synchronising a directory needs one of the roles: appliance_admin, user_admin"));
+        return Err(AppError::forbidden(
+            "synchronising a directory needs one of the roles: appliance_admin, user_admin",
+        ));
     }
     sync(state, name, &caller.source).await
 }

@@ -72,6 +72,16 @@ pub fn channel<'a>(state: &App, caller: &Caller, user: &'a User, invitation: boo
 /// An administrator's reset of `user` (`invitation`: a new user's first password): see the
 /// module documentation. The caller's right to manage `user` is checked by the caller.
 pub async fn reset(state: &App, caller: &Caller, user: &User, invitation: bool) -> AppResult<ResetSent> {
+    if let Some(d) = &user.directory {
+        return Err(AppError::new(
+            ErrorKind::Forbidden,
+            "directory_user",
+            format!(
+                "{} signs in with their password in the directory {d}; reset it there, not in Portcullis",
+                user.username
+            ),
+        ));
+    }
     let email = channel(state, caller, user, invitation)?;
     let sent_to = mask(email);
     let unusable = hash_password_blocking(crate::auth::new_token("unusable_")).await?;

@@ -5,8 +5,8 @@
 
 pub mod audit;
 pub mod connection;
-pub mod directory;
 pub mod content;
+pub mod directory;
 pub mod gateway;
 pub mod inventory;
 pub mod policy;

@@ -69,6 +69,17 @@ pub struct DirectorySync {
 }
 
 #[derive(sqlx::FromRow)]
+struct SyncRow {
+    directory: String,
+    attempted_at: i64,
+    succeeded_at: Option<i64>,
+    error: Option<String>,
+    user_count: i64,
+    group_count: i64,
+    summary: String,
+}
+
+#[derive(sqlx::FromRow)]
 struct ExistingUser {
     id: String,
     username: String,
@@ -216,7 +227,8 @@ impl Store {
                 out.user_id = Some(id.clone());
             }
             // Memberships in this directory's groups: exactly the directory's.
-            let want: BTreeSet<String> = person.groups.iter().filter_map(|g| group_ids.get(&norm(g)).cloned()).collect();
+            let want: BTreeSet<String> =
+                person.groups.iter().filter_map(|g| group_ids.get(&norm(g)).cloned()).collect();
             let have: BTreeSet<String> = sqlx::query_scalar::<_, String>(
                 "SELECT m.group_id FROM user_group_members m JOIN user_groups g ON g.id = m.group_id \
                  WHERE m.member_id = $1 AND g.directory = $2",
@@ -247,7 +259,8 @@ impl Store {
         if complete {
             // This directory's users it no longer has: disabled (kept, with their history).
             for u in existing.iter().filter(|u| !present.contains(&u.id) && u.disabled == 0) {
-                self.disable_directory_user(&mut tx, actor, now, directory, &u.id, "no longer in the directory").await?;
+                self.disable_directory_user(&mut tx, actor, now, directory, &u.id, "no longer in the directory")
+                    .await?;
                 out.disabled.push((u.id.clone(), u.username.clone()));
             }
             // Its groups it no longer has: emptied.
@@ -296,7 +309,8 @@ impl Store {
                 changed.insert("username".into(), person.username.clone().into());
                 username = person.username.clone();
             } else {
-                out.skipped.push(format!("user {}: cannot be renamed to {:?} (taken or invalid)", person.dn, person.username));
+                out.skipped
+                    .push(format!("user {}: cannot be renamed to {:?} (taken or invalid)", person.dn, person.username));
             }
         }
         if person.display_name != u.display_name {
@@ -327,8 +341,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             changed.insert("directory".into(), directory.into());
-            append(tx, &self.audit_key, actor, now, &NewEvent::success("user.update", "user", &u.id).with_details(changed.into()))
-                .await?;
+            append(
+                tx,
+                &self.audit_key,
+                actor,
+                now,
+                &NewEvent::success("user.update", "user", &u.id).with_details(changed.into()),
+            )
+            .await?;
             out.updated += 1;
         }
         let was_disabled = u.disabled != 0;
@@ -342,8 +362,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let details = serde_json::json!({ "disabled": false, "directory": directory });
-            append(tx, &self.audit_key, actor, now, &NewEvent::success("user.update", "user", &u.id).with_details(details))
-                .await?;
+            append(
+                tx,
+                &self.audit_key,
+                actor,
+                now,
+                &NewEvent::success("user.update", "user", &u.id).with_details(details),
+            )
+            .await?;
             out.enabled.push(username);
         }
         Ok(())
@@ -366,7 +392,8 @@ impl Store {
         sqlx::query("DELETE FROM login_sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
         crate::users::revoke_tokens(tx, id, now).await?;
         let details = serde_json::json!({ "disabled": true, "directory": directory, "reason": why });
-        append(tx, &self.audit_key, actor, now, &NewEvent::success("user.update", "user", id).with_details(details)).await?;
+        append(tx, &self.audit_key, actor, now, &NewEvent::success("user.update", "user", id).with_details(details))
+            .await?;
         Ok(())
     }
 
@@ -385,8 +412,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let details = serde_json::json!({ "member": member, "directory": directory });
-        append(tx, &self.audit_key, actor, now, &NewEvent::success("group.member_remove", "user_group", group).with_details(details))
-            .await?;
+        append(
+            tx,
+            &self.audit_key,
+            actor,
+            now,
+            &NewEvent::success("group.member_remove", "user_group", group).with_details(details),
+        )
+        .await?;
         Ok(())
     }
 
@@ -422,7 +455,7 @@ impl Store {
     }
 
     pub async fn directory_syncs(&self) -> Result<Vec<DirectorySync>> {
-        let rows: Vec<(String, i64, Option<i64>, Option<String>, i64, i64, String)> = sqlx::query_as(
+        let rows: Vec<SyncRow> = sqlx::query_as(
             "SELECT directory, attempted_at, succeeded_at, error, user_count, group_count, summary FROM directory_syncs \
              ORDER BY directory",
         )
@@ -430,21 +463,24 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(directory, attempted_at, succeeded_at, error, users, groups, summary)| DirectorySync {
-                directory,
-                attempted_at,
-                succeeded_at,
-                error,
-                users,
-                groups,
-                summary,
+            .map(|r| DirectorySync {
+                directory: r.directory,
+                attempted_at: r.attempted_at,
+                succeeded_at: r.succeeded_at,
+                error: r.error,
+                users: r.user_count,
+                groups: r.group_count,
+                summary: r.summary,
             })
             .collect())
     }
 
     /// How many users came from the directory.
     pub async fn directory_user_count(&self, directory: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE directory = $1").bind(directory).fetch_one(&self.read).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE directory = $1")
+            .bind(directory)
+            .fetch_one(&self.read)
+            .await?)
     }
 
     /// The directory a user comes from, if any.
@@ -469,8 +505,10 @@ impl Store {
     pub async fn disabled_among(&self, user_ids: &[String]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for id in user_ids {
-            let d: Option<i64> =
-                sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
+            let d: Option<i64> = sqlx::query_scalar("SELECT disabled FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
             if d.is_none_or(|d| d != 0) {
                 out.push(id.clone());
             }

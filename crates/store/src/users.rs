@@ -146,10 +146,8 @@ pub(crate) async fn replace_password(
     .await?
     .rows_affected();
     if n == 0 {
-        let directory: Option<Option<String>> = sqlx::query_scalar("SELECT directory FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let directory: Option<Option<String>> =
+            sqlx::query_scalar("SELECT directory FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
         return Err(match directory {
             Some(Some(d)) => StoreError::Refused {
                 code: "directory_user",

@@ -57,7 +57,10 @@ impl From<DirectoryStatus> for DirectoryDto {
 /// The configured directories and how their last synchronisation went.
 #[utoipa::path(get, path = "/api/v1/directories", tag = "users", operation_id = "list_directories",
     responses((status = 200, description = "Directories", body = Vec<DirectoryDto>)))]
-async fn list_directories(State(state): State<AppState>, c: Authed<DirectoryWatchers>) -> ApiResult<Json<Vec<DirectoryDto>>> {
+async fn list_directories(
+    State(state): State<AppState>,
+    c: Authed<DirectoryWatchers>,
+) -> ApiResult<Json<Vec<DirectoryDto>>> {
     let list = portcullis_app::directory::list(&state, &c).await?;
     Ok(Json(list.into_iter().map(DirectoryDto::from).collect()))
 }

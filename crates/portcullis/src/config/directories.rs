@@ -127,7 +127,11 @@ impl Config {
             let attributes = Attributes {
                 username: or(&a.username, &defaults.username),
                 login: if a.login.is_empty() {
-                    if a.username.is_empty() { defaults.login } else { vec![a.username.clone()] }
+                    if a.username.is_empty() {
+                        defaults.login
+                    } else {
+                        vec![a.username.clone()]
+                    }
                 } else {
                     a.login.clone()
                 },

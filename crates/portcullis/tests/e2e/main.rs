@@ -6,6 +6,7 @@ mod bad_input;
 mod changes;
 mod cli;
 mod crash;
+mod directory;
 mod hardening;
 mod harness;
 mod leaks;

@@ -125,6 +125,8 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         m.insert(op, vec!["user_admin"]);
     }
     m.insert("set_user_roles", vec!["appliance_admin"]);
+    m.insert("list_directories", vec!["user_admin", "auditor", "appliance_admin"]);
+    m.insert("sync_directory", vec!["user_admin", "appliance_admin"]);
     for op in [
         "list_assets",
         "get_asset",

@@ -8,26 +8,26 @@ use serde_json::{json, Value};
 use crate::harness::{Db, Server, ADMIN_PASSWORD};
 
 /// One person's CLI, with their own saved sign-in.
-struct Person<'a> {
-    server: &'a Server,
-    cfg: String,
+pub struct Person<'a> {
+    pub server: &'a Server,
+    pub cfg: String,
 }
 
-struct Ran {
-    ok: bool,
-    code: Option<i32>,
-    out: String,
-    text: String,
+pub struct Ran {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub out: String,
+    pub text: String,
 }
 
 impl Ran {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.out).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
     }
 }
 
 impl<'a> Person<'a> {
-    fn login(server: &'a Server, user: &str, password: &str) -> Person<'a> {
+    pub fn login(server: &'a Server, user: &str, password: &str) -> Person<'a> {
         let cfg = server.dir.path().join(format!("{user}.json")).display().to_string();
         let o = server.cli(
             &["login", "--server", &server.url, "--username", user],
@@ -37,7 +37,7 @@ impl<'a> Person<'a> {
         Person { server, cfg }
     }
 
-    fn run(&self, args: &[&str]) -> Ran {
+    pub fn run(&self, args: &[&str]) -> Ran {
         let o = self.server.cli(args, &[("PORTCULLIS_CLI_CONFIG", &self.cfg)]);
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         let text = format!("{out}{}", String::from_utf8_lossy(&o.stderr));
@@ -45,7 +45,7 @@ impl<'a> Person<'a> {
     }
 
     /// Runs a command that must succeed.
-    fn ok(&self, args: &[&str]) -> Ran {
+    pub fn ok(&self, args: &[&str]) -> Ran {
         let r = self.run(args);
         assert!(r.ok, "{args:?} failed: {}", r.text);
         r
@@ -53,7 +53,7 @@ impl<'a> Person<'a> {
 }
 
 /// The audit events with this action and outcome, as the admin sees them.
-async fn audited(server: &Server, admin: &str, action: &str, outcome: &str) -> Vec<Value> {
+pub async fn audited(server: &Server, admin: &str, action: &str, outcome: &str) -> Vec<Value> {
     let (s, v) =
         server.call("GET", &format!("/api/v1/audit/events?action={action}&limit=1000"), Some(admin), None).await;
     assert_eq!(s, 200, "{v}");

@@ -1,0 +1,211 @@
+//! Directory users against a real OpenLDAP `slapd` (LDAPS with a test CA): a directory user
+//! signs in with the directory's password, requests through an entitlement of a directory
+//! group, is approved by a member of a nested directory group, connects through the SSH proxy;
+//! disabled in the directory, they lose their live session and their sign-in. A directory that
+//! is down fails directory sign-ins closed while local administrators still sign in. On SQLite
+//! and PostgreSQL, through the real CLI.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_testkit::slapd::{self, group_dn, user_dn, Slapd};
+use portcullis_testkit::sshd::{Sshd, UnixUser};
+use serde_json::{json, Value};
+
+use crate::harness::{Db, Server, ADMIN_PASSWORD};
+use crate::people::{audited, Person};
+
+const DORA_PW: &str = "dora directory pw 4411";
+const AARON_PW: &str = "aaron directory pw 8822";
+const TARGET_PW: &str = "Target-Pw-for-Dora-31";
+
+/// A `[directories.corp]` configuration for `ldap`, written next to the server's files.
+pub fn directory_config(ldap: &Slapd, dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("portcullis-directory.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[directories.corp]\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n\
+             user_base = \"{}\"\ngroup_base = \"{}\"\ndisabled_filter = \"(employeeType=disabled)\"\n\
+             timeout_seconds = 3\nsync_interval_seconds = 0\n{extra}",
+            ldap.ldaps_url(),
+            ldap.ca().display(),
+            slapd::SERVICE_DN,
+            slapd::SERVICE_PASSWORD,
+            slapd::PEOPLE,
+            slapd::GROUPS,
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn seed(ldap: &Slapd) {
+    ldap.add_user("dora", "Dora Directory", "dora@example.test", DORA_PW);
+    ldap.add_user("aaron", "Aaron Approver", "aaron@example.test", AARON_PW);
+    ldap.add_group("dbas", &[user_dn("dora")]);
+    ldap.add_group("leads", &[user_dn("aaron")]);
+    // Nested: aaron approves through leads ⊂ approvers.
+    ldap.add_group("approvers", &[group_dn("leads")]);
+}
+
+async fn walk(db: Db) {
+    let ldap = Slapd::start();
+    seed(&ldap);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = directory_config(&ldap, tmp.path(), "");
+    let server = Server::start_with(db, false, &[("PORTCULLIS_CONFIG", config.to_str().unwrap())]);
+    let admin_token = server.bootstrap().await;
+    let admin = Person::login(&server, "admin", ADMIN_PASSWORD);
+
+    // A directory user signs in with the directory's password; Portcullis keeps none.
+    let dora = Person::login(&server, "dora", DORA_PW);
+    let me = dora.ok(&["whoami", "-o", "json"]).json();
+    assert_eq!((me["display_name"].as_str(), me["directory"].as_str()), (Some("Dora Directory"), Some("corp")), "{me}");
+    let r = admin.ok(&["group", "show", "dbas", "-o", "json"]).json();
+    assert_eq!(r["member_names"], json!(["dora"]), "{r}");
+    // A wrong password, a filter wildcard and an injection are all just wrong.
+    for (name, pw) in [("dora", "wrong"), ("d*", DORA_PW), ("*", DORA_PW), ("dora)(uid=*", DORA_PW)] {
+        let (s, v) =
+            server.call("POST", "/api/v1/auth/login", None, Some(json!({ "username": name, "password": pw }))).await;
+        assert_eq!((s, v["code"].as_str()), (401, Some("invalid_credentials")), "{name}: {v}");
+    }
+
+    // The administrator synchronises: everyone and every group, nested groups resolved.
+    let r = admin.ok(&["directory", "sync", "corp"]);
+    assert!(r.out.contains("Users created: aaron") && r.out.contains("approvers"), "{}", r.text);
+    let g = admin.ok(&["group", "show", "approvers", "-o", "json"]).json();
+    assert_eq!(g["member_names"], json!(["aaron"]), "nested group: {g}");
+    let r = admin.ok(&["directory", "list"]);
+    assert!(r.out.contains("corp") && r.out.contains(&ldap.ldaps_url()), "{}", r.text);
+    // Directory groups' members and directory users' passwords are the directory's.
+    let r = admin.run(&["group", "add-member", "dbas", "admin"]);
+    assert!(!r.ok && r.text.contains("members come from the directory corp"), "{}", r.text);
+    let (s, users) = server.call("GET", "/api/v1/users", Some(&admin_token), None).await;
+    assert_eq!(s, 200);
+    let dora_id = users.as_array().unwrap().iter().find(|u| u["username"] == "dora").unwrap()["id"].clone();
+    let (s, v) = server
+        .call(
+            "POST",
+            &format!("/api/v1/users/{}/password", dora_id.as_str().unwrap()),
+            Some(&admin_token),
+            Some(json!({})),
+        )
+        .await;
+    assert!(s == 403 && v["message"].as_str().unwrap().contains("directory corp"), "{s} {v}");
+
+    // Access: an entitlement of the directory group dbas, approvers from the nested group.
+    let sshd = Sshd::start();
+    let unix = UnixUser::create(TARGET_PW);
+    admin.ok(&[
+        "asset",
+        "create",
+        "db1",
+        "--address",
+        "127.0.0.1",
+        "--platform",
+        "linux",
+        "--protocol",
+        &format!("ssh:{}", sshd.port()),
+    ]);
+    admin.ok(&["account", "create", &unix.name, "--asset", "db1"]);
+    let account = format!("{}@db1", unix.name);
+    let o = server.cli(
+        &["credential", "set-password", &account],
+        &[("PORTCULLIS_CLI_CONFIG", &admin.cfg), ("PORTCULLIS_NEW_PASSWORD", TARGET_PW)],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    admin.ok(&["entitlement", "create", "db-ops", "--priority", "1", "--group", "dbas"]);
+    let file = tmp.path().join("policy.json");
+    let policy = json!({
+        "entitlement_id": "db-ops", "name": "db ssh", "priority": 1, "access_type": "ssh",
+        "scope": { "accounts": [account] },
+        "settings": { "approval_levels": [{ "required": 1, "group_ids": ["approvers"] }], "change_password_after_checkin": false }
+    });
+    std::fs::write(&file, policy.to_string()).unwrap();
+    admin.ok(&["policy", "create", "--file", &file.display().to_string()]);
+
+    let r = dora.ok(&["request", "create", "--account", &format!("{account}:ssh"), "-o", "json"]);
+    let id = r.json()["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    let aaron = Person::login(&server, "aaron", AARON_PW);
+    let r = aaron.ok(&["request", "list", "--queue", "approvals"]);
+    assert!(r.out.contains(&id) && r.out.contains("dora"), "{}", r.text);
+    aaron.ok(&["request", "approve", &id]);
+
+    // Dora's session through the proxy, signed in with her directory password.
+    let ssh = Command::new("sshpass")
+        .args(["-p", DORA_PW, "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .args(["-o", "LogLevel=ERROR", "-o", "PubkeyAuthentication=no", "-p", &server.ssh_port.to_string()])
+        .arg(format!("dora#{account}@127.0.0.1"))
+        .arg("echo session-open; sleep 120")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let live = |v: &Value| v.as_array().is_some_and(|a| a.iter().any(|s| s["request_id"] == id.as_str()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = server.call("GET", "/api/v1/sessions?live=true", Some(&admin_token), None).await;
+        if live(&v) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dora's session did not start: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Disabled in the directory: the next synchronisation disables her and ends her session.
+    ldap.replace(&user_dn("dora"), "employeeType", "disabled");
+    let r = admin.ok(&["directory", "sync", "corp"]);
+    assert!(r.out.contains("Users disabled (their sessions end): dora"), "{}", r.text);
+    let out = tokio::task::spawn_blocking(move || ssh.wait_with_output().unwrap()).await.unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("session-open") && said.contains("disabled"), "{said}");
+    let (s, v) =
+        server.call("POST", "/api/v1/auth/login", None, Some(json!({ "username": "dora", "password": DORA_PW }))).await;
+    assert_eq!((s, v["code"].as_str()), (401, Some("invalid_credentials")), "{v}");
+    let disabled = audited(&server, &admin_token, "user.update", "success").await;
+    assert!(
+        disabled.iter().any(|e| e["details"]["disabled"] == true && e["details"]["directory"] == "corp"),
+        "{disabled:?}"
+    );
+    let r = dora.run(&["whoami"]);
+    assert!(!r.ok, "her CLI session ended with the disable: {}", r.text);
+
+    // Enabled again in the directory: back at the next sign-in.
+    ldap.replace(&user_dn("dora"), "employeeType", "staff");
+    Person::login(&server, "dora", DORA_PW);
+
+    // The directory is down: directory users cannot sign in (clearly), local ones can.
+    let mut ldap = ldap;
+    ldap.pause();
+    let (s, v) = server
+        .call("POST", "/api/v1/auth/login", None, Some(json!({ "username": "aaron", "password": AARON_PW })))
+        .await;
+    assert_eq!((s, v["code"].as_str()), (502, Some("directory_unavailable")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("local users can still sign in"), "{v}");
+    Person::login(&server, "admin", ADMIN_PASSWORD);
+    let r = admin.run(&["directory", "sync", "corp"]);
+    assert!(!r.ok && r.text.contains("nothing was changed"), "{}", r.text);
+    let l = admin.ok(&["directory", "list", "-o", "json"]).json();
+    assert!(l[0]["last_error"].as_str().is_some_and(|e| e.contains("cannot read directory corp")), "{l}");
+    let g = admin.ok(&["group", "show", "approvers", "-o", "json"]).json();
+    assert_eq!(g["member_names"], json!(["aaron"]), "a failed sync changes nothing: {g}");
+    ldap.resume();
+    Person::login(&server, "aaron", AARON_PW);
+    // No directory password, bind password or token in the server's output.
+    let all = server.all_output();
+    for secret in [DORA_PW, AARON_PW, slapd::SERVICE_PASSWORD, TARGET_PW] {
+        assert!(!all.contains(secret), "a secret in the server's output");
+    }
+}
+
+#[tokio::test]
+async fn directory_sqlite() {
+    walk(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn directory_postgres() {
+    walk(Db::postgres()).await;
+}
