@@ -77,11 +77,27 @@ fn target_error(e: &ConnectError) -> AppError {
     AppError::new(kind, e.code(), e.to_string())
 }
 
+/// A platform's connector, or a directory's.
+enum Conn {
+    Platform(&'static dyn Connector),
+    Directory(crate::directory_accounts::DirectoryAccounts),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = dyn Connector;
+    fn deref(&self) -> &(dyn Connector + 'static) {
+        match self {
+            Conn::Platform(c) => *c,
+            Conn::Directory(d) => d,
+        }
+    }
+}
+
 /// An account's asset, its connector and where to reach it.
 struct Plan {
     account: Account,
     asset: Asset,
-    connector: &'static dyn Connector,
+    connector: Conn,
     target: Target,
 }
 
@@ -111,10 +127,28 @@ pub async fn unconfirmed_identity(state: &App, asset: &Asset) -> Option<String> 
 async fn plan(state: &App, account_id: &str) -> AppResult<Plan> {
     let account = state.store.account(account_id).await?;
     let asset = state.store.asset(&account.asset_id).await?;
+    if asset.platform == portcullis_core::inventory::Platform::Directory {
+        // Where the credential goes is the configuration file's `[directories.NAME]`, not the
+        // asset's address, so no administrator can point it elsewhere through the API.
+        let conn = state.directories.iter().find(|d| d.directory.name() == asset.name).ok_or_else(|| {
+            AppError::conflict(
+                "directory_not_configured",
+                format!(
+                    "{} is a directory asset, but the server has no [directories.{}] connection; directory accounts \
+                     are changed through the directory of the same name",
+                    asset.name, asset.name
+                ),
+            )
+        })?;
+        let connector = Conn::Directory(crate::directory_accounts::DirectoryAccounts(conn.directory.clone()));
+        let target =
+            Target { host: conn.directory.settings().url.clone(), port: 0, host_key: None, timeout: TARGET_TIMEOUT };
+        return Ok(Plan { account, asset, connector, target });
+    }
     if let Some(why) = unconfirmed_identity(state, &asset).await {
         return Err(AppError::conflict("asset_identity_unconfirmed", why));
     }
-    let connector = portcullis_connect::for_platform(asset.platform.as_str()).ok_or_else(|| {
+    let connector = portcullis_connect::for_platform(asset.platform.as_str()).map(Conn::Platform).ok_or_else(|| {
         AppError::new(
             ErrorKind::Invalid,
             "unsupported_platform",

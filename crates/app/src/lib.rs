@@ -12,6 +12,7 @@ pub mod audit_anchor;
 pub mod auth;
 pub mod credentials;
 pub mod directory;
+pub mod directory_accounts;
 pub mod error;
 pub mod gateway;
 pub mod me;

@@ -28,11 +28,14 @@ macro_rules! text_enum {
 
 text_enum! {
     /// The operating system or device family of an asset; decides how passwords are changed.
+    /// `directory`: the asset named like a `[directories.NAME]` connection, whose accounts are
+    /// directory accounts, changed through the directory.
     Platform {
         Linux => "linux",
         Unix => "unix",
         Windows => "windows",
         NetworkDevice => "network_device",
+        Directory => "directory",
         Other => "other",
     }
 }

@@ -316,12 +316,12 @@ impl Directory {
         let value = ldap_escape(username);
         let any: String = s.attributes.login.iter().map(|attr| format!("({attr}={value})")).collect();
         let filter = format!("(|{any})");
-        let found = self.search(ldap, &s.user_base, &filter, vec!["1.1".into()]).await?;
+        let found = self.search(ldap, &s.account_base, &filter, vec!["1.1".into()]).await?;
         match found.as_slice() {
             [one] => Ok(one.dn.clone()),
             [] => Err(DirectoryError::Refused {
                 what: format!("find account {username:?}"),
-                reason: format!("no entry under {} has that name", s.user_base),
+                reason: format!("no entry under {} has that name", s.account_base),
             }),
             many => Err(DirectoryError::Refused {
                 what: format!("find account {username:?}"),

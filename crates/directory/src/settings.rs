@@ -104,6 +104,9 @@ pub struct Settings {
     pub bind_dn: String,
     pub bind_password: Zeroizing<String>,
     pub user_base: String,
+    /// Where directory accounts (service and administrator accounts Portcullis vaults) are
+    /// looked up by name.
+    pub account_base: String,
     pub user_filter: String,
     pub group_base: String,
     pub group_filter: String,
@@ -154,6 +157,7 @@ impl Settings {
         for (field, value) in [
             ("bind_dn", &self.bind_dn),
             ("user_base", &self.user_base),
+            ("account_base", &self.account_base),
             ("group_base", &self.group_base),
             ("attributes.username", &self.attributes.username),
         ] {

@@ -16,6 +16,7 @@ fn settings(s: &Slapd) -> Settings {
         bind_dn: slapd::SERVICE_DN.into(),
         bind_password: slapd::SERVICE_PASSWORD.to_owned().into(),
         user_base: slapd::PEOPLE.into(),
+        account_base: slapd::PEOPLE.into(),
         user_filter: Kind::Ldap.default_user_filter().into(),
         group_base: slapd::GROUPS.into(),
         group_filter: Kind::Ldap.default_group_filter().into(),

@@ -15,6 +15,7 @@ use crate::process::{stop, wait_until};
 pub const BASE: &str = "dc=example,dc=test";
 pub const PEOPLE: &str = "ou=people,dc=example,dc=test";
 pub const GROUPS: &str = "ou=groups,dc=example,dc=test";
+pub const SERVICES: &str = "ou=services,dc=example,dc=test";
 pub const SERVICE_DN: &str = "cn=portcullis,ou=services,dc=example,dc=test";
 pub const SERVICE_PASSWORD: &str = "service bind secret 7731";
 const ROOT_DN: &str = "cn=admin,dc=example,dc=test";
@@ -152,6 +153,15 @@ impl Slapd {
             "dn: {}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {name}\nsn: {name}\n\
              displayName: {name}\nmail: {mail}\nuserPassword: {password}\n",
             user_dn(uid)
+        ));
+    }
+
+    /// Adds a directory account `uid` under `ou=services` (not a person: not synchronised as a
+    /// user), with a password.
+    pub fn add_account(&self, uid: &str, password: &str) {
+        self.modify(&format!(
+            "dn: uid={uid},{SERVICES}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+             userPassword: {password}\n"
         ));
     }
 

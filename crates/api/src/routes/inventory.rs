@@ -44,7 +44,7 @@ pub struct AssetDto {
     name: String,
     /// IP address or DNS name.
     address: String,
-    /// linux, unix, windows, network_device or other.
+    /// linux, unix, windows, network_device, directory (named like a `[directories.NAME]` connection) or other.
     platform: String,
     description: String,
     protocols: Vec<ProtocolPortDto>,
@@ -115,8 +115,9 @@ impl From<&Asset> for AssetDto {
 }
 
 fn parse_platform(s: &str) -> ApiResult<Platform> {
-    Platform::parse(s)
-        .ok_or_else(|| ApiError::invalid("platform", "must be one of linux, unix, windows, network_device, other"))
+    Platform::parse(s).ok_or_else(|| {
+        ApiError::invalid("platform", "must be one of linux, unix, windows, network_device, directory, other")
+    })
 }
 
 fn parse_protocols(list: &[ProtocolPortDto]) -> ApiResult<Vec<ProtocolPort>> {

@@ -57,7 +57,7 @@ pub struct ScopedProfile {
 
 #[derive(Deserialize, IntoParams)]
 pub struct ScopePath {
-    /// `platform:<platform>` (linux, unix, windows, network_device, other) or `asset:<asset id>`.
+    /// `platform:<platform>` (linux, unix, windows, network_device, directory, other) or `asset:<asset id>`.
     scope: String,
 }
 
@@ -66,7 +66,7 @@ async fn check_scope(state: &AppState, scope: &str) -> ApiResult<()> {
         if Platform::parse(p).is_none() {
             return Err(ApiError::invalid(
                 "scope",
-                "unknown platform; use linux, unix, windows, network_device or other",
+                "unknown platform; use linux, unix, windows, network_device, directory or other",
             ));
         }
         return Ok(());

@@ -32,7 +32,7 @@ pub enum AssetCmd {
         /// IP address or DNS name.
         #[arg(long)]
         address: String,
-        /// linux, unix, windows, network_device or other.
+        /// linux, unix, windows, network_device, directory (named like the server's [directories.NAME]) or other.
         #[arg(long)]
         platform: String,
         /// PROTOCOL[:PORT], repeatable (default ssh:22).

@@ -29,6 +29,8 @@ pub struct DirectorySettings {
     /// A file holding the service account's password (instead of `bind_password`).
     pub bind_password_file: String,
     pub user_base: String,
+    /// Where directory accounts are looked up by name; default: `user_base`.
+    pub account_base: String,
     /// Default: `(objectClass=inetOrgPerson)`; AD `(&(objectCategory=person)(objectClass=user))`.
     pub user_filter: String,
     pub group_base: String,
@@ -55,6 +57,7 @@ impl Default for DirectorySettings {
             bind_password: String::new(),
             bind_password_file: String::new(),
             user_base: String::new(),
+            account_base: String::new(),
             user_filter: String::new(),
             group_base: String::new(),
             group_filter: String::new(),
@@ -151,6 +154,7 @@ impl Config {
                 bind_dn: d.bind_dn.clone(),
                 bind_password: password,
                 user_base: d.user_base.clone(),
+                account_base: or(&d.account_base, &d.user_base),
                 user_filter: or(&d.user_filter, kind.default_user_filter()),
                 group_base: or(&d.group_base, &d.user_base),
                 group_filter: or(&d.group_filter, kind.default_group_filter()),

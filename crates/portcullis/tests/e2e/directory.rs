@@ -18,6 +18,7 @@ use crate::people::{audited, Person};
 const DORA_PW: &str = "dora directory pw 4411";
 const AARON_PW: &str = "aaron directory pw 8822";
 const TARGET_PW: &str = "Target-Pw-for-Dora-31";
+const SVC_PW: &str = "svc-app first pw 6633";
 
 /// A `[directories.corp]` configuration for `ldap`, written next to the server's files.
 pub fn directory_config(ldap: &Slapd, dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
@@ -26,13 +27,14 @@ pub fn directory_config(ldap: &Slapd, dir: &std::path::Path, extra: &str) -> std
         &path,
         format!(
             "[directories.corp]\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n\
-             user_base = \"{}\"\ngroup_base = \"{}\"\ndisabled_filter = \"(employeeType=disabled)\"\n\
+             user_base = \"{}\"\naccount_base = \"{}\"\ngroup_base = \"{}\"\ndisabled_filter = \"(employeeType=disabled)\"\n\
              timeout_seconds = 3\nsync_interval_seconds = 0\n{extra}",
             ldap.ldaps_url(),
             ldap.ca().display(),
             slapd::SERVICE_DN,
             slapd::SERVICE_PASSWORD,
             slapd::PEOPLE,
+            slapd::SERVICES,
             slapd::GROUPS,
         ),
     )
@@ -47,6 +49,7 @@ fn seed(ldap: &Slapd) {
     ldap.add_group("leads", &[user_dn("aaron")]);
     // Nested: aaron approves through leads ⊂ approvers.
     ldap.add_group("approvers", &[group_dn("leads")]);
+    ldap.add_account("svc-app", SVC_PW);
 }
 
 async fn walk(db: Db) {
@@ -131,6 +134,44 @@ async fn walk(db: Db) {
     let r = aaron.ok(&["request", "list", "--queue", "approvals"]);
     assert!(r.out.contains(&id) && r.out.contains("dora"), "{}", r.text);
     aaron.ok(&["request", "approve", &id]);
+
+    // A directory account: vaulted on the asset named like the directory, checked out, and
+    // changed through the directory after check-in (verified by a bind).
+    admin.ok(&["asset", "create", "corp", "--address", "127.0.0.1", "--platform", "directory"]);
+    admin.ok(&["account", "create", "svc-app", "--asset", "corp"]);
+    let o = server.cli(
+        &["credential", "set-password", "svc-app@corp"],
+        &[("PORTCULLIS_CLI_CONFIG", &admin.cfg), ("PORTCULLIS_NEW_PASSWORD", SVC_PW)],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = admin.ok(&["credential", "check", "svc-app@corp", "-o", "json"]).json();
+    assert_eq!(r["ok"], true, "{r}");
+    let policy = json!({
+        "entitlement_id": "db-ops", "name": "svc password", "priority": 2, "access_type": "password",
+        "scope": { "accounts": ["svc-app@corp"] },
+        "settings": { "approval_levels": [{ "required": 1, "group_ids": ["approvers"] }], "change_password_after_checkin": true }
+    });
+    std::fs::write(&file, policy.to_string()).unwrap();
+    admin.ok(&["policy", "create", "--file", &file.display().to_string()]);
+    let r = dora.ok(&["request", "create", "--account", "svc-app@corp:password", "-o", "json"]);
+    let pw_request = r.json()["outcomes"][0]["request"]["id"].as_str().unwrap().to_owned();
+    aaron.ok(&["request", "approve", &pw_request]);
+    let r = dora.ok(&["request", "checkout", &pw_request]);
+    assert!(r.out.contains(SVC_PW), "{}", r.text);
+    dora.ok(&["request", "checkin", &pw_request]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = admin.ok(&["credential", "list", "svc-app@corp", "-o", "json"]).json();
+        let versions = v.as_array().cloned().unwrap_or_default();
+        if versions.iter().any(|x| x["version"] == 2 && x["status"] == "active") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the directory account's password was not changed: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(!ldap.binds(&format!("uid=svc-app,{}", slapd::SERVICES), SVC_PW), "the old password still binds");
+    let r = admin.ok(&["credential", "check", "svc-app@corp", "-o", "json"]).json();
+    assert_eq!((r["ok"].clone(), r["version"].clone()), (json!(true), json!(2)), "the new password binds: {r}");
 
     // Dora's session through the proxy, signed in with her directory password.
     let ssh = Command::new("sshpass")

@@ -21,6 +21,7 @@ const PLATFORMS: &[(&str, &str)] = &[
     ("unix", "Unix"),
     ("windows", "Windows"),
     ("network_device", "Network device"),
+    ("directory", "Directory (named like its [directories.NAME])"),
     ("other", "Other"),
 ];
 
