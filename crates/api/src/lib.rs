@@ -34,7 +34,8 @@ pub use state::{App, AppState, AuthSettings, ChangeSettings, Clock, LiveSession,
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Operations anyone may call without a token.
-pub const PUBLIC_OPERATIONS: &[&str] = &["bootstrap", "login", "set_password_by_link", "healthz", "metrics"];
+pub const PUBLIC_OPERATIONS: &[&str] =
+    &["bootstrap", "login", "set_password_by_link", "healthz", "metrics", "sso_info", "sso_start", "sso_token"];
 
 #[derive(OpenApi)]
 #[openapi(
@@ -60,6 +61,7 @@ struct ApiDoc;
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::auth::routes())
+        .merge(routes::sso::routes())
         .merge(routes::me::routes())
         .merge(routes::users::routes())
         .merge(routes::directories::routes())

@@ -6,7 +6,7 @@ use argon2::Argon2;
 use base64::Engine;
 use portcullis_core::role::Role;
 use portcullis_core::totp;
-use portcullis_store::{Actor, User};
+use portcullis_store::{Actor, LoginState, User};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -97,6 +97,12 @@ pub fn new_token(prefix: &str) -> Zeroizing<String> {
 /// What the store keeps of a token.
 pub fn token_hash(token: &str) -> String {
     hex_lower(&Sha256::digest(token.as_bytes()))
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 pub fn hex_lower(bytes: &[u8]) -> String {
@@ -298,33 +304,37 @@ pub async fn verify_login(
     if let Some(nt) = nt {
         crate::session_access::remember_nla_hash(state, &user.id, &nt).await;
     }
-    let mut totp_step = None;
-    if user.totp_enabled {
-        let Some(code) = totp_code else {
-            return Err(AppError::new(
-                ErrorKind::Unauthenticated,
-                "totp_required",
-                "this account uses a one-time code: send totp_code",
-            ));
-        };
-        let secret =
-            login_state.totp_secret.as_deref().and_then(|s| crate::totp_secret::open(&state.vault, &user.id, s));
-        let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login_state.totp_last_step));
-        let consumed = match step {
-            Some(step) => state.store.consume_totp_step(&user.id, step).await?,
-            None => false,
-        };
-        if !consumed {
-            fail(user.id.clone(), "wrong one-time code").await?;
-            return Err(AppError::new(
-                ErrorKind::Unauthenticated,
-                "invalid_credentials",
-                "wrong or reused one-time code",
-            ));
-        }
-        totp_step = step;
-    }
+    let totp_step =
+        if user.totp_enabled { Some(check_totp(state, source, &login_state, totp_code).await?) } else { None };
     Ok((login_state.user, totp_step))
+}
+
+/// Checks the one-time code of an enrolled user (and uses up its step, against replay): the
+/// step, or `totp_required` without a code, or a counted failed sign-in.
+pub async fn check_totp(state: &App, source: &str, login: &LoginState, code: Option<&str>) -> AppResult<i64> {
+    let user = &login.user;
+    let Some(code) = code else {
+        return Err(AppError::new(
+            ErrorKind::Unauthenticated,
+            "totp_required",
+            "this account uses a one-time code: send totp_code",
+        ));
+    };
+    let now = state.now();
+    let secret = login.totp_secret.as_deref().and_then(|s| crate::totp_secret::open(&state.vault, &user.id, s));
+    let step = secret.and_then(|s| totp::verify(&s, code, now.div_euclid(1_000_000), login.totp_last_step));
+    let consumed = match step {
+        Some(step) => state.store.consume_totp_step(&user.id, step).await?,
+        None => false,
+    };
+    match step.filter(|_| consumed) {
+        Some(step) => Ok(step),
+        None => {
+            let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
+            record_failure(state, &actor, &user.id, "wrong one-time code").await?;
+            Err(AppError::new(ErrorKind::Unauthenticated, "invalid_credentials", "wrong or reused one-time code"))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod screens;
 pub mod services;
 pub mod session_access;
 pub mod sessions;
+pub mod sso;
 pub mod state;
 pub mod throttle;
 pub mod totp_secret;

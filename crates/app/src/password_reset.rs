@@ -77,7 +77,7 @@ pub async fn reset(state: &App, caller: &Caller, user: &User, invitation: bool) 
             ErrorKind::Forbidden,
             "directory_user",
             format!(
-                "{} signs in with their password in the directory {d}; reset it there, not in Portcullis",
+                "{} signs in through {d} (a directory or single sign-on); their password is reset there, not in Portcullis",
                 user.username
             ),
         ));

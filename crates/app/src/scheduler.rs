@@ -23,6 +23,9 @@ pub async fn run_transitions(state: App) {
             if let Err(e) = state.store.purge_password_resets(state.now()).await {
                 tracing::warn!(error = %e, "cannot purge expired set-password links");
             }
+            if let Err(e) = state.store.purge_sso_logins(state.now()).await {
+                tracing::warn!(error = %e, "cannot purge expired single sign-ons");
+            }
         }
         passes += 1;
         if let Err(e) = crate::audit_anchor::write(&state).await {

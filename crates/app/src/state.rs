@@ -108,6 +108,7 @@ pub struct App {
     /// The RDP proxy's address as users reach it (host:port; empty: off).
     pub rdp_host: Arc<String>,
     pub directories: Arc<Vec<crate::directory::DirectoryConn>>,
+    pub sso: Option<Arc<crate::sso::Sso>>,
 }
 
 /// One public host key of the SSH proxy.
@@ -139,6 +140,7 @@ impl App {
             screens: Arc::default(),
             rdp_host: Arc::default(),
             directories: Arc::default(),
+            sso: None,
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
@@ -157,6 +159,10 @@ impl App {
 
     pub fn with_ssh_host(self, host: String) -> Self {
         App { ssh_host: Arc::new(host), ..self }
+    }
+
+    pub fn with_sso(self, sso: Option<crate::sso::Sso>) -> Self {
+        App { sso: sso.map(Arc::new), ..self }
     }
 
     pub fn with_directories(self, directories: Vec<crate::directory::DirectoryConn>) -> Self {

@@ -9,6 +9,7 @@
 
 mod conn;
 pub mod nesting;
+pub mod oidc;
 mod settings;
 
 use std::collections::BTreeSet;

@@ -27,6 +27,7 @@ pub struct Config {
     pub aa_plugins: std::collections::BTreeMap<String, AaPluginSettings>,
     /// Directory connections by name (`[directories.NAME]`), file only.
     pub directories: std::collections::BTreeMap<String, directories::DirectorySettings>,
+    pub oidc: directories::OidcConfig,
     pub siem: SiemConfig,
     pub mail: MailSettings,
     pub webhook: WebhookSettings,
@@ -412,8 +413,21 @@ fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Key { key: key.into(), message: message.into() }
 }
 
-const SECTIONS: &[&str] =
-    &["server", "storage", "auth", "log", "vault", "ssh", "telnet", "rdp", "siem", "mail", "webhook", "notifications"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "auth",
+    "log",
+    "vault",
+    "ssh",
+    "telnet",
+    "rdp",
+    "siem",
+    "mail",
+    "webhook",
+    "notifications",
+    "oidc",
+];
 // `[aa_plugins.NAME]` tables are set in the file only (no environment overrides).
 
 impl Config {
@@ -542,6 +556,7 @@ impl Config {
         }
         self.aa_plugins()?;
         self.directories()?;
+        self.sso()?;
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be \"text\" or \"json\""));
         }

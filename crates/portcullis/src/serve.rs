@@ -167,6 +167,7 @@ pub async fn run(config: Config) -> Result<()> {
     let state = App::new(store.clone(), Arc::new(SystemClock), config.auth_settings(), vault)
         .with_change_settings(config.change_settings())
         .with_directories(directories)
+        .with_sso(config.sso()?)
         .with_mail(channels.mail.is_some())
         .with_metrics_token(Some(config.server.metrics_token.clone()).filter(|t| !t.is_empty()))
         .with_recordings(data_dir.join("recordings"))

@@ -25,6 +25,7 @@ mod secrets;
 mod sessions;
 mod settings;
 mod sql;
+mod sso;
 mod tokens;
 mod transitions;
 mod users;
@@ -49,6 +50,7 @@ pub use requests::{
 };
 pub use secrets::{SealedRow, SecretKey, SecretVersion};
 pub use sessions::{NewSession, SessionQuery, SessionRecord, UserKey};
+pub use sso::SsoLogin;
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, ProxyLogin, User, UserPatch};
 

@@ -152,7 +152,7 @@ pub(crate) async fn replace_password(
             Some(Some(d)) => StoreError::Refused {
                 code: "directory_user",
                 message: format!(
-                    "this user signs in with their password in the directory {d}; change it there, not in Portcullis"
+                    "this user signs in through {d} (a directory or single sign-on); their password is changed there, not in Portcullis"
                 ),
             },
             _ => StoreError::NotFound("user"),

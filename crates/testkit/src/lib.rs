@@ -1,6 +1,7 @@
 //! Test harness shared by the integration tests: real components started on 127.0.0.1 at
 //! high ports and stopped by PID when the handle drops.
 
+pub mod oidc;
 pub mod pg;
 pub mod process;
 pub mod pty;

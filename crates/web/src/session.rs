@@ -33,6 +33,11 @@ pub fn client_source(parts: &Parts) -> String {
     parts.extensions.get::<ClientAddr>().map(|a| a.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
 }
 
+/// A cookie's value.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie(headers, name)
+}
+
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)

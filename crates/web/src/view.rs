@@ -16,6 +16,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("set_password.html", include_str!("../templates/set_password.html")),
+    ("sso.html", include_str!("../templates/sso.html")),
     ("message.html", include_str!("../templates/message.html")),
     ("requests.html", include_str!("../templates/requests.html")),
     ("new_request.html", include_str!("../templates/new_request.html")),

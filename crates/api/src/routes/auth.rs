@@ -103,9 +103,9 @@ pub struct LoginRequest {
 #[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
     /// Send as `Authorization: Bearer <token>`.
-    token: String,
-    expires_at: String,
-    user: UserDto,
+    pub token: String,
+    pub expires_at: String,
+    pub user: UserDto,
 }
 
 /// Signs in with username, password and (when enrolled) a TOTP code; returns a session token.

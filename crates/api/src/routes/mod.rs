@@ -14,5 +14,6 @@ pub mod profiles;
 pub mod requests;
 pub mod screens;
 pub mod sessions;
+pub mod sso;
 pub mod system;
 pub mod users;

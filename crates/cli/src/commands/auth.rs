@@ -27,8 +27,15 @@ pub struct BootstrapArgs {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    #[arg(long)]
-    username: String,
+    #[arg(long, required_unless_present = "sso")]
+    username: Option<String>,
+    /// Sign in with the server's single sign-on provider, in a browser (the command prints the
+    /// address to open and waits for the browser to come back).
+    #[arg(long, conflicts_with_all = ["username", "password_stdin"])]
+    sso: bool,
+    /// With --sso: only print the address, do not try to open a browser.
+    #[arg(long, requires = "sso")]
+    no_browser: bool,
     /// The current one-time code, if you enrolled TOTP.
     #[arg(long)]
     totp_code: Option<String>,
@@ -123,8 +130,13 @@ pub async fn set_password(a: SetPasswordArgs, g: &GlobalArgs) -> Result<(), CliE
 
 pub async fn login(a: LoginArgs, g: &GlobalArgs) -> Result<(), CliError> {
     let (client, server) = anonymous(g)?;
+    let Some(username) = a.username.filter(|_| !a.sso) else {
+        let signed = super::sso::login(g, &client, server, !a.no_browser, a.totp_code.as_deref()).await?;
+        report_sign_in(g, &signed, "Signed in as");
+        return Ok(());
+    };
     let password = read_secret("Password: ", "PORTCULLIS_PASSWORD", a.password_stdin)?;
-    let signed = sign_in(g, &client, server, &a.username, &password, a.totp_code.as_deref()).await?;
+    let signed = sign_in(g, &client, server, &username, &password, a.totp_code.as_deref()).await?;
     report_sign_in(g, &signed, "Signed in as");
     Ok(())
 }

@@ -12,6 +12,7 @@ mod me;
 mod policies;
 mod requests;
 mod sessions;
+mod sso;
 mod tokens;
 mod users;
 

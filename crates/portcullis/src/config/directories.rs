@@ -172,3 +172,123 @@ impl Config {
         Ok(out)
     }
 }
+
+/// `[oidc]`: sign-in with an OpenID provider (web UI and CLI). Off while `issuer` is empty.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (its discovery document is ISSUER/.well-known/openid-configuration).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// A file holding the client secret (instead of `client_secret`).
+    pub client_secret_file: String,
+    /// Portcullis's URL as browsers reach it (e.g. https://pam.example.com); the provider sends
+    /// them back to PUBLIC_URL/auth/oidc/callback, which must be registered with it.
+    pub public_url: String,
+    /// What the sign-in button says: "Sign in with NAME".
+    pub display_name: String,
+    pub scopes: Vec<String>,
+    /// The claim holding the Portcullis user name.
+    pub username_claim: String,
+    /// The claim holding the user's groups (mirrored as Portcullis groups of the same names).
+    pub groups_claim: String,
+    /// Users the provider vouches for get a Portcullis account at their first sign-in.
+    pub create_users: bool,
+    /// A Portcullis (or directory) user of the same name may sign in through the provider.
+    pub link_existing: bool,
+    /// `amr` values that count as multi-factor: such sign-ins are not asked for a one-time
+    /// code again. Empty: always asked (of users enrolled).
+    pub mfa_amr: Vec<String>,
+    /// PEM CA bundle for the provider's certificate; empty: the built-in web PKI roots.
+    pub ca_file: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: String::new(),
+            public_url: String::new(),
+            display_name: "single sign-on".into(),
+            scopes: vec!["openid".into(), "profile".into(), "email".into(), "groups".into()],
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            create_users: true,
+            link_existing: false,
+            mfa_amr: vec!["mfa".into(), "otp".into(), "hwk".into()],
+            ca_file: String::new(),
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The single sign-on provider, if configured.
+    pub fn sso(&self) -> Result<Option<portcullis_app::sso::Sso>, ConfigError> {
+        let o = &self.oidc;
+        if o.issuer.is_empty() {
+            return Ok(None);
+        }
+        let secret = match (o.client_secret.is_empty(), o.client_secret_file.is_empty()) {
+            (false, true) => Zeroizing::new(o.client_secret.clone()),
+            (true, false) => {
+                let text = std::fs::read_to_string(&o.client_secret_file)
+                    .map_err(|e| key_error("oidc.client_secret_file", format!("{}: {e}", o.client_secret_file)))?;
+                Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            _ => return Err(key_error("oidc.client_secret", "give either client_secret or client_secret_file")),
+        };
+        if o.client_id.is_empty() {
+            return Err(key_error("oidc.client_id", "must not be empty"));
+        }
+        let public = o.public_url.trim_end_matches('/');
+        if !(public.starts_with("https://")
+            || public.starts_with("http://127.0.0.1")
+            || public.starts_with("http://localhost"))
+        {
+            return Err(key_error("oidc.public_url", "must be Portcullis's https:// URL as browsers reach it"));
+        }
+        if !(o.issuer.starts_with("https://")
+            || o.issuer.starts_with("http://127.0.0.1")
+            || o.issuer.starts_with("http://localhost"))
+        {
+            return Err(key_error("oidc.issuer", "must be an https:// URL (plain http only on this machine)"));
+        }
+        if !(1..=120).contains(&o.timeout_seconds) {
+            return Err(key_error("oidc.timeout_seconds", "must be 1 to 120"));
+        }
+        let settings = portcullis_directory::oidc::OidcSettings {
+            issuer: o.issuer.clone(),
+            client_id: o.client_id.clone(),
+            client_secret: secret,
+            redirect_url: format!("{public}/auth/oidc/callback"),
+            scopes: o.scopes.clone(),
+            ca_file: (!o.ca_file.is_empty()).then(|| PathBuf::from(&o.ca_file)),
+            timeout: Duration::from_secs(o.timeout_seconds),
+        };
+        let oidc = portcullis_directory::oidc::Oidc::new(settings).map_err(|e| key_error("oidc", e.to_string()))?;
+        Ok(Some(portcullis_app::sso::Sso {
+            oidc,
+            display_name: o.display_name.clone(),
+            username_claim: o.username_claim.clone(),
+            groups_claim: o.groups_claim.clone(),
+            create_users: o.create_users,
+            link_existing: o.link_existing,
+            mfa_amr: o.mfa_amr.clone(),
+        }))
+    }
+}

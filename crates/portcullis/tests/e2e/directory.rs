@@ -95,7 +95,7 @@ async fn walk(db: Db) {
             Some(json!({})),
         )
         .await;
-    assert!(s == 403 && v["message"].as_str().unwrap().contains("directory corp"), "{s} {v}");
+    assert!(s == 403 && v["message"].as_str().unwrap().contains("signs in through corp"), "{s} {v}");
 
     // Access: an entitlement of the directory group dbas, approvers from the nested group.
     let sshd = Sshd::start();

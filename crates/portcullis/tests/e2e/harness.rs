@@ -52,8 +52,21 @@ impl Server {
     }
 
     pub fn start_with(db: Db, tls: bool, env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().unwrap();
         let port = portcullis_testkit::free_port();
+        Self::start_on(db, tls, port, env)
+    }
+
+    /// As [`Server::start_with`], with the environment made from the server's port (for
+    /// settings that name the server's own URL).
+    pub fn start_env_for_port(db: Db, env: impl Fn(u16) -> Vec<(String, String)>) -> Server {
+        let port = portcullis_testkit::free_port();
+        let env = env(port);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_on(db, false, port, &env)
+    }
+
+    fn start_on(db: Db, tls: bool, port: u16, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().unwrap();
         let ssh_port = portcullis_testkit::free_port();
         let mut s = Server {
             dir,

@@ -20,5 +20,6 @@ mod requests;
 mod resets;
 mod schemathesis;
 mod siem;
+mod sso;
 mod vault;
 mod web;

@@ -16,7 +16,8 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     let dir_readers = vec!["user_admin", "security_policy_admin", "auditor", "appliance_admin"];
     let inv_readers = vec!["asset_admin", "security_policy_admin", "auditor", "appliance_admin"];
     let mut m = BTreeMap::new();
-    for op in ["bootstrap", "login", "set_password_by_link", "healthz", "metrics"] {
+    for op in ["bootstrap", "login", "set_password_by_link", "healthz", "metrics", "sso_info", "sso_start", "sso_token"]
+    {
         m.insert(op, vec![PUBLIC]);
     }
     for op in [

@@ -31,7 +31,9 @@ fn login_page_with(
     notice: Option<&str>,
     username: &str,
 ) -> Response {
-    let ctx = json!({ "next": next, "error": error, "notice": notice, "username": username });
+    let sso = web.sso.as_ref().map(|s| s.display_name.clone());
+    let sso_href = format!("/auth/oidc/start?next={}", crate::session::encode(next));
+    let ctx = json!({ "next": next, "error": error, "notice": notice, "username": username, "sso": sso, "sso_href": sso_href });
     match web.templates.get_template("login.html").and_then(|t| t.render(&ctx)) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response(),
