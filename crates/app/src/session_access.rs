@@ -118,6 +118,32 @@ pub async fn access_for(
     Ok(SessionAccess { request, account, asset, policy_name: policy.name, settings: policy.settings, aa: None })
 }
 
+/// The account whose credential logs in to the target, by the policy's account mode (R-REQ-2):
+/// the requested account itself (vaulted, or user supplied), the requester's linked directory
+/// account (Linked Account), or the policy's directory account (Directory Account). The target
+/// sees that account's name and its vaulted password.
+pub async fn login_account(state: &App, access: &SessionAccess) -> Result<Account, String> {
+    use portcullis_core::policy::AccountMode;
+    let id = match access.settings.account_mode {
+        AccountMode::Vaulted | AccountMode::UserSupplied => return Ok(access.account.clone()),
+        AccountMode::LinkedAccount => {
+            let linked =
+                state.store.linked_accounts(&access.request.requester_id).await.map_err(|_| UNAVAILABLE.to_owned())?;
+            linked.into_iter().next().ok_or_else(|| {
+                format!(
+                    "the policy {} logs in with your linked directory account, and you have none; ask a User \
+                     Administrator to link yours (portcullis user link-account USER ACCOUNT@DIRECTORY)",
+                    access.policy_name
+                )
+            })?
+        }
+        AccountMode::DirectoryAccount => access.settings.directory_account_ids.first().cloned().ok_or_else(|| {
+            format!("the policy {} names no directory account; ask a Security Policy Administrator", access.policy_name)
+        })?,
+    };
+    state.store.account(&id).await.map_err(|_| "the directory account the policy names no longer exists".to_owned())
+}
+
 /// The user named `username` if the public key with this fingerprint is registered to them.
 pub async fn key_owner(state: &App, username: &str, fingerprint: &str) -> Option<User> {
     let owner = state.store.user_key_owner(fingerprint).await.ok()??;

@@ -15,6 +15,7 @@ mod extras;
 mod gateway;
 mod groups;
 mod inventory;
+mod linked;
 mod mail_tokens;
 mod names;
 mod password_resets;

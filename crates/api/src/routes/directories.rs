@@ -9,14 +9,18 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Authed, DirectoryAdmins, DirectoryWatchers};
-use crate::dto::ts;
+use crate::auth::{Authed, DirectoryAdmins, DirectoryReaders, DirectoryWatchers, UserAdmins};
+use crate::dto::{ts, IdPath, MemberPath};
 use crate::error::ApiResult;
 use crate::extract::ApiPath;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_directories)).routes(routes!(sync_directory))
+    OpenApiRouter::new()
+        .routes(routes!(list_directories))
+        .routes(routes!(sync_directory))
+        .routes(routes!(list_linked_accounts))
+        .routes(routes!(link_account, unlink_account))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -122,4 +126,59 @@ async fn sync_directory(
     ApiPath(p): ApiPath<NamePath>,
 ) -> ApiResult<Json<SyncDto>> {
     Ok(Json(portcullis_app::directory::sync_now(&state, &c, &p.name).await?.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LinkedAccountDto {
+    account_id: String,
+    /// ACCOUNT@DIRECTORY.
+    account_name: String,
+}
+
+/// A user's linked directory accounts (their own accounts in a directory, which sessions of
+/// policies in Linked Account mode log in with).
+#[utoipa::path(get, path = "/api/v1/users/{id}/linked-accounts", tag = "users", operation_id = "list_linked_accounts",
+    params(IdPath),
+    responses((status = 200, description = "Linked accounts", body = Vec<LinkedAccountDto>)))]
+async fn list_linked_accounts(
+    State(state): State<AppState>,
+    _c: Authed<DirectoryReaders>,
+    ApiPath(p): ApiPath<IdPath>,
+) -> ApiResult<Json<Vec<LinkedAccountDto>>> {
+    state.store.user(&p.id).await?;
+    let ids = state.store.linked_accounts(&p.id).await?;
+    let names = state.store.names_for(portcullis_store::Named::Account, &ids).await?;
+    Ok(Json(
+        ids.into_iter()
+            .map(|id| LinkedAccountDto { account_name: names.get(&id).cloned().unwrap_or_default(), account_id: id })
+            .collect(),
+    ))
+}
+
+/// Links a directory account to a user (User Administrators).
+#[utoipa::path(put, path = "/api/v1/users/{id}/linked-accounts/{member_id}", tag = "users", operation_id = "link_account",
+    params(MemberPath),
+    responses((status = 204, description = "Linked")))]
+async fn link_account(
+    State(state): State<AppState>,
+    c: Authed<UserAdmins>,
+    ApiPath(p): ApiPath<MemberPath>,
+) -> ApiResult<axum::http::StatusCode> {
+    crate::routes::users::managed_user(&state, &c, &p.id).await?;
+    state.store.link_account(&c.actor(), state.now(), &p.id, &p.member_id, true).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Unlinks a directory account from a user (User Administrators).
+#[utoipa::path(delete, path = "/api/v1/users/{id}/linked-accounts/{member_id}", tag = "users", operation_id = "unlink_account",
+    params(MemberPath),
+    responses((status = 204, description = "Unlinked")))]
+async fn unlink_account(
+    State(state): State<AppState>,
+    c: Authed<UserAdmins>,
+    ApiPath(p): ApiPath<MemberPath>,
+) -> ApiResult<axum::http::StatusCode> {
+    crate::routes::users::managed_user(&state, &c, &p.id).await?;
+    state.store.link_account(&c.actor(), state.now(), &p.id, &p.member_id, false).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -40,7 +40,7 @@ fn parse_roles(names: &[String]) -> ApiResult<Vec<Role>> {
 
 /// Loads the user `id`, refusing when the caller may not manage them (see
 /// [`Caller::may_manage`]).
-async fn managed_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<User> {
+pub(crate) async fn managed_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<User> {
     let target = state.store.user(id).await?;
     if caller.may_manage(&target) {
         Ok(target)

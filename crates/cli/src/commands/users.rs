@@ -99,6 +99,26 @@ pub enum UserCmd {
         #[arg(value_name = "USER")]
         id: String,
     },
+    /// Link a directory account (ACCOUNT@DIRECTORY) to a user: sessions of policies in Linked
+    /// Account mode log in with it.
+    LinkAccount {
+        /// User name or id.
+        #[arg(value_name = "USER")]
+        id: String,
+        /// ACCOUNT@DIRECTORY (an account of a directory asset), or its id.
+        account: String,
+    },
+    /// Remove a linked directory account from a user.
+    UnlinkAccount {
+        #[arg(value_name = "USER")]
+        id: String,
+        account: String,
+    },
+    /// A user's linked directory accounts.
+    LinkedAccounts {
+        #[arg(value_name = "USER")]
+        id: String,
+    },
 }
 
 /// The user a command names, by user name or id.
@@ -110,7 +130,10 @@ fn target(cmd: &UserCmd) -> Option<&str> {
         | UserCmd::Roles { id, .. }
         | UserCmd::ResetPassword { id }
         | UserCmd::Unlock { id }
-        | UserCmd::ResetTotp { id } => Some(id),
+        | UserCmd::ResetTotp { id }
+        | UserCmd::LinkAccount { id, .. }
+        | UserCmd::UnlinkAccount { id, .. }
+        | UserCmd::LinkedAccounts { id } => Some(id),
         UserCmd::List { .. } | UserCmd::Create { .. } => None,
     }
 }
@@ -177,6 +200,23 @@ pub async fn run(cmd: UserCmd, g: &GlobalArgs) -> Result<(), CliError> {
         UserCmd::ResetTotp { id } => {
             c.post(&format!("{}/totp/reset", item(&id)), &json!({})).await?;
             done(g.output, "One-time-code enrolment removed.");
+            return Ok(());
+        }
+        UserCmd::LinkAccount { id, account } => {
+            let account_id = resolve::id(&c, Kind::Account, &account).await?;
+            c.put(&format!("{}/linked-accounts/{}", item(&id), enc(&account_id)), None).await?;
+            done(g.output, &format!("{account} is linked to {id}."));
+            return Ok(());
+        }
+        UserCmd::UnlinkAccount { id, account } => {
+            let account_id = resolve::id(&c, Kind::Account, &account).await?;
+            c.delete(&format!("{}/linked-accounts/{}", item(&id), enc(&account_id))).await?;
+            done(g.output, &format!("{account} is no longer linked to {id}."));
+            return Ok(());
+        }
+        UserCmd::LinkedAccounts { id } => {
+            let v = c.get(&format!("{}/linked-accounts", item(&id))).await?;
+            print(g.output, &v, &["account_name", "account_id"]);
             return Ok(());
         }
     };

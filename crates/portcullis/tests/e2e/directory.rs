@@ -19,6 +19,7 @@ const DORA_PW: &str = "dora directory pw 4411";
 const AARON_PW: &str = "aaron directory pw 8822";
 const TARGET_PW: &str = "Target-Pw-for-Dora-31";
 const SVC_PW: &str = "svc-app first pw 6633";
+const DIR_PW: &str = "Directory-Admin-Pw-77";
 
 /// A `[directories.corp]` configuration for `ldap`, written next to the server's files.
 pub fn directory_config(ldap: &Slapd, dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
@@ -173,6 +174,66 @@ async fn walk(db: Db) {
     let r = admin.ok(&["credential", "check", "svc-app@corp", "-o", "json"]).json();
     assert_eq!((r["ok"].clone(), r["version"].clone()), (json!(true), json!(2)), "the new password binds: {r}");
 
+    // Directory Account and Linked Account modes: the target is logged in to with a directory
+    // account's name and vaulted password (the target knows the directory's accounts; here a
+    // Unix user of the same name and password stands for that).
+    let dir_unix = UnixUser::create(DIR_PW);
+    ldap.add_account(&dir_unix.name, DIR_PW);
+    let dir_account = format!("{}@corp", dir_unix.name);
+    admin.ok(&["account", "create", &dir_unix.name, "--asset", "corp"]);
+    let o = server.cli(
+        &["credential", "set-password", &dir_account],
+        &[("PORTCULLIS_CLI_CONFIG", &admin.cfg), ("PORTCULLIS_NEW_PASSWORD", DIR_PW)],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (asset, mode) in [("db2", "directory_account"), ("db3", "linked_account")] {
+        admin.ok(&[
+            "asset",
+            "create",
+            asset,
+            "--address",
+            "127.0.0.1",
+            "--platform",
+            "linux",
+            "--protocol",
+            &format!("ssh:{}", sshd.port()),
+        ]);
+        // The requested account has no vaulted credential of its own.
+        admin.ok(&["account", "create", &unix.name, "--asset", asset]);
+        let mut settings =
+            json!({ "auto_approve": true, "change_password_after_checkin": false, "account_mode": mode });
+        if mode == "directory_account" {
+            settings["directory_account_ids"] = json!([dir_account]);
+        }
+        let policy = json!({
+            "entitlement_id": "db-ops", "name": format!("{asset} {mode}"), "priority": 3, "access_type": "ssh",
+            "scope": { "accounts": [format!("{}@{asset}", unix.name)] }, "settings": settings,
+        });
+        std::fs::write(&file, policy.to_string()).unwrap();
+        admin.ok(&["policy", "create", "--file", &file.display().to_string()]);
+        dora.ok(&["request", "create", "--account", &format!("{}@{asset}:ssh", unix.name)]);
+    }
+    let whoami = |asset: &str| {
+        let o = Command::new("sshpass")
+            .args(["-p", DORA_PW, "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR", "-o", "PubkeyAuthentication=no", "-p", &server.ssh_port.to_string()])
+            .arg(format!("dora#{}@{asset}@127.0.0.1", unix.name))
+            .arg("whoami")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    assert_eq!(whoami("db2").trim(), dir_unix.name, "Directory Account mode logs in as the directory account");
+    let said = whoami("db3");
+    assert!(said.contains("you have none") && said.contains("link-account"), "{said}");
+    admin.ok(&["user", "link-account", "dora", &dir_account]);
+    let r = admin.ok(&["user", "linked-accounts", "dora"]);
+    assert!(r.out.contains(&dir_account), "{}", r.text);
+    assert_eq!(whoami("db3").trim(), dir_unix.name, "Linked Account mode logs in as dora's linked account");
+    let r = admin.run(&["user", "link-account", "dora", &account]);
+    assert!(!r.ok && r.text.contains("not a directory account"), "{}", r.text);
+
     // Dora's session through the proxy, signed in with her directory password.
     let ssh = Command::new("sshpass")
         .args(["-p", DORA_PW, "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
@@ -236,7 +297,7 @@ async fn walk(db: Db) {
     Person::login(&server, "aaron", AARON_PW);
     // No directory password, bind password or token in the server's output.
     let all = server.all_output();
-    for secret in [DORA_PW, AARON_PW, slapd::SERVICE_PASSWORD, TARGET_PW] {
+    for secret in [DORA_PW, AARON_PW, slapd::SERVICE_PASSWORD, TARGET_PW, DIR_PW] {
         assert!(!all.contains(secret), "a secret in the server's output");
     }
 }

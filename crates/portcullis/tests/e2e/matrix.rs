@@ -127,6 +127,9 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     }
     m.insert("set_user_roles", vec!["appliance_admin"]);
     m.insert("list_directories", vec!["user_admin", "auditor", "appliance_admin"]);
+    m.insert("list_linked_accounts", dir_readers.clone());
+    m.insert("link_account", vec!["user_admin"]);
+    m.insert("unlink_account", vec!["user_admin"]);
     m.insert("sync_directory", vec!["user_admin", "appliance_admin"]);
     for op in [
         "list_assets",

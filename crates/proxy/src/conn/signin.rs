@@ -290,14 +290,7 @@ impl Conn {
     }
 }
 
-/// What the SSH proxy supports of an authorized access: the Vaulted and User Supplied account
-/// modes.
+/// What the SSH proxy supports of an authorized access: every account mode.
 fn supported(access: Access) -> Result<Access, String> {
-    if !matches!(access.settings.account_mode, AccountMode::Vaulted | AccountMode::UserSupplied) {
-        return Err(format!(
-            "the policy's account mode ({}) is not supported by the SSH proxy yet; ask an administrator",
-            access.settings.account_mode.as_str()
-        ));
-    }
     Ok(access)
 }

@@ -113,6 +113,9 @@ impl Conn {
         let asset = &access.asset;
         let (target, leg) = self.leg_to(asset)?;
         let state = &self.state;
+        // The account that logs in: the requested one, or a directory account (linked to the
+        // user, or named by the policy).
+        let login = portcullis_app::session_access::login_account(state, access).await?;
         let (key, password) = if access.settings.account_mode == AccountMode::UserSupplied {
             // The user's own credential for the target, typed at sign-in; nothing vaulted.
             let typed =
@@ -120,8 +123,8 @@ impl Conn {
             (Ok(None), Ok(typed))
         } else {
             (
-                portcullis_app::credentials::current(state, &access.account.id, "ssh_key").await,
-                portcullis_app::credentials::current(state, &access.account.id, "password").await,
+                portcullis_app::credentials::current(state, &login.id, "ssh_key").await,
+                portcullis_app::credentials::current(state, &login.id, "password").await,
             )
         };
         let (Ok(key), Ok(password)) = (key, password) else {
@@ -129,8 +132,8 @@ impl Conn {
         };
         if key.is_none() && password.is_none() {
             return Err(format!(
-                "the vault holds no credential for {}@{}; ask an administrator",
-                access.account.name, asset.name
+                "the vault holds no credential for {}; ask an administrator",
+                login_name(&login, access)
             ));
         }
         let connected = match self.preconnect.take() {
@@ -158,16 +161,12 @@ impl Conn {
                 return Err(self.upstream_error(access, &e));
             }
         };
-        let mut result = Err(ConnectError::AuthenticationFailed(access.account.name.clone()));
+        let mut result = Err(ConnectError::AuthenticationFailed(login.name.clone()));
         if let Some((_, k)) = &key {
-            result = client
-                .authenticate(Login { username: &access.account.name, credential: Credential::PrivateKey(k) })
-                .await;
+            result = client.authenticate(Login { username: &login.name, credential: Credential::PrivateKey(k) }).await;
         }
         if let (Err(_), Some((_, p))) = (&result, &password) {
-            result = client
-                .authenticate(Login { username: &access.account.name, credential: Credential::Password(p) })
-                .await;
+            result = client.authenticate(Login { username: &login.name, credential: Credential::Password(p) }).await;
         }
         result.map_err(|e| self.upstream_error(access, &e))?;
         if asset.host_key.is_none() && !client.host_key().is_empty() {
@@ -277,5 +276,15 @@ impl Conn {
         self.channels.insert(id, UpChannel { tx, number, tracks });
         reply.accept().await;
         Ok(())
+    }
+}
+
+/// How a login account is named in messages: ACCOUNT@ASSET, or for a directory account used on
+/// another asset, "the directory account ACCOUNT@DIRECTORY".
+fn login_name(login: &portcullis_store::Account, access: &Access) -> String {
+    if login.id == access.account.id {
+        format!("{}@{}", access.account.name, access.asset.name)
+    } else {
+        format!("the directory account {} (for {}@{})", login.name, access.account.name, access.asset.name)
     }
 }
