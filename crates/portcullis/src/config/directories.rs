@@ -121,8 +121,8 @@ impl Config {
             if !(1..=300).contains(&d.timeout_seconds) {
                 return Err(key_error(&key("timeout_seconds"), "must be 1 to 300"));
             }
-            if d.sync_interval_seconds != 0 && d.sync_interval_seconds < 60 {
-                return Err(key_error(&key("sync_interval_seconds"), "must be 0 (no schedule) or at least 60"));
+            if d.sync_interval_seconds != 0 && d.sync_interval_seconds < 5 {
+                return Err(key_error(&key("sync_interval_seconds"), "must be 0 (no schedule) or at least 5"));
             }
             let or = |v: &str, default: &str| if v.is_empty() { default.to_owned() } else { v.to_owned() };
             let defaults = Attributes::defaults(kind);

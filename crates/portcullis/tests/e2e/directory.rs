@@ -29,7 +29,7 @@ pub fn directory_config(ldap: &Slapd, dir: &std::path::Path, extra: &str) -> std
         format!(
             "[directories.corp]\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n\
              user_base = \"{}\"\naccount_base = \"{}\"\ngroup_base = \"{}\"\ndisabled_filter = \"(employeeType=disabled)\"\n\
-             timeout_seconds = 3\nsync_interval_seconds = 0\n{extra}",
+             timeout_seconds = 3\n{extra}",
             ldap.ldaps_url(),
             ldap.ca().display(),
             slapd::SERVICE_DN,
@@ -57,7 +57,7 @@ async fn walk(db: Db) {
     let ldap = Slapd::start();
     seed(&ldap);
     let tmp = tempfile::tempdir().unwrap();
-    let config = directory_config(&ldap, tmp.path(), "");
+    let config = directory_config(&ldap, tmp.path(), "sync_interval_seconds = 0\n");
     let server = Server::start_with(db, false, &[("PORTCULLIS_CONFIG", config.to_str().unwrap())]);
     let admin_token = server.bootstrap().await;
     let admin = Person::login(&server, "admin", ADMIN_PASSWORD);
@@ -310,4 +310,40 @@ async fn directory_sqlite() {
 #[tokio::test]
 async fn directory_postgres() {
     walk(Db::postgres()).await;
+}
+
+/// The schedule: the directory is read at start and every `sync_interval_seconds`; a user
+/// disabled there is disabled here without anyone asking.
+#[tokio::test]
+async fn directory_scheduled_sync() {
+    let ldap = Slapd::start();
+    seed(&ldap);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = directory_config(&ldap, tmp.path(), "sync_interval_seconds = 5\n");
+    let server = Server::start_with(Db::Sqlite, false, &[("PORTCULLIS_CONFIG", config.to_str().unwrap())]);
+    let admin = server.bootstrap().await;
+    let user = |name: &'static str| {
+        let server = &server;
+        let admin = admin.clone();
+        async move {
+            let (_, users) = server.call("GET", "/api/v1/users", Some(&admin), None).await;
+            users.as_array().unwrap().iter().find(|u| u["username"] == name).cloned()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while user("aaron").await.is_none() {
+        assert!(Instant::now() < deadline, "the scheduled synchronisation did not bring aaron");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(user("dora").await.unwrap()["disabled"], false);
+    ldap.delete(&user_dn("dora"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while user("dora").await.unwrap()["disabled"] != true {
+        assert!(Instant::now() < deadline, "dora, gone from the directory, was not disabled");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, l) = server.call("GET", "/api/v1/directories", Some(&admin), None).await;
+    assert!(l[0]["last_success_at"].is_string() && l[0]["last_error"].is_null(), "{l}");
+    let syncs = audited(&server, &admin, "directory.sync", "success").await;
+    assert!(syncs.iter().any(|e| e["details"]["disabled"] == json!(["dora"])), "{syncs:?}");
 }
