@@ -88,6 +88,8 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/audit", get(pages::oversight::audit))
         .route("/explain", get(pages::admin::explain))
         .route("/services", get(pages::admin::services).post(pages::admin::set_services))
+        .route("/admin/directories", get(pages::admin::directories))
+        .route("/admin/directories/{name}/sync", post(pages::admin::sync_directory))
         .route("/me", get(pages::me::show).post(pages::me::update))
         .route("/me/{action}", post(pages::me::security))
         .route("/admin", get(pages::admin::index))

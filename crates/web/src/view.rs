@@ -30,6 +30,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("../templates/audit.html")),
     ("explain.html", include_str!("../templates/explain.html")),
     ("services.html", include_str!("../templates/services.html")),
+    ("directories.html", include_str!("../templates/directories.html")),
     ("watch.html", include_str!("../templates/watch.html")),
     ("admin.html", include_str!("../templates/admin.html")),
     ("totp.html", include_str!("../templates/totp.html")),

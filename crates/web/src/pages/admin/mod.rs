@@ -95,6 +95,9 @@ pub async fn index(State(web): State<Web>, v: Viewer) -> Response {
         add("/admin/users", "Users", "accounts of people, roles, passwords, locks");
         add("/admin/groups/user", "User groups", "who is entitled, who approves and reviews");
     }
+    if c.has(Role::UserAdmin) || c.has(Role::Auditor) || c.has(Role::ApplianceAdmin) {
+        add("/admin/directories", "Directories", "LDAP / Active Directory connections and their synchronisations");
+    }
     if c.has(Role::AssetAdmin) {
         add(
             "/admin/assets",
@@ -153,5 +156,43 @@ pub async fn set_services(State(web): State<Web>, form: Submitted) -> Response {
             Redirect::to(&super::with_notice("/services", done)).into_response()
         }
         Err(e) => error_page(&web, &form.viewer, &e, "/services"),
+    }
+}
+
+/// The directory connections and their last synchronisations; synchronise one now.
+pub async fn directories(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) -> Response {
+    match portcullis_app::directory::list(&web, &v.caller).await {
+        Ok(list) => {
+            let rows: Vec<_> = list
+                .iter()
+                .map(|d| {
+                    let last = d.last.as_ref();
+                    json!({
+                        "name": d.name, "url": d.url, "interval": d.sync_interval.as_secs(),
+                        "attempted": last.map(|l| crate::view::when(&v.zone, l.attempted_at)),
+                        "error": last.and_then(|l| l.error.clone()),
+                        "summary": last.map(|l| l.summary.clone()).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            let may_sync = v.caller.has(Role::UserAdmin) || v.caller.has(Role::ApplianceAdmin);
+            let ctx = json!({ "title": "Directories", "directories": rows, "may_sync": may_sync, "notice": n.done });
+            page(&web, &v, "directories.html", ctx)
+        }
+        Err(e) => error_page(&web, &v, &e, "/admin"),
+    }
+}
+
+pub async fn sync_directory(
+    State(web): State<Web>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    form: Submitted,
+) -> Response {
+    match portcullis_app::directory::sync_now(&web, &form.viewer.caller, &name).await {
+        Ok(report) => {
+            let done = format!("Directory {name} synchronised: {}.", report.summary());
+            Redirect::to(&super::with_notice("/admin/directories", &done)).into_response()
+        }
+        Err(e) => error_page(&web, &form.viewer, &e, "/admin/directories"),
     }
 }
