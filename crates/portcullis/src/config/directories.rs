@@ -292,3 +292,51 @@ impl Config {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn load(toml: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        Config::load(Some(&p), Vec::<(String, String)>::new()).map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = "[directories.corp]\nbind_dn = \"cn=x\"\nbind_password = \"pw\"\nuser_base = \"ou=p\"\n";
+
+    #[test]
+    fn directory_settings_are_checked_with_the_key_named() {
+        let ok = load(&format!("{BASE}url = \"ldaps://ldap.example:636\"\n")).unwrap();
+        let d = ok.directories().unwrap();
+        assert_eq!(d[0].0.group_base, "ou=p", "group_base defaults to user_base");
+        assert_eq!(d[0].0.attributes.login, ["uid"]);
+        let e = load(&format!("{BASE}url = \"ldap://ldap.example:389\"\n")).unwrap_err();
+        assert!(e.contains("directories.corp.url") && e.contains("allow_plain"), "{e}");
+        let e = load(&format!("{BASE}url = \"ldaps://h:636\"\nkind = \"novell\"\n")).unwrap_err();
+        assert!(e.contains("directories.corp.kind"), "{e}");
+        let e = load(&format!("{BASE}url = \"ldaps://h:636\"\nbind_password_file = \"/x\"\n")).unwrap_err();
+        assert!(e.contains("directories.corp.bind_password") && e.contains("either"), "{e}");
+        let e = load(&format!("{BASE}url = \"ldaps://h:636\"\nuser_filter = \"objectClass=person\"\n")).unwrap_err();
+        assert!(e.contains("directories.corp.user_filter") && e.contains("parentheses"), "{e}");
+        let ad = load(&format!("{BASE}url = \"ldaps://h:636\"\nkind = \"active_directory\"\n")).unwrap();
+        let d = ad.directories().unwrap();
+        assert_eq!(d[0].0.attributes.login, ["sAMAccountName", "userPrincipalName"]);
+        assert!(d[0].0.disabled_filter.as_deref().unwrap().contains("userAccountControl"));
+        // The bind password never shows in the configuration's debug output.
+        assert!(!format!("{ok:?}").contains("\"pw\""));
+    }
+
+    #[test]
+    fn oidc_settings_are_checked() {
+        let oidc = "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"pcl\"\nclient_secret = \"s3cret\"\n";
+        let e = load(&format!("{oidc}public_url = \"http://pam.example\"\n")).unwrap_err();
+        assert!(e.contains("oidc.public_url"), "{e}");
+        let c = load(&format!("{oidc}public_url = \"https://pam.example/\"\n")).unwrap();
+        let sso = c.sso().unwrap().unwrap();
+        assert_eq!(sso.oidc.settings().redirect_url, "https://pam.example/auth/oidc/callback");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(load("[oidc]\nissuer = \"\"\n").unwrap().sso().unwrap().is_none());
+    }
+}
