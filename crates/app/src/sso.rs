@@ -26,6 +26,8 @@ use crate::state::App;
 pub const SOURCE: &str = "oidc";
 /// How long a sign-in may take, from start to session.
 const TTL_MICROS: i64 = 10 * 60 * 1_000_000;
+/// Most sign-ins in progress at once: starting one needs no account, so their number is bounded.
+const MAX_PENDING: i64 = 10_000;
 
 /// The provider and how its claims map to users.
 pub struct Sso {
@@ -70,8 +72,15 @@ pub struct Begun {
 
 async fn begin(state: &App, client: &str, next: String, cli_challenge: Option<String>) -> AppResult<Begun> {
     let sso = sso(state)?;
-    let started = sso.oidc.start().await.map_err(provider_error)?;
     let now = state.now();
+    if state.store.sso_pending(now).await? >= MAX_PENDING {
+        return Err(AppError::new(
+            ErrorKind::TooMany,
+            "too_many_attempts",
+            "too many single sign-ons are in progress; try again in a few minutes",
+        ));
+    }
+    let started = sso.oidc.start().await.map_err(provider_error)?;
     state
         .store
         .sso_begin(&SsoLogin {

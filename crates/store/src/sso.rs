@@ -100,6 +100,14 @@ impl Store {
             > 0)
     }
 
+    /// How many sign-ins are in progress (unexpired).
+    pub async fn sso_pending(&self, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM sso_logins WHERE expires_at > $1")
+            .bind(now)
+            .fetch_one(&self.read)
+            .await?)
+    }
+
     pub async fn purge_sso_logins(&self, now: i64) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM sso_logins WHERE expires_at <= $1")
             .bind(now)
