@@ -1,5 +1,5 @@
 """Administration → Directories: the directory's last synchronisation, and one started from
-the page. Environment: BASE_URL, ARTIFACTS, AXE, USER, PASSWORD, DIRECTORY."""
+the page. Environment: BASE_URL, ARTIFACTS, AXE, USER, PASSWORD, DIRECTORY, DIRECTORY_USER."""
 
 import os
 
@@ -21,6 +21,12 @@ def main():
         row.locator(f"button:has-text('Synchronise {name} now')").click()
         expect(page.locator(".notice")).to_contain_text(f"Directory {name} synchronised")
         check(page, "directories-synchronised")
+        # A directory user's page says where they sign in, and offers no password reset.
+        page.goto(f"{base}/admin/users")
+        page.click(f"a:text-is('{os.environ['DIRECTORY_USER']}')")
+        expect(page.locator("main")).to_contain_text(f"the directory {name}")
+        expect(page.locator("button:has-text('Reset the password')")).to_have_count(0)
+        check(page, "directory-user")
         browser.close()
     print("synchronised from the page")
 

@@ -82,8 +82,13 @@ async fn walk(db: Db) {
     assert_eq!(g["member_names"], json!(["aaron"]), "nested group: {g}");
     let r = admin.ok(&["directory", "list"]);
     assert!(r.out.contains("corp") && r.out.contains(&ldap.ldaps_url()), "{}", r.text);
-    let env =
-        [("BASE_URL", server.url.as_str()), ("USER", "admin"), ("PASSWORD", ADMIN_PASSWORD), ("DIRECTORY", "corp")];
+    let env = [
+        ("BASE_URL", server.url.as_str()),
+        ("USER", "admin"),
+        ("PASSWORD", ADMIN_PASSWORD),
+        ("DIRECTORY", "corp"),
+        ("DIRECTORY_USER", "dora"),
+    ];
     crate::web::run_browser("directories.py", &format!("directories-{}", server.port), &env);
     // Directory groups' members and directory users' passwords are the directory's.
     let r = admin.run(&["group", "add-member", "dbas", "admin"]);

@@ -44,7 +44,7 @@ pub async fn show(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
         "user": {
             "username": u.username, "display_name": u.display_name, "email": u.email,
             "time_zone": u.time_zone, "time_zone_locked": u.time_zone_locked, "roles": roles,
-            "totp_enabled": u.totp_enabled,
+            "totp_enabled": u.totp_enabled, "directory": u.directory,
         },
     });
     page(&web, &v, "me.html", ctx)

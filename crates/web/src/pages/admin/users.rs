@@ -129,8 +129,22 @@ pub async fn show(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Que
     let base = format!("/admin/users/{id}");
     let held: Vec<&str> =
         u["roles"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let source = match u["directory"].as_str() {
+        Some("oidc") => "single sign-on (their password is the provider's)".to_owned(),
+        Some(d) => format!("the directory {d} (their password and groups are the directory's)"),
+        None => "a Portcullis password".to_owned(),
+    };
+    let linked = kit::get(&web, &v, &format!("/api/v1/users/{}/linked-accounts", kit::s(&u, "id")))
+        .await
+        .ok()
+        .map(|l| {
+            kit::items(&l).iter().filter_map(|a| a["account_name"].as_str().map(str::to_owned)).collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
     let facts = json!([
         ["User name", kit::s(&u, "username")],
+        ["Signs in with", source],
+        ["Linked directory accounts", if linked.is_empty() { "none".to_owned() } else { linked.join(", ") }],
         ["State", state_of(&u)],
         ["Roles", roles_of(&u)],
         ["Failed sign-ins", u["failed_logins"]],
@@ -168,9 +182,7 @@ pub async fn show(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Que
         { "heading": "Summary", "facts": facts },
         { "heading": "Profile", "forms": [profile] },
         { "heading": "Roles", "text": "Only an Appliance Administrator may change roles; the last one keeps the role.", "forms": [roles] },
-        { "heading": "Password", "text": "A reset makes the user's password stop working, ends their sessions and API \
-          tokens, and mails them a one-time link to choose a new one (you never see it). It needs their e-mail \
-          address, set by someone other than you.", "forms": [reset] },
+        password_section(&u, reset),
         { "heading": "Other actions", "forms": actions },
     ], "links": [{ "href": "/admin/users", "text": "All users" }] });
     page(&web, &v, "admin.html", ctx)
@@ -220,4 +232,19 @@ pub async fn act(State(web): State<Web>, Path((id, action)): Path<(String, Strin
     }
     .await;
     kit::finish_at(&web, &form, result, &base)
+}
+
+/// The password section: a reset for Portcullis users; for a directory's or the provider's
+/// users, where their password lives instead.
+fn password_section(u: &Value, reset: Value) -> Value {
+    match u["directory"].as_str() {
+        Some(d) => json!({ "heading": "Password", "text": format!(
+            "{} signs in through {}; their password is changed there, not in Portcullis.",
+            kit::s(u, "username"),
+            if d == "oidc" { "single sign-on".to_owned() } else { format!("the directory {d}") }
+        ) }),
+        None => json!({ "heading": "Password", "text": "A reset makes the user's password stop working, ends their \
+          sessions and API tokens, and mails them a one-time link to choose a new one (you never see it). It needs \
+          their e-mail address, set by someone other than you.", "forms": [reset] }),
+    }
 }
