@@ -109,7 +109,13 @@ async fn connection(
     let Admitted { user, access, policy, login, target_secret, authorizers } = admitted;
     let refused = |reason: String| Refused::After { user: Box::new(user.clone()), login: login.clone(), reason };
     let target_name = format!("{}@{}", access.account.name, access.asset.name);
-    let password = match target_password(state, &access, target_secret).await {
+    // The account that logs in: the requested one, or a directory account (Linked Account,
+    // Directory Account).
+    let login_account = match portcullis_app::session_access::login_account(state, &access).await {
+        Ok(a) => a,
+        Err(reason) => return refuse(state, &client, peer, refused(reason)).await,
+    };
+    let password = match target_password(state, &access, &login_account, target_secret).await {
         Ok(p) => p,
         Err(reason) => return refuse(state, &client, peer, refused(reason)).await,
     };
@@ -128,7 +134,7 @@ async fn connection(
     };
     let default_prompts = Prompts::default();
     let prompts = cfg.prompts.get(&access.asset.platform).unwrap_or(&default_prompts);
-    let shown = match target.login(prompts, &access.account.name, password.as_bytes(), TARGET_LOGIN).await {
+    let shown = match target.login(prompts, &login_account.name, password.as_bytes(), TARGET_LOGIN).await {
         Ok(shown) => scrub(shown, password.as_bytes()),
         Err(e) => {
             let reason = login_failure(&access, &target_name, e);
@@ -181,18 +187,23 @@ async fn connection(
 async fn target_password(
     state: &AppState,
     access: &portcullis_app::session_access::SessionAccess,
+    login: &portcullis_store::Account,
     typed: Option<Zeroizing<String>>,
 ) -> Result<Zeroizing<String>, String> {
     if access.settings.account_mode == AccountMode::UserSupplied {
         return typed.ok_or_else(|| "no target password was typed".to_owned());
     }
-    let current = portcullis_app::credentials::current(state, &access.account.id, "password")
+    let current = portcullis_app::credentials::current(state, &login.id, "password")
         .await
         .map_err(|_| "Portcullis cannot read the account's credential right now".to_owned())?;
     let Some((_, plain)) = current else {
+        let whose = if login.id == access.account.id {
+            format!("{}@{}", access.account.name, access.asset.name)
+        } else {
+            format!("the directory account {}", login.name)
+        };
         return Err(format!(
-            "the vault holds no password for {}@{} (Telnet logs in with a password); ask an administrator",
-            access.account.name, access.asset.name
+            "the vault holds no password for {whose} (Telnet logs in with a password); ask an administrator"
         ));
     };
     Ok(Zeroizing::new(String::from_utf8_lossy(plain.expose()).into_owned()))

@@ -214,19 +214,12 @@ pub(super) async fn authorize(
         return Err(refuse(&user, &login, why));
     }
     let target_secret = match access.settings.account_mode {
-        AccountMode::Vaulted => None,
+        AccountMode::Vaulted | AccountMode::LinkedAccount | AccountMode::DirectoryAccount => None,
         AccountMode::UserSupplied => {
             let prompt = format!("Target password for {}@{}: ", access.account.name, access.asset.name);
             client.say(&prompt).await.map_err(io_gone)?;
             let typed = answer(client, false).await?;
             Some(Zeroizing::new(typed))
-        }
-        other => {
-            let reason = format!(
-                "the policy's account mode ({}) is not supported by the Telnet proxy; ask an administrator",
-                other.as_str()
-            );
-            return Err(refuse(&user, &login, reason));
         }
     };
     let mut authorizers = Vec::new();

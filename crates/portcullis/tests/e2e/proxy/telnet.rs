@@ -222,3 +222,46 @@ async fn telnet_content_rules_waits_watch_and_termination() {
     let seen = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && seen.contains("watched-5"), "{seen}{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Directory Account mode over Telnet: the requested account has no credential of its own; the
+/// proxy types the policy's directory account's name and vaulted password into the target's
+/// prompts (the target knows the directory's accounts; the world's Unix user stands for one).
+#[tokio::test(flavor = "multi_thread")]
+async fn telnet_directory_account_mode() {
+    let w = world_on(Db::Sqlite, json!({})).await;
+    let telnetd = Telnetd::start();
+    let asset = json!({ "name": "corp", "address": "127.0.0.1", "platform": "directory" });
+    let (s, corp) = post(&w.server, &w.admin, "/api/v1/assets", asset).await;
+    assert_eq!(s, 201, "{corp}");
+    let (_, dir_account) =
+        post(&w.server, &w.admin, "/api/v1/accounts", json!({ "asset_id": corp["id"], "name": w.user.name })).await;
+    let path = format!("/api/v1/accounts/{}/password", dir_account["id"].as_str().unwrap());
+    let (s, _) = w.server.call("PUT", &path, Some(&w.admin), Some(json!({ "password": TARGET_PW }))).await;
+    assert_eq!(s, 201);
+    let more = json!({ "account_mode": "directory_account", "directory_account_ids": [dir_account["id"]] });
+    let body = json!({ "name": "tn2", "address": "127.0.0.1", "platform": "linux", "protocols": [{ "protocol": "telnet", "port": telnetd.port() }] });
+    let (_, tn2) = post(&w.server, &w.admin, "/api/v1/assets", body).await;
+    let (_, placeholder) =
+        post(&w.server, &w.admin, "/api/v1/accounts", json!({ "asset_id": tn2["id"], "name": "operator" })).await;
+    let (_, users) = w.server.call("GET", "/api/v1/users", Some(&w.admin), None).await;
+    let alice = users.as_array().unwrap().iter().find(|u| u["username"] == "alice").unwrap()["id"].clone();
+    let (_, ent) =
+        post(&w.server, &w.admin, "/api/v1/entitlements", json!({ "name": "tn2", "priority": 3, "user_ids": [alice] }))
+            .await;
+    let mut settings = json!({ "auto_approve": true, "change_password_after_checkin": false });
+    settings.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+    let body = json!({ "entitlement_id": ent["id"], "name": "tn2 directory", "priority": 1, "access_type": "telnet",
+        "scope": { "accounts": [placeholder["id"]] }, "settings": settings });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/policies", body).await;
+    assert_eq!(s, 201, "{p}");
+    request_telnet(&w, placeholder["id"].as_str().unwrap()).await;
+    let body = json!({ "name": "telnet-lab", "protocol": "telnet", "clients": ["127.0.0.0/8"], "channels": [{ "kind": "shell" }] });
+    let (s, p) = post(&w.server, &w.admin, "/api/v1/connection-policies", body).await;
+    assert_eq!(s, 201, "{p}");
+
+    let mut t = telnet_login(&w, "alice#operator@tn2", ALICE_PW);
+    t.expect("$ ", T);
+    t.send("echo who=$(whoami)\r");
+    let screen = t.expect(&format!("who={}", w.user.name), T);
+    assert!(!screen.contains(TARGET_PW), "the vaulted password is never shown: {screen}");
+}
