@@ -172,8 +172,13 @@ pub async fn sign_in(
     password: Zeroizing<String>,
     totp_code: Option<&str>,
 ) -> AppResult<SignedIn> {
-    let now = state.now();
     let (user, totp_step) = verify_login(state, source, username, password, totp_code).await?;
+    open_session(state, source, &user, totp_step).await
+}
+
+/// Opens a login session for a user whose sign-in succeeded (a password, single sign-on).
+pub async fn open_session(state: &App, source: &str, user: &User, totp_step: Option<i64>) -> AppResult<SignedIn> {
+    let now = state.now();
     let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
     let token = new_token("pcs_");
     let expires_at = now + state.auth.session_ttl_minutes * 60_000_000;

@@ -61,14 +61,8 @@ impl Connector for DirectoryAccounts {
             let current = text(password(&via)?)?;
             match self.0.change_password(account, current, text(new_password)?).await {
                 Ok(()) => Ok(seen()),
-                Err(DirectoryError::Refused { what, reason })
-                    if reason.contains("not the account's current password") =>
-                {
-                    Err(ConnectError::AuthenticationFailed(format!("{account} ({what})")))
-                }
-                Err(DirectoryError::Refused { what, reason }) if what.starts_with("verify") => {
-                    Err(ConnectError::VerificationFailed(reason))
-                }
+                Err(DirectoryError::WrongPassword { account }) => Err(ConnectError::AuthenticationFailed(account)),
+                Err(DirectoryError::NotVerified { reason, .. }) => Err(ConnectError::VerificationFailed(reason)),
                 Err(e) => Err(connect_error(e)),
             }
         })

@@ -298,10 +298,7 @@ pub async fn redeem(
     if !state.store.sso_end(&login.state_hash).await? {
         return Err(refused("sso_expired", "this sign-in was used already; start again"));
     }
-    let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: source.to_owned() };
-    let token = new_token("pcs_");
-    let expires_at = now + state.auth.session_ttl_minutes * 60_000_000;
-    state.store.record_login_success(&actor, now, &user.id, totp_step, &token_hash(&token), expires_at).await?;
+    let signed = crate::auth::open_session(state, source, &user, totp_step).await?;
     audit(
         state,
         source,
@@ -310,6 +307,5 @@ pub async fn redeem(
         json!({ "username": user.username, "client": login.client, "provider_mfa": login.mfa != 0 }),
     )
     .await;
-    let user = state.store.user(&user.id).await?;
-    Ok(SignedIn { token, expires_at, user })
+    Ok(signed)
 }

@@ -351,10 +351,7 @@ impl Directory {
         let _ = ldap.unbind().await;
         let (bound, conn) = self.binds(&dn, current).await?;
         let Some(mut conn) = conn.filter(|_| bound) else {
-            return Err(DirectoryError::Refused {
-                what: format!("sign in as {username}"),
-                reason: "the vaulted password is not the account's current password".into(),
-            });
+            return Err(DirectoryError::WrongPassword { account: username.to_owned() });
         };
         let res = match self.settings.kind {
             Kind::Ldap => {
@@ -386,8 +383,8 @@ impl Directory {
             let _ = c.unbind().await;
         }
         if !ok {
-            return Err(DirectoryError::Refused {
-                what: format!("verify the new password of {username}"),
+            return Err(DirectoryError::NotVerified {
+                account: username.to_owned(),
                 reason: "a bind with it was refused after the change".into(),
             });
         }

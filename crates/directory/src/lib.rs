@@ -74,6 +74,14 @@ pub enum DirectoryError {
     ServiceBind { dn: String, reason: String },
     #[error("the directory refused to {what}: {reason}")]
     Refused { what: String, reason: String },
+    /// A directory account's vaulted password does not bind: it is not the current one.
+    #[error(
+        "the directory refused to sign in as {account}: the vaulted password is not the account's current password"
+    )]
+    WrongPassword { account: String },
+    /// The change was made but the new password does not bind.
+    #[error("the directory refused to verify the new password of {account}: {reason}")]
+    NotVerified { account: String, reason: String },
     #[error("{0}")]
     Invalid(String),
 }

@@ -253,9 +253,7 @@ impl Conn {
         asset_name: &str,
         named: Option<(Asset, portcullis_store::Account)>,
     ) -> Result<Access, String> {
-        let access =
-            session_access::authorize(&self.state, user, AccessType::Ssh, account_name, asset_name, named).await?;
-        supported(access)
+        session_access::authorize(&self.state, user, AccessType::Ssh, account_name, asset_name, named).await
     }
 
     /// The user named in the connection string, if `key` is registered to them; with the
@@ -268,11 +266,11 @@ impl Conn {
     }
 
     pub(super) async fn launch_token(&mut self, token: &str) -> Auth {
-        let Some((user, access)) = session_access::redeem_launch_token(&self.state, token, &self.source(), "ssh").await
+        let Some((user, mut access)) =
+            session_access::redeem_launch_token(&self.state, token, &self.source(), "ssh").await
         else {
             return reject();
         };
-        let mut access = access.and_then(supported);
         if let Ok(a) = &access {
             if let Err(why) = self.admit(&user, &a.asset).await {
                 access = Err(why);
@@ -288,9 +286,4 @@ impl Conn {
         self.user = Some(user);
         self.signed_in()
     }
-}
-
-/// What the SSH proxy supports of an authorized access: every account mode.
-fn supported(access: Access) -> Result<Access, String> {
-    Ok(access)
 }
