@@ -78,6 +78,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::credentials::routes())
         .merge(routes::profiles::routes())
         .merge(routes::sessions::routes())
+        .merge(routes::search::routes())
         .merge(routes::screens::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())

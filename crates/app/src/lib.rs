@@ -25,6 +25,7 @@ pub mod policy_cache;
 pub mod requests;
 pub mod scheduler;
 pub mod screens;
+pub mod search;
 pub mod services;
 pub mod session_access;
 pub mod sessions;

@@ -199,7 +199,7 @@ pub async fn recording(state: &App, caller: &Caller, id: &str) -> AppResult<Open
     open_recording(state, s).await
 }
 
-async fn open_recording(state: &App, s: SessionRecord) -> AppResult<OpenRecording> {
+pub(crate) async fn open_recording(state: &App, s: SessionRecord) -> AppResult<OpenRecording> {
     let file = s.recording.clone().ok_or_else(|| AppError::not_found("recording"))?;
     let sealed = crate::credentials::unrow(state.store.session_recording_key(&s.id).await?)?;
     let plain =

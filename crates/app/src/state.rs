@@ -109,6 +109,8 @@ pub struct App {
     pub rdp_host: Arc<String>,
     pub directories: Arc<Vec<crate::directory::DirectoryConn>>,
     pub sso: Option<Arc<crate::sso::Sso>>,
+    /// The session search index (`None`: not opened, as in some tests).
+    pub search: Option<portcullis_search::SearchIndex>,
 }
 
 /// One public host key of the SSH proxy.
@@ -141,6 +143,7 @@ impl App {
             rdp_host: Arc::default(),
             directories: Arc::default(),
             sso: None,
+            search: None,
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
@@ -196,6 +199,10 @@ impl App {
 
     pub fn with_mail(self, mail: bool) -> Self {
         App { mail, ..self }
+    }
+
+    pub fn with_search(self, index: portcullis_search::SearchIndex) -> Self {
+        App { search: Some(index), ..self }
     }
 
     pub fn with_recordings(self, dir: std::path::PathBuf) -> Self {

@@ -104,6 +104,15 @@ pub async fn run(config: Config, throttle: Duration) -> Result<()> {
             done += 1;
         }
     }
+    // The session search index's key.
+    if let Some(stored) = store.setting(portcullis_app::search::KEY_SETTING).await? {
+        if let Some(re) =
+            portcullis_app::search::rewrap(&ring, &stored).map_err(|e| anyhow::anyhow!("the search index key: {e}"))?
+        {
+            store.put_internal_setting(portcullis_app::search::KEY_SETTING, &re).await?;
+            done += 1;
+        }
+    }
     store.close().await;
     std::fs::rename(&current_path, keys.join(format!("vault.kek.old.{old_id}"))).context("keeping the old key")?;
     std::fs::rename(&new_path, &current_path).context("installing the new key")?;

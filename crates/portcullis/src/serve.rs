@@ -194,6 +194,18 @@ pub async fn run(config: Config) -> Result<()> {
         Ok(n) => tracing::info!(sealed = n, "sealed one-time-code secrets kept as text by an older version"),
         Err(e) => anyhow::bail!("cannot seal the stored one-time-code secrets: {}", e.message),
     }
+    // Sessions an earlier run left open (a crash) are closed from their recordings first.
+    match portcullis_app::sessions::close_orphans(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(sessions = n, "closed sessions left open by an earlier run"),
+        Err(e) => tracing::error!(error = %e.message, "cannot close the sessions an earlier run left open"),
+    }
+    // The session search index, encrypted under a key the vault seals.
+    let search = portcullis_app::search::open(&state, &data_dir.join("search"))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the session search index: {}", e.message))?;
+    let state = state.with_search(search);
+    tokio::spawn(portcullis_app::search::run(state.clone()));
     let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
     let proxy = ssh.map(|(listener, host_keys)| {
         let cfg = portcullis_proxy::ProxyConfig {

@@ -148,11 +148,6 @@ fn russh_config(cfg: &ProxyConfig) -> russh::server::Config {
 /// Serves SSH on `listener` until the task is dropped.
 pub async fn serve(state: AppState, cfg: ProxyConfig, listener: TcpListener) {
     let config = Arc::new(russh_config(&cfg));
-    if let Ok(n) = portcullis_app::sessions::close_orphans(&state).await {
-        if n > 0 {
-            tracing::warn!(sessions = n, "closed sessions left open by an earlier run");
-        }
-    }
     let (auth_timeout, plugins) = (cfg.auth_timeout, cfg.aa_plugins.clone());
     let app = state.clone();
     accept_loop(state, listener, cfg.max_connections, cfg.pre_auth, "ssh", move |stream, peer, shared, ticket| {
@@ -332,14 +327,29 @@ pub(crate) async fn start_session(
     }
     // 64 events of at most 32 KiB: a session's recording backlog stays under 2 MiB.
     let tap = portcullis_recording::LiveTap::new();
-    let recorder = writer.spawn_watched(64, Some(tap.clone()));
+    let started = state.now();
+    // The search index sees every event as it is recorded: live sessions are searchable.
+    let observer = state.search.as_ref().map(|ix| {
+        let facts = portcullis_search::Facts {
+            session_id: id.clone(),
+            user: user.username.clone(),
+            account: access.account.name.clone(),
+            asset: access.asset.name.clone(),
+            protocol: protocol.as_str().into(),
+            client: client.to_owned(),
+            started_at: started,
+        };
+        let mut feed = ix.live(facts);
+        Box::new(move |e: &portcullis_recording::Event| feed.event(e)) as portcullis_recording::Observer
+    });
+    let recorder = writer.spawn_observed(64, Some(tap.clone()), observer);
     let sender = recorder.sender().ok_or_else(|| "recording failed".to_owned())?;
     let mut meta = serde_json::json!({
         "session_id": id, "protocol": protocol.as_str(), "user": user.username, "user_id": user.id, "request_id": access.request.id,
         "account": access.account.name, "asset": access.asset.name, "address": access.asset.address, "client": client,
         "connection_policy": policy.map(|p| p.name.as_str()), "access_policy": access.policy_name,
         "recording": if streams { "full" } else { "metadata only (the connection policy records no terminal streams)" },
-        "started_at": jiff::Timestamp::from_microsecond(state.now()).map(|t| t.to_string()).unwrap_or_default(),
+        "started_at": jiff::Timestamp::from_microsecond(started).map(|t| t.to_string()).unwrap_or_default(),
     });
     if let Some(aa) = &access.aa {
         meta["aa"] = aa.clone();
@@ -364,7 +374,7 @@ pub(crate) async fn start_session(
         },
     };
     let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: client.to_owned() };
-    state.store.start_session(&actor, state.now(), &new, login.as_ref()).await.map_err(|e| {
+    state.store.start_session(&actor, started, &new, login.as_ref()).await.map_err(|e| {
         tracing::error!(error = %e, "cannot record the session start");
         "Portcullis cannot record the session start; try again later".to_owned()
     })?;

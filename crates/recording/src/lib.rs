@@ -35,7 +35,7 @@ pub use asciicast::{export_asciicast, export_events};
 pub use event::{Event, EventKind};
 pub use live::{LiveFrame, LiveTap, LiveView};
 pub use reader::{verify, verify_allowing_cut, Reader, VerifyReport};
-pub use writer::{Recorder, RecorderHandle, RecordingWriter, WriterStats};
+pub use writer::{Observer, Recorder, RecorderHandle, RecordingWriter, WriterStats};
 
 /// File magic and format version.
 pub const MAGIC: &[u8; 6] = b"PCREC\x01";

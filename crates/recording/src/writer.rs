@@ -204,9 +204,16 @@ impl RecordingWriter {
 
     /// As [`spawn`](Self::spawn), publishing every recorded event to `tap` for live watchers.
     pub fn spawn_watched(self, capacity: usize, tap: Option<LiveTap>) -> RecorderHandle {
+        self.spawn_observed(capacity, tap, None)
+    }
+
+    /// As [`spawn_watched`](Self::spawn_watched), also handing every recorded event to
+    /// `observer` (in the recorder's task, in order: the search index's feed). The observer must
+    /// not wait.
+    pub fn spawn_observed(self, capacity: usize, tap: Option<LiveTap>, observer: Option<Observer>) -> RecorderHandle {
         let (tx, rx) = mpsc::channel(capacity);
         let task = tokio::spawn(async move {
-            let result = self.run(rx, tap.as_ref()).await;
+            let result = self.run(rx, tap.as_ref(), observer).await;
             if let (Some(tap), Err(_)) = (&tap, &result) {
                 tap.close("the session recording failed");
             }
@@ -219,7 +226,16 @@ impl RecordingWriter {
         mut self,
         mut rx: mpsc::Receiver<Event>,
         tap: Option<&LiveTap>,
+        mut observer: Option<Observer>,
     ) -> Result<WriterStats, RecordingError> {
+        let mut publish = |e: &Event| {
+            if let Some(t) = tap {
+                t.publish(e);
+            }
+            if let Some(o) = &mut observer {
+                o(e);
+            }
+        };
         let mut last_flush = Instant::now();
         // Whether anything was written since the recorder last rested.
         let mut busy = false;
@@ -239,17 +255,13 @@ impl RecordingWriter {
                         last_flush = Instant::now();
                     }
                     self.push(&e);
-                    if let Some(t) = tap {
-                        t.publish(&e);
-                    }
+                    publish(&e);
                     // Take whatever else is queued without waiting.
                     while self.buf.len() < CHUNK_TARGET {
                         match rx.try_recv() {
                             Ok(e) => {
                                 self.push(&e);
-                                if let Some(t) = tap {
-                                    t.publish(&e);
-                                }
+                                publish(&e);
                             }
                             Err(_) => break,
                         }
@@ -277,6 +289,9 @@ impl RecordingWriter {
         }
     }
 }
+
+/// Sees every recorded event, in order (see [`RecordingWriter::spawn_observed`]).
+pub type Observer = Box<dyn FnMut(&Event) + Send>;
 
 /// How a session records. Cloning shares the queue.
 pub struct RecorderHandle {

@@ -28,7 +28,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 pub use crypt_dir::{EncryptedDirectory, IndexKey};
 pub use feed::{Entry, Feed, Kind};
-pub use query::{Hit, SearchQuery};
+pub use query::{Hit, SearchQuery, MAX_LIMIT, MAX_QUERY};
 
 /// How often added entries become searchable.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);

@@ -252,6 +252,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Ended sessions with a recording whose id sorts after `after`, by id: to go through all
+    /// of them (the search index's catch-up).
+    pub async fn recorded_sessions(&self, after: &str, limit: i64) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE ended_at IS NOT NULL AND recording IS NOT NULL AND id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
     pub async fn sessions(&self, q: &SessionQuery) -> Result<Vec<SessionRecord>> {
         let live = q.live.map(i64::from);
         let rows: Vec<Row> = sqlx::query_as(&format!(

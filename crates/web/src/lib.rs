@@ -86,6 +86,7 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/sessions/{id}/watch", get(pages::oversight::watch))
         .route("/sessions/{id}/live", get(pages::oversight::live_stream))
         .route("/audit", get(pages::oversight::audit))
+        .route("/search", get(pages::search::search))
         .route("/explain", get(pages::admin::explain))
         .route("/services", get(pages::admin::services).post(pages::admin::set_services))
         .route("/admin/directories", get(pages::admin::directories))

@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("favorites.html", include_str!("../templates/favorites.html")),
     ("sessions.html", include_str!("../templates/sessions.html")),
     ("audit.html", include_str!("../templates/audit.html")),
+    ("search.html", include_str!("../templates/search.html")),
     ("explain.html", include_str!("../templates/explain.html")),
     ("services.html", include_str!("../templates/services.html")),
     ("directories.html", include_str!("../templates/directories.html")),

@@ -3,7 +3,13 @@
 document.addEventListener("DOMContentLoaded", () => {
   for (const el of document.querySelectorAll(".player[data-cast]")) {
     if (window.AsciinemaPlayer) {
-      window.AsciinemaPlayer.create(el.dataset.cast, el, { fit: "width", idleTimeLimit: 2 });
+      // A search hit: start at its second (what came before is drawn at once).
+      const at = el.dataset.startAt === undefined ? null : Number(el.dataset.startAt);
+      const options = at === null ? { fit: "width", idleTimeLimit: 2 } : { fit: "width", startAt: at, autoPlay: true };
+      window.AsciinemaPlayer.create(el.dataset.cast, el, options);
+      if (at !== null) {
+        el.scrollIntoView();
+      }
     }
   }
   // A live session: the server streams it as it happens.

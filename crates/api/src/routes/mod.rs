@@ -13,6 +13,7 @@ pub mod policies;
 pub mod profiles;
 pub mod requests;
 pub mod screens;
+pub mod search;
 pub mod sessions;
 pub mod sso;
 pub mod system;

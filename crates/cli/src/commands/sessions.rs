@@ -92,6 +92,43 @@ pub enum RecordingCmd {
         /// Longest pause, in seconds.
         #[arg(long, default_value_t = 2.0)]
         max_wait: f64,
+        /// Start here: seconds into the recording (a search hit's `at`); what came before is
+        /// drawn at once, so the screen is as it was.
+        #[arg(long, default_value_t = 0.0)]
+        at: f64,
+    },
+    /// Search what sessions typed, showed, transferred and opened, and who connected where and
+    /// when (live and past sessions you may replay), newest first. Example:
+    /// portcullis recording search '"systemctl stop"' --asset db1 --since 7d
+    Search {
+        /// Words and "quoted phrases" that must all appear in one entry (case does not matter);
+        /// none: the sessions matching the filters.
+        #[arg(default_value = "")]
+        query: String,
+        /// Sessions of this Portcullis user (name).
+        #[arg(long)]
+        user: Option<String>,
+        /// On this account (name).
+        #[arg(long)]
+        account: Option<String>,
+        /// On this asset (name).
+        #[arg(long)]
+        asset: Option<String>,
+        /// ssh, telnet or rdp.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Only these kinds (comma-separated): command, output, file, channel, content, session.
+        #[arg(long)]
+        kind: Option<String>,
+        /// From: how long ago (7d, 12h, 30m) or a time (2026-11-23T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before: how long ago or a time.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many hits (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
 }
 
@@ -207,25 +244,99 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
             out.flush().map_err(|e| CliError::Io(file.display().to_string(), e))?;
             eprintln!("The screen {at} s into session {id} is in {}", file.display());
         }
-        RecordingCmd::Play { id, speed, max_wait } => {
+        RecordingCmd::Search { query, user, account, asset, protocol, kind, since, until, limit } => {
+            search(
+                &c,
+                g,
+                &query,
+                [
+                    ("user", user),
+                    ("account", account),
+                    ("asset", asset),
+                    ("protocol", protocol),
+                    ("kind", kind),
+                    ("from", since),
+                    ("to", until),
+                ],
+                limit,
+            )
+            .await?;
+        }
+        RecordingCmd::Play { id, speed, max_wait, at } => {
             if !(speed > 0.0 && speed <= 1000.0) {
                 return Err(CliError::Usage("--speed must be above 0 and at most 1000".into()));
+            }
+            if !(at >= 0.0 && at.is_finite()) {
+                return Err(CliError::Usage("--at must be a number of seconds, 0 or more".into()));
             }
             let mut buf = Vec::new();
             c.download(&format!("/api/v1/sessions/{}/recording?format=asciicast", enc(&id)), &mut buf).await?;
             let mut out = std::io::stdout().lock();
-            let mut last = 0.0f64;
+            let mut last = at;
             for line in String::from_utf8_lossy(&buf).lines().skip(1) {
                 let Ok(Value::Array(e)) = serde_json::from_str::<Value>(line) else { continue };
                 let (Some(t), Some("o"), Some(text)) = (e[0].as_f64(), e[1].as_str(), e[2].as_str()) else { continue };
-                let wait = ((t - last) / speed).clamp(0.0, max_wait);
-                last = t;
+                // Before `--at`: drawn at once.
+                let wait = if t <= at { 0.0 } else { ((t - last) / speed).clamp(0.0, max_wait) };
+                last = last.max(t);
                 std::thread::sleep(std::time::Duration::from_secs_f64(wait));
                 out.write_all(text.as_bytes()).map_err(|e| CliError::Io("stdout".into(), e))?;
                 out.flush().map_err(|e| CliError::Io("stdout".into(), e))?;
             }
         }
     }
+    Ok(())
+}
+
+/// `portcullis recording search`: the hits as a table, and how to play one.
+async fn search<const N: usize>(
+    c: &crate::client::Client,
+    g: &GlobalArgs,
+    query: &str,
+    filters: [(&str, Option<String>); N],
+    limit: usize,
+) -> Result<(), CliError> {
+    let mut q = vec![format!("q={}", enc(query)), format!("limit={limit}")];
+    for (k, v) in filters {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", enc(&v)));
+        }
+    }
+    let v = c.get(&format!("/api/v1/recordings/search?{}", q.join("&"))).await?;
+    if g.output == crate::Output::Json {
+        print(g.output, &v, &[]);
+        return Ok(());
+    }
+    let hits = v.as_array().cloned().unwrap_or_default();
+    if hits.is_empty() {
+        println!("No session matches (only sessions you may replay are searched).");
+        return Ok(());
+    }
+    let rows: Vec<Value> = hits
+        .iter()
+        .map(|h| {
+            let at = h["at_seconds"].as_f64().unwrap_or(0.0);
+            let target = format!(
+                "{}@{}",
+                h["account_name"].as_str().unwrap_or("?"),
+                h["asset_name"].as_str().unwrap_or("?")
+            );
+            let text: String = h["snippet"].as_str().unwrap_or("").replace('\n', " ⏎ ").chars().take(100).collect();
+            json!({
+                "time": h["time"], "user": h["username"], "target": target, "session": h["session_id"],
+                "at": format!("{}:{:02}{}", (at as u64) / 60, (at as u64) % 60, if h["live"] == true { " (live)" } else { "" }),
+                "kind": h["kind"], "text": text,
+            })
+        })
+        .collect();
+    print(g.output, &Value::Array(rows), &["time", "user", "target", "session", "at", "kind", "text"]);
+    let first = &hits[0];
+    println!(
+        "{} hit(s). Replay from a hit: portcullis recording play {} --at {}",
+        hits.len(),
+        first["session_id"].as_str().unwrap_or("SESSION"),
+        first["at_seconds"].as_f64().unwrap_or(0.0).floor()
+    );
     Ok(())
 }
 

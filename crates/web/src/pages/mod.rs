@@ -8,6 +8,7 @@ pub mod me;
 pub mod oversight;
 pub mod requests;
 pub mod screens;
+pub mod search;
 pub mod sso;
 pub mod work;
 

@@ -19,6 +19,9 @@ pub struct ListQuery {
     done: Option<String>,
     /// 1-based; newest first.
     page: Option<u32>,
+    /// A search hit to play from: the session and the second in its recording.
+    session: Option<String>,
+    at: Option<f64>,
 }
 
 /// The actions a state allows the requester, as (action path, button label).
@@ -252,7 +255,8 @@ pub async fn detail(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Q
         .iter()
         .map(|s| {
             json!({ "id": s.id, "started": when(&v.zone, s.started_at), "ended": s.ended_at.map(|t| when(&v.zone, t)),
-                         "end_reason": s.end_reason, "recorded": s.recording.is_some(), "protocol": s.protocol })
+                         "end_reason": s.end_reason, "recorded": s.recording.is_some(), "protocol": s.protocol,
+                         "start_at": q.at.filter(|a| a.is_finite() && *a >= 0.0 && q.session.as_deref() == Some(s.id.as_str())) })
         })
         .collect();
     let item = QueueItem { view: d.view.clone(), names: names.clone(), live_sessions: vec![] };
