@@ -109,10 +109,8 @@ pub async fn reindex(state: &App, index: &SearchIndex, s: SessionRecord) -> AppR
 /// seconds, the sessions whose live feed found the index's queue full, once they ended.
 pub async fn run(state: App) {
     let Some(index) = state.search.clone() else { return };
-    let mut done = match {
-        let ix = index.clone();
-        tokio::task::spawn_blocking(move || ix.complete_sessions()).await
-    } {
+    let ix = index.clone();
+    let mut done = match tokio::task::spawn_blocking(move || ix.complete_sessions()).await {
         Ok(Ok(done)) => done,
         _ => Default::default(),
     };

@@ -77,6 +77,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "the recording format knows nothing of sessions or keys",
     ),
     (
+        "portcullis-search",
+        &["portcullis-store", "portcullis-vault", "portcullis-app", "portcullis-api", "tokio", "sqlx"],
+        "the search index knows nothing of sessions' rows, keys or who may see what",
+    ),
+    (
         "portcullis-app",
         &[
             "portcullis-api",

@@ -340,7 +340,10 @@ pub(crate) async fn start_session(
             started_at: started,
         };
         let mut feed = ix.live(facts);
-        Box::new(move |e: &portcullis_recording::Event| feed.event(e)) as portcullis_recording::Observer
+        Box::new(move |e: Option<&portcullis_recording::Event>| match e {
+            Some(e) => feed.event(e),
+            None => feed.quiet(),
+        }) as portcullis_recording::Observer
     });
     let recorder = writer.spawn_observed(64, Some(tap.clone()), observer);
     let sender = recorder.sender().ok_or_else(|| "recording failed".to_owned())?;

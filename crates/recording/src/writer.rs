@@ -226,16 +226,9 @@ impl RecordingWriter {
         mut self,
         mut rx: mpsc::Receiver<Event>,
         tap: Option<&LiveTap>,
-        mut observer: Option<Observer>,
+        observer: Option<Observer>,
     ) -> Result<WriterStats, RecordingError> {
-        let mut publish = |e: &Event| {
-            if let Some(t) = tap {
-                t.publish(e);
-            }
-            if let Some(o) = &mut observer {
-                o(e);
-            }
-        };
+        let mut out = Outlets { tap, observer };
         let mut last_flush = Instant::now();
         // Whether anything was written since the recorder last rested.
         let mut busy = false;
@@ -255,13 +248,13 @@ impl RecordingWriter {
                         last_flush = Instant::now();
                     }
                     self.push(&e);
-                    publish(&e);
+                    out.publish(&e, self.last_at);
                     // Take whatever else is queued without waiting.
                     while self.buf.len() < CHUNK_TARGET {
                         match rx.try_recv() {
                             Ok(e) => {
                                 self.push(&e);
-                                publish(&e);
+                                out.publish(&e, self.last_at);
                             }
                             Err(_) => break,
                         }
@@ -274,6 +267,8 @@ impl RecordingWriter {
                 }
                 Ok(None) => return self.seal().await,
                 Err(_) => {
+                    // A quiet second: the observer gives out what it gathered.
+                    out.quiet();
                     if self.buf.is_empty() {
                         // A second without events: rest.
                         busy = false;
@@ -290,8 +285,38 @@ impl RecordingWriter {
     }
 }
 
-/// Sees every recorded event, in order (see [`RecordingWriter::spawn_observed`]).
-pub type Observer = Box<dyn FnMut(&Event) + Send>;
+/// Sees every recorded event, in order (see [`RecordingWriter::spawn_observed`]), and `None`
+/// after a quiet second while the session is busy (to give out what it gathered).
+pub type Observer = Box<dyn FnMut(Option<&Event>) + Send>;
+
+/// Where recorded events go besides the file: live watchers and the observer.
+struct Outlets<'a> {
+    tap: Option<&'a LiveTap>,
+    observer: Option<Observer>,
+}
+
+impl Outlets<'_> {
+    /// `at`: the event's time as recorded (an event queued after a later one is recorded at
+    /// the later one's time), so the observer sees the times a player will.
+    fn publish(&mut self, e: &Event, at: u64) {
+        if let Some(t) = self.tap {
+            t.publish(e);
+        }
+        if let Some(o) = &mut self.observer {
+            if e.at == at {
+                o(Some(e));
+            } else {
+                o(Some(&Event { at, ..e.clone() }));
+            }
+        }
+    }
+
+    fn quiet(&mut self) {
+        if let Some(o) = &mut self.observer {
+            o(None);
+        }
+    }
+}
 
 /// How a session records. Cloning shares the queue.
 pub struct RecorderHandle {

@@ -158,7 +158,7 @@ impl SearchIndex {
     /// A live session's feed: give it every recorded event (from the recorder's task).
     pub fn live(&self, facts: Facts) -> LiveFeed {
         let feed = Feed::new(facts.text(), &facts.protocol);
-        LiveFeed { index: self.clone(), facts, feed, buf: Vec::new(), lost: false }
+        LiveFeed { index: self.clone(), facts, feed, buf: Vec::new(), lost: false, complete: false }
     }
 
     /// Indexes a whole session from its events (a recording read back), replacing what the
@@ -253,9 +253,20 @@ pub struct LiveFeed {
     feed: Feed,
     buf: Vec<Entry>,
     lost: bool,
+    /// The session ended: mark it wholly indexed with the next batch.
+    complete: bool,
 }
 
 impl LiveFeed {
+    /// A quiet moment: the output gathered so far becomes searchable.
+    pub fn quiet(&mut self) {
+        if self.lost {
+            return;
+        }
+        self.feed.finish(&mut self.buf);
+        self.send();
+    }
+
     /// One recorded event. Never waits: when the index's queue is full, the session is marked
     /// to be indexed again from its recording once it ends.
     pub fn event(&mut self, e: &Event) {
@@ -263,13 +274,19 @@ impl LiveFeed {
             return;
         }
         self.feed.event(e, &mut self.buf);
-        let end = e.kind == portcullis_recording::EventKind::End;
-        if self.buf.is_empty() && !end {
+        if e.kind == portcullis_recording::EventKind::End {
+            self.complete = true;
+        }
+        self.send();
+    }
+
+    fn send(&mut self) {
+        if self.buf.is_empty() && !self.complete {
             return;
         }
         let mut docs = self.index.docs(&self.facts, &self.buf);
         self.buf.clear();
-        if end {
+        if std::mem::take(&mut self.complete) {
             docs.push(self.index.doc(&self.facts, COMPLETE, 0, ""));
         }
         match self.index.tx.try_send(Op::Add(docs)) {

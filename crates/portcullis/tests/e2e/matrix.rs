@@ -63,6 +63,7 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "terminate_session",
         "verify_recording",
         "export_recording",
+        "search_recordings",
         "list_frames",
         "get_frame",
         "get_screen",

@@ -58,7 +58,7 @@ async fn wait_refusals(server: &Server, admin: &str, n: usize) -> Vec<String> {
 }
 
 /// Signs in to the web UI; returns the session cookie (name=value).
-async fn web_login(server: &Server, username: &str, password: &str, next: &str) -> (String, String) {
+pub async fn web_login(server: &Server, username: &str, password: &str, next: &str) -> (String, String) {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let resp = client
         .post(format!("{}/login", server.url))
@@ -71,7 +71,7 @@ async fn web_login(server: &Server, username: &str, password: &str, next: &str) 
     (cookie, location)
 }
 
-async fn web_get(server: &Server, cookie: Option<&str>, path: &str) -> (u16, String, String) {
+pub async fn web_get(server: &Server, cookie: Option<&str>, path: &str) -> (u16, String, String) {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let mut req = client.get(format!("{}{path}", server.url));
     if let Some(c) = cookie {

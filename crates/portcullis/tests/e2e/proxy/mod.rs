@@ -18,6 +18,7 @@ mod lifecycle;
 mod people;
 mod rdp;
 mod rdp_nla;
+mod search;
 mod sessions;
 mod telnet;
 mod waiting;

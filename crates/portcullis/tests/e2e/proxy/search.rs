@@ -1,0 +1,171 @@
+//! Searching sessions (R-SES-12): a live session is found within seconds by what was typed and
+//! shown; transfers and exec commands are found; filters, bad queries, who may search; the
+//! CLI's search and `play --at`; the index on disk holds no plaintext; an index lost while the
+//! server was down is rebuilt from the recordings at the next start.
+
+use super::*;
+
+async fn search(w: &World, token: &str, query: &str) -> (u16, Value) {
+    w.server.call("GET", &format!("/api/v1/recordings/search?{query}"), Some(token), None).await
+}
+
+/// Polls a search until it has a hit (the index commits every second).
+async fn found(w: &World, query: &str) -> Value {
+    for _ in 0..100 {
+        let (s, v) = search(w, &w.admin, query).await;
+        assert_eq!(s, 200, "{v}");
+        if v.as_array().is_some_and(|a| !a.is_empty()) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing found for {query}");
+}
+
+#[tokio::test]
+async fn search_sqlite() {
+    search_on(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn search_postgres() {
+    search_on(Db::postgres()).await;
+}
+
+async fn search_on(db: Db) {
+    let mut w = world_on(db, json!({})).await;
+    let request = w.request().await;
+    let mut s = Interactive::start(&w);
+    live_sessions(&w, 1).await;
+    std::thread::sleep(Duration::from_millis(1500));
+    s.send("echo ZEBRA_$((6*7)) && : systemctl stop nginx\n");
+
+    // Live: found by the output and by the typed command, while the session runs.
+    let hits = found(&w, "q=ZEBRA_42").await;
+    let hit = &hits[0];
+    assert_eq!((hit["kind"].as_str(), hit["live"].as_bool()), (Some("output"), Some(true)), "{hits}");
+    assert_eq!((hit["username"].as_str(), hit["asset_name"].as_str()), (Some("alice"), Some("db1")), "{hit}");
+    assert_eq!(hit["request_id"], request.as_str());
+    let hits = found(&w, "q=%22systemctl%20stop%22&kind=command").await;
+    let typed = &hits[0];
+    assert_eq!(typed["kind"], "command", "{hits}");
+    assert!(typed["snippet"].as_str().unwrap().contains("systemctl stop nginx"), "{typed}");
+    let at = typed["at_seconds"].as_f64().unwrap();
+    assert!(at >= 1.0, "the hit is at its second in the recording: {typed}");
+    let [a, b] =
+        [typed["highlights"][0][0].as_u64().unwrap() as usize, typed["highlights"][0][1].as_u64().unwrap() as usize];
+    assert_eq!(&typed["snippet"].as_str().unwrap()[a..b], "systemctl");
+    let session = typed["session_id"].as_str().unwrap().to_owned();
+
+    s.send("exit 0\n");
+    let (code, out) = s.wait(Duration::from_secs(20)).expect("the session ends after exit");
+    assert_eq!(code, Some(0), "{out}");
+    live_or_ended(&w).await;
+
+    // An exec command, and a file uploaded with scp (its name, not its data).
+    let o = w.ssh(&[&w.dest(), "cat /etc/hostname"], b"");
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payroll-2026.csv");
+    std::fs::write(&file, "QUOKKA-CONTENT\n").unwrap();
+    let o = w.scp(&[file.to_str().unwrap(), &format!("{}:", w.scp_dest())]);
+    assert!(o.status.success(), "{}", text(&o));
+    let hits = found(&w, "q=%2Fetc%2Fhostname&kind=command").await;
+    assert_eq!(hits[0]["kind"], "command");
+    let hits = found(&w, "q=payroll-2026.csv").await;
+    assert_eq!(hits[0]["kind"], "file", "{hits}");
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("upload"), "{hits}");
+    let (_, v) = search(&w, &w.admin, "q=QUOKKA").await;
+    assert_eq!(v, json!([]), "the data of a transfer is not indexed");
+
+    // Filters: user, asset, time; the sessions of a filter without words.
+    let (_, v) = search(&w, &w.admin, "q=ZEBRA_42&user=alice&asset=DB1&protocol=ssh&from=1h").await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    let (_, v) = search(&w, &w.admin, "q=ZEBRA_42&asset=web9").await;
+    assert_eq!(v, json!([]));
+    let (_, v) = search(&w, &w.admin, "q=ZEBRA_42&to=1h").await;
+    assert_eq!(v, json!([]), "nothing before an hour ago");
+    let (_, v) = search(&w, &w.admin, "asset=db1").await;
+    let sessions = v.as_array().unwrap();
+    assert!(sessions.len() >= 3 && sessions.iter().all(|h| h["kind"] == "session"), "{v}");
+
+    // Bad input: a clear error naming the field.
+    let (s, v) = search(&w, &w.admin, "q=%22open").await;
+    assert_eq!((s, v["code"].as_str()), (422, Some("validation_failed")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("unclosed quote"), "{v}");
+    let (s, v) = search(&w, &w.admin, "q=x&from=last%20week").await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("7d"), "{v}");
+    let (s, v) = search(&w, &w.admin, "q=x&kind=keystrokes").await;
+    assert!(s == 422 && v["message"].as_str().unwrap().contains("unknown kind"), "{v}");
+    let (s, _) = search(&w, &w.admin, "q=x&limit=0").await;
+    assert_eq!(s, 422);
+
+    // Alice ran the session but may not replay it: her search finds nothing; no token, 401.
+    let (s, v) = search(&w, &w.alice, "q=ZEBRA_42").await;
+    assert_eq!((s, v), (200, json!([])));
+    let (s, _) = w.server.call("GET", "/api/v1/recordings/search?q=ZEBRA_42", None, None).await;
+    assert_eq!(s, 401);
+    // An auditor finds it.
+    let (_, auditor) = w.server.user_with_roles(&w.admin, "audrey", &["auditor"]).await;
+    let (_, v) = search(&w, &auditor, "q=ZEBRA_42").await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+
+    // Every search is audited with its query.
+    let (_, page) =
+        w.server.call("GET", "/api/v1/audit/events?action=session.search&limit=100", Some(&w.admin), None).await;
+    let events = page["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["details"]["q"] == "ZEBRA_42" && e["actor_name"] == "audrey"), "{page}");
+
+    // The CLI: the table names the session and how to replay from the hit; play --at draws
+    // what came before at once.
+    let pw = [("PORTCULLIS_PASSWORD", crate::harness::ADMIN_PASSWORD)];
+    let o = w.server.cli(&["login", "--server", &w.server.url, "--username", "admin"], &pw);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = w.server.cli(&["recording", "search", "\"systemctl stop\"", "--asset", "db1", "--since", "1h"], &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(&session) && out.contains("alice") && out.contains("command"), "{out}");
+    assert!(out.contains(&format!("portcullis recording play {session} --at {}", at.floor())), "{out}");
+    let o = w.server.cli(&["recording", "play", &session, "--at", &at.to_string(), "--speed", "1000"], &[]);
+    assert!(o.status.success() && text(&o).contains("ZEBRA_42"), "{}", text(&o));
+    let o = w.server.cli(&["recording", "search", "zzznothing"], &[]);
+    assert!(text(&o).contains("No session matches"), "{}", text(&o));
+    let o = w.server.cli(&["recording", "search", "x", "--since", "yesterday"], &[]);
+    assert!(!o.status.success() && text(&o).contains("is not a time"), "{}", text(&o));
+
+    // The web page: hits link to the request's player at their second.
+    let (cookie, _) = crate::replies::web_login(&w.server, "admin", crate::harness::ADMIN_PASSWORD, "/").await;
+    let (_, _, page) =
+        crate::replies::web_get(&w.server, Some(&cookie), "/search?q=%22systemctl+stop%22&since=1h").await;
+    assert!(page.contains("<mark>systemctl</mark>"), "{page}");
+    assert!(page.contains(&format!("{request}?session={session}&amp;at={at}")), "{page}");
+    let (_, _, player) =
+        crate::replies::web_get(&w.server, Some(&cookie), &format!("/requests/{request}?session={session}&at={at}"))
+            .await;
+    assert!(player.contains(&format!("data-start-at=\"{at}\"")), "{player}");
+
+    // Nothing of the index is on disk in the clear.
+    for (path, bytes) in crate::harness::read_all_files(&w.server.data_dir().join("search")) {
+        for needle in [&b"ZEBRA"[..], b"systemctl", b"payroll"] {
+            assert!(!bytes.windows(needle.len()).any(|x| x == needle), "plaintext in {}", path.display());
+        }
+    }
+
+    // The index lost while the server was down: rebuilt from the recordings at the start.
+    w.server.stop();
+    std::fs::remove_dir_all(w.server.data_dir().join("search")).unwrap();
+    w.server.restart();
+    let admin = w.server.login("admin", crate::harness::ADMIN_PASSWORD).await;
+    let mut again = json!([]);
+    for _ in 0..100 {
+        let (_, v) = search(&w, &admin, "q=%22systemctl%20stop%22&kind=command").await;
+        if v.as_array().is_some_and(|a| !a.is_empty()) {
+            again = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(again[0]["session_id"], session.as_str(), "{again}");
+    assert_eq!(again[0]["at_seconds"].as_f64(), Some(at), "the same second from the recording");
+}
