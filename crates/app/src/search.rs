@@ -185,10 +185,12 @@ pub struct Found {
 /// them for Security Policy Administrators and Auditors, else those of requests the caller
 /// reviews. Audited as `session.search` (the query, the filters, how many hits).
 pub async fn search(state: &App, caller: &Caller, q: Search) -> AppResult<Vec<Found>> {
-    let index = state
-        .search
-        .clone()
-        .ok_or_else(|| AppError::conflict("search_unavailable", "this server has no search index"))?;
+    let index = state.search.clone().ok_or_else(|| {
+        AppError::conflict(
+            "search_unavailable",
+            "this server does not index sessions (storage.search_index = false in its configuration)",
+        )
+    })?;
     if !(1..=portcullis_search::MAX_LIMIT).contains(&q.limit) {
         return Err(AppError::invalid("limit", "must be 1 to 1000"));
     }

@@ -9,6 +9,7 @@ mod null_target;
 mod policy;
 mod proxy;
 mod rdp;
+mod search;
 mod siem;
 mod web;
 mod workflow;
@@ -46,6 +47,7 @@ enum Which {
     Siem,
     Delivery,
     Rdp,
+    Search,
 }
 
 /// One measured metric.
@@ -121,6 +123,9 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Proxy) {
         metrics.extend(rt.block_on(proxy::run(args.quick, &args.only)));
+    }
+    if matches!(args.which, Which::All | Which::Search) {
+        metrics.extend(search::run(args.quick));
     }
     if matches!(args.which, Which::All | Which::Rdp) {
         metrics.extend(rt.block_on(rdp::run(args.quick)));

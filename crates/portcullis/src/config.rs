@@ -336,6 +336,9 @@ pub struct StorageConfig {
     pub database_url: String,
     pub sqlite_synchronous: String,
     pub max_connections: u32,
+    /// Index sessions for search (R-SES-12) as they run; off: nothing is indexed, and search
+    /// answers that this server has no index.
+    pub search_index: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -374,6 +377,7 @@ impl Default for StorageConfig {
             database_url: String::new(),
             sqlite_synchronous: "full".into(),
             max_connections: 8,
+            search_index: true,
         }
     }
 }

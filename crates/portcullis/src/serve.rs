@@ -201,11 +201,17 @@ pub async fn run(config: Config) -> Result<()> {
         Err(e) => tracing::error!(error = %e.message, "cannot close the sessions an earlier run left open"),
     }
     // The session search index, encrypted under a key the vault seals.
-    let search = portcullis_app::search::open(&state, &data_dir.join("search"))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the session search index: {}", e.message))?;
-    let state = state.with_search(search);
-    tokio::spawn(portcullis_app::search::run(state.clone()));
+    let state = if config.storage.search_index {
+        let search = portcullis_app::search::open(&state, &data_dir.join("search"))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the session search index: {}", e.message))?;
+        let state = state.with_search(search);
+        tokio::spawn(portcullis_app::search::run(state.clone()));
+        state
+    } else {
+        tracing::warn!("session search is off (storage.search_index = false): sessions are not indexed");
+        state
+    };
     let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
     let proxy = ssh.map(|(listener, host_keys)| {
         let cfg = portcullis_proxy::ProxyConfig {

@@ -72,6 +72,11 @@ async fn call(f: &Fixture, method: &str, path: &str, token: &str, body: Value) -
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(&[]).await
+}
+
+/// A fixture whose server has `env` added to its environment.
+async fn fixture_with(env: &[(&str, &str)]) -> Fixture {
     let sshd = Sshd::start();
     let user = UnixUser::create(TARGET_PW);
     let dir = tempfile::tempdir().unwrap();
@@ -88,6 +93,7 @@ async fn fixture() -> Fixture {
         .env("PORTCULLIS_RDP_LISTEN", "")
         .env("PORTCULLIS_STORAGE_DATA_DIR", dir.path().join("data"))
         .env("PORTCULLIS_LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
         .spawn()
@@ -348,8 +354,19 @@ impl Fixture {
 }
 
 /// The parts of the proxy group, in the order they run.
-pub const PARTS: &[&str] =
-    &["throughput", "content", "scp", "latency", "telnet", "setup", "signins", "recording", "revocation", "footprint"];
+pub const PARTS: &[&str] = &[
+    "throughput",
+    "content",
+    "indexing",
+    "scp",
+    "latency",
+    "telnet",
+    "setup",
+    "signins",
+    "recording",
+    "revocation",
+    "footprint",
+];
 
 /// Runs the proxy group; `only`: the parts to run (empty: all).
 pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
@@ -364,6 +381,15 @@ pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
         match *part {
             "throughput" => throughput(&f, quick, &mut out).await,
             "content" => content(&f, quick, &mut out).await,
+            "indexing" => {
+                transfer::indexing(
+                    &f,
+                    fixture_with(&[("PORTCULLIS_STORAGE_SEARCH_INDEX", "false")]).await,
+                    quick,
+                    &mut out,
+                )
+                .await
+            }
             "scp" => scp(&f, quick, &mut out).await,
             "latency" => latency(&f, quick, &mut out).await,
             "telnet" => telnet::latency(&f, quick, &mut out).await,

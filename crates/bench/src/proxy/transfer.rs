@@ -250,3 +250,59 @@ pub(super) async fn content(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
         note: format!("overhead {:.1} %", (1.0 - watched / plain) * 100.0),
     });
 }
+
+/// Search indexing's cost on the proxy (goal: < 5 % slower): a text download (`yes` lines:
+/// every byte is text the index takes) through a server that indexes sessions against one that
+/// does not (`storage.search_index = false`), alternating, same run.
+pub(super) async fn indexing(f: &Fixture, plain: Fixture, quick: bool, out: &mut Vec<Metric>) {
+    let bytes: u64 = if quick { 4 << 20 } else { 256 << 20 };
+    let runs = if quick { 1 } else { 5 };
+    let command = format!(
+        "yes 'Nov 30 10:27:11 db1 postgres[2211]: LOG: checkpoint complete: wrote 1311 buffers' | head -c {bytes}"
+    );
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        for (i, fx) in [&plain, f].into_iter().enumerate() {
+            let t = Instant::now();
+            let mut child = fx
+                .ssh(super::Route::Proxy, &[], &command)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let got = std::io::copy(&mut stdout, &mut std::io::sink()).unwrap_or(0);
+            let _ = child.wait();
+            assert_eq!(got, bytes, "the text download lost bytes");
+            rates[i].push(mib_s(bytes, t.elapsed().as_secs_f64()));
+        }
+    }
+    let (off, os) = summarize(rates[0].clone());
+    let (on, ns) = summarize(rates[1].clone());
+    let label = if quick { "4 MiB" } else { "256 MiB" };
+    out.push(Metric {
+        name: format!("text download {label} through the proxy, search index off"),
+        value: off,
+        unit: "MiB/s",
+        spread: os,
+        goal: String::new(),
+        note: String::new(),
+    });
+    out.push(Metric {
+        name: format!("text download {label} through the proxy, indexed"),
+        value: on,
+        unit: "MiB/s",
+        spread: ns,
+        goal: String::new(),
+        note: String::new(),
+    });
+    out.push(Metric {
+        name: "search indexing overhead on text throughput".into(),
+        value: (1.0 - on / off) * 100.0,
+        unit: "%",
+        spread: (0.0, 0.0),
+        goal: "< 5".into(),
+        note: format!("medians of {runs} alternating runs each"),
+    });
+}
