@@ -83,6 +83,20 @@ async fn telnet_end_to_end(db: Db) {
     assert_eq!(sessions[0]["protocol"], "telnet", "{sessions:?}");
     let id = sessions[0]["id"].as_str().unwrap().to_owned();
 
+    // Searchable while live: the typed command and its output.
+    let mut hits = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = w.server.call("GET", "/api/v1/recordings/search?q=tn&protocol=telnet", Some(&w.admin), None).await;
+        if v.as_array().is_some_and(|a| a.len() >= 2) {
+            hits = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kinds: Vec<&str> = hits.as_array().expect("telnet hits").iter().map(|h| h["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"command") && kinds.contains(&"output"), "{hits}");
+    assert!(hits.as_array().unwrap().iter().all(|h| h["session_id"] == id.as_str() && h["live"] == true), "{hits}");
+
     // Revoked: the session ends at once and the user is told why.
     let (s, _) = post(&w.server, &w.admin, &format!("/api/v1/requests/{request}/revoke"), json!({})).await;
     assert_eq!(s, 200);
