@@ -79,6 +79,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::profiles::routes())
         .merge(routes::sessions::routes())
         .merge(routes::search::routes())
+        .merge(routes::recording_views::routes())
         .merge(routes::screens::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())

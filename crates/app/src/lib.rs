@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod password_reset;
 pub mod policies;
 pub mod policy_cache;
+pub mod recording_views;
 pub mod requests;
 pub mod scheduler;
 pub mod screens;

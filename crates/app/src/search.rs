@@ -179,6 +179,9 @@ pub struct Search {
 pub struct Found {
     pub hit: Hit,
     pub session: SessionRecord,
+    /// Viewing this session needs an approved request the caller does not hold: the hit's
+    /// text is withheld (the session and the second are shown, to ask for approval).
+    pub withheld: bool,
 }
 
 /// Searches the sessions the caller may replay (their content is the recordings'): all of
@@ -236,7 +239,7 @@ pub async fn search(state: &App, caller: &Caller, q: Search) -> AppResult<Vec<Fo
                 AppError::internal()
             }
         })?;
-    let mut sessions: std::collections::HashMap<String, Option<SessionRecord>> = Default::default();
+    let mut sessions: std::collections::HashMap<String, Option<(SessionRecord, bool)>> = Default::default();
     let mut out = Vec::new();
     for hit in hits {
         if out.len() >= q.limit {
@@ -251,10 +254,22 @@ pub async fn search(state: &App, caller: &Caller, q: Search) -> AppResult<Vec<Fo
                     _ => None,
                 }
             };
+            let s = match s {
+                Some(s) => {
+                    let withheld = crate::recording_views::check(state, caller, &s).await.is_err();
+                    Some((s, withheld))
+                }
+                None => None,
+            };
             sessions.insert(hit.session_id.clone(), s);
         }
-        if let Some(Some(s)) = sessions.get(&hit.session_id) {
-            out.push(Found { session: s.clone(), hit });
+        if let Some(Some((s, withheld))) = sessions.get(&hit.session_id) {
+            let mut hit = hit;
+            if *withheld {
+                hit.snippet.clear();
+                hit.highlights.clear();
+            }
+            out.push(Found { session: s.clone(), hit, withheld: *withheld });
         }
     }
     let details = json!({

@@ -192,8 +192,17 @@ pub struct OpenRecording {
 }
 
 /// Opens a session's recording for a caller who may replay it (reviewers, Security Policy
-/// Administrators, Auditors).
+/// Administrators, Auditors). When the session's policy asks for approval to view recordings,
+/// the caller needs an approved view ([`crate::recording_views`]).
 pub async fn recording(state: &App, caller: &Caller, id: &str) -> AppResult<OpenRecording> {
+    let (s, rel) = visible(state, caller, id).await?;
+    access::may_replay(&rel)?;
+    crate::recording_views::check(state, caller, &s).await?;
+    open_recording(state, s).await
+}
+
+/// Opens a recording to verify it (its integrity, not its content: no viewing approval needed).
+pub async fn recording_to_verify(state: &App, caller: &Caller, id: &str) -> AppResult<OpenRecording> {
     let (s, rel) = visible(state, caller, id).await?;
     access::may_replay(&rel)?;
     open_recording(state, s).await

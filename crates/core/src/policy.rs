@@ -651,6 +651,9 @@ pub struct PolicySettings {
     /// Channel policy: allow direct TCP/IP forwarding (`ssh -L`) in proxied SSH sessions.
     /// X11, agent and remote forwarding are always refused.
     pub port_forwarding: bool,
+    /// Viewing or exporting a session's recording needs an approved request with a
+    /// justification, decided by someone else (R-REQ-12).
+    pub recording_view_approval: bool,
 }
 
 impl Default for PolicySettings {
@@ -675,6 +678,7 @@ impl Default for PolicySettings {
             simultaneous_access: false,
             change_password_after_checkin: true,
             port_forwarding: false,
+            recording_view_approval: false,
         }
     }
 }

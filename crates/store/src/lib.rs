@@ -21,6 +21,7 @@ mod names;
 mod password_resets;
 mod policies;
 mod queues;
+mod recording_views;
 mod requests;
 mod secrets;
 mod sessions;
@@ -46,6 +47,7 @@ pub use names::Named;
 pub use password_resets::PasswordReset;
 pub use policies::{rules, Entitlement, EntitlementSpec, Policy, PolicySpec, ResolutionFacts};
 pub use queues::{RequestNames, RequestQuery};
+pub use recording_views::RecordingView;
 pub use requests::{
     state_code, AccessRequest, Approval, ApprovalContext, HistoryEntry, NewRequest, OutboxItem, Transition,
 };

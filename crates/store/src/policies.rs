@@ -110,6 +110,7 @@ fn encode_settings(s: &PolicySettings) -> String {
         "simultaneous_access": s.simultaneous_access,
         "change_password_after_checkin": s.change_password_after_checkin,
         "port_forwarding": s.port_forwarding,
+        "recording_view_approval": s.recording_view_approval,
     })
     .to_string()
 }
@@ -151,6 +152,7 @@ fn decode_settings(text: &str) -> Result<PolicySettings> {
         simultaneous_access: b("simultaneous_access")?,
         change_password_after_checkin: b("change_password_after_checkin")?,
         port_forwarding: v["port_forwarding"].as_bool().unwrap_or(false),
+        recording_view_approval: v["recording_view_approval"].as_bool().unwrap_or(false),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod names;
 pub mod options;
 pub mod policies;
 pub mod profiles;
+pub mod recording_views;
 pub mod requests;
 pub mod screens;
 pub mod search;

@@ -322,6 +322,9 @@ pub struct SettingsDto {
     change_password_after_checkin: Option<bool>,
     /// Allow `ssh -L` (direct TCP/IP forwarding) through the proxy. Default false.
     port_forwarding: Option<bool>,
+    /// Viewing or exporting these sessions' recordings needs an approved request with a
+    /// justification (decided by someone other than the asker). Default false.
+    recording_view_approval: Option<bool>,
 }
 
 impl SettingsDto {
@@ -362,6 +365,7 @@ impl SettingsDto {
                 .change_password_after_checkin
                 .unwrap_or(d.change_password_after_checkin),
             port_forwarding: self.port_forwarding.unwrap_or(d.port_forwarding),
+            recording_view_approval: self.recording_view_approval.unwrap_or(d.recording_view_approval),
         })
     }
 
@@ -395,6 +399,7 @@ impl SettingsDto {
             simultaneous_access: Some(s.simultaneous_access),
             change_password_after_checkin: Some(s.change_password_after_checkin),
             port_forwarding: Some(s.port_forwarding),
+            recording_view_approval: Some(s.recording_view_approval),
         }
     }
 }

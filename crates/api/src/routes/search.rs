@@ -68,6 +68,9 @@ pub struct SearchHitDto {
     client: String,
     /// The session is still running.
     live: bool,
+    /// Viewing this session needs an approved request you do not hold: `snippet` is empty;
+    /// ask with POST /api/v1/sessions/{id}/view-requests.
+    view_approval_required: bool,
     request_id: Option<String>,
 }
 
@@ -128,6 +131,7 @@ async fn search_recordings(
                     protocol: s.protocol,
                     client: s.client_addr,
                     live: s.ended_at.is_none(),
+                    view_approval_required: f.withheld,
                     request_id: s.request_id,
                 }
             })

@@ -197,7 +197,7 @@ async fn verify_recording(
     caller: Authed<AnyUser>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<Json<VerifyDto>> {
-    let uc::OpenRecording { session: s, path, key } = uc::recording(&state, &caller, &p.id).await?;
+    let uc::OpenRecording { session: s, path, key } = uc::recording_to_verify(&state, &caller, &p.id).await?;
     let id = s.id.clone();
     let result = tokio::task::spawn_blocking(move || verify_allowing_cut(&path, &id, &key))
         .await

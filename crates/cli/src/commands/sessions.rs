@@ -97,6 +97,31 @@ pub enum RecordingCmd {
         #[arg(long, default_value_t = 0.0)]
         at: f64,
     },
+    /// Ask to view a recording whose access policy requires approval (another approver decides;
+    /// an approval lasts 24 hours).
+    RequestView {
+        session: String,
+        /// Why you need to see this session (10 to 1000 characters).
+        #[arg(long)]
+        justification: String,
+    },
+    /// Requests to view recordings: the pending ones you may decide, or (--mine) your own.
+    ViewRequests {
+        #[arg(long)]
+        mine: bool,
+    },
+    /// Approve a request to view a recording (never your own).
+    ApproveView {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a request to view a recording (never your own).
+    DenyView {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Search what sessions typed, showed, transferred and opened, and who connected where and
     /// when (live and past sessions you may replay), newest first. Example:
     /// portcullis recording search '"systemctl stop"' --asset db1 --since 7d
@@ -244,6 +269,42 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
             out.flush().map_err(|e| CliError::Io(file.display().to_string(), e))?;
             eprintln!("The screen {at} s into session {id} is in {}", file.display());
         }
+        RecordingCmd::RequestView { session, justification } => {
+            let v = c
+                .post(
+                    &format!("/api/v1/sessions/{}/view-requests", enc(&session)),
+                    &json!({ "justification": justification }),
+                )
+                .await?;
+            if g.output == crate::Output::Json {
+                print(g.output, &v, &[]);
+            } else {
+                println!(
+                    "Asked to view session {session}'s recording (request {}). An approver decides; see `portcullis recording view-requests --mine`.",
+                    v["id"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        RecordingCmd::ViewRequests { mine } => {
+            let v = c.get(&format!("/api/v1/recording-view-requests?mine={mine}")).await?;
+            print(
+                g.output,
+                &v,
+                &[
+                    "id",
+                    "state",
+                    "requester",
+                    "justification",
+                    "session_user",
+                    "asset_name",
+                    "session_id",
+                    "created_at",
+                    "expires_at",
+                ],
+            );
+        }
+        RecordingCmd::ApproveView { id, comment } => decide_view(&c, g, &id, comment, true).await?,
+        RecordingCmd::DenyView { id, comment } => decide_view(&c, g, &id, comment, false).await?,
         RecordingCmd::Search { query, user, account, asset, protocol, kind, since, until, limit } => {
             search(
                 &c,
@@ -288,6 +349,31 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
     Ok(())
 }
 
+/// `portcullis recording approve-view|deny-view`.
+async fn decide_view(
+    c: &crate::client::Client,
+    g: &GlobalArgs,
+    id: &str,
+    comment: Option<String>,
+    approve: bool,
+) -> Result<(), CliError> {
+    let verb = if approve { "approve" } else { "deny" };
+    let v =
+        c.post(&format!("/api/v1/recording-view-requests/{}/{verb}", enc(id)), &json!({ "comment": comment })).await?;
+    let (who, session) = (v["requester"].as_str().unwrap_or("?"), v["session_id"].as_str().unwrap_or("?"));
+    if g.output == crate::Output::Json {
+        print(g.output, &v, &[]);
+    } else if approve {
+        println!(
+            "Approved: {who} may view session {session}'s recording until {}.",
+            v["expires_at"].as_str().unwrap_or("?")
+        );
+    } else {
+        println!("Denied: {who} may not view session {session}'s recording.");
+    }
+    Ok(())
+}
+
 /// `portcullis recording search`: the hits as a table, and how to play one.
 async fn search<const N: usize>(
     c: &crate::client::Client,
@@ -321,7 +407,11 @@ async fn search<const N: usize>(
                 h["account_name"].as_str().unwrap_or("?"),
                 h["asset_name"].as_str().unwrap_or("?")
             );
-            let text: String = h["snippet"].as_str().unwrap_or("").replace('\n', " ⏎ ").chars().take(100).collect();
+            let text: String = if h["view_approval_required"] == true {
+                format!("(needs an approved view: portcullis recording request-view {})", h["session_id"].as_str().unwrap_or(""))
+            } else {
+                h["snippet"].as_str().unwrap_or("").replace('\n', " ⏎ ").chars().take(100).collect()
+            };
             json!({
                 "time": h["time"], "user": h["username"], "target": target, "session": h["session_id"],
                 "at": format!("{}:{:02}{}", (at as u64) / 60, (at as u64) % 60, if h["live"] == true { " (live)" } else { "" }),

@@ -106,7 +106,7 @@ pub async fn search(State(web): State<Web>, v: Viewer, Query(f): Query<SearchFor
                         "when": when(&v.zone, f.hit.time), "user": s.username, "target": target,
                         "protocol": s.protocol, "kind": f.hit.kind, "live": live, "link": link,
                         "at": format!("{}:{:02}", secs / 60, secs % 60),
-                        "pieces": pieces(&f.hit.snippet, &f.hit.highlights),
+                        "pieces": pieces(&f.hit.snippet, &f.hit.highlights), "withheld": f.withheld,
                     }));
                 }
                 ctx["rows"] = Value::Array(rows);

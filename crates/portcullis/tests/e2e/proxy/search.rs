@@ -169,3 +169,96 @@ async fn search_on(db: Db) {
     assert_eq!(again[0]["session_id"], session.as_str(), "{again}");
     assert_eq!(again[0]["at_seconds"].as_f64(), Some(at), "the same second from the recording");
 }
+
+/// A policy asking for approval to view recordings (R-REQ-12): replay, export and search text
+/// are refused until another approver approves a justified request; nobody approves their own;
+/// every step audited.
+#[tokio::test]
+async fn viewing_recordings_needs_approval() {
+    let w = world(json!({ "recording_view_approval": true })).await;
+    w.request().await;
+    let o = w.ssh(&[&w.dest(), "echo OKAPI_$((5*5))"], b"");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("OKAPI_25"), "{}", text(&o));
+    let session = live_or_ended(&w).await;
+    let (_, auditor) = w.server.user_with_roles(&w.admin, "audrey", &["auditor"]).await;
+
+    // Refused with what to do; verification (no content) is allowed.
+    let url = format!("{}/api/v1/sessions/{session}/recording?format=asciicast", w.server.url);
+    let resp = w.server.client().get(&url).bearer_auth(&auditor).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "view_approval_required", "{v}");
+    assert!(v["message"].as_str().unwrap().contains(&format!("recording request-view {session}")), "{v}");
+    let (s, v) =
+        w.server.call("GET", &format!("/api/v1/sessions/{session}/recording/verify"), Some(&auditor), None).await;
+    assert_eq!((s, v["intact"].as_bool()), (200, Some(true)), "{v}");
+    // Search finds the session but withholds the text.
+    let hits = found(&w, "q=OKAPI_25").await;
+    assert_eq!(
+        (hits[0]["view_approval_required"].as_bool(), hits[0]["snippet"].as_str()),
+        (Some(true), Some("")),
+        "{hits}"
+    );
+
+    // Bad asks change nothing; the requester of the session may not ask (she may not replay).
+    let path = format!("/api/v1/sessions/{session}/view-requests");
+    let (s, v) = post(&w.server, &auditor, &path, json!({ "justification": "why" })).await;
+    assert!(s == 422 && v["message"].as_str().unwrap().contains("10 to 1000"), "{v}");
+    let (s, _) = post(&w.server, &w.alice, &path, json!({ "justification": "I want to see my own session" })).await;
+    assert_eq!(s, 403);
+
+    // The auditor asks (CLI); a second ask while pending is refused.
+    let (s, asked) =
+        post(&w.server, &auditor, &path, json!({ "justification": "Incident 4711: who stopped nginx" })).await;
+    assert_eq!(s, 201, "{asked}");
+    assert_eq!((asked["state"].as_str(), asked["requester"].as_str()), (Some("pending"), Some("audrey")), "{asked}");
+    let (s, v) = post(&w.server, &auditor, &path, json!({ "justification": "Incident 4711 again, please" })).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("view_pending")), "{v}");
+    let id = asked["id"].as_str().unwrap();
+
+    // She cannot approve her own; the admin sees it in his queue, with the session's facts.
+    let (s, v) = post(&w.server, &auditor, &format!("/api/v1/recording-view-requests/{id}/approve"), json!({})).await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("own_request")), "{v}");
+    let (_, mine) = w.server.call("GET", "/api/v1/recording-view-requests", Some(&auditor), None).await;
+    assert_eq!(mine, json!([]), "her own request is not hers to decide");
+    let (_, queue) = w.server.call("GET", "/api/v1/recording-view-requests", Some(&w.admin), None).await;
+    assert_eq!(queue[0]["id"], id, "{queue}");
+    assert_eq!((queue[0]["session_user"].as_str(), queue[0]["asset_name"].as_str()), (Some("alice"), Some("db1")));
+
+    // Approved through the CLI: she may replay and export; search shows the text.
+    let admin_pw = [("PORTCULLIS_PASSWORD", crate::harness::ADMIN_PASSWORD)];
+    let o = w.server.cli(&["login", "--server", &w.server.url, "--username", "admin"], &admin_pw);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = w.server.cli(&["recording", "approve-view", id, "--comment", "ok for the incident"], &[]);
+    assert!(o.status.success() && text(&o).contains("Approved: audrey may view session"), "{}", text(&o));
+    let resp = w.server.client().get(&url).bearer_auth(&auditor).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("OKAPI_25"));
+    let (_, hits) = search(&w, &auditor, "q=OKAPI_25").await;
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("OKAPI_25"), "{hits}");
+    let o = w.server.cli(&["recording", "deny-view", id], &[]);
+    assert!(!o.status.success() && text(&o).contains("already approved"), "{}", text(&o));
+
+    // The admin himself has no approval: refused, and a denial is recorded as such.
+    let (s, _) = w.server.call("GET", &format!("/api/v1/sessions/{session}/recording"), Some(&w.admin), None).await;
+    assert_eq!(s, 403);
+    let (_, asked) =
+        post(&w.server, &w.admin, &path, json!({ "justification": "Checking the auditor's finding" })).await;
+    let (s, denied) = post(
+        &w.server,
+        &auditor,
+        &format!("/api/v1/recording-view-requests/{}/deny", asked["id"].as_str().unwrap()),
+        json!({ "comment": "not needed" }),
+    )
+    .await;
+    assert_eq!((s, denied["state"].as_str()), (200, Some("denied")), "{denied}");
+    let (_, mine) = w.server.call("GET", "/api/v1/recording-view-requests?mine=true", Some(&w.admin), None).await;
+    assert_eq!(mine[0]["state"], "denied", "{mine}");
+
+    // Audited: the asks, the approval, the denial, the export.
+    let (_, page) = w.server.call("GET", "/api/v1/audit/events?limit=1000", Some(&w.admin), None).await;
+    let actions: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for a in ["recording_view.request", "recording_view.approve", "recording_view.deny", "session.recording_export"] {
+        assert!(actions.contains(&a), "{a} audited: {actions:?}");
+    }
+}
