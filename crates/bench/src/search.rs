@@ -95,7 +95,7 @@ pub fn run(quick: bool) -> Vec<Metric> {
         i += 1;
         // The live feed never waits: keep its queue from overflowing as the server would
         // (sessions arrive over time, not all at once).
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             ix.flush().expect("flush");
         }
     }
