@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sessions.html", include_str!("../templates/sessions.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     ("search.html", include_str!("../templates/search.html")),
+    ("recording_views.html", include_str!("../templates/recording_views.html")),
     ("explain.html", include_str!("../templates/explain.html")),
     ("services.html", include_str!("../templates/services.html")),
     ("directories.html", include_str!("../templates/directories.html")),

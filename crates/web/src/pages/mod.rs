@@ -6,6 +6,7 @@ pub mod auth;
 pub mod favorites;
 pub mod me;
 pub mod oversight;
+pub mod recording_views;
 pub mod requests;
 pub mod screens;
 pub mod search;

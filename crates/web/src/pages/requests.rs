@@ -251,14 +251,22 @@ pub async fn detail(State(web): State<Web>, v: Viewer, Path(id): Path<String>, Q
                          "to": h.to_state.replace('_', " "), "comment": h.comment })
         })
         .collect();
-    let sessions: Vec<Value> = sessions
-        .iter()
-        .map(|s| {
-            json!({ "id": s.id, "started": when(&v.zone, s.started_at), "ended": s.ended_at.map(|t| when(&v.zone, t)),
-                         "end_reason": s.end_reason, "recorded": s.recording.is_some(), "protocol": s.protocol,
-                         "start_at": q.at.filter(|a| a.is_finite() && *a >= 0.0 && q.session.as_deref() == Some(s.id.as_str())) })
-        })
-        .collect();
+    let mut rows = Vec::new();
+    for s in &sessions {
+        // Viewing may need an approved request (R-REQ-12): the form to ask, or the ask pending.
+        let view_needed = portcullis_app::recording_views::check(&web, &v.caller, s).await.is_err();
+        let view_pending = view_needed
+            && web
+                .store
+                .recording_views(Some("pending"), Some(&v.caller.user.id), Some(&s.id), 1)
+                .await
+                .is_ok_and(|p| !p.is_empty());
+        rows.push(json!({ "id": s.id, "started": when(&v.zone, s.started_at), "ended": s.ended_at.map(|t| when(&v.zone, t)),
+                     "end_reason": s.end_reason, "recorded": s.recording.is_some(), "protocol": s.protocol,
+                     "view_needed": view_needed, "view_pending": view_pending,
+                     "start_at": q.at.filter(|a| a.is_finite() && *a >= 0.0 && q.session.as_deref() == Some(s.id.as_str())) }));
+    }
+    let sessions = rows;
     let item = QueueItem { view: d.view.clone(), names: names.clone(), live_sessions: vec![] };
     let mut ctx = json!({
         "title": "Request",

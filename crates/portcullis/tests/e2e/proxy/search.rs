@@ -216,6 +216,16 @@ async fn viewing_recordings_needs_approval() {
     assert_eq!((s, v["code"].as_str()), (409, Some("view_pending")), "{v}");
     let id = asked["id"].as_str().unwrap();
 
+    // The web UI: the admin's Recording views page lists it with the session; the request
+    // page offers him (who holds no approval) the form to ask instead of the player.
+    let (cookie, _) = crate::replies::web_login(&w.server, "admin", crate::harness::ADMIN_PASSWORD, "/").await;
+    let (_, _, page) = crate::replies::web_get(&w.server, Some(&cookie), "/recording-views").await;
+    assert!(page.contains("Incident 4711: who stopped nginx") && page.contains("alice on "), "{page}");
+    let (_, s) = w.server.call("GET", &format!("/api/v1/sessions/{session}"), Some(&w.admin), None).await;
+    let request = s["request_id"].as_str().unwrap();
+    let (_, _, page) = crate::replies::web_get(&w.server, Some(&cookie), &format!("/requests/{request}")).await;
+    assert!(page.contains("Ask to view") && !page.contains("data-cast"), "{page}");
+
     // She cannot approve her own; the admin sees it in his queue, with the session's facts.
     let (s, v) = post(&w.server, &auditor, &format!("/api/v1/recording-view-requests/{id}/approve"), json!({})).await;
     assert_eq!((s, v["code"].as_str()), (403, Some("own_request")), "{v}");
