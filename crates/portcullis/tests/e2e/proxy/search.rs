@@ -33,6 +33,7 @@ async fn search_postgres() {
 }
 
 async fn search_on(db: Db) {
+    let sqlite = matches!(db, Db::Sqlite);
     let mut w = world_on(db, json!({})).await;
     let request = w.request().await;
     let mut s = Interactive::start(&w);
@@ -144,6 +145,21 @@ async fn search_on(db: Db) {
         crate::replies::web_get(&w.server, Some(&cookie), &format!("/requests/{request}?session={session}&at={at}"))
             .await;
     assert!(player.contains(&format!("data-start-at=\"{at}\"")), "{player}");
+
+    // In the browser (SQLite run): the page, the hit, the player at the hit.
+    if sqlite {
+        crate::web::run_browser(
+            "search.py",
+            "search",
+            &[
+                ("BASE_URL", &w.server.url),
+                ("USER", "admin"),
+                ("PASSWORD", crate::harness::ADMIN_PASSWORD),
+                ("QUERY", "\"systemctl stop\""),
+                ("EXPECT", "ZEBRA_42"),
+            ],
+        );
+    }
 
     // Nothing of the index is on disk in the clear.
     for (path, bytes) in crate::harness::read_all_files(&w.server.data_dir().join("search")) {
