@@ -80,6 +80,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::sessions::routes())
         .merge(routes::search::routes())
         .merge(routes::recording_views::routes())
+        .merge(routes::retention::routes())
         .merge(routes::screens::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())

@@ -24,6 +24,7 @@ pub mod policies;
 pub mod policy_cache;
 pub mod recording_views;
 pub mod requests;
+pub mod retention;
 pub mod scheduler;
 pub mod screens;
 pub mod search;

@@ -654,6 +654,9 @@ pub struct PolicySettings {
     /// Viewing or exporting a session's recording needs an approved request with a
     /// justification, decided by someone else (R-REQ-12).
     pub recording_view_approval: bool,
+    /// Sessions under this policy (recordings, index entries, metadata) are deleted this many
+    /// days after they end, unless under legal hold; 0 keeps them (R-SES-13).
+    pub recording_retention_days: i64,
 }
 
 impl Default for PolicySettings {
@@ -679,6 +682,7 @@ impl Default for PolicySettings {
             change_password_after_checkin: true,
             port_forwarding: false,
             recording_view_approval: false,
+            recording_retention_days: 0,
         }
     }
 }
@@ -718,6 +722,9 @@ impl PolicySettings {
                 "directory_account_ids",
                 "name the directory accounts for account mode directory_account",
             ));
+        }
+        if !(0..=36_500).contains(&self.recording_retention_days) {
+            return Err(E::new("recording_retention_days", "must be 0 (keep) to 36500 days"));
         }
         if !(1..=24 * 60).contains(&self.idle_timeout_minutes) {
             return Err(E::new("idle_timeout_minutes", "must be 1 to 1440"));

@@ -212,6 +212,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("session search is off (storage.search_index = false): sessions are not indexed");
         state
     };
+    tokio::spawn(portcullis_app::retention::run(state.clone()));
     let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
     let proxy = ssh.map(|(listener, host_keys)| {
         let cfg = portcullis_proxy::ProxyConfig {

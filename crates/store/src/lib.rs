@@ -23,6 +23,7 @@ mod policies;
 mod queues;
 mod recording_views;
 mod requests;
+mod retention;
 mod secrets;
 mod sessions;
 mod settings;

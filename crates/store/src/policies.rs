@@ -111,6 +111,7 @@ fn encode_settings(s: &PolicySettings) -> String {
         "change_password_after_checkin": s.change_password_after_checkin,
         "port_forwarding": s.port_forwarding,
         "recording_view_approval": s.recording_view_approval,
+        "recording_retention_days": s.recording_retention_days,
     })
     .to_string()
 }
@@ -153,6 +154,7 @@ fn decode_settings(text: &str) -> Result<PolicySettings> {
         change_password_after_checkin: b("change_password_after_checkin")?,
         port_forwarding: v["port_forwarding"].as_bool().unwrap_or(false),
         recording_view_approval: v["recording_view_approval"].as_bool().unwrap_or(false),
+        recording_retention_days: v["recording_retention_days"].as_i64().unwrap_or(0),
     })
 }
 

@@ -31,6 +31,8 @@ pub struct SessionRecord {
     pub bytes_down: i64,
     /// The recording's file name (in the recordings directory).
     pub recording: Option<String>,
+    /// Under legal hold, with its reason: retention never deletes it.
+    pub legal_hold: Option<String>,
 }
 
 /// What the proxy knows when a session starts.
@@ -49,10 +51,11 @@ pub struct NewSession {
     pub recording_key: SealedRow,
 }
 
-const COLUMNS: &str = "id, user_id, username, request_id, account_id, asset_id, protocol, client_addr, started_at, \
-     ended_at, end_reason, bytes_up, bytes_down, recording";
+pub(crate) const COLUMNS: &str =
+    "id, user_id, username, request_id, account_id, asset_id, protocol, client_addr, started_at, \
+     ended_at, end_reason, bytes_up, bytes_down, recording, legal_hold";
 
-type Row = (
+pub(crate) type Row = (
     String,
     String,
     String,
@@ -67,9 +70,10 @@ type Row = (
     i64,
     i64,
     Option<String>,
+    Option<String>,
 );
 
-fn from_row(r: Row) -> SessionRecord {
+pub(crate) fn from_row(r: Row) -> SessionRecord {
     SessionRecord {
         id: r.0,
         user_id: r.1,
@@ -85,6 +89,7 @@ fn from_row(r: Row) -> SessionRecord {
         bytes_up: r.11,
         bytes_down: r.12,
         recording: r.13,
+        legal_hold: r.14,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod policies;
 pub mod profiles;
 pub mod recording_views;
 pub mod requests;
+pub mod retention;
 pub mod screens;
 pub mod search;
 pub mod sessions;

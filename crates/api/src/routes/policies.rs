@@ -325,6 +325,9 @@ pub struct SettingsDto {
     /// Viewing or exporting these sessions' recordings needs an approved request with a
     /// justification (decided by someone other than the asker). Default false.
     recording_view_approval: Option<bool>,
+    /// Delete these sessions (recording, search entries, metadata) this many days after they
+    /// end, unless under legal hold; 0 (default) keeps them.
+    recording_retention_days: Option<i64>,
 }
 
 impl SettingsDto {
@@ -366,6 +369,7 @@ impl SettingsDto {
                 .unwrap_or(d.change_password_after_checkin),
             port_forwarding: self.port_forwarding.unwrap_or(d.port_forwarding),
             recording_view_approval: self.recording_view_approval.unwrap_or(d.recording_view_approval),
+            recording_retention_days: self.recording_retention_days.unwrap_or(d.recording_retention_days),
         })
     }
 
@@ -400,6 +404,7 @@ impl SettingsDto {
             change_password_after_checkin: Some(s.change_password_after_checkin),
             port_forwarding: Some(s.port_forwarding),
             recording_view_approval: Some(s.recording_view_approval),
+            recording_retention_days: Some(s.recording_retention_days),
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct SessionDto {
     /// Target to client.
     bytes_down: i64,
     has_recording: bool,
+    /// Under legal hold (the reason): retention never deletes it.
+    legal_hold: Option<String>,
     /// The account's name (the session is on ACCOUNT@ASSET).
     account_name: Option<String>,
     asset_name: Option<String>,
@@ -108,6 +110,7 @@ impl From<SessionRecord> for SessionDto {
             bytes_up: s.bytes_up,
             bytes_down: s.bytes_down,
             has_recording: s.recording.is_some(),
+            legal_hold: s.legal_hold,
             account_name: None,
             asset_name: None,
         }

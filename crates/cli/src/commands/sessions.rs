@@ -11,8 +11,18 @@ use crate::client::enc;
 use crate::output::print;
 use crate::{CliError, GlobalArgs};
 
-const COLUMNS: &[&str] =
-    &["id", "username", "client", "started_at", "ended_at", "end_reason", "bytes_up", "bytes_down", "request_id"];
+const COLUMNS: &[&str] = &[
+    "id",
+    "username",
+    "client",
+    "started_at",
+    "ended_at",
+    "end_reason",
+    "bytes_up",
+    "bytes_down",
+    "request_id",
+    "legal_hold",
+];
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCmd {
@@ -32,6 +42,18 @@ pub enum SessionCmd {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Put a session under legal hold: its policy's retention never deletes it (Security Policy
+    /// Administrators, Auditors).
+    Hold {
+        id: String,
+        /// Why it is kept (e.g. the case), 1 to 500 characters.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a session's legal hold: its policy's retention applies again.
+    Release {
+        id: String,
     },
     /// Watch a live session's terminal as it happens, read-only (approvers, reviewers,
     /// authorizers, Security Policy Administrators, Auditors). Ends with the session.
@@ -178,6 +200,17 @@ pub async fn sessions(cmd: SessionCmd, g: &GlobalArgs) -> Result<(), CliError> {
         SessionCmd::Terminate { id, reason } => {
             let v = c.post(&format!("/api/v1/sessions/{}/terminate", enc(&id)), &json!({ "reason": reason })).await?;
             print(g.output, &v, COLUMNS);
+        }
+        SessionCmd::Hold { id, reason } => {
+            c.put(&format!("/api/v1/sessions/{}/legal-hold", enc(&id)), Some(&json!({ "reason": reason }))).await?;
+            crate::output::done(g.output, &format!("Session {id} is under legal hold: retention will not delete it."));
+        }
+        SessionCmd::Release { id } => {
+            c.delete(&format!("/api/v1/sessions/{}/legal-hold", enc(&id))).await?;
+            crate::output::done(
+                g.output,
+                &format!("Session {id}'s legal hold is released: its policy's retention applies again."),
+            );
         }
         SessionCmd::Watch { id } => {
             let mut out = std::io::stdout();

@@ -68,6 +68,8 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "list_recording_view_requests",
         "approve_recording_view",
         "deny_recording_view",
+        "hold_session",
+        "release_session",
         "list_frames",
         "get_frame",
         "get_screen",

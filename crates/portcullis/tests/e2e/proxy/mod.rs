@@ -18,6 +18,7 @@ mod lifecycle;
 mod people;
 mod rdp;
 mod rdp_nla;
+mod retention;
 mod search;
 mod sessions;
 mod telnet;
