@@ -55,6 +55,8 @@ role_set!(/// Who may start a directory synchronisation.
     DirectoryAdmins = [UserAdmin, ApplianceAdmin]);
 role_set!(/// Security Policy Administrators.
     PolicyAdmins = [SecurityPolicyAdmin]);
+role_set!(/// Who may put sessions under legal hold and release them.
+    HoldKeepers = [SecurityPolicyAdmin, Auditor]);
 role_set!(/// Who may read entitlements and policies and ask which policy governs.
     PolicyReaders = [SecurityPolicyAdmin, Auditor, ApplianceAdmin]);
 role_set!(/// Who may read the inventory.

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{AnyUser, Authed};
+use crate::auth::{Authed, HoldKeepers};
 use crate::dto::IdPath;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath};
@@ -30,7 +30,7 @@ pub struct HoldBody {
     params(IdPath), request_body = HoldBody, responses((status = 204, description = "Held")))]
 async fn hold_session(
     State(state): State<AppState>,
-    caller: Authed<AnyUser>,
+    caller: Authed<HoldKeepers>,
     ApiPath(p): ApiPath<IdPath>,
     ApiJson(b): ApiJson<HoldBody>,
 ) -> ApiResult<StatusCode> {
@@ -43,7 +43,7 @@ async fn hold_session(
     params(IdPath), responses((status = 204, description = "Released")))]
 async fn release_session(
     State(state): State<AppState>,
-    caller: Authed<AnyUser>,
+    caller: Authed<HoldKeepers>,
     ApiPath(p): ApiPath<IdPath>,
 ) -> ApiResult<StatusCode> {
     portcullis_app::retention::hold(&state, &caller, &p.id, None).await?;

@@ -68,8 +68,6 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
         "list_recording_view_requests",
         "approve_recording_view",
         "deny_recording_view",
-        "hold_session",
-        "release_session",
         "list_frames",
         "get_frame",
         "get_screen",
@@ -138,6 +136,8 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     m.insert("link_account", vec!["user_admin"]);
     m.insert("unlink_account", vec!["user_admin"]);
     m.insert("sync_directory", vec!["user_admin", "appliance_admin"]);
+    m.insert("hold_session", vec!["security_policy_admin", "auditor"]);
+    m.insert("release_session", vec!["security_policy_admin", "auditor"]);
     for op in [
         "list_assets",
         "get_asset",
