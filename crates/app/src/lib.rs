@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod approval_mail;
+pub mod archive;
 pub mod audit;
 pub mod audit_anchor;
 pub mod auth;

@@ -11,6 +11,7 @@ pub struct Metrics {
     pub logins_failed: Counter,
     pub checkouts: Counter,
     pub directory_errors: Counter,
+    pub archive_errors: Counter,
 }
 
 impl Metrics {
@@ -26,7 +27,13 @@ impl Metrics {
             "Directory sign-ins and synchronisations that failed for the directory's sake",
             directory_errors.clone(),
         );
-        Metrics { registry: Mutex::new(registry), logins_failed, checkouts, directory_errors }
+        let archive_errors = Counter::default();
+        registry.register(
+            "archive_errors",
+            "Recording copies to the archive that failed (retried; the local file stays)",
+            archive_errors.clone(),
+        );
+        Metrics { registry: Mutex::new(registry), logins_failed, checkouts, directory_errors, archive_errors }
     }
 
     /// Adds a front end's metric to the registry.

@@ -87,9 +87,15 @@ async fn expunge(state: &App, s: &SessionRecord, policy: &str, days: i64) -> App
         "started_at": s.started_at, "ended_at": s.ended_at, "recording_bytes": size,
         "policy": policy, "retention_days": days,
     });
+    let archived = state.store.archive_key(&s.id).await.ok().flatten();
     // The row first (atomically with the hold check), then what it pointed to.
     if !state.store.expunge_session(&Actor::system(), state.now(), &s.id, details).await? {
         return Ok(false);
+    }
+    if let (Some(archive), Some(key)) = (&state.archive, archived) {
+        if let Err(e) = archive.delete(&key).await {
+            tracing::error!(session = %s.id, error = %e, "cannot delete an expired recording's archived copy");
+        }
     }
     if let Some(ix) = &state.search {
         if let Err(e) = ix.delete_session(&s.id) {

@@ -218,7 +218,8 @@ pub(crate) async fn open_recording(state: &App, s: SessionRecord) -> AppResult<O
                 AppError::internal()
             })?;
     let bytes: [u8; 32] = plain.expose().try_into().map_err(|_| AppError::internal())?;
-    Ok(OpenRecording { path: state.recordings.join(file), key: zeroize::Zeroizing::new(bytes), session: s })
+    let path = crate::archive::local_path(state, &s, &file).await?;
+    Ok(OpenRecording { path, key: zeroize::Zeroizing::new(bytes), session: s })
 }
 
 /// Closes the sessions an earlier run left open (the server stopped without ending them).

@@ -111,6 +111,8 @@ pub struct App {
     pub sso: Option<Arc<crate::sso::Sso>>,
     /// The session search index (`None`: not opened, as in some tests).
     pub search: Option<portcullis_search::SearchIndex>,
+    /// Where ended sessions' recordings are copied (`None`: no archive configured).
+    pub archive: Option<Arc<crate::archive::Archive>>,
 }
 
 /// One public host key of the SSH proxy.
@@ -144,6 +146,7 @@ impl App {
             directories: Arc::default(),
             sso: None,
             search: None,
+            archive: None,
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
@@ -199,6 +202,10 @@ impl App {
 
     pub fn with_mail(self, mail: bool) -> Self {
         App { mail, ..self }
+    }
+
+    pub fn with_archive(self, archive: Option<crate::archive::Archive>) -> Self {
+        App { archive: archive.map(Arc::new), ..self }
     }
 
     pub fn with_search(self, index: portcullis_search::SearchIndex) -> Self {

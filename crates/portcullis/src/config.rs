@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod archive;
 mod directories;
 mod proxies;
 use proxies::check_proxy;
@@ -28,6 +29,8 @@ pub struct Config {
     /// Directory connections by name (`[directories.NAME]`), file only.
     pub directories: std::collections::BTreeMap<String, directories::DirectorySettings>,
     pub oidc: directories::OidcConfig,
+    /// `[archive]`: where ended sessions' recordings are copied.
+    pub archive: archive::ArchiveConfig,
     pub siem: SiemConfig,
     pub mail: MailSettings,
     pub webhook: WebhookSettings,
@@ -431,6 +434,7 @@ const SECTIONS: &[&str] = &[
     "webhook",
     "notifications",
     "oidc",
+    "archive",
 ];
 // `[aa_plugins.NAME]` tables are set in the file only (no environment overrides).
 

@@ -168,6 +168,14 @@ pub async fn run(config: Config) -> Result<()> {
         .with_change_settings(config.change_settings())
         .with_directories(directories)
         .with_sso(config.sso()?)
+        .with_archive(match config.archive()? {
+            Some(settings) => {
+                let archive = portcullis_app::archive::Archive::new(settings).map_err(anyhow::Error::msg)?;
+                tracing::info!(archive = %archive.location, "ended sessions' recordings are copied to the archive");
+                Some(archive)
+            }
+            None => None,
+        })
         .with_mail(channels.mail.is_some())
         .with_metrics_token(Some(config.server.metrics_token.clone()).filter(|t| !t.is_empty()))
         .with_recordings(data_dir.join("recordings"))
@@ -213,6 +221,7 @@ pub async fn run(config: Config) -> Result<()> {
         state
     };
     tokio::spawn(portcullis_app::retention::run(state.clone()));
+    tokio::spawn(portcullis_app::archive::run(state.clone()));
     let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
     let proxy = ssh.map(|(listener, host_keys)| {
         let cfg = portcullis_proxy::ProxyConfig {

@@ -4,6 +4,7 @@
 //! Every state change and its audit event commit in one transaction: a method that changes
 //! something takes the acting [`Actor`] and writes the event itself.
 
+mod archive;
 mod audit;
 mod changes;
 mod commit;

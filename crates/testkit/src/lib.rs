@@ -7,6 +7,7 @@ pub mod process;
 pub mod pty;
 pub mod rdp;
 pub mod rsyslog;
+pub mod s3;
 pub mod slapd;
 pub mod sshd;
 pub mod telnetd;

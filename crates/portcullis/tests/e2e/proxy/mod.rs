@@ -12,6 +12,7 @@ use crate::harness::{Db, Server};
 
 mod aa;
 mod access;
+mod archive;
 mod flood;
 mod governance;
 mod lifecycle;
