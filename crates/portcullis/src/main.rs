@@ -1,6 +1,7 @@
 //! The `portcullis` binary: the server (`serve`) and the command-line client, composed from
 //! the workspace's crates. Errors become `anyhow` only here, at the edge.
 
+mod backup;
 mod config;
 mod keys;
 mod reset_link;
@@ -51,6 +52,25 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// On the server: write a backup (one tar file): a consistent snapshot of the database, the
+    /// recordings on this disk with their manifest, and the server's keys sealed under the vault
+    /// key — never the vault key itself, which a restore needs given separately.
+    Backup {
+        /// The file to write (e.g. portcullis-2026-11-30.tar).
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// On a new server: restore a backup into the configured, empty data directory (and
+    /// database). Give it the vault key the backed-up server used first (keys/vault.kek).
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Vault maintenance on this server's data (run with the server stopped).
     #[command(subcommand)]
     Vault(VaultCmd),
@@ -79,6 +99,17 @@ enum ConfigCmd {
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+/// The exit status of a server-side command.
+fn finish(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(config: &config::Config) {
@@ -178,6 +209,26 @@ fn main() -> std::process::ExitCode {
                     std::process::ExitCode::FAILURE
                 }
             }
+        }
+        Command::Backup { to, config } => {
+            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            finish(runtime.block_on(backup::backup(config, &to)))
+        }
+        Command::Restore { from, config } => {
+            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            finish(runtime.block_on(backup::restore(config, &from)))
         }
         Command::ResetLink { username, config } => {
             let config = match config::Config::load(config.as_deref(), std::env::vars()) {

@@ -18,4 +18,11 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Writes a consistent copy of the SQLite database to `path` (`VACUUM INTO`: one read
+    /// transaction, so a running server's later commits are not in it). SQLite only.
+    pub async fn snapshot_sqlite(&self, path: &str) -> Result<()> {
+        sqlx::query("VACUUM INTO $1").bind(path).execute(&self.write).await?;
+        Ok(())
+    }
 }

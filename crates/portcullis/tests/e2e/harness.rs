@@ -118,6 +118,56 @@ impl Server {
         s
     }
 
+    /// A new server restored from `backup` by `portcullis restore`: its own data directory,
+    /// given this server's vault key (as an operator would, apart from the backup); on
+    /// PostgreSQL a new, empty database in the same cluster. Also returns the restore's output.
+    pub fn restored(&self, backup: &std::path::Path) -> (Server, std::process::Output) {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().unwrap();
+        let keys = dir.path().join("data/keys");
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&keys).unwrap();
+        std::fs::copy(self.data_dir().join("keys/vault.kek"), keys.join("vault.kek")).unwrap();
+        let db = match &self.db {
+            Db::Sqlite => Db::Sqlite,
+            Db::Postgres(pg, _) => {
+                let url = pg.create_database(&format!("restored{}", portcullis_testkit::random_suffix()));
+                Db::Postgres(pg.clone(), url)
+            }
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.arg("restore")
+            .arg("--from")
+            .arg(backup)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORTCULLIS_STORAGE_DATA_DIR", dir.path().join("data"))
+            .stdin(Stdio::null());
+        if let Db::Postgres(_, url) = &db {
+            cmd.env("PORTCULLIS_STORAGE_DATABASE_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        let port = portcullis_testkit::free_port();
+        let mut s = Server {
+            dir,
+            port,
+            ssh_port: portcullis_testkit::free_port(),
+            telnet_port: portcullis_testkit::free_port(),
+            rdp_port: portcullis_testkit::free_port(),
+            tls: self.tls,
+            db,
+            child: None,
+            url: format!("{}://127.0.0.1:{port}", if self.tls { "https" } else { "http" }),
+            bootstrap_secret: None,
+            fingerprint: None,
+            extra_env: self.extra_env.clone(),
+            run: 0,
+        };
+        if out.status.success() {
+            s.spawn();
+        }
+        (s, out)
+    }
+
     /// The server process's id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

@@ -13,6 +13,7 @@ use crate::harness::{Db, Server};
 mod aa;
 mod access;
 mod archive;
+mod backup;
 mod flood;
 mod governance;
 mod lifecycle;
