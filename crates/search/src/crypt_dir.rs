@@ -199,6 +199,11 @@ impl TerminatingWrite for FileWriter {
     }
 }
 
+/// Decrypted blocks an open file keeps (most recent first): tantivy reads postings and
+/// positions in many small, nearby ranges, which would otherwise decrypt the same block again
+/// and again.
+const CACHED_BLOCKS: usize = 8;
+
 /// An open file: blocks decrypted as they are read.
 struct Reader {
     file: File,
@@ -207,6 +212,7 @@ struct Reader {
     file_nonce: [u8; 16],
     len: usize,
     blocks: u64,
+    recent: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
 }
 
 impl fmt::Debug for Reader {
@@ -233,7 +239,25 @@ impl Reader {
         }
         let mut file_nonce = [0u8; 16];
         file_nonce.copy_from_slice(&head[MAGIC.len()..]);
-        Ok(Reader { file, name, cipher, file_nonce, len, blocks })
+        Ok(Reader { file, name, cipher, file_nonce, len, blocks, recent: Mutex::new(Vec::new()) })
+    }
+
+    /// Block `i`, from the recent ones or decrypted (and then kept).
+    fn cached_block(&self, i: u64) -> io::Result<Arc<Vec<u8>>> {
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = recent.iter().position(|(b, _)| *b == i) {
+                let hit = recent.remove(at);
+                let block = hit.1.clone();
+                recent.insert(0, hit);
+                return Ok(block);
+            }
+        }
+        let block = Arc::new(self.block(i)?);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.insert(0, (i, block.clone()));
+        recent.truncate(CACHED_BLOCKS);
+        Ok(block)
     }
 
     fn block(&self, i: u64) -> io::Result<Vec<u8>> {
@@ -258,7 +282,7 @@ impl Reader {
         let (first, last) = ((range.start / BLOCK) as u64, ((range.end - 1) / BLOCK) as u64);
         let mut out = Vec::with_capacity(range.len());
         for i in first..=last {
-            let plain = self.block(i)?;
+            let plain = self.cached_block(i)?;
             let base = i as usize * BLOCK;
             let from = range.start.max(base) - base;
             let to = range.end.min(base + plain.len()) - base;

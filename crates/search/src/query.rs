@@ -131,8 +131,7 @@ impl SearchIndex {
         }
         let query = BooleanQuery::new(must);
         let searcher = self.reader.searcher();
-        let top =
-            searcher.search(&query, &TopDocs::with_limit(limit).order_by_fast_field::<i64>("time", Order::Desc))?;
+        let top = newest_first(&searcher, &query, limit)?;
         let mut snippets = SnippetGenerator::create(&searcher, &query, f.text)?;
         snippets.set_max_num_chars(200);
         let mut hits = Vec::with_capacity(top.len());
@@ -157,6 +156,36 @@ impl SearchIndex {
         }
         Ok(hits)
     }
+}
+
+/// The `limit` newest matches. Segments are searched newest first (by their latest entry), and
+/// the search stops when the next segment's latest entry is older than the `limit`-th match so
+/// far: entries arrive in time order, so a common word costs the recent segments, not the index.
+fn newest_first(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
+    limit: usize,
+) -> Result<Vec<(Option<i64>, tantivy::DocAddress)>, SearchError> {
+    use tantivy::collector::Collector;
+    use tantivy::query::EnableScoring;
+    let collector = TopDocs::with_limit(limit).order_by_fast_field::<i64>("time", Order::Desc);
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut segments = Vec::new();
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        segments.push((reader.fast_fields().i64("time")?.max_value(), ord));
+    }
+    segments.sort_by(|a, b| b.cmp(a));
+    let mut best: Vec<(Option<i64>, tantivy::DocAddress)> = Vec::new();
+    for (latest, ord) in segments {
+        if best.len() >= limit && best[limit - 1].0 >= Some(latest) {
+            break;
+        }
+        let fruit = collector.collect_segment(weight.as_ref(), ord as u32, &searcher.segment_readers()[ord])?;
+        best.extend(collector.merge_fruits(vec![fruit])?);
+        best.sort_by(|a, b| b.0.cmp(&a.0));
+        best.truncate(limit);
+    }
+    Ok(best)
 }
 
 fn term(field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_testkit::sshd::{Sshd, UnixUser};
 use serde_json::{json, Value};
@@ -381,6 +381,7 @@ pub async fn run(quick: bool, only: &[String]) -> Vec<Metric> {
         match *part {
             "throughput" => throughput(&f, quick, &mut out).await,
             "content" => content(&f, quick, &mut out).await,
+            "archive" => archive(quick, &mut out).await,
             "indexing" => {
                 transfer::indexing(
                     &f,
@@ -410,4 +411,46 @@ fn proc_status(pid: u32, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Archive upload throughput: a session whose recording is large (base64 text through the
+/// proxy), then the time from its end until its copy is in the S3-compatible store (moto, a
+/// Python server on this machine, so this is a floor) and verified (read back, compared).
+async fn archive(quick: bool, out: &mut Vec<Metric>) {
+    let s3 = portcullis_testkit::s3::S3::start();
+    s3.create_bucket("bench-recordings");
+    let url = s3.url();
+    let f = fixture_with(&[
+        ("PORTCULLIS_ARCHIVE_URL", url.as_str()),
+        ("PORTCULLIS_ARCHIVE_BUCKET", "bench-recordings"),
+        ("PORTCULLIS_ARCHIVE_ACCESS_KEY_ID", "bench"),
+        ("PORTCULLIS_ARCHIVE_SECRET_ACCESS_KEY", "bench-secret"),
+        ("PORTCULLIS_ARCHIVE_ALLOW_HTTP", "true"),
+        ("PORTCULLIS_ARCHIVE_REMOVE_LOCAL", "true"),
+    ])
+    .await;
+    let mib: u64 = if quick { 4 } else { 64 };
+    let command = format!("head -c {} /dev/urandom | base64 -w 120", mib << 20);
+    let status = f.ssh(Route::Proxy, &[], &command).stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(status.success(), "the session ran");
+    let ended = Instant::now();
+    // The local file is removed once its copy is verified and recorded.
+    let mut bytes = 0;
+    let done = portcullis_testkit::process::wait_until(Duration::from_secs(600), || {
+        let now = f.recordings_bytes();
+        bytes = bytes.max(now);
+        now == 0 && !s3.keys("bench-recordings").is_empty()
+    });
+    assert!(done, "the recording was archived");
+    let secs = ended.elapsed().as_secs_f64();
+    out.push(Metric {
+        name: format!("archive: a {} MiB recording copied and verified", bytes >> 20),
+        value: (bytes as f64 / (1 << 20) as f64) / secs,
+        unit: "MiB/s",
+        spread: (0.0, 0.0),
+        goal: String::new(),
+        note:
+            "from the session's end (includes the up-to-3 s wait for the next pass) to the verified copy, against moto"
+                .into(),
+    });
 }

@@ -213,19 +213,7 @@ pub(super) async fn content(f: &Fixture, quick: bool, out: &mut Vec<Metric>) {
         for (i, with) in [false, true].into_iter().enumerate() {
             spec["content"] = if with { serde_json::json!(rules) } else { serde_json::json!([]) };
             super::call(f, "PUT", &path, &f.admin, spec.clone()).await;
-            let t = Instant::now();
-            let mut child = f
-                .ssh(super::Route::Proxy, &[], &command)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut stdout = child.stdout.take().unwrap();
-            let got = std::io::copy(&mut stdout, &mut std::io::sink()).unwrap_or(0);
-            let _ = child.wait();
-            assert_eq!(got, bytes, "the text download lost bytes");
-            rates[i].push(mib_s(bytes, t.elapsed().as_secs_f64()));
+            rates[i].push(text_download(f, &command, bytes));
         }
     }
     spec["content"] = serde_json::json!([]);
@@ -263,19 +251,7 @@ pub(super) async fn indexing(f: &Fixture, plain: Fixture, quick: bool, out: &mut
     let mut rates = [Vec::new(), Vec::new()];
     for _ in 0..runs {
         for (i, fx) in [&plain, f].into_iter().enumerate() {
-            let t = Instant::now();
-            let mut child = fx
-                .ssh(super::Route::Proxy, &[], &command)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut stdout = child.stdout.take().unwrap();
-            let got = std::io::copy(&mut stdout, &mut std::io::sink()).unwrap_or(0);
-            let _ = child.wait();
-            assert_eq!(got, bytes, "the text download lost bytes");
-            rates[i].push(mib_s(bytes, t.elapsed().as_secs_f64()));
+            rates[i].push(text_download(fx, &command, bytes));
         }
     }
     let (off, os) = summarize(rates[0].clone());
@@ -305,4 +281,21 @@ pub(super) async fn indexing(f: &Fixture, plain: Fixture, quick: bool, out: &mut
         goal: "< 5".into(),
         note: format!("medians of {runs} alternating runs each"),
     });
+}
+
+/// Runs `command` through the proxy, reading its `bytes` of output; returns MiB/s.
+fn text_download(f: &Fixture, command: &str, bytes: u64) -> f64 {
+    let t = Instant::now();
+    let mut child = f
+        .ssh(super::Route::Proxy, &[], command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let got = std::io::copy(&mut stdout, &mut std::io::sink()).unwrap_or(0);
+    let _ = child.wait();
+    assert_eq!(got, bytes, "the text download lost bytes");
+    mib_s(bytes, t.elapsed().as_secs_f64())
 }

@@ -98,24 +98,30 @@ impl Server {
         for e in std::fs::read_dir(self.data_dir().join("keys")).unwrap().flatten() {
             std::fs::copy(e.path(), keys.join(e.file_name())).unwrap();
         }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut s = Server::unstarted(dir, self.db.clone(), self.tls, env);
+        s.spawn();
+        s
+    }
+
+    /// A server on `dir`'s data, not started yet (new ports).
+    fn unstarted(dir: tempfile::TempDir, db: Db, tls: bool, extra_env: Vec<(String, String)>) -> Server {
         let port = portcullis_testkit::free_port();
-        let mut s = Server {
+        Server {
             dir,
             port,
             ssh_port: portcullis_testkit::free_port(),
             telnet_port: portcullis_testkit::free_port(),
             rdp_port: portcullis_testkit::free_port(),
-            tls: self.tls,
-            db: self.db.clone(),
+            tls,
+            db,
             child: None,
-            url: format!("{}://127.0.0.1:{port}", if self.tls { "https" } else { "http" }),
+            url: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             bootstrap_secret: None,
             fingerprint: None,
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env,
             run: 0,
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// A new server restored from `backup` by `portcullis restore`: its own data directory,
@@ -146,22 +152,7 @@ impl Server {
             cmd.env("PORTCULLIS_STORAGE_DATABASE_URL", url);
         }
         let out = cmd.output().unwrap();
-        let port = portcullis_testkit::free_port();
-        let mut s = Server {
-            dir,
-            port,
-            ssh_port: portcullis_testkit::free_port(),
-            telnet_port: portcullis_testkit::free_port(),
-            rdp_port: portcullis_testkit::free_port(),
-            tls: self.tls,
-            db,
-            child: None,
-            url: format!("{}://127.0.0.1:{port}", if self.tls { "https" } else { "http" }),
-            bootstrap_secret: None,
-            fingerprint: None,
-            extra_env: self.extra_env.clone(),
-            run: 0,
-        };
+        let mut s = Server::unstarted(dir, db, self.tls, self.extra_env.clone());
         if out.status.success() {
             s.spawn();
         }
