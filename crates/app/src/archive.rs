@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, PutPayload, RetryConfig, WriteMultipart};
 use portcullis_store::{Actor, SessionRecord};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{AppError, AppResult};
 use crate::state::App;
@@ -120,7 +121,15 @@ async fn upload(state: &App, archive: &Archive, s: &SessionRecord) -> Result<(),
     let (sha, size) = match sha256_of(&local).await {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("the recording file {file} is missing"));
+            // Nothing to copy, ever: recorded (audited) so that it leaves the queue.
+            tracing::error!(session = %s.id, file, "the recording file is missing; nothing to archive");
+            let details =
+                json!({ "key": "", "problem": format!("the recording file {file} is missing; nothing was archived") });
+            return state
+                .store
+                .mark_archived(&Actor::system(), state.now(), &s.id, "", details)
+                .await
+                .map_err(|e| e.to_string());
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -145,10 +154,16 @@ async fn upload(state: &App, archive: &Archive, s: &SessionRecord) -> Result<(),
         w.finish().await.map_err(|e| e.to_string())?;
     }
     // Verified by reading it back: the same bytes, or the copy does not count.
-    let got = archive.store.get(&path).await.map_err(|e| e.to_string())?.bytes().await.map_err(|e| e.to_string())?;
-    let got_sha = hex::encode(Sha256::digest(&got));
-    if got.len() as u64 != size || got_sha != sha {
-        return Err(format!("the copy of {file} read back differs ({} bytes, SHA-256 {got_sha})", got.len()));
+    let mut stream = archive.store.get(&path).await.map_err(|e| e.to_string())?.into_stream();
+    let (mut h, mut got) = (Sha256::new(), 0u64);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        h.update(&chunk);
+        got += chunk.len() as u64;
+    }
+    let got_sha = hex::encode(h.finalize());
+    if got != size || got_sha != sha {
+        return Err(format!("the copy of {file} read back differs ({got} bytes, SHA-256 {got_sha})"));
     }
     let details = json!({ "key": key, "archive": archive.location, "bytes": size, "sha256": sha, "local_removed": archive.remove_local });
     state.store.mark_archived(&Actor::system(), state.now(), &s.id, &key, details).await.map_err(|e| e.to_string())?;
@@ -214,7 +229,8 @@ pub async fn local_path(state: &App, s: &SessionRecord, file: &str) -> AppResult
     if tokio::fs::try_exists(&local).await.unwrap_or(false) {
         return Ok(local);
     }
-    let (Some(archive), Some(key)) = (state.archive.clone(), state.store.archive_key(&s.id).await?) else {
+    let key = state.store.archive_key(&s.id).await?.filter(|k| !k.is_empty());
+    let (Some(archive), Some(key)) = (state.archive.clone(), key) else {
         return Ok(local);
     };
     let cached = archive.cache_dir.join(file);
@@ -232,11 +248,17 @@ pub async fn local_path(state: &App, s: &SessionRecord, file: &str) -> AppResult
             ),
         )
     };
-    let got = archive.store.get(&ObjectPath::from(key.as_str())).await.map_err(|e| unavailable(&e))?;
-    let bytes = got.bytes().await.map_err(|e| unavailable(&e))?;
+    let mut stream =
+        archive.store.get(&ObjectPath::from(key.as_str())).await.map_err(|e| unavailable(&e))?.into_stream();
     tokio::fs::create_dir_all(&archive.cache_dir).await.map_err(|e| unavailable(&e))?;
     let tmp = archive.cache_dir.join(format!("{file}.{}.tmp", uuid::Uuid::new_v4()));
-    tokio::fs::write(&tmp, &bytes).await.map_err(|e| unavailable(&e))?;
+    let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| unavailable(&e))?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| unavailable(&e))?;
+        out.write_all(&chunk).await.map_err(|e| unavailable(&e))?;
+    }
+    out.flush().await.map_err(|e| unavailable(&e))?;
+    drop(out);
     tokio::fs::rename(&tmp, &cached).await.map_err(|e| unavailable(&e))?;
     Ok(cached)
 }

@@ -87,7 +87,7 @@ async fn expunge(state: &App, s: &SessionRecord, policy: &str, days: i64) -> App
         "started_at": s.started_at, "ended_at": s.ended_at, "recording_bytes": size,
         "policy": policy, "retention_days": days,
     });
-    let archived = state.store.archive_key(&s.id).await.ok().flatten();
+    let archived = state.store.archive_key(&s.id).await.ok().flatten().filter(|k| !k.is_empty());
     // The row first (atomically with the hold check), then what it pointed to.
     if !state.store.expunge_session(&Actor::system(), state.now(), &s.id, details).await? {
         return Ok(false);

@@ -182,7 +182,7 @@ fn newest_first(
         }
         let fruit = collector.collect_segment(weight.as_ref(), ord as u32, &searcher.segment_readers()[ord])?;
         best.extend(collector.merge_fruits(vec![fruit])?);
-        best.sort_by(|a, b| b.0.cmp(&a.0));
+        best.sort_by_key(|b| std::cmp::Reverse(b.0));
         best.truncate(limit);
     }
     Ok(best)
