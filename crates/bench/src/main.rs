@@ -28,7 +28,7 @@ struct Args {
     /// Tiny sizes: checks that the harness works, not the speed.
     #[arg(long)]
     quick: bool,
-    /// Only these parts of the proxy group (comma-separated): throughput, content, scp,
+    /// Only these parts of the proxy group (comma-separated): throughput, content, indexing, archive, scp,
     /// latency, telnet, setup, signins, recording, revocation, footprint.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,

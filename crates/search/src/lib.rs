@@ -125,14 +125,27 @@ impl SearchIndex {
         let (schema, fields) = schema();
         let directory = EncryptedDirectory::open(dir, key)?;
         let index = Index::open_or_create(directory, schema)?;
-        let writer: IndexWriter<TantivyDocument> = index.writer_with_num_threads(1, 32_000_000)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let r2: IndexReader = Clone::clone(&reader);
+        let (r2, ix2) = (Clone::clone(&reader), index.clone());
+        let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("search-index".into())
-            .spawn(move || write_loop(writer, r2, fields, rx))
+            .spawn(move || {
+                // Before the writer exists: its indexing and merging threads inherit the priority.
+                yield_to_sessions();
+                match ix2.writer_with_num_threads::<TantivyDocument>(1, 32_000_000) {
+                    Ok(writer) => {
+                        let _ = ready_tx.send(Ok(()));
+                        write_loop(writer, r2, fields, rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
             .map_err(SearchError::Io)?;
+        ready_rx.recv().map_err(|_| SearchError::Stopped)??;
         Ok(SearchIndex { index, reader, fields, tx, incomplete: Arc::default() })
     }
 
@@ -298,6 +311,18 @@ impl LiveFeed {
             }
             Err(TrySendError::Disconnected(_)) => self.lost = true,
         }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux: per thread, inherited by the threads
+/// it starts), so that indexing yields the CPU to the sessions it indexes; what it cannot keep up with waits in the queue,
+/// and a session whose entries overflow it is indexed from its recording afterwards.
+fn yield_to_sessions() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority have no memory effects; a failure only leaves the priority.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 

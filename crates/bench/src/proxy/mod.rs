@@ -358,6 +358,7 @@ pub const PARTS: &[&str] = &[
     "throughput",
     "content",
     "indexing",
+    "archive",
     "scp",
     "latency",
     "telnet",
