@@ -294,14 +294,14 @@ pub fn parse_when(field: &str, text: &str, now: i64) -> AppResult<i64> {
             format!("'{text}' is not a time: use RFC 3339 (2026-11-23T00:00:00Z) or how long ago (7d, 12h, 30m)"),
         )
     };
-    let (n, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = n.parse().map_err(|_| bad())?;
-    let unit = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
+    let unit = match text.chars().last() {
+        Some('d') => 86_400,
+        Some('h') => 3_600,
+        Some('m') => 60,
         _ => return Err(bad()),
     };
+    // The unit is one ASCII byte: what is before it is the number.
+    let n: i64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
     if !(0..=36_500 * 86_400 / unit).contains(&n) {
         return Err(bad());
     }
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(parse_when("from", "7d", now).unwrap(), now - 7 * 86_400_000_000);
         assert_eq!(parse_when("from", "30m", now).unwrap(), now - 1_800_000_000);
         assert_eq!(parse_when("to", "2026-11-23T00:00:00Z", now).unwrap(), 1_795_392_000_000_000);
-        for bad in ["", "7", "d", "7w", "-1d", "last week", "99999999d"] {
+        for bad in ["", "7", "d", "7w", "-1d", "last week", "99999999d", "\u{80}", "7é", "é"] {
             let e = parse_when("from", bad, now).unwrap_err();
             assert!(e.message.contains("is not a time"), "{bad}: {}", e.message);
         }
