@@ -18,8 +18,8 @@ pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX)
 }
 
-/// A sealed value as text (also used for RDP launch tokens).
-pub(crate) fn encode(s: &Sealed) -> String {
+/// A sealed value as text (also used for RDP launch tokens, the search index key and backups).
+pub fn encode(s: &Sealed) -> String {
     format!(
         "{PREFIX}{}:{}:{}:{}:{}",
         s.kek_id,
@@ -30,7 +30,8 @@ pub(crate) fn encode(s: &Sealed) -> String {
     )
 }
 
-pub(crate) fn decode(stored: &str) -> Option<Sealed> {
+/// The sealed value of [`encode`]'s text.
+pub fn decode(stored: &str) -> Option<Sealed> {
     let mut parts = stored.strip_prefix(PREFIX)?.split(':');
     let kek_id = parts.next()?.to_owned();
     let mut next = || BASE64_NOPAD.decode(parts.next()?.as_bytes()).ok();

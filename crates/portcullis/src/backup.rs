@@ -10,8 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use data_encoding::BASE64;
-use portcullis_vault::{KeyRing, Sealed, SecretContext};
+use portcullis_vault::{KeyRing, SecretContext};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -26,22 +25,6 @@ fn carried_key(name: &str) -> bool {
 
 fn context(name: &str) -> SecretContext {
     SecretContext { account_id: "backup".into(), kind: format!("key-file:{name}"), version: 1 }
-}
-
-fn sealed_json(s: &Sealed) -> Value {
-    json!({ "kek_id": s.kek_id, "nonce": BASE64.encode(&s.nonce), "dek_nonce": BASE64.encode(&s.dek_nonce),
-            "wrapped_dek": BASE64.encode(&s.wrapped_dek), "ciphertext": BASE64.encode(&s.ciphertext) })
-}
-
-fn sealed_from(v: &Value) -> Option<Sealed> {
-    let b = |k: &str| BASE64.decode(v[k].as_str()?.as_bytes()).ok();
-    Some(Sealed {
-        kek_id: v["kek_id"].as_str()?.to_owned(),
-        nonce: b("nonce")?.try_into().ok()?,
-        dek_nonce: b("dek_nonce")?.try_into().ok()?,
-        wrapped_dek: b("wrapped_dek")?,
-        ciphertext: b("ciphertext")?,
-    })
 }
 
 fn sha256_file(path: &Path) -> Result<(String, u64)> {
@@ -130,7 +113,8 @@ pub async fn backup(config: Config, output: &Path) -> Result<()> {
         let name = e.file_name().to_string_lossy().into_owned();
         if carried_key(&name) && e.path().is_file() {
             let bytes = zeroize::Zeroizing::new(std::fs::read(e.path())?);
-            sealed_keys.insert(name.clone(), sealed_json(&portcullis_vault::seal(&ring, &context(&name), &bytes)));
+            let sealed = portcullis_vault::seal(&ring, &context(&name), &bytes);
+            sealed_keys.insert(name.clone(), Value::String(portcullis_app::totp_secret::encode(&sealed)));
         }
     }
     store.close().await;
@@ -200,7 +184,10 @@ pub async fn restore(config: Config, input: &Path) -> Result<()> {
         if !carried_key(name) || name.contains('/') {
             bail!("the backup carries an unexpected key file {name}");
         }
-        let sealed = sealed_from(v).with_context(|| format!("the sealed key file {name} is malformed"))?;
+        let sealed = v
+            .as_str()
+            .and_then(portcullis_app::totp_secret::decode)
+            .with_context(|| format!("the sealed key file {name} is malformed"))?;
         let plain = portcullis_vault::open(&ring, &context(name), &sealed)
             .map_err(|e| anyhow::anyhow!("the key file {name} cannot be opened with vault key {kek}: {e}"))?;
         write_private(&keys.join(name), plain.expose())?;

@@ -101,6 +101,15 @@ enum ConfigCmd {
     },
 }
 
+/// The configuration a server-side command runs with; exit status 2 (after saying why) if it
+/// is wrong.
+fn load_config(path: Option<&std::path::Path>) -> Result<config::Config, std::process::ExitCode> {
+    config::Config::load(path, std::env::vars()).map_err(|e| {
+        eprintln!("error: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
 /// The exit status of a server-side command.
 fn finish(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
@@ -194,58 +203,22 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
-        Command::Vault(VaultCmd::RotateKey { config, throttle_ms }) => {
-            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return std::process::ExitCode::from(2);
-                }
-            };
-            match runtime.block_on(rotate::run(config, std::time::Duration::from_millis(throttle_ms))) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Backup { to, config } => {
-            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return std::process::ExitCode::from(2);
-                }
-            };
-            finish(runtime.block_on(backup::backup(config, &to)))
-        }
-        Command::Restore { from, config } => {
-            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return std::process::ExitCode::from(2);
-                }
-            };
-            finish(runtime.block_on(backup::restore(config, &from)))
-        }
-        Command::ResetLink { username, config } => {
-            let config = match config::Config::load(config.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return std::process::ExitCode::from(2);
-                }
-            };
-            match runtime.block_on(reset_link::run(config, &username)) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    std::process::ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Vault(VaultCmd::RotateKey { config, throttle_ms }) => match load_config(config.as_deref()) {
+            Ok(config) => finish(runtime.block_on(rotate::run(config, std::time::Duration::from_millis(throttle_ms)))),
+            Err(code) => code,
+        },
+        Command::Backup { to, config } => match load_config(config.as_deref()) {
+            Ok(config) => finish(runtime.block_on(backup::backup(config, &to))),
+            Err(code) => code,
+        },
+        Command::Restore { from, config } => match load_config(config.as_deref()) {
+            Ok(config) => finish(runtime.block_on(backup::restore(config, &from))),
+            Err(code) => code,
+        },
+        Command::ResetLink { username, config } => match load_config(config.as_deref()) {
+            Ok(config) => finish(runtime.block_on(reset_link::run(config, &username))),
+            Err(code) => code,
+        },
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&portcullis_api::openapi()).expect("serializable"));
             std::process::ExitCode::SUCCESS
