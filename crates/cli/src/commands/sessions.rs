@@ -320,6 +320,17 @@ pub async fn recordings(cmd: RecordingCmd, g: &GlobalArgs) -> Result<(), CliErro
         }
         RecordingCmd::ViewRequests { mine } => {
             let v = c.get(&format!("/api/v1/recording-view-requests?mine={mine}")).await?;
+            if g.output != crate::Output::Json && v.as_array().is_some_and(Vec::is_empty) {
+                println!(
+                    "{}",
+                    if mine {
+                        "You have not asked to view a recording."
+                    } else {
+                        "No request to view a recording waits for you (see your own with --mine)."
+                    }
+                );
+                return Ok(());
+            }
             print(
                 g.output,
                 &v,
