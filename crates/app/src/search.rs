@@ -94,14 +94,24 @@ pub async fn reindex(state: &App, index: &SearchIndex, s: SessionRecord) -> AppR
     let facts = facts_of(state, &s).await;
     let crate::sessions::OpenRecording { path, key, session } = crate::sessions::open_recording(state, s).await?;
     let index = index.clone();
-    tokio::task::spawn_blocking(move || {
-        let reader = portcullis_recording::Reader::open(&path, &session.id, &key)
-            .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))?
-            .tolerating_cut();
-        index.reindex(&facts, reader).map_err(|e| AppError::conflict("recording_damaged", e.to_string()))
-    })
-    .await
-    .map_err(|_| AppError::internal())?
+    // Reading, decrypting and indexing a whole recording is done on a thread of its own at
+    // the indexer's idle priority, so that it never takes CPU time from live sessions.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("search-reindex".into())
+        .spawn(move || {
+            portcullis_search::yield_to_sessions();
+            let indexed = portcullis_recording::Reader::open(&path, &session.id, &key)
+                .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))
+                .and_then(|reader| {
+                    index
+                        .reindex(&facts, reader.tolerating_cut())
+                        .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))
+                });
+            let _ = tx.send(indexed);
+        })
+        .map_err(|_| AppError::internal())?;
+    rx.await.map_err(|_| AppError::internal())?
 }
 
 /// Keeps the index whole: at start, every ended session not wholly indexed (recorded before
@@ -141,8 +151,25 @@ pub async fn run(state: App) {
         tracing::info!(sessions = indexed, "indexed recorded sessions for search");
     }
     let mut pending: Vec<String> = Vec::new();
+    // Several nodes: the sessions the others end from now on are indexed here too, from their
+    // recordings (on the shared directory or the archive), so any node finds any session.
+    let mut elsewhere = state.now();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        if state.store.backend() == portcullis_store::Backend::Postgres {
+            let ended = state.store.ended_elsewhere(&state.node, elsewhere, 200).await.unwrap_or_default();
+            for s in ended {
+                // Ended a moment ago: give its recorder a second to seal the file.
+                if state.now() - s.ended_at.unwrap_or(0) < 2_000_000 {
+                    break;
+                }
+                elsewhere = s.ended_at.unwrap_or(elsewhere);
+                let id = s.id.clone();
+                if let Err(e) = reindex(&state, &index, s).await {
+                    tracing::debug!(session = %id, error = %e.message, "another node's session not indexed here");
+                }
+            }
+        }
         pending.extend(index.take_incomplete());
         let mut still = Vec::new();
         for id in pending.drain(..) {

@@ -94,10 +94,10 @@ pub fn run(quick: bool) -> Vec<Metric> {
     while total < mib << 20 {
         total += session(&ix, i, per, &mut rng);
         i += 1;
-        // The live feed never waits: keep its queue from overflowing as the server would
-        // (sessions arrive over time, not all at once).
-        if i.is_multiple_of(16) {
-            ix.flush().expect("flush");
+        // The live feed never waits: keep its queue from overflowing, as sessions arriving
+        // over time (not all at once) would.
+        while ix.backlog() > 8 << 20 {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
     ix.flush().expect("flush");

@@ -14,11 +14,12 @@
 
 pub mod crypt_dir;
 pub mod feed;
+mod live;
 mod query;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,13 +29,14 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 pub use crypt_dir::{EncryptedDirectory, IndexKey};
 pub use feed::{Entry, Feed, Kind};
+pub use live::LiveFeed;
+use live::{FeedOp, FeedQueue};
 pub use query::{Hit, SearchQuery, MAX_LIMIT, MAX_QUERY};
 
 /// How often added entries become searchable.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
-/// Entries waiting for the writer (batches); a session that finds the queue full is indexed
-/// again from its recording when it ends.
-const QUEUE: usize = 4096;
+/// Batches of entries waiting for the writer.
+const QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -71,7 +73,7 @@ impl Facts {
 }
 
 #[derive(Clone, Copy)]
-struct Fields {
+pub(crate) struct Fields {
     session: Field,
     kind: Field,
     text: Field,
@@ -99,10 +101,44 @@ fn schema() -> (Schema, Fields) {
     (b.build(), f)
 }
 
-/// The `kind` of the entry that marks a session as wholly indexed.
-const COMPLETE: &str = "complete";
+impl Fields {
+    pub(crate) fn doc(&self, facts: &Facts, kind: &str, at: u64, text: &str) -> TantivyDocument {
+        let f = self;
+        let mut d = TantivyDocument::new();
+        d.add_text(f.session, &facts.session_id);
+        d.add_text(f.kind, kind);
+        d.add_text(f.text, text);
+        d.add_u64(f.at, at);
+        d.add_i64(f.time, facts.started_at.saturating_add(i64::try_from(at).unwrap_or(i64::MAX)));
+        d.add_text(f.user, facts.user.to_lowercase());
+        d.add_text(f.account, facts.account.to_lowercase());
+        d.add_text(f.asset, facts.asset.to_lowercase());
+        d.add_text(f.protocol, facts.protocol.to_lowercase());
+        d
+    }
 
-enum Op {
+    pub(crate) fn docs(&self, facts: &Facts, entries: &[Entry]) -> Vec<TantivyDocument> {
+        entries.iter().map(|e| self.doc(facts, e.kind.as_str(), e.at, &e.text)).collect()
+    }
+}
+
+/// The writer's queue and the schema: what the feed thread needs (not the index itself,
+/// whose last handle dropped stops both threads).
+pub(crate) struct Writer {
+    pub(crate) fields: Fields,
+    pub(crate) tx: SyncSender<Op>,
+}
+
+impl Writer {
+    pub(crate) fn send(&self, op: Op) -> Result<(), SearchError> {
+        self.tx.send(op).map_err(|_| SearchError::Stopped)
+    }
+}
+
+/// The `kind` of the entry that marks a session as wholly indexed.
+pub(crate) const COMPLETE: &str = "complete";
+
+pub(crate) enum Op {
     Add(Vec<TantivyDocument>),
     DeleteSession(String),
     Flush(mpsc::Sender<()>),
@@ -115,13 +151,51 @@ pub struct SearchIndex {
     reader: IndexReader,
     fields: Fields,
     tx: SyncSender<Op>,
+    /// Live sessions' events, on their way to the feed thread.
+    feed: FeedQueue,
     /// Sessions whose live entries did not all fit the queue (indexed again from the recording).
     incomplete: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl SearchIndex {
     /// Opens (or creates) the index in `dir`, encrypted under `key`, and starts its writer.
+    ///
+    /// Durability: the index is derived from the recordings, and is not synced to disk while
+    /// the server runs (see `EncryptedDirectory::sync_directory`). A process that dies leaves
+    /// its writes in the operating system's cache, whole; only a crash of the machine can
+    /// tear them. So a marker holding the machine's boot id is kept while the index is open
+    /// and removed by [`SearchIndex::close`]: found at open with another boot id, the index
+    /// may be torn and is started afresh — as is one that cannot be opened — and the caller's
+    /// catch-up indexes every session from its recording again.
     pub fn open(dir: &Path, key: &IndexKey) -> Result<SearchIndex, SearchError> {
+        let marker = dir.join(OPEN_MARKER);
+        let boot = boot_id();
+        if std::fs::read_to_string(&marker).is_ok_and(|b| b.trim() != boot) {
+            tracing::warn!(dir = %dir.display(), "the machine stopped while the search index was open; rebuilding it from the recordings");
+            wipe(dir)?;
+        }
+        let ix = match Self::open_here(dir, key) {
+            Ok(ix) => ix,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "the search index cannot be opened; rebuilding it from the recordings");
+                wipe(dir)?;
+                Self::open_here(dir, key)?
+            }
+        };
+        write_synced(&marker, boot.as_bytes())?;
+        Ok(ix)
+    }
+
+    /// Makes everything durable and marks the index closed cleanly (a server shutting down).
+    pub fn close(&self, dir: &Path) -> Result<(), SearchError> {
+        self.flush()?;
+        sync_fs(dir)?;
+        std::fs::remove_file(dir.join(OPEN_MARKER))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    fn open_here(dir: &Path, key: &IndexKey) -> Result<SearchIndex, SearchError> {
         let (schema, fields) = schema();
         let directory = EncryptedDirectory::open(dir, key)?;
         let index = Index::open_or_create(directory, schema)?;
@@ -146,32 +220,30 @@ impl SearchIndex {
             })
             .map_err(SearchError::Io)?;
         ready_rx.recv().map_err(|_| SearchError::Stopped)??;
-        Ok(SearchIndex { index, reader, fields, tx, incomplete: Arc::default() })
+        let (feed_tx, feed_rx) = mpsc::sync_channel(live::FEED_QUEUE);
+        let bytes = Arc::default();
+        FeedQueue::start(Writer { fields, tx: tx.clone() }, feed_rx, Arc::clone(&bytes))?;
+        let feed = FeedQueue::new(feed_tx, bytes);
+        Ok(SearchIndex { index, reader, fields, tx, feed, incomplete: Arc::default() })
     }
 
     fn doc(&self, facts: &Facts, kind: &str, at: u64, text: &str) -> TantivyDocument {
-        let f = &self.fields;
-        let mut d = TantivyDocument::new();
-        d.add_text(f.session, &facts.session_id);
-        d.add_text(f.kind, kind);
-        d.add_text(f.text, text);
-        d.add_u64(f.at, at);
-        d.add_i64(f.time, facts.started_at.saturating_add(i64::try_from(at).unwrap_or(i64::MAX)));
-        d.add_text(f.user, facts.user.to_lowercase());
-        d.add_text(f.account, facts.account.to_lowercase());
-        d.add_text(f.asset, facts.asset.to_lowercase());
-        d.add_text(f.protocol, facts.protocol.to_lowercase());
-        d
+        self.fields.doc(facts, kind, at, text)
     }
 
     fn docs(&self, facts: &Facts, entries: &[Entry]) -> Vec<TantivyDocument> {
-        entries.iter().map(|e| self.doc(facts, e.kind.as_str(), e.at, &e.text)).collect()
+        self.fields.docs(facts, entries)
     }
 
     /// A live session's feed: give it every recorded event (from the recorder's task).
     pub fn live(&self, facts: Facts) -> LiveFeed {
-        let feed = Feed::new(facts.text(), &facts.protocol);
-        LiveFeed { index: self.clone(), facts, feed, buf: Vec::new(), lost: false, complete: false }
+        LiveFeed::new(self.clone(), facts)
+    }
+
+    /// Bytes of live sessions' events not yet turned into entries (tools that feed sessions
+    /// faster than they would arrive pace themselves on it).
+    pub fn backlog(&self) -> usize {
+        self.feed.backlog()
     }
 
     /// Indexes a whole session from its events (a recording read back), replacing what the
@@ -221,10 +293,11 @@ impl SearchIndex {
         self.tx.send(op).map_err(|_| SearchError::Stopped)
     }
 
-    /// Commits what was added and waits until it is searchable.
+    /// Commits what was added (live sessions' events included) and waits until it is
+    /// searchable.
     pub fn flush(&self) -> Result<(), SearchError> {
         let (tx, rx) = mpsc::channel();
-        self.send(Op::Flush(tx))?;
+        self.feed.send(FeedOp::Flush(tx))?;
         rx.recv().map_err(|_| SearchError::Stopped)
     }
 
@@ -259,70 +332,58 @@ impl SearchIndex {
     }
 }
 
-/// Feeds one live session's events into the index.
-pub struct LiveFeed {
-    index: SearchIndex,
-    facts: Facts,
-    feed: Feed,
-    buf: Vec<Entry>,
-    lost: bool,
-    /// The session ended: mark it wholly indexed with the next batch.
-    complete: bool,
+/// The marker of an open index (holding the boot id of the machine that opened it).
+const OPEN_MARKER: &str = "open-since-boot";
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|b| b.trim().to_owned()).unwrap_or_default()
 }
 
-impl LiveFeed {
-    /// A quiet moment: the output gathered so far becomes searchable.
-    pub fn quiet(&mut self) {
-        if self.lost {
-            return;
-        }
-        self.feed.finish(&mut self.buf);
-        self.send();
-    }
-
-    /// One recorded event. Never waits: when the index's queue is full, the session is marked
-    /// to be indexed again from its recording once it ends.
-    pub fn event(&mut self, e: &Event) {
-        if self.lost {
-            return;
-        }
-        self.feed.event(e, &mut self.buf);
-        if e.kind == portcullis_recording::EventKind::End {
-            self.complete = true;
-        }
-        self.send();
-    }
-
-    fn send(&mut self) {
-        if self.buf.is_empty() && !self.complete {
-            return;
-        }
-        let mut docs = self.index.docs(&self.facts, &self.buf);
-        self.buf.clear();
-        if std::mem::take(&mut self.complete) {
-            docs.push(self.index.doc(&self.facts, COMPLETE, 0, ""));
-        }
-        match self.index.tx.try_send(Op::Add(docs)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(session = %self.facts.session_id, "search index queue full; the session will be indexed from its recording");
-                self.lost = true;
-                self.index.incomplete.lock().unwrap_or_else(|p| p.into_inner()).insert(self.facts.session_id.clone());
-            }
-            Err(TrySendError::Disconnected(_)) => self.lost = true,
-        }
+fn wipe(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => std::fs::create_dir_all(dir),
     }
 }
 
-/// Lowers the calling thread's scheduling priority (Linux: per thread, inherited by the threads
-/// it starts), so that indexing yields the CPU to the sessions it indexes; what it cannot keep up with waits in the queue,
-/// and a session whose entries overflow it is indexed from its recording afterwards.
-fn yield_to_sessions() {
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// Writes out everything of the file system holding `dir` (the index's files, written
+/// unsynced).
+fn sync_fs(dir: &Path) -> std::io::Result<()> {
+    let d = std::fs::File::open(dir)?;
     #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority have no memory effects; a failure only leaves the priority.
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs takes an open descriptor, valid for the call.
+        if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    d.sync_all()
+}
+
+/// Puts the calling thread in Linux's idle scheduling class (per thread, inherited by the
+/// threads it starts): it runs only on CPU time the sessions leave, so indexing never slows
+/// them; what it cannot keep up with waits in the queue, and a session whose events overflow
+/// it is indexed from its recording afterwards. Where the class is refused, the lowest
+/// niceness is used instead.
+pub fn yield_to_sessions() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid, sched_setscheduler and setpriority have no memory effects (the param
+    // struct lives on the stack for the call); a failure only leaves the priority as it was.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
     }
 }
 

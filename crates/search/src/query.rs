@@ -290,5 +290,29 @@ mod tests {
         drop(ix);
         let again = SearchIndex::open(tmp.path(), &key).unwrap();
         assert_eq!(again.search(&q("\"systemctl stop\"")).unwrap().len(), 1);
+
+        // Closed cleanly, then reopened: kept.
+        again.close(tmp.path()).unwrap();
+        drop(again);
+        assert!(!tmp.path().join("open-since-boot").exists());
+        let again = SearchIndex::open(tmp.path(), &key).unwrap();
+        assert_eq!(again.search(&q("\"systemctl stop\"")).unwrap().len(), 1);
+        drop(again);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+
+        // Left open by a machine that stopped (another boot): it may be torn, so it starts
+        // afresh (the server indexes the recordings again).
+        std::fs::write(tmp.path().join("open-since-boot"), "another-boot").unwrap();
+        let fresh = SearchIndex::open(tmp.path(), &key).unwrap();
+        assert_eq!(fresh.entries(), 0);
+        session(&fresh, &a, &[(5_000_000, "sudo systemctl stop postgresql")], &[]);
+        fresh.flush().unwrap();
+        drop(fresh);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+
+        // An index that cannot be opened (here: its metadata replaced) starts afresh too.
+        std::fs::write(tmp.path().join("meta.json"), b"not an index").unwrap();
+        let fresh = SearchIndex::open(tmp.path(), &key).unwrap();
+        assert_eq!(fresh.entries(), 0);
     }
 }
