@@ -84,6 +84,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::screens::routes())
         .merge(routes::audit::routes())
         .merge(routes::system::routes())
+        .merge(routes::nodes::routes())
 }
 
 /// The OpenAPI document, with the shared error responses and security requirements added to

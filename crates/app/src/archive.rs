@@ -50,6 +50,8 @@ pub struct Archive {
     cache_dir: PathBuf,
     /// Where the archive is, for messages (never the credentials).
     pub location: String,
+    /// The last copy failed (the store unreachable or refusing): for `/healthz`.
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 /// Pending copies are looked for this often.
@@ -81,6 +83,7 @@ impl Archive {
             remove_local: s.remove_local,
             cache_dir: s.cache_dir,
             location: format!("{}/{}", s.url.trim_end_matches('/'), s.bucket),
+            failing: Default::default(),
         })
     }
 
@@ -182,7 +185,8 @@ pub async fn run(state: App) {
     let mut failing = false;
     let mut last_clean = std::time::Instant::now();
     loop {
-        let batch = state.store.sessions_to_archive(50).await.unwrap_or_default();
+        // Each node copies the recordings it made (its own disk, or its share of a shared one).
+        let batch = state.store.sessions_to_archive(&state.node, 50).await.unwrap_or_default();
         for s in batch {
             // A live session's row has ended; give its recorder a moment to seal the file.
             if s.ended_at.is_some_and(|e| state.now() - e < 1_000_000) {
@@ -190,12 +194,14 @@ pub async fn run(state: App) {
             }
             match upload(&state, &archive, &s).await {
                 Ok(()) => {
+                    archive.failing.store(false, std::sync::atomic::Ordering::Relaxed);
                     if std::mem::take(&mut failing) {
                         tracing::info!(archive = %archive.location, "the archive is reachable again; copies resumed");
                     }
                 }
                 Err(e) => {
                     state.metrics.archive_errors.inc();
+                    archive.failing.store(true, std::sync::atomic::Ordering::Relaxed);
                     if !failing {
                         tracing::warn!(archive = %archive.location, session = %s.id, error = %e, "cannot archive a recording; it stays on disk and is retried");
                     }

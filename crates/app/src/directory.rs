@@ -132,13 +132,17 @@ pub async fn sign_in(
     Ok(SignIn::Unknown)
 }
 
-/// Ends the live sessions (on this node) of users a change disabled.
+/// Ends the live sessions of users a change disabled (this node's at once, the other nodes'
+/// through the database).
 async fn end_sessions(state: &App, changes: &DirectoryChanges) {
+    const WHY: &str = "your account was disabled in the directory";
     for (id, name) in &changes.disabled {
-        let n = state.live.terminate_user(id, "your account was disabled in the directory");
+        let n = state.live.terminate_user(id, WHY);
         if n > 0 {
             tracing::info!(user = %name, sessions = n, "ended the live sessions of a user the directory disabled");
         }
+        crate::cluster::send(state, &crate::cluster::Message::TerminateUser { user: id.clone(), reason: WHY.into() })
+            .await;
     }
 }
 
@@ -309,6 +313,12 @@ pub async fn run(state: App) {
         for conn in state.directories.iter() {
             let name = conn.directory.name();
             if conn.sync_interval.is_zero() || last.get(name).is_some_and(|t| t.elapsed() < conn.sync_interval) {
+                continue;
+            }
+            // One node synchronises each directory (the lease outlasts the interval a little,
+            // so another node takes over only when this one stopped).
+            let hold = conn.sync_interval + Duration::from_secs(30);
+            if !crate::cluster::lead(&state, &format!("directory-sync:{name}"), hold).await {
                 continue;
             }
             last.insert(name.to_owned(), tokio::time::Instant::now());

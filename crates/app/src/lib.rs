@@ -11,6 +11,7 @@ pub mod archive;
 pub mod audit;
 pub mod audit_anchor;
 pub mod auth;
+pub mod cluster;
 pub mod credentials;
 pub mod directory;
 pub mod directory_accounts;

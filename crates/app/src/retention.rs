@@ -115,6 +115,11 @@ async fn expunge(state: &App, s: &SessionRecord, policy: &str, days: i64) -> App
 /// Runs retention at start and every [`SWEEP_EVERY`].
 pub async fn run(state: App) {
     loop {
+        // One node sweeps at a time (a deletion is also checked in its own transaction).
+        if !crate::cluster::lead(&state, "retention", SWEEP_EVERY + std::time::Duration::from_secs(60)).await {
+            tokio::time::sleep(SWEEP_EVERY).await;
+            continue;
+        }
         match sweep(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "retention deleted expired sessions"),

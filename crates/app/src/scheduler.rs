@@ -15,6 +15,16 @@ pub async fn run_transitions(state: App) {
     let mut passes = 0u64;
     loop {
         tick.tick().await;
+        // The head of the audit chain is anchored in each node's own file.
+        if let Err(e) = crate::audit_anchor::write(&state).await {
+            tracing::warn!(error = %e.message, "cannot anchor the audit log");
+        }
+        // One node runs the transitions at a time (each is also taken under a row lock, so a
+        // second scheduler could never apply one twice: this only spares the contention).
+        if !crate::cluster::lead(&state, "scheduler", Duration::from_secs(5)).await {
+            passes = 0;
+            continue;
+        }
         // Hourly: approval mails' tokens that expired a day ago are of no use to anyone.
         if passes.is_multiple_of(3600) {
             if let Err(e) = state.store.purge_mail_tokens(state.now() - 86_400_000_000).await {
@@ -28,9 +38,6 @@ pub async fn run_transitions(state: App) {
             }
         }
         passes += 1;
-        if let Err(e) = crate::audit_anchor::write(&state).await {
-            tracing::warn!(error = %e.message, "cannot anchor the audit log");
-        }
         match state.store.run_due_transitions(state.now()).await {
             Ok(done) => {
                 for t in &done {

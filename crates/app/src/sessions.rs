@@ -66,6 +66,18 @@ impl LiveSessions {
         sessions.iter().filter(|s| s.kill.send(reason.to_owned()).is_ok()).count()
     }
 
+    /// Asks every live session here to end; how many were asked.
+    pub fn terminate_all(&self, reason: &str) -> usize {
+        let sessions: Vec<LiveSession> =
+            self.inner.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        sessions.iter().filter(|s| s.kill.send(reason.to_owned()).is_ok()).count()
+    }
+
+    /// Whether a session is live on this node.
+    pub fn holds(&self, id: &str) -> bool {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).contains_key(id)
+    }
+
     /// The users with live sessions here.
     pub fn users(&self) -> Vec<String> {
         let mut users: Vec<String> =
@@ -119,7 +131,8 @@ pub async fn list(
         let (_, rel) = crate::requests::relation_to(state, caller, r).await?;
         everyone |= rel.approver || rel.reviewer || rel.admin || rel.auditor;
     }
-    let query = SessionQuery { live, request_id, user_id: (!everyone).then(|| caller.user.id.clone()), limit };
+    let query =
+        SessionQuery { live, request_id, user_id: (!everyone).then(|| caller.user.id.clone()), node: None, limit };
     Ok(state.store.sessions(&query).await?)
 }
 
@@ -145,7 +158,15 @@ pub async fn terminate(state: &App, caller: &Caller, id: &str, reason: Option<&s
         )
         .await?;
     if !state.live.terminate(&s.id, &reason) {
-        return Err(AppError::conflict("session_not_live", "the session is not live on this server"));
+        // Held by another node: it is told through the database.
+        let node = s.node.clone().unwrap_or_default();
+        if node.is_empty() || node == *state.node || !crate::cluster::is_up(state, &node).await? {
+            return Err(AppError::conflict(
+                "session_not_live",
+                "no server holds this session any more; it will be ended as its server is found lost",
+            ));
+        }
+        crate::cluster::send(state, &crate::cluster::Message::Terminate { session: s.id.clone(), reason }).await;
     }
     // The proxy closes the row; wait briefly so the answer shows the end.
     for _ in 0..40 {
@@ -222,13 +243,23 @@ pub(crate) async fn open_recording(state: &App, s: SessionRecord) -> AppResult<O
     Ok(OpenRecording { path, key: zeroize::Zeroizing::new(bytes), session: s })
 }
 
-/// Closes the sessions an earlier run left open (the server stopped without ending them).
-/// What the recording holds survives: the session keeps the byte counts read from it and ends
-/// at its last recorded activity, and its end reason says where the recording was cut.
+/// Closes the sessions an earlier run of this node left open (the server stopped without
+/// ending them), and those recorded before nodes were named.
 pub async fn close_orphans(state: &App) -> AppResult<u64> {
-    let q = SessionQuery { live: Some(true), request_id: None, user_id: None, limit: 1000 };
-    let open = state.store.sessions(&q).await?;
-    let n = open.len() as u64;
+    let mut n = 0;
+    for node in [state.node.to_string(), String::new()] {
+        let q = SessionQuery { live: Some(true), node: Some(node), limit: 1000, ..SessionQuery::default() };
+        let open = state.store.sessions(&q).await?;
+        n += open.len() as u64;
+        close_open(state, open, "server stopped during the session").await?;
+    }
+    Ok(n)
+}
+
+/// Ends sessions nobody holds any more (`why`: the server stopped, the node was lost). What
+/// the recording holds survives: the session keeps the byte counts read from it and ends at
+/// its last recorded activity, and its end reason says where the recording was cut.
+pub async fn close_open(state: &App, open: Vec<SessionRecord>, why: &str) -> AppResult<()> {
     for s in open {
         let (id, started) = (s.id.clone(), s.started_at);
         let read = match open_recording(state, s).await {
@@ -249,16 +280,14 @@ pub async fn close_orphans(state: &App) -> AppResult<u64> {
                     format!("the recording was cut after chunk {}", r.chunks)
                 };
                 let (up, down) = (i64::try_from(r.bytes_up).unwrap_or(0), i64::try_from(r.bytes_down).unwrap_or(0));
-                (at, format!("server stopped during the session; {how}"), up, down)
+                (at, format!("{why}; {how}"), up, down)
             }
-            Some(Err(e)) => {
-                (state.now(), format!("server stopped during the session; the recording is damaged: {e}"), 0, 0)
-            }
-            None => (state.now(), "server stopped during the session; no readable recording".to_owned(), 0, 0),
+            Some(Err(e)) => (state.now(), format!("{why}; the recording is damaged: {e}"), 0, 0),
+            None => (state.now(), format!("{why}; no readable recording"), 0, 0),
         };
         state.store.end_session(&portcullis_store::Actor::system(), end.max(started), &id, &reason, up, down).await?;
     }
-    Ok(n)
+    Ok(())
 }
 
 /// Audits a verification's verdict.

@@ -113,6 +113,8 @@ pub struct App {
     pub search: Option<portcullis_search::SearchIndex>,
     /// Where ended sessions' recordings are copied (`None`: no archive configured).
     pub archive: Option<Arc<crate::archive::Archive>>,
+    /// This node's name (several nodes on one database: each its own).
+    pub node: Arc<str>,
 }
 
 /// One public host key of the SSH proxy.
@@ -147,6 +149,7 @@ impl App {
             sso: None,
             search: None,
             archive: None,
+            node: Arc::from("node-1"),
             recordings: Arc::new(std::path::PathBuf::from("recordings")),
             ssh_host: Arc::new("127.0.0.1:2222".into()),
             ssh_host_keys: Arc::new(Vec::new()),
@@ -208,6 +211,10 @@ impl App {
         App { archive: archive.map(Arc::new), ..self }
     }
 
+    pub fn with_node(self, name: &str) -> Self {
+        App { node: Arc::from(name), ..self }
+    }
+
     pub fn with_search(self, index: portcullis_search::SearchIndex) -> Self {
         App { search: Some(index), ..self }
     }
@@ -220,10 +227,13 @@ impl App {
         self.clock.now_micros()
     }
 
-    /// Tells subscribers about state changes; nobody listening is fine.
+    /// Tells subscribers about state changes, on this node at once and on the others through
+    /// the database (see `cluster`); nobody listening is fine.
     pub fn publish(&self, transitions: impl IntoIterator<Item = portcullis_store::Transition>) {
-        for t in transitions {
-            let _ = self.events.send(t);
+        let transitions: Vec<_> = transitions.into_iter().collect();
+        for t in &transitions {
+            let _ = self.events.send(t.clone());
         }
+        crate::cluster::send_transitions(self, transitions);
     }
 }

@@ -5,6 +5,7 @@
 //! asserts a time.
 
 mod delivery;
+mod nodes;
 mod null_target;
 mod policy;
 mod proxy;
@@ -48,6 +49,7 @@ enum Which {
     Delivery,
     Rdp,
     Search,
+    Nodes,
 }
 
 /// One measured metric.
@@ -123,6 +125,9 @@ fn main() {
     }
     if matches!(args.which, Which::All | Which::Proxy) {
         metrics.extend(rt.block_on(proxy::run(args.quick, &args.only)));
+    }
+    if matches!(args.which, Which::All | Which::Nodes) {
+        metrics.extend(rt.block_on(nodes::run(args.quick)));
     }
     if matches!(args.which, Which::All | Which::Search) {
         metrics.extend(search::run(args.quick));

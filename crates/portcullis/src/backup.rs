@@ -96,7 +96,7 @@ pub async fn backup(config: Config, output: &Path) -> Result<()> {
         after = last.id.clone();
         for s in batch {
             let Some(file) = s.recording.clone() else { continue };
-            let path = data.join("recordings").join(&file);
+            let path = config.recordings_dir().join(&file);
             let archived = store.archive_key(&s.id).await.ok().flatten();
             let entry = if path.exists() {
                 let (sha, bytes) = sha256_file(&path)?;
@@ -137,7 +137,7 @@ pub async fn backup(config: Config, output: &Path) -> Result<()> {
         for r in &recordings {
             if r["included"] == true {
                 let file = r["file"].as_str().unwrap_or_default();
-                tar.append_path_with_name(data.join("recordings").join(file), format!("recordings/{file}"))?;
+                tar.append_path_with_name(config.recordings_dir().join(file), format!("recordings/{file}"))?;
                 n += 1;
             }
         }
@@ -193,7 +193,7 @@ pub async fn restore(config: Config, input: &Path) -> Result<()> {
         write_private(&keys.join(name), plain.expose())?;
     }
     // Recordings, each checked against the manifest.
-    let recordings = data.join("recordings");
+    let recordings = config.recordings_dir();
     std::fs::create_dir_all(&recordings)?;
     let mut n = 0;
     for r in manifest["recordings"].as_array().into_iter().flatten() {

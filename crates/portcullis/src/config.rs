@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 mod archive;
 mod directories;
+mod node;
 mod proxies;
 use proxies::check_proxy;
 pub use proxies::{AaPluginSettings, RdpSettings, TelnetSettings};
@@ -31,6 +32,8 @@ pub struct Config {
     pub oidc: directories::OidcConfig,
     /// `[archive]`: where ended sessions' recordings are copied.
     pub archive: archive::ArchiveConfig,
+    /// `[node]`: this node's name and heartbeat (several nodes on one database).
+    pub node: node::NodeConfig,
     pub siem: SiemConfig,
     pub mail: MailSettings,
     pub webhook: WebhookSettings,
@@ -342,6 +345,9 @@ pub struct StorageConfig {
     /// Index sessions for search (R-SES-12) as they run; off: nothing is indexed, and search
     /// answers that this server has no index.
     pub search_index: bool,
+    /// Where recordings are written; empty: `recordings` in the data directory. Several nodes
+    /// share one directory (a network file system) so that any node plays any session.
+    pub recordings_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -381,6 +387,7 @@ impl Default for StorageConfig {
             sqlite_synchronous: "full".into(),
             max_connections: 8,
             search_index: true,
+            recordings_dir: String::new(),
         }
     }
 }
@@ -435,6 +442,7 @@ const SECTIONS: &[&str] = &[
     "notifications",
     "oidc",
     "archive",
+    "node",
 ];
 // `[aa_plugins.NAME]` tables are set in the file only (no environment overrides).
 
@@ -510,6 +518,8 @@ impl Config {
         if !(1..=1000).contains(&self.storage.max_connections) {
             return Err(key_error("storage.max_connections", "must be 1 to 1000"));
         }
+        self.node_name()?;
+        self.cluster_settings()?;
         if !(1..=7 * 24 * 60).contains(&self.auth.session_ttl_minutes) {
             return Err(key_error("auth.session_ttl_minutes", "must be 1 to 10080 (a week)"));
         }
@@ -583,6 +593,15 @@ impl Config {
 
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(&self.storage.data_dir)
+    }
+
+    /// Where recordings are written (`storage.recordings_dir`, else in the data directory).
+    pub fn recordings_dir(&self) -> PathBuf {
+        if self.storage.recordings_dir.is_empty() {
+            self.data_dir().join("recordings")
+        } else {
+            PathBuf::from(&self.storage.recordings_dir)
+        }
     }
 
     pub fn database_url(&self) -> String {

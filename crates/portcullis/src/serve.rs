@@ -28,9 +28,11 @@ pub async fn run(config: Config) -> Result<()> {
     let data_dir = config.data_dir();
     ensure_private_dir(&data_dir)?;
     ensure_private_dir(&data_dir.join("keys"))?;
-    std::fs::create_dir_all(data_dir.join("recordings")).context("cannot create the recordings directory")?;
+    let recordings_dir = config.recordings_dir();
+    std::fs::create_dir_all(&recordings_dir)
+        .with_context(|| format!("cannot create the recordings directory {}", recordings_dir.display()))?;
     // What an earlier run (or an administrator) left looser is narrowed, with a warning.
-    for dir in [data_dir.clone(), data_dir.join("keys"), data_dir.join("recordings")] {
+    for dir in [data_dir.clone(), data_dir.join("keys"), recordings_dir.clone()] {
         crate::keys::tighten(&dir, 0o700)?;
     }
     for file in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
@@ -178,7 +180,8 @@ pub async fn run(config: Config) -> Result<()> {
         })
         .with_mail(channels.mail.is_some())
         .with_metrics_token(Some(config.server.metrics_token.clone()).filter(|t| !t.is_empty()))
-        .with_recordings(data_dir.join("recordings"))
+        .with_recordings(recordings_dir.clone())
+        .with_node(&config.node_name()?)
         .with_audit_anchor(data_dir.join("audit-anchors"))
         .with_aa_plugins(aa_plugins.keys().cloned().collect())
         .with_telnet_port(telnet.as_ref().and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port()))
@@ -202,6 +205,10 @@ pub async fn run(config: Config) -> Result<()> {
         Ok(n) => tracing::info!(sealed = n, "sealed one-time-code secrets kept as text by an older version"),
         Err(e) => anyhow::bail!("cannot seal the stored one-time-code secrets: {}", e.message),
     }
+    // This node joins the others on the database (its name must be its own).
+    let cluster = config.cluster_settings()?;
+    portcullis_app::cluster::join(&state, cluster).await.map_err(anyhow::Error::msg)?;
+    tracing::info!(node = %state.node, "node registered");
     // Sessions an earlier run left open (a crash) are closed from their recordings first.
     match portcullis_app::sessions::close_orphans(&state).await {
         Ok(0) => {}
@@ -220,6 +227,8 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("session search is off (storage.search_index = false): sessions are not indexed");
         state
     };
+    let heartbeats = tokio::spawn(portcullis_app::cluster::run_heartbeats(state.clone(), cluster));
+    let cluster_events = tokio::spawn(portcullis_app::cluster::run_events(state.clone()));
     tokio::spawn(portcullis_app::retention::run(state.clone()));
     tokio::spawn(portcullis_app::archive::run(state.clone()));
     let scheduler = tokio::spawn(portcullis_app::scheduler::run_transitions(state.clone()));
@@ -316,6 +325,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     // One origin: the API under /api/v1, the web UI at / (its own routes, headers and CSRF).
     let api = portcullis_api::router(portcullis_api::AppState::new(state.clone()));
+    let node = state.clone();
     let app = secure_headers(api.clone().merge(portcullis_web::router(state, tls.is_some(), api)), tls.is_some());
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
 
@@ -390,6 +400,20 @@ pub async fn run(config: Config) -> Result<()> {
     }
     for p in [proxy, telnet_proxy, rdp_proxy].into_iter().flatten() {
         p.abort();
+    }
+    heartbeats.abort();
+    cluster_events.abort();
+    portcullis_app::cluster::leave(&node).await;
+    // The search index is written unsynced while the server runs; made durable now.
+    if let Some(index) = node.search.clone() {
+        let dir = data_dir.join("search");
+        match tokio::task::spawn_blocking(move || index.close(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot close the search index cleanly; it is rebuilt if the machine stops")
+            }
+            Err(_) => {}
+        }
     }
     store.close().await;
     Ok(())

@@ -375,6 +375,7 @@ pub(crate) async fn start_session(
             dek_nonce: sealed.dek_nonce.to_vec(),
             kek_id: sealed.kek_id,
         },
+        node: state.node.to_string(),
     };
     let actor = Actor { id: user.id.clone(), name: user.username.clone(), source: client.to_owned() };
     state.store.start_session(&actor, started, &new, login.as_ref()).await.map_err(|e| {

@@ -7,11 +7,12 @@ use crate::{Actor, Result, SessionRecord, Store, StoreError};
 
 impl Store {
     /// Ended sessions with a recording not yet archived, oldest end first.
-    pub async fn sessions_to_archive(&self, limit: i64) -> Result<Vec<SessionRecord>> {
+    pub async fn sessions_to_archive(&self, node: &str, limit: i64) -> Result<Vec<SessionRecord>> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM sessions WHERE archived_at IS NULL AND ended_at IS NOT NULL AND recording IS NOT NULL \
-             ORDER BY ended_at, id LIMIT $1"
+             AND COALESCE(node, '') IN ($1, '') ORDER BY ended_at, id LIMIT $2"
         ))
+        .bind(node)
         .bind(limit)
         .fetch_all(&self.read)
         .await?;

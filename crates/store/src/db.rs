@@ -34,6 +34,8 @@ pub struct Store {
     pub(crate) write: AnyPool,
     pub(crate) backend: Backend,
     pub(crate) audit_key: Arc<[u8]>,
+    /// PostgreSQL's address, for the connection that listens for other nodes' events.
+    pub(crate) url: Option<Arc<str>>,
     /// Group commit of write transactions (SQLite only; see `commit`).
     pub(crate) committer: Option<crate::commit::Committer>,
 }
@@ -93,7 +95,8 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let mut store = Store { read, write, backend, audit_key: Arc::from(audit_key), committer: None };
+        let url = (backend == Backend::Postgres).then(|| Arc::from(options.url.as_str()));
+        let mut store = Store { read, write, backend, audit_key: Arc::from(audit_key), url, committer: None };
         store.migrate().await?;
         if backend == Backend::Sqlite {
             store.committer = Some(crate::commit::Committer::start(store.write.clone()));

@@ -7,6 +7,7 @@
 mod archive;
 mod audit;
 mod changes;
+mod cluster;
 mod commit;
 mod db;
 mod delivery;
@@ -36,6 +37,7 @@ mod users;
 
 pub use audit::{AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};
 pub use changes::CredentialChange;
+pub use cluster::{ClusterEvent, NodeRecord, CHANNEL as CLUSTER_CHANNEL};
 pub use db::{Backend, Store, StoreOptions};
 pub use delivery::{Channel, Delivery, FailedDelivery};
 pub use directory::{DirectoryChanges, DirectoryGroup, DirectorySync, DirectoryUser, DIRECTORY_PASSWORD};

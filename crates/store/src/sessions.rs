@@ -33,6 +33,8 @@ pub struct SessionRecord {
     pub recording: Option<String>,
     /// Under legal hold, with its reason: retention never deletes it.
     pub legal_hold: Option<String>,
+    /// The node that holds (or held) the session.
+    pub node: Option<String>,
 }
 
 /// What the proxy knows when a session starts.
@@ -49,11 +51,13 @@ pub struct NewSession {
     pub recording: String,
     /// The recording's data key, sealed by the vault.
     pub recording_key: SealedRow,
+    /// The node that holds the session.
+    pub node: String,
 }
 
 pub(crate) const COLUMNS: &str =
     "id, user_id, username, request_id, account_id, asset_id, protocol, client_addr, started_at, \
-     ended_at, end_reason, bytes_up, bytes_down, recording, legal_hold";
+     ended_at, end_reason, bytes_up, bytes_down, recording, legal_hold, node";
 
 pub(crate) type Row = (
     String,
@@ -69,6 +73,7 @@ pub(crate) type Row = (
     Option<String>,
     i64,
     i64,
+    Option<String>,
     Option<String>,
     Option<String>,
 );
@@ -90,6 +95,7 @@ pub(crate) fn from_row(r: Row) -> SessionRecord {
         bytes_down: r.12,
         recording: r.13,
         legal_hold: r.14,
+        node: r.15,
     }
 }
 
@@ -107,6 +113,8 @@ pub struct SessionQuery {
     pub live: Option<bool>,
     pub request_id: Option<String>,
     pub user_id: Option<String>,
+    /// Only the sessions of this node (`""`: of no node — recorded before nodes were named).
+    pub node: Option<String>,
     pub limit: i64,
 }
 
@@ -126,8 +134,8 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO sessions (id, user_id, username, request_id, account_id, asset_id, protocol, client_addr, started_at, \
-             recording, key_ciphertext, key_nonce, key_wrapped, key_wrapped_nonce, key_kek_id) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+             recording, key_ciphertext, key_nonce, key_wrapped, key_wrapped_nonce, key_kek_id, node) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
         )
         .bind(&s.id)
         .bind(&s.user_id)
@@ -144,6 +152,7 @@ impl Store {
         .bind(b64(&s.recording_key.wrapped_dek))
         .bind(b64(&s.recording_key.dek_nonce))
         .bind(&s.recording_key.kek_id)
+        .bind(&s.node)
         .execute(&mut *tx)
         .await?;
         append(
@@ -153,7 +162,7 @@ impl Store {
             now,
             &NewEvent::success("session.start", "session", &s.id).with_details(json!({
                 "request_id": s.request_id, "account_id": s.account_id, "asset_id": s.asset_id,
-                "protocol": s.protocol, "client": s.client_addr,
+                "protocol": s.protocol, "client": s.client_addr, "node": s.node,
             })),
         )
         .await?;
@@ -259,6 +268,20 @@ impl Store {
 
     /// Ended sessions with a recording whose id sorts after `after`, by id: to go through all
     /// of them (the search index's catch-up).
+    /// Sessions of other nodes than `node` that ended after `after` (µs), oldest end first.
+    pub async fn ended_elsewhere(&self, node: &str, after: i64, limit: i64) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE ended_at > $1 AND recording IS NOT NULL AND COALESCE(node, '') <> $2 \
+             ORDER BY ended_at, id LIMIT $3"
+        ))
+        .bind(after)
+        .bind(node)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
     pub async fn recorded_sessions(&self, after: &str, limit: i64) -> Result<Vec<SessionRecord>> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM sessions WHERE ended_at IS NOT NULL AND recording IS NOT NULL AND id > $1 ORDER BY id LIMIT $2"
@@ -274,11 +297,13 @@ impl Store {
         let live = q.live.map(i64::from);
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM sessions WHERE ($1 IS NULL OR ($1 = 1 AND ended_at IS NULL) OR ($1 = 0 AND ended_at IS NOT NULL)) \
-             AND ($2 IS NULL OR request_id = $2) AND ($3 IS NULL OR user_id = $3) ORDER BY started_at DESC, id LIMIT $4"
+             AND ($2 IS NULL OR request_id = $2) AND ($3 IS NULL OR user_id = $3) \
+             AND ($4 IS NULL OR COALESCE(node, '') = $4) ORDER BY started_at DESC, id LIMIT $5"
         ))
         .bind(live)
         .bind(&q.request_id)
         .bind(&q.user_id)
+        .bind(&q.node)
         .bind(q.limit)
         .fetch_all(&self.read)
         .await?;

@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::process::{stop, wait_until};
 
 pub struct PgCluster {
-    child: Child,
+    child: std::sync::Mutex<Child>,
+    /// The server's command line settings (kept for a restart).
+    settings: Vec<String>,
     port: u16,
     _dir: tempfile::TempDir,
     bin: PathBuf,
@@ -72,7 +74,52 @@ impl PgCluster {
         Self::start_with(&[])
     }
 
+    /// The `postgres` command for this cluster's data directory and port.
+    fn command(
+        bin: &Path,
+        dir: &Path,
+        port: u16,
+        settings: &[String],
+        log: std::fs::File,
+        uid: Option<(u32, u32)>,
+    ) -> Command {
+        let mut postgres = Command::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+            .arg(dir)
+            .args(settings)
+            .args(["-c", "max_connections=200"])
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some((u, g)) = uid {
+            postgres.uid(u).gid(g);
+        }
+        postgres
+    }
+
+    /// Stops the server (a fast shutdown: what was committed is kept), waits `pause`, and
+    /// starts it again on the same port: clients see their connections drop, then come back.
+    pub fn restart(&self, pause: Duration) {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        stop(&mut child, libc::SIGINT, Duration::from_secs(30));
+        std::thread::sleep(pause);
+        let dir = self._dir.path();
+        let log_path = dir.join(format!("postgres-{}-restarted.log", self.port));
+        let log = std::fs::File::create(&log_path).expect("postgres log file");
+        if let Some((u, g)) = self.uid {
+            chown_tree(&log_path, u, g);
+        }
+        *child =
+            Self::command(&self.bin, dir, self.port, &self.settings, log, self.uid).spawn().expect("start postgres");
+        let probe = PgProbe { bin: &self.bin, socket_dir: &self.socket_dir, port: self.port, uid: self.uid };
+        let ready = wait_until(Duration::from_secs(30), || probe.psql("postgres", "SELECT 1").is_ok());
+        assert!(ready, "postgres did not come back: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    }
+
     fn start_with(settings: &[&str]) -> PgCluster {
+        let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("portcullis-pg-").tempdir().expect("temp dir");
         let uid = postgres_uid();
@@ -101,20 +148,7 @@ impl PgCluster {
             if let Some((u, g)) = uid {
                 chown_tree(&log_path, u, g);
             }
-            let mut postgres = Command::new(bin.join("postgres"));
-            postgres
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-                .arg(dir.path())
-                .args(settings)
-                .args(["-c", "max_connections=200"])
-                .stdout(Stdio::null())
-                .stderr(log);
-            if let Some((u, g)) = uid {
-                postgres.uid(u).gid(g);
-            }
-            let mut child = postgres.spawn().expect("start postgres");
+            let mut child = Self::command(&bin, dir.path(), port, &settings, log, uid).spawn().expect("start postgres");
             let socket_dir = dir.path().to_owned();
             let probe = PgProbe { bin: &bin, socket_dir: &socket_dir, port, uid };
             let ready = wait_until(Duration::from_secs(30), || {
@@ -123,7 +157,15 @@ impl PgCluster {
                     && probe.psql("postgres", "SELECT 1").is_ok()
             });
             if ready {
-                return PgCluster { child, port, socket_dir, _dir: dir, bin, uid };
+                return PgCluster {
+                    child: std::sync::Mutex::new(child),
+                    settings,
+                    port,
+                    socket_dir,
+                    _dir: dir,
+                    bin,
+                    uid,
+                };
             }
             stop(&mut child, libc::SIGINT, Duration::from_secs(10));
             last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -166,7 +208,7 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         // SIGINT is PostgreSQL's "fast shutdown".
-        stop(&mut self.child, libc::SIGINT, Duration::from_secs(10));
+        stop(self.child.get_mut().unwrap_or_else(|p| p.into_inner()), libc::SIGINT, Duration::from_secs(10));
     }
 }
 

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod inventory;
 pub mod me;
 pub mod names;
+pub mod nodes;
 pub mod options;
 pub mod policies;
 pub mod profiles;

@@ -63,6 +63,8 @@ pub struct SessionDto {
     has_recording: bool,
     /// Under legal hold (the reason): retention never deletes it.
     legal_hold: Option<String>,
+    /// The Portcullis node that holds (or held) the session.
+    node: Option<String>,
     /// The account's name (the session is on ACCOUNT@ASSET).
     account_name: Option<String>,
     asset_name: Option<String>,
@@ -111,6 +113,7 @@ impl From<SessionRecord> for SessionDto {
             bytes_down: s.bytes_down,
             has_recording: s.recording.is_some(),
             legal_hold: s.legal_hold,
+            node: s.node,
             account_name: None,
             asset_name: None,
         }

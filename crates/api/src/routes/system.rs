@@ -128,26 +128,53 @@ async fn ssh_proxy(State(state): State<AppState>, _c: Authed<AnyUser>) -> Json<S
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` or `unavailable`.
+    /// `ok`, or `unavailable` when the database or the recordings' storage is not reachable.
     status: String,
+    /// This node's name.
+    node: String,
     /// `ok` when the database answers.
     store: String,
+    /// `ok` when the recordings' directory (shared by the nodes, or this node's) is there and
+    /// writable.
+    recordings: String,
+    /// `ok`, `failing` (the last copy to the archive failed; recordings wait on disk) or `off`.
+    archive: String,
 }
 
-/// Liveness and readiness: checks that the database answers.
+/// Liveness and readiness: checks that the database answers and that recordings can be
+/// written; says how the archive fares.
 #[utoipa::path(get, path = "/healthz", tag = "system", operation_id = "healthz",
-    responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "The store does not answer", body = Health)))]
+    responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "The database or the recordings' storage is not reachable", body = Health)))]
 async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(Health { status: "ok".into(), store: "ok".into() })),
+    let ok = |b: bool| if b { "ok".to_owned() } else { "unavailable".to_owned() };
+    let store = match state.store.ping().await {
+        Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "unavailable".into(), store: "unavailable".into() }),
-            )
+            tracing::warn!(error = %e, "health check failed: the database does not answer");
+            false
         }
-    }
+    };
+    let recordings = match tokio::fs::metadata(state.recordings.as_path()).await {
+        Ok(m) => m.is_dir() && !m.permissions().readonly(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed: the recordings' directory cannot be reached");
+            false
+        }
+    };
+    let archive = match &state.archive {
+        None => "off",
+        Some(a) if a.failing.load(std::sync::atomic::Ordering::Relaxed) => "failing",
+        Some(_) => "ok",
+    };
+    let healthy = store && recordings;
+    let health = Health {
+        status: ok(healthy),
+        node: state.node.to_string(),
+        store: ok(store),
+        recordings: ok(recordings),
+        archive: archive.into(),
+    };
+    (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
 }
 
 /// Prometheus metrics (OpenMetrics text format). With `server.metrics_token` set, only for

@@ -176,7 +176,13 @@ pub async fn queue(state: &App, caller: &Caller, queue: Queue, f: QueueFilter) -
             }
         }
         let live_sessions = if queue == Queue::Approved {
-            let sq = SessionQuery { live: Some(true), request_id: Some(r.id.clone()), user_id: None, limit: 100 };
+            let sq = SessionQuery {
+                live: Some(true),
+                request_id: Some(r.id.clone()),
+                user_id: None,
+                node: None,
+                limit: 100,
+            };
             state.store.sessions(&sq).await?.into_iter().map(|s| s.id).collect()
         } else {
             vec![]

@@ -9,6 +9,7 @@ mod gateway;
 mod groups;
 mod inventory;
 mod me;
+mod nodes;
 mod policies;
 mod requests;
 mod sessions;
@@ -108,6 +109,9 @@ pub enum Command {
     /// LDAP / Active Directory connections: their state, and a synchronisation now.
     #[command(subcommand)]
     Directory(directories::DirectoryCmd),
+    /// The Portcullis nodes sharing the server's database: heartbeats and live sessions.
+    #[command(subcommand)]
+    Node(nodes::NodeCmd),
     /// Notifications: a test through every channel, and those that could not be delivered.
     #[command(subcommand, alias = "notify")]
     Notification(audit::NotificationCmd),
@@ -145,6 +149,7 @@ pub(crate) async fn dispatch(command: Command, g: &GlobalArgs) -> Result<(), Cli
         Command::Recording(c) => sessions::recordings(c, g).await,
         Command::Audit(c) => audit::run(c, g).await,
         Command::Directory(c) => directories::run(c, g).await,
+        Command::Node(c) => nodes::run(c, g).await,
         Command::Notification(c) => audit::notifications(c, g).await,
     }
 }

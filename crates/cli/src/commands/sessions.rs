@@ -15,6 +15,7 @@ const COLUMNS: &[&str] = &[
     "id",
     "username",
     "client",
+    "node",
     "started_at",
     "ended_at",
     "end_reason",

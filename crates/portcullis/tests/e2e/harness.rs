@@ -235,6 +235,12 @@ impl Server {
         }
     }
 
+    /// This server's node name: from its data directory's, so it survives restarts.
+    pub fn node_name(&self) -> String {
+        let dir = self.dir.path().file_name().unwrap_or_default().to_string_lossy().to_ascii_lowercase();
+        dir.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
+    }
+
     fn serve_command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         cmd.arg("serve")
@@ -248,6 +254,8 @@ impl Server {
             .env("PORTCULLIS_STORAGE_DATA_DIR", self.data_dir())
             .env("PORTCULLIS_LOG_FORMAT", "json")
             .env("PORTCULLIS_LOG_LEVEL", "debug,sqlx=info,hyper=info,h2=info,rustls=info")
+            // Each server its own node name (several share a PostgreSQL database in some tests).
+            .env("PORTCULLIS_NODE_NAME", self.node_name())
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         if let Db::Postgres(_, url) = &self.db {

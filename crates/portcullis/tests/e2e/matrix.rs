@@ -96,6 +96,7 @@ fn expected() -> BTreeMap<&'static str, Vec<&'static str>> {
     }
     m.insert("set_services", vec!["appliance_admin"]);
     m.insert("failed_notifications", vec!["auditor", "appliance_admin"]);
+    m.insert("list_nodes", vec!["auditor", "appliance_admin"]);
     m.insert("test_notification", vec!["appliance_admin"]);
     for op in ["list_credentials", "list_credential_changes", "list_password_profiles"] {
         m.insert(op, vec!["asset_admin", "security_policy_admin", "auditor", "appliance_admin"]);

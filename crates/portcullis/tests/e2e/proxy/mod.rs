@@ -17,6 +17,7 @@ mod backup;
 mod flood;
 mod governance;
 mod lifecycle;
+mod nodes;
 mod people;
 mod rdp;
 mod rdp_nla;
