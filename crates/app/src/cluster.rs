@@ -50,6 +50,11 @@ pub enum Message {
         user: String,
         reason: String,
     },
+    /// A waiting connection (gateway authentication, four-eyes) was decided.
+    Decide {
+        wait: String,
+        verdict: crate::waiting::Verdict,
+    },
 }
 
 impl Message {
@@ -66,6 +71,15 @@ impl Message {
             }
             Message::TerminateUser { user, reason } => {
                 ("terminate_user", json!({ "user": user, "reason": reason }).to_string())
+            }
+            Message::Decide { wait, verdict } => {
+                let body = match verdict {
+                    crate::waiting::Verdict::Permitted { by } => json!({ "wait": wait, "permitted": true, "by": by }),
+                    crate::waiting::Verdict::Denied { by, reason } => {
+                        json!({ "wait": wait, "permitted": false, "by": by, "reason": reason })
+                    }
+                };
+                ("decide", body.to_string())
             }
         }
     }
@@ -85,6 +99,14 @@ impl Message {
             }),
             "terminate" => Message::Terminate { session: s("session")?, reason: s("reason")? },
             "terminate_user" => Message::TerminateUser { user: s("user")?, reason: s("reason")? },
+            "decide" => Message::Decide {
+                wait: s("wait")?,
+                verdict: if v.get("permitted").and_then(Value::as_bool)? {
+                    crate::waiting::Verdict::Permitted { by: s("by")? }
+                } else {
+                    crate::waiting::Verdict::Denied { by: s("by")?, reason: s("reason")? }
+                },
+            },
             _ => return None,
         })
     }
@@ -129,6 +151,9 @@ fn apply(state: &App, m: Message) {
         }
         Message::TerminateUser { user, reason } => {
             state.live.terminate_user(&user, &reason);
+        }
+        Message::Decide { wait, verdict } => {
+            state.waiting.deliver(&wait, verdict);
         }
     }
 }
@@ -309,6 +334,8 @@ async fn find_lost(state: &App, before: i64) -> crate::error::AppResult<()> {
         }
     }
     for n in nodes.iter().filter(|n| n.state != "up" && n.name != *state.node) {
+        // Its waiting connections went with it.
+        state.store.remove_waits_of(&n.name, state.now() - 3_600_000_000).await?;
         let q = SessionQuery { live: Some(true), node: Some(n.name.clone()), limit: 1000, ..SessionQuery::default() };
         let open = state.store.sessions(&q).await?;
         if open.is_empty() {
@@ -376,7 +403,14 @@ pub async fn join(state: &App, settings: ClusterSettings) -> Result<(), String> 
         .store
         .register_node(&state.node, state.now(), env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| format!("cannot register this node: {e}"))
+        .map_err(|e| format!("cannot register this node: {e}"))?;
+    // Connections that waited here before a restart are gone.
+    state
+        .store
+        .remove_waits_of(&state.node, state.now() - 3_600_000_000)
+        .await
+        .map_err(|e| format!("cannot clear this node's waiting connections: {e}"))?;
+    Ok(())
 }
 
 /// Marks this node stopped (a clean shutdown): the others end what it left open.

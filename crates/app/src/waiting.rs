@@ -4,8 +4,9 @@
 //! it). The proxy registers the wait and holds the connection; front ends list the waits a
 //! caller may decide and decide them. Every step is audited.
 //!
-//! The room is in process: a connection waits on the node it reached (several nodes: see
-//! ARCHITECTURE.md's known limits).
+//! A connection waits on the node it reached (its verdict channel is in that node's room);
+//! the wait itself is a row every node lists, and a decision made through another node
+//! reaches the holding node as an event between nodes (`cluster::Message::Decide`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,6 +35,14 @@ impl WaitKind {
             WaitKind::FourEyes => "four_eyes",
         }
     }
+
+    fn parse(s: &str) -> WaitKind {
+        if s == "gateway_authentication" {
+            WaitKind::Gateway
+        } else {
+            WaitKind::FourEyes
+        }
+    }
 }
 
 /// How a wait ended.
@@ -60,8 +69,40 @@ pub struct Wait {
     pub until: i64,
 }
 
+impl Wait {
+    fn row(&self, node: &str) -> portcullis_store::WaitRow {
+        portcullis_store::WaitRow {
+            id: self.id.clone(),
+            node: node.to_owned(),
+            kind: self.kind.as_str().into(),
+            user_id: self.user_id.clone(),
+            username: self.username.clone(),
+            target: self.target.clone(),
+            client: self.client.clone(),
+            connection_policy: self.connection_policy.clone(),
+            group_ids: self.groups.clone(),
+            since: self.since,
+            until: self.until,
+        }
+    }
+
+    fn of(r: portcullis_store::WaitRow) -> Wait {
+        Wait {
+            id: r.id,
+            kind: WaitKind::parse(&r.kind),
+            user_id: r.user_id,
+            username: r.username,
+            target: r.target,
+            client: r.client,
+            connection_policy: r.connection_policy,
+            groups: r.group_ids,
+            since: r.since,
+            until: r.until,
+        }
+    }
+}
+
 struct Entry {
-    wait: Wait,
     verdict: watch::Sender<Option<Verdict>>,
 }
 
@@ -74,16 +115,12 @@ pub struct WaitingRoom {
 }
 
 impl WaitingRoom {
-    fn list(&self) -> Vec<Wait> {
-        let mut v: Vec<Wait> =
-            self.inner.lock().unwrap_or_else(|p| p.into_inner()).values().map(|e| e.wait.clone()).collect();
-        v.sort_by_key(|w| w.since);
-        v
-    }
-
-    /// Leaves the room (the connection was decided, timed out or went away).
-    pub fn leave(&self, id: &str) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    /// Hands a verdict to a connection waiting here; `false` if none waits under `id`.
+    pub fn deliver(&self, id: &str, verdict: Verdict) -> bool {
+        match self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+            Some(e) => e.verdict.send(Some(verdict)).is_ok(),
+            None => false,
+        }
     }
 
     /// Remembers who permitted a session, for watching and terminating it.
@@ -116,8 +153,20 @@ pub async fn enter(state: &App, actor: &Actor, wait: Wait) -> watch::Receiver<Op
     if let Err(e) = state.store.record(actor, state.now(), event).await {
         tracing::error!(error = %e, "cannot audit a waiting connection");
     }
-    state.waiting.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(wait.id.clone(), Entry { wait, verdict: tx });
+    // Listed by every node; decided through any.
+    if let Err(e) = state.store.add_wait(&wait.row(&state.node)).await {
+        tracing::error!(error = %e, "cannot list a waiting connection for the other nodes");
+    }
+    state.waiting.inner.lock().unwrap_or_else(|p| p.into_inner()).insert(wait.id.clone(), Entry { verdict: tx });
     rx
+}
+
+/// Leaves the room (the connection was decided, timed out or went away).
+pub async fn leave(state: &App, id: &str) {
+    state.waiting.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    if let Err(e) = state.store.remove_wait(id).await {
+        tracing::warn!(error = %e, "cannot remove a waiting connection from the list");
+    }
 }
 
 /// Whether `caller` may decide `wait`; `Err` says why not.
@@ -143,9 +192,11 @@ pub async fn list(state: &App, caller: &Caller) -> AppResult<Vec<(Wait, bool)>> 
     let groups = rules.groups_of_user(&caller.user.id);
     let all = [Role::SecurityPolicyAdmin, Role::Auditor].iter().any(|r| caller.has(*r));
     Ok(state
-        .waiting
-        .list()
+        .store
+        .waits(state.now())
+        .await?
         .into_iter()
+        .map(Wait::of)
         .filter_map(|w| {
             let may = may_decide(caller, &w, groups).is_ok();
             (may || all || w.user_id == caller.user.id).then_some((w, may))
@@ -158,14 +209,9 @@ pub async fn decide(state: &App, caller: &Caller, id: &str, permit: bool, reason
     if reason.is_some_and(|r| r.len() > 200 || r.chars().any(char::is_control)) {
         return Err(AppError::invalid("reason", "at most 200 characters, no control characters"));
     }
-    let wait = state
-        .waiting
-        .inner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(id)
-        .map(|e| e.wait.clone())
-        .ok_or_else(|| AppError::not_found("waiting connection"))?;
+    let row = state.store.wait(id).await?.ok_or_else(|| AppError::not_found("waiting connection"))?;
+    let node = row.node.clone();
+    let wait = Wait::of(row);
     let rules = state.policies.get(&state.store).await?;
     if let Err(e) = may_decide(caller, &wait, rules.groups_of_user(&caller.user.id)) {
         let details = json!({ "wait_id": id, "kind": wait.kind.as_str(), "reason": e.message });
@@ -191,20 +237,21 @@ pub async fn decide(state: &App, caller: &Caller, id: &str, permit: bool, reason
         (WaitKind::FourEyes, true) => "session.permit",
         (_, false) => "session.deny",
     };
+    // Taken once, whichever node it is decided through.
+    if wait.until <= state.now() || !state.store.remove_wait(id).await? {
+        return Err(AppError::conflict("wait_over", "the connection stopped waiting before your decision"));
+    }
     let details = json!({
         "wait_id": id, "kind": wait.kind.as_str(), "user": wait.username, "target": wait.target,
-        "client": wait.client, "reason": reason,
+        "client": wait.client, "reason": reason, "node": node,
     });
     state
         .store
         .record(&caller.actor(), state.now(), NewEvent::success(action, "user", &wait.user_id).with_details(details))
         .await?;
-    let entry = state.waiting.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-    match entry {
-        Some(e) => {
-            let _ = e.verdict.send(Some(verdict));
-        }
-        None => return Err(AppError::conflict("wait_over", "the connection stopped waiting before your decision")),
+    if !state.waiting.deliver(id, verdict.clone()) {
+        // The connection waits on another node: the decision goes there.
+        crate::cluster::send(state, &crate::cluster::Message::Decide { wait: id.to_owned(), verdict }).await;
     }
     Ok(wait)
 }

@@ -34,6 +34,7 @@ mod sso;
 mod tokens;
 mod transitions;
 mod users;
+mod waits;
 
 pub use audit::{AuditEvent, AuditQuery, ChainReport, NewEvent, Outcome};
 pub use changes::CredentialChange;
@@ -60,6 +61,7 @@ pub use sessions::{NewSession, SessionQuery, SessionRecord, UserKey};
 pub use sso::SsoLogin;
 pub use tokens::{ApiToken, SessionPrincipal};
 pub use users::{LoginState, NewUser, ProxyLogin, User, UserPatch};
+pub use waits::WaitRow;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

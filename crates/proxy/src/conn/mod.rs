@@ -101,7 +101,10 @@ impl Drop for Conn {
     /// order of calls, but a shutdown can cut anything short) still has its sign-in audited.
     fn drop(&mut self) {
         if let Some((id, _, _)) = self.waiting.take() {
-            self.state.waiting.leave(&id);
+            let state = self.state.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { portcullis_app::waiting::leave(&state, &id).await });
+            }
         }
         if let Some(login) = self.pending_login.take() {
             let store = self.state.store.clone();

@@ -30,7 +30,7 @@ impl Conn {
                 .await
                 .ok()
                 .and_then(|r| r.ok().and_then(|v| v.clone()));
-            self.state.waiting.leave(&id);
+            waiting::leave(&self.state, &id).await;
             match verdict {
                 Some(Verdict::Permitted { by }) => {
                     if self.current_wait == Some(WaitKind::FourEyes) {

@@ -371,7 +371,7 @@ impl Connection<'_> {
         let left = std::time::Duration::from_micros(u64::try_from(until - state.now()).unwrap_or(0));
         let verdict = tokio::time::timeout(left, rx.wait_for(|v| v.is_some())).await.ok().and_then(|v| v.ok()?.clone());
         self.shared.waiting.store(false, std::sync::atomic::Ordering::Relaxed);
-        state.waiting.leave(&id);
+        waiting::leave(state, &id).await;
         match verdict {
             Some(Verdict::Permitted { by }) => Ok((kind == WaitKind::FourEyes).then_some(by)),
             Some(Verdict::Denied { reason, .. }) => Err(reason),

@@ -284,25 +284,24 @@ async fn wait(
     let minutes = ((until - state.now()) / 60_000_000).max(1);
     let notice = crate::pipeline::wait_notice(kind, &id, minutes);
     if client.say(&format!("\n{notice}\n")).await.is_err() {
-        state.waiting.leave(&id);
+        waiting::leave(state, &id).await;
         return Err(Refused::Gone);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_micros(u64::try_from(until - state.now()).unwrap_or(0));
+    // `None`: the client went away while waiting.
     let verdict = loop {
         tokio::select! {
-            v = rx.wait_for(|v| v.is_some()) => break v.ok().and_then(|v| v.clone()),
-            _ = tokio::time::sleep_until(deadline) => break None,
+            v = rx.wait_for(|v| v.is_some()) => break Some(v.ok().and_then(|v| v.clone())),
+            _ = tokio::time::sleep_until(deadline) => break Some(None),
             r = client.read_input() => match r {
                 // Typed while waiting: nothing is passed on.
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
-                    state.waiting.leave(&id);
-                    return Err(Refused::Gone);
-                }
+                Ok(None) | Err(_) => break None,
             },
         }
     };
-    state.waiting.leave(&id);
+    waiting::leave(state, &id).await;
+    let Some(verdict) = verdict else { return Err(Refused::Gone) };
     Ok(match verdict {
         Some(Verdict::Permitted { by }) => {
             let _ = client.say("Permitted.\n").await;

@@ -186,6 +186,83 @@ async fn three_nodes_postgres() {
     // PostgreSQL restarted under load: every request a node acknowledged is kept, the nodes
     // reconnect, and live control crosses nodes again.
     restart_under_load(&w, &b, &c).await;
+
+    // A connection waiting for four-eyes on C, decided through B (permit) and A (deny).
+    four_eyes_across_nodes(&w, &b, &c).await;
+}
+
+async fn four_eyes_across_nodes(w: &World, b: &Server, c: &Server) {
+    const BOB_PW: &str = "bob password 1234567";
+    let body = json!({ "username": "bob", "display_name": "Bob", "password": BOB_PW });
+    let (s, bob) = post(&w.server, &w.admin, "/api/v1/users", body).await;
+    assert_eq!(s, 201, "{bob}");
+    let (_, ops) = post(&w.server, &w.admin, "/api/v1/user-groups", json!({ "name": "ops" })).await;
+    let member = format!("/api/v1/user-groups/{}/members/{}", ops["id"].as_str().unwrap(), bob["id"].as_str().unwrap());
+    assert_eq!(w.server.call("PUT", &member, Some(&w.admin), None).await.0, 200);
+    let (s, v) = w
+        .edit_default_policy(|p| {
+            p["four_eyes_groups"] = json!([ops["id"]]);
+            p["wait_seconds"] = json!(60);
+        })
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let bob = b.login("bob", BOB_PW).await;
+    w.request().await;
+    let ssh_on_c = |command: &str| {
+        let mut cmd = w.base("ssh", ALICE_PW);
+        cmd.args(["-p", &c.ssh_port.to_string(), &w.dest(), command]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let waiting_on = |node: &Server, token: &str| {
+        let (node, token) = (node.url.clone(), token.to_owned());
+        let client = b.client();
+        async move {
+            for _ in 0..200 {
+                let list: Value = client
+                    .get(format!("{node}/api/v1/session-waits"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap_or_default();
+                if let Some(found) = list.as_array().and_then(|l| l.iter().find(|x| x["kind"] == "four_eyes")) {
+                    return found.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no four-eyes wait listed");
+        }
+    };
+
+    // Permitted through B: the client on C goes on.
+    let child = ssh_on_c("echo four-eyes-across-nodes");
+    let wait = waiting_on(b, &bob).await;
+    assert_eq!(wait["yours_to_decide"], true, "{wait}");
+    let id = wait["id"].as_str().unwrap().to_owned();
+    let (s, v) = post(b, &bob, &format!("/api/v1/session-waits/{id}/permit"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "four-eyes-across-nodes", "{}", text_of(&o));
+    // Decided once: a second decision finds nothing to decide.
+    let (s, v) = post(&w.server, &bob, &format!("/api/v1/session-waits/{id}/deny"), json!({})).await;
+    assert!(s == 404 || s == 409, "{s} {v}");
+
+    // Denied through A, with a reason the user on C reads.
+    let child = ssh_on_c("echo should-not-run");
+    let wait = waiting_on(&w.server, &w.admin).await;
+    let bob_on_a = w.server.login("bob", BOB_PW).await;
+    let path = format!("/api/v1/session-waits/{}/deny", wait["id"].as_str().unwrap());
+    let (s, v) = post(&w.server, &bob_on_a, &path, json!({ "reason": "not during the freeze" })).await;
+    assert_eq!(s, 200, "{v}");
+    let o = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("should-not-run"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the authorizer denied the session (bob): not during the freeze"),
+        "{}",
+        text_of(&o)
+    );
 }
 
 impl World {
