@@ -404,6 +404,7 @@ pub async fn join(state: &App, settings: ClusterSettings) -> Result<(), String> 
         .register_node(&state.node, state.now(), env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| format!("cannot register this node: {e}"))?;
+    state.metrics.node(&state.node);
     // Connections that waited here before a restart are gone.
     state
         .store

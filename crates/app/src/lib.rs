@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod directory;
 pub mod directory_accounts;
 pub mod error;
+pub mod follow;
 pub mod gateway;
 pub mod me;
 pub mod metrics;

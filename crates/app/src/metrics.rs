@@ -36,6 +36,13 @@ impl Metrics {
         Metrics { registry: Mutex::new(registry), logins_failed, checkouts, directory_errors, archive_errors }
     }
 
+    /// Names the node these metrics are of (`portcullis_node_info{node="…"} 1`), so that
+    /// several nodes' metrics can be told apart whatever the scraper's labels.
+    pub fn node(&self, name: &str) {
+        let info = prometheus_client::metrics::info::Info::new(vec![("node".to_owned(), name.to_owned())]);
+        self.registry.lock().unwrap_or_else(|p| p.into_inner()).register("node", "This Portcullis node", info);
+    }
+
     /// Adds a front end's metric to the registry.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
         self.registry.lock().unwrap_or_else(|p| p.into_inner()).register(name, help, metric);

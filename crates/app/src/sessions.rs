@@ -22,6 +22,8 @@ use crate::state::App;
 #[derive(Default)]
 pub struct LiveSessions {
     inner: Mutex<HashMap<String, LiveSession>>,
+    /// Sessions of other nodes followed from their recordings for watchers here.
+    followed: Mutex<HashMap<String, portcullis_recording::LiveTap>>,
 }
 
 /// A live session's handle: send a reason to end it.
@@ -76,6 +78,19 @@ impl LiveSessions {
     /// Whether a session is live on this node.
     pub fn holds(&self, id: &str) -> bool {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).contains_key(id)
+    }
+
+    /// The tap of a session of another node this node follows, if any.
+    pub fn followed(&self, id: &str) -> Option<portcullis_recording::LiveTap> {
+        self.followed.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    pub fn follow(&self, id: &str, tap: portcullis_recording::LiveTap) {
+        self.followed.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), tap);
+    }
+
+    pub fn unfollow(&self, id: &str) {
+        self.followed.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     /// The users with live sessions here.
@@ -199,9 +214,11 @@ pub async fn watch_unaudited(state: &App, caller: &Caller, id: &str) -> AppResul
             "the session has ended; its recording can be replayed on the request's page",
         ));
     }
-    let tap = state.live.tap(&s.id).ok_or_else(|| {
-        AppError::conflict("session_not_live", "the session is not running on this server (it may be on another node)")
-    })?;
+    let tap = match state.live.tap(&s.id) {
+        Some(tap) => tap,
+        // Held by another node: followed from its recording on the shared directory.
+        None => crate::follow::tap(state, &s).await?,
+    };
     Ok((s, tap))
 }
 

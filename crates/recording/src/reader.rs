@@ -34,6 +34,30 @@ impl Reader<BufReader<std::fs::File>> {
     }
 }
 
+impl Reader<BufReader<std::fs::File>> {
+    /// Following a recording as it is written (a session live on another node): the events of
+    /// the chunks written since the last call, and whether the final chunk was among them. A
+    /// chunk not wholly written yet is read again at the next call; every chunk is
+    /// authenticated and chained as ever.
+    pub fn poll_more(&mut self) -> Result<(Vec<Event>, bool), RecordingError> {
+        use std::io::{Seek, SeekFrom};
+        self.tolerate_cut = true;
+        let mut events: Vec<Event> = self.pending.by_ref().collect();
+        loop {
+            match self.next_chunk()? {
+                Some(more) => events.extend(more),
+                None if self.sealed => return Ok((events, true)),
+                None => {
+                    // The end of what is written so far: start again at the next chunk.
+                    self.cut = false;
+                    self.input.seek(SeekFrom::Start(self.stored_bytes))?;
+                    return Ok((events, false));
+                }
+            }
+        }
+    }
+}
+
 /// Reads exactly `buf.len()` bytes; `Ok(false)` at a clean end of input before any byte.
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<bool> {
     let mut got = 0;

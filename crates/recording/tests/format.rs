@@ -263,3 +263,39 @@ async fn without_streams_keeps_only_the_events() {
     let kinds: Vec<EventKind> = back.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, vec![EventKind::Pty, EventKind::Shell, EventKind::Resize, EventKind::End]);
 }
+
+#[tokio::test]
+async fn a_recording_is_followed_as_it_is_written() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r");
+    let key = new_key();
+    let events = sample();
+    let mut w = RecordingWriter::create(&path, "sess-f", &key).await.unwrap();
+    w.push(&events[0]);
+    w.push(&events[1]);
+    w.flush_chunk(false).await.unwrap();
+    let mut follower = Reader::open(&path, "sess-f", &key).unwrap();
+    let (first, sealed) = follower.poll_more().unwrap();
+    assert_eq!((first, sealed), (events[..2].to_vec(), false));
+    // Nothing new yet.
+    assert_eq!(follower.poll_more().unwrap(), (vec![], false));
+    for e in &events[2..10] {
+        w.push(e);
+    }
+    w.flush_chunk(false).await.unwrap();
+    // Half of a chunk written: not read yet, and read whole once the rest is there.
+    let whole = std::fs::read(&path).unwrap();
+    for e in &events[10..] {
+        w.push(e);
+    }
+    w.seal().await.unwrap();
+    let all = std::fs::read(&path).unwrap();
+    let partial = whole.len() + (all.len() - whole.len()) / 2;
+    std::fs::write(&path, &all[..partial]).unwrap();
+    let (next, sealed) = follower.poll_more().unwrap();
+    assert_eq!((next, sealed), (events[2..10].to_vec(), false));
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&all[partial..]).unwrap();
+    let (rest, sealed) = follower.poll_more().unwrap();
+    assert_eq!((rest, sealed), (events[10..].to_vec(), true));
+}

@@ -70,6 +70,10 @@ async fn three_nodes_postgres() {
         );
     }
 
+    // Each node's metrics say which node they are of.
+    let metrics = b.client().get(format!("{}/metrics", b.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("portcullis_node_info{{node=\"{}\"}} 1", names[1])), "{metrics}");
+
     // A request approved on A, a session through C, revoked through B: it ends at once.
     let request = w.request().await;
     let mut s = interactive_on(&w, &c);
@@ -114,6 +118,44 @@ async fn three_nodes_postgres() {
     assert!(o.status.success(), "{}", text_of(&o));
     let listed = w.server.cli(&["session", "list"], &[]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&names[2]), "{}", String::from_utf8_lossy(&listed.stdout));
+
+    // Watched through B while it runs on C: followed from the shared recording.
+    let request = w.request().await;
+    let mut s = interactive_on(&w, &c);
+    let live = live_of(&w, &b, &request).await;
+    let id = live["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let url = format!("{}/api/v1/sessions/{id}/live", b.url);
+    let mut resp = b.client().get(url).bearer_auth(&w.admin).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    s.send("echo WATCHED_$((6*7))_ON_C\n");
+    let mut seen = String::new();
+    let t0 = Instant::now();
+    while !seen.contains("WATCHED_42_ON_C") && t0.elapsed() < Duration::from_secs(15) {
+        match tokio::time::timeout(Duration::from_secs(1), resp.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(_) => break,
+            Err(_) => {}
+        }
+    }
+    eprintln!("watched through another node: the output arrived after {:?}", t0.elapsed());
+    assert!(seen.contains("WATCHED_42_ON_C"), "watched through B: {seen}");
+    // The session ends on C: the watcher on B is told, and its stream ends.
+    s.send("exit\n");
+    let t0 = Instant::now();
+    let mut ended = false;
+    while t0.elapsed() < Duration::from_secs(15) {
+        match tokio::time::timeout(Duration::from_secs(1), resp.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(_) => {
+                ended = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(ended, "the watch through B ends with the session: {seen}");
+    let _ = s.wait(Duration::from_secs(5));
 
     // C killed mid-session: the survivors end its session within the lost timeout; its
     // recording up to the last written chunk verifies and plays from another node.
