@@ -414,8 +414,12 @@ async fn restart_under_load(w: &World, b: &Server, c: &Server) {
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let started =
+        |pg: &portcullis_testkit::pg::PgCluster| pg.psql("postgres", "SELECT pg_postmaster_start_time()").unwrap();
+    let before = started(pg);
     let pg2 = pg.clone();
     tokio::task::spawn_blocking(move || pg2.restart(Duration::from_secs(2))).await.unwrap();
+    assert_ne!(started(pg), before, "the database restarted");
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut acked, mut failed) = (Vec::new(), 0);
@@ -424,8 +428,10 @@ async fn restart_under_load(w: &World, b: &Server, c: &Server) {
         acked.extend(a);
         failed += f;
     }
+    // Requests during the restart either waited for the database (the pool reconnects) or were
+    // refused; none acknowledged may be missing.
     eprintln!("under load: {} acknowledged, {failed} refused while the database restarted", acked.len());
-    assert!(failed > 0, "the restart was felt");
+    assert!(!acked.is_empty());
     let store = w.server.store().await;
     for id in &acked {
         store.request(id).await.unwrap_or_else(|e| panic!("acknowledged request {id} lost: {e}"));
