@@ -179,36 +179,30 @@ async fn upload(state: &App, archive: &Archive, s: &SessionRecord) -> Result<(),
 }
 
 /// Copies ended sessions' recordings to the archive, oldest first, retrying every few seconds
-/// while the archive is unreachable; removes old fetched copies from the cache.
+/// while the archive is unreachable; removes old fetched copies from the cache. Each node copies
+/// the recordings it made; those of nodes that are gone (lost or stopped) are copied by one of
+/// the others, when the shared directory has them.
 pub async fn run(state: App) {
     let Some(archive) = state.archive.clone() else { return };
     let mut failing = false;
     let mut last_clean = std::time::Instant::now();
     loop {
-        // Each node copies the recordings it made (its own disk, or its share of a shared one).
         let batch = state.store.sessions_to_archive(&state.node, 50).await.unwrap_or_default();
-        for s in batch {
-            // A live session's row has ended; give its recorder a moment to seal the file.
-            if s.ended_at.is_some_and(|e| state.now() - e < 1_000_000) {
-                continue;
-            }
-            match upload(&state, &archive, &s).await {
-                Ok(()) => {
-                    archive.failing.store(false, std::sync::atomic::Ordering::Relaxed);
-                    if std::mem::take(&mut failing) {
-                        tracing::info!(archive = %archive.location, "the archive is reachable again; copies resumed");
-                    }
+        let reachable = copy_all(&state, &archive, batch, &mut failing).await;
+        if reachable && crate::cluster::lead(&state, "archive-absent-nodes", EVERY * 4).await {
+            let batch = state.store.sessions_to_archive_of_absent_nodes(500).await.unwrap_or_default();
+            let mut here = Vec::new();
+            for s in batch {
+                let file = s.recording.clone().unwrap_or_default();
+                // Not on this node's disk: it may be on the absent node's own, to copy when it returns.
+                if tokio::fs::try_exists(state.recordings.join(&file)).await.unwrap_or(false) {
+                    here.push(s);
                 }
-                Err(e) => {
-                    state.metrics.archive_errors.inc();
-                    archive.failing.store(true, std::sync::atomic::Ordering::Relaxed);
-                    if !failing {
-                        tracing::warn!(archive = %archive.location, session = %s.id, error = %e, "cannot archive a recording; it stays on disk and is retried");
-                    }
-                    failing = true;
+                if here.len() == 50 {
                     break;
                 }
             }
+            copy_all(&state, &archive, here, &mut failing).await;
         }
         if last_clean.elapsed() > Duration::from_secs(600) {
             clean_cache(&archive.cache_dir).await;
@@ -216,6 +210,34 @@ pub async fn run(state: App) {
         }
         tokio::time::sleep(EVERY).await;
     }
+}
+
+/// Copies `batch`; `false` when the archive refused one (the rest wait for the next round).
+async fn copy_all(state: &App, archive: &Archive, batch: Vec<SessionRecord>, failing: &mut bool) -> bool {
+    for s in batch {
+        // A live session's row has ended; give its recorder a moment to seal the file.
+        if s.ended_at.is_some_and(|e| state.now() - e < 1_000_000) {
+            continue;
+        }
+        match upload(state, archive, &s).await {
+            Ok(()) => {
+                archive.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+                if std::mem::take(failing) {
+                    tracing::info!(archive = %archive.location, "the archive is reachable again; copies resumed");
+                }
+            }
+            Err(e) => {
+                state.metrics.archive_errors.inc();
+                archive.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+                if !*failing {
+                    tracing::warn!(archive = %archive.location, session = %s.id, error = %e, "cannot archive a recording; it stays on disk and is retried");
+                }
+                *failing = true;
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Removes recordings fetched more than an hour ago from the cache.

@@ -313,7 +313,7 @@ pub async fn run_heartbeats(state: App, settings: ClusterSettings) {
         if !shared(&state) || healthy_since.is_none_or(|t| t.elapsed() < settings.lost_after) {
             continue;
         }
-        if let Err(e) = find_lost(&state, now - lost_after).await {
+        if let Err(e) = find_lost(&state, now - lost_after, passes.is_multiple_of(30)).await {
             tracing::warn!(code = e.code, message = %e.message, "cannot check the other nodes");
         }
         if passes.is_multiple_of(1800) {
@@ -322,8 +322,12 @@ pub async fn run_heartbeats(state: App, settings: ClusterSettings) {
     }
 }
 
-async fn find_lost(state: &App, before: i64) -> crate::error::AppResult<()> {
+/// Declares lost the nodes silent since `before`, and ends the sessions that nodes no longer up
+/// left open. The waiting connections of a node go when it is declared lost, and — in case that
+/// failed half-way, or it stopped — every minute or so (`sweep`).
+async fn find_lost(state: &App, before: i64, sweep: bool) -> crate::error::AppResult<()> {
     let nodes = state.store.nodes().await?;
+    let mut declared = std::collections::HashSet::new();
     for n in &nodes {
         if n.name != *state.node
             && n.state == "up"
@@ -331,23 +335,27 @@ async fn find_lost(state: &App, before: i64) -> crate::error::AppResult<()> {
             && state.store.declare_lost(&state.node, &n.name, before, state.now()).await?
         {
             tracing::warn!(node = %n.name, "node lost: it stopped heartbeating; ending its sessions");
+            declared.insert(n.name.clone());
         }
     }
-    for n in nodes.iter().filter(|n| n.state != "up" && n.name != *state.node) {
-        // Its waiting connections went with it.
-        state.store.remove_waits_of(&n.name, state.now() - 3_600_000_000).await?;
-        let q = SessionQuery { live: Some(true), node: Some(n.name.clone()), limit: 1000, ..SessionQuery::default() };
-        let open = state.store.sessions(&q).await?;
-        if open.is_empty() {
+    let open: std::collections::HashMap<String, i64> = state.store.live_sessions_by_node().await?.into_iter().collect();
+    for n in nodes.iter().filter(|n| n.name != *state.node && (n.state != "up" || declared.contains(&n.name))) {
+        if sweep || declared.contains(&n.name) {
+            // Its waiting connections went with it.
+            state.store.remove_waits_of(&n.name, state.now() - 3_600_000_000).await?;
+        }
+        if open.get(&n.name).copied().unwrap_or(0) == 0 {
             continue;
         }
+        let q = SessionQuery { live: Some(true), node: Some(n.name.clone()), limit: 1000, ..SessionQuery::default() };
+        let sessions = state.store.sessions(&q).await?;
         let last = jiff::Timestamp::from_microsecond(n.heartbeat_at).map(|t| t.to_string()).unwrap_or_default();
-        let why = if n.state == "lost" {
-            format!("node lost: {} stopped answering (last heartbeat {last})", n.name)
-        } else {
+        let why = if n.state == "stopped" {
             format!("node {} was shut down during the session", n.name)
+        } else {
+            format!("node lost: {} stopped answering (last heartbeat {last})", n.name)
         };
-        crate::sessions::close_open(state, open, &why).await?;
+        crate::sessions::close_open(state, sessions, &why).await?;
     }
     Ok(())
 }
@@ -419,6 +427,8 @@ pub async fn leave(state: &App) {
     if let Err(e) = state.store.node_stopped(&state.node, state.now()).await {
         tracing::warn!(error = %e, "cannot mark this node stopped");
     }
+    // Its waiting connections end with it.
+    let _ = state.store.remove_waits_of(&state.node, state.now() - 3_600_000_000).await;
 }
 
 /// A node as operators see it.

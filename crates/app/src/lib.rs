@@ -31,6 +31,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod screens;
 pub mod search;
+pub mod search_tail;
 pub mod services;
 pub mod session_access;
 pub mod sessions;

@@ -77,7 +77,7 @@ pub fn facts(s: &SessionRecord, account: &str, asset: &str) -> Facts {
     }
 }
 
-async fn facts_of(state: &App, s: &SessionRecord) -> Facts {
+pub(crate) async fn facts_of(state: &App, s: &SessionRecord) -> Facts {
     let account = match &s.account_id {
         Some(id) => state.store.account(id).await.map(|a| a.name).unwrap_or_default(),
         None => String::new(),
@@ -151,8 +151,14 @@ pub async fn run(state: App) {
         tracing::info!(sessions = indexed, "indexed recorded sessions for search");
     }
     let mut pending: Vec<String> = Vec::new();
-    // Several nodes: the sessions the others end from now on are indexed here too, from their
-    // recordings (on the shared directory or the archive), so any node finds any session.
+    // Several nodes: the sessions live on the others are indexed here as they run (followed
+    // from the shared directory), and those the others end from now on that were not wholly
+    // followed are indexed from their recordings (on the shared directory or the archive), so
+    // any node finds any session.
+    let followed = crate::search_tail::Followed::default();
+    if state.store.backend() == portcullis_store::Backend::Postgres {
+        tokio::spawn(crate::search_tail::run(state.clone(), index.clone(), followed.clone()));
+    }
     let mut elsewhere = state.now();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
@@ -164,6 +170,9 @@ pub async fn run(state: App) {
                     break;
                 }
                 elsewhere = s.ended_at.unwrap_or(elsewhere);
+                if followed.take_complete(&s.id) {
+                    continue;
+                }
                 let id = s.id.clone();
                 if let Err(e) = reindex(&state, &index, s).await {
                     tracing::debug!(session = %id, error = %e.message, "another node's session not indexed here");

@@ -19,6 +19,19 @@ impl Store {
         Ok(rows.into_iter().map(from_row).collect())
     }
 
+    /// Ended sessions with a recording not yet archived, of nodes that are no longer up (lost
+    /// or stopped): a survivor copies them from the shared directory.
+    pub async fn sessions_to_archive_of_absent_nodes(&self, limit: i64) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE archived_at IS NULL AND ended_at IS NOT NULL AND recording IS NOT NULL \
+             AND node IN (SELECT name FROM nodes WHERE state <> 'up') ORDER BY ended_at, id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
     /// Records a verified copy (audited `session.archive` with `details`).
     pub async fn mark_archived(
         &self,

@@ -266,8 +266,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Ended sessions with a recording whose id sorts after `after`, by id: to go through all
-    /// of them (the search index's catch-up).
     /// Sessions of other nodes than `node` that ended after `after` (µs), oldest end first.
     pub async fn ended_elsewhere(&self, node: &str, after: i64, limit: i64) -> Result<Vec<SessionRecord>> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
@@ -282,6 +280,23 @@ impl Store {
         Ok(rows.into_iter().map(from_row).collect())
     }
 
+    /// Live sessions with a recording held by other nodes than `node`, started after `after`
+    /// (µs), oldest start first.
+    pub async fn live_elsewhere(&self, node: &str, after: i64, limit: i64) -> Result<Vec<SessionRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessions WHERE ended_at IS NULL AND started_at > $1 AND recording IS NOT NULL \
+             AND COALESCE(node, '') NOT IN ($2, '') ORDER BY started_at, id LIMIT $3"
+        ))
+        .bind(after)
+        .bind(node)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
+    /// Ended sessions with a recording whose id sorts after `after`, by id: to go through all
+    /// of them (the search index's catch-up).
     pub async fn recorded_sessions(&self, after: &str, limit: i64) -> Result<Vec<SessionRecord>> {
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM sessions WHERE ended_at IS NOT NULL AND recording IS NOT NULL AND id > $1 ORDER BY id LIMIT $2"

@@ -1,22 +1,40 @@
 //! Three Portcullis nodes on one PostgreSQL database, with their recordings on one shared
-//! directory (issue 21): a request approved on node A, an SSH session through node C, revoked
-//! (and terminated) through node B; node C killed mid-session and its session ended by the
-//! survivors, its recording verified and played from another node; 1,000 requests expiring
-//! in the same second with three schedulers; PostgreSQL restarted under load.
+//! directory and archived to one S3-compatible server (issue 21): a request approved on node A,
+//! an SSH session through node C, revoked (and terminated) through node B; a session on C
+//! watched and searched through B while it runs; node C killed mid-session and its session ended
+//! by the survivors, its recording archived by one of them, verified and played from another
+//! node; 1,000 requests expiring in the same second with three schedulers; PostgreSQL restarted
+//! under load.
 
 use std::path::Path;
+
+use portcullis_testkit::s3::S3;
 
 use portcullis_core::policy::AccessType;
 use portcullis_store::{Actor, AuditQuery, NewRequest};
 
 use super::*;
 
-fn cluster_env(shared: &Path) -> Vec<(String, String)> {
-    vec![
+const BUCKET: &str = "cluster-recordings";
+
+fn cluster_env(shared: &Path, s3: &S3) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
         ("PORTCULLIS_STORAGE_RECORDINGS_DIR".into(), shared.display().to_string()),
         ("PORTCULLIS_NODE_HEARTBEAT_SECONDS".into(), "1".into()),
         ("PORTCULLIS_NODE_LOST_AFTER_SECONDS".into(), "4".into()),
-    ]
+    ];
+    for (k, v) in [
+        ("URL", s3.url().as_str()),
+        ("BUCKET", BUCKET),
+        ("ACCESS_KEY_ID", "cluster-archiver"),
+        ("SECRET_ACCESS_KEY", "Cluster-S3-Secret-4471"),
+        ("ALLOW_HTTP", "true"),
+        ("REMOVE_LOCAL", "true"),
+        ("TIMEOUT_SECONDS", "2"),
+    ] {
+        env.push((format!("PORTCULLIS_ARCHIVE_{k}"), v.to_owned()));
+    }
+    env
 }
 
 fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -52,7 +70,9 @@ async fn session(node: &Server, token: &str, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_postgres() {
     let shared = tempfile::Builder::new().prefix("portcullis-shared-").tempdir().unwrap();
-    let env = cluster_env(shared.path());
+    let s3 = S3::start();
+    s3.create_bucket(BUCKET);
+    let env = cluster_env(shared.path(), &s3);
     // Several requests of alice's are open at once (the load below makes many).
     let w = world_with(Db::postgres(), json!({ "simultaneous_access": true }), &refs(&env)).await;
     let b = w.server.peer_with(&refs(&env));
@@ -66,7 +86,7 @@ async fn three_nodes_postgres() {
         assert_eq!(h["node"], json!(name), "{h}");
         assert_eq!(
             (h["store"].as_str(), h["recordings"].as_str(), h["archive"].as_str()),
-            (Some("ok"), Some("ok"), Some("off"))
+            (Some("ok"), Some("ok"), Some("ok"))
         );
     }
 
@@ -140,6 +160,20 @@ async fn three_nodes_postgres() {
     }
     eprintln!("watched through another node: the output arrived after {:?}", t0.elapsed());
     assert!(seen.contains("WATCHED_42_ON_C"), "watched through B: {seen}");
+    // Searched through B while it runs on C: B indexes it from the shared recording as it grows.
+    let t0 = Instant::now();
+    let mut found = Value::Null;
+    while t0.elapsed() < Duration::from_secs(20) {
+        let (_, v) = b.call("GET", "/api/v1/recordings/search?q=WATCHED_42_ON_C", Some(&w.admin), None).await;
+        if v.as_array().is_some_and(|a| !a.is_empty()) {
+            found = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("searched through another node: the live session's output was found after {:?}", t0.elapsed());
+    assert_eq!(found[0]["session_id"], id.as_str(), "found through B while live on C: {found}");
+    assert_eq!(found[0]["live"], true, "{found}");
     // The session ends on C: the watcher on B is told, and its stream ends.
     s.send("exit\n");
     let t0 = Instant::now();
@@ -201,6 +235,17 @@ async fn three_nodes_postgres() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(found[0]["session_id"], id.as_str(), "found through B: {found}");
+    // C is gone, so one of the survivors archives its recording from the shared directory (and,
+    // as configured, removes it there); it still verifies, from the archive, through B.
+    let (key, local) = (format!("recordings/{id}.pcrec"), shared.path().join(format!("{id}.pcrec")));
+    let t0 = Instant::now();
+    while (local.exists() || !s3.keys(BUCKET).contains(&key)) && t0.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(s3.keys(BUCKET).contains(&key), "the lost node's recording was archived: {:?}", s3.keys(BUCKET));
+    assert!(!local.exists(), "removed from the shared directory once archived");
+    let (code, v) = b.call("GET", &format!("/api/v1/sessions/{id}/recording/verify"), Some(&w.admin), None).await;
+    assert_eq!((code, v["status"].as_str()), (200, Some("cut")), "verified from the archive: {v}");
     let store = w.server.store().await;
     let lost = store
         .audit_events(&AuditQuery { action: Some("node.lost".into()), limit: 10, ..Default::default() })
