@@ -39,7 +39,7 @@ pub async fn tap(state: &App, s: &SessionRecord) -> AppResult<LiveTap> {
     let open = crate::sessions::open_recording(state, s.clone()).await?;
     let reader = {
         let (path, id, key) = (open.path.clone(), open.session.id.clone(), open.key.clone());
-        tokio::task::spawn_blocking(move || Reader::open(&path, &id, &key))
+        tokio::task::spawn_blocking(move || Reader::open_to_follow(&path, &id, &key))
             .await
             .map_err(|_| AppError::internal())?
             .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))?

@@ -112,7 +112,7 @@ async fn follow_one(state: &App, index: SearchIndex, s: SessionRecord) -> AppRes
     let facts = crate::search::facts_of(state, &s).await;
     let open = crate::sessions::open_recording(state, s).await?;
     let (path, id, key) = (open.path.clone(), open.session.id.clone(), open.key.clone());
-    let mut reader = tokio::task::spawn_blocking(move || Reader::open(&path, &id, &key))
+    let mut reader = tokio::task::spawn_blocking(move || Reader::open_to_follow(&path, &id, &key))
         .await
         .map_err(|_| AppError::internal())?
         .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))?;

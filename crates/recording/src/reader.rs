@@ -32,6 +32,12 @@ impl Reader<BufReader<std::fs::File>> {
     pub fn open(path: &Path, expected_id: &str, key: &RecordingKey) -> Result<Self, RecordingError> {
         Reader::new(BufReader::with_capacity(256 * 1024, std::fs::File::open(path)?), expected_id, key)
     }
+
+    /// For following a recording as it is written ([`Reader::poll_more`]): a small buffer, as
+    /// a node may follow thousands at once, each growing by a chunk a second at most.
+    pub fn open_to_follow(path: &Path, expected_id: &str, key: &RecordingKey) -> Result<Self, RecordingError> {
+        Reader::new(BufReader::with_capacity(16 * 1024, std::fs::File::open(path)?), expected_id, key)
+    }
 }
 
 impl Reader<BufReader<std::fs::File>> {
