@@ -188,10 +188,18 @@ pub async fn sessions(cmd: SessionCmd, g: &GlobalArgs) -> Result<(), CliError> {
             if live {
                 q.push("live=true".into());
             }
-            if let Some(r) = request {
-                q.push(format!("request_id={}", enc(&r)));
+            if let Some(r) = &request {
+                q.push(format!("request_id={}", enc(r)));
             }
             let v = c.get(&format!("/api/v1/sessions?{}", q.join("&"))).await?;
+            if g.output != crate::Output::Json && v.as_array().is_some_and(Vec::is_empty) {
+                let which = if live { "live sessions" } else { "sessions" };
+                match request {
+                    Some(r) => println!("No {which} of request {r} that you may see."),
+                    None => println!("No {which} that you may see."),
+                }
+                return Ok(());
+            }
             print(g.output, &v, COLUMNS);
         }
         SessionCmd::Show { id } => {
@@ -433,7 +441,18 @@ async fn search<const N: usize>(
             q.push(format!("{k}={}", enc(&v)));
         }
     }
-    let v = c.get(&format!("/api/v1/recordings/search?{}", q.join("&"))).await?;
+    let v = c.get(&format!("/api/v1/recordings/search?{}", q.join("&"))).await.map_err(|e| match e {
+        // The API's parameters are `from` and `to`; here they are `--since` and `--until`.
+        CliError::Server { status, code, message } => {
+            let message = match message.split_once(": ") {
+                Some(("from", rest)) => format!("--since: {rest}"),
+                Some(("to", rest)) => format!("--until: {rest}"),
+                _ => message,
+            };
+            CliError::Server { status, code, message }
+        }
+        e => e,
+    })?;
     if g.output == crate::Output::Json {
         print(g.output, &v, &[]);
         return Ok(());

@@ -121,6 +121,9 @@ async fn cli_sessions_and_recordings() {
     assert!(o.status.success(), "{}", text(&o));
     let cli = |args: &[&str]| w.server.cli(args, &[("PORTCULLIS_CLI_CONFIG", &cfg)]);
 
+    // Before any session: the list says so in a sentence.
+    let o = cli(&["session", "list", "--live"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "No live sessions that you may see.", "{}", text(&o));
     let mut s = Interactive::start(&w);
     live_sessions(&w, 1).await;
     s.send("echo CLI_MARK\n");

@@ -133,7 +133,7 @@ async fn search_on(db: Db) {
     let o = w.server.cli(&["recording", "search", "zzznothing"], &[]);
     assert!(text(&o).contains("No session matches"), "{}", text(&o));
     let o = w.server.cli(&["recording", "search", "x", "--since", "yesterday"], &[]);
-    assert!(!o.status.success() && text(&o).contains("is not a time"), "{}", text(&o));
+    assert!(!o.status.success() && text(&o).contains("--since: 'yesterday' is not a time"), "{}", text(&o));
 
     // The web page: hits link to the request's player at their second.
     let (cookie, _) = crate::replies::web_login(&w.server, "admin", crate::harness::ADMIN_PASSWORD, "/").await;
