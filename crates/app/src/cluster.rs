@@ -440,9 +440,13 @@ pub struct NodeView {
     pub this_node: bool,
 }
 
-/// The nodes on this database, with their live sessions (the caller's role is checked by the
-/// front end: Auditors and Appliance Administrators).
-pub async fn nodes(state: &App) -> crate::error::AppResult<Vec<NodeView>> {
+/// The nodes on this database, with their live sessions (Auditors and Appliance
+/// Administrators).
+pub async fn nodes(state: &App, caller: &crate::auth::Caller) -> crate::error::AppResult<Vec<NodeView>> {
+    use portcullis_core::role::Role;
+    if !(caller.has(Role::Auditor) || caller.has(Role::ApplianceAdmin)) {
+        return Err(crate::error::AppError::forbidden("the node list is for the roles: auditor, appliance_admin"));
+    }
     let counts: std::collections::HashMap<String, i64> =
         state.store.live_sessions_by_node().await?.into_iter().collect();
     Ok(state

@@ -93,6 +93,7 @@ pub fn router(app: App, secure: bool, api: Router) -> Router {
         .route("/explain", get(pages::admin::explain))
         .route("/services", get(pages::admin::services).post(pages::admin::set_services))
         .route("/admin/directories", get(pages::admin::directories))
+        .route("/admin/nodes", get(pages::admin::nodes))
         .route("/admin/directories/{name}/sync", post(pages::admin::sync_directory))
         .route("/me", get(pages::me::show).post(pages::me::update))
         .route("/me/{action}", post(pages::me::security))

@@ -35,8 +35,8 @@ pub struct NodeDto {
 /// Appliance Administrators).
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "system", operation_id = "list_nodes",
     responses((status = 200, description = "The nodes, by name", body = [NodeDto])))]
-async fn list_nodes(State(state): State<AppState>, _c: Authed<AuditReaders>) -> ApiResult<Json<Vec<NodeDto>>> {
-    let nodes = portcullis_app::cluster::nodes(&state).await?;
+async fn list_nodes(State(state): State<AppState>, c: Authed<AuditReaders>) -> ApiResult<Json<Vec<NodeDto>>> {
+    let nodes = portcullis_app::cluster::nodes(&state, &c.caller).await?;
     Ok(Json(
         nodes
             .into_iter()

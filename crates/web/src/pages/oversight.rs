@@ -30,9 +30,12 @@ pub async fn live(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
         .map(|s| {
             let target = s.account_id.as_ref().and_then(|a| names.get(a).cloned()).unwrap_or_default();
             json!({ "id": s.id, "user": s.username, "target": target, "protocol": s.protocol,
-                    "client": s.client_addr, "started": when(&v.zone, s.started_at), "request": s.request_id })
+                    "client": s.client_addr, "started": when(&v.zone, s.started_at), "request": s.request_id,
+                    "node": s.node })
         })
         .collect();
+    // With several nodes (a session held by another than this one), each row says which.
+    let several = list.iter().any(|s| s.node.as_deref().is_some_and(|n| n != &*web.node));
     // Connections waiting for the viewer: their own to confirm, others' to authorize.
     let waits: Vec<Value> = portcullis_app::waiting::list(&web, &v.caller)
         .await
@@ -47,7 +50,8 @@ pub async fn live(State(web): State<Web>, v: Viewer, Query(n): Query<Notice>) ->
                     "policy": w.connection_policy, "until": when(&v.zone, w.until), "may": may })
         })
         .collect();
-    page(&web, &v, "sessions.html", json!({ "title": "Live sessions", "rows": rows, "waits": waits, "notice": n.done }))
+    let ctx = json!({ "title": "Live sessions", "rows": rows, "waits": waits, "notice": n.done, "several": several });
+    page(&web, &v, "sessions.html", ctx)
 }
 
 /// Permits (confirms) or denies a waiting connection.

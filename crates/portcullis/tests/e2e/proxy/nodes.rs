@@ -174,6 +174,10 @@ async fn three_nodes_postgres() {
     eprintln!("searched through another node: the live session's output was found after {:?}", t0.elapsed());
     assert_eq!(found[0]["session_id"], id.as_str(), "found through B while live on C: {found}");
     assert_eq!(found[0]["live"], true, "{found}");
+    // The live sessions page through B names the node holding it.
+    let (cookie, _) = crate::replies::web_login(&b, "admin", crate::harness::ADMIN_PASSWORD, "/").await;
+    let (_, _, page) = crate::replies::web_get(&b, Some(&cookie), "/sessions").await;
+    assert!(page.contains("<th scope=\"col\">Node</th>") && page.contains(&format!("<td>{}</td>", names[2])), "{page}");
     // The session ends on C: the watcher on B is told, and its stream ends.
     s.send("exit\n");
     let t0 = Instant::now();
@@ -261,6 +265,21 @@ async fn three_nodes_postgres() {
         |n: &str| nodes.as_array().into_iter().flatten().find(|x| x["name"] == n).map(|x| x["state"].clone());
     assert_eq!(state_of(&names[2]), Some(json!("lost")), "{nodes}");
     assert_eq!(state_of(&names[1]), Some(json!("up")), "{nodes}");
+    // And in the web UI.
+    let (cookie, _) = crate::replies::web_login(&b, "admin", crate::harness::ADMIN_PASSWORD, "/").await;
+    let (_, _, page) = crate::replies::web_get(&b, Some(&cookie), "/admin").await;
+    assert!(page.contains("&#x2f;admin&#x2f;nodes\">Nodes</a>"), "{page}");
+    let (code, _, page) = crate::replies::web_get(&b, Some(&cookie), "/admin/nodes").await;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains(&format!("{} (this node)", names[1])), "{page}");
+    assert!(page.contains("lost (stopped answering; its sessions were ended by the others)"), "{page}");
+    let (_, _, page) = crate::replies::web_get(
+        &b,
+        Some(&crate::replies::web_login(&b, "alice", ALICE_PW, "/").await.0),
+        "/admin/nodes",
+    )
+    .await;
+    assert!(page.contains("the node list is for the roles: auditor, appliance_admin"), "{page}");
 
     // C comes back: registered again, and serves sessions.
     c.restart();

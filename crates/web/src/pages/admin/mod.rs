@@ -123,6 +123,9 @@ pub async fn index(State(web): State<Web>, v: Viewer) -> Response {
             "who may connect through the proxies from where, to what, with which channels, content rules and waits",
         );
     }
+    if c.has(Role::Auditor) || c.has(Role::ApplianceAdmin) {
+        add("/admin/nodes", "Nodes", "the servers sharing this database, their heartbeats and live sessions");
+    }
     if c.has(Role::SecurityPolicyAdmin) || c.has(Role::Auditor) || c.has(Role::ApplianceAdmin) {
         add("/explain", "Which policy governs?", "who would get which policy at what time, and why");
     }
@@ -195,4 +198,40 @@ pub async fn sync_directory(
         }
         Err(e) => error_page(&web, &form.viewer, &e, "/admin/directories"),
     }
+}
+
+/// The nodes on this database: their state, heartbeats and live sessions (Auditors and
+/// Appliance Administrators).
+pub async fn nodes(State(web): State<Web>, v: Viewer) -> Response {
+    use kit::{cell, table};
+    let list = match portcullis_app::cluster::nodes(&web, &v.caller).await {
+        Ok(l) => l,
+        Err(e) => return error_page(&web, &v, &e, "/admin"),
+    };
+    fn state(s: &str) -> &str {
+        match s {
+            "lost" => "lost (stopped answering; its sessions were ended by the others)",
+            "stopped" => "stopped (shut down)",
+            other => other,
+        }
+    }
+    let rows = list
+        .iter()
+        .map(|n| {
+            let name = if n.this_node { format!("{} (this node)", n.node.name) } else { n.node.name.clone() };
+            vec![
+                cell(name),
+                cell(state(&n.node.state)),
+                cell(crate::view::when(&v.zone, n.node.heartbeat_at)),
+                cell(crate::view::when(&v.zone, n.node.started_at)),
+                cell(n.live_sessions),
+                cell(n.node.version.clone()),
+            ]
+        })
+        .collect();
+    let columns = ["Node", "State", "Last heartbeat", "Started", "Live sessions", "Version"];
+    let ctx = json!({ "title": "Nodes", "sections": [
+        { "heading": "The nodes sharing this database", "table": table(&columns, rows, "No nodes registered.") },
+    ], "links": [{ "href": "/admin", "text": "Administration" }] });
+    page(&web, &v, "admin.html", ctx)
 }
