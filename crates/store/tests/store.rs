@@ -342,3 +342,44 @@ async fn connection_policies_keep_their_order_and_move_the_generation() {
     })
     .await;
 }
+
+/// Several nodes reach their database over the network: with `sslmode=verify-full` and the
+/// database's CA the store connects over TLS; plain TCP is refused by a server that requires
+/// TLS, and a server certificate another CA signed is refused by the store.
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server() {
+    let pg = PgCluster::start_tls();
+    let url = pg.create_database("over_tls");
+    let with = |params: &str| StoreOptions {
+        url: format!("{url}?{params}"),
+        sqlite_synchronous: "full".into(),
+        max_connections: 2,
+    };
+    let ca = pg.ca_pem();
+    let store =
+        Store::open(&with(&format!("sslmode=verify-full&sslrootcert={}", ca.display())), KEY).await.expect("TLS");
+    store.put_internal_setting("tls_probe", "yes").await.unwrap();
+    assert_eq!(store.setting("tls_probe").await.unwrap().as_deref(), Some("yes"));
+    let used = pg
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND datname = 'over_tls'",
+        )
+        .unwrap();
+    assert_ne!(used.trim(), "0", "the store's connections use TLS");
+    drop(store);
+
+    let refused = |r: Result<Store, portcullis_store::StoreError>, what: &str| match r {
+        Ok(_) => panic!("{what}"),
+        Err(e) => e,
+    };
+    let plain = refused(Store::open(&with("sslmode=disable"), KEY).await, "plain TCP refused");
+    assert!(plain.to_string().contains("no encryption"), "{plain}");
+    let other = ca.with_file_name("other-ca.pem");
+    let wrong = refused(
+        Store::open(&with(&format!("sslmode=verify-full&sslrootcert={}", other.display())), KEY).await,
+        "a server certificate from another CA is refused",
+    );
+    eprintln!("refused: {plain}\nrefused: {wrong}");
+    assert!(wrong.to_string().to_lowercase().contains("certificate"), "{wrong}");
+}

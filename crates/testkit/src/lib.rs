@@ -11,6 +11,7 @@ pub mod s3;
 pub mod slapd;
 pub mod sshd;
 pub mod telnetd;
+pub mod tls;
 
 use std::net::TcpListener;
 

@@ -74,6 +74,18 @@ impl PgCluster {
         Self::start_with(&[])
     }
 
+    /// A cluster that accepts TCP connections only over TLS (its certificate, for `127.0.0.1`,
+    /// signed by the CA at [`PgCluster::ca_pem`]); the Unix socket stays open for `psql`.
+    pub fn start_tls() -> PgCluster {
+        Self::start_inner(&["-c", "fsync=off", "-c", "synchronous_commit=off"], true)
+    }
+
+    /// The CA that signed a TLS cluster's certificate (`other-ca.pem` beside it signed nothing
+    /// of this cluster's).
+    pub fn ca_pem(&self) -> PathBuf {
+        self._dir.path().join("tls/ca.pem")
+    }
+
     /// The `postgres` command for this cluster's data directory and port.
     fn command(
         bin: &Path,
@@ -119,7 +131,11 @@ impl PgCluster {
     }
 
     fn start_with(settings: &[&str]) -> PgCluster {
-        let settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+        Self::start_inner(settings, false)
+    }
+
+    fn start_inner(settings: &[&str], tls: bool) -> PgCluster {
+        let mut settings: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("portcullis-pg-").tempdir().expect("temp dir");
         let uid = postgres_uid();
@@ -139,6 +155,30 @@ impl PgCluster {
         }
         let out = initdb.output().expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        if tls {
+            let certs = dir.path().join("tls");
+            std::fs::create_dir(&certs).expect("tls dir");
+            crate::tls::write_ca_and_server(&certs);
+            use std::os::unix::fs::PermissionsExt;
+            let key = certs.join("server.key");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("key mode");
+            if let Some((u, g)) = uid {
+                for f in ["", "ca.pem", "other-ca.pem", "server.pem", "server.key"] {
+                    chown_tree(&certs.join(f), u, g);
+                }
+            }
+            // TCP without TLS is refused; the Unix socket (psql here) stays as it was.
+            let hba = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            std::fs::write(&hba, format!("hostnossl all all 0.0.0.0/0 reject\n{rest}")).expect("pg_hba.conf");
+            for (k, v) in [
+                ("ssl", "on".to_owned()),
+                ("ssl_cert_file", certs.join("server.pem").display().to_string()),
+                ("ssl_key_file", key.display().to_string()),
+            ] {
+                settings.extend(["-c".to_owned(), format!("{k}={v}")]);
+            }
+        }
         // A free port can be taken by someone else before postgres binds it: try again.
         let mut last_log = String::new();
         for _attempt in 0..3 {

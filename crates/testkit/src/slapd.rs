@@ -48,7 +48,7 @@ impl Slapd {
             "slapd not installed (apt-get install slapd ldap-utils); run the suite with scripts/test"
         );
         let dir = tempfile::Builder::new().prefix("portcullis-slapd-").tempdir().expect("temp dir");
-        write_tls(dir.path());
+        crate::tls::write_ca_and_server(dir.path());
         std::fs::create_dir_all(dir.path().join("db")).expect("db dir");
         std::fs::write(dir.path().join("slapd.conf"), config(dir.path())).expect("slapd.conf");
         std::fs::write(dir.path().join("seed.ldif"), seed()).expect("seed");
@@ -198,28 +198,6 @@ impl Drop for Slapd {
     fn drop(&mut self) {
         self.pause();
     }
-}
-
-fn write_tls(dir: &Path) {
-    let ca = |name: &str| {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("CA certificate");
-        (cert, key)
-    };
-    let (ca_cert, ca_key) = ca("Portcullis test directory CA");
-    let (other, _) = ca("Some other CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
-    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca_cert, &ca_key).expect("server certificate");
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("ca");
-    std::fs::write(dir.join("other-ca.pem"), other.pem()).expect("other ca");
-    std::fs::write(dir.join("server.pem"), cert.pem()).expect("cert");
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("key");
 }
 
 fn config(dir: &Path) -> String {

@@ -25,6 +25,15 @@ impl Db {
         let url = pg.create_database("portcullis");
         Db::Postgres(Arc::new(pg), url)
     }
+
+    /// PostgreSQL reached over TLS only, the server verified against its CA (as nodes reach a
+    /// database across the network).
+    pub fn postgres_tls() -> Db {
+        let pg = PgCluster::start_tls();
+        let url = pg.create_database("portcullis");
+        let url = format!("{url}?sslmode=verify-full&sslrootcert={}", pg.ca_pem().display());
+        Db::Postgres(Arc::new(pg), url)
+    }
 }
 
 pub struct Server {
