@@ -34,7 +34,13 @@ pub async fn open(state: &App, dir: &Path) -> AppResult<SearchIndex> {
             })?;
             let plain = portcullis_vault::open(&state.vault, &context(), &sealed).map_err(|e| {
                 tracing::error!(error = %e, "the search index key cannot be opened");
-                AppError::internal()
+                AppError::conflict(
+                    "vault_key_missing",
+                    format!(
+                        "the search index key cannot be opened with this server's vault keys ({e}): give this server \
+                         the vault key the others of this database use (keys/vault.kek)"
+                    ),
+                )
             })?;
             let bytes: [u8; 32] = plain.expose().try_into().map_err(|_| AppError::internal())?;
             zeroize::Zeroizing::new(bytes)

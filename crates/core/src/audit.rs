@@ -146,6 +146,15 @@ pub fn link_hex(link: &Link) -> String {
     data_encoding::HEXLOWER.encode(link)
 }
 
+/// Whether one stored event's link was made with `key` from its stored back-link (the event
+/// alone, not its place in the chain): tells a wrong key from the right one.
+pub fn signed_with(key: &[u8], event: &AuditFields<'_>, stored_prev: &str, stored_link: &str) -> bool {
+    match (parse_link(stored_prev), parse_link(stored_link)) {
+        (Some(prev), Some(stored)) => bool::from(link(key, &prev, event).ct_eq(&stored)),
+        _ => false,
+    }
+}
+
 fn parse_link(hex: &str) -> Option<Link> {
     let bytes = data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()).ok()?;
     bytes.try_into().ok()

@@ -52,8 +52,19 @@ pub async fn run(config: Config) -> Result<()> {
     .await
     .context("cannot open the database")?;
 
-    // A missing or wrong key-encryption key is an error at start, before anything is served
-    // or written: every KEK that wraps a stored credential must be loaded.
+    // Keys that are not this database's are an error at start, before anything is served or
+    // written (a node started with a fresh data directory on a shared database, a lost keys/):
+    // the audit log must verify under the audit key — appending with another would break the
+    // chain — and every KEK that wraps a stored credential or recording key must be loaded.
+    if store.audit_key_matches().await? == Some(false) {
+        anyhow::bail!(
+            "{} is not the key this database's audit log is signed with (its latest events do not verify under it); \
+             starting would break the audit chain. Copy keys/ from a server of this database (with several nodes: from \
+             another node) into {}",
+            data_dir.join("keys").join("audit.key").display(),
+            data_dir.join("keys").display()
+        );
+    }
     for id in store.secret_kek_ids().await? {
         if vault.get(&id).is_err() {
             anyhow::bail!(
@@ -141,9 +152,12 @@ pub async fn run(config: Config) -> Result<()> {
     }
     if store.user_count().await? == 0 {
         let secret = new_token("pcb_");
-        store.put_internal_setting("bootstrap_hash", &token_hash(&secret)).await?;
+        // One per node: whichever node's secret is used first creates the administrator.
+        let node = config.node_name()?;
+        store.put_internal_setting(&format!("bootstrap_hash:{node}"), &token_hash(&secret)).await?;
         let pin = tls.as_ref().map(|t| format!(" --fingerprint {}", t.fingerprint)).unwrap_or_default();
-        banner += "\nNo administrator exists yet. One-time bootstrap secret (valid until used or restart):\n";
+        banner +=
+            "\nNo administrator exists yet. One-time bootstrap secret (valid until used or this server restarts):\n";
         banner += &format!("  {}\n", &*secret);
         banner += "Create the first administrator with:\n";
         banner += &format!("  portcullis bootstrap --server {url}{pin} --username admin\n\n");

@@ -331,6 +331,22 @@ impl Store {
         Ok(sqlx::query_as("SELECT seq, link FROM audit_head WHERE id = 1").fetch_one(&self.read).await?)
     }
 
+    /// Whether this store's audit key is the one the log was written with: `None` for an empty
+    /// log; else whether any of the last three events verifies under it (a wrong key verifies
+    /// none; a tampered event is for `verify_audit_chain` to report, not a reason to refuse).
+    pub async fn audit_key_matches(&self) -> Result<Option<bool>> {
+        let last: Vec<AuditEvent> = sqlx::query_as(
+            "SELECT seq, at, actor_id, actor_name, action, object_type, object_id, source, outcome, \
+             details, prev_link, link FROM audit_events ORDER BY seq DESC LIMIT 3",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        if last.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(last.iter().any(|e| audit::signed_with(&self.audit_key, &e.fields(), &e.prev_link, &e.link))))
+    }
+
     /// The stored link of event `seq`, if it exists.
     pub async fn audit_link(&self, seq: i64) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT link FROM audit_events WHERE seq = $1")

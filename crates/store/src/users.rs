@@ -214,8 +214,9 @@ impl Store {
         Ok(user)
     }
 
-    /// Creates the first administrator if `bootstrap_hash` matches the stored one-time secret
-    /// hash, consuming it. Returns `None` when the secret does not match (or was used).
+    /// Creates the first administrator if `bootstrap_hash` matches a stored one-time secret
+    /// hash (each node that started before there was a user printed one), consuming them all.
+    /// Returns `None` when the secret does not match (or one was used).
     pub async fn bootstrap_admin(
         &self,
         source: &str,
@@ -224,12 +225,14 @@ impl Store {
         new: NewUser,
     ) -> Result<Option<User>> {
         let mut tx = self.write.begin().await?;
-        let consumed: Option<String> =
-            sqlx::query_scalar("DELETE FROM settings WHERE key = 'bootstrap_hash' AND value = $1 RETURNING key")
-                .bind(bootstrap_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if consumed.is_none() {
+        // All of them go in one statement (a concurrent bootstrap waits on these rows, then
+        // finds none); kept, by rolling back, unless one matched.
+        let stored: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM settings WHERE key = 'bootstrap_hash' OR key LIKE 'bootstrap_hash:%' RETURNING value",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if !stored.iter().any(|h| h == bootstrap_hash) {
             return Ok(None);
         }
         let user = insert_user(&mut tx, now, &new).await?;

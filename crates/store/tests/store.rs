@@ -383,3 +383,28 @@ async fn postgres_over_tls_verifies_the_server() {
     eprintln!("refused: {plain}\nrefused: {wrong}");
     assert!(wrong.to_string().to_lowercase().contains("certificate"), "{wrong}");
 }
+
+/// A store opened with another audit key than the log was written with says so (the server
+/// refuses to start on it); the right key, or an empty log, does not.
+#[tokio::test]
+async fn the_audit_key_is_checked_against_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display());
+    let store = open(&url).await;
+    assert_eq!(store.audit_key_matches().await.unwrap(), None, "an empty log");
+    for i in 0..3 {
+        store
+            .record(&Actor::system(), i, portcullis_store::NewEvent::success("test.event", "test", "x"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.audit_key_matches().await.unwrap(), Some(true));
+    store.close().await;
+    let other = Store::open(
+        &StoreOptions { url: url.clone(), sqlite_synchronous: "full".into(), max_connections: 2 },
+        b"another audit key, 32 bytes long",
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.audit_key_matches().await.unwrap(), Some(false));
+}

@@ -113,6 +113,14 @@ impl Server {
         s
     }
 
+    /// A node started on this one's database with a data directory of its own keys (not this
+    /// one's), expected to refuse: its exit status and standard error.
+    pub fn peer_with_other_keys(&self) -> (std::process::ExitStatus, String) {
+        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().unwrap();
+        let mut s = Server::unstarted(dir, self.db.clone(), self.tls, self.extra_env.clone());
+        s.start_expecting_failure()
+    }
+
     /// A server on `dir`'s data, not started yet (new ports).
     fn unstarted(dir: tempfile::TempDir, db: Db, tls: bool, extra_env: Vec<(String, String)>) -> Server {
         let port = portcullis_testkit::free_port();

@@ -526,3 +526,36 @@ async fn restart_under_load(w: &World, b: &Server, c: &Server) {
     let (_, out) = s.wait(Duration::from_secs(5)).expect("revocation crosses nodes after the database restart");
     assert!(out.contains("revoked"), "{out}");
 }
+
+/// Before the first administrator exists, each node prints a bootstrap secret: any one works,
+/// once. A node started with keys of its own on a database signed with others is refused with
+/// what to copy (else it would break the audit chain and could open no credential).
+#[tokio::test]
+async fn bootstrap_and_keys_across_nodes() {
+    let a = Server::start(Db::postgres());
+    let b = a.peer_with(&[]);
+    let (secret_a, secret_b) = (a.bootstrap_secret.clone().unwrap(), b.bootstrap_secret.clone().unwrap());
+    assert_ne!(secret_a, secret_b);
+    let body =
+        |secret: &str| json!({ "secret": secret, "username": "admin", "password": crate::harness::ADMIN_PASSWORD });
+    // A's secret, used through B (B started after A, yet A's secret still counts).
+    let (s, v) = b.call("POST", "/api/v1/bootstrap", None, Some(body(&secret_a))).await;
+    assert_eq!(s, 201, "{v}");
+    // Used up, both: B's own secret no longer creates anyone, nor is it kept.
+    let (s, v) = a.call("POST", "/api/v1/bootstrap", None, Some(body(&secret_b))).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("already_bootstrapped")), "{v}");
+    let store = a.store().await;
+    for node in [a.node_name(), b.node_name()] {
+        assert_eq!(store.setting(&format!("bootstrap_hash:{node}")).await.unwrap(), None);
+    }
+
+    let (status, stderr) = a.peer_with_other_keys();
+    assert!(!status.success());
+    assert!(stderr.contains("is not the key this database's audit log is signed with"), "{stderr}");
+    assert!(stderr.contains("Copy keys/ from a server of this database"), "{stderr}");
+    // Nothing was written under the wrong key: the chain still verifies.
+    let token = a.login("admin", crate::harness::ADMIN_PASSWORD).await;
+    let (s, v) = a.call("GET", "/api/v1/audit/verify", Some(&token), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+}
