@@ -166,17 +166,28 @@ pub async fn run(state: App) {
         tokio::spawn(crate::search_tail::run(state.clone(), index.clone(), followed.clone()));
     }
     let mut elsewhere = state.now();
+    // Ended sessions still being read by their follower: looked at again next time.
+    let mut deferred: Vec<SessionRecord> = Vec::new();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        // Sessions whose live feed overflowed: indexed from their recordings once ended (below).
+        pending.extend(index.take_incomplete());
         if state.store.backend() == portcullis_store::Backend::Postgres {
-            let ended = state.store.ended_elsewhere(&state.node, elsewhere, 200).await.unwrap_or_default();
-            for s in ended {
+            let mut ended = std::mem::take(&mut deferred);
+            for s in state.store.ended_elsewhere(&state.node, elsewhere, 200).await.unwrap_or_default() {
                 // Ended a moment ago: give its recorder a second to seal the file.
                 if state.now() - s.ended_at.unwrap_or(0) < 2_000_000 {
                     break;
                 }
                 elsewhere = s.ended_at.unwrap_or(elsewhere);
-                if followed.take_complete(&s.id) {
+                ended.push(s);
+            }
+            for s in ended {
+                if followed.is_following(&s.id) {
+                    deferred.push(s);
+                    continue;
+                }
+                if followed.take_complete(&s.id) || pending.contains(&s.id) {
                     continue;
                 }
                 let id = s.id.clone();
@@ -185,7 +196,6 @@ pub async fn run(state: App) {
                 }
             }
         }
-        pending.extend(index.take_incomplete());
         let mut still = Vec::new();
         for id in pending.drain(..) {
             match state.store.session(&id).await {

@@ -37,6 +37,11 @@ impl Followed {
         self.complete.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
     }
 
+    /// Whether the session's recording is being read now.
+    pub fn is_following(&self, id: &str) -> bool {
+        self.now.lock().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
     fn start(&self, id: &str) -> bool {
         self.now.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned())
     }
@@ -76,7 +81,7 @@ pub async fn run(state: App, index: SearchIndex, followed: Followed) {
                 newest = newest.max(s.started_at);
                 cursor = s.started_at;
                 let Some(file) = s.recording.clone() else { continue };
-                if followed.now.lock().unwrap_or_else(|p| p.into_inner()).contains(&s.id)
+                if followed.is_following(&s.id)
                     || !tokio::fs::try_exists(state.recordings.join(&file)).await.unwrap_or(false)
                 {
                     continue;
