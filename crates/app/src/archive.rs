@@ -124,15 +124,15 @@ async fn upload(state: &App, archive: &Archive, s: &SessionRecord) -> Result<(),
     let (sha, size) = match sha256_of(&local).await {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Another node archived it (and removed it) meanwhile: done.
+            if state.store.archive_key(&s.id).await.map_err(|e| e.to_string())?.is_some() {
+                return Ok(());
+            }
             // Nothing to copy, ever: recorded (audited) so that it leaves the queue.
             tracing::error!(session = %s.id, file, "the recording file is missing; nothing to archive");
             let details =
                 json!({ "key": "", "problem": format!("the recording file {file} is missing; nothing was archived") });
-            return state
-                .store
-                .mark_archived(&Actor::system(), state.now(), &s.id, "", details)
-                .await
-                .map_err(|e| e.to_string());
+            return mark(state, &s.id, "", details).await;
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -169,13 +169,22 @@ async fn upload(state: &App, archive: &Archive, s: &SessionRecord) -> Result<(),
         return Err(format!("the copy of {file} read back differs ({got} bytes, SHA-256 {got_sha})"));
     }
     let details = json!({ "key": key, "archive": archive.location, "bytes": size, "sha256": sha, "local_removed": archive.remove_local });
-    state.store.mark_archived(&Actor::system(), state.now(), &s.id, &key, details).await.map_err(|e| e.to_string())?;
+    mark(state, &s.id, &key, details).await?;
     if archive.remove_local {
         if let Err(e) = tokio::fs::remove_file(&local).await {
             tracing::warn!(session = %s.id, error = %e, "archived, but the local recording could not be removed");
         }
     }
     Ok(())
+}
+
+/// Records the copy (audited). A session another node archived first (a node that came back
+/// while a survivor copied its recordings) is not a failure: its copy counts.
+async fn mark(state: &App, id: &str, key: &str, details: serde_json::Value) -> Result<(), String> {
+    match state.store.mark_archived(&Actor::system(), state.now(), id, key, details).await {
+        Ok(()) | Err(portcullis_store::StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Copies ended sessions' recordings to the archive, oldest first, retrying every few seconds
