@@ -123,6 +123,14 @@ pub async fn run(config: Config) -> Result<()> {
     // log collectors. Written in one piece, ending with the "Ready" line scripts wait for.
     let mut banner = format!("Portcullis {} listening on {url}\n", env!("CARGO_PKG_VERSION"));
     banner += &format!("Data directory: {}\n", data_dir.display());
+    if store.backend() == portcullis_store::Backend::Postgres {
+        // Several nodes may share the database: say which one this is, and who else is there.
+        let node = config.node_name()?;
+        let others: Vec<String> =
+            store.nodes().await?.into_iter().filter(|n| n.name != node && n.state == "up").map(|n| n.name).collect();
+        let with = if others.is_empty() { String::new() } else { format!("; other nodes up: {}", others.join(", ")) };
+        banner += &format!("Node: {node} (PostgreSQL{with})\n");
+    }
     if let Some(t) = &tls {
         banner += &format!("TLS certificate SHA-256 fingerprint: {}\n", t.fingerprint);
     }

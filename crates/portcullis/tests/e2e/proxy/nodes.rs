@@ -536,6 +536,10 @@ async fn bootstrap_and_keys_across_nodes() {
     let b = a.peer_with(&[]);
     let (secret_a, secret_b) = (a.bootstrap_secret.clone().unwrap(), b.bootstrap_secret.clone().unwrap());
     assert_ne!(secret_a, secret_b);
+    // B's banner says which node it is and who else is up.
+    let banner = std::fs::read_to_string(b.stdout_path()).unwrap();
+    let line = format!("Node: {} (PostgreSQL; other nodes up: {})", b.node_name(), a.node_name());
+    assert!(banner.contains(&line), "{banner}");
     let body =
         |secret: &str| json!({ "secret": secret, "username": "admin", "password": crate::harness::ADMIN_PASSWORD });
     // A's secret, used through B (B started after A, yet A's secret still counts).
