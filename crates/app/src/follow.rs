@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use portcullis_recording::{LiveTap, Reader};
+use portcullis_recording::{Event, LiveTap, Reader};
 use portcullis_store::SessionRecord;
 
 use crate::error::{AppError, AppResult};
@@ -37,60 +37,85 @@ pub async fn tap(state: &App, s: &SessionRecord) -> AppResult<LiveTap> {
         return Err(elsewhere());
     }
     let open = crate::sessions::open_recording(state, s.clone()).await?;
-    let reader = {
-        let (path, id, key) = (open.path.clone(), open.session.id.clone(), open.key.clone());
-        tokio::task::spawn_blocking(move || Reader::open_to_follow(&path, &id, &key))
-            .await
-            .map_err(|_| AppError::internal())?
-            .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))?
-    };
     let tap = LiveTap::new();
     state.live.follow(&s.id, tap.clone());
-    tokio::spawn(follow(state.clone(), open, reader, tap.clone()));
+    tokio::spawn(follow(state.clone(), open, tap.clone()));
     Ok(tap)
 }
 
-async fn follow(state: App, open: OpenRecording, mut reader: Reader<std::io::BufReader<std::fs::File>>, tap: LiveTap) {
-    let id = open.session.id.clone();
+async fn follow(state: App, open: OpenRecording, tap: LiveTap) {
     let started = Instant::now();
+    let feeding = tap.clone();
+    let end = follow_recording(&state, &open, POLL, move |events| {
+        for e in events {
+            feeding.publish(e);
+        }
+        // Nobody watching any more (after a first moment to subscribe): stop.
+        feeding.watchers() > 0 || started.elapsed() < Duration::from_secs(10)
+    })
+    .await;
+    match end {
+        Ok(FollowEnd::Ended(reason)) => tap.close(&reason),
+        Err(e) => tap.close(&format!("the recording cannot be followed: {}", e.message)),
+        Ok(_) => {}
+    }
+    state.live.unfollow(&open.session.id);
+}
+
+/// How following a recording ended.
+pub(crate) enum FollowEnd {
+    /// Read to its final chunk.
+    Sealed,
+    /// The session ended without its final chunk (its node was lost): the row's reason.
+    Ended(String),
+    /// The caller asked to stop.
+    Stopped,
+}
+
+/// Reads the recording of a session another node holds as it is written: every `poll`, the
+/// events of the chunks written since go to `on` (called each time, with none if nothing
+/// came; `false` stops). Ends when the recording is sealed, or — read once more — when the
+/// session's row has ended without it. Shared by watching and by search.
+pub(crate) async fn follow_recording(
+    state: &App,
+    open: &OpenRecording,
+    poll: Duration,
+    mut on: impl FnMut(&[Event]) -> bool + Send,
+) -> AppResult<FollowEnd> {
+    let (path, id, key) = (open.path.clone(), open.session.id.clone(), open.key.clone());
+    let mut reader = tokio::task::spawn_blocking(move || Reader::open_to_follow(&path, &id, &key))
+        .await
+        .map_err(|_| AppError::internal())?
+        .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))?;
     let mut checked = Instant::now();
+    let mut ended: Option<String> = None;
     loop {
-        let polled = tokio::task::spawn_blocking(move || {
+        let (back, result) = tokio::task::spawn_blocking(move || {
             let r = reader.poll_more();
             (reader, r)
         })
-        .await;
-        let Ok((back, result)) = polled else { break };
+        .await
+        .map_err(|_| AppError::internal())?;
         reader = back;
-        match result {
-            Ok((events, sealed)) => {
-                for e in &events {
-                    tap.publish(e);
-                }
-                if sealed {
-                    break;
-                }
-            }
-            Err(e) => {
-                tap.close(&format!("the recording cannot be followed: {e}"));
-                break;
-            }
+        let (events, sealed) = result.map_err(|e| AppError::conflict("recording_damaged", e.to_string()))?;
+        let go_on = on(&events);
+        if sealed {
+            return Ok(FollowEnd::Sealed);
         }
-        // Nobody watching any more (after a first moment to subscribe): stop.
-        if tap.watchers() == 0 && started.elapsed() > Duration::from_secs(10) {
-            break;
+        if let Some(reason) = ended {
+            return Ok(FollowEnd::Ended(reason));
         }
-        // Ended without its final chunk (its node was lost): the row says why.
+        if !go_on {
+            return Ok(FollowEnd::Stopped);
+        }
         if checked.elapsed() > Duration::from_secs(2) {
             checked = Instant::now();
-            if let Ok(s) = state.store.session(&id).await {
+            if let Ok(s) = state.store.session(&open.session.id).await {
                 if s.ended_at.is_some() {
-                    tap.close(s.end_reason.as_deref().unwrap_or("the session ended"));
-                    break;
+                    ended = Some(s.end_reason.unwrap_or_else(|| "the session ended".into()));
                 }
             }
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
     }
-    state.live.unfollow(&id);
 }

@@ -7,9 +7,8 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use portcullis_recording::Reader;
 use portcullis_search::SearchIndex;
 use portcullis_store::SessionRecord;
 
@@ -116,43 +115,18 @@ async fn follow(state: App, index: SearchIndex, s: SessionRecord, followed: Foll
 async fn follow_one(state: &App, index: SearchIndex, s: SessionRecord) -> AppResult<bool> {
     let facts = crate::search::facts_of(state, &s).await;
     let open = crate::sessions::open_recording(state, s).await?;
-    let (path, id, key) = (open.path.clone(), open.session.id.clone(), open.key.clone());
-    let mut reader = tokio::task::spawn_blocking(move || Reader::open_to_follow(&path, &id, &key))
-        .await
-        .map_err(|_| AppError::internal())?
-        .map_err(|e| AppError::conflict("recording_damaged", e.to_string()))?;
     // Read from the start: whatever an earlier run of this node indexed of it goes first.
     index.delete_session(&open.session.id).map_err(|_| AppError::internal())?;
     let mut feed = index.live(facts);
-    let mut checked = Instant::now();
-    let mut ended = false;
-    loop {
-        let (back_reader, back_feed, result) = tokio::task::spawn_blocking(move || {
-            let result = reader.poll_more().map(|(events, sealed)| {
-                for e in &events {
-                    feed.event(e);
-                }
-                if !events.is_empty() {
-                    feed.quiet();
-                }
-                sealed
-            });
-            (reader, feed, result)
-        })
-        .await
-        .map_err(|_| AppError::internal())?;
-        (reader, feed) = (back_reader, back_feed);
-        match result {
-            Ok(true) => return Ok(true),
-            Ok(false) if ended => return Ok(false),
-            Ok(false) => {}
-            Err(e) => return Err(AppError::conflict("recording_damaged", e.to_string())),
+    let end = crate::follow::follow_recording(state, &open, POLL, move |events| {
+        for e in events {
+            feed.event(e);
         }
-        // Ended without its final chunk (its node was lost): read once more, then stop.
-        if checked.elapsed() > LOOK {
-            checked = Instant::now();
-            ended = state.store.session(&open.session.id).await.map(|s| s.ended_at.is_some()).unwrap_or(false);
+        if !events.is_empty() {
+            feed.quiet();
         }
-        tokio::time::sleep(POLL).await;
-    }
+        true
+    })
+    .await?;
+    Ok(matches!(end, crate::follow::FollowEnd::Sealed))
 }
